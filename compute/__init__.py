@@ -1,0 +1,1 @@
+"""CDKTF constructs of the compute layer: one module per concern, wired by ``stack``."""

@@ -1,0 +1,337 @@
+"""The typed configuration of one environment: every variable of the spec, plus the switches
+the issues add, validated before anything is synthesized.
+
+Values come from ``config/<environment>.toml`` and may be overridden by environment
+variables: ``COMPUTE_<FIELD>`` for every environment, ``COMPUTE_<ENV>__<FIELD>`` for one
+(``COMPUTE_PROD__LAMBDA_TIMEOUT=60``). Lists and tables in overrides are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from functions.shared.contract import FUNCTIONS
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+# CloudWatch Logs accepts only these retention periods (0 = never expire).
+LOG_RETENTION_DAYS = (
+    0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+    2557, 2922, 3288, 3653,
+)  # fmt: skip
+LAMBDA_NAME_MAX = 64
+ENV_PREFIX = "COMPUTE_"
+
+
+class ConfigError(Exception):
+    """A configuration that must not be synthesized; the message names field, source and rule."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class RemoteStateS3(_Strict):
+    """Another Terraform layer's state in S3, whose outputs feed this stack's inputs."""
+
+    bucket: Annotated[str, Field(min_length=3)]
+    key: Annotated[str, Field(min_length=1)]
+    region: str | None = None
+    # input name -> that layer's output name (defaults to the input's own name)
+    outputs: dict[str, str] = {}
+
+
+NETWORKING_INPUTS = ("vpc_id", "private_subnet_ids", "lambda_security_group_id")
+AI_SERVICES_INPUTS = ("lambda_bedrock_role_arn", "knowledge_base_id")
+
+
+class RemoteState(_Strict):
+    networking: RemoteStateS3 | None = None
+    ai_services: RemoteStateS3 | None = None
+
+    @model_validator(mode="after")
+    def _known_outputs(self) -> RemoteState:
+        for layer, allowed in (("networking", NETWORKING_INPUTS), ("ai_services", AI_SERVICES_INPUTS)):
+            source = getattr(self, layer)
+            unknown = sorted(set(source.outputs) - set(allowed)) if source else []
+            if unknown:
+                raise ValueError(
+                    f"remote_state.{layer}.outputs maps unknown inputs {unknown}; "
+                    f"allowed: {list(allowed)}"
+                )
+        return self
+
+
+class Backend(_Strict):
+    """Where Terraform keeps this stack's state: a local file, or S3 with native locking."""
+
+    type: Literal["local", "s3"] = "local"
+    path: str | None = None  # local: defaults to terraform.<stack>.tfstate
+    bucket: str | None = None
+    key: str | None = None
+    region: str | None = None
+    use_lockfile: bool = True
+
+    @model_validator(mode="after")
+    def _s3_needs_location(self) -> Backend:
+        if self.type == "s3" and not (self.bucket and self.key):
+            raise ValueError("an s3 backend needs both bucket and key")
+        if self.type == "local" and (self.bucket or self.key):
+            raise ValueError("bucket and key apply only to type = 's3'")
+        return self
+
+
+class ComputeConfig(_Strict):
+    """One environment's configuration. Names and defaults follow the spec exactly."""
+
+    # Required by the spec; the embedded defaults are the spec's usage example.
+    project_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=40)] = "ai-assistant-cli"
+    environment: Annotated[str, Field(pattern=NAME_PATTERN, max_length=20)] = "dev"
+    aws_region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] = "us-east-1"
+    tags: dict[str, str] = {}
+    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
+    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
+    lambda_security_group_id: Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")] | None = None
+    lambda_bedrock_role_arn: (
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")] | None
+    ) = None
+    knowledge_base_id: Annotated[str, Field(pattern=r"^[0-9A-Z]{10}$")] | None = None
+    bedrock_models: Annotated[
+        list[Annotated[str, Field(pattern=r"^[a-z0-9.-]+\.[\w.:-]+$")]], Field(min_length=1)
+    ] = ["anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-haiku-20240307-v1:0"]
+
+    # Optional variables of the spec.
+    lambda_runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.11"
+    lambda_timeout: Annotated[int, Field(ge=1, le=900)] = 30
+    lambda_memory_size: Annotated[int, Field(ge=128, le=10240)] = 512
+    lambda_reserved_concurrency: Annotated[int, Field(ge=-1)] = 10
+    api_gateway_stage_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")] = "v1"
+    api_gateway_throttle_rate_limit: Annotated[float, Field(gt=0)] = 1000
+    api_gateway_throttle_burst_limit: Annotated[int, Field(ge=0)] = 2000
+    dynamodb_billing_mode: Literal["PAY_PER_REQUEST", "PROVISIONED"] = "PAY_PER_REQUEST"
+    dynamodb_point_in_time_recovery: bool = True
+    log_retention_days: int = 30
+    identity_center_issuer_url: str = ""
+    jwt_audience: str = ""
+
+    # Switches added by the issues.
+    jwks_url: str = ""
+    lambda_architecture: Literal["x86_64", "arm64"] = "x86_64"
+    code_deployment_mode: Literal["bundled", "external"] = "bundled"
+    authorizer_cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    cors_allowed_origins: Annotated[list[str], Field(min_length=1)] = ["*"]
+    manage_api_gateway_account: bool = True
+    dynamodb_read_capacity: Annotated[int, Field(ge=1)] = 5
+    dynamodb_write_capacity: Annotated[int, Field(ge=1)] = 5
+    deletion_protection: bool | None = None  # None: on everywhere except dev
+    session_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    alarm_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    alarm_lambda_errors_threshold: Annotated[int, Field(ge=1)] = 5
+    alarm_lambda_duration_share: Annotated[float, Field(gt=0, le=1)] = 0.8
+    alarm_api_4xx_threshold: Annotated[int, Field(ge=1)] = 50
+    alarm_api_5xx_threshold: Annotated[int, Field(ge=1)] = 5
+    backend: Backend = Backend()
+    remote_state: RemoteState = RemoteState()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ComputeConfig:
+        self._check_retention()
+        self._check_vpc()
+        self._check_names()
+        self._check_remote_state()
+        self._check_issuer()
+        self._check_origins()
+        return self
+
+    def _check_retention(self) -> None:
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days must be one of CloudWatch's periods {LOG_RETENTION_DAYS}, "
+                f"got {self.log_retention_days}"
+            )
+
+    def _check_vpc(self) -> None:
+        if self.remote_state.networking:
+            return
+        if (self.private_subnet_ids or self.lambda_security_group_id) and not self.vpc_id:
+            raise ValueError("private_subnet_ids and lambda_security_group_id need vpc_id")
+        if self.vpc_id and not (self.private_subnet_ids and self.lambda_security_group_id):
+            raise ValueError("vpc_id needs private_subnet_ids and lambda_security_group_id")
+
+    def _check_names(self) -> None:
+        longest = max(len(spec.suffix) for spec in FUNCTIONS)
+        length = len(self.project_name) + len(self.environment) + 2 + longest
+        if length > LAMBDA_NAME_MAX:
+            raise ValueError(
+                f"project_name and environment are too long: function names would have "
+                f"{length} characters, Lambda allows {LAMBDA_NAME_MAX}"
+            )
+
+    def _check_remote_state(self) -> None:
+        layers = (
+            (self.remote_state.networking, NETWORKING_INPUTS),
+            (self.remote_state.ai_services, AI_SERVICES_INPUTS),
+        )
+        for source, inputs in layers:
+            clash = [name for name in inputs if source and getattr(self, name)]
+            if clash:
+                raise ValueError(f"{clash} are set both literally and from remote_state")
+
+    def _check_issuer(self) -> None:
+        for name in ("identity_center_issuer_url", "jwks_url"):
+            url = getattr(self, name)
+            if url and not re.match(r"^https://[^\s/]+(/\S*)?$", url):
+                raise ValueError(f"{name} must be an https:// URL, got {url!r}")
+
+    def _check_origins(self) -> None:
+        for origin in self.cors_allowed_origins:
+            if origin != "*" and not re.match(r"^https?://[^\s/]+$", origin):
+                raise ValueError(
+                    f"cors_allowed_origins entries must be '*' or scheme://host[:port], "
+                    f"got {origin!r}"
+                )
+
+    # Derived settings the constructs read.
+    @property
+    def prefix(self) -> str:
+        return f"{self.project_name}-{self.environment}"
+
+    @property
+    def stack_name(self) -> str:
+        return f"compute-{self.environment}"
+
+    @property
+    def uses_vpc(self) -> bool:
+        return bool(self.vpc_id or self.remote_state.networking)
+
+    @property
+    def uses_external_role(self) -> bool:
+        ai = self.remote_state.ai_services
+        return bool(self.lambda_bedrock_role_arn or (ai and _maps(ai, "lambda_bedrock_role_arn")))
+
+    @property
+    def knowledge_base_enabled(self) -> bool:
+        ai = self.remote_state.ai_services
+        return bool(self.knowledge_base_id or (ai and _maps(ai, "knowledge_base_id")))
+
+    @property
+    def deletion_protection_enabled(self) -> bool:
+        if self.deletion_protection is None:
+            return self.environment != "dev"
+        return self.deletion_protection
+
+
+def _maps(source: RemoteStateS3, name: str) -> bool:
+    """Whether a remote-state layer supplies ``name``: mapped explicitly, or all by default."""
+    return not source.outputs or name in source.outputs
+
+
+# Loading -------------------------------------------------------------------------------
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> ComputeConfig:
+    """Read one environment's file, apply overrides, validate; raise ConfigError on any fault."""
+    data = _read_toml(path)
+    data.setdefault("environment", path.stem)
+    return _validate(data, str(path), environ)
+
+
+def default_config(environ: Mapping[str, str] | None = None) -> ComputeConfig:
+    """The embedded default: the spec's usage example, synthesizable with no input at all."""
+    return _validate({}, "the embedded default", environ)
+
+
+def _validate(data: dict[str, Any], source: str, environ: Mapping[str, str] | None) -> ComputeConfig:
+    environ = os.environ if environ is None else environ
+    environment = str(data.get("environment", ComputeConfig.model_fields["environment"].default))
+    overrides = _overrides(environment, environ)
+    values = {name: value for name, (_, value) in overrides.items()}
+    try:
+        return ComputeConfig.model_validate({**data, **values})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, overrides)) from None
+
+
+def load_environments(config_dir: Path, environ: Mapping[str, str] | None = None) -> list[ComputeConfig]:
+    """Every ``*.toml`` in ``config_dir`` (or only ``COMPUTE_ENVIRONMENTS``), all validated first."""
+    environ = os.environ if environ is None else environ
+    files = sorted(config_dir.glob("*.toml"))
+    wanted = [name.strip() for name in environ.get("COMPUTE_ENVIRONMENTS", "").split(",") if name.strip()]
+    if wanted:
+        known = {file.stem: file for file in files}
+        missing = [name for name in wanted if name not in known]
+        if missing:
+            raise ConfigError(
+                f"COMPUTE_ENVIRONMENTS names {missing}, but {config_dir} has only {sorted(known)}"
+            )
+        files = [known[name] for name in wanted]
+    if not files:
+        return [default_config(environ)]
+    configs = [load_config(file, environ) for file in files]
+    _check_unique(configs, files)
+    return configs
+
+
+def _check_unique(configs: list[ComputeConfig], files: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for config, file in zip(configs, files, strict=True):
+        if config.stack_name in seen:
+            raise ConfigError(
+                f"{file}: environment {config.environment!r} is also defined by {seen[config.stack_name]}"
+            )
+        seen[config.stack_name] = file
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _overrides(environment: str, environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """Overrides as field -> (variable, value); the per-environment form wins over the global."""
+    fields = ComputeConfig.model_fields
+    scoped = f"{ENV_PREFIX}{environment.upper().replace('-', '_')}__"
+    found: dict[str, tuple[str, str]] = {}
+    for prefix in (ENV_PREFIX, scoped):
+        for name in fields:
+            variable = prefix + name.upper()
+            if variable in environ:
+                found[name] = (variable, environ[variable])
+    return {name: (variable, _parse(name, raw)) for name, (variable, raw) in found.items()}
+
+
+def _parse(name: str, raw: str) -> Any:
+    annotation = str(ComputeConfig.model_fields[name].annotation)
+    if any(kind in annotation for kind in ("list", "dict", "Backend", "RemoteState")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw  # validation reports it, naming the variable
+    return raw
+
+
+def _describe(exc: ValidationError, source: str, overrides: dict[str, tuple[str, Any]]) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "(file)"
+        top = str(error["loc"][0]) if error["loc"] else ""
+        origin = f"{overrides[top][0]} (overriding {source})" if top in overrides else source
+        rule = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            rule = "unknown key"
+        elif isinstance(error.get("input"), str | int | float | bool):
+            rule += f" (got {error['input']!r})"
+        lines.append(f"{origin}: {field}: {rule}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -1,0 +1,126 @@
+"""The three Lambda functions, deployed from reproducible packages (see ``packaging``).
+
+In ``external`` code-deployment mode the functions start from a placeholder package and
+Terraform ignores later code changes, so a pipeline's ``update-function-code`` survives
+the next ``apply``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdktf import AssetType, TerraformAsset, TerraformResourceLifecycle
+from constructs import Construct
+
+from compute.config import ComputeConfig
+from compute.packaging import Package, Target, build_function, build_placeholder
+from compute.provider import (
+    CloudwatchLogGroup,
+    IamRolePolicy,
+    LambdaFunction,
+    LambdaFunctionEnvironment,
+    LambdaFunctionTracingConfig,
+    LambdaFunctionVpcConfig,
+)
+from functions.shared.contract import FUNCTION_ENV, FUNCTIONS, FunctionSpec
+
+CODE_ATTRIBUTES = ["filename", "source_code_hash"]
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where VPC functions attach; values may be literals or remote-state references."""
+
+    subnet_ids: list[str]
+    security_group_ids: list[str]
+
+
+class MissingEnvironmentValue(Exception):
+    """The stack forgot a value for a variable the code reads (contract.FUNCTION_ENV)."""
+
+
+class Functions(Construct):
+    """main, websocket and jwt-authorizer, each with its role, log group and environment."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: ComputeConfig,
+        role_arns: dict[str, str],
+        log_groups: dict[str, CloudwatchLogGroup],
+        policies: dict[str, IamRolePolicy],
+        environment: dict[str, str],
+        network: Network | None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self._config = config
+        self.target = Target(config.lambda_runtime, config.lambda_architecture)
+        self.packages: dict[str, Package] = {}
+        self.functions: dict[str, LambdaFunction] = {}
+        placeholder = build_placeholder(self.target) if config.code_deployment_mode == "external" else None
+        for spec in FUNCTIONS:
+            package = placeholder or build_function(spec, self.target)
+            self.packages[spec.key] = package
+            self.functions[spec.key] = self._function(
+                spec,
+                package,
+                role_arn=role_arns[spec.key],
+                variables=_variables_for(spec, environment),
+                depends_on=[log_groups[spec.key], policies[spec.key]],
+                network=network,
+            )
+
+    def _function(
+        self,
+        spec: FunctionSpec,
+        package: Package,
+        *,
+        role_arn: str,
+        variables: dict[str, str],
+        depends_on: list,
+        network: Network | None,
+    ) -> LambdaFunction:
+        config = self._config
+        asset = TerraformAsset(
+            self, f"{spec.key}-code", path=str(package.path), type=AssetType.FILE, asset_hash=package.sha256
+        )
+        external = config.code_deployment_mode == "external"
+        return LambdaFunction(
+            self,
+            spec.key,
+            function_name=f"{config.prefix}-{spec.suffix}",
+            description=f"{config.project_name} {config.environment}: {spec.suffix}",
+            role=role_arn,
+            handler=spec.handler,
+            runtime=config.lambda_runtime,
+            architectures=[config.lambda_architecture],
+            filename=asset.path,
+            source_code_hash=package.source_code_hash,
+            timeout=config.lambda_timeout,
+            memory_size=config.lambda_memory_size,
+            reserved_concurrent_executions=config.lambda_reserved_concurrency,
+            tracing_config=LambdaFunctionTracingConfig(mode="Active"),
+            environment=LambdaFunctionEnvironment(variables=variables),
+            vpc_config=(
+                LambdaFunctionVpcConfig(
+                    subnet_ids=network.subnet_ids, security_group_ids=network.security_group_ids
+                )
+                if network
+                else None
+            ),
+            lifecycle=(
+                TerraformResourceLifecycle(ignore_changes=CODE_ATTRIBUTES) if external else None
+            ),
+            depends_on=depends_on,
+        )
+
+
+def _variables_for(spec: FunctionSpec, environment: dict[str, str]) -> dict[str, str]:
+    """Exactly the variables the function's code reads, so none is forgotten or leaked."""
+    names = FUNCTION_ENV[spec.key]
+    missing = [name for name in names if name not in environment]
+    if missing:
+        raise MissingEnvironmentValue(f"{spec.key}: no value for {missing}")
+    return {name: environment[name] for name in names}

@@ -1,0 +1,169 @@
+"""CloudWatch log groups, alarms and their SNS notifications.
+
+Log groups are created by Terraform, not by Lambda on first write, so their retention is
+managed and ``terraform destroy`` removes them. Every alarm treats missing data as not
+breaching: an idle environment is healthy, not alarming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from constructs import Construct
+
+from compute.config import ComputeConfig
+from compute.provider import (
+    CloudwatchLogGroup,
+    CloudwatchMetricAlarm,
+    CloudwatchMetricAlarmMetricQuery,
+    CloudwatchMetricAlarmMetricQueryMetric,
+    DynamodbTable,
+    LambdaFunction,
+    SnsTopic,
+    SnsTopicSubscription,
+)
+from functions.shared.contract import FUNCTIONS
+
+PERIOD = 300
+
+
+class LogGroups(Construct):
+    """One log group per function and per API, all with the configured retention."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: ComputeConfig) -> None:
+        super().__init__(scope, id_)
+        self._retention = config.log_retention_days
+        self.functions = {
+            spec.key: self._group(f"lambda-{spec.key}", f"/aws/lambda/{config.prefix}-{spec.suffix}")
+            for spec in FUNCTIONS
+        }
+        self.rest_api = self._group("rest-api", f"/aws/apigateway/{config.prefix}")
+        self.websocket_api = self._group("websocket-api", f"/aws/apigateway/{config.prefix}-websocket")
+
+    def _group(self, id_: str, name: str) -> CloudwatchLogGroup:
+        return CloudwatchLogGroup(self, id_, name=name, retention_in_days=self._retention)
+
+
+@dataclass(frozen=True)
+class Monitored:
+    """What the alarms watch; names are Terraform references, resolved at apply time."""
+
+    functions: dict[str, LambdaFunction]
+    rest_api_name: str
+    rest_stage_name: str
+    websocket_api_id: str
+    websocket_stage_name: str
+    tables: dict[str, DynamodbTable]
+
+
+class Alarms(Construct):
+    """The spec's alarms, all notifying one SNS topic (with an optional e-mail subscriber)."""
+
+    def __init__(
+        self, scope: Construct, id_: str, *, config: ComputeConfig, watched: Monitored
+    ) -> None:
+        super().__init__(scope, id_)
+        self._config = config
+        self.topic = SnsTopic(self, "topic", name=f"{config.prefix}-alarms")
+        if config.alarm_email:
+            SnsTopicSubscription(
+                self, "email", topic_arn=self.topic.arn, protocol="email", endpoint=config.alarm_email
+            )
+        self.alarms: list[CloudwatchMetricAlarm] = []
+        for key, function in watched.functions.items():
+            self._function_alarms(key, function)
+        self._rest_alarms(watched.rest_api_name, watched.rest_stage_name)
+        self._websocket_alarms(watched.websocket_api_id, watched.websocket_stage_name)
+        for suffix, table in watched.tables.items():
+            self._throttle_alarm(suffix, table)
+
+    def _alarm(self, id_: str, name: str, description: str, **metric: object) -> None:
+        self.alarms.append(
+            CloudwatchMetricAlarm(
+                self,
+                id_,
+                alarm_name=f"{self._config.prefix}-{name}",
+                alarm_description=description,
+                evaluation_periods=1,
+                treat_missing_data="notBreaching",
+                alarm_actions=[self.topic.arn],
+                ok_actions=[self.topic.arn],
+                **metric,
+            )
+        )
+
+    def _function_alarms(self, key: str, function: LambdaFunction) -> None:
+        dimensions = {"FunctionName": function.function_name}
+        config = self._config
+        self._alarm(
+            f"{key}-errors",
+            f"{key}-errors",
+            f"Lambda {key}: {config.alarm_lambda_errors_threshold}+ errors in 5 minutes",
+            namespace="AWS/Lambda", metric_name="Errors", dimensions=dimensions,
+            statistic="Sum", period=PERIOD, comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=config.alarm_lambda_errors_threshold,
+        )  # fmt: skip
+        limit_ms = round(config.lambda_timeout * 1000 * config.alarm_lambda_duration_share)
+        self._alarm(
+            f"{key}-duration",
+            f"{key}-duration-p99",
+            f"Lambda {key}: p99 duration above {limit_ms} ms "
+            f"({config.alarm_lambda_duration_share:.0%} of the {config.lambda_timeout} s timeout)",
+            namespace="AWS/Lambda", metric_name="Duration", dimensions=dimensions,
+            extended_statistic="p99", period=PERIOD,
+            comparison_operator="GreaterThanThreshold", threshold=limit_ms,
+        )  # fmt: skip
+
+    def _rest_alarms(self, api_name: str, stage: str) -> None:
+        dimensions = {"ApiName": api_name, "Stage": stage}
+        for metric, threshold in (
+            ("4XXError", self._config.alarm_api_4xx_threshold),
+            ("5XXError", self._config.alarm_api_5xx_threshold),
+        ):
+            self._alarm(
+                f"rest-{metric.lower()}",
+                f"api-{metric.lower()}",
+                f"REST API: {threshold}+ {metric} responses in 5 minutes",
+                namespace="AWS/ApiGateway", metric_name=metric, dimensions=dimensions,
+                statistic="Sum", period=PERIOD,
+                comparison_operator="GreaterThanOrEqualToThreshold", threshold=threshold,
+            )  # fmt: skip
+
+    def _websocket_alarms(self, api_id: str, stage: str) -> None:
+        dimensions = {"ApiId": api_id, "Stage": stage}
+        for metric in ("IntegrationError", "ExecutionError"):
+            self._alarm(
+                f"websocket-{metric.lower()}",
+                f"websocket-{metric.lower()}",
+                f"WebSocket API: {metric} in 5 minutes",
+                namespace="AWS/ApiGateway", metric_name=metric, dimensions=dimensions,
+                statistic="Sum", period=PERIOD,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=self._config.alarm_api_5xx_threshold,
+            )  # fmt: skip
+
+    def _throttle_alarm(self, suffix: str, table: DynamodbTable) -> None:
+        def events(id_: str, metric: str) -> CloudwatchMetricAlarmMetricQuery:
+            return CloudwatchMetricAlarmMetricQuery(
+                id=id_,
+                metric=CloudwatchMetricAlarmMetricQueryMetric(
+                    namespace="AWS/DynamoDB", metric_name=metric, period=PERIOD, stat="Sum",
+                    dimensions={"TableName": table.name},
+                ),
+            )  # fmt: skip
+
+        self._alarm(
+            f"{suffix}-throttles",
+            f"dynamodb-{suffix}-throttles",
+            f"DynamoDB {suffix}: read or write requests throttled",
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+            metric_query=[
+                events("reads", "ReadThrottleEvents"),
+                events("writes", "WriteThrottleEvents"),
+                CloudwatchMetricAlarmMetricQuery(
+                    id="throttles", expression="reads + writes", label="Throttled requests",
+                    return_data=True,
+                ),
+            ],
+        )  # fmt: skip

@@ -1,0 +1,234 @@
+"""Byte-reproducible Lambda packages, built from ``functions/`` and pinned manylinux wheels.
+
+Why not ``TerraformAsset`` archives: they embed file mtimes and hash with MD5, so identical
+code produces a new zip and a spurious redeploy on every machine (terraform-cdk#883). Here
+entries are sorted, timestamps and permissions fixed, and the hash is the base64 SHA-256
+that ``source_code_hash`` expects. Dependencies are installed once per (requirements,
+platform, Python) into ``build/deps`` and zips are cached by a digest of all their inputs,
+so a repeated synth only re-reads files.
+
+``python -m compute.packaging [--out dist]`` writes every environment's packages to
+``dist/<environment>/<function>.zip`` for pipelines that deploy code separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from functions.shared.contract import FUNCTIONS, FunctionSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+FILE_MODE = 0o100644 << 16
+BUILD_FORMAT = "1"  # bump to invalidate cached zips when the layout rules below change
+
+# glibc of the Lambda images: python3.11 runs on Amazon Linux 2 (2.26), later on AL2023 (2.34).
+_GLIBC_TAGS = {
+    "python3.11": ("manylinux2014",),
+    "python3.12": ("manylinux2014", "manylinux_2_28", "manylinux_2_34"),
+    "python3.13": ("manylinux2014", "manylinux_2_28", "manylinux_2_34"),
+}
+_MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
+# Never shipped: bytecode caches Lambda cannot write anyway, installer noise, type stubs,
+# console scripts whose shebangs name the build machine's interpreter.
+_SKIP_DIRS = {"__pycache__", "tests", "bin"}
+_SKIP_SUFFIXES = (".pyc", ".pyi")
+_SKIP_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+
+@dataclass(frozen=True)
+class Package:
+    """A built zip and the hash Terraform compares to decide whether code changed."""
+
+    name: str
+    path: Path
+    sha256: str  # hex, also the asset folder name
+    source_code_hash: str  # base64 SHA-256, what aws_lambda_function expects
+    size: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """The Lambda platform a package is built for."""
+
+    runtime: str
+    architecture: str
+
+    @property
+    def python_version(self) -> str:
+        return self.runtime.removeprefix("python")
+
+    @property
+    def platforms(self) -> list[str]:
+        machine = _MACHINE[self.architecture]
+        return [f"{tag}_{machine}" for tag in _GLIBC_TAGS[self.runtime]]
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime}-{self.architecture}"
+
+
+class PackagingError(Exception):
+    """A package could not be built; the message says which function and why."""
+
+
+def build_function(spec: FunctionSpec, target: Target) -> Package:
+    """The deployable zip of one function: its code, the shared code and its dependencies."""
+    deps = _install_dependencies(ROOT / spec.requirements, target)
+    sources = [ROOT / "functions" / "__init__.py", ROOT / "functions" / "shared", ROOT / "functions" / spec.key]
+    return _build_zip(spec.suffix, target, _entries(ROOT, sources) + _entries(deps, [deps]))
+
+
+def build_placeholder(target: Target) -> Package:
+    """The stand-in deployed in ``external`` mode until a pipeline uploads the real code.
+
+    It answers at every function's real handler path, so the pipeline only swaps the code
+    and never has to touch the handler setting.
+    """
+    folder = ROOT / "functions" / "placeholder"
+    entries = [("functions/__init__.py", ROOT / "functions" / "__init__.py")]
+    for spec in FUNCTIONS:
+        module = spec.handler.rsplit(".", 1)[0].replace(".", "/")
+        entries.append((f"{module}.py", folder / "handler.py"))
+        package = module.rsplit("/", 1)[0]
+        while package != "functions":
+            entries.append((f"{package}/__init__.py", folder / "__init__.py"))
+            package = package.rsplit("/", 1)[0]
+    return _build_zip("placeholder", target, sorted(set(entries)))
+
+
+def write_zip(entries: list[tuple[str, Path]], destination: Path) -> None:
+    """Write entries (archive name, file) sorted, with fixed time, mode and compression."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_suffix(".partial")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for name, file in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+            info.external_attr = FILE_MODE
+            info.create_system = 3
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, file.read_bytes(), compresslevel=6)
+    partial.replace(destination)
+
+
+def _build_zip(name: str, target: Target, entries: list[tuple[str, Path]]) -> Package:
+    digest = hashlib.sha256(f"{BUILD_FORMAT}\0{target.label}\0".encode())
+    for arcname, file in sorted(entries):
+        digest.update(arcname.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+    path = BUILD / "packages" / target.label / f"{name}-{digest.hexdigest()[:20]}.zip"
+    if not path.exists():
+        write_zip(entries, path)
+    content = path.read_bytes()
+    sha = hashlib.sha256(content)
+    return Package(
+        name=name,
+        path=path,
+        sha256=sha.hexdigest(),
+        source_code_hash=base64.b64encode(sha.digest()).decode(),
+        size=len(content),
+    )
+
+
+def _entries(base: Path, roots: list[Path]) -> list[tuple[str, Path]]:
+    return [(file.relative_to(base).as_posix(), file) for root in roots for file in _walk(root)]
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if d not in _SKIP_DIRS)
+        here = Path(directory)
+        for file in sorted(files):
+            if _shipped(here, file):
+                yield here / file
+
+
+def _shipped(directory: Path, file: str) -> bool:
+    if file.endswith(_SKIP_SUFFIXES) or file == "requirements.txt":
+        return False
+    return not (directory.name.endswith(".dist-info") and file in _SKIP_DIST_INFO)
+
+
+def _install_dependencies(requirements: Path, target: Target) -> Path:
+    """pip-install pinned wheels for the Lambda platform once; later builds reuse the folder."""
+    if not requirements.is_file():
+        raise PackagingError(f"{requirements} is missing")
+    text = requirements.read_text(encoding="utf-8")
+    key = hashlib.sha256(f"{text}\0{target.label}".encode()).hexdigest()[:20]
+    folder = BUILD / "deps" / f"{requirements.parent.name}-{target.label}-{key}"
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--no-compile", "--only-binary=:all:", "--implementation", "cp",
+        "--python-version", target.python_version, "--target", str(staging),
+        "--requirement", str(requirements),
+    ]  # fmt: skip
+    for platform in target.platforms:
+        command += ["--platform", platform]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PackagingError(
+            f"pip could not install {requirements.relative_to(ROOT)} for {target.label}:\n"
+            f"{result.stderr.strip()}"
+        )
+    try:
+        staging.rename(folder)
+    except OSError:  # a concurrent build won the race; its folder is identical
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write each environment's packages and a manifest of their hashes to ``--out``."""
+    from compute.config import ConfigError, load_environments
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "dist")
+    parser.add_argument("--config-dir", type=Path, default=ROOT / "config")
+    args = parser.parse_args(argv)
+    try:
+        configs = load_environments(args.config_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for config in configs:
+        target = Target(config.lambda_runtime, config.lambda_architecture)
+        folder = args.out / config.environment
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {}
+        for spec in FUNCTIONS:
+            package = build_function(spec, target)
+            shutil.copyfile(package.path, folder / f"{spec.suffix}.zip")
+            manifest[f"{config.prefix}-{spec.suffix}"] = {
+                "zip": f"{spec.suffix}.zip",
+                "sha256": package.sha256,
+                "source_code_hash": package.source_code_hash,
+                "architecture": config.lambda_architecture,
+                "runtime": config.lambda_runtime,
+            }
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        print(f"{folder}: {', '.join(sorted(manifest))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

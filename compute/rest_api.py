@@ -1,0 +1,254 @@
+"""The REST API: the routes of ``contract.REST_ROUTES`` as Lambda proxy integrations to the
+main function, guarded by a TOKEN authorizer on the jwt-authorizer function.
+
+CORS preflights go to the main function too (unauthenticated): only the application can
+answer for a list of allowed origins, and it must add the same headers to real responses.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cdktf import Fn, TerraformResourceLifecycle
+from constructs import Construct
+
+from compute.config import ComputeConfig
+from compute.provider import (
+    ApiGatewayAccount,
+    ApiGatewayAuthorizer,
+    ApiGatewayDeployment,
+    ApiGatewayGatewayResponse,
+    ApiGatewayIntegration,
+    ApiGatewayMethod,
+    ApiGatewayMethodSettings,
+    ApiGatewayMethodSettingsSettings,
+    ApiGatewayResource,
+    ApiGatewayRestApi,
+    ApiGatewayRestApiEndpointConfiguration,
+    ApiGatewayStage,
+    ApiGatewayStageAccessLogSettings,
+    CloudwatchLogGroup,
+    DataAwsIamPolicyDocument,
+    DataAwsIamPolicyDocumentStatement,
+    IamRole,
+    IamRolePolicy,
+    LambdaFunction,
+    LambdaPermission,
+)
+from compute.security import assume_role_policy
+from functions.shared.contract import REST_ROUTES
+
+# One JSON line per request: what an operator needs to trace a call end to end.
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "extendedRequestId": "$context.extendedRequestId",
+        "ip": "$context.identity.sourceIp",
+        "requestTime": "$context.requestTime",
+        "httpMethod": "$context.httpMethod",
+        "resourcePath": "$context.resourcePath",
+        "status": "$context.status",
+        "responseLength": "$context.responseLength",
+        "latency": "$context.responseLatency",
+        "integrationLatency": "$context.integrationLatency",
+        "principalId": "$context.authorizer.principalId",
+        "authorizerError": "$context.authorizer.error",
+        "xrayTraceId": "$context.xrayTraceId",
+    },
+    separators=(",", ":"),
+)
+CORS_HEADERS = "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"
+CORS_RESPONSE_TYPES = ("UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX")
+
+
+class RestApi(Construct):
+    """API, resources, methods, authorizer, deployment and stage, with their permissions."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: ComputeConfig,
+        main: LambdaFunction,
+        authorizer: LambdaFunction,
+        access_logs: CloudwatchLogGroup,
+        account: ApiGatewayAccount | None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self._config = config
+        self.api = ApiGatewayRestApi(
+            self,
+            "api",
+            name=f"{config.prefix}-api",
+            description=f"{config.project_name} {config.environment} REST API",
+            endpoint_configuration=ApiGatewayRestApiEndpointConfiguration(types=["REGIONAL"]),
+        )
+        self.authorizer = ApiGatewayAuthorizer(
+            self,
+            "jwt",
+            rest_api_id=self.api.id,
+            name=f"{config.prefix}-jwt",
+            type="TOKEN",
+            authorizer_uri=authorizer.invoke_arn,
+            identity_source="method.request.header.Authorization",
+            authorizer_result_ttl_in_seconds=config.authorizer_cache_ttl_seconds,
+        )
+        self._resources: dict[str, ApiGatewayResource] = {}
+        self._parts: list = []  # what the deployment must wait for
+        self._fingerprint: list[str] = []  # what forces a new deployment when it changes
+        for route in REST_ROUTES:
+            self._method(route.full_path, route.method, main, authorized=route.authorized)
+        for path in sorted({route.full_path for route in REST_ROUTES}):
+            self._method(path, "OPTIONS", main, authorized=False)
+        self._gateway_responses()
+        self._permissions(main, authorizer)
+        self.stage = self._deploy(access_logs, account)
+
+    def _resource(self, path: str) -> str:
+        """The id of the resource at ``path``, creating it and its parents as needed."""
+        if path == "":
+            return self.api.root_resource_id
+        if path not in self._resources:
+            parent, _, part = path.rpartition("/")
+            node_id = "resource" + path.replace("/", "-").replace("{", "").replace("}", "")
+            self._resources[path] = ApiGatewayResource(
+                self, node_id, rest_api_id=self.api.id, parent_id=self._resource(parent), path_part=part
+            )
+        return self._resources[path].id
+
+    def _method(self, path: str, verb: str, target: LambdaFunction, *, authorized: bool) -> None:
+        resource_id = self._resource(path)
+        node_id = f"{verb.lower()}{path.replace('/', '-').replace('{', '').replace('}', '')}"
+        method = ApiGatewayMethod(
+            self,
+            node_id,
+            rest_api_id=self.api.id,
+            resource_id=resource_id,
+            http_method=verb,
+            authorization="CUSTOM" if authorized else "NONE",
+            authorizer_id=self.authorizer.id if authorized else None,
+        )
+        integration = ApiGatewayIntegration(
+            self,
+            f"{node_id}-integration",
+            rest_api_id=self.api.id,
+            resource_id=resource_id,
+            http_method=method.http_method,
+            type="AWS_PROXY",
+            integration_http_method="POST",
+            uri=target.invoke_arn,
+        )
+        self._parts += [method, integration]
+        self._fingerprint += [method.id, method.authorization, integration.id, integration.uri]
+
+    def _gateway_responses(self) -> None:
+        """API Gateway's own 401/403/4xx/5xx answers need CORS headers too, or browsers hide them."""
+        origins = self._config.cors_allowed_origins
+        # A single origin (or "*") is a static header; for a list, echo the caller's origin:
+        # these bodies are generic errors, so exposing them to any origin leaks nothing.
+        origin = f"'{origins[0]}'" if len(origins) == 1 else "method.request.header.Origin"
+        for response_type in CORS_RESPONSE_TYPES:
+            self._fingerprint.append(response_type)
+            self._parts.append(
+                ApiGatewayGatewayResponse(
+                    self,
+                    f"response-{response_type.lower()}",
+                    rest_api_id=self.api.id,
+                    response_type=response_type,
+                    response_parameters={
+                        "gatewayresponse.header.Access-Control-Allow-Origin": origin,
+                        "gatewayresponse.header.Access-Control-Allow-Headers": f"'{CORS_HEADERS}'",
+                        "gatewayresponse.header.Access-Control-Allow-Methods": "'GET,POST,PATCH,DELETE,OPTIONS'",
+                    },
+                )
+            )
+
+    def _permissions(self, main: LambdaFunction, authorizer: LambdaFunction) -> None:
+        LambdaPermission(
+            self,
+            "invoke-main",
+            statement_id="AllowRestApiInvoke",
+            action="lambda:InvokeFunction",
+            function_name=main.function_name,
+            principal="apigateway.amazonaws.com",
+            source_arn=f"{self.api.execution_arn}/*",
+        )
+        LambdaPermission(
+            self,
+            "invoke-authorizer",
+            statement_id="AllowRestApiAuthorizer",
+            action="lambda:InvokeFunction",
+            function_name=authorizer.function_name,
+            principal="apigateway.amazonaws.com",
+            source_arn=f"{self.api.execution_arn}/authorizers/{self.authorizer.id}",
+        )
+
+    def _deploy(self, access_logs: CloudwatchLogGroup, account: ApiGatewayAccount | None) -> ApiGatewayStage:
+        config = self._config
+        deployment = ApiGatewayDeployment(
+            self,
+            "deployment",
+            rest_api_id=self.api.id,
+            triggers={"redeployment": Fn.sha1(Fn.jsonencode(self._fingerprint))},
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+            depends_on=self._parts,
+        )
+        stage = ApiGatewayStage(
+            self,
+            "stage",
+            rest_api_id=self.api.id,
+            deployment_id=deployment.id,
+            stage_name=config.api_gateway_stage_name,
+            xray_tracing_enabled=True,
+            access_log_settings=ApiGatewayStageAccessLogSettings(
+                destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT
+            ),
+            depends_on=[account] if account else None,
+        )
+        ApiGatewayMethodSettings(
+            self,
+            "method-settings",
+            rest_api_id=self.api.id,
+            stage_name=stage.stage_name,
+            method_path="*/*",
+            settings=ApiGatewayMethodSettingsSettings(
+                metrics_enabled=True,
+                logging_level="INFO",
+                data_trace_enabled=False,
+                throttling_rate_limit=config.api_gateway_throttle_rate_limit,
+                throttling_burst_limit=config.api_gateway_throttle_burst_limit,
+            ),
+        )
+        return stage
+
+
+def api_gateway_account(scope: Construct, config: ComputeConfig) -> ApiGatewayAccount:
+    """The account-wide role API Gateway needs to write execution and access logs.
+
+    It is one setting per account and region, so only one stack may own it: switch
+    ``manage_api_gateway_account`` off where another stack already does.
+    """
+    trust = assume_role_policy(scope, "apigw-cloudwatch-trust", "apigateway.amazonaws.com")
+    role = IamRole(scope, "apigw-cloudwatch-role", name=f"{config.prefix}-apigw-logs", assume_role_policy=trust.json)
+    document = DataAwsIamPolicyDocument(
+        scope,
+        "apigw-cloudwatch-policy-document",
+        statement=[
+            DataAwsIamPolicyDocumentStatement(
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogGroups",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                    "logs:GetLogEvents",
+                    "logs:FilterLogEvents",
+                ],
+                # API Gateway names its execution log groups itself, per API and stage.
+                resources=["*"],
+            )
+        ],
+    )
+    policy = IamRolePolicy(scope, "apigw-cloudwatch-policy", role=role.id, name="push-logs", policy=document.json)
+    return ApiGatewayAccount(scope, "apigw-account", cloudwatch_role_arn=role.arn, depends_on=[policy])

@@ -1,0 +1,238 @@
+"""IAM for the functions: one least-privilege role per function, or, when the AI-services
+layer hands us its role, an inline policy on that role for what only this stack knows.
+
+Every statement names this stack's own resources by reference. The few ``*`` resources
+are the actions AWS does not scope to a resource (X-Ray writes, ENI management for VPC
+functions, listing knowledge bases), each commented where it is granted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdktf import Fn
+from constructs import Construct
+
+from compute.config import ComputeConfig
+from compute.provider import (
+    DataAwsIamPolicyDocument,
+    DataAwsIamPolicyDocumentStatement,
+    DataAwsIamPolicyDocumentStatementPrincipals,
+    DynamodbTable,
+    IamRole,
+    IamRolePolicy,
+)
+from functions.shared.contract import AUTHORIZER, FUNCTIONS, MAIN, SESSIONS, WEBSOCKET
+
+# What each function's code calls on each table (see functions/shared/store.py).
+TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    MAIN.key: {
+        "sessions": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"),
+        "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem"),
+    },
+    WEBSOCKET.key: {
+        "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+        "messages": ("dynamodb:PutItem", "dynamodb:Query"),
+        "connections": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+    },
+    AUTHORIZER.key: {},
+}  # fmt: skip
+BEDROCK_ACTIONS: dict[str, tuple[str, ...]] = {
+    MAIN.key: ("bedrock:InvokeModel",),  # converse
+    WEBSOCKET.key: ("bedrock:InvokeModelWithResponseStream",),  # converse_stream
+    AUTHORIZER.key: (),
+}
+# Cross-region inference profile ids start with a geography, e.g. "us.anthropic.claude…".
+INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
+
+
+@dataclass(frozen=True)
+class Grants:
+    """The ARNs the policies name; all are Terraform references or built from them."""
+
+    partition: str
+    account_id: str
+    tables: dict[str, DynamodbTable]
+    log_group_arns: dict[str, str]
+    knowledge_base_id: str | None
+    websocket_connections_arn: str  # execute-api ARN of this API's stage's @connections
+    vpc: bool
+    models: list[str] = field(default_factory=list)
+
+
+def assume_role_policy(scope: Construct, id_: str, service: str) -> DataAwsIamPolicyDocument:
+    return DataAwsIamPolicyDocument(
+        scope,
+        id_,
+        statement=[
+            DataAwsIamPolicyDocumentStatement(
+                actions=["sts:AssumeRole"],
+                principals=[
+                    DataAwsIamPolicyDocumentStatementPrincipals(type="Service", identifiers=[service])
+                ],
+            )
+        ],
+    )
+
+
+class FunctionRoles(Construct):
+    """The role each function runs with, and the policy that lets it do its job."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: ComputeConfig,
+        grants: Grants,
+        external_role_arn: str | None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self._config = config
+        self._grants = grants
+        self.role_arns: dict[str, str] = {}
+        self.policies: dict[str, IamRolePolicy] = {}  # function key -> the policy it runs with
+        if external_role_arn:
+            self._extend_external_role(external_role_arn)
+        else:
+            self._create_roles()
+
+    def _create_roles(self) -> None:
+        trust = assume_role_policy(self, "lambda-trust", "lambda.amazonaws.com")
+        for spec in FUNCTIONS:
+            role = IamRole(
+                self,
+                f"{spec.key}-role",
+                name=f"{self._config.prefix}-{spec.suffix}",
+                assume_role_policy=trust.json,
+            )
+            document = DataAwsIamPolicyDocument(
+                self, f"{spec.key}-policy-document", statement=self._statements([spec.key], own_only=False)
+            )
+            self.policies[spec.key] = IamRolePolicy(
+                self, f"{spec.key}-policy", role=role.id, name="least-privilege", policy=document.json
+            )
+            self.role_arns[spec.key] = role.arn
+
+    def _extend_external_role(self, role_arn: str) -> None:
+        """The outer module grants Bedrock; it cannot know our tables, logs or WebSocket API."""
+        keys = [spec.key for spec in FUNCTIONS]
+        document = DataAwsIamPolicyDocument(
+            self, "external-role-document", statement=self._statements(keys, own_only=True)
+        )
+        role_name = Fn.element(Fn.reverse(Fn.split("/", role_arn)), 0)
+        policy = IamRolePolicy(
+            self,
+            "external-role-policy",
+            role=role_name,
+            name=f"{self._config.prefix}-compute",
+            policy=document.json,
+        )
+        self.role_arns = {key: role_arn for key in keys}
+        self.policies = {key: policy for key in keys}
+
+    def _statements(self, keys: list[str], *, own_only: bool) -> list[DataAwsIamPolicyDocumentStatement]:
+        statements = [self._logs(keys)]
+        statements += self._tables(keys)
+        if WEBSOCKET.key in keys:
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid="WebSocketCallbacks",
+                    actions=["execute-api:ManageConnections"],
+                    resources=[self._grants.websocket_connections_arn],
+                )
+            )
+        if own_only:
+            return statements
+        statements += self._bedrock(keys)
+        # X-Ray accepts segments only on resource "*".
+        statements.append(
+            DataAwsIamPolicyDocumentStatement(
+                sid="Tracing", actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
+            )
+        )
+        if self._grants.vpc:
+            # Lambda manages its ENIs with these; EC2 does not scope them to a resource.
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid="VpcNetworkInterfaces",
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeSubnets",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:AssignPrivateIpAddresses",
+                        "ec2:UnassignPrivateIpAddresses",
+                    ],
+                    resources=["*"],
+                )
+            )
+        return statements
+
+    def _logs(self, keys: list[str]) -> DataAwsIamPolicyDocumentStatement:
+        return DataAwsIamPolicyDocumentStatement(
+            sid="Logs",
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[f"{self._grants.log_group_arns[key]}:*" for key in keys],
+        )
+
+    def _tables(self, keys: list[str]) -> list[DataAwsIamPolicyDocumentStatement]:
+        statements = []
+        for suffix, table in self._grants.tables.items():
+            actions = sorted({action for key in keys for action in TABLE_ACTIONS[key].get(suffix, ())})
+            if not actions:
+                continue
+            resources = [table.arn]
+            if suffix == SESSIONS.suffix:
+                resources += [f"{table.arn}/index/{index.name}" for index in SESSIONS.indexes]
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid=f"Table{suffix.title()}", actions=actions, resources=resources
+                )
+            )
+        return statements
+
+    def _bedrock(self, keys: list[str]) -> list[DataAwsIamPolicyDocumentStatement]:
+        actions = sorted({action for key in keys for action in BEDROCK_ACTIONS[key]})
+        if not actions:
+            return []
+        statements = [
+            DataAwsIamPolicyDocumentStatement(sid="Models", actions=actions, resources=self.model_arns())
+        ]
+        if MAIN.key not in keys and WEBSOCKET.key not in keys:
+            return statements
+        if self._grants.knowledge_base_id:
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid="KnowledgeBase", actions=["bedrock:Retrieve"], resources=[self.knowledge_base_arn()]
+                )
+            )
+        if MAIN.key in keys:
+            # GET /knowledge-bases; ListKnowledgeBases has no resource-level permissions.
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid="ListKnowledgeBases", actions=["bedrock:ListKnowledgeBases"], resources=["*"]
+                )
+            )
+        return statements
+
+    def model_arns(self) -> list[str]:
+        """Foundation-model ARNs, plus the profile ARN for cross-region inference profiles."""
+        grants, region = self._grants, self._config.aws_region
+        arns: list[str] = []
+        for model in self._config.bedrock_models:
+            profile = model.startswith(INFERENCE_PROFILE_PREFIXES)
+            if profile:
+                arns.append(f"arn:{grants.partition}:bedrock:{region}:{grants.account_id}:inference-profile/{model}")
+                base = model.split(".", 1)[1]
+                arns.append(f"arn:{grants.partition}:bedrock:*::foundation-model/{base}")
+            else:
+                arns.append(f"arn:{grants.partition}:bedrock:{region}::foundation-model/{model}")
+        return arns
+
+    def knowledge_base_arn(self) -> str:
+        grants = self._grants
+        return (
+            f"arn:{grants.partition}:bedrock:{self._config.aws_region}:{grants.account_id}"
+            f":knowledge-base/{grants.knowledge_base_id}"
+        )

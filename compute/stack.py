@@ -1,0 +1,256 @@
+"""The compute stack: wires storage, logs, IAM, functions, both APIs and alarms together,
+and declares the spec's outputs."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from cdktf import (
+    Annotations,
+    App,
+    DataTerraformRemoteStateS3,
+
+    LocalBackend,
+    S3Backend,
+    TerraformOutput,
+    TerraformStack,
+)
+from constructs import Construct
+
+from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
+from compute.functions import Functions, Network
+from compute.monitoring import Alarms, LogGroups, Monitored
+from compute.provider import (
+    AwsProvider,
+    AwsProviderDefaultTags,
+    DataAwsCallerIdentity,
+    DataAwsPartition,
+    RandomPassword,
+    RandomProvider,
+)
+from compute.rest_api import RestApi, api_gateway_account
+from compute.security import FunctionRoles, Grants
+from compute.storage import Storage
+from compute.websocket_api import WebSocketApi
+from functions.shared.contract import AUTHORIZER, MAIN, TABLES, WEBSOCKET, Env
+
+NO_ISSUER_WARNING = (
+    "{stack}: identity_center_issuer_url is empty, so the JWT authorizer denies every "
+    "request. Set it in config/{env}.toml before real users arrive."
+)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The outer layers' inputs: literals from config, or references to their remote state."""
+
+    vpc_id: str | None
+    subnet_ids: list[str]
+    security_group_id: str | None
+    role_arn: str | None
+    knowledge_base_id: str | None
+
+
+class ComputeStack(TerraformStack):
+    """One environment of the compute module."""
+
+    def __init__(self, scope: Construct, config: ComputeConfig) -> None:
+        super().__init__(scope, config.stack_name)
+        self.config = config
+        self._backend()
+        AwsProvider(
+            self,
+            "aws",
+            region=config.aws_region,
+            default_tags=[
+                AwsProviderDefaultTags(
+                    tags={**config.tags, "Project": config.project_name, "Environment": config.environment}
+                )
+            ],
+        )
+        RandomProvider(self, "random")
+        inputs = self._inputs()
+        self.storage = Storage(self, "storage", config=config)
+        self.logs = LogGroups(self, "logs", config=config)
+        account = api_gateway_account(self, config) if config.manage_api_gateway_account else None
+        self.websocket = WebSocketApi(
+            self, "websocket", config=config, access_logs=self.logs.websocket_api, account=account
+        )
+        self.roles = FunctionRoles(
+            self,
+            "roles",
+            config=config,
+            grants=Grants(
+                partition=DataAwsPartition(self, "partition").partition,
+                account_id=DataAwsCallerIdentity(self, "caller").account_id,
+                tables=self.storage.tables,
+                log_group_arns={key: group.arn for key, group in self.logs.functions.items()},
+                knowledge_base_id=inputs.knowledge_base_id,
+                websocket_connections_arn=self.websocket.connections_arn,
+                vpc=config.uses_vpc,
+                models=list(config.bedrock_models),
+            ),
+            external_role_arn=inputs.role_arn,
+        )
+        self.functions = Functions(
+            self,
+            "functions",
+            config=config,
+            role_arns=self.roles.role_arns,
+            log_groups=self.logs.functions,
+            policies=self.roles.policies,
+            environment=self._environment(inputs),
+            network=(
+                Network(subnet_ids=inputs.subnet_ids, security_group_ids=[inputs.security_group_id])
+                if config.uses_vpc and inputs.security_group_id
+                else None
+            ),
+        )
+        functions = self.functions.functions
+        self.websocket.connect(handler=functions[WEBSOCKET.key], authorizer=functions[AUTHORIZER.key])
+        self.rest = RestApi(
+            self,
+            "rest",
+            config=config,
+            main=functions[MAIN.key],
+            authorizer=functions[AUTHORIZER.key],
+            access_logs=self.logs.rest_api,
+            account=account,
+        )
+        self.alarms = Alarms(
+            self,
+            "alarms",
+            config=config,
+            watched=Monitored(
+                functions=functions,
+                rest_api_name=self.rest.api.name,
+                rest_stage_name=self.rest.stage.stage_name,
+                websocket_api_id=self.websocket.api.id,
+                websocket_stage_name=self.websocket.stage.name,
+                tables=self.storage.tables,
+            ),
+        )
+        self._outputs()
+        if not config.identity_center_issuer_url:
+            message = NO_ISSUER_WARNING.format(stack=config.stack_name, env=config.environment)
+            Annotations.of(self).add_warning(message)
+            print(f"warning: {message}", file=sys.stderr)
+
+    def _backend(self) -> None:
+        backend = self.config.backend
+        if backend.type == "s3":
+            s3 = S3Backend(
+                self, bucket=backend.bucket, key=backend.key, region=backend.region or self.config.aws_region, encrypt=True
+            )
+            # S3-native state locking (Terraform >= 1.10); the bindings predate the option.
+            s3.add_override("use_lockfile", backend.use_lockfile)
+        else:
+            LocalBackend(self, path=backend.path or f"terraform.{self.config.stack_name}.tfstate")
+
+    def _remote(self, id_: str, source: RemoteStateS3) -> DataTerraformRemoteStateS3:
+        return DataTerraformRemoteStateS3(
+            self, id_, bucket=source.bucket, key=source.key, region=source.region or self.config.aws_region
+        )
+
+    def _inputs(self) -> Inputs:
+        config = self.config
+        values: dict[str, object] = {
+            "vpc_id": config.vpc_id,
+            "private_subnet_ids": list(config.private_subnet_ids),
+            "lambda_security_group_id": config.lambda_security_group_id,
+            "lambda_bedrock_role_arn": config.lambda_bedrock_role_arn,
+            "knowledge_base_id": config.knowledge_base_id,
+        }
+        layers = (
+            ("networking", config.remote_state.networking, NETWORKING_INPUTS),
+            ("ai-services", config.remote_state.ai_services, AI_SERVICES_INPUTS),
+        )
+        for id_, source, names in layers:
+            if source is None:
+                continue
+            state = self._remote(f"remote-state-{id_}", source)
+            for name in names:
+                if source.outputs and name not in source.outputs:
+                    continue
+                output = source.outputs.get(name, name)
+                values[name] = state.get_list(output) if name == "private_subnet_ids" else state.get_string(output)
+        return Inputs(
+            vpc_id=values["vpc_id"],  # type: ignore[arg-type]
+            subnet_ids=values["private_subnet_ids"],  # type: ignore[arg-type]
+            security_group_id=values["lambda_security_group_id"],  # type: ignore[arg-type]
+            role_arn=values["lambda_bedrock_role_arn"],  # type: ignore[arg-type]
+            knowledge_base_id=values["knowledge_base_id"],  # type: ignore[arg-type]
+        )
+
+    def _environment(self, inputs: Inputs) -> dict[str, str]:
+        """Every variable any function reads; each function gets its own subset."""
+        config = self.config
+        pagination_key = RandomPassword(self, "pagination-key", length=48, special=False)
+        tables = {schema.env: self.storage.tables[schema.suffix].name for schema in TABLES}
+        return {
+            **tables,
+            Env.BEDROCK_MODELS: ",".join(config.bedrock_models),
+            Env.KNOWLEDGE_BASE_ID: inputs.knowledge_base_id or "",
+            Env.SESSION_TTL_DAYS: str(config.session_ttl_days),
+            Env.PAGINATION_KEY: pagination_key.result,
+            Env.CORS_ALLOWED_ORIGINS: ",".join(config.cors_allowed_origins),
+            Env.WEBSOCKET_CALLBACK_URL: self.websocket.callback_url,
+            Env.JWT_ISSUER: config.identity_center_issuer_url,
+            Env.JWT_AUDIENCE: config.jwt_audience,
+            Env.JWKS_URL: config.jwks_url,
+            Env.POWERTOOLS_SERVICE_NAME: config.project_name,
+            Env.POWERTOOLS_METRICS_NAMESPACE: config.project_name,
+        }
+
+    def _outputs(self) -> None:
+        config = self.config
+        functions = self.functions.functions
+        names = {key: function.function_name for key, function in functions.items()}
+        outputs = {
+            "api_gateway_rest_api_url": self.rest.stage.invoke_url,
+            "api_gateway_websocket_url": self.websocket.stage.invoke_url,
+            "lambda_main_function_name": names[MAIN.key],
+            "lambda_websocket_function_name": names[WEBSOCKET.key],
+            "lambda_jwt_authorizer_function_name": names[AUTHORIZER.key],
+            "dynamodb_sessions_table_name": self.storage.sessions.name,
+        }
+        for name, value in outputs.items():
+            TerraformOutput(self, name, value=value)
+        TerraformOutput(
+            self,
+            "compute_config",
+            description="Everything another layer needs to integrate with this one",
+            value={
+                "project_name": config.project_name,
+                "environment": config.environment,
+                "aws_region": config.aws_region,
+                "api_gateway_stage_name": config.api_gateway_stage_name,
+                "code_deployment_mode": config.code_deployment_mode,
+                **outputs,
+                "dynamodb_table_names": {s: t.name for s, t in self.storage.tables.items()},
+                "alarm_topic_arn": self.alarms.topic.arn,
+                "lambda_functions": {
+                    key: {
+                        "name": function.function_name,
+                        "arn": function.arn,
+                        "memory_size": config.lambda_memory_size,
+                        "timeout": config.lambda_timeout,
+                        "architecture": config.lambda_architecture,
+                        "runtime": config.lambda_runtime,
+                    }
+                    for key, function in functions.items()
+                },
+            },
+        )
+
+
+def build_app(configs: list[ComputeConfig], outdir: str | None = None) -> App:
+    """One stack per environment in one app, so one ``cdktf synth`` covers them all."""
+    app = App(outdir=outdir) if outdir else App()
+    for config in configs:
+        ComputeStack(app, config)
+    return app
+
+
+

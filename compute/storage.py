@@ -1,0 +1,67 @@
+"""DynamoDB tables, built from the key schemas in ``functions.shared.contract`` so the
+infrastructure and the code that queries it cannot drift."""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from compute.config import ComputeConfig
+from compute.provider import (
+    DynamodbTable,
+    DynamodbTableAttribute,
+    DynamodbTableGlobalSecondaryIndex,
+    DynamodbTablePointInTimeRecovery,
+    DynamodbTableServerSideEncryption,
+    DynamodbTableTtl,
+)
+from functions.shared.contract import TABLES, TableSchema
+
+
+class Storage(Construct):
+    """The sessions table of the spec, plus the messages and connections tables the
+    functions need, each with TTL, encryption at rest and optional PITR."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: ComputeConfig) -> None:
+        super().__init__(scope, id_)
+        self.tables: dict[str, DynamodbTable] = {
+            schema.suffix: self._table(schema, config) for schema in TABLES
+        }
+
+    def _table(self, schema: TableSchema, config: ComputeConfig) -> DynamodbTable:
+        provisioned = config.dynamodb_billing_mode == "PROVISIONED"
+        capacity = (
+            {"read_capacity": config.dynamodb_read_capacity, "write_capacity": config.dynamodb_write_capacity}
+            if provisioned
+            else {}
+        )
+        return DynamodbTable(
+            self,
+            schema.suffix,
+            name=f"{config.prefix}-{schema.suffix}",
+            billing_mode=config.dynamodb_billing_mode,
+            hash_key=schema.hash_key.name,
+            range_key=schema.range_key.name if schema.range_key else None,
+            attribute=[DynamodbTableAttribute(name=key.name, type=key.type) for key in schema.attributes],
+            global_secondary_index=[
+                DynamodbTableGlobalSecondaryIndex(
+                    name=index.name,
+                    hash_key=index.hash_key.name,
+                    range_key=index.range_key.name if index.range_key else None,
+                    projection_type="ALL",
+                    **capacity,
+                )
+                for index in schema.indexes
+            ]
+            or None,
+            ttl=DynamodbTableTtl(attribute_name=schema.ttl_attribute, enabled=True),
+            point_in_time_recovery=DynamodbTablePointInTimeRecovery(
+                enabled=config.dynamodb_point_in_time_recovery
+            ),
+            server_side_encryption=DynamodbTableServerSideEncryption(enabled=True),
+            deletion_protection_enabled=config.deletion_protection_enabled,
+            **capacity,
+        )
+
+    @property
+    def sessions(self) -> DynamodbTable:
+        return self.tables["sessions"]

@@ -1,0 +1,174 @@
+"""The one source of truth for every name that crosses the infrastructure/code boundary.
+
+``compute/`` reads it to synthesize the stack and ``functions/`` reads it at run time,
+so a rename on either side changes both. Pure standard library: the authorizer imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+class Env:
+    """Names of the environment variables the stack sets and the functions read."""
+
+    SESSIONS_TABLE = "SESSIONS_TABLE_NAME"
+    MESSAGES_TABLE = "MESSAGES_TABLE_NAME"
+    CONNECTIONS_TABLE = "CONNECTIONS_TABLE_NAME"
+    BEDROCK_MODELS = "BEDROCK_MODELS"  # comma-separated model ids; the first is the default
+    KNOWLEDGE_BASE_ID = "KNOWLEDGE_BASE_ID"  # empty: knowledge-base features are off
+    SESSION_TTL_DAYS = "SESSION_TTL_DAYS"
+    PAGINATION_KEY = "PAGINATION_TOKEN_KEY"  # HMAC key that makes next_token tamper-proof
+    WEBSOCKET_CALLBACK_URL = "WEBSOCKET_CALLBACK_URL"
+    CORS_ALLOWED_ORIGINS = "CORS_ALLOWED_ORIGINS"  # comma-separated; "*" allows any origin
+    JWT_ISSUER = "JWT_ISSUER"
+    JWT_AUDIENCE = "JWT_AUDIENCE"
+    JWKS_URL = "JWKS_URL"
+    # Read by Powertools itself.
+    POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+
+
+AttributeType = Literal["S", "N", "B"]
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: AttributeType
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    hash_key: Key
+    range_key: Key | None = None
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Key schema of one DynamoDB table; ``suffix`` names it ``${project}-${env}-<suffix>``."""
+
+    suffix: str
+    env: str
+    hash_key: Key
+    range_key: Key | None = None
+    ttl_attribute: str = "expires_at"
+    indexes: tuple[Index, ...] = ()
+
+    @property
+    def attributes(self) -> tuple[Key, ...]:
+        """Every attribute used as a key by the table or an index, each once, in order."""
+        keys: list[Key] = [self.hash_key]
+        if self.range_key:
+            keys.append(self.range_key)
+        for index in self.indexes:
+            keys.append(index.hash_key)
+            if index.range_key:
+                keys.append(index.range_key)
+        unique: dict[str, Key] = {}
+        for key in keys:
+            unique.setdefault(key.name, key)
+        return tuple(unique.values())
+
+
+USER_INDEX = Index("UserIndex", Key("user_id", "S"), Key("last_activity", "S"))
+
+SESSIONS = TableSchema(
+    suffix="sessions",
+    env=Env.SESSIONS_TABLE,
+    hash_key=Key("session_id", "S"),
+    indexes=(USER_INDEX,),
+)
+MESSAGES = TableSchema(
+    suffix="messages",
+    env=Env.MESSAGES_TABLE,
+    hash_key=Key("session_id", "S"),
+    range_key=Key("seq", "N"),
+)
+CONNECTIONS = TableSchema(
+    suffix="connections",
+    env=Env.CONNECTIONS_TABLE,
+    hash_key=Key("connection_id", "S"),
+)
+TABLES = (SESSIONS, MESSAGES, CONNECTIONS)
+
+API_BASE_PATH = "/api/v1"
+
+Method = Literal["GET", "POST", "PATCH", "DELETE"]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: Method
+    path: str  # relative to API_BASE_PATH, with {placeholders}
+    authorized: bool = True
+
+    @property
+    def full_path(self) -> str:
+        return API_BASE_PATH + self.path
+
+
+REST_ROUTES = (
+    Route("GET", "/health", authorized=False),
+    Route("GET", "/sessions"),
+    Route("POST", "/sessions"),
+    Route("GET", "/sessions/{session_id}"),
+    Route("PATCH", "/sessions/{session_id}"),
+    Route("DELETE", "/sessions/{session_id}"),
+    Route("GET", "/sessions/{session_id}/messages"),
+    Route("POST", "/sessions/{session_id}/messages"),
+    Route("GET", "/knowledge-bases"),
+)
+
+WEBSOCKET_ROUTES = ("$connect", "$disconnect", "$default")
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function: its name suffix, its source folder and its handler."""
+
+    key: str  # folder under functions/
+    suffix: str  # ${project}-${env}-<suffix>
+    handler: str
+
+    @property
+    def requirements(self) -> str:
+        return f"functions/{self.key}/requirements.txt"
+
+
+MAIN = FunctionSpec("main", "main", "functions.main.handler.handler")
+WEBSOCKET = FunctionSpec("websocket", "websocket", "functions.websocket.handler.handler")
+AUTHORIZER = FunctionSpec("authorizer", "jwt-authorizer", "functions.authorizer.handler.handler")
+FUNCTIONS = (MAIN, WEBSOCKET, AUTHORIZER)
+
+# Environment variables each function reads; the stack sets exactly these.
+FUNCTION_ENV: dict[str, tuple[str, ...]] = {
+    MAIN.key: (
+        Env.SESSIONS_TABLE,
+        Env.MESSAGES_TABLE,
+        Env.BEDROCK_MODELS,
+        Env.KNOWLEDGE_BASE_ID,
+        Env.SESSION_TTL_DAYS,
+        Env.PAGINATION_KEY,
+        Env.CORS_ALLOWED_ORIGINS,
+        Env.POWERTOOLS_SERVICE_NAME,
+        Env.POWERTOOLS_METRICS_NAMESPACE,
+    ),
+    WEBSOCKET.key: (
+        Env.SESSIONS_TABLE,
+        Env.MESSAGES_TABLE,
+        Env.CONNECTIONS_TABLE,
+        Env.BEDROCK_MODELS,
+        Env.KNOWLEDGE_BASE_ID,
+        Env.SESSION_TTL_DAYS,
+        Env.WEBSOCKET_CALLBACK_URL,
+        Env.POWERTOOLS_SERVICE_NAME,
+        Env.POWERTOOLS_METRICS_NAMESPACE,
+    ),
+    AUTHORIZER.key: (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL),
+}
+
+CONNECTION_TTL_SECONDS = 2 * 3600 + 10 * 60
+DEFAULT_SESSION_TTL_DAYS = 30

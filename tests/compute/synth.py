@@ -1,0 +1,67 @@
+"""Synthesis helpers for the stack tests.
+
+``Testing.synth_scope`` cannot take a Python callback (hashicorp/terraform-cdk#2871), so
+``synth_construct`` plays its role: it builds a construct inside a fresh stack from
+``Testing.app()`` and returns the synthesized JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from cdktf import Testing as CdktfTesting  # aliased so pytest does not collect it
+from cdktf import TerraformStack
+
+from compute.config import ComputeConfig
+from compute.stack import ComputeStack
+
+Synth = dict[str, Any]
+
+
+def synth_construct(build: Callable[[TerraformStack], object]) -> Synth:
+    app = CdktfTesting.app()
+    stack = TerraformStack(app, "test")
+    build(stack)
+    return json.loads(CdktfTesting.synth(stack))
+
+
+def synth_stack(config: ComputeConfig) -> Synth:
+    stack = ComputeStack(CdktfTesting.app(), config)
+    return json.loads(CdktfTesting.synth(stack))
+
+
+def resources(synth: Synth, kind: str) -> dict[str, dict[str, Any]]:
+    """All resources of one Terraform type, keyed by their logical id."""
+    return synth.get("resource", {}).get(kind, {})
+
+
+def only(synth: Synth, kind: str) -> dict[str, Any]:
+    found = list(resources(synth, kind).values())
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def by(synth: Synth, kind: str, **match: Any) -> dict[str, Any]:
+    """The single resource of ``kind`` whose attributes equal ``match``."""
+    found = [r for r in resources(synth, kind).values() if all(r.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, f"expected one {kind} with {match}, found {len(found)}"
+    return found[0]
+
+
+def ref(synth: Synth, kind: str, attribute: str, **match: Any) -> str:
+    """The Terraform reference ``${kind.id.attribute}`` of the resource matching ``match``."""
+    ids = [i for i, r in resources(synth, kind).items() if all(r.get(k) == v for k, v in match.items())]
+    assert len(ids) == 1, f"expected one {kind} with {match}, found {len(ids)}"
+    return f"${{{kind}.{ids[0]}.{attribute}}}"
+
+
+def data(synth: Synth, kind: str) -> dict[str, dict[str, Any]]:
+    return synth.get("data", {}).get(kind, {})
+
+
+def policy_document(synth: Synth, reference: str) -> dict[str, Any]:
+    """The data.aws_iam_policy_document that ``${data.aws_iam_policy_document.X.json}`` names."""
+    name = reference.removeprefix("${data.aws_iam_policy_document.").removesuffix(".json}")
+    return data(synth, "aws_iam_policy_document")[name]
