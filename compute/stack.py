@@ -247,7 +247,9 @@ class ComputeStack(TerraformStack):
 
 def build_app(configs: list[ComputeConfig], outdir: str | None = None) -> App:
     """One stack per environment in one app, so one ``cdktf synth`` covers them all."""
-    app = App(outdir=outdir) if outdir else App()
+    # Stack traces in annotations name temporary folders and would make cdktf.out differ.
+    context = {"@cdktf/disable_stack_trace_in_metadata": True}
+    app = App(outdir=outdir, context=context) if outdir else App(context=context)
     for config in configs:
         ComputeStack(app, config)
     return app

@@ -1,0 +1,168 @@
+"""Lambda packages: complete, built for the configured platform, and byte-reproducible."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from compute.packaging import FIXED_TIME, Target, build_function, build_placeholder, write_zip
+from functions.shared.contract import AUTHORIZER, FUNCTIONS, FunctionSpec
+from tests.support.events import load_event
+
+X86 = Target("python3.11", "x86_64")
+ARM = Target("python3.11", "arm64")
+ELF_MACHINE = {b"\x3e\x00": "x86_64", b"\xb7\x00": "arm64"}
+RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six"}
+
+
+def names(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_package_layout(spec: FunctionSpec) -> None:
+    package = build_function(spec, X86)
+    content = package.path.read_bytes()
+    assert package.source_code_hash == base64.b64encode(hashlib.sha256(content).digest()).decode()
+    entries = names(package.path)
+    module = spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py"
+    assert module in entries
+    assert "functions/__init__.py" in entries and "functions/shared/contract.py" in entries
+    assert entries == sorted(entries)
+    assert not [e for e in entries if "__pycache__" in e or e.endswith((".pyc", ".pyi"))]
+    assert not [e for e in entries if e.endswith(".dist-info/RECORD") or e.startswith("bin/")]
+    assert not [e for e in entries if e.split("/")[0] in RUNTIME_PROVIDED]
+    assert not [e for e in entries if e.startswith(("functions/placeholder", "tests/"))]
+    others = {s.key for s in FUNCTIONS} - {spec.key}
+    assert not [e for e in entries if e.split("/")[:2] in ([["functions", o] for o in others])]
+    with zipfile.ZipFile(package.path) as archive:
+        for info in archive.infolist():
+            assert info.date_time == FIXED_TIME
+            assert info.external_attr >> 16 == 0o100644
+
+
+@pytest.mark.parametrize(("target", "machine"), [(X86, "x86_64"), (ARM, "arm64")], ids=["x86_64", "arm64"])
+def test_native_code_matches_the_architecture(target: Target, machine: str) -> None:
+    package = build_function(AUTHORIZER, target)  # cryptography and cffi ship native code
+    with zipfile.ZipFile(package.path) as archive:
+        shared_objects = [n for n in archive.namelist() if n.endswith(".so")]
+        assert shared_objects
+        for name in shared_objects:
+            header = archive.read(name)[:20]
+            assert header[:4] == b"\x7fELF"
+            assert ELF_MACHINE[header[18:20]] == machine, name
+
+
+def test_zips_are_byte_reproducible(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "pkg").mkdir(parents=True)
+    (source / "pkg" / "b.py").write_text("B = 1\n")
+    (source / "pkg" / "a.py").write_text("A = 1\n")
+    entries = [(f"pkg/{p.name}", p) for p in (source / "pkg").iterdir()]
+    write_zip(entries, tmp_path / "one.zip")
+    for path in (source / "pkg").iterdir():  # new mtimes and modes must not matter
+        os.utime(path, (1_900_000_000, 1_900_000_000))
+        path.chmod(0o755)
+    write_zip(list(reversed(entries)), tmp_path / "two.zip")
+    assert (tmp_path / "one.zip").read_bytes() == (tmp_path / "two.zip").read_bytes()
+    assert names(tmp_path / "one.zip") == ["pkg/a.py", "pkg/b.py"]
+
+
+def test_rebuilding_from_the_same_sources_gives_the_same_hash(tmp_path: Path) -> None:
+    first = build_function(AUTHORIZER, X86)
+    copy = tmp_path / "copy.zip"
+    with zipfile.ZipFile(first.path) as archive:
+        archive.extractall(tmp_path / "tree")
+    tree = tmp_path / "tree"
+    write_zip([(p.relative_to(tree).as_posix(), p) for p in tree.rglob("*") if p.is_file()], copy)
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == first.sha256
+
+
+def _boto3_only_path(tmp_path: Path) -> Path:
+    """A folder holding boto3 and its dependencies only: what the Lambda runtime provides."""
+    folder = tmp_path / "runtime"
+    folder.mkdir()
+    for dist in ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"):
+        for file in metadata.distribution(dist).files or []:
+            top = file.parts[0]
+            if top.endswith((".dist-info", "__pycache__")) or top == "..":
+                continue
+            source = Path(file.locate()).parents[len(file.parts) - 1] / top
+            if not (folder / top).exists():
+                (folder / top).symlink_to(source)
+    return folder
+
+
+def _call_in_fresh_interpreter(zip_path: Path, tmp_path: Path, code: str) -> subprocess.CompletedProcess:
+    tree = tmp_path / zip_path.stem
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(tree)
+    runtime = _boto3_only_path(tmp_path)
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        env={"PYTHONPATH": "", "PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+        input=f"{tree}\n{runtime}\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_handler_imports_from_its_package_alone(spec: FunctionSpec, tmp_path: Path) -> None:
+    module, attribute = spec.handler.rsplit(".", 1)
+    code = (
+        "import sys, importlib\n"
+        "sys.path[:0] = sys.stdin.read().split()\n"
+        f"handler = getattr(importlib.import_module({module!r}), {attribute!r})\n"
+        "assert callable(handler)\n"
+        "assert not [m for m in sys.modules if m.startswith(('fastapi', 'hypothesis', 'moto', 'pytest'))"
+        f" and {spec.key!r} != 'main']\n"
+    )
+    result = _call_in_fresh_interpreter(build_function(spec, X86).path, tmp_path, code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_placeholder_answers_503_and_denies_authorization(tmp_path: Path) -> None:
+    package = build_placeholder(X86)
+    rest = load_event("rest-proxy-request")
+    token = load_event("rest-token-authorizer")
+    code = (
+        "import sys, json, importlib\n"
+        "paths = sys.stdin.readline().split(); sys.path[:0] = paths\n"
+        "events = json.loads(sys.stdin.read())\n"
+        f"for handler in {[s.handler for s in FUNCTIONS]!r}:\n"
+        "    module, name = handler.rsplit('.', 1)\n"
+        "    fn = getattr(importlib.import_module(module), name)\n"
+        "    answer = fn(events['rest'], None)\n"
+        "    assert answer['statusCode'] == 503, answer\n"
+        "    assert json.loads(answer['body'])['error']['code'] == 'not_deployed'\n"
+        "    try:\n"
+        "        fn(events['token'], None)\n"
+        "    except Exception as exc:\n"
+        "        assert str(exc) == 'Unauthorized'\n"
+        "    else:\n"
+        "        raise AssertionError('an authorizer call was not denied')\n"
+    )
+    tree = tmp_path / "placeholder"
+    with zipfile.ZipFile(package.path) as archive:
+        archive.extractall(tree)
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        input=f"{tree}\n" + json.dumps({"rest": rest, "token": token}),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,371 @@
+"""The default (no input) stack: every resource and property the spec and issue #2 ask for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from compute.config import ComputeConfig
+from functions.shared.contract import (
+    API_BASE_PATH,
+    AUTHORIZER,
+    FUNCTION_ENV,
+    FUNCTIONS,
+    MAIN,
+    REST_ROUTES,
+    TABLES,
+    WEBSOCKET,
+    WEBSOCKET_ROUTES,
+    Env,
+)
+from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources
+
+PREFIX = "ai-assistant-cli-dev"
+
+
+def function(synth: Synth, spec_suffix: str, prefix: str = PREFIX) -> dict:
+    return by(synth, "aws_lambda_function", function_name=f"{prefix}-{spec_suffix}")
+
+
+def function_ref(synth: Synth, suffix: str, attribute: str, prefix: str = PREFIX) -> str:
+    return ref(synth, "aws_lambda_function", attribute, function_name=f"{prefix}-{suffix}")
+
+
+def statements_of_role(synth: Synth, role_name: str) -> list[dict]:
+    role_id = ref(synth, "aws_iam_role", "id", name=role_name)
+    policy = by(synth, "aws_iam_role_policy", role=role_id)
+    return policy_document(synth, policy["policy"])["statement"]
+
+
+# Provider, backend, tags -----------------------------------------------------------------
+
+
+def test_local_backend_and_tagged_provider(dev: Synth) -> None:
+    assert dev["terraform"]["backend"] == {"local": {"path": "terraform.compute-dev.tfstate"}}
+    assert dev["terraform"]["required_providers"]["aws"]["version"] == "6.25.0"
+    (aws,) = dev["provider"]["aws"]
+    assert aws["region"] == "us-east-1"
+    assert aws["default_tags"] == [{"tags": {"Project": "ai-assistant-cli", "Environment": "dev"}}]
+
+
+# Lambda functions ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_function_settings(dev: Synth, spec) -> None:
+    fn = function(dev, spec.suffix)
+    assert fn["handler"] == spec.handler
+    assert fn["runtime"] == "python3.11"
+    assert fn["timeout"] == 30
+    assert fn["memory_size"] == 512
+    assert fn["reserved_concurrent_executions"] == 10
+    assert fn["architectures"] == ["x86_64"]
+    assert fn["tracing_config"] == {"mode": "Active"}
+    assert "vpc_config" not in fn
+    assert "lifecycle" not in fn
+    assert fn["filename"].startswith("assets/") and fn["filename"].endswith(".zip")
+    assert set(fn["environment"]["variables"]) == set(FUNCTION_ENV[spec.key])
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_each_function_has_its_own_log_group_and_role(dev: Synth, spec) -> None:
+    name = f"{PREFIX}-{spec.suffix}"
+    group = by(dev, "aws_cloudwatch_log_group", name=f"/aws/lambda/{name}")
+    assert group["retention_in_days"] == 30
+    fn = function(dev, spec.suffix)
+    group_ref = ref(dev, "aws_cloudwatch_log_group", "id", name=f"/aws/lambda/{name}")
+    assert group_ref.removesuffix(".id}").removeprefix("${") in fn["depends_on"]
+    assert fn["role"] == ref(dev, "aws_iam_role", "arn", name=name)
+    trust = policy_document(dev, by(dev, "aws_iam_role", name=name)["assume_role_policy"])
+    assert trust["statement"] == [
+        {
+            "actions": ["sts:AssumeRole"],
+            "principals": [{"identifiers": ["lambda.amazonaws.com"], "type": "Service"}],
+        }
+    ]
+
+
+def test_environment_values_come_from_the_stack(dev: Synth) -> None:
+    main = function(dev, MAIN.suffix)["environment"]["variables"]
+    for schema in TABLES:
+        if schema.env in main:
+            assert main[schema.env] == ref(
+                dev, "aws_dynamodb_table", "name", name=f"{PREFIX}-{schema.suffix}"
+            )
+    assert main[Env.BEDROCK_MODELS] == (
+        "anthropic.claude-3-5-sonnet-20240620-v1:0,anthropic.claude-3-haiku-20240307-v1:0"
+    )
+    assert main[Env.KNOWLEDGE_BASE_ID] == ""
+    assert main[Env.SESSION_TTL_DAYS] == "30"
+    assert main[Env.CORS_ALLOWED_ORIGINS] == "*"
+    password = next(iter(resources(dev, "random_password")))
+    assert main[Env.PAGINATION_KEY] == f"${{random_password.{password}.result}}"
+    ws = function(dev, WEBSOCKET.suffix)["environment"]["variables"]
+    stage = ref(dev, "aws_apigatewayv2_stage", "invoke_url", name="v1")
+    assert ws[Env.WEBSOCKET_CALLBACK_URL] == f'${{replace({stage[2:-1]}, "wss://", "https://")}}'
+    auth = function(dev, AUTHORIZER.suffix)["environment"]["variables"]
+    assert auth == {Env.JWT_ISSUER: "", Env.JWT_AUDIENCE: "", Env.JWKS_URL: ""}
+
+
+def test_no_issuer_prints_a_warning(dev_config: ComputeConfig, capsys: pytest.CaptureFixture) -> None:
+    from tests.compute.synth import synth_stack
+
+    synth_stack(dev_config)
+    assert "the JWT authorizer denies every request" in capsys.readouterr().err
+
+
+# IAM ---------------------------------------------------------------------------------------
+
+
+def test_roles_are_least_privilege(dev: Synth) -> None:
+    for spec in FUNCTIONS:
+        for statement in statements_of_role(dev, f"{PREFIX}-{spec.suffix}"):
+            assert all("*" not in action for action in statement["actions"]), statement
+    main = {s["sid"]: s for s in statements_of_role(dev, f"{PREFIX}-{MAIN.suffix}")}
+    sessions = ref(dev, "aws_dynamodb_table", "arn", name=f"{PREFIX}-sessions")
+    assert main["TableSessions"]["resources"] == [sessions, f"{sessions}/index/UserIndex"]
+    assert main["TableMessages"]["resources"] == [
+        ref(dev, "aws_dynamodb_table", "arn", name=f"{PREFIX}-messages")
+    ]
+    assert "TableConnections" not in main
+    assert main["Models"]["actions"] == ["bedrock:InvokeModel"]
+    partition = "${data.aws_partition.partition.partition}"
+    assert main["Models"]["resources"] == [
+        f"arn:{partition}:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-sonnet-20240620-v1:0",
+        f"arn:{partition}:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+    ]
+    assert "KnowledgeBase" not in main  # no knowledge_base_id: the feature is off
+    assert "VpcNetworkInterfaces" not in main
+    log_arn = ref(dev, "aws_cloudwatch_log_group", "arn", name=f"/aws/lambda/{PREFIX}-main")
+    assert main["Logs"]["resources"] == [f"{log_arn}:*"]
+
+    ws = {s["sid"]: s for s in statements_of_role(dev, f"{PREFIX}-{WEBSOCKET.suffix}")}
+    api = ref(dev, "aws_apigatewayv2_api", "execution_arn", protocol_type="WEBSOCKET")
+    stage = ref(dev, "aws_apigatewayv2_stage", "name", name="v1")
+    assert ws["WebSocketCallbacks"] == {
+        "sid": "WebSocketCallbacks",
+        "actions": ["execute-api:ManageConnections"],
+        "resources": [f"{api}/{stage}/*/@connections/*"],
+    }
+    assert ws["Models"]["actions"] == ["bedrock:InvokeModelWithResponseStream"]
+    assert "TableConnections" in ws
+
+    authorizer = {s["sid"] for s in statements_of_role(dev, f"{PREFIX}-{AUTHORIZER.suffix}")}
+    assert authorizer == {"Logs", "Tracing"}
+
+
+# REST API ------------------------------------------------------------------------------------
+
+
+def rest_paths(synth: Synth) -> dict[str, str]:
+    """Full path of every API Gateway resource, keyed by its Terraform reference id."""
+    items = resources(synth, "aws_api_gateway_resource")
+    paths: dict[str, str] = {}
+
+    def path_of(key: str) -> str:
+        if key not in paths:
+            parent = items[key]["parent_id"]
+            prefix = "" if "root_resource_id" in parent else path_of(parent.split(".")[1])
+            paths[key] = f"{prefix}/{items[key]['path_part']}"
+        return paths[key]
+
+    for key in items:
+        path_of(key)
+    return {f"${{aws_api_gateway_resource.{k}.id}}": v for k, v in paths.items()}
+
+
+def test_rest_routes_methods_and_authorization(dev: Synth) -> None:
+    paths = rest_paths(dev)
+    authorizer = ref(dev, "aws_api_gateway_authorizer", "id", type="TOKEN")
+    found = {
+        (m["http_method"], paths[m["resource_id"]]): m for m in resources(dev, "aws_api_gateway_method").values()
+    }
+    expected = {(r.method, r.full_path) for r in REST_ROUTES}
+    expected |= {("OPTIONS", r.full_path) for r in REST_ROUTES}
+    assert set(found) == expected
+    for route in REST_ROUTES:
+        method = found[(route.method, route.full_path)]
+        if route.authorized:
+            assert (method["authorization"], method["authorizer_id"]) == ("CUSTOM", authorizer)
+        else:
+            assert method["authorization"] == "NONE" and "authorizer_id" not in method
+    assert found[("GET", f"{API_BASE_PATH}/health")]["authorization"] == "NONE"
+    for verb, path in expected:
+        if verb == "OPTIONS":
+            assert found[(verb, path)]["authorization"] == "NONE"
+
+
+def test_rest_integrations_are_lambda_proxies_to_main(dev: Synth) -> None:
+    integrations = resources(dev, "aws_api_gateway_integration").values()
+    assert len(integrations) == 2 * len({r.full_path for r in REST_ROUTES}) + len(REST_ROUTES) - len(
+        {r.full_path for r in REST_ROUTES}
+    )
+    for integration in integrations:
+        assert integration["type"] == "AWS_PROXY"
+        assert integration["integration_http_method"] == "POST"
+        assert integration["uri"] == function_ref(dev, MAIN.suffix, "invoke_arn")
+
+
+def test_token_authorizer(dev: Synth) -> None:
+    authorizer = only(dev, "aws_api_gateway_authorizer")
+    assert authorizer["type"] == "TOKEN"
+    assert authorizer["identity_source"] == "method.request.header.Authorization"
+    assert authorizer["authorizer_result_ttl_in_seconds"] == 300
+    assert authorizer["authorizer_uri"] == function_ref(dev, AUTHORIZER.suffix, "invoke_arn")
+
+
+def test_gateway_errors_carry_cors_headers(dev: Synth) -> None:
+    responses = {r["response_type"]: r for r in resources(dev, "aws_api_gateway_gateway_response").values()}
+    assert {"UNAUTHORIZED", "ACCESS_DENIED"} <= set(responses)
+    for response in responses.values():
+        assert response["response_parameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
+
+
+def test_deployment_and_stage(dev: Synth) -> None:
+    deployment = only(dev, "aws_api_gateway_deployment")
+    assert deployment["lifecycle"] == {"create_before_destroy": True}
+    assert deployment["triggers"]["redeployment"].startswith("${sha1(jsonencode([")
+    assert len(deployment["depends_on"]) == 2 * len(resources(dev, "aws_api_gateway_method")) + 4
+    stage = only(dev, "aws_api_gateway_stage")
+    assert stage["stage_name"] == "v1"
+    assert stage["xray_tracing_enabled"] is True
+    logs = ref(dev, "aws_cloudwatch_log_group", "arn", name=f"/aws/apigateway/{PREFIX}")
+    assert stage["access_log_settings"]["destination_arn"] == logs
+    assert json.loads(stage["access_log_settings"]["format"])["requestId"] == "$context.requestId"
+    settings = only(dev, "aws_api_gateway_method_settings")
+    assert settings["method_path"] == "*/*"
+    assert settings["settings"] == {
+        "data_trace_enabled": False,
+        "logging_level": "INFO",
+        "metrics_enabled": True,
+        "throttling_burst_limit": 2000,
+        "throttling_rate_limit": 1000,
+    }
+    account = only(dev, "aws_api_gateway_account")
+    assert account["cloudwatch_role_arn"] == ref(dev, "aws_iam_role", "arn", name=f"{PREFIX}-apigw-logs")
+    assert by(dev, "aws_cloudwatch_log_group", name=f"/aws/apigateway/{PREFIX}")["retention_in_days"] == 30
+
+
+def test_lambda_permissions_are_scoped_to_their_api(dev: Synth) -> None:
+    permissions = list(resources(dev, "aws_lambda_permission").values())
+    rest = ref(dev, "aws_api_gateway_rest_api", "execution_arn", name=f"{PREFIX}-api")
+    ws = ref(dev, "aws_apigatewayv2_api", "execution_arn", protocol_type="WEBSOCKET")
+    rest_auth = ref(dev, "aws_api_gateway_authorizer", "id", type="TOKEN")
+    ws_auth = ref(dev, "aws_apigatewayv2_authorizer", "id", authorizer_type="REQUEST")
+    expected = {
+        (function_ref(dev, MAIN.suffix, "function_name"), f"{rest}/*"),
+        (function_ref(dev, AUTHORIZER.suffix, "function_name"), f"{rest}/authorizers/{rest_auth}"),
+        (function_ref(dev, WEBSOCKET.suffix, "function_name"), f"{ws}/*"),
+        (function_ref(dev, AUTHORIZER.suffix, "function_name"), f"{ws}/authorizers/{ws_auth}"),
+    }
+    assert {(p["function_name"], p["source_arn"]) for p in permissions} == expected
+    assert all(p["principal"] == "apigateway.amazonaws.com" for p in permissions)
+
+
+# WebSocket API ---------------------------------------------------------------------------------
+
+
+def test_websocket_api(dev: Synth) -> None:
+    api = only(dev, "aws_apigatewayv2_api")
+    assert api["protocol_type"] == "WEBSOCKET"
+    routes = {r["route_key"]: r for r in resources(dev, "aws_apigatewayv2_route").values()}
+    assert set(routes) == set(WEBSOCKET_ROUTES)
+    integration = only(dev, "aws_apigatewayv2_integration")
+    assert integration["integration_type"] == "AWS_PROXY"
+    assert integration["integration_uri"] == function_ref(dev, WEBSOCKET.suffix, "invoke_arn")
+    target = "integrations/" + ref(dev, "aws_apigatewayv2_integration", "id", integration_type="AWS_PROXY")
+    authorizer = only(dev, "aws_apigatewayv2_authorizer")
+    assert authorizer["authorizer_type"] == "REQUEST"
+    assert authorizer["authorizer_uri"] == function_ref(dev, AUTHORIZER.suffix, "invoke_arn")
+    for key, route in routes.items():
+        assert route["target"] == target
+        if key == "$connect":
+            assert route["authorization_type"] == "CUSTOM"
+            assert route["authorizer_id"] == ref(dev, "aws_apigatewayv2_authorizer", "id", authorizer_type="REQUEST")
+        else:
+            assert route["authorization_type"] == "NONE"
+    stage = only(dev, "aws_apigatewayv2_stage")
+    assert stage["auto_deploy"] is True
+    logs = ref(dev, "aws_cloudwatch_log_group", "arn", name=f"/aws/apigateway/{PREFIX}-websocket")
+    assert stage["access_log_settings"]["destination_arn"] == logs
+    assert stage["default_route_settings"]["throttling_rate_limit"] == 1000
+    assert stage["default_route_settings"]["throttling_burst_limit"] == 2000
+
+
+# DynamoDB --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schema", TABLES, ids=lambda s: s.suffix)
+def test_tables_follow_the_contract(dev: Synth, schema) -> None:
+    table = by(dev, "aws_dynamodb_table", name=f"{PREFIX}-{schema.suffix}")
+    assert table["hash_key"] == schema.hash_key.name
+    assert table.get("range_key") == (schema.range_key.name if schema.range_key else None)
+    assert table["attribute"] == [{"name": k.name, "type": k.type} for k in schema.attributes]
+    assert table["billing_mode"] == "PAY_PER_REQUEST"
+    assert table["ttl"] == {"attribute_name": "expires_at", "enabled": True}
+    assert table["point_in_time_recovery"] == {"enabled": True}
+    assert table["server_side_encryption"] == {"enabled": True}
+    assert table["deletion_protection_enabled"] is False
+
+
+def test_sessions_table_is_the_spec_one(dev: Synth) -> None:
+    table = by(dev, "aws_dynamodb_table", name=f"{PREFIX}-sessions")
+    assert table["hash_key"] == "session_id"
+    assert table["global_secondary_index"] == [
+        {"name": "UserIndex", "hash_key": "user_id", "range_key": "last_activity", "projection_type": "ALL"}
+    ]
+
+
+# CloudWatch ------------------------------------------------------------------------------------
+
+
+def test_alarms(dev: Synth) -> None:
+    alarms = {a["alarm_name"].removeprefix(f"{PREFIX}-"): a for a in resources(dev, "aws_cloudwatch_metric_alarm").values()}
+    expected = {f"{s.key}-errors" for s in FUNCTIONS} | {f"{s.key}-duration-p99" for s in FUNCTIONS}
+    expected |= {"api-4xxerror", "api-5xxerror", "websocket-integrationerror", "websocket-executionerror"}
+    expected |= {f"dynamodb-{t.suffix}-throttles" for t in TABLES}
+    assert set(alarms) == expected
+    topic = ref(dev, "aws_sns_topic", "arn", name=f"{PREFIX}-alarms")
+    for alarm in alarms.values():
+        assert alarm["treat_missing_data"] == "notBreaching"
+        assert alarm["alarm_actions"] == [topic]
+    assert alarms["main-errors"]["dimensions"] == {"FunctionName": function_ref(dev, MAIN.suffix, "function_name")}
+    duration = alarms["websocket-duration-p99"]
+    assert (duration["extended_statistic"], duration["threshold"]) == ("p99", 24000)
+    assert alarms["api-4xxerror"]["metric_name"] == "4XXError"
+    assert alarms["api-4xxerror"]["dimensions"] == {
+        "ApiName": ref(dev, "aws_api_gateway_rest_api", "name", name=f"{PREFIX}-api"),
+        "Stage": ref(dev, "aws_api_gateway_stage", "stage_name", stage_name="v1"),
+    }
+    throttles = alarms["dynamodb-sessions-throttles"]["metric_query"]
+    assert [q.get("expression") for q in throttles] == [None, None, "reads + writes"]
+    assert not resources(dev, "aws_sns_topic_subscription")
+
+
+# Outputs ---------------------------------------------------------------------------------------
+
+
+def test_outputs_have_the_spec_names(dev: Synth) -> None:
+    outputs = dev["output"]
+    assert set(outputs) == {
+        "api_gateway_rest_api_url",
+        "api_gateway_websocket_url",
+        "lambda_main_function_name",
+        "lambda_websocket_function_name",
+        "lambda_jwt_authorizer_function_name",
+        "dynamodb_sessions_table_name",
+        "compute_config",
+    }
+    assert outputs["api_gateway_rest_api_url"]["value"] == ref(dev, "aws_api_gateway_stage", "invoke_url", stage_name="v1")
+    assert outputs["lambda_main_function_name"]["value"] == function_ref(dev, MAIN.suffix, "function_name")
+    config = outputs["compute_config"]["value"]
+    assert config["lambda_functions"]["main"]["memory_size"] == 512
+    assert config["lambda_functions"]["authorizer"]["timeout"] == 30
+    assert config["dynamodb_sessions_table_name"] == outputs["dynamodb_sessions_table_name"]["value"]
+
+
+def test_data_sources_are_only_lookups(dev: Synth) -> None:
+    assert set(dev["data"]) == {"aws_caller_identity", "aws_iam_policy_document", "aws_partition"}
+    # Two trust policies, one policy per function role, one for API Gateway logging.
+    assert len(data(dev, "aws_iam_policy_document")) == 2 + len(FUNCTIONS) + 1

@@ -1,0 +1,172 @@
+"""The stack with inputs: the prod example (VPC, knowledge base, issuer, S3 state, arm64),
+an outer AI-services role, inputs from remote state, and external code deployment."""
+
+from __future__ import annotations
+
+import pytest
+
+from compute.config import ComputeConfig
+from functions.shared.contract import AUTHORIZER, FUNCTIONS, MAIN, WEBSOCKET, Env
+from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
+from tests.compute.test_stack import function, statements_of_role
+
+PROD = "ai-assistant-cli-prod"
+
+
+# The prod example --------------------------------------------------------------------------
+
+
+def test_prod_uses_s3_state_with_native_locking(prod: Synth) -> None:
+    assert prod["terraform"]["backend"] == {
+        "s3": {
+            "bucket": "example-terraform-state",
+            "key": "ai-assistant-cli/prod/compute.tfstate",
+            "region": "us-east-1",
+            "encrypt": True,
+            "use_lockfile": True,
+        }
+    }
+    (aws,) = prod["provider"]["aws"]
+    assert aws["default_tags"] == [
+        {"tags": {"Owner": "platform", "CostCenter": "ai-assistant", "Project": "ai-assistant-cli", "Environment": "prod"}}
+    ]
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_prod_functions_run_in_the_vpc_on_arm64(prod: Synth, spec) -> None:
+    fn = function(prod, spec.suffix, PROD)
+    assert fn["vpc_config"] == {
+        "subnet_ids": ["subnet-0a1b2c3d4e5f60718", "subnet-1a2b3c4d5e6f70819"],
+        "security_group_ids": ["sg-0a1b2c3d4e5f60718"],
+    }
+    assert fn["architectures"] == ["arm64"]
+    assert fn["memory_size"] == 1024
+    assert fn["role"] == ref(prod, "aws_iam_role", "arn", name=f"{PROD}-{spec.suffix}")
+    statements = {s["sid"] for s in statements_of_role(prod, f"{PROD}-{spec.suffix}")}
+    assert "VpcNetworkInterfaces" in statements
+
+
+def test_prod_knowledge_base_issuer_and_models(prod: Synth) -> None:
+    main = function(prod, MAIN.suffix, PROD)["environment"]["variables"]
+    assert main[Env.KNOWLEDGE_BASE_ID] == "KB12345678"
+    auth = function(prod, AUTHORIZER.suffix, PROD)["environment"]["variables"]
+    assert auth[Env.JWT_ISSUER] == "https://identitycenter.amazonaws.com/ssoins-1234567890abcdef"
+    assert auth[Env.JWT_AUDIENCE] == "ai-assistant-cli"
+    statements = {s["sid"]: s for s in statements_of_role(prod, f"{PROD}-{MAIN.suffix}")}
+    account = "${data.aws_caller_identity.caller.account_id}"
+    partition = "${data.aws_partition.partition.partition}"
+    assert statements["KnowledgeBase"]["resources"] == [
+        f"arn:{partition}:bedrock:us-east-1:{account}:knowledge-base/KB12345678"
+    ]
+    assert statements["Models"]["resources"] == [
+        f"arn:{partition}:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-sonnet-20240620-v1:0",
+        f"arn:{partition}:bedrock:us-east-1:{account}:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0",
+        f"arn:{partition}:bedrock:*::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+    ]
+
+
+def test_prod_protection_retention_and_notifications(prod: Synth) -> None:
+    for table in resources(prod, "aws_dynamodb_table").values():
+        assert table["deletion_protection_enabled"] is True
+    for group in resources(prod, "aws_cloudwatch_log_group").values():
+        assert group["retention_in_days"] == 365
+    subscription = only(prod, "aws_sns_topic_subscription")
+    assert (subscription["protocol"], subscription["endpoint"]) == ("email", "oncall@example.com")
+    assert not resources(prod, "aws_api_gateway_account")  # another stack owns it
+    response = by(prod, "aws_api_gateway_gateway_response", response_type="UNAUTHORIZED")
+    origin = response["response_parameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+    assert origin == "'https://assistant.example.com'"
+
+
+# An outer role from the AI-services layer ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def outer_role() -> Synth:
+    return synth_stack(
+        ComputeConfig(lambda_bedrock_role_arn="arn:aws:iam::123456789012:role/service/ai-services-lambda")
+    )
+
+
+def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -> None:
+    assert not resources(outer_role, "aws_iam_role") or all(
+        role["name"].endswith("apigw-logs") for role in resources(outer_role, "aws_iam_role").values()
+    )
+    for spec in FUNCTIONS:
+        fn = function(outer_role, spec.suffix)
+        assert fn["role"] == "arn:aws:iam::123456789012:role/service/ai-services-lambda"
+    policies = [p for p in resources(outer_role, "aws_iam_role_policy").values() if p["name"] != "push-logs"]
+    assert len(policies) == 1
+    (policy,) = policies
+    assert policy["role"] == (
+        '${element(reverse(split("/", "arn:aws:iam::123456789012:role/service/ai-services-lambda")), 0)}'
+    )
+    statements = {s["sid"]: s for s in policy_document(outer_role, policy["policy"])["statement"]}
+    assert set(statements) == {"Logs", "TableSessions", "TableMessages", "TableConnections", "WebSocketCallbacks"}
+    assert len(statements["Logs"]["resources"]) == len(FUNCTIONS)
+
+
+# Inputs from other layers' remote state -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def remote() -> Synth:
+    return synth_stack(
+        ComputeConfig.model_validate(
+            {
+                "remote_state": {
+                    "networking": {"bucket": "tf-state", "key": "networking.tfstate"},
+                    "ai_services": {
+                        "bucket": "tf-state",
+                        "key": "ai.tfstate",
+                        "region": "eu-west-1",
+                        "outputs": {"lambda_bedrock_role_arn": "lambda_role_arn", "knowledge_base_id": "kb_id"},
+                    },
+                }
+            }
+        )
+    )
+
+
+def test_inputs_come_from_remote_state(remote: Synth) -> None:
+    states = data(remote, "terraform_remote_state")
+    assert {s["config"]["key"]: s["backend"] for s in states.values()} == {
+        "networking.tfstate": "s3",
+        "ai.tfstate": "s3",
+    }
+    ai = next(k for k, s in states.items() if s["config"]["key"] == "ai.tfstate")
+    assert states[ai]["config"]["region"] == "eu-west-1"
+    net = next(k for k in states if k != ai)
+    fn = function(remote, MAIN.suffix)
+    assert fn["vpc_config"] == {
+        "subnet_ids": f"${{data.terraform_remote_state.{net}.outputs.private_subnet_ids}}",
+        "security_group_ids": [f"${{data.terraform_remote_state.{net}.outputs.lambda_security_group_id}}"],
+    }
+    assert fn["role"] == f"${{data.terraform_remote_state.{ai}.outputs.lambda_role_arn}}"
+    assert fn["environment"]["variables"][Env.KNOWLEDGE_BASE_ID] == (
+        f"${{data.terraform_remote_state.{ai}.outputs.kb_id}}"
+    )
+
+
+# External code deployment ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def external() -> Synth:
+    return synth_stack(ComputeConfig(code_deployment_mode="external"))
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_external_mode_keeps_pipeline_code(external: Synth, dev: Synth, spec) -> None:
+    fn = function(external, spec.suffix)
+    assert fn["lifecycle"] == {"ignore_changes": ["filename", "source_code_hash"]}
+    assert fn["handler"] == spec.handler
+    assert fn["source_code_hash"] != function(dev, spec.suffix)["source_code_hash"]
+    assert "placeholder" in fn["filename"]
+
+
+def test_websocket_and_main_differ_only_in_their_own_variables(dev: Synth) -> None:
+    main = function(dev, MAIN.suffix)["environment"]["variables"]
+    ws = function(dev, WEBSOCKET.suffix)["environment"]["variables"]
+    shared = set(main) & set(ws)
+    assert all(main[name] == ws[name] for name in shared)
