@@ -18,7 +18,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup synth test lint format package clean
+.PHONY: setup synth test lint format package bench clean
 
 $(PIPENV):
 	$(PYTHON) -m venv $(TOOLS)/pipenv
@@ -53,3 +53,6 @@ package: setup
 
 clean:
 	rm -rf cdktf.out build dist .pytest_cache
+
+bench: setup
+	$(PY) bench/run.py
