@@ -49,14 +49,20 @@ def median_of(runs: int, measure: Callable[[], float]) -> float:
 
 
 def synth_figure(runs: int) -> Figure:
-    env = {**os.environ, "COMPUTE_CONFIG_DIR": str(ROOT / "config"), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    env = {
+        **os.environ,
+        "COMPUTE_CONFIG_DIR": str(ROOT / "config"),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
     with tempfile.TemporaryDirectory() as folder:
         # Warm the package cache once, as any second synth on a machine would find it.
         timed([PYTHON, str(ROOT / "main.py")], cwd=Path(folder), env=env)
         ours, floor = [], []
         for _ in range(runs):  # interleaved, so both see the same machine load
             ours.append(timed([PYTHON, str(ROOT / "main.py")], cwd=Path(folder), env=env))
-            floor.append(timed([PYTHON, str(ROOT / "bench" / "floors.py"), "stock-synth"], cwd=ROOT, env=env))
+            floor.append(
+                timed([PYTHON, str(ROOT / "bench" / "floors.py"), "stock-synth"], cwd=ROOT, env=env)
+            )
     return Figure(
         "synth",
         "`python main.py` (what `cdktf synth` runs), dev + prod stacks",
@@ -76,7 +82,9 @@ def render(figures: list[Figure], runs: int) -> str:
     ]
     for f in figures:
         floor = f"{f.floor:.3f} {f.unit}" if f.floor else "none"
-        lines.append(f"| {f.name} | {f.how} | {f.median:.3f} {f.unit} | {floor} | {f.ratio} | {f.target} |")
+        lines.append(
+            f"| {f.name} | {f.how} | {f.median:.3f} {f.unit} | {floor} | {f.ratio} | {f.target} |"
+        )
     return "\n".join(lines) + "\n"
 
 

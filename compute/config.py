@@ -58,7 +58,10 @@ class RemoteState(_Strict):
 
     @model_validator(mode="after")
     def _known_outputs(self) -> RemoteState:
-        for layer, allowed in (("networking", NETWORKING_INPUTS), ("ai_services", AI_SERVICES_INPUTS)):
+        for layer, allowed in (
+            ("networking", NETWORKING_INPUTS),
+            ("ai_services", AI_SERVICES_INPUTS),
+        ):
             source = getattr(self, layer)
             unknown = sorted(set(source.outputs) - set(allowed)) if source else []
             if unknown:
@@ -248,7 +251,9 @@ def default_config(environ: Mapping[str, str] | None = None) -> ComputeConfig:
     return _validate({}, "the embedded default", environ)
 
 
-def _validate(data: dict[str, Any], source: str, environ: Mapping[str, str] | None) -> ComputeConfig:
+def _validate(
+    data: dict[str, Any], source: str, environ: Mapping[str, str] | None
+) -> ComputeConfig:
     environ = os.environ if environ is None else environ
     environment = str(data.get("environment", ComputeConfig.model_fields["environment"].default))
     overrides = _overrides(environment, environ)
@@ -259,11 +264,16 @@ def _validate(data: dict[str, Any], source: str, environ: Mapping[str, str] | No
         raise ConfigError(_describe(exc, source, overrides)) from None
 
 
-def load_environments(config_dir: Path, environ: Mapping[str, str] | None = None) -> list[ComputeConfig]:
-    """Every ``*.toml`` in ``config_dir`` (or only ``COMPUTE_ENVIRONMENTS``), all validated first."""
+def load_environments(
+    config_dir: Path, environ: Mapping[str, str] | None = None
+) -> list[ComputeConfig]:
+    """Every ``*.toml`` in ``config_dir`` (or those ``COMPUTE_ENVIRONMENTS`` names), all
+    validated before the caller synthesizes any."""
     environ = os.environ if environ is None else environ
     files = sorted(config_dir.glob("*.toml"))
-    wanted = [name.strip() for name in environ.get("COMPUTE_ENVIRONMENTS", "").split(",") if name.strip()]
+    wanted = [
+        name.strip() for name in environ.get("COMPUTE_ENVIRONMENTS", "").split(",") if name.strip()
+    ]
     if wanted:
         known = {file.stem: file for file in files}
         missing = [name for name in wanted if name not in known]
@@ -283,8 +293,9 @@ def _check_unique(configs: list[ComputeConfig], files: list[Path]) -> None:
     seen: dict[str, Path] = {}
     for config, file in zip(configs, files, strict=True):
         if config.stack_name in seen:
+            other = seen[config.stack_name]
             raise ConfigError(
-                f"{file}: environment {config.environment!r} is also defined by {seen[config.stack_name]}"
+                f"{file}: environment {config.environment!r} is also defined by {other}"
             )
         seen[config.stack_name] = file
 

@@ -59,7 +59,9 @@ class Functions(Construct):
         self.target = Target(config.lambda_runtime, config.lambda_architecture)
         self.packages: dict[str, Package] = {}
         self.functions: dict[str, LambdaFunction] = {}
-        placeholder = build_placeholder(self.target) if config.code_deployment_mode == "external" else None
+        placeholder = (
+            build_placeholder(self.target) if config.code_deployment_mode == "external" else None
+        )
         for spec in FUNCTIONS:
             package = placeholder or build_function(spec, self.target)
             self.packages[spec.key] = package
@@ -84,7 +86,11 @@ class Functions(Construct):
     ) -> LambdaFunction:
         config = self._config
         asset = TerraformAsset(
-            self, f"{spec.key}-code", path=str(package.path), type=AssetType.FILE, asset_hash=package.sha256
+            self,
+            f"{spec.key}-code",
+            path=str(package.path),
+            type=AssetType.FILE,
+            asset_hash=package.sha256,
         )
         external = config.code_deployment_mode == "external"
         return LambdaFunction(

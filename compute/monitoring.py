@@ -34,11 +34,15 @@ class LogGroups(Construct):
         super().__init__(scope, id_)
         self._retention = config.log_retention_days
         self.functions = {
-            spec.key: self._group(f"lambda-{spec.key}", f"/aws/lambda/{config.prefix}-{spec.suffix}")
+            spec.key: self._group(
+                f"lambda-{spec.key}", f"/aws/lambda/{config.prefix}-{spec.suffix}"
+            )
             for spec in FUNCTIONS
         }
         self.rest_api = self._group("rest-api", f"/aws/apigateway/{config.prefix}")
-        self.websocket_api = self._group("websocket-api", f"/aws/apigateway/{config.prefix}-websocket")
+        self.websocket_api = self._group(
+            "websocket-api", f"/aws/apigateway/{config.prefix}-websocket"
+        )
 
     def _group(self, id_: str, name: str) -> CloudwatchLogGroup:
         return CloudwatchLogGroup(self, id_, name=name, retention_in_days=self._retention)
@@ -67,7 +71,11 @@ class Alarms(Construct):
         self.topic = SnsTopic(self, "topic", name=f"{config.prefix}-alarms")
         if config.alarm_email:
             SnsTopicSubscription(
-                self, "email", topic_arn=self.topic.arn, protocol="email", endpoint=config.alarm_email
+                self,
+                "email",
+                topic_arn=self.topic.arn,
+                protocol="email",
+                endpoint=config.alarm_email,
             )
         self.alarms: list[CloudwatchMetricAlarm] = []
         for key, function in watched.functions.items():

@@ -88,7 +88,11 @@ class PackagingError(Exception):
 def build_function(spec: FunctionSpec, target: Target) -> Package:
     """The deployable zip of one function: its code, the shared code and its dependencies."""
     deps = _install_dependencies(ROOT / spec.requirements, target)
-    sources = [ROOT / "functions" / "__init__.py", ROOT / "functions" / "shared", ROOT / "functions" / spec.key]
+    sources = [
+        ROOT / "functions" / "__init__.py",
+        ROOT / "functions" / "shared",
+        ROOT / "functions" / spec.key,
+    ]
     return _build_zip(spec.suffix, target, _entries(ROOT, sources) + _entries(deps, [deps]))
 
 
@@ -113,7 +117,12 @@ def build_placeholder(target: Target) -> Package:
 def write_zip(entries: list[tuple[str, Path]], destination: Path) -> None:
     """Write entries (archive name, file) sorted, with fixed time, mode and compression."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_suffix(".partial")
+    # A private temporary name: parallel synths (pytest -n, several stacks) may build the
+    # same zip at once, and each must publish a whole file.
+    handle, name = tempfile.mkstemp(prefix=destination.name + ".", dir=destination.parent)
+    os.close(handle)
+    partial = Path(name)
+    partial.chmod(0o644)
     with zipfile.ZipFile(partial, "w") as archive:
         for name, file in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=FIXED_TIME)

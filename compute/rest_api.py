@@ -58,6 +58,7 @@ ACCESS_LOG_FORMAT = json.dumps(
     separators=(",", ":"),
 )
 CORS_HEADERS = "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"
+CORS_METHODS = "GET,POST,PATCH,DELETE,OPTIONS"
 CORS_RESPONSE_TYPES = ("UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX")
 
 
@@ -113,7 +114,11 @@ class RestApi(Construct):
             parent, _, part = path.rpartition("/")
             node_id = "resource" + path.replace("/", "-").replace("{", "").replace("}", "")
             self._resources[path] = ApiGatewayResource(
-                self, node_id, rest_api_id=self.api.id, parent_id=self._resource(parent), path_part=part
+                self,
+                node_id,
+                rest_api_id=self.api.id,
+                parent_id=self._resource(parent),
+                path_part=part,
             )
         return self._resources[path].id
 
@@ -143,7 +148,7 @@ class RestApi(Construct):
         self._fingerprint += [method.id, method.authorization, integration.id, integration.uri]
 
     def _gateway_responses(self) -> None:
-        """API Gateway's own 401/403/4xx/5xx answers need CORS headers too, or browsers hide them."""
+        """API Gateway's own 401/403/4xx/5xx need CORS headers too, or browsers hide them."""
         origins = self._config.cors_allowed_origins
         # A single origin (or "*") is a static header; for a list, echo the caller's origin:
         # these bodies are generic errors, so exposing them to any origin leaks nothing.
@@ -159,7 +164,7 @@ class RestApi(Construct):
                     response_parameters={
                         "gatewayresponse.header.Access-Control-Allow-Origin": origin,
                         "gatewayresponse.header.Access-Control-Allow-Headers": f"'{CORS_HEADERS}'",
-                        "gatewayresponse.header.Access-Control-Allow-Methods": "'GET,POST,PATCH,DELETE,OPTIONS'",
+                        "gatewayresponse.header.Access-Control-Allow-Methods": f"'{CORS_METHODS}'",
                     },
                 )
             )
@@ -184,7 +189,9 @@ class RestApi(Construct):
             source_arn=f"{self.api.execution_arn}/authorizers/{self.authorizer.id}",
         )
 
-    def _deploy(self, access_logs: CloudwatchLogGroup, account: ApiGatewayAccount | None) -> ApiGatewayStage:
+    def _deploy(
+        self, access_logs: CloudwatchLogGroup, account: ApiGatewayAccount | None
+    ) -> ApiGatewayStage:
         config = self._config
         deployment = ApiGatewayDeployment(
             self,
@@ -230,7 +237,12 @@ def api_gateway_account(scope: Construct, config: ComputeConfig) -> ApiGatewayAc
     ``manage_api_gateway_account`` off where another stack already does.
     """
     trust = assume_role_policy(scope, "apigw-cloudwatch-trust", "apigateway.amazonaws.com")
-    role = IamRole(scope, "apigw-cloudwatch-role", name=f"{config.prefix}-apigw-logs", assume_role_policy=trust.json)
+    role = IamRole(
+        scope,
+        "apigw-cloudwatch-role",
+        name=f"{config.prefix}-apigw-logs",
+        assume_role_policy=trust.json,
+    )
     document = DataAwsIamPolicyDocument(
         scope,
         "apigw-cloudwatch-policy-document",
@@ -250,5 +262,9 @@ def api_gateway_account(scope: Construct, config: ComputeConfig) -> ApiGatewayAc
             )
         ],
     )
-    policy = IamRolePolicy(scope, "apigw-cloudwatch-policy", role=role.id, name="push-logs", policy=document.json)
-    return ApiGatewayAccount(scope, "apigw-account", cloudwatch_role_arn=role.arn, depends_on=[policy])
+    policy = IamRolePolicy(
+        scope, "apigw-cloudwatch-policy", role=role.id, name="push-logs", policy=document.json
+    )
+    return ApiGatewayAccount(
+        scope, "apigw-account", cloudwatch_role_arn=role.arn, depends_on=[policy]
+    )

@@ -27,7 +27,10 @@ from functions.shared.contract import AUTHORIZER, FUNCTIONS, MAIN, SESSIONS, WEB
 # What each function's code calls on each table (see functions/shared/store.py).
 TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     MAIN.key: {
-        "sessions": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"),
+        "sessions": (
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+            "dynamodb:Query",
+        ),
         "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem"),
     },
     WEBSOCKET.key: {
@@ -68,7 +71,9 @@ def assume_role_policy(scope: Construct, id_: str, service: str) -> DataAwsIamPo
             DataAwsIamPolicyDocumentStatement(
                 actions=["sts:AssumeRole"],
                 principals=[
-                    DataAwsIamPolicyDocumentStatementPrincipals(type="Service", identifiers=[service])
+                    DataAwsIamPolicyDocumentStatementPrincipals(
+                        type="Service", identifiers=[service]
+                    )
                 ],
             )
         ],
@@ -107,10 +112,16 @@ class FunctionRoles(Construct):
                 assume_role_policy=trust.json,
             )
             document = DataAwsIamPolicyDocument(
-                self, f"{spec.key}-policy-document", statement=self._statements([spec.key], own_only=False)
+                self,
+                f"{spec.key}-policy-document",
+                statement=self._statements([spec.key], own_only=False),
             )
             self.policies[spec.key] = IamRolePolicy(
-                self, f"{spec.key}-policy", role=role.id, name="least-privilege", policy=document.json
+                self,
+                f"{spec.key}-policy",
+                role=role.id,
+                name="least-privilege",
+                policy=document.json,
             )
             self.role_arns[spec.key] = role.arn
 
@@ -131,7 +142,9 @@ class FunctionRoles(Construct):
         self.role_arns = {key: role_arn for key in keys}
         self.policies = {key: policy for key in keys}
 
-    def _statements(self, keys: list[str], *, own_only: bool) -> list[DataAwsIamPolicyDocumentStatement]:
+    def _statements(
+        self, keys: list[str], *, own_only: bool
+    ) -> list[DataAwsIamPolicyDocumentStatement]:
         statements = [self._logs(keys)]
         statements += self._tables(keys)
         if WEBSOCKET.key in keys:
@@ -148,7 +161,9 @@ class FunctionRoles(Construct):
         # X-Ray accepts segments only on resource "*".
         statements.append(
             DataAwsIamPolicyDocumentStatement(
-                sid="Tracing", actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
+                sid="Tracing",
+                actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                resources=["*"],
             )
         )
         if self._grants.vpc:
@@ -179,7 +194,9 @@ class FunctionRoles(Construct):
     def _tables(self, keys: list[str]) -> list[DataAwsIamPolicyDocumentStatement]:
         statements = []
         for suffix, table in self._grants.tables.items():
-            actions = sorted({action for key in keys for action in TABLE_ACTIONS[key].get(suffix, ())})
+            actions = sorted(
+                {action for key in keys for action in TABLE_ACTIONS[key].get(suffix, ())}
+            )
             if not actions:
                 continue
             resources = [table.arn]
@@ -197,21 +214,27 @@ class FunctionRoles(Construct):
         if not actions:
             return []
         statements = [
-            DataAwsIamPolicyDocumentStatement(sid="Models", actions=actions, resources=self.model_arns())
+            DataAwsIamPolicyDocumentStatement(
+                sid="Models", actions=actions, resources=self.model_arns()
+            )
         ]
         if MAIN.key not in keys and WEBSOCKET.key not in keys:
             return statements
         if self._grants.knowledge_base_id:
             statements.append(
                 DataAwsIamPolicyDocumentStatement(
-                    sid="KnowledgeBase", actions=["bedrock:Retrieve"], resources=[self.knowledge_base_arn()]
+                    sid="KnowledgeBase",
+                    actions=["bedrock:Retrieve"],
+                    resources=[self.knowledge_base_arn()],
                 )
             )
         if MAIN.key in keys:
             # GET /knowledge-bases; ListKnowledgeBases has no resource-level permissions.
             statements.append(
                 DataAwsIamPolicyDocumentStatement(
-                    sid="ListKnowledgeBases", actions=["bedrock:ListKnowledgeBases"], resources=["*"]
+                    sid="ListKnowledgeBases",
+                    actions=["bedrock:ListKnowledgeBases"],
+                    resources=["*"],
                 )
             )
         return statements
@@ -223,7 +246,9 @@ class FunctionRoles(Construct):
         for model in self._config.bedrock_models:
             profile = model.startswith(INFERENCE_PROFILE_PREFIXES)
             if profile:
-                arns.append(f"arn:{grants.partition}:bedrock:{region}:{grants.account_id}:inference-profile/{model}")
+                arns.append(
+                    f"arn:{grants.partition}:bedrock:{region}:{grants.account_id}:inference-profile/{model}"
+                )
                 base = model.split(".", 1)[1]
                 arns.append(f"arn:{grants.partition}:bedrock:*::foundation-model/{base}")
             else:

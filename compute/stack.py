@@ -10,7 +10,6 @@ from cdktf import (
     Annotations,
     App,
     DataTerraformRemoteStateS3,
-
     LocalBackend,
     S3Backend,
     TerraformOutput,
@@ -65,7 +64,11 @@ class ComputeStack(TerraformStack):
             region=config.aws_region,
             default_tags=[
                 AwsProviderDefaultTags(
-                    tags={**config.tags, "Project": config.project_name, "Environment": config.environment}
+                    tags={
+                        **config.tags,
+                        "Project": config.project_name,
+                        "Environment": config.environment,
+                    }
                 )
             ],
         )
@@ -108,7 +111,9 @@ class ComputeStack(TerraformStack):
             ),
         )
         functions = self.functions.functions
-        self.websocket.connect(handler=functions[WEBSOCKET.key], authorizer=functions[AUTHORIZER.key])
+        self.websocket.connect(
+            handler=functions[WEBSOCKET.key], authorizer=functions[AUTHORIZER.key]
+        )
         self.rest = RestApi(
             self,
             "rest",
@@ -141,7 +146,11 @@ class ComputeStack(TerraformStack):
         backend = self.config.backend
         if backend.type == "s3":
             s3 = S3Backend(
-                self, bucket=backend.bucket, key=backend.key, region=backend.region or self.config.aws_region, encrypt=True
+                self,
+                bucket=backend.bucket,
+                key=backend.key,
+                region=backend.region or self.config.aws_region,
+                encrypt=True,
             )
             # S3-native state locking (Terraform >= 1.10); the bindings predate the option.
             s3.add_override("use_lockfile", backend.use_lockfile)
@@ -150,7 +159,11 @@ class ComputeStack(TerraformStack):
 
     def _remote(self, id_: str, source: RemoteStateS3) -> DataTerraformRemoteStateS3:
         return DataTerraformRemoteStateS3(
-            self, id_, bucket=source.bucket, key=source.key, region=source.region or self.config.aws_region
+            self,
+            id_,
+            bucket=source.bucket,
+            key=source.key,
+            region=source.region or self.config.aws_region,
         )
 
     def _inputs(self) -> Inputs:
@@ -174,7 +187,11 @@ class ComputeStack(TerraformStack):
                 if source.outputs and name not in source.outputs:
                     continue
                 output = source.outputs.get(name, name)
-                values[name] = state.get_list(output) if name == "private_subnet_ids" else state.get_string(output)
+                values[name] = (
+                    state.get_list(output)
+                    if name == "private_subnet_ids"
+                    else state.get_string(output)
+                )
         return Inputs(
             vpc_id=values["vpc_id"],  # type: ignore[arg-type]
             subnet_ids=values["private_subnet_ids"],  # type: ignore[arg-type]
@@ -253,6 +270,3 @@ def build_app(configs: list[ComputeConfig], outdir: str | None = None) -> App:
     for config in configs:
         ComputeStack(app, config)
     return app
-
-
-

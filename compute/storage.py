@@ -30,7 +30,10 @@ class Storage(Construct):
     def _table(self, schema: TableSchema, config: ComputeConfig) -> DynamodbTable:
         provisioned = config.dynamodb_billing_mode == "PROVISIONED"
         capacity = (
-            {"read_capacity": config.dynamodb_read_capacity, "write_capacity": config.dynamodb_write_capacity}
+            {
+                "read_capacity": config.dynamodb_read_capacity,
+                "write_capacity": config.dynamodb_write_capacity,
+            }
             if provisioned
             else {}
         )
@@ -41,7 +44,9 @@ class Storage(Construct):
             billing_mode=config.dynamodb_billing_mode,
             hash_key=schema.hash_key.name,
             range_key=schema.range_key.name if schema.range_key else None,
-            attribute=[DynamodbTableAttribute(name=key.name, type=key.type) for key in schema.attributes],
+            attribute=[
+                DynamodbTableAttribute(name=key.name, type=key.type) for key in schema.attributes
+            ],
             global_secondary_index=[
                 DynamodbTableGlobalSecondaryIndex(
                     name=index.name,

@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from cdktf import Testing as CdktfTesting  # aliased so pytest does not collect it
 from cdktf import TerraformStack
+from cdktf import Testing as CdktfTesting  # aliased so pytest does not collect it
 
 from compute.config import ComputeConfig
 from compute.stack import ComputeStack
@@ -45,14 +45,18 @@ def only(synth: Synth, kind: str) -> dict[str, Any]:
 
 def by(synth: Synth, kind: str, **match: Any) -> dict[str, Any]:
     """The single resource of ``kind`` whose attributes equal ``match``."""
-    found = [r for r in resources(synth, kind).values() if all(r.get(k) == v for k, v in match.items())]
+    found = [
+        r for r in resources(synth, kind).values() if all(r.get(k) == v for k, v in match.items())
+    ]
     assert len(found) == 1, f"expected one {kind} with {match}, found {len(found)}"
     return found[0]
 
 
 def ref(synth: Synth, kind: str, attribute: str, **match: Any) -> str:
     """The Terraform reference ``${kind.id.attribute}`` of the resource matching ``match``."""
-    ids = [i for i, r in resources(synth, kind).items() if all(r.get(k) == v for k, v in match.items())]
+    ids = [
+        i for i, r in resources(synth, kind).items() if all(r.get(k) == v for k, v in match.items())
+    ]
     assert len(ids) == 1, f"expected one {kind} with {match}, found {len(ids)}"
     return f"${{{kind}.{ids[0]}.{attribute}}}"
 

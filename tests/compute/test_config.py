@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from compute.config import ComputeConfig, ConfigError, default_config, load_config, load_environments
+from compute.config import (
+    ComputeConfig,
+    ConfigError,
+    default_config,
+    load_config,
+    load_environments,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +65,11 @@ def test_every_spec_variable_is_a_field() -> None:
 def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, 'lambda_timeout = 60\nbedrock_models = ["amazon.nova-lite-v1:0"]\n')
     config = load_config(path, {"COMPUTE_LAMBDA_MEMORY_SIZE": "1024"})
-    assert (config.environment, config.lambda_timeout, config.lambda_memory_size) == ("dev", 60, 1024)
+    assert (config.environment, config.lambda_timeout, config.lambda_memory_size) == (
+        "dev",
+        60,
+        1024,
+    )
     assert config.bedrock_models == ["amazon.nova-lite-v1:0"]
 
 
@@ -71,7 +81,11 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
         "COMPUTE_TAGS": '{"Team": "ai"}',
     }
     config = load_config(path, environ)
-    assert (config.environment, config.lambda_timeout, config.tags) == ("prod-eu", 90, {"Team": "ai"})
+    assert (config.environment, config.lambda_timeout, config.tags) == (
+        "prod-eu",
+        90,
+        {"Team": "ai"},
+    )
     assert load_config(write(tmp_path, ""), environ).lambda_timeout == 40
 
 
@@ -88,17 +102,30 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
         ('dynamodb_billing_mode = "ON_DEMAND"', "dynamodb_billing_mode", "PAY_PER_REQUEST"),
         ('lambda_runtime = "python2.7"', "lambda_runtime", "python3.11"),
         ("lambda_memory_size = 64", "lambda_memory_size", "greater than or equal to 128"),
-        ("lambda_reserved_concurrency = -2", "lambda_reserved_concurrency", "greater than or equal to -1"),
+        (
+            "lambda_reserved_concurrency = -2",
+            "lambda_reserved_concurrency",
+            "greater than or equal to -1",
+        ),
         ("bedrock_models = []", "bedrock_models", "at least 1"),
-        ('identity_center_issuer_url = "http://idp.example.com"', "(file)", "must be an https:// URL"),
+        (
+            'identity_center_issuer_url = "http://idp.example.com"',
+            "(file)",
+            "must be an https:// URL",
+        ),
         ('cors_allowed_origins = ["example.com"]', "(file)", "scheme://host"),
         (f'project_name = "{"p" * 40}"\nenvironment = "{"e" * 20}"', "(file)", "Lambda allows 64"),
         ('knowledge_base_id = "kb-1"', "knowledge_base_id", "should match pattern"),
         ('[backend]\ntype = "s3"', "backend", "needs both bucket and key"),
         ('[backend]\ntype = "gcs"', "backend.type", "'local' or 's3'"),
-        ('[remote_state.networking]\nbucket = "b"', "remote_state.networking.key", "Field required"),
         (
-            'vpc_id = "vpc-0123456789abcdef0"\n[remote_state.networking]\nbucket = "bkt"\nkey = "k"',
+            '[remote_state.networking]\nbucket = "b"',
+            "remote_state.networking.key",
+            "Field required",
+        ),
+        (
+            'vpc_id = "vpc-0123456789abcdef0"\n'
+            '[remote_state.networking]\nbucket = "bkt"\nkey = "k"',
             "(file)",
             "both literally and from remote_state",
         ),
@@ -110,7 +137,9 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
         ("lambda_timeout = ", "", "not valid TOML"),
     ],
 )
-def test_bad_values_name_field_file_and_rule(tmp_path: Path, text: str, field: str, rule: str) -> None:
+def test_bad_values_name_field_file_and_rule(
+    tmp_path: Path, text: str, field: str, rule: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_config(path, {})

@@ -19,7 +19,7 @@ from functions.shared.contract import (
     WEBSOCKET_ROUTES,
     Env,
 )
-from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources
+from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
 
 PREFIX = "ai-assistant-cli-dev"
 
@@ -108,9 +108,9 @@ def test_environment_values_come_from_the_stack(dev: Synth) -> None:
     assert auth == {Env.JWT_ISSUER: "", Env.JWT_AUDIENCE: "", Env.JWKS_URL: ""}
 
 
-def test_no_issuer_prints_a_warning(dev_config: ComputeConfig, capsys: pytest.CaptureFixture) -> None:
-    from tests.compute.synth import synth_stack
-
+def test_no_issuer_prints_a_warning(
+    dev_config: ComputeConfig, capsys: pytest.CaptureFixture
+) -> None:
     synth_stack(dev_config)
     assert "the JWT authorizer denies every request" in capsys.readouterr().err
 
@@ -179,7 +179,8 @@ def test_rest_routes_methods_and_authorization(dev: Synth) -> None:
     paths = rest_paths(dev)
     authorizer = ref(dev, "aws_api_gateway_authorizer", "id", type="TOKEN")
     found = {
-        (m["http_method"], paths[m["resource_id"]]): m for m in resources(dev, "aws_api_gateway_method").values()
+        (m["http_method"], paths[m["resource_id"]]): m
+        for m in resources(dev, "aws_api_gateway_method").values()
     }
     expected = {(r.method, r.full_path) for r in REST_ROUTES}
     expected |= {("OPTIONS", r.full_path) for r in REST_ROUTES}
@@ -198,9 +199,9 @@ def test_rest_routes_methods_and_authorization(dev: Synth) -> None:
 
 def test_rest_integrations_are_lambda_proxies_to_main(dev: Synth) -> None:
     integrations = resources(dev, "aws_api_gateway_integration").values()
-    assert len(integrations) == 2 * len({r.full_path for r in REST_ROUTES}) + len(REST_ROUTES) - len(
-        {r.full_path for r in REST_ROUTES}
-    )
+    assert len(integrations) == 2 * len({r.full_path for r in REST_ROUTES}) + len(
+        REST_ROUTES
+    ) - len({r.full_path for r in REST_ROUTES})
     for integration in integrations:
         assert integration["type"] == "AWS_PROXY"
         assert integration["integration_http_method"] == "POST"
@@ -216,10 +217,15 @@ def test_token_authorizer(dev: Synth) -> None:
 
 
 def test_gateway_errors_carry_cors_headers(dev: Synth) -> None:
-    responses = {r["response_type"]: r for r in resources(dev, "aws_api_gateway_gateway_response").values()}
+    responses = {
+        r["response_type"]: r for r in resources(dev, "aws_api_gateway_gateway_response").values()
+    }
     assert {"UNAUTHORIZED", "ACCESS_DENIED"} <= set(responses)
     for response in responses.values():
-        assert response["response_parameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == "'*'"
+        assert (
+            response["response_parameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+            == "'*'"
+        )
 
 
 def test_deployment_and_stage(dev: Synth) -> None:
@@ -243,8 +249,13 @@ def test_deployment_and_stage(dev: Synth) -> None:
         "throttling_rate_limit": 1000,
     }
     account = only(dev, "aws_api_gateway_account")
-    assert account["cloudwatch_role_arn"] == ref(dev, "aws_iam_role", "arn", name=f"{PREFIX}-apigw-logs")
-    assert by(dev, "aws_cloudwatch_log_group", name=f"/aws/apigateway/{PREFIX}")["retention_in_days"] == 30
+    assert account["cloudwatch_role_arn"] == ref(
+        dev, "aws_iam_role", "arn", name=f"{PREFIX}-apigw-logs"
+    )
+    assert (
+        by(dev, "aws_cloudwatch_log_group", name=f"/aws/apigateway/{PREFIX}")["retention_in_days"]
+        == 30
+    )
 
 
 def test_lambda_permissions_are_scoped_to_their_api(dev: Synth) -> None:
@@ -274,7 +285,9 @@ def test_websocket_api(dev: Synth) -> None:
     integration = only(dev, "aws_apigatewayv2_integration")
     assert integration["integration_type"] == "AWS_PROXY"
     assert integration["integration_uri"] == function_ref(dev, WEBSOCKET.suffix, "invoke_arn")
-    target = "integrations/" + ref(dev, "aws_apigatewayv2_integration", "id", integration_type="AWS_PROXY")
+    target = "integrations/" + ref(
+        dev, "aws_apigatewayv2_integration", "id", integration_type="AWS_PROXY"
+    )
     authorizer = only(dev, "aws_apigatewayv2_authorizer")
     assert authorizer["authorizer_type"] == "REQUEST"
     assert authorizer["authorizer_uri"] == function_ref(dev, AUTHORIZER.suffix, "invoke_arn")
@@ -282,7 +295,9 @@ def test_websocket_api(dev: Synth) -> None:
         assert route["target"] == target
         if key == "$connect":
             assert route["authorization_type"] == "CUSTOM"
-            assert route["authorizer_id"] == ref(dev, "aws_apigatewayv2_authorizer", "id", authorizer_type="REQUEST")
+            assert route["authorizer_id"] == ref(
+                dev, "aws_apigatewayv2_authorizer", "id", authorizer_type="REQUEST"
+            )
         else:
             assert route["authorization_type"] == "NONE"
     stage = only(dev, "aws_apigatewayv2_stage")
@@ -313,7 +328,12 @@ def test_sessions_table_is_the_spec_one(dev: Synth) -> None:
     table = by(dev, "aws_dynamodb_table", name=f"{PREFIX}-sessions")
     assert table["hash_key"] == "session_id"
     assert table["global_secondary_index"] == [
-        {"name": "UserIndex", "hash_key": "user_id", "range_key": "last_activity", "projection_type": "ALL"}
+        {
+            "name": "UserIndex",
+            "hash_key": "user_id",
+            "range_key": "last_activity",
+            "projection_type": "ALL",
+        }
     ]
 
 
@@ -321,16 +341,26 @@ def test_sessions_table_is_the_spec_one(dev: Synth) -> None:
 
 
 def test_alarms(dev: Synth) -> None:
-    alarms = {a["alarm_name"].removeprefix(f"{PREFIX}-"): a for a in resources(dev, "aws_cloudwatch_metric_alarm").values()}
+    alarms = {
+        a["alarm_name"].removeprefix(f"{PREFIX}-"): a
+        for a in resources(dev, "aws_cloudwatch_metric_alarm").values()
+    }
     expected = {f"{s.key}-errors" for s in FUNCTIONS} | {f"{s.key}-duration-p99" for s in FUNCTIONS}
-    expected |= {"api-4xxerror", "api-5xxerror", "websocket-integrationerror", "websocket-executionerror"}
+    expected |= {
+        "api-4xxerror",
+        "api-5xxerror",
+        "websocket-integrationerror",
+        "websocket-executionerror",
+    }
     expected |= {f"dynamodb-{t.suffix}-throttles" for t in TABLES}
     assert set(alarms) == expected
     topic = ref(dev, "aws_sns_topic", "arn", name=f"{PREFIX}-alarms")
     for alarm in alarms.values():
         assert alarm["treat_missing_data"] == "notBreaching"
         assert alarm["alarm_actions"] == [topic]
-    assert alarms["main-errors"]["dimensions"] == {"FunctionName": function_ref(dev, MAIN.suffix, "function_name")}
+    assert alarms["main-errors"]["dimensions"] == {
+        "FunctionName": function_ref(dev, MAIN.suffix, "function_name")
+    }
     duration = alarms["websocket-duration-p99"]
     assert (duration["extended_statistic"], duration["threshold"]) == ("p99", 24000)
     assert alarms["api-4xxerror"]["metric_name"] == "4XXError"
@@ -357,12 +387,18 @@ def test_outputs_have_the_spec_names(dev: Synth) -> None:
         "dynamodb_sessions_table_name",
         "compute_config",
     }
-    assert outputs["api_gateway_rest_api_url"]["value"] == ref(dev, "aws_api_gateway_stage", "invoke_url", stage_name="v1")
-    assert outputs["lambda_main_function_name"]["value"] == function_ref(dev, MAIN.suffix, "function_name")
+    assert outputs["api_gateway_rest_api_url"]["value"] == ref(
+        dev, "aws_api_gateway_stage", "invoke_url", stage_name="v1"
+    )
+    assert outputs["lambda_main_function_name"]["value"] == function_ref(
+        dev, MAIN.suffix, "function_name"
+    )
     config = outputs["compute_config"]["value"]
     assert config["lambda_functions"]["main"]["memory_size"] == 512
     assert config["lambda_functions"]["authorizer"]["timeout"] == 30
-    assert config["dynamodb_sessions_table_name"] == outputs["dynamodb_sessions_table_name"]["value"]
+    assert (
+        config["dynamodb_sessions_table_name"] == outputs["dynamodb_sessions_table_name"]["value"]
+    )
 
 
 def test_data_sources_are_only_lookups(dev: Synth) -> None:

@@ -28,7 +28,14 @@ def test_prod_uses_s3_state_with_native_locking(prod: Synth) -> None:
     }
     (aws,) = prod["provider"]["aws"]
     assert aws["default_tags"] == [
-        {"tags": {"Owner": "platform", "CostCenter": "ai-assistant", "Project": "ai-assistant-cli", "Environment": "prod"}}
+        {
+            "tags": {
+                "Owner": "platform",
+                "CostCenter": "ai-assistant",
+                "Project": "ai-assistant-cli",
+                "Environment": "prod",
+            }
+        }
     ]
 
 
@@ -84,25 +91,35 @@ def test_prod_protection_retention_and_notifications(prod: Synth) -> None:
 @pytest.fixture(scope="module")
 def outer_role() -> Synth:
     return synth_stack(
-        ComputeConfig(lambda_bedrock_role_arn="arn:aws:iam::123456789012:role/service/ai-services-lambda")
+        ComputeConfig(
+            lambda_bedrock_role_arn="arn:aws:iam::123456789012:role/service/ai-services-lambda"
+        )
     )
 
 
 def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -> None:
     assert not resources(outer_role, "aws_iam_role") or all(
-        role["name"].endswith("apigw-logs") for role in resources(outer_role, "aws_iam_role").values()
+        role["name"].endswith("apigw-logs")
+        for role in resources(outer_role, "aws_iam_role").values()
     )
     for spec in FUNCTIONS:
         fn = function(outer_role, spec.suffix)
         assert fn["role"] == "arn:aws:iam::123456789012:role/service/ai-services-lambda"
-    policies = [p for p in resources(outer_role, "aws_iam_role_policy").values() if p["name"] != "push-logs"]
+    policies = [
+        p for p in resources(outer_role, "aws_iam_role_policy").values() if p["name"] != "push-logs"
+    ]
     assert len(policies) == 1
     (policy,) = policies
-    assert policy["role"] == (
-        '${element(reverse(split("/", "arn:aws:iam::123456789012:role/service/ai-services-lambda")), 0)}'
-    )
+    arn = "arn:aws:iam::123456789012:role/service/ai-services-lambda"
+    assert policy["role"] == f'${{element(reverse(split("/", "{arn}")), 0)}}'
     statements = {s["sid"]: s for s in policy_document(outer_role, policy["policy"])["statement"]}
-    assert set(statements) == {"Logs", "TableSessions", "TableMessages", "TableConnections", "WebSocketCallbacks"}
+    assert set(statements) == {
+        "Logs",
+        "TableSessions",
+        "TableMessages",
+        "TableConnections",
+        "WebSocketCallbacks",
+    }
     assert len(statements["Logs"]["resources"]) == len(FUNCTIONS)
 
 
@@ -120,7 +137,10 @@ def remote() -> Synth:
                         "bucket": "tf-state",
                         "key": "ai.tfstate",
                         "region": "eu-west-1",
-                        "outputs": {"lambda_bedrock_role_arn": "lambda_role_arn", "knowledge_base_id": "kb_id"},
+                        "outputs": {
+                            "lambda_bedrock_role_arn": "lambda_role_arn",
+                            "knowledge_base_id": "kb_id",
+                        },
                     },
                 }
             }
@@ -140,7 +160,9 @@ def test_inputs_come_from_remote_state(remote: Synth) -> None:
     fn = function(remote, MAIN.suffix)
     assert fn["vpc_config"] == {
         "subnet_ids": f"${{data.terraform_remote_state.{net}.outputs.private_subnet_ids}}",
-        "security_group_ids": [f"${{data.terraform_remote_state.{net}.outputs.lambda_security_group_id}}"],
+        "security_group_ids": [
+            f"${{data.terraform_remote_state.{net}.outputs.lambda_security_group_id}}"
+        ],
     }
     assert fn["role"] == f"${{data.terraform_remote_state.{ai}.outputs.lambda_role_arn}}"
     assert fn["environment"]["variables"][Env.KNOWLEDGE_BASE_ID] == (
