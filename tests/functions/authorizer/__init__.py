@@ -1,0 +1,1 @@
+"""Tests of the JWT authorizer against a real OIDC issuer on loopback."""

@@ -1,0 +1,397 @@
+"""A loopback fake of Bedrock that speaks the real wire formats, for the real boto3 clients.
+
+moto implements neither bedrock-runtime ``converse``/``converse_stream`` nor bedrock-agent-runtime
+``retrieve``, so this fake serves them (one instance serves both services):
+
+* ``converse``        POST /model/{modelId}/converse           restJson
+* ``converse_stream`` POST /model/{modelId}/converse-stream    event-stream binary frames
+  (``application/vnd.amazon.eventstream``): messageStart, contentBlockDelta per chunk,
+  contentBlockStop, messageStop, metadata
+* ``retrieve``        POST /knowledgebases/{knowledgeBaseId}/retrieve   restJson
+
+bedrock-agent ``list_knowledge_bases``/``create_knowledge_base`` are NOT here: moto implements them
+(with ``nextToken`` paging), see :mod:`tests.support.moto_server`.
+
+Like the real service it rejects (400 ValidationException) a conversation that does not start
+with a user message, whose roles do not alternate, or that holds a blank text block, and a
+retrieve whose query text is blank; ``retrieve`` returns at most ``numberOfResults`` (default 5).
+
+Usage::
+
+    from tests.support.bedrock_fake import BedrockFake, passage
+
+    with BedrockFake(reply="Hi there") as bedrock:
+        for name, value in bedrock.env().items():   # AWS_ENDPOINT_URL_BEDROCK_RUNTIME, ...
+            monkeypatch.setenv(name, value)
+        bedrock.stream_chunks = ["Hel", "lo"]          # converse_stream deltas
+        bedrock.reply = lambda body: "echo " + body["messages"][-1]["content"][0]["text"]
+        bedrock.retrieval_results = [passage("Paris is in France.", "s3://kb/geo.md", 0.9)]
+        bedrock.throttle(2)                             # next 2 requests: 429 ThrottlingException
+        bedrock.fail(404, "ResourceNotFoundException", operation=RETRIEVE)
+        bedrock.break_stream(after_chunks=1)            # modelStreamErrorException mid-stream
+        ... run the code under test ...
+        [req] = bedrock.requests_for(CONVERSE)          # what the code sent
+        assert req.resource_id == "anthropic.claude-3-haiku-20240307-v1:0"
+        assert req.body["messages"][-1]["role"] == "user"
+
+Usage counts one token per whitespace-separated word: ``inputTokens`` over every text block of
+``messages`` and ``system``, ``outputTokens`` over the reply; ``totalTokens`` is their sum.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from tests.support._http import LoopbackServer, Request, Response, error_response, json_response
+
+Operation = Literal["converse", "converse_stream", "retrieve"]
+CONVERSE: Operation = "converse"
+CONVERSE_STREAM: Operation = "converse_stream"
+RETRIEVE: Operation = "retrieve"
+
+Reply = str | Callable[[dict[str, Any]], str]
+
+DEFAULT_REPLY = "Hello from the fake model."
+DEFAULT_NUMBER_OF_RESULTS = 5  # Bedrock's default for retrieve
+EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
+_STRING_HEADER = 7  # event-stream header value type "string"
+
+_ROUTES: tuple[tuple[re.Pattern[str], Operation], ...] = (
+    (re.compile(r"^/model/(?P<id>[^/]+)/converse$"), CONVERSE),
+    (re.compile(r"^/model/(?P<id>[^/]+)/converse-stream$"), CONVERSE_STREAM),
+    (re.compile(r"^/knowledgebases/(?P<id>[^/]+)/retrieve$"), RETRIEVE),
+)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the fake received, including the ones it answered with an error."""
+
+    operation: Operation
+    resource_id: str  # modelId or knowledgeBaseId, URL-decoded
+    body: dict[str, Any]
+    status: int  # the HTTP status the fake answered
+
+
+@dataclass
+class _Failure:
+    status: int
+    error_type: str
+    message: str
+    operation: Operation | None
+    remaining: int | None  # None: until reset()
+
+
+@dataclass(frozen=True)
+class _StreamBreak:
+    after_chunks: int
+    error_type: str
+    message: str
+
+
+class _ValidationError(Exception):
+    """The request breaks a rule the real service enforces; answered as 400."""
+
+
+def passage(text: str, uri: str, score: float = 0.5) -> dict[str, Any]:
+    """One ``retrievalResults`` item in the wire format, from an S3 data source."""
+    return {
+        "content": {"text": text, "type": "TEXT"},
+        "location": {"type": "S3", "s3Location": {"uri": uri}},
+        "score": score,
+    }
+
+
+def encode_event_message(headers: Mapping[str, str], payload: bytes) -> bytes:
+    """Frame one message of the AWS event-stream encoding (string headers only).
+
+    Layout: total length, headers length, CRC32 of those 8 bytes, headers, payload, CRC32 of
+    everything before it; all integers big-endian.
+    """
+    encoded_headers = b"".join(_encode_header(name, value) for name, value in headers.items())
+    total_length = 4 + 4 + 4 + len(encoded_headers) + len(payload) + 4
+    prelude = struct.pack("!II", total_length, len(encoded_headers))
+    message = prelude + struct.pack("!I", zlib.crc32(prelude)) + encoded_headers + payload
+    return message + struct.pack("!I", zlib.crc32(message))
+
+
+def _encode_header(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode(), value.encode()
+    return (
+        struct.pack("!B", len(raw_name))
+        + raw_name
+        + struct.pack("!BH", _STRING_HEADER, len(raw_value))
+        + raw_value
+    )
+
+
+def _event(event_type: str, payload: dict[str, Any]) -> bytes:
+    headers = {
+        ":event-type": event_type,
+        ":content-type": "application/json",
+        ":message-type": "event",
+    }
+    return encode_event_message(headers, json.dumps(payload).encode())
+
+
+def _exception_event(error_type: str, message: str) -> bytes:
+    headers = {
+        ":exception-type": error_type,
+        ":content-type": "application/json",
+        ":message-type": "exception",
+    }
+    return encode_event_message(headers, json.dumps({"message": message}).encode())
+
+
+def _texts(blocks: Any) -> Iterator[str]:
+    for block in blocks if isinstance(blocks, list) else []:
+        if isinstance(block, dict) and isinstance(block.get("text"), str):
+            yield block["text"]
+
+
+def _count_tokens(texts: Iterator[str] | Sequence[str]) -> int:
+    return sum(len(text.split()) for text in texts)
+
+
+def _input_tokens(body: dict[str, Any]) -> int:
+    texts = [text for message in body["messages"] for text in _texts(message.get("content"))]
+    return _count_tokens(texts) + _count_tokens(_texts(body.get("system")))
+
+
+def _validate_conversation(body: dict[str, Any]) -> None:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _ValidationError("messages must be a non-empty list")
+    if not isinstance(messages[0], dict) or messages[0].get("role") != "user":
+        raise _ValidationError("A conversation must start with a user message.")
+    for previous, current in itertools.pairwise(messages):
+        if not isinstance(current, dict) or current.get("role") == previous.get("role"):
+            raise _ValidationError(
+                "A conversation must alternate between user and assistant roles."
+            )
+    for message in messages:
+        if not isinstance(message.get("content"), list) or not message["content"]:
+            raise _ValidationError("Each message must have non-empty content.")
+        if any(not text.strip() for text in _texts(message["content"])):
+            raise _ValidationError("The text field in the ContentBlock object is blank.")
+
+
+def _split_words(text: str) -> list[str]:
+    """Chunks that join back to ``text``: each word with the whitespace that follows it."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+class BedrockFake(LoopbackServer):
+    """Fake bedrock-runtime + bedrock-agent-runtime endpoint; see the module docstring.
+
+    Configuration is plain attributes, read at each request, so a test may change them any time:
+
+    * ``reply``: the converse answer, or a callable given the request JSON body.
+    * ``stream_chunks``: converse_stream text deltas; ``None`` streams ``reply`` word by word.
+    * ``retrieval_results``: retrieve results in the wire format (build them with :func:`passage`).
+    * ``stop_reason`` and ``latency_ms``: echoed in converse/converse_stream answers.
+    """
+
+    def __init__(
+        self,
+        reply: Reply = DEFAULT_REPLY,
+        stream_chunks: Sequence[str] | None = None,
+        retrieval_results: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        super().__init__()
+        self.reply: Reply = reply
+        self.stream_chunks: Sequence[str] | None = stream_chunks
+        self.retrieval_results: Sequence[dict[str, Any]] = retrieval_results
+        self.stop_reason = "end_turn"
+        self.latency_ms = 1
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._failures: list[_Failure] = []
+        self._stream_break: _StreamBreak | None = None
+
+    # ---- programming the fake -------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        """Service-specific endpoint variables that send both Bedrock clients here."""
+        return {
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.url,
+            "AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME": self.url,
+        }
+
+    def throttle(self, n: int = 1, operation: Operation | None = None) -> None:
+        """Answer the next ``n`` requests (of ``operation``, or any) 429 ThrottlingException."""
+        self.fail(429, "ThrottlingException", "Too many requests, please wait.", operation, n)
+
+    def fail(
+        self,
+        status: int,
+        error_type: str,
+        message: str | None = None,
+        operation: Operation | None = None,
+        times: int | None = 1,
+    ) -> None:
+        """Answer the next ``times`` matching requests with a restJson error.
+
+        ``times=None`` keeps failing until :meth:`reset`. Failures queue in the order given.
+        """
+        failure = _Failure(status, error_type, message or f"fake {error_type}", operation, times)
+        with self._lock:
+            self._failures.append(failure)
+
+    def break_stream(
+        self,
+        after_chunks: int,
+        error_type: str = "modelStreamErrorException",
+        message: str = "The model stream failed.",
+    ) -> None:
+        """Make every converse_stream send an exception event after its first ``after_chunks``
+        deltas (fewer if the reply is shorter), instead of the closing events.
+
+        ``error_type`` is a ConverseStreamOutput error member (``modelStreamErrorException``,
+        ``throttlingException``, ``validationException``, ``internalServerException``,
+        ``serviceUnavailableException``); botocore raises it as ``EventStreamError`` while the
+        caller iterates the stream.
+        """
+        with self._lock:
+            self._stream_break = _StreamBreak(after_chunks, error_type, message)
+
+    def reset(self) -> None:
+        """Forget the request log, pending failures and stream breaks (not the replies)."""
+        with self._lock:
+            self._requests.clear()
+            self._failures.clear()
+            self._stream_break = None
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of every request received, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_for(self, operation: Operation) -> list[RecordedRequest]:
+        return [request for request in self.requests if request.operation == operation]
+
+    # ---- serving ---------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        route = self._route(request)
+        if route is None:
+            return error_response(
+                404, "UnknownOperationException", f"{request.method} {request.path}"
+            )
+        operation, resource_id = route
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError as error:
+            body = {"__unparsable__": request.body.decode(errors="replace")}
+            response = error_response(400, "ValidationException", f"invalid JSON: {error}")
+        else:
+            response = self._answer_operation(operation, body)
+        with self._lock:
+            self._requests.append(RecordedRequest(operation, resource_id, body, response.status))
+        return response
+
+    @staticmethod
+    def _route(request: Request) -> tuple[Operation, str] | None:
+        if request.method != "POST":
+            return None
+        for pattern, operation in _ROUTES:
+            match = pattern.match(request.path)
+            if match:
+                return operation, unquote(match["id"])
+        return None
+
+    def _take_failure(self, operation: Operation) -> _Failure | None:
+        with self._lock:
+            for failure in self._failures:
+                if failure.operation in (None, operation):
+                    if failure.remaining is not None:
+                        failure.remaining -= 1
+                        if failure.remaining <= 0:
+                            self._failures.remove(failure)
+                    return failure
+        return None
+
+    def _answer_operation(self, operation: Operation, body: dict[str, Any]) -> Response:
+        failure = self._take_failure(operation)
+        if failure:
+            return error_response(failure.status, failure.error_type, failure.message)
+        try:
+            if operation == RETRIEVE:
+                return self._retrieve(body)
+            _validate_conversation(body)
+        except _ValidationError as error:
+            return error_response(400, "ValidationException", str(error))
+        if operation == CONVERSE:
+            return self._converse(body)
+        return self._converse_stream(body)
+
+    def _reply_text(self, body: dict[str, Any]) -> str:
+        return self.reply(body) if callable(self.reply) else self.reply
+
+    def _usage(self, body: dict[str, Any], output_text: str) -> dict[str, int]:
+        input_tokens, output_tokens = _input_tokens(body), _count_tokens([output_text])
+        return {
+            "inputTokens": input_tokens,
+            "outputTokens": output_tokens,
+            "totalTokens": input_tokens + output_tokens,
+        }
+
+    def _converse(self, body: dict[str, Any]) -> Response:
+        text = self._reply_text(body)
+        return json_response(
+            {
+                "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                "stopReason": self.stop_reason,
+                "usage": self._usage(body, text),
+                "metrics": {"latencyMs": self.latency_ms},
+            }
+        )
+
+    def _converse_stream(self, body: dict[str, Any]) -> Response:
+        chunks = (
+            list(self.stream_chunks)
+            if self.stream_chunks is not None
+            else _split_words(self._reply_text(body))
+        )
+        with self._lock:
+            stream_break = self._stream_break
+        if stream_break:
+            chunks = chunks[: stream_break.after_chunks]
+        frames = [_event("messageStart", {"role": "assistant"})]
+        frames += [
+            _event("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0})
+            for chunk in chunks
+        ]
+        if stream_break:
+            frames.append(_exception_event(stream_break.error_type, stream_break.message))
+        else:
+            frames += [
+                _event("contentBlockStop", {"contentBlockIndex": 0}),
+                _event("messageStop", {"stopReason": self.stop_reason}),
+                _event(
+                    "metadata",
+                    {
+                        "usage": self._usage(body, "".join(chunks)),
+                        "metrics": {"latencyMs": self.latency_ms},
+                    },
+                ),
+            ]
+        return Response(200, b"".join(frames), {"Content-Type": EVENTSTREAM_CONTENT_TYPE})
+
+    def _retrieve(self, body: dict[str, Any]) -> Response:
+        query = body.get("retrievalQuery")
+        if not isinstance(query, dict) or not str(query.get("text", "")).strip():
+            raise _ValidationError("retrievalQuery.text must not be blank")
+        vector_config = body.get("retrievalConfiguration", {}).get("vectorSearchConfiguration", {})
+        limit = int(vector_config.get("numberOfResults", DEFAULT_NUMBER_OF_RESULTS))
+        return json_response({"retrievalResults": list(self.retrieval_results)[:limit]})

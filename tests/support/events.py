@@ -1,0 +1,44 @@
+"""Recorded AWS event samples (``shared/events/*.json``) for handler tests.
+
+The samples live outside the repository, in ``shared/events`` beside the repository root, both in a
+developer's tree (``/work/main`` + ``/work/shared``) and in CI (a fresh clone with ``shared/``
+copied beside it). Every call returns a fresh deep copy, so a test may mutate its event freely::
+
+    from tests.support.events import load_event
+
+    event = load_event("rest-proxy-request")
+    event["path"] = "/api/v1/health"
+    event["httpMethod"] = "GET"
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EVENTS_DIR = REPO_ROOT.parent / "shared" / "events"
+
+
+@functools.cache
+def _read(name: str) -> dict[str, Any]:
+    """Parse one sample once per process; callers only ever see copies."""
+    path = EVENTS_DIR / f"{name}.json"
+    if not path.is_file():
+        available = sorted(p.stem for p in EVENTS_DIR.glob("*.json")) if EVENTS_DIR.is_dir() else []
+        raise FileNotFoundError(
+            f"no recorded event {name!r}: {path} does not exist "
+            f"(available in {EVENTS_DIR}: {', '.join(available) or 'none'})"
+        )
+    event = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(event, dict):
+        raise ValueError(f"{path} holds a {type(event).__name__}, not a JSON object")
+    return event
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """Return a deep copy of ``shared/events/<name>.json`` (``name`` without ``.json``)."""
+    return copy.deepcopy(_read(name))

@@ -1,0 +1,68 @@
+"""Ready-made pytest fixtures over the fakes; enable with ``pytest_plugins``.
+
+Add to the top-level ``tests/conftest.py``::
+
+    pytest_plugins = ["tests.support.fixtures"]
+
+Fixtures:
+
+* ``moto_server`` (session): one :class:`~tests.support.moto_server.MotoServer` per process.
+* ``moto_env`` (function): resets moto, points boto3 at it with fake credentials, creates every
+  contract table named ``test-<suffix>`` and sets the table env vars; returns every variable set.
+* ``bedrock`` (function): a running :class:`~tests.support.bedrock_fake.BedrockFake` that the
+  bedrock-runtime and bedrock-agent-runtime clients reach through their endpoint variables.
+* ``ws_management`` (function): a running
+  :class:`~tests.support.ws_management_fake.WsManagementFake` whose callback URL is in
+  ``WEBSOCKET_CALLBACK_URL``.
+
+Environment variables are set through ``monkeypatch`` so each test gets them undone. Code that
+builds boto3 clients must do so after these fixtures ran (e.g. lazily, not at import time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from functions.shared.contract import Env
+from tests.support.bedrock_fake import BedrockFake
+from tests.support.moto_server import MotoServer, aws_env, create_tables
+from tests.support.ws_management_fake import WsManagementFake
+
+TABLE_PREFIX = "test"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def moto_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    moto_server.reset()
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    env = aws_env(moto_server.url)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    tables = create_tables(boto3.client("dynamodb"), TABLE_PREFIX)
+    for name, value in tables.items():
+        monkeypatch.setenv(name, value)
+    return env | tables
+
+
+@pytest.fixture
+def bedrock(monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockFake]:
+    with BedrockFake() as fake:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        yield fake
+
+
+@pytest.fixture
+def ws_management(monkeypatch: pytest.MonkeyPatch) -> Iterator[WsManagementFake]:
+    with WsManagementFake() as fake:
+        monkeypatch.setenv(Env.WEBSOCKET_CALLBACK_URL, fake.callback_url)
+        yield fake

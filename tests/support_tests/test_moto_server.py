@@ -1,0 +1,85 @@
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.shared.contract import TABLES, Key, TableSchema
+from tests.support.fixtures import TABLE_PREFIX
+from tests.support.moto_server import MotoServer
+
+
+def _key_schema(hash_key: Key, range_key: Key | None) -> list[dict[str, str]]:
+    schema = [{"AttributeName": hash_key.name, "KeyType": "HASH"}]
+    if range_key:
+        schema.append({"AttributeName": range_key.name, "KeyType": "RANGE"})
+    return schema
+
+
+def _describe(name: str) -> dict[str, Any]:
+    return boto3.client("dynamodb").describe_table(TableName=name)["Table"]
+
+
+def test_moto_env_points_boto3_at_moto_with_the_contract_table_names(
+    moto_env: dict[str, str], moto_server: MotoServer
+) -> None:
+    assert moto_env["AWS_ENDPOINT_URL"] == moto_server.url
+    assert moto_env["AWS_DEFAULT_REGION"] == "us-east-1"
+    for schema in TABLES:
+        assert moto_env[schema.env] == f"{TABLE_PREFIX}-{schema.suffix}"
+    assert sorted(boto3.client("dynamodb").list_tables()["TableNames"]) == sorted(
+        f"{TABLE_PREFIX}-{schema.suffix}" for schema in TABLES
+    )
+
+
+@pytest.mark.parametrize("schema", TABLES, ids=lambda schema: schema.suffix)
+def test_tables_have_exactly_the_contract_key_schema(
+    moto_env: dict[str, str], schema: TableSchema
+) -> None:
+    table = _describe(moto_env[schema.env])
+
+    assert table["KeySchema"] == _key_schema(schema.hash_key, schema.range_key)
+    assert sorted(
+        (d["AttributeName"], d["AttributeType"]) for d in table["AttributeDefinitions"]
+    ) == sorted((key.name, key.type) for key in schema.attributes)
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    indexes = {
+        index["IndexName"]: (index["KeySchema"], index["Projection"])
+        for index in table.get("GlobalSecondaryIndexes", [])
+    }
+    assert indexes == {
+        index.name: (_key_schema(index.hash_key, index.range_key), {"ProjectionType": "ALL"})
+        for index in schema.indexes
+    }
+    ttl = boto3.client("dynamodb").describe_time_to_live(TableName=table["TableName"])
+    assert ttl["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": schema.ttl_attribute,
+    }
+
+
+def test_reset_forgets_everything(moto_env: dict[str, str], moto_server: MotoServer) -> None:
+    dynamodb = boto3.client("dynamodb")
+    assert dynamodb.list_tables()["TableNames"]
+
+    moto_server.reset()
+
+    assert dynamodb.list_tables()["TableNames"] == []
+
+
+def test_moto_pages_bedrock_agent_knowledge_bases(moto_env: dict[str, str]) -> None:
+    """moto implements list_knowledge_bases with nextToken, so the fakes need not."""
+    agent = boto3.client("bedrock-agent")
+    for name in ("kb-a", "kb-b", "kb-c"):
+        agent.create_knowledge_base(
+            name=name,
+            roleArn="arn:aws:iam::123456789012:role/kb",
+            knowledgeBaseConfiguration={"type": "VECTOR"},
+            storageConfiguration={"type": "OPENSEARCH_SERVERLESS"},
+        )
+
+    first = agent.list_knowledge_bases(maxResults=2)
+    second = agent.list_knowledge_bases(maxResults=2, nextToken=first["nextToken"])
+
+    assert [kb["name"] for kb in first["knowledgeBaseSummaries"]] == ["kb-a", "kb-b"]
+    assert [kb["name"] for kb in second["knowledgeBaseSummaries"]] == ["kb-c"]
+    assert "nextToken" not in second
