@@ -15,9 +15,21 @@ MESSAGE = (
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    print(json.dumps({"level": "WARNING", "message": MESSAGE, "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}))
-    if isinstance(event, dict) and event.get("type") in ("TOKEN", "REQUEST") and "methodArn" in event:
-        raise Exception("Unauthorized")  # noqa: TRY002 -- the only message API Gateway maps to 401
+    print(
+        json.dumps(
+            {
+                "level": "WARNING",
+                "message": MESSAGE,
+                "function": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+            }
+        )
+    )
+    if (
+        isinstance(event, dict)
+        and event.get("type") in ("TOKEN", "REQUEST")
+        and "methodArn" in event
+    ):
+        raise Exception("Unauthorized")
     return {
         "statusCode": 503,
         "headers": {"Content-Type": "application/json", "Retry-After": "60"},
