@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 
 
@@ -72,6 +73,92 @@ def synth_figure(runs: int) -> Figure:
     )
 
 
+# A fresh interpreter per run, isolated (-I) and without site-packages (-S): only the paths
+# given on the command line, as in a Lambda sandbox. No bytecode is written, so every run
+# compiles the package's sources, as Lambda does with a zip that ships none.
+COLD_IMPORT = """
+import sys, time
+sys.path[:0] = sys.argv[1:]
+start = time.perf_counter()
+{statement}
+print(time.perf_counter() - start)
+"""
+LAMBDA_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+    "POWERTOOLS_SERVICE_NAME": "bench",
+    "POWERTOOLS_METRICS_NAMESPACE": "bench",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+
+def cold_import(statement: str, paths: list[Path], function_name: str) -> float:
+    env = {**LAMBDA_ENV, "AWS_LAMBDA_FUNCTION_NAME": function_name, "PATH": os.environ["PATH"]}
+    code = COLD_IMPORT.format(statement=statement)
+    result = subprocess.run(
+        [PYTHON, "-I", "-S", "-B", "-c", code, *map(str, paths)],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def cold_figures(runs: int, work: Path) -> list[Figure]:
+    from compute.packaging import Target, build_function
+    from functions.shared.contract import AUTHORIZER, MAIN, WEBSOCKET
+    from tests.support.lambda_runtime import extract, runtime_site
+
+    runtime = runtime_site(work / "runtime")
+    cases = [
+        (AUTHORIZER, "import jwt, cryptography", False, "<= 1.3x"),
+        (MAIN, "import fastapi, mangum, boto3", True, "<= 1.3x"),
+        (WEBSOCKET, "import boto3", True, "<= 1.5x"),
+    ]
+    figures = []
+    for spec, floor_statement, with_boto3, target in cases:
+        package = build_function(spec, Target("python3.11", "x86_64"))
+        task = extract(package.path, work / spec.key)
+        paths = [task, runtime] if with_boto3 else [task]
+        module = spec.handler.rsplit(".", 1)[0]
+        ours, floor = [], []
+        for _ in range(runs):
+            ours.append(cold_import(f"import {module}", paths, spec.suffix))
+            floor.append(cold_import(floor_statement, paths, spec.suffix))
+        figures.append(
+            Figure(
+                f"{spec.key} cold init",
+                f"fresh interpreter, built package{' + boto3' if with_boto3 else ''} only; "
+                f"floor `{floor_statement}`",
+                statistics.median(ours),
+                statistics.median(floor),
+                target,
+            )
+        )
+    return figures
+
+
+def size_figures() -> list[Figure]:
+    from compute.packaging import Target, build_function
+    from functions.shared.contract import FUNCTIONS, MAIN
+
+    figures = []
+    for spec in FUNCTIONS:
+        package = build_function(spec, Target("python3.11", "x86_64"))
+        limit = 12 if spec.key == MAIN.key else 8
+        figures.append(
+            Figure(
+                f"{spec.key} package",
+                "zipped size (x86_64)",
+                package.size / 1e6,
+                None,
+                f"<= {limit} MB",
+                "MB",
+            )
+        )
+    return figures
+
+
 def render(figures: list[Figure], runs: int) -> str:
     lines = [
         f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
@@ -92,7 +179,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    figures = [synth_figure(args.runs)]
+    with tempfile.TemporaryDirectory() as work:
+        figures = [synth_figure(args.runs), *cold_figures(args.runs, Path(work)), *size_figures()]
     table = render(figures, args.runs)
     (ROOT / "bench" / "results.md").write_text(table)
     print(table)

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from compute.packaging import FIXED_TIME, Target, build_function, build_placeholder, write_zip
 from functions.shared.contract import AUTHORIZER, FUNCTIONS, FunctionSpec
 from tests.support.events import load_event
+from tests.support.lambda_runtime import extract, runtime_site
 
 X86 = Target("python3.11", "x86_64")
 ARM = Target("python3.11", "arm64")
@@ -90,36 +90,11 @@ def test_rebuilding_from_the_same_sources_gives_the_same_hash(tmp_path: Path) ->
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == first.sha256
 
 
-def _boto3_only_path(tmp_path: Path) -> Path:
-    """A folder holding boto3 and its dependencies only: what the Lambda runtime provides."""
-    folder = tmp_path / "runtime"
-    folder.mkdir()
-    for dist in (
-        "boto3",
-        "botocore",
-        "s3transfer",
-        "jmespath",
-        "urllib3",
-        "python-dateutil",
-        "six",
-    ):
-        for file in metadata.distribution(dist).files or []:
-            top = file.parts[0]
-            if top.endswith((".dist-info", "__pycache__")) or top == "..":
-                continue
-            source = Path(file.locate()).parents[len(file.parts) - 1] / top
-            if not (folder / top).exists():
-                (folder / top).symlink_to(source)
-    return folder
-
-
 def _call_in_fresh_interpreter(
     zip_path: Path, tmp_path: Path, code: str
 ) -> subprocess.CompletedProcess:
-    tree = tmp_path / zip_path.stem
-    with zipfile.ZipFile(zip_path) as archive:
-        archive.extractall(tree)
-    runtime = _boto3_only_path(tmp_path)
+    tree = extract(zip_path, tmp_path / zip_path.stem)
+    runtime = runtime_site(tmp_path / "runtime")
     return subprocess.run(
         [sys.executable, "-I", "-S", "-c", code],
         env={"PYTHONPATH": "", "PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
@@ -166,9 +141,7 @@ def test_placeholder_answers_503_and_denies_authorization(tmp_path: Path) -> Non
         "    else:\n"
         "        raise AssertionError('an authorizer call was not denied')\n"
     )
-    tree = tmp_path / "placeholder"
-    with zipfile.ZipFile(package.path) as archive:
-        archive.extractall(tree)
+    tree = extract(package.path, tmp_path / "placeholder")
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code],
         input=f"{tree}\n" + json.dumps({"rest": rest, "token": token}),
