@@ -1,0 +1,1 @@
+"""The main function: the REST API (FastAPI on Mangum). Entry point: ``handler.handler``."""

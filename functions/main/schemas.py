@@ -1,0 +1,203 @@
+"""Request and response bodies of the REST API, as pydantic models so OpenAPI documents them.
+
+Request models forbid unknown fields: a misspelt ``modle_id`` is a 400, not a silent default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from functions.shared.chat import MAX_CONTENT_CHARS
+from functions.shared.models import Citation, Message, Session, Usage
+
+MAX_TITLE_CHARS = 200
+DEFAULT_TITLE = "New session"
+# Bedrock knowledge-base ids are ten alphanumerics; anything else cannot name one.
+KNOWLEDGE_BASE_ID_PATTERN = r"^[0-9A-Za-z]{10}$"
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)
+]
+ModelId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+KnowledgeBaseId = Annotated[str, StringConstraints(pattern=KNOWLEDGE_BASE_ID_PATTERN)]
+
+ErrorCode = Literal[
+    "bad_request",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
+    "throttled",
+    "upstream_error",
+    "internal",
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where the problem is, e.g. `body.model_id`.")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: ErrorCode
+    message: str
+    details: list[FieldError] | None = Field(
+        default=None, description="Per-field problems, for request validation errors."
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response, whatever the status."""
+
+    error: ErrorDetail
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    time: str
+
+
+class SessionCreate(_Request):
+    title: Title | None = None
+    model_id: ModelId | None = Field(
+        default=None, description="One of the configured models; the first one when omitted."
+    )
+    knowledge_base_id: KnowledgeBaseId | None = Field(
+        default=None,
+        description=(
+            "Knowledge base to ground answers on. Omitted: the configured default one (if any); "
+            "null: none. Rejected when knowledge-base features are off."
+        ),
+    )
+
+
+class SessionUpdate(_Request):
+    title: Title | None = None
+    model_id: ModelId | None = None
+    knowledge_base_id: KnowledgeBaseId | None = Field(
+        default=None, description="null removes the knowledge base from the session."
+    )
+
+    @field_validator("title", "model_id")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+
+class MessageCreate(_Request):
+    content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS)]
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    title: str
+    model_id: str
+    knowledge_base_id: str | None
+    created_at: str = Field(description="ISO-8601 UTC.")
+    last_activity: str = Field(description="ISO-8601 UTC.")
+    expires_at: int = Field(description="Epoch seconds; pushed forward by every change.")
+    message_count: int
+
+    @classmethod
+    def of(cls, session: Session) -> SessionOut:
+        return cls(
+            session_id=session.session_id,
+            title=session.title,
+            model_id=session.model_id,
+            knowledge_base_id=session.knowledge_base_id,
+            created_at=session.created_at,
+            last_activity=session.last_activity,
+            expires_at=session.expires_at,
+            message_count=session.message_count,
+        )
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionOut]
+    next_token: str | None
+
+
+class CitationOut(BaseModel):
+    index: int = Field(description="The [n] the answer cites it as.")
+    text: str
+    source: str | None
+    score: float | None
+
+    @classmethod
+    def of(cls, citation: Citation) -> CitationOut:
+        return cls(
+            index=citation.index, text=citation.text, source=citation.source, score=citation.score
+        )
+
+
+class UsageOut(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: Usage) -> UsageOut:
+        return cls(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            total_tokens=usage.total_tokens,
+        )
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    session_id: str
+    seq: int = Field(description="Position in the session, from 1.")
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: str
+    citations: list[CitationOut]
+
+    @classmethod
+    def of(cls, message: Message) -> MessageOut:
+        return cls(
+            message_id=message.message_id,
+            session_id=message.session_id,
+            seq=message.seq,
+            role=message.role,
+            content=message.content,
+            created_at=message.created_at,
+            citations=[CitationOut.of(citation) for citation in message.citations],
+        )
+
+
+class MessageList(BaseModel):
+    messages: list[MessageOut]
+    next_token: str | None
+
+
+class ChatResponse(BaseModel):
+    message: MessageOut = Field(description="The stored assistant message.")
+    citations: list[CitationOut]
+    usage: UsageOut
+
+
+class KnowledgeBaseOut(BaseModel):
+    knowledge_base_id: str
+    name: str
+    description: str | None
+    status: str
+    default: bool = Field(description="Whether this is the configured default knowledge base.")
+
+
+class KnowledgeBaseList(BaseModel):
+    knowledge_bases: list[KnowledgeBaseOut]

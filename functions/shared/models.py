@@ -1,0 +1,79 @@
+"""Plain domain records shared by the store, the chat service and both transports.
+
+Frozen dataclasses rather than pydantic models: the WebSocket function uses them too and should
+not pay pydantic's import cost. The REST layer converts them to its pydantic response models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+Role = Literal["user", "assistant"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    user_id: str
+    title: str
+    model_id: str
+    knowledge_base_id: str | None
+    created_at: str
+    last_activity: str
+    expires_at: int
+    message_count: int
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A knowledge-base passage the answer was grounded on; ``index`` is its ``[n]`` number."""
+
+    index: int
+    text: str
+    source: str | None
+    score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One stored turn; ``seq`` (1, 2, ...) orders a session's turns, allocated atomically."""
+
+    session_id: str
+    seq: int
+    message_id: str
+    role: Role
+    content: str
+    created_at: str
+    citations: tuple[Citation, ...] = ()
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: str
+    user_id: str
+    connected_at: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; ``next_token`` is None on the last page."""
+
+    items: list[T]
+    next_token: str | None

@@ -1,0 +1,537 @@
+"""DynamoDB repositories for sessions, messages and WebSocket connections.
+
+Layout (key schemas in :mod:`functions.shared.contract`):
+
+* sessions: one item per session, read per user through the ``UserIndex`` GSI (user_id,
+  last_activity), newest activity first. ``message_count`` doubles as the atomic counter that
+  hands out message sequence numbers. ``expires_at`` (epoch seconds, DynamoDB TTL) moves forward
+  on every write, and a session past it counts as gone even before DynamoDB deletes it.
+* messages: one item per turn, keyed (session_id, seq), so a session's history is unbounded
+  instead of capped by the 400 KB item limit. Messages carry no TTL: a long-lived session must
+  not lose its oldest turns while it is still in use. They are deleted with their session.
+* connections: one item per open WebSocket, with a TTL a little past API Gateway's 2 h limit.
+
+Times are ISO-8601 UTC strings in one fixed format (microseconds, ``Z``), so the GSI sort key,
+a string, orders them chronologically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from functions.shared import aws
+from functions.shared.contract import CONNECTION_TTL_SECONDS, SESSIONS, USER_INDEX
+from functions.shared.errors import NotFound, Throttled, error_code
+from functions.shared.models import Citation, Connection, Message, Page, Role, Session, Usage
+from functions.shared.pagination import TokenSigner
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+    from functions.shared.settings import Settings
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+HISTORY_PAGE_SIZE = 50
+BATCH_WRITE_SIZE = 25  # DynamoDB's BatchWriteItem limit
+BATCH_WRITE_ATTEMPTS = 8
+_SESSION_NOT_FOUND = "session not found"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def timestamp(moment: datetime) -> str:
+    """A sortable ISO-8601 UTC timestamp, e.g. ``2025-01-31T09:05:00.000123Z``."""
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def epoch_seconds(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _str(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value["S"] if value and "S" in value else None
+
+
+def _int(item: Mapping[str, Any], name: str) -> int:
+    value = item.get(name)
+    return int(value["N"]) if value and "N" in value else 0
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error_code(error) == "ConditionalCheckFailedException"
+
+
+class SessionRepository:
+    """Sessions of one user at a time: every read and write checks ownership."""
+
+    def __init__(
+        self, client: BaseClient, table: str, ttl_days: int, signer: TokenSigner | None = None
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._ttl = timedelta(days=ttl_days)
+        self._signer = signer
+
+    def create(
+        self, user_id: str, title: str, model_id: str, knowledge_base_id: str | None
+    ) -> Session:
+        now = utc_now()
+        session = Session(
+            session_id=str(uuid.uuid4()),
+            user_id=user_id,
+            title=title,
+            model_id=model_id,
+            knowledge_base_id=knowledge_base_id,
+            created_at=timestamp(now),
+            last_activity=timestamp(now),
+            expires_at=self._expiry(now),
+            message_count=0,
+        )
+        self._client.put_item(
+            TableName=self._table,
+            Item=_session_item(session),
+            ConditionExpression="attribute_not_exists(session_id)",
+        )
+        return session
+
+    def get(self, user_id: str, session_id: str) -> Session:
+        """The caller's live session; :class:`NotFound` for missing, expired or someone else's."""
+        if not SESSION_ID_PATTERN.fullmatch(session_id):
+            raise NotFound(_SESSION_NOT_FOUND)
+        item = self._client.get_item(
+            TableName=self._table, Key={"session_id": _s(session_id)}, ConsistentRead=True
+        ).get("Item")
+        if not item:
+            raise NotFound(_SESSION_NOT_FOUND)
+        session = _session(item)
+        if session.user_id != user_id or session.expires_at <= epoch_seconds(utc_now()):
+            raise NotFound(_SESSION_NOT_FOUND)
+        return session
+
+    def list(self, user_id: str, limit: int, next_token: str | None = None) -> Page[Session]:
+        """The caller's live sessions, most recent activity first, through the UserIndex GSI.
+
+        Expired sessions are filtered out after DynamoDB applied ``Limit``, so a page may hold
+        fewer than ``limit`` sessions and still have a ``next_token``.
+        """
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": USER_INDEX.name,
+            "KeyConditionExpression": "#user = :user",
+            "FilterExpression": "#expires > :now",
+            "ExpressionAttributeNames": {"#user": "user_id", "#expires": "expires_at"},
+            "ExpressionAttributeValues": {
+                ":user": _s(user_id),
+                ":now": _n(epoch_seconds(utc_now())),
+            },
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        signer = _required(self._signer)
+        if next_token:
+            params["ExclusiveStartKey"] = signer.decode(next_token, "sessions", user_id, "")
+        response = self._client.query(**params)
+        last_key = response.get("LastEvaluatedKey")
+        return Page(
+            items=[_session(item) for item in response.get("Items", [])],
+            next_token=signer.encode("sessions", user_id, "", last_key) if last_key else None,
+        )
+
+    def update(self, user_id: str, session_id: str, changes: Mapping[str, str | None]) -> Session:
+        """Set ``changes`` (title, model_id, knowledge_base_id; None removes) and refresh TTL."""
+        names = {f"#{name}": name for name in changes}
+        to_set = [f"#{name} = :{name}" for name, value in changes.items() if value is not None]
+        to_remove = [f"#{name}" for name, value in changes.items() if value is None]
+        values = {f":{name}": _s(value) for name, value in changes.items() if value is not None}
+        expression = "SET " + ", ".join([*to_set, *self._activity_updates(names, values)])
+        if to_remove:
+            expression += " REMOVE " + ", ".join(to_remove)
+        item = self._owned_update(
+            user_id, session_id, expression, names=names, values=values, returning="ALL_NEW"
+        )
+        return _session(item)
+
+    def next_seq(self, user_id: str, session_id: str) -> int:
+        """Atomically take the next message sequence number of the caller's session."""
+        names = {"#count": "message_count"}
+        values = {":one": _n(1)}
+        expression = "ADD #count :one SET " + ", ".join(self._activity_updates(names, values))
+        item = self._owned_update(
+            user_id, session_id, expression, names=names, values=values, returning="UPDATED_NEW"
+        )
+        return _int(item, "message_count")
+
+    def delete(self, user_id: str, session_id: str) -> None:
+        if not SESSION_ID_PATTERN.fullmatch(session_id):
+            raise NotFound(_SESSION_NOT_FOUND)
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={"session_id": _s(session_id)},
+                ConditionExpression="#user = :user AND #expires > :now",
+                ExpressionAttributeNames={"#user": "user_id", "#expires": "expires_at"},
+                ExpressionAttributeValues={
+                    ":user": _s(user_id),
+                    ":now": _n(epoch_seconds(utc_now())),
+                },
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise NotFound(_SESSION_NOT_FOUND) from None
+            raise
+
+    def _owned_update(
+        self,
+        user_id: str,
+        session_id: str,
+        expression: str,
+        *,
+        names: dict[str, str],
+        values: dict[str, Any],
+        returning: str,
+    ) -> dict[str, Any]:
+        """UpdateItem that only applies to a live session owned by ``user_id``."""
+        if not SESSION_ID_PATTERN.fullmatch(session_id):
+            raise NotFound(_SESSION_NOT_FOUND)
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"session_id": _s(session_id)},
+                UpdateExpression=expression,
+                ConditionExpression="#owner = :owner AND #alive > :epoch",
+                ExpressionAttributeNames={
+                    **names,
+                    "#owner": "user_id",
+                    "#alive": "expires_at",
+                },
+                ExpressionAttributeValues={
+                    **values,
+                    ":owner": _s(user_id),
+                    ":epoch": _n(epoch_seconds(utc_now())),
+                },
+                ReturnValues=returning,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise NotFound(_SESSION_NOT_FOUND) from None
+            raise
+        return response["Attributes"]
+
+    def _activity_updates(self, names: dict[str, str], values: dict[str, Any]) -> list[str]:
+        """SET clauses that mark the session active now and push its expiry forward."""
+        now = utc_now()
+        names.update({"#last_activity": "last_activity", "#expires_at": "expires_at"})
+        values.update({":last_activity": _s(timestamp(now)), ":expires_at": _n(self._expiry(now))})
+        return ["#last_activity = :last_activity", "#expires_at = :expires_at"]
+
+    def _expiry(self, now: datetime) -> int:
+        return epoch_seconds(now + self._ttl)
+
+
+class MessageRepository:
+    """The turns of a session, ordered by ``seq``. Ownership is checked on the session first."""
+
+    def __init__(self, client: BaseClient, table: str, signer: TokenSigner | None = None) -> None:
+        self._client = client
+        self._table = table
+        self._signer = signer
+
+    def put(self, message: Message) -> None:
+        """Store a turn whose ``seq`` came from :meth:`SessionRepository.next_seq`.
+
+        The condition makes a (buggy) reuse of a sequence number fail loudly instead of
+        overwriting a stored turn.
+        """
+        self._client.put_item(
+            TableName=self._table,
+            Item=_message_item(message),
+            ConditionExpression="attribute_not_exists(seq)",
+        )
+
+    def list(
+        self, user_id: str, session_id: str, limit: int, next_token: str | None = None
+    ) -> Page[Message]:
+        """One page of the history, oldest first; the caller must own ``session_id``."""
+        signer = _required(self._signer)
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "session_id = :session",
+            "ExpressionAttributeValues": {":session": _s(session_id)},
+            "ScanIndexForward": True,
+            "ConsistentRead": True,
+            "Limit": limit,
+        }
+        if next_token:
+            params["ExclusiveStartKey"] = signer.decode(next_token, "messages", user_id, session_id)
+        response = self._client.query(**params)
+        last_key = response.get("LastEvaluatedKey")
+        return Page(
+            items=[_message(item) for item in response.get("Items", [])],
+            next_token=(
+                signer.encode("messages", user_id, session_id, last_key) if last_key else None
+            ),
+        )
+
+    def recent(self, session_id: str, budget_chars: int) -> list[Message]:
+        """The newest turns whose contents fit in ``budget_chars`` together, oldest first.
+
+        Reads backwards page by page and stops at the first turn that does not fit, so a long
+        history costs a few small queries rather than a read of every turn.
+        """
+        selected: list[Message] = []
+        used = 0
+        for item in self._newest_first(session_id):
+            message = _message(item)
+            used += len(message.content)
+            if used > budget_chars:
+                break
+            selected.append(message)
+        selected.reverse()
+        return selected
+
+    def delete_all(self, session_id: str) -> int:
+        """Delete every turn of a session; returns how many were deleted."""
+        paginator = self._client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="session_id = :session",
+            ExpressionAttributeValues={":session": _s(session_id)},
+            ProjectionExpression="session_id, seq",
+            ConsistentRead=True,
+        )
+        deleted = 0
+        batch: list[dict[str, Any]] = []
+        for page in pages:
+            for key in page.get("Items", []):
+                batch.append({"DeleteRequest": {"Key": key}})
+                if len(batch) == BATCH_WRITE_SIZE:
+                    deleted += self._write_batch(batch)
+                    batch = []
+        if batch:
+            deleted += self._write_batch(batch)
+        return deleted
+
+    def _newest_first(self, session_id: str) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="session_id = :session",
+            ExpressionAttributeValues={":session": _s(session_id)},
+            ScanIndexForward=False,
+            ConsistentRead=True,
+            PaginationConfig={"PageSize": HISTORY_PAGE_SIZE},
+        )
+        for page in pages:
+            yield from page.get("Items", [])
+
+    def _write_batch(self, requests: list[dict[str, Any]]) -> int:
+        """BatchWriteItem until every request is processed, backing off on leftovers.
+
+        BatchWriteItem answers 200 with ``UnprocessedItems`` when it is throttled, which
+        botocore's retries do not see, so the leftovers are retried here.
+        """
+        pending = {self._table: requests}
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            response = self._client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return len(requests)
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise Throttled("DynamoDB kept the batch delete unprocessed; retry later")
+
+
+class ConnectionRepository:
+    """Open WebSocket connections and the user each one authenticated as."""
+
+    def __init__(self, client: BaseClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def put(self, connection_id: str, user_id: str) -> Connection:
+        now = utc_now()
+        connection = Connection(
+            connection_id=connection_id,
+            user_id=user_id,
+            connected_at=timestamp(now),
+            expires_at=epoch_seconds(now) + CONNECTION_TTL_SECONDS,
+        )
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "connection_id": _s(connection.connection_id),
+                "user_id": _s(connection.user_id),
+                "connected_at": _s(connection.connected_at),
+                "expires_at": _n(connection.expires_at),
+            },
+        )
+        return connection
+
+    def get(self, connection_id: str) -> Connection | None:
+        item = self._client.get_item(
+            TableName=self._table, Key={"connection_id": _s(connection_id)}, ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return None
+        return Connection(
+            connection_id=connection_id,
+            user_id=_str(item, "user_id") or "",
+            connected_at=_str(item, "connected_at") or "",
+            expires_at=_int(item, "expires_at"),
+        )
+
+    def delete(self, connection_id: str) -> None:
+        self._client.delete_item(TableName=self._table, Key={"connection_id": _s(connection_id)})
+
+
+@dataclass(frozen=True)
+class Store:
+    """The repositories of one function, plus the operations that span two tables."""
+
+    sessions: SessionRepository
+    messages: MessageRepository
+    connections: ConnectionRepository | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        client = aws.client("dynamodb")
+        signer = TokenSigner(settings.pagination_key) if settings.pagination_key else None
+        return cls(
+            sessions=SessionRepository(
+                client, settings.sessions_table, settings.session_ttl_days, signer
+            ),
+            messages=MessageRepository(client, settings.messages_table, signer),
+            connections=(
+                ConnectionRepository(client, settings.connections_table)
+                if settings.connections_table
+                else None
+            ),
+        )
+
+    def append(
+        self,
+        user_id: str,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        message_id: str | None = None,
+        citations: tuple[Citation, ...] = (),
+        usage: Usage | None = None,
+    ) -> Message:
+        """Store one turn at the session's next sequence number (ownership checked).
+
+        Concurrent appends each get their own number from the atomic counter, so none is lost.
+        """
+        seq = self.sessions.next_seq(user_id, session_id)
+        message = Message(
+            session_id=session_id,
+            seq=seq,
+            message_id=message_id or str(uuid.uuid4()),
+            role=role,
+            content=content,
+            created_at=timestamp(utc_now()),
+            citations=citations,
+            usage=usage,
+        )
+        self.messages.put(message)
+        return message
+
+    def delete_session(self, user_id: str, session_id: str) -> None:
+        """Delete the session, then its turns.
+
+        The session goes first so it disappears atomically for the user; a failure while
+        deleting turns leaves unreachable turns behind, never a session with a gutted history.
+        """
+        self.sessions.delete(user_id, session_id)
+        self.messages.delete_all(session_id)
+
+
+def _required(signer: TokenSigner | None) -> TokenSigner:
+    if signer is None:
+        raise RuntimeError("listing needs a pagination key; this function has none")
+    return signer
+
+
+def _session_item(session: Session) -> dict[str, Any]:
+    item = {
+        SESSIONS.hash_key.name: _s(session.session_id),
+        "user_id": _s(session.user_id),
+        "title": _s(session.title),
+        "model_id": _s(session.model_id),
+        "created_at": _s(session.created_at),
+        "last_activity": _s(session.last_activity),
+        "expires_at": _n(session.expires_at),
+        "message_count": _n(session.message_count),
+    }
+    if session.knowledge_base_id:
+        item["knowledge_base_id"] = _s(session.knowledge_base_id)
+    return item
+
+
+def _session(item: Mapping[str, Any]) -> Session:
+    return Session(
+        session_id=_str(item, "session_id") or "",
+        user_id=_str(item, "user_id") or "",
+        title=_str(item, "title") or "",
+        model_id=_str(item, "model_id") or "",
+        knowledge_base_id=_str(item, "knowledge_base_id"),
+        created_at=_str(item, "created_at") or "",
+        last_activity=_str(item, "last_activity") or "",
+        expires_at=_int(item, "expires_at"),
+        message_count=_int(item, "message_count"),
+    )
+
+
+def _message_item(message: Message) -> dict[str, Any]:
+    item = {
+        "session_id": _s(message.session_id),
+        "seq": _n(message.seq),
+        "message_id": _s(message.message_id),
+        "role": _s(message.role),
+        "content": _s(message.content),
+        "created_at": _s(message.created_at),
+    }
+    if message.citations:
+        # Opaque to DynamoDB and holding floats (scores), which DynamoDB's number type would
+        # force through Decimal: one JSON string is simpler and smaller.
+        item["citations"] = _s(json.dumps([citation.to_dict() for citation in message.citations]))
+    if message.usage:
+        item["usage"] = {"M": {name: _n(value) for name, value in message.usage.to_dict().items()}}
+    return item
+
+
+def _message(item: Mapping[str, Any]) -> Message:
+    citations = json.loads(_str(item, "citations") or "[]")
+    usage = item.get("usage", {}).get("M")
+    role: Role = "assistant" if _str(item, "role") == "assistant" else "user"
+    return Message(
+        session_id=_str(item, "session_id") or "",
+        seq=_int(item, "seq"),
+        message_id=_str(item, "message_id") or "",
+        role=role,
+        content=_str(item, "content") or "",
+        created_at=_str(item, "created_at") or "",
+        citations=tuple(Citation(**citation) for citation in citations),
+        usage=Usage(**{name: int(value["N"]) for name, value in usage.items()}) if usage else None,
+    )

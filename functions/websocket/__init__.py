@@ -1,0 +1,1 @@
+"""The WebSocket function: connections and streamed chat. Entry point: ``handler.handler``."""

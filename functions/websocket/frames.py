@@ -1,0 +1,77 @@
+"""Server-to-client frames of the WebSocket chat protocol, and splitting text to fit them.
+
+API Gateway caps a WebSocket frame at 32 KB, so a long model delta becomes several ``chunk``
+frames whose contents concatenate back to the delta.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+from functions.shared.models import Citation, Usage
+
+MAX_FRAME_BYTES = 32 * 1024
+
+ErrorCode = Literal["not_found", "bad_request", "throttled", "internal"]
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON. Non-ASCII stays raw (``\\uXXXX`` escapes would double CJK text);
+    a lone surrogate, which UTF-8 cannot carry, becomes ``?``."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+
+
+def start(session_id: str, message_id: str) -> dict[str, Any]:
+    return {"type": "start", "session_id": session_id, "message_id": message_id}
+
+
+def chunks(session_id: str, message_id: str, text: str) -> Iterator[dict[str, Any]]:
+    """``chunk`` frames carrying ``text``, each at most :data:`MAX_FRAME_BYTES` encoded."""
+    envelope = {"type": "chunk", "session_id": session_id, "message_id": message_id}
+    for piece in _split(text, lambda content: len(encode({**envelope, "content": content}))):
+        yield {**envelope, "content": piece}
+
+
+def end(
+    session_id: str, message_id: str, usage: Usage, citations: tuple[Citation, ...]
+) -> dict[str, Any]:
+    return {
+        "type": "end",
+        "session_id": session_id,
+        "message_id": message_id,
+        "usage": usage.to_dict(),
+        "citations": [citation.to_dict() for citation in citations],
+    }
+
+
+def error(code: ErrorCode, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def pong() -> dict[str, Any]:
+    return {"type": "pong"}
+
+
+def _split(text: str, size: Callable[[str], int]) -> Iterator[str]:
+    """Cut ``text`` into the fewest pieces whose frames fit, measuring real encoded frames.
+
+    Escaping makes a character cost 1 to 6 bytes, so each cut is found by binary search on the
+    encoded size of the frame rather than by estimating characters per byte. A character costs
+    at least one byte, so no piece is longer than the frame limit in characters.
+    """
+    start_at = 0
+    while start_at < len(text):
+        low, high = start_at + 1, min(len(text), start_at + MAX_FRAME_BYTES)
+        if size(text[start_at:high]) <= MAX_FRAME_BYTES:
+            low = high
+        else:
+            while low < high:
+                middle = (low + high + 1) // 2
+                if size(text[start_at:middle]) <= MAX_FRAME_BYTES:
+                    low = middle
+                else:
+                    high = middle - 1
+        yield text[start_at:low]
+        start_at = low

@@ -1,0 +1,13 @@
+"""Tests of the Lambda functions.
+
+Powertools reads its configuration when ``functions.shared.observability`` is imported, which
+happens when the test modules are collected, so it is set here, before any of them is imported.
+"""
+
+import os
+
+from functions.shared.contract import Env
+
+os.environ.setdefault(Env.POWERTOOLS_SERVICE_NAME, "ai-assistant-test")
+os.environ.setdefault(Env.POWERTOOLS_METRICS_NAMESPACE, "AiAssistantTest")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")

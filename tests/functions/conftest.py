@@ -1,0 +1,100 @@
+"""Fixtures for the main and WebSocket function tests: a configured environment, ready to call
+the real handlers against moto, the Bedrock fake and the WebSocket management fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from functions.shared import aws
+from functions.shared.contract import Env
+from functions.shared.settings import get_settings
+from tests.functions.helpers import (
+    DEFAULT_KNOWLEDGE_BASE_ID,
+    MODELS,
+    PAGINATION_KEY,
+    LambdaContext,
+    Rest,
+    WebSocket,
+)
+from tests.support._http import LoopbackServer
+from tests.support.bedrock_fake import BedrockFake
+from tests.support.ws_management_fake import WsManagementFake
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A request that records no metric (e.g. GET /health) makes Powertools warn; that is expected.
+    config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish")
+
+
+@pytest.fixture
+def app_env(
+    moto_env: dict[str, str],
+    bedrock: BedrockFake,
+    ws_management: WsManagementFake,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[dict[str, str]]:
+    """Everything the stack would set for the main and WebSocket functions, pointed at fakes.
+
+    ``AWS_MAX_ATTEMPTS=2`` keeps the throttling tests fast: botocore still retries (adaptive
+    mode, with backoff) before the error surfaces, once instead of twice.
+    """
+    values = {
+        Env.BEDROCK_MODELS: ",".join(MODELS),
+        Env.KNOWLEDGE_BASE_ID: DEFAULT_KNOWLEDGE_BASE_ID,
+        Env.SESSION_TTL_DAYS: "30",
+        Env.PAGINATION_KEY: PAGINATION_KEY,
+        "AWS_MAX_ATTEMPTS": "2",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    for fake in (bedrock, ws_management):
+        _answer_without_nagle_delay(fake)
+    _reset_caches()
+    yield moto_env | values
+    _reset_caches()
+
+
+@pytest.fixture
+def single_attempt(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No botocore retry, for tests about what happens once retries are exhausted.
+
+    In adaptive mode a throttled *fresh* client (every test's clients are fresh) throttles
+    itself to its minimum rate, so its retry waits ~2 s for a send token. Tests that prove the
+    retry keep the default; the others skip that wait.
+    """
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    aws.reset_clients()
+
+
+def _answer_without_nagle_delay(fake: LoopbackServer) -> None:
+    """Workaround, to move into ``tests.support._http``: the fakes write an answer's headers
+    and body in two sends, so on a kept-alive connection Nagle's algorithm holds the body until
+    the client's delayed ACK, ~40 ms per call (and per WebSocket frame). ``TCP_NODELAY`` on the
+    accepted sockets (``StreamRequestHandler.disable_nagle_algorithm``) removes the stall.
+    """
+    fake._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[union-attr]
+
+
+def _reset_caches() -> None:
+    """Settings and clients are cached per container; each test is a fresh container."""
+    get_settings.cache_clear()
+    aws.reset_clients()
+
+
+@pytest.fixture
+def context() -> LambdaContext:
+    return LambdaContext()
+
+
+@pytest.fixture
+def rest(app_env: dict[str, str], context: LambdaContext) -> Rest:
+    return Rest(context)
+
+
+@pytest.fixture
+def ws(
+    app_env: dict[str, str], context: LambdaContext, ws_management: WsManagementFake
+) -> WebSocket:
+    return WebSocket(context, ws_management)

@@ -1,0 +1,237 @@
+"""Drive the real handlers with the recorded API Gateway events, changing only path, body,
+query, identity and ids, and read back what they answered."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+
+from functions.main.handler import handler as main_handler
+from functions.shared import aws
+from functions.shared.contract import API_BASE_PATH, Env
+from functions.websocket.handler import handler as websocket_handler
+from tests.support.events import load_event
+from tests.support.ws_management_fake import WsManagementFake
+
+MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0")
+DEFAULT_KNOWLEDGE_BASE_ID = "KBDEFAULT1"
+PAGINATION_KEY = "test-pagination-key-0123456789"
+USER_A = "user-a"
+USER_B = "user-b"
+_NO_BODY = object()
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda context object that Powertools reads."""
+
+    function_name: str = "ai-assistant-test-main"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:ai-assistant-test-main"
+    )
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.text) if self.text else None
+
+    def assert_error(self, status: int, code: str) -> dict[str, Any]:
+        """The response is the one error shape with this status and code; returns ``error``."""
+        assert self.status == status, (self.status, self.text)
+        body = self.json
+        assert set(body) == {"error"}, body
+        error = body["error"]
+        assert error["code"] == code, error
+        assert isinstance(error["message"], str)
+        assert error["message"]
+        assert set(error) <= {"code", "message", "details"}
+        return error
+
+
+def authorizer_context(user_id: str) -> dict[str, Any]:
+    """``requestContext.authorizer`` as API Gateway passes our authorizer's answer on."""
+    return {"principalId": user_id, "user_id": user_id, "integrationLatency": 0}
+
+
+class Rest:
+    """Calls the main handler with the recorded REST proxy event."""
+
+    def __init__(self, context: LambdaContext) -> None:
+        self.context = context
+
+    def event(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: str | None = USER_A,
+        body: Any = _NO_BODY,
+        raw_body: str | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        event = load_event("rest-proxy-request")
+        full_path = API_BASE_PATH + path
+        event["httpMethod"] = event["requestContext"]["httpMethod"] = method
+        event["path"] = event["resource"] = full_path
+        event["requestContext"]["path"] = event["requestContext"]["resourcePath"] = full_path
+        event["queryStringParameters"] = dict(query) if query else None
+        event["multiValueQueryStringParameters"] = (
+            {name: [value] for name, value in query.items()} if query else None
+        )
+        if raw_body is not None:
+            event["body"] = raw_body
+        else:
+            event["body"] = None if body is _NO_BODY else json.dumps(body)
+        if user is not None:
+            event["requestContext"]["authorizer"] = authorizer_context(user)
+        return event
+
+    def invoke(self, event: dict[str, Any]) -> HttpResponse:
+        result = main_handler(event, self.context)
+        headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers[name.lower()] = ",".join(values)
+        body = result.get("body") or ""
+        if result.get("isBase64Encoded"):
+            body = base64.b64decode(body).decode()
+        return HttpResponse(result["statusCode"], headers, body)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> HttpResponse:
+        return self.invoke(self.event(method, path, **kwargs))
+
+    def create_session(self, user: str = USER_A, **body: Any) -> dict[str, Any]:
+        response = self.call("POST", "/sessions", user=user, body=body)
+        assert response.status == 201, response.text
+        return response.json
+
+
+class WebSocket:
+    """Calls the WebSocket handler with the recorded connect/message/disconnect events."""
+
+    def __init__(self, context: LambdaContext, management: WsManagementFake) -> None:
+        self.context = context
+        self.management = management
+
+    @staticmethod
+    def new_connection_id() -> str:
+        """Shaped like API Gateway's ids (base64, with ``=``), which need URL-encoding."""
+        return base64.b64encode(os.urandom(10)).decode()
+
+    def connect(self, connection_id: str, user: str | None = USER_A) -> dict[str, Any]:
+        event = load_event("websocket-connect")
+        event["requestContext"]["connectionId"] = connection_id
+        if user is not None:
+            event["requestContext"]["authorizer"] = authorizer_context(user)
+        return websocket_handler(event, self.context)
+
+    def disconnect(self, connection_id: str) -> dict[str, Any]:
+        event = load_event("websocket-disconnect")
+        event["requestContext"]["connectionId"] = connection_id
+        return websocket_handler(event, self.context)
+
+    def send(self, connection_id: str, payload: Any, *, user: str | None = None) -> dict[str, Any]:
+        """A client frame to ``$default``; ``payload`` is JSON-encoded unless it is a string.
+
+        ``user`` adds the authorizer context to the event, as API Gateway may; by default the
+        function finds the user through the connection recorded at ``$connect``.
+        """
+        event = load_event("websocket-message")
+        event["requestContext"]["routeKey"] = "$default"
+        event["requestContext"]["connectionId"] = connection_id
+        event["body"] = payload if isinstance(payload, str) else json.dumps(payload)
+        if user is not None:
+            event["requestContext"]["authorizer"] = authorizer_context(user)
+        return websocket_handler(event, self.context)
+
+    def frames(self, connection_id: str) -> list[dict[str, Any]]:
+        return self.management.frames(connection_id)
+
+    def open(self, user: str = USER_A) -> str:
+        """Connect a new connection as ``user``; returns its id."""
+        connection_id = self.new_connection_id()
+        assert self.connect(connection_id, user) == {"statusCode": 200}
+        return connection_id
+
+
+def table(env_name: str) -> str:
+    return os.environ[env_name]
+
+
+def stored_messages(session_id: str) -> list[dict[str, Any]]:
+    """Every item of a session in the messages table, read directly (not through the code)."""
+    client = boto3.client("dynamodb")
+    paginator = client.get_paginator("query")
+    items: list[dict[str, Any]] = []
+    for page in paginator.paginate(
+        TableName=table(Env.MESSAGES_TABLE),
+        KeyConditionExpression="session_id = :s",
+        ExpressionAttributeValues={":s": {"S": session_id}},
+    ):
+        items.extend(page["Items"])
+    return items
+
+
+def stored_session(session_id: str) -> dict[str, Any] | None:
+    client = boto3.client("dynamodb")
+    return client.get_item(
+        TableName=table(Env.SESSIONS_TABLE), Key={"session_id": {"S": session_id}}
+    ).get("Item")
+
+
+class _Body:
+    """The raw-stream interface botocore reads a response body through."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+
+@contextmanager
+def dynamodb_throttled(operation: str = "*") -> Iterator[list[str]]:
+    """Make DynamoDB answer ``operation`` (``"*"``: every call) as a throttled table does.
+
+    moto cannot throttle, so a ``before-send`` hook on the functions' own DynamoDB client
+    answers in the service's place with the wire response DynamoDB sends: HTTP 400 with
+    ``ProvisionedThroughputExceededException``. Everything after the socket is real botocore:
+    parsing, the adaptive retry policy and its backoff, the final ``ClientError``. Yields the
+    list of operations that were answered that way, one per attempt.
+    """
+    attempts: list[str] = []
+    body = json.dumps(
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "The level of configured provisioned throughput for the table was exceeded.",
+        }
+    ).encode()
+
+    def answer(request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        attempts.append(request.headers["X-Amz-Target"].decode().split(".")[-1])
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "throttled"}
+        return AWSResponse(request.url, 400, headers, _Body(body))
+
+    events = aws.client("dynamodb").meta.events
+    event_name = "before-send.dynamodb" + ("" if operation == "*" else f".{operation}")
+    events.register(event_name, answer, unique_id="test-throttle")
+    try:
+        yield attempts
+    finally:
+        events.unregister(event_name, unique_id="test-throttle")

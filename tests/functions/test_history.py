@@ -1,0 +1,179 @@
+"""History at scale and under concurrency: the 1,000-turn session and 20 concurrent writers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+
+from functions.shared.chat import DEFAULT_HISTORY_BUDGET_CHARS, ChatService, conversation
+from functions.shared.contract import MAIN, Env
+from functions.shared.models import Message, Role
+from functions.shared.settings import get_settings
+from functions.shared.store import Store
+from tests.functions.helpers import USER_A, Rest, stored_messages, stored_session
+from tests.support.bedrock_fake import CONVERSE, BedrockFake
+
+TURNS = 1_000
+TURN_CHARS = 2_048
+
+
+def _turn_text(seq: int) -> str:
+    head = f"turn {seq:04d} "
+    return head + "x" * (TURN_CHARS - len(head))
+
+
+def _seed_history(session_id: str, turns: int) -> None:
+    """Write ``turns`` alternating turns straight into DynamoDB, in the layout the store uses.
+
+    Seeding only: 1,000 appends through the counter would take seconds against moto. Reading,
+    paging and the model's context are all exercised through the real code afterwards.
+    """
+    client = boto3.client("dynamodb")
+    table = os.environ[Env.MESSAGES_TABLE]
+    requests = [
+        {
+            "PutRequest": {
+                "Item": {
+                    "session_id": {"S": session_id},
+                    "seq": {"N": str(seq)},
+                    "message_id": {"S": str(uuid.uuid4())},
+                    "role": {"S": "user" if seq % 2 else "assistant"},
+                    "content": {"S": _turn_text(seq)},
+                    "created_at": {"S": "2025-01-01T00:00:00.000000Z"},
+                }
+            }
+        }
+        for seq in range(1, turns + 1)
+    ]
+    for start in range(0, len(requests), 25):
+        pending = {table: requests[start : start + 25]}
+        while pending:
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems")
+    client.update_item(
+        TableName=os.environ[Env.SESSIONS_TABLE],
+        Key={"session_id": {"S": session_id}},
+        UpdateExpression="SET message_count = :count",
+        ExpressionAttributeValues={":count": {"N": str(turns)}},
+    )
+
+
+def test_a_thousand_turns_of_2_kb_are_kept_paged_and_budgeted(
+    rest: Rest, bedrock: BedrockFake
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    _seed_history(session_id, TURNS)  # ~2 MB: five times DynamoDB's item size limit
+
+    seqs: list[int] = []
+    token = None
+    while True:
+        query = {"limit": "100"} | ({"next_token": token} if token else {})
+        page = rest.call("GET", f"/sessions/{session_id}/messages", query=query)
+        assert page.status == 200, page.text
+        for message in page.json["messages"]:
+            assert message["content"] == _turn_text(message["seq"])
+            seqs.append(message["seq"])
+        token = page.json["next_token"]
+        if token is None:
+            break
+    assert seqs == list(range(1, TURNS + 1))
+
+    bedrock.reply = "noted"
+    response = rest.call(
+        "POST", f"/sessions/{session_id}/messages", body={"content": "and one more"}
+    )
+    assert response.status == 200, response.text
+    assert response.json["message"]["seq"] == TURNS + 2
+
+    [request] = bedrock.requests_for(CONVERSE)
+    sent = [message["content"][0]["text"] for message in request.body["messages"]]
+    assert sent[-1] == "and one more"
+    history = sent[:-1]
+    # The most recent turns, contiguous, ending with the last stored one...
+    first_seq = TURNS - len(history) + 1
+    assert history == [_turn_text(seq) for seq in range(first_seq, TURNS + 1)]
+    assert request.body["messages"][0]["role"] == "user"
+    # ...as many as fit the budget, and no more (one older turn would not fit, or two when a
+    # leading assistant turn had to be dropped for the conversation to start with the user).
+    used = sum(map(len, sent)) + len(request.body["system"][0]["text"])
+    assert used <= DEFAULT_HISTORY_BUDGET_CHARS
+    assert used + 2 * TURN_CHARS > DEFAULT_HISTORY_BUDGET_CHARS
+    assert len(history) < TURNS
+
+    assert rest.call("GET", f"/sessions/{session_id}").json["message_count"] == TURNS + 2
+
+
+def test_twenty_concurrent_turns_lose_nothing(rest: Rest, bedrock: BedrockFake) -> None:
+    """Twenty writers on one session, as twenty Lambda containers would be."""
+    bedrock.reply = lambda body: "re: " + body["messages"][-1]["content"][0]["text"]
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    questions = [f"question {number}" for number in range(20)]
+
+    def turn(question: str) -> int:
+        chat = ChatService(get_settings(MAIN.key), Store.from_settings(get_settings(MAIN.key)))
+        return chat.reply(USER_A, session_id, question).message.seq
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answer_seqs = list(pool.map(turn, questions))
+
+    items = stored_messages(session_id)
+    seqs = sorted(int(item["seq"]["N"]) for item in items)
+    assert seqs == list(range(1, 41))  # contiguous: no number lost or taken twice
+    assert sorted(answer_seqs) == sorted(
+        int(item["seq"]["N"]) for item in items if item["role"]["S"] == "assistant"
+    )
+    user_turns = sorted(item["content"]["S"] for item in items if item["role"]["S"] == "user")
+    answers = sorted(item["content"]["S"] for item in items if item["role"]["S"] == "assistant")
+    assert user_turns == sorted(questions)
+    assert len(answers) == 20
+    session = stored_session(session_id)
+    assert session is not None
+    assert session["message_count"] == {"N": "40"}
+
+
+def test_twenty_concurrent_appends_get_distinct_contiguous_numbers(rest: Rest) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    store = Store.from_settings(get_settings(MAIN.key))
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        messages = list(
+            pool.map(lambda n: store.append(USER_A, session_id, "user", f"m{n}"), range(20))
+        )
+    assert sorted(message.seq for message in messages) == list(range(1, 21))
+    assert len(stored_messages(session_id)) == 20
+
+
+def _message(seq: int, role: Role, content: str) -> Message:
+    return Message("s", seq, f"id{seq}", role, content, "2025-01-01T00:00:00.000000Z")
+
+
+@pytest.mark.parametrize(
+    ("roles", "expected"),
+    [
+        ([], [("user", "new")]),
+        (["user", "assistant"], [("user", "0"), ("assistant", "1"), ("user", "new")]),
+        (["assistant", "user", "assistant"], [("user", "1"), ("assistant", "2"), ("user", "new")]),
+        # A user turn whose answer failed, then a new one: merged, nothing dropped.
+        (["user", "assistant", "user"], [("user", "0"), ("assistant", "1"), ("user", "2\n\nnew")]),
+        # Interleaved concurrent turns.
+        (
+            ["user", "user", "assistant", "assistant"],
+            [("user", "0\n\n1"), ("assistant", "2\n\n3"), ("user", "new")],
+        ),
+    ],
+)
+def test_conversation_starts_with_user_and_alternates(
+    roles: list[Role], expected: list[tuple[str, str]]
+) -> None:
+    history = [_message(seq, role, str(seq)) for seq, role in enumerate(roles)]
+    result = conversation(history, "new")
+    assert [(m["role"], m["content"][0]["text"]) for m in result] == expected
+
+
+def test_conversation_skips_blank_turns() -> None:
+    history = [_message(1, "user", "hi"), _message(2, "assistant", "")]
+    assert conversation(history, "again") == [
+        {"role": "user", "content": [{"text": "hi\n\nagain"}]}
+    ]

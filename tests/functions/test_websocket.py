@@ -1,0 +1,322 @@
+"""The WebSocket function: connections, the frame protocol, streaming, disconnects, failures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import boto3
+import pytest
+
+from functions.shared.chat import SYSTEM_PROMPT
+from functions.shared.contract import CONNECTION_TTL_SECONDS, Env
+from functions.shared.settings import get_settings
+from functions.websocket.frames import MAX_FRAME_BYTES
+from functions.websocket.handler import handler
+from tests.functions.helpers import (
+    USER_A,
+    LambdaContext,
+    Rest,
+    WebSocket,
+    dynamodb_throttled,
+    stored_messages,
+)
+from tests.support.bedrock_fake import CONVERSE_STREAM, BedrockFake, passage
+from tests.support.events import load_event
+from tests.support.ws_management_fake import WsManagementFake
+
+OK = {"statusCode": 200}
+
+
+def _connection(connection_id: str) -> dict | None:
+    return (
+        boto3.client("dynamodb")
+        .get_item(
+            TableName=os.environ[Env.CONNECTIONS_TABLE],
+            Key={"connection_id": {"S": connection_id}},
+        )
+        .get("Item")
+    )
+
+
+def _send(ws: WebSocket, connection_id: str, session_id: str, content: str) -> None:
+    payload = {"action": "sendMessage", "session_id": session_id, "content": content}
+    assert ws.send(connection_id, payload) == OK
+
+
+def _chunks_text(frames: list[dict]) -> str:
+    return "".join(frame["content"] for frame in frames if frame["type"] == "chunk")
+
+
+def test_connect_records_the_connection(ws: WebSocket) -> None:
+    connection_id = ws.new_connection_id()
+    before = int(time.time())
+    assert ws.connect(connection_id, USER_A) == OK
+    item = _connection(connection_id)
+    assert item is not None
+    assert item["user_id"] == {"S": USER_A}
+    assert item["connected_at"]["S"].endswith("Z")
+    expires_at = int(item["expires_at"]["N"])
+    assert (
+        before + CONNECTION_TTL_SECONDS <= expires_at <= int(time.time()) + CONNECTION_TTL_SECONDS
+    )
+
+
+def test_connect_without_identity_is_refused(ws: WebSocket) -> None:
+    connection_id = ws.new_connection_id()
+    assert ws.connect(connection_id, user=None) == {"statusCode": 401}
+    assert _connection(connection_id) is None
+
+
+def test_disconnect_deletes_the_connection(ws: WebSocket) -> None:
+    connection_id = ws.open()
+    assert ws.disconnect(connection_id) == OK
+    assert _connection(connection_id) is None
+
+
+def test_ping_pong(ws: WebSocket) -> None:
+    connection_id = ws.open()
+    assert ws.send(connection_id, {"action": "ping"}) == OK
+    assert ws.frames(connection_id) == [{"type": "pong"}]
+
+
+BAD_CLIENT_FRAMES = [
+    "not json",
+    "[1, 2]",
+    "",
+    '"text"',
+    {"action": "chat", "message": "Hello from client"},  # the recorded event's body
+    {"no": "action"},
+    {"action": "sendMessage", "content": "hi"},
+    {"action": "sendMessage", "session_id": 5, "content": "hi"},
+    {"action": "sendMessage", "session_id": "x" * 200, "content": "hi"},
+    {"action": "sendMessage", "session_id": "s", "content": "   "},
+    {"action": "sendMessage", "session_id": "s", "content": ["hi"]},
+    {"action": "sendMessage", "session_id": "s", "content": "x" * 50_001},
+]
+
+
+def test_bad_client_frames_get_bad_request(ws: WebSocket, bedrock: BedrockFake) -> None:
+    connection_id = ws.open()
+    for payload in BAD_CLIENT_FRAMES:
+        assert ws.send(connection_id, payload) == OK
+    frames = ws.frames(connection_id)
+    assert len(frames) == len(BAD_CLIENT_FRAMES)
+    for payload, frame in zip(BAD_CLIENT_FRAMES, frames, strict=True):
+        assert frame["type"] == "error", payload
+        assert frame["code"] == "bad_request", payload
+        assert frame["message"]
+    assert bedrock.requests == []
+
+
+def test_recorded_message_event_as_is(ws: WebSocket, context: LambdaContext) -> None:
+    """The recorded event (route "chat", body {"action": "chat"}) only gets its ids changed."""
+    connection_id = ws.open()
+    event = load_event("websocket-message")
+    event["requestContext"]["connectionId"] = connection_id
+    assert handler(event, context) == OK
+    assert ws.frames(connection_id)[0]["code"] == "bad_request"
+
+
+def test_send_message_streams_start_chunks_end(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake
+) -> None:
+    bedrock.stream_chunks = ["Hel", "lo ", "there."]
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    _send(ws, connection_id, session_id, "Hi!")
+
+    frames = ws.frames(connection_id)
+    start, *chunks, end = frames
+    message_id = start["message_id"]
+    assert start == {"type": "start", "session_id": session_id, "message_id": message_id}
+    assert chunks == [
+        {"type": "chunk", "session_id": session_id, "message_id": message_id, "content": text}
+        for text in ("Hel", "lo ", "there.")
+    ]
+    assert end["type"] == "end"
+    assert end["message_id"] == message_id
+    assert end["session_id"] == session_id
+    # The fake counts one token per word: the system prompt and "Hi!" in, "Hello there." out.
+    input_tokens = len(SYSTEM_PROMPT.split()) + 1
+    assert end["usage"] == {
+        "input_tokens": input_tokens,
+        "output_tokens": 2,
+        "total_tokens": input_tokens + 2,
+    }
+    assert end["citations"] == []
+
+    [request] = bedrock.requests_for(CONVERSE_STREAM)
+    assert request.body["messages"][-1] == {"role": "user", "content": [{"text": "Hi!"}]}
+    stored = rest.call("GET", f"/sessions/{session_id}/messages").json["messages"]
+    assert [(m["role"], m["content"]) for m in stored] == [
+        ("user", "Hi!"),
+        ("assistant", "Hello there."),
+    ]
+    assert stored[1]["message_id"] == message_id
+
+
+def test_streamed_turn_uses_the_same_grounding_as_rest(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake
+) -> None:
+    bedrock.retrieval_results = [passage("Paris is in France.", "s3://kb/geo.md", 0.8)]
+    session_id = rest.create_session()["session_id"]
+    connection_id = ws.open()
+    _send(ws, connection_id, session_id, "Where is Paris?")
+    end = ws.frames(connection_id)[-1]
+    assert end["citations"] == [
+        {"index": 1, "text": "Paris is in France.", "source": "s3://kb/geo.md", "score": 0.8}
+    ]
+    system = bedrock.requests_for(CONVERSE_STREAM)[0].body["system"][0]["text"]
+    assert "[1] (source: s3://kb/geo.md)\nParis is in France." in system
+
+
+def test_identity_from_the_event_when_api_gateway_passes_it(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.new_connection_id()  # never registered through $connect
+    payload = {"action": "sendMessage", "session_id": session_id, "content": "hi"}
+    assert ws.send(connection_id, payload, user=USER_A) == OK
+    assert ws.frames(connection_id)[-1]["type"] == "end"
+
+
+def test_unregistered_connection_without_identity_is_refused(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.new_connection_id()
+    _send(ws, connection_id, session_id, "hi")
+    [frame] = ws.frames(connection_id)
+    assert frame["type"] == "error"
+    assert frame["code"] == "bad_request"
+    assert stored_messages(session_id) == []
+
+
+def test_missing_session_is_not_found(ws: WebSocket, bedrock: BedrockFake) -> None:
+    connection_id = ws.open()
+    _send(ws, connection_id, "0b515f04-62f1-415e-a225-f6913c371fab", "hi")
+    [frame] = ws.frames(connection_id)
+    assert (frame["type"], frame["code"]) == ("error", "not_found")
+    assert bedrock.requests == []
+
+
+def test_client_gone_mid_stream_still_stores_the_whole_answer(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake, ws_management: WsManagementFake
+) -> None:
+    words = [f"word{number} " for number in range(40)]
+    bedrock.stream_chunks = words
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    ws_management.gone(connection_id, after=3)  # start + 2 chunks, then 410
+
+    _send(ws, connection_id, session_id, "Tell me a long story")
+
+    frames = ws.frames(connection_id)
+    assert [frame["type"] for frame in frames] == ["start", "chunk", "chunk"]
+    posts = [r for r in ws_management.requests if r.method == "POST"]
+    assert [r.status for r in posts] == [200, 200, 200, 410]  # no posting after Gone
+    stored = stored_messages(session_id)
+    assistant = [item for item in stored if item["role"]["S"] == "assistant"]
+    assert [item["content"]["S"] for item in assistant] == ["".join(words)]
+    assert assistant[0]["message_id"]["S"] == frames[0]["message_id"]
+    assert _connection(connection_id) is None
+
+
+def test_large_deltas_are_split_into_frames_of_at_most_32_kb(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake, ws_management: WsManagementFake
+) -> None:
+    deltas = [
+        "a" * 100_000,  # ASCII: 1 byte per character
+        "é" * 40_000,  # 2 bytes per character
+        "漢" * 30_000,  # 3 bytes per character
+        '"\\\n' * 12_000,  # JSON escapes: 2 bytes per character
+        "\x01" * 10_000,  # \u0001: 6 bytes per character
+        "🙂" * 20_000,  # 4 bytes per character
+        "small",
+    ]
+    bedrock.stream_chunks = deltas
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    _send(ws, connection_id, session_id, "Write a lot")
+
+    raw = ws_management.raw_frames(connection_id)
+    assert max(len(frame) for frame in raw) <= MAX_FRAME_BYTES
+    frames = ws.frames(connection_id)
+    assert _chunks_text(frames) == "".join(deltas)
+    chunk_sizes = [len(f) for f, d in zip(raw, frames, strict=True) if d["type"] == "chunk"]
+    assert len(chunk_sizes) > len(deltas)
+    assert max(chunk_sizes) > MAX_FRAME_BYTES - 64  # frames are filled, not needlessly small
+    stored = [item for item in stored_messages(session_id) if item["role"]["S"] == "assistant"]
+    assert stored[0]["content"]["S"] == "".join(deltas)
+
+
+@pytest.mark.usefixtures("single_attempt")
+def test_bedrock_throttling_is_a_throttled_frame(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    bedrock.throttle(1, operation=CONVERSE_STREAM)
+    _send(ws, connection_id, session_id, "hi")
+    [frame] = ws.frames(connection_id)
+    assert (frame["type"], frame["code"]) == ("error", "throttled")
+
+
+def test_throttling_mid_stream_is_a_throttled_frame(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake
+) -> None:
+    bedrock.stream_chunks = ["one ", "two ", "three"]
+    bedrock.break_stream(after_chunks=2, error_type="throttlingException")
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    _send(ws, connection_id, session_id, "hi")
+    frames = ws.frames(connection_id)
+    assert [frame["type"] for frame in frames] == ["start", "chunk", "chunk", "error"]
+    assert frames[-1]["code"] == "throttled"
+
+
+def test_model_stream_failure_is_an_internal_frame(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake
+) -> None:
+    bedrock.break_stream(after_chunks=1)
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    _send(ws, connection_id, session_id, "hi")
+    frames = ws.frames(connection_id)
+    assert frames[-1]["type"] == "error"
+    assert frames[-1]["code"] == "internal"
+    # The user's turn is kept; a broken answer is not stored as if it were complete.
+    assert [item["role"]["S"] for item in stored_messages(session_id)] == ["user"]
+
+
+@pytest.mark.usefixtures("single_attempt")
+def test_dynamodb_throttling_is_a_throttled_frame(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    with dynamodb_throttled("GetItem"):
+        _send(ws, connection_id, session_id, "hi")
+    [frame] = ws.frames(connection_id)
+    assert (frame["type"], frame["code"]) == ("error", "throttled")
+    assert bedrock.requests == []
+
+
+@pytest.mark.usefixtures("single_attempt")
+def test_unreachable_management_api_still_stores_the_answer(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posting fails for another reason than Gone: the answer is stored, the connection kept."""
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    monkeypatch.setenv(Env.WEBSOCKET_CALLBACK_URL, f"http://127.0.0.1:{closed_port}/v1")
+    get_settings.cache_clear()
+    _send(ws, connection_id, session_id, "hi")
+    roles = [item["role"]["S"] for item in stored_messages(session_id)]
+    assert roles == ["user", "assistant"]
+    assert _connection(connection_id) is not None
