@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -42,7 +43,7 @@ from functions.main.schemas import (
 )
 from functions.shared import aws
 from functions.shared.chat import ChatService
-from functions.shared.contract import API_BASE_PATH, MAIN
+from functions.shared.contract import API_BASE_PATH, MAIN, REST_ROUTES
 from functions.shared.errors import (
     BadRequest,
     DomainError,
@@ -56,7 +57,7 @@ from functions.shared.errors import (
 from functions.shared.identity import user_id_from
 from functions.shared.observability import logger, metrics
 from functions.shared.pagination import MAX_TOKEN_LENGTH
-from functions.shared.settings import Settings, get_settings
+from functions.shared.settings import Settings, cors_origins, get_settings
 from functions.shared.store import Store
 
 DEFAULT_PAGE_SIZE = 20
@@ -340,3 +341,12 @@ async def _errors_as_json(
 app.add_exception_handler(RequestValidationError, _on_validation_error)
 app.add_exception_handler(StarletteHTTPException, _on_http_error)
 app.middleware("http")(_errors_as_json)
+# Outermost, so error responses carry CORS headers too, and preflights (the unauthenticated
+# OPTIONS methods of the REST API) are answered here for the configured origins.
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=cors_origins(),
+    allow_methods=sorted({route.method for route in REST_ROUTES}),
+    allow_headers=["Authorization", "Content-Type"],
+    max_age=600,
+)

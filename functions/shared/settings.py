@@ -93,6 +93,16 @@ def _ttl_days(raw: str) -> int:
     return days
 
 
+def cors_origins(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Origins allowed to call the REST API from a browser; ``*`` allows any.
+
+    Read once, when the app is built: Starlette's CORS middleware takes a fixed list.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(Env.CORS_ALLOWED_ORIGINS, "")
+    return list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+
+
 @functools.cache
 def get_settings(function_key: str) -> Settings:
     """This container's settings, read on first use (``get_settings.cache_clear()`` resets)."""

@@ -11,3 +11,5 @@ from functions.shared.contract import Env
 os.environ.setdefault(Env.POWERTOOLS_SERVICE_NAME, "ai-assistant-test")
 os.environ.setdefault(Env.POWERTOOLS_METRICS_NAMESPACE, "AiAssistantTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+# Read when the main app is built (tests/functions/test_cors.py).
+os.environ.setdefault(Env.CORS_ALLOWED_ORIGINS, "https://app.example.com,https://admin.example.com")

@@ -18,7 +18,6 @@ from tests.functions.helpers import (
     Rest,
     WebSocket,
 )
-from tests.support._http import LoopbackServer
 from tests.support.bedrock_fake import BedrockFake
 from tests.support.ws_management_fake import WsManagementFake
 
@@ -49,8 +48,6 @@ def app_env(
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    for fake in (bedrock, ws_management):
-        _answer_without_nagle_delay(fake)
     _reset_caches()
     yield moto_env | values
     _reset_caches()
@@ -66,15 +63,6 @@ def single_attempt(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     """
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     aws.reset_clients()
-
-
-def _answer_without_nagle_delay(fake: LoopbackServer) -> None:
-    """Workaround, to move into ``tests.support._http``: the fakes write an answer's headers
-    and body in two sends, so on a kept-alive connection Nagle's algorithm holds the body until
-    the client's delayed ACK, ~40 ms per call (and per WebSocket frame). ``TCP_NODELAY`` on the
-    accepted sockets (``StreamRequestHandler.disable_nagle_algorithm``) removes the stall.
-    """
-    fake._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[union-attr]
 
 
 def _reset_caches() -> None:

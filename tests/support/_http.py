@@ -106,6 +106,9 @@ class LoopbackServer:
 def _handler_class(owner: LoopbackServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two sends; without TCP_NODELAY, Nagle's algorithm holds
+        # the body of a kept-alive connection until the client's delayed ACK (~40 ms a call).
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
