@@ -95,7 +95,12 @@ LAMBDA_ENV = {
 
 
 def cold_import(statement: str, paths: list[Path], function_name: str) -> float:
-    env = {**LAMBDA_ENV, "AWS_LAMBDA_FUNCTION_NAME": function_name, "PATH": os.environ["PATH"]}
+    env = {
+        **LAMBDA_ENV,
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "LAMBDA_TASK_ROOT": str(paths[0]),  # libraries (the X-Ray SDK) detect Lambda by it
+        "PATH": os.environ["PATH"],
+    }
     code = COLD_IMPORT.format(statement=statement)
     result = subprocess.run(
         [PYTHON, "-I", "-S", "-B", "-c", code, *map(str, paths)],

@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644 << 16
-BUILD_FORMAT = "1"  # bump to invalidate cached zips when the layout rules below change
+BUILD_FORMAT = "2"  # bump to invalidate cached zips when the layout rules below change
+LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the zip; compiled code names files there
 
 # glibc of the Lambda images: python3.11 runs on Amazon Linux 2 (2.26), later on AL2023 (2.34).
 _GLIBC_TAGS = {
@@ -139,7 +140,7 @@ def _build_zip(name: str, target: Target, entries: list[tuple[str, Path]]) -> Pa
         digest.update(arcname.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
     path = BUILD / "packages" / target.label / f"{name}-{digest.hexdigest()[:20]}.zip"
     if not path.exists():
-        write_zip(entries, path)
+        write_zip(entries + _bytecode(entries, target, path.with_suffix(".pyc.d")), path)
     content = path.read_bytes()
     sha = hashlib.sha256(content)
     return Package(
@@ -149,6 +150,63 @@ def _build_zip(name: str, target: Target, entries: list[tuple[str, Path]]) -> Pa
         source_code_hash=base64.b64encode(sha.digest()).decode(),
         size=len(content),
     )
+
+
+def _bytecode(
+    entries: list[tuple[str, Path]], target: Target, folder: Path
+) -> list[tuple[str, Path]]:
+    """Compiled modules for every source, so a cold start imports instead of compiling.
+
+    Lambda cannot write ``__pycache__`` into its read-only task folder, so without these
+    every cold start compiles every module it imports. They are unchecked-hash pycs (no
+    source mtime inside), name their files under /var/task, and are compiled with a fixed
+    hash seed, so they are as reproducible as the sources. Only possible when this
+    interpreter is the runtime's version; other runtimes get sources only.
+    """
+    if target.python_version != f"{sys.version_info.major}.{sys.version_info.minor}":
+        return []
+    sources = [(arcname, file) for arcname, file in entries if arcname.endswith(".py")]
+    jobs = []
+    for arcname, file in sources:
+        directory, _, module = arcname.rpartition("/")
+        pyc = f"__pycache__/{module.removesuffix('.py')}.{sys.implementation.cache_tag}.pyc"
+        cached = f"{directory}/{pyc}" if directory else pyc
+        jobs.append((str(file), str(folder / cached), f"{LAMBDA_TASK_ROOT}/{arcname}"))
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _COMPILE],
+        input=json.dumps(jobs),
+        env={"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PackagingError(f"could not compile the package's modules:\n{result.stderr.strip()}")
+    compiled = set(json.loads(result.stdout))
+    return [
+        (Path(out).relative_to(folder).as_posix(), Path(out))
+        for _, out, _ in jobs
+        if out in compiled
+    ]
+
+
+# Runs in a child with PYTHONHASHSEED=0: set and frozenset constants are marshalled in hash
+# order, which must not change from one build to the next.
+# A module that does not compile (a file for another Python, a template) ships as source only,
+# as it would be in any case; Lambda reports it if it is ever imported.
+_COMPILE = """
+import json, py_compile, sys
+done = []
+for source, out, shown in json.load(sys.stdin):
+    try:
+        py_compile.compile(source, cfile=out, dfile=shown, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    except py_compile.PyCompileError:
+        continue
+    done.append(out)
+print(json.dumps(done))
+"""
 
 
 def _entries(base: Path, roots: list[Path]) -> list[tuple[str, Path]]:

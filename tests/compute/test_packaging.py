@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import marshal
 import os
 import subprocess
 import sys
@@ -13,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from compute.packaging import FIXED_TIME, Target, build_function, build_placeholder, write_zip
+from compute.packaging import (
+    FIXED_TIME,
+    ROOT,
+    Target,
+    _bytecode,
+    build_function,
+    build_placeholder,
+    write_zip,
+)
 from functions.shared.contract import AUTHORIZER, FUNCTIONS, FunctionSpec
 from tests.support.events import load_event
 from tests.support.lambda_runtime import extract, runtime_site
@@ -39,7 +48,18 @@ def test_package_layout(spec: FunctionSpec) -> None:
     assert module in entries
     assert "functions/__init__.py" in entries and "functions/shared/contract.py" in entries
     assert entries == sorted(entries)
-    assert not [e for e in entries if "__pycache__" in e or e.endswith((".pyc", ".pyi"))]
+    assert not [e for e in entries if e.endswith(".pyi")]
+    # Bytecode only as compiled by the build, one per shipped source, for this runtime.
+    compiled = {e for e in entries if e.endswith(".pyc")}
+    expected = {
+        f"{e.rpartition('/')[0]}/__pycache__/{e.rpartition('/')[2][:-3]}.cpython-311.pyc".lstrip(
+            "/"
+        )
+        for e in entries
+        if e.endswith(".py")
+    }
+    assert compiled <= expected
+    assert len(compiled) >= 0.95 * len(expected)
     assert not [e for e in entries if e.endswith(".dist-info/RECORD") or e.startswith("bin/")]
     assert not [e for e in entries if e.split("/")[0] in RUNTIME_PROVIDED]
     assert not [e for e in entries if e.startswith(("functions/placeholder", "tests/"))]
@@ -63,6 +83,17 @@ def test_native_code_matches_the_architecture(target: Target, machine: str) -> N
             header = archive.read(name)[:20]
             assert header[:4] == b"\x7fELF"
             assert ELF_MACHINE[header[18:20]] == machine, name
+
+
+def test_bytecode_is_reproducible_and_names_the_lambda_task_root(tmp_path: Path) -> None:
+    entries = [("functions/shared/contract.py", ROOT / "functions" / "shared" / "contract.py")]
+    first = _bytecode(entries, X86, tmp_path / "one")
+    second = _bytecode(entries, X86, tmp_path / "two")
+    assert [name for name, _ in first] == ["functions/shared/__pycache__/contract.cpython-311.pyc"]
+    assert first[0][1].read_bytes() == second[0][1].read_bytes()
+    code = marshal.loads(first[0][1].read_bytes()[16:])  # noqa: S302 -- our own build output
+    assert code.co_filename == "/var/task/functions/shared/contract.py"
+    assert _bytecode(entries, Target("python3.12", "x86_64"), tmp_path / "three") == []
 
 
 def test_zips_are_byte_reproducible(tmp_path: Path) -> None:
@@ -117,6 +148,21 @@ def test_handler_imports_from_its_package_alone(spec: FunctionSpec, tmp_path: Pa
         "assert not [m for m in sys.modules if m.startswith(test_only)]\n"
     )
     result = _call_in_fresh_interpreter(build_function(spec, X86).path, tmp_path, code)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_cold_start_imports_shipped_bytecode(spec: FunctionSpec, tmp_path: Path) -> None:
+    """With its source replaced by garbage, the handler still imports: from the shipped pyc."""
+    tree = extract(build_function(spec, X86).path, tmp_path / "task")
+    source = tree / (spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
+    source.write_text("raise SystemExit('compiled at cold start: no bytecode shipped')\n")
+    code = f"import sys; sys.path[:0] = sys.argv[1:]; import {spec.handler.rsplit('.', 1)[0]}"
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", code, str(tree), str(runtime_site(tmp_path / "rt"))],
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
 
 
