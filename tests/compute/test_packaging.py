@@ -159,7 +159,7 @@ def test_cold_start_imports_shipped_bytecode(spec: FunctionSpec, tmp_path: Path)
     source.write_text("raise SystemExit('compiled at cold start: no bytecode shipped')\n")
     code = f"import sys; sys.path[:0] = sys.argv[1:]; import {spec.handler.rsplit('.', 1)[0]}"
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", code, str(tree), str(runtime_site(tmp_path / "rt"))],
+        [sys.executable, "-I", "-S", "-B", "-c", code, str(tree), str(runtime_site(tmp_path))],
         env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
         capture_output=True, text=True, check=False,
     )  # fmt: skip
