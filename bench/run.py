@@ -143,6 +143,142 @@ def cold_figures(runs: int, work: Path) -> list[Figure]:
     return figures
 
 
+def per_call(calls: int, call: Callable[[], object]) -> float:
+    """Mean seconds per call over a tight loop of ``calls`` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    return (time.perf_counter() - start) / calls
+
+
+def interleaved(
+    runs: int, calls: int, ours: Callable[[], object], floor: Callable[[], object]
+) -> tuple[float, float]:
+    mine, base = [], []
+    for _ in range(runs):
+        mine.append(per_call(calls, ours))
+        base.append(per_call(calls, floor))
+    return statistics.median(mine), statistics.median(base)
+
+
+def authorizer_warm_figure(runs: int) -> Figure:
+    import jwt
+
+    from functions.authorizer.handler import handler
+    from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer, SigningKey
+    from tests.support.events import load_event
+
+    key = SigningKey.rsa("bench")
+    issuer = LocalIssuer(keys=[key]).start()
+    try:
+        os.environ.update({"JWT_ISSUER": issuer.url, "JWT_AUDIENCE": AUDIENCE, "JWKS_URL": ""})
+        token = issuer.token(key, sub="bench-user")
+        event = load_event("rest-token-authorizer")
+        event["authorizationToken"] = f"Bearer {token}"
+        handler(event, None)  # the JWKS is cached from here on, as in a warm container
+        public = key.private_key.public_key()
+        ours, floor = interleaved(
+            runs,
+            300,
+            lambda: handler(event, None),
+            lambda: jwt.decode(
+                token, public, algorithms=["RS256"], audience=AUDIENCE, issuer=issuer.url, leeway=60
+            ),
+        )
+    finally:
+        issuer.stop()
+    return Figure(
+        "authorizer warm verify",
+        "valid RS256 token through the handler, JWKS cached; floor `jwt.decode` with the key in hand",
+        ours * 1000,
+        floor * 1000,
+        "<= 2x",
+        "ms",
+    )
+
+
+def main_warm_figure(runs: int) -> Figure:
+    """GET /api/v1/sessions through Mangum, DynamoDB answered by a botocore Stubber."""
+    import contextlib
+    import io
+
+    import boto3
+    from botocore.stub import Stubber
+
+    from functions.shared.contract import Env
+
+    os.environ.update({
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+        Env.SESSIONS_TABLE: "bench-sessions", Env.MESSAGES_TABLE: "bench-messages",
+        Env.BEDROCK_MODELS: "anthropic.claude-3-haiku-20240307-v1:0", Env.KNOWLEDGE_BASE_ID: "",
+        Env.SESSION_TTL_DAYS: "30", Env.PAGINATION_KEY: "bench-key", Env.CORS_ALLOWED_ORIGINS: "*",
+        Env.POWERTOOLS_SERVICE_NAME: "bench", Env.POWERTOOLS_METRICS_NAMESPACE: "bench",
+    })  # fmt: skip
+    from functions.main.handler import handler
+    from functions.shared import aws
+    from tests.functions.helpers import LambdaContext, Rest
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    aws._clients[("dynamodb", None)] = client  # the container's cached client, stubbed
+    stubber = Stubber(client)
+    stubber.activate()
+    items = [_session_item(n) for n in range(20)]
+    response = {"Items": items, "Count": len(items), "ScannedCount": len(items)}
+    query = {
+        "TableName": "bench-sessions", "IndexName": "UserIndex", "KeyConditionExpression": "#u = :u",
+        "ExpressionAttributeNames": {"#u": "user_id"}, "ExpressionAttributeValues": {":u": {"S": "user-a"}},
+        "ScanIndexForward": False, "Limit": 20,
+    }  # fmt: skip
+    context = LambdaContext()
+    event = Rest(context).event("GET", "/sessions")
+
+    def ours() -> object:
+        stubber.add_response("query", response)
+        with contextlib.redirect_stdout(io.StringIO()):  # EMF metrics lines
+            answer = handler(event, context)
+        assert answer["statusCode"] == 200, answer
+        return answer
+
+    def floor() -> object:
+        stubber.add_response("query", response)
+        return client.query(**query)
+
+    mine, base = interleaved(runs, 200, ours, floor)
+    return Figure(
+        "main warm request",
+        "`GET /api/v1/sessions` through Mangum, stubbed DynamoDB; floor the same stubbed query",
+        mine * 1000,
+        base * 1000,
+        f"<= 3x and < 3 ms above floor (here {1000 * (mine - base):.2f} ms)",
+        "ms",
+    )
+
+
+def _session_item(n: int) -> dict[str, dict[str, str]]:
+    return {
+        "session_id": {"S": f"00000000-0000-4000-8000-{n:012d}"},
+        "user_id": {"S": "user-a"},
+        "title": {"S": f"Session {n}"},
+        "model_id": {"S": "anthropic.claude-3-haiku-20240307-v1:0"},
+        "created_at": {"S": "2026-11-28T10:00:00.000000Z"},
+        "last_activity": {"S": f"2026-11-28T10:{n:02d}:00.000000Z"},
+        "expires_at": {"N": str(int(time.time()) + 86400)},
+        "message_count": {"N": str(n)},
+    }
+
+
+def test_suite_figure() -> Figure:
+    start = time.perf_counter()
+    subprocess.run(["make", "test"], cwd=ROOT, check=True, capture_output=True)
+    return Figure(
+        "test suite",
+        "`make test` after setup (lint, scan, pytest -n 2)",
+        time.perf_counter() - start,
+        None,
+        "<= 120 s",
+    )
+
+
 def size_figures() -> list[Figure]:
     from compute.packaging import Target, build_function
     from functions.shared.contract import FUNCTIONS, MAIN
@@ -183,9 +319,18 @@ def render(figures: list[Figure], runs: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--skip-suite", action="store_true", help="do not time `make test`")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        figures = [synth_figure(args.runs), *cold_figures(args.runs, Path(work)), *size_figures()]
+        figures = [
+            synth_figure(args.runs),
+            *cold_figures(args.runs, Path(work)),
+            authorizer_warm_figure(args.runs),
+            main_warm_figure(args.runs),
+            *size_figures(),
+        ]
+    if not args.skip_suite:
+        figures.append(test_suite_figure())
     table = render(figures, args.runs)
     (ROOT / "bench" / "results.md").write_text(table)
     print(table)

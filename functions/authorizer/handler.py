@@ -18,6 +18,9 @@ from functions.authorizer.logs import log
 from functions.authorizer.policy import build_policy
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import TokenVerifier
+from functions.shared.contract import Env
+
+SETTINGS_VARIABLES = (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL)
 
 
 @functools.lru_cache(maxsize=1)
@@ -31,12 +34,26 @@ def verifier_for(settings: Settings) -> TokenVerifier:
     return TokenVerifier(settings)
 
 
+def _current_verifier() -> TokenVerifier:
+    """The verifier for the current environment, validated once per distinct setting."""
+    return _verifier_from(*(os.environ.get(name, "") for name in SETTINGS_VARIABLES))
+
+
+@functools.lru_cache(maxsize=1)
+def _verifier_from(issuer: str, audience: str, jwks_url: str) -> TokenVerifier:
+    """Parsing and checking the settings (URLs, loopback addresses) is not free, and Lambda
+    never changes them: only a new raw value builds a new ``Settings``. A bad value raises,
+    and exceptions are not cached, so it is reported on every invocation."""
+    environ = dict(zip(SETTINGS_VARIABLES, (issuer, audience, jwks_url), strict=True))
+    return verifier_for(Settings.from_env(environ))
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Authorize one API Gateway request (see the module docstring for the contract)."""
     request_id = getattr(context, "aws_request_id", None)
     try:
         request = AuthorizerRequest.from_event(event)
-        identity = verifier_for(Settings.from_env(os.environ)).verify(request.token)
+        identity = _current_verifier().verify(request.token)
     except Exception as error:  # every failure, expected or not, must be a plain 401
         _log_denial(error, request_id)
         raise Exception("Unauthorized") from None
