@@ -17,8 +17,10 @@ PIPENV := $(TOOLS)/pipenv/bin/pipenv
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
+CHECKOV_VENV := $(TOOLS)/checkov
+CHECKOV_REQUIREMENTS := tools/checkov/requirements
 
-.PHONY: setup synth test lint format package bench clean
+.PHONY: setup synth test lint format package bench clean scan checkov-lock
 
 $(PIPENV):
 	$(PYTHON) -m venv $(TOOLS)/pipenv
@@ -45,8 +47,35 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: setup lint
+test: setup lint scan
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+
+# checkov in its own environment, from the pinned closure (never the project's Pipfile).
+$(CHECKOV_VENV)/.synced: $(CHECKOV_REQUIREMENTS).txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps \
+		-r $(CHECKOV_REQUIREMENTS).txt
+	$(CHECKOV_VENV)/bin/pip check --disable-pip-version-check
+	touch $@
+
+# Synthesize every environment as `cdktf synth` does, then checkov each with its skip list.
+scan: setup $(CHECKOV_VENV)/.synced
+	rm -rf cdktf.out/stacks
+	$(PY) main.py
+	$(CHECKOV_VENV)/bin/python tools/scan.py cdktf.out --config-dir .checkov
+
+# Re-resolve checkov's closure from requirements.in (after changing its pin).
+checkov-lock:
+	rm -rf $(TOOLS)/checkov-lock
+	$(PYTHON) -m venv $(TOOLS)/checkov-lock
+	$(TOOLS)/checkov-lock/bin/pip install --quiet --disable-pip-version-check \
+		-r $(CHECKOV_REQUIREMENTS).in
+	{ sed -n '1,2p' $(CHECKOV_REQUIREMENTS).txt; \
+	  $(TOOLS)/checkov-lock/bin/pip freeze --disable-pip-version-check | sort -f; \
+	} > $(CHECKOV_REQUIREMENTS).txt.new
+	mv $(CHECKOV_REQUIREMENTS).txt.new $(CHECKOV_REQUIREMENTS).txt
+	rm -rf $(TOOLS)/checkov-lock
 
 package: setup
 	$(PY) -m compute.packaging --out dist

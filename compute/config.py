@@ -28,6 +28,11 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 LAMBDA_NAME_MAX = 64
 ENV_PREFIX = "COMPUTE_"
+# arn:aws:signer:<region>:<account>:/signing-profiles/<profile name>/<version>
+SIGNING_PROFILE_VERSION_ARN = (
+    r"^arn:aws[a-z-]*:signer:[a-z]{2}(-[a-z]+)+-\d:\d{12}"
+    r":/signing-profiles/\w{2,64}/[A-Za-z0-9]{10}$"
+)
 
 
 class ConfigError(Exception):
@@ -140,6 +145,13 @@ class ComputeConfig(_Strict):
     alarm_lambda_duration_share: Annotated[float, Field(gt=0, le=1)] = 0.8
     alarm_api_4xx_threshold: Annotated[int, Field(ge=1)] = 50
     alarm_api_5xx_threshold: Annotated[int, Field(ge=1)] = 5
+    waf_enabled: bool | None = None  # None: on everywhere except dev
+    # Requests one client IP may make in any 5-minute window before WAF blocks it.
+    waf_rate_limit: Annotated[int, Field(ge=10, le=2_000_000_000)] = 2000
+    code_signing_profile_version_arns: list[
+        Annotated[str, Field(pattern=SIGNING_PROFILE_VERSION_ARN)]
+    ] = []
+    code_signing_policy: Literal["Enforce", "Warn"] = "Enforce"
     backend: Backend = Backend()
     remote_state: RemoteState = RemoteState()
 
@@ -151,6 +163,7 @@ class ComputeConfig(_Strict):
         self._check_remote_state()
         self._check_issuer()
         self._check_origins()
+        self._check_signing()
         return self
 
     def _check_retention(self) -> None:
@@ -193,6 +206,18 @@ class ComputeConfig(_Strict):
             if url and not re.match(r"^https://[^\s/]+(/\S*)?$", url):
                 raise ValueError(f"{name} must be an https:// URL, got {url!r}")
 
+    def _check_signing(self) -> None:
+        if (
+            self.uses_code_signing
+            and self.code_signing_policy == "Enforce"
+            and self.code_deployment_mode == "bundled"
+        ):
+            raise ValueError(
+                "code_signing_policy 'Enforce' rejects the unsigned packages Terraform deploys in "
+                "bundled mode: use 'Warn', or code_deployment_mode = 'external' with a signing "
+                "pipeline (README, Code signing)"
+            )
+
     def _check_origins(self) -> None:
         for origin in self.cors_allowed_origins:
             if origin != "*" and not re.match(r"^https?://[^\s/]+$", origin):
@@ -229,6 +254,16 @@ class ComputeConfig(_Strict):
         if self.deletion_protection is None:
             return self.environment != "dev"
         return self.deletion_protection
+
+    @property
+    def uses_waf(self) -> bool:
+        if self.waf_enabled is None:
+            return self.environment != "dev"
+        return self.waf_enabled
+
+    @property
+    def uses_code_signing(self) -> bool:
+        return bool(self.code_signing_profile_version_arns)
 
 
 def _maps(source: RemoteStateS3, name: str) -> bool:

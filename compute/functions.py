@@ -3,6 +3,10 @@
 In ``external`` code-deployment mode the functions start from a placeholder package and
 Terraform ignores later code changes, so a pipeline's ``update-function-code`` survives
 the next ``apply``.
+
+Environment variables are encrypted with the stack's key. When signing profiles are
+configured, every function gets a code signing configuration that allows only packages
+signed by them (``code_signing_policy``: ``Enforce`` rejects anything else, ``Warn`` logs it).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from compute.packaging import Package, Target, build_function, build_placeholder
 from compute.provider import (
     CloudwatchLogGroup,
     IamRolePolicy,
+    LambdaCodeSigningConfig,
+    LambdaCodeSigningConfigAllowedPublishers,
+    LambdaCodeSigningConfigPolicies,
     LambdaFunction,
     LambdaFunctionEnvironment,
     LambdaFunctionTracingConfig,
@@ -53,9 +60,12 @@ class Functions(Construct):
         policies: dict[str, IamRolePolicy],
         environment: dict[str, str],
         network: Network | None,
+        key_arn: str,
     ) -> None:
         super().__init__(scope, id_)
         self._config = config
+        self._key_arn = key_arn
+        self.code_signing = self._code_signing() if config.uses_code_signing else None
         self.target = Target(config.lambda_runtime, config.lambda_architecture)
         self.packages: dict[str, Package] = {}
         self.functions: dict[str, LambdaFunction] = {}
@@ -109,6 +119,8 @@ class Functions(Construct):
             reserved_concurrent_executions=config.lambda_reserved_concurrency,
             tracing_config=LambdaFunctionTracingConfig(mode="Active"),
             environment=LambdaFunctionEnvironment(variables=variables),
+            kms_key_arn=self._key_arn,
+            code_signing_config_arn=self.code_signing.arn if self.code_signing else None,
             vpc_config=(
                 LambdaFunctionVpcConfig(
                     subnet_ids=network.subnet_ids, security_group_ids=network.security_group_ids
@@ -120,6 +132,20 @@ class Functions(Construct):
                 TerraformResourceLifecycle(ignore_changes=CODE_ATTRIBUTES) if external else None
             ),
             depends_on=depends_on,
+        )
+
+    def _code_signing(self) -> LambdaCodeSigningConfig:
+        config = self._config
+        return LambdaCodeSigningConfig(
+            self,
+            "code-signing",
+            description=f"{config.prefix}: packages signed by the configured profiles",
+            allowed_publishers=LambdaCodeSigningConfigAllowedPublishers(
+                signing_profile_version_arns=list(config.code_signing_profile_version_arns)
+            ),
+            policies=LambdaCodeSigningConfigPolicies(
+                untrusted_artifact_on_deployment=config.code_signing_policy
+            ),
         )
 
 

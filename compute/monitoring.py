@@ -1,8 +1,9 @@
 """CloudWatch log groups, alarms and their SNS notifications.
 
 Log groups are created by Terraform, not by Lambda on first write, so their retention is
-managed and ``terraform destroy`` removes them. Every alarm treats missing data as not
-breaching: an idle environment is healthy, not alarming.
+managed and ``terraform destroy`` removes them. Logs and the alarm topic are encrypted with
+the stack's KMS key. Every alarm treats missing data as not breaching: an idle environment
+is healthy, not alarming.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from constructs import Construct
 
 from compute.config import ComputeConfig
+from compute.encryption import StackKey
 from compute.provider import (
     CloudwatchLogGroup,
     CloudwatchMetricAlarm,
@@ -25,27 +27,45 @@ from compute.provider import (
 from functions.shared.contract import FUNCTIONS
 
 PERIOD = 300
+REST_API_LOGS = "rest-api"
+WEBSOCKET_API_LOGS = "websocket-api"
+WAF_LOGS = "waf"
+
+
+def log_group_names(config: ComputeConfig) -> dict[str, str]:
+    """Every log group of the stack by construct id. The key policy names them too, before
+    the groups exist, so both read them from here."""
+    names = {
+        f"lambda-{spec.key}": f"/aws/lambda/{config.prefix}-{spec.suffix}" for spec in FUNCTIONS
+    }
+    names[REST_API_LOGS] = f"/aws/apigateway/{config.prefix}"
+    names[WEBSOCKET_API_LOGS] = f"/aws/apigateway/{config.prefix}-websocket"
+    if config.uses_waf:
+        names[WAF_LOGS] = f"aws-waf-logs-{config.prefix}"  # WAF requires this prefix
+    return names
 
 
 class LogGroups(Construct):
-    """One log group per function and per API, all with the configured retention."""
+    """One log group per function and per API (and for WAF when it is on), all with the
+    configured retention and encrypted with the stack's key."""
 
-    def __init__(self, scope: Construct, id_: str, *, config: ComputeConfig) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: ComputeConfig, key: StackKey) -> None:
         super().__init__(scope, id_)
-        self._retention = config.log_retention_days
-        self.functions = {
-            spec.key: self._group(
-                f"lambda-{spec.key}", f"/aws/lambda/{config.prefix}-{spec.suffix}"
+        groups = {
+            group_id: CloudwatchLogGroup(
+                self,
+                group_id,
+                name=name,
+                retention_in_days=config.log_retention_days,
+                kms_key_id=key.arn,
+                depends_on=[key.policy],  # CloudWatch Logs checks the key policy on creation
             )
-            for spec in FUNCTIONS
+            for group_id, name in log_group_names(config).items()
         }
-        self.rest_api = self._group("rest-api", f"/aws/apigateway/{config.prefix}")
-        self.websocket_api = self._group(
-            "websocket-api", f"/aws/apigateway/{config.prefix}-websocket"
-        )
-
-    def _group(self, id_: str, name: str) -> CloudwatchLogGroup:
-        return CloudwatchLogGroup(self, id_, name=name, retention_in_days=self._retention)
+        self.functions = {spec.key: groups[f"lambda-{spec.key}"] for spec in FUNCTIONS}
+        self.rest_api = groups[REST_API_LOGS]
+        self.websocket_api = groups[WEBSOCKET_API_LOGS]
+        self.waf: CloudwatchLogGroup | None = groups.get(WAF_LOGS)
 
 
 @dataclass(frozen=True)
@@ -64,11 +84,19 @@ class Alarms(Construct):
     """The spec's alarms, all notifying one SNS topic (with an optional e-mail subscriber)."""
 
     def __init__(
-        self, scope: Construct, id_: str, *, config: ComputeConfig, watched: Monitored
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: ComputeConfig,
+        watched: Monitored,
+        stack_key: StackKey,
     ) -> None:
         super().__init__(scope, id_)
         self._config = config
-        self.topic = SnsTopic(self, "topic", name=f"{config.prefix}-alarms")
+        self.topic = SnsTopic(
+            self, "topic", name=f"{config.prefix}-alarms", kms_master_key_id=stack_key.arn
+        )
         if config.alarm_email:
             SnsTopicSubscription(
                 self,

@@ -59,6 +59,7 @@ from cdktf_cdktf_provider_aws.api_gateway_method_settings import (
     ApiGatewayMethodSettings,
     ApiGatewayMethodSettingsSettings,
 )
+from cdktf_cdktf_provider_aws.api_gateway_request_validator import ApiGatewayRequestValidator
 from cdktf_cdktf_provider_aws.api_gateway_resource import ApiGatewayResource
 from cdktf_cdktf_provider_aws.api_gateway_rest_api import (
     ApiGatewayRestApi,
@@ -87,6 +88,7 @@ from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdent
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
     DataAwsIamPolicyDocument,
     DataAwsIamPolicyDocumentStatement,
+    DataAwsIamPolicyDocumentStatementCondition,
     DataAwsIamPolicyDocumentStatementPrincipals,
 )
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
@@ -101,6 +103,14 @@ from cdktf_cdktf_provider_aws.dynamodb_table import (
 )
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
+from cdktf_cdktf_provider_aws.kms_key import KmsKey
+from cdktf_cdktf_provider_aws.kms_key_policy import KmsKeyPolicy
+from cdktf_cdktf_provider_aws.lambda_code_signing_config import (
+    LambdaCodeSigningConfig,
+    LambdaCodeSigningConfigAllowedPublishers,
+    LambdaCodeSigningConfigPolicies,
+)
 from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunction,
     LambdaFunctionEnvironment,
@@ -112,6 +122,24 @@ from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
+from cdktf_cdktf_provider_aws.wafv2_web_acl import (
+    Wafv2WebAcl,
+    Wafv2WebAclDefaultAction,
+    Wafv2WebAclDefaultActionAllow,
+    Wafv2WebAclRule,
+    Wafv2WebAclRuleAction,
+    Wafv2WebAclRuleActionBlock,
+    Wafv2WebAclRuleOverrideAction,
+    Wafv2WebAclRuleOverrideActionNone,
+    Wafv2WebAclRuleVisibilityConfig,
+    Wafv2WebAclVisibilityConfig,
+)
+from cdktf_cdktf_provider_aws.wafv2_web_acl_association import Wafv2WebAclAssociation
+from cdktf_cdktf_provider_aws.wafv2_web_acl_logging_configuration import (
+    Wafv2WebAclLoggingConfiguration,
+    Wafv2WebAclLoggingConfigurationRedactedFields,
+    Wafv2WebAclLoggingConfigurationRedactedFieldsSingleHeader,
+)
 from cdktf_cdktf_provider_random.password import Password as RandomPassword
 from cdktf_cdktf_provider_random.provider import RandomProvider
 
@@ -124,6 +152,7 @@ __all__ = [
     "ApiGatewayMethod",
     "ApiGatewayMethodSettings",
     "ApiGatewayMethodSettingsSettings",
+    "ApiGatewayRequestValidator",
     "ApiGatewayResource",
     "ApiGatewayRestApi",
     "ApiGatewayRestApiEndpointConfiguration",
@@ -145,6 +174,7 @@ __all__ = [
     "DataAwsCallerIdentity",
     "DataAwsIamPolicyDocument",
     "DataAwsIamPolicyDocumentStatement",
+    "DataAwsIamPolicyDocumentStatementCondition",
     "DataAwsIamPolicyDocumentStatementPrincipals",
     "DataAwsPartition",
     "DataAwsRegion",
@@ -156,6 +186,12 @@ __all__ = [
     "DynamodbTableTtl",
     "IamRole",
     "IamRolePolicy",
+    "KmsAlias",
+    "KmsKey",
+    "KmsKeyPolicy",
+    "LambdaCodeSigningConfig",
+    "LambdaCodeSigningConfigAllowedPublishers",
+    "LambdaCodeSigningConfigPolicies",
     "LambdaFunction",
     "LambdaFunctionEnvironment",
     "LambdaFunctionLoggingConfig",
@@ -166,4 +202,18 @@ __all__ = [
     "RandomProvider",
     "SnsTopic",
     "SnsTopicSubscription",
+    "Wafv2WebAcl",
+    "Wafv2WebAclAssociation",
+    "Wafv2WebAclDefaultAction",
+    "Wafv2WebAclDefaultActionAllow",
+    "Wafv2WebAclLoggingConfiguration",
+    "Wafv2WebAclLoggingConfigurationRedactedFields",
+    "Wafv2WebAclLoggingConfigurationRedactedFieldsSingleHeader",
+    "Wafv2WebAclRule",
+    "Wafv2WebAclRuleAction",
+    "Wafv2WebAclRuleActionBlock",
+    "Wafv2WebAclRuleOverrideAction",
+    "Wafv2WebAclRuleOverrideActionNone",
+    "Wafv2WebAclRuleVisibilityConfig",
+    "Wafv2WebAclVisibilityConfig",
 ]

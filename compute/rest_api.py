@@ -3,11 +3,15 @@ main function, guarded by a TOKEN authorizer on the jwt-authorizer function.
 
 CORS preflights go to the main function too (unauthenticated): only the application can
 answer for a list of allowed origins, and it must add the same headers to real responses.
+
+Every method has a request validator that checks its required path parameters; request
+bodies are validated by the application, which answers with the documented 4xx.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from cdktf import Fn, TerraformResourceLifecycle
 from constructs import Construct
@@ -22,6 +26,7 @@ from compute.provider import (
     ApiGatewayMethod,
     ApiGatewayMethodSettings,
     ApiGatewayMethodSettingsSettings,
+    ApiGatewayRequestValidator,
     ApiGatewayResource,
     ApiGatewayRestApi,
     ApiGatewayRestApiEndpointConfiguration,
@@ -60,6 +65,7 @@ ACCESS_LOG_FORMAT = json.dumps(
 CORS_HEADERS = "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"
 CORS_METHODS = "GET,POST,PATCH,DELETE,OPTIONS"
 CORS_RESPONSE_TYPES = ("UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX")
+PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 
 
 class RestApi(Construct):
@@ -84,6 +90,16 @@ class RestApi(Construct):
             name=f"{config.prefix}-api",
             description=f"{config.project_name} {config.environment} REST API",
             endpoint_configuration=ApiGatewayRestApiEndpointConfiguration(types=["REGIONAL"]),
+            # A replaced API (new id) is ready before the old one goes, like its deployments.
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+        )
+        self.validator = ApiGatewayRequestValidator(
+            self,
+            "validator",
+            rest_api_id=self.api.id,
+            name=f"{config.prefix}-parameters",
+            validate_request_parameters=True,
+            validate_request_body=False,  # the application validates bodies (pydantic)
         )
         self.authorizer = ApiGatewayAuthorizer(
             self,
@@ -133,6 +149,11 @@ class RestApi(Construct):
             http_method=verb,
             authorization="CUSTOM" if authorized else "NONE",
             authorizer_id=self.authorizer.id if authorized else None,
+            request_validator_id=self.validator.id,
+            request_parameters={
+                f"method.request.path.{name}": True for name in PATH_PARAMETER.findall(path)
+            }
+            or None,
         )
         integration = ApiGatewayIntegration(
             self,
@@ -145,7 +166,13 @@ class RestApi(Construct):
             uri=target.invoke_arn,
         )
         self._parts += [method, integration]
-        self._fingerprint += [method.id, method.authorization, integration.id, integration.uri]
+        self._fingerprint += [
+            method.id,
+            method.authorization,
+            method.request_validator_id,
+            integration.id,
+            integration.uri,
+        ]
 
     def _gateway_responses(self) -> None:
         """API Gateway's own 401/403/4xx/5xx need CORS headers too, or browsers hide them."""
@@ -230,7 +257,9 @@ class RestApi(Construct):
         return stage
 
 
-def api_gateway_account(scope: Construct, config: ComputeConfig) -> ApiGatewayAccount:
+def api_gateway_account(
+    scope: Construct, config: ComputeConfig, *, partition: str, account_id: str
+) -> ApiGatewayAccount:
     """The account-wide role API Gateway needs to write execution and access logs.
 
     It is one setting per account and region, so only one stack may own it: switch
@@ -257,8 +286,9 @@ def api_gateway_account(scope: Construct, config: ComputeConfig) -> ApiGatewayAc
                     "logs:GetLogEvents",
                     "logs:FilterLogEvents",
                 ],
-                # API Gateway names its execution log groups itself, per API and stage.
-                resources=["*"],
+                # API Gateway names its execution log groups itself, per API and stage, and
+                # the role serves every API of the account in this region.
+                resources=[f"arn:{partition}:logs:{config.aws_region}:{account_id}:log-group:*"],
             )
         ],
     )

@@ -2,8 +2,9 @@
 layer hands us its role, an inline policy on that role for what only this stack knows.
 
 Every statement names this stack's own resources by reference. The few ``*`` resources
-are the actions AWS does not scope to a resource (X-Ray writes, ENI management for VPC
-functions, listing knowledge bases), each commented where it is granted.
+are the actions AWS does not scope to a resource (X-Ray writes, describing subnets and
+network interfaces for VPC functions, listing knowledge bases), each commented where it is
+granted.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Grants:
     knowledge_base_id: str | None
     websocket_connections_arn: str  # execute-api ARN of this API's stage's @connections
     vpc: bool
+    key_arn: str  # the stack's KMS key: environment variables and tables
     models: list[str] = field(default_factory=list)
 
 
@@ -145,7 +147,7 @@ class FunctionRoles(Construct):
     def _statements(
         self, keys: list[str], *, own_only: bool
     ) -> list[DataAwsIamPolicyDocumentStatement]:
-        statements = [self._logs(keys)]
+        statements = [self._logs(keys), self._encryption(keys)]
         statements += self._tables(keys)
         if WEBSOCKET.key in keys:
             statements.append(
@@ -167,22 +169,45 @@ class FunctionRoles(Construct):
             )
         )
         if self._grants.vpc:
-            # Lambda manages its ENIs with these; EC2 does not scope them to a resource.
-            statements.append(
-                DataAwsIamPolicyDocumentStatement(
-                    sid="VpcNetworkInterfaces",
-                    actions=[
-                        "ec2:CreateNetworkInterface",
-                        "ec2:DescribeNetworkInterfaces",
-                        "ec2:DescribeSubnets",
-                        "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses",
-                        "ec2:UnassignPrivateIpAddresses",
-                    ],
-                    resources=["*"],
-                )
-            )
+            statements += self._vpc()
         return statements
+
+    def _vpc(self) -> list[DataAwsIamPolicyDocumentStatement]:
+        """Lambda manages a VPC function's network interfaces with the function's role."""
+        grants = self._grants
+        ec2 = f"arn:{grants.partition}:ec2:{self._config.aws_region}:{grants.account_id}"
+        return [
+            DataAwsIamPolicyDocumentStatement(
+                sid="VpcNetworkInterfaces",
+                actions=[
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                # This account and region only; the subnets may come from remote state.
+                resources=[
+                    f"{ec2}:network-interface/*",
+                    f"{ec2}:subnet/*",
+                    f"{ec2}:security-group/*",
+                ],
+            ),
+            # Describe calls have no resource-level permissions in EC2.
+            DataAwsIamPolicyDocumentStatement(
+                sid="VpcDescribe",
+                actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+                resources=["*"],
+            ),
+        ]
+
+    def _encryption(self, keys: list[str]) -> DataAwsIamPolicyDocumentStatement:
+        """Decrypt the environment variables; read and write tables encrypted with the key."""
+        actions = {"kms:Decrypt"}
+        if any(TABLE_ACTIONS[key] for key in keys):
+            actions.add("kms:GenerateDataKey")
+        return DataAwsIamPolicyDocumentStatement(
+            sid="StackKey", actions=sorted(actions), resources=[self._grants.key_arn]
+        )
 
     def _logs(self, keys: list[str]) -> DataAwsIamPolicyDocumentStatement:
         return DataAwsIamPolicyDocumentStatement(

@@ -1,5 +1,5 @@
-"""The compute stack: wires storage, logs, IAM, functions, both APIs and alarms together,
-and declares the spec's outputs."""
+"""The compute stack: wires the KMS key, storage, logs, IAM, functions, both APIs, the
+optional web firewall and alarms together, and declares the spec's outputs."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from cdktf import (
 from constructs import Construct
 
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
+from compute.encryption import StackKey
+from compute.firewall import WebFirewall
 from compute.functions import Functions, Network
-from compute.monitoring import Alarms, LogGroups, Monitored
+from compute.monitoring import Alarms, LogGroups, Monitored, log_group_names
 from compute.provider import (
     AwsProvider,
     AwsProviderDefaultTags,
@@ -37,6 +39,11 @@ from functions.shared.contract import AUTHORIZER, MAIN, TABLES, WEBSOCKET, Env
 NO_ISSUER_WARNING = (
     "{stack}: identity_center_issuer_url is empty, so the JWT authorizer denies every "
     "request. Set it in config/{env}.toml before real users arrive."
+)
+UNSIGNED_CODE_WARNING = (
+    "{stack}: code_signing_policy is Enforce, so Lambda rejects the unsigned packages "
+    "Terraform deploys ({mode} mode): deploy packages signed by the configured profiles "
+    "(README, Code signing)."
 )
 
 
@@ -74,9 +81,23 @@ class ComputeStack(TerraformStack):
         )
         RandomProvider(self, "random")
         inputs = self._inputs()
-        self.storage = Storage(self, "storage", config=config)
-        self.logs = LogGroups(self, "logs", config=config)
-        account = api_gateway_account(self, config) if config.manage_api_gateway_account else None
+        partition = DataAwsPartition(self, "partition").partition
+        account_id = DataAwsCallerIdentity(self, "caller").account_id
+        self.key = StackKey(
+            self,
+            "encryption",
+            config=config,
+            partition=partition,
+            account_id=account_id,
+            log_group_names=list(log_group_names(config).values()),
+        )
+        self.storage = Storage(self, "storage", config=config, key_arn=self.key.arn)
+        self.logs = LogGroups(self, "logs", config=config, key=self.key)
+        account = (
+            api_gateway_account(self, config, partition=partition, account_id=account_id)
+            if config.manage_api_gateway_account
+            else None
+        )
         self.websocket = WebSocketApi(
             self, "websocket", config=config, access_logs=self.logs.websocket_api, account=account
         )
@@ -85,13 +106,14 @@ class ComputeStack(TerraformStack):
             "roles",
             config=config,
             grants=Grants(
-                partition=DataAwsPartition(self, "partition").partition,
-                account_id=DataAwsCallerIdentity(self, "caller").account_id,
+                partition=partition,
+                account_id=account_id,
                 tables=self.storage.tables,
                 log_group_arns={key: group.arn for key, group in self.logs.functions.items()},
                 knowledge_base_id=inputs.knowledge_base_id,
                 websocket_connections_arn=self.websocket.connections_arn,
                 vpc=config.uses_vpc,
+                key_arn=self.key.arn,
                 models=list(config.bedrock_models),
             ),
             external_role_arn=inputs.role_arn,
@@ -109,6 +131,7 @@ class ComputeStack(TerraformStack):
                 if config.uses_vpc and inputs.security_group_id
                 else None
             ),
+            key_arn=self.key.arn,
         )
         functions = self.functions.functions
         self.websocket.connect(
@@ -123,6 +146,10 @@ class ComputeStack(TerraformStack):
             access_logs=self.logs.rest_api,
             account=account,
         )
+        if self.logs.waf is not None:
+            WebFirewall(
+                self, "firewall", config=config, stage=self.rest.stage, log_group=self.logs.waf
+            )
         self.alarms = Alarms(
             self,
             "alarms",
@@ -135,12 +162,21 @@ class ComputeStack(TerraformStack):
                 websocket_stage_name=self.websocket.stage.name,
                 tables=self.storage.tables,
             ),
+            stack_key=self.key,
         )
         self._outputs()
         if not config.identity_center_issuer_url:
-            message = NO_ISSUER_WARNING.format(stack=config.stack_name, env=config.environment)
-            Annotations.of(self).add_warning(message)
-            print(f"warning: {message}", file=sys.stderr)
+            self._warn(NO_ISSUER_WARNING.format(stack=config.stack_name, env=config.environment))
+        if config.uses_code_signing and config.code_signing_policy == "Enforce":
+            self._warn(
+                UNSIGNED_CODE_WARNING.format(
+                    stack=config.stack_name, mode=config.code_deployment_mode
+                )
+            )
+
+    def _warn(self, message: str) -> None:
+        Annotations.of(self).add_warning(message)
+        print(f"warning: {message}", file=sys.stderr)
 
     def _backend(self) -> None:
         backend = self.config.backend

@@ -1,5 +1,5 @@
 """DynamoDB tables, built from the key schemas in ``functions.shared.contract`` so the
-infrastructure and the code that queries it cannot drift."""
+infrastructure and the code that queries it cannot drift. Encrypted with the stack's key."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from functions.shared.contract import TABLES, TableSchema
 
 class Storage(Construct):
     """The sessions table of the spec, plus the messages and connections tables the
-    functions need, each with TTL, encryption at rest and optional PITR."""
+    functions need, each with TTL, encryption at rest under the stack's key and optional
+    PITR."""
 
-    def __init__(self, scope: Construct, id_: str, *, config: ComputeConfig) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: ComputeConfig, key_arn: str) -> None:
         super().__init__(scope, id_)
+        self._key_arn = key_arn
         self.tables: dict[str, DynamodbTable] = {
             schema.suffix: self._table(schema, config) for schema in TABLES
         }
@@ -62,7 +64,9 @@ class Storage(Construct):
             point_in_time_recovery=DynamodbTablePointInTimeRecovery(
                 enabled=config.dynamodb_point_in_time_recovery
             ),
-            server_side_encryption=DynamodbTableServerSideEncryption(enabled=True),
+            server_side_encryption=DynamodbTableServerSideEncryption(
+                enabled=True, kms_key_arn=self._key_arn
+            ),
             deletion_protection_enabled=config.deletion_protection_enabled,
             **capacity,
         )

@@ -152,7 +152,7 @@ def test_roles_are_least_privilege(dev: Synth) -> None:
     assert "TableConnections" in ws
 
     authorizer = {s["sid"] for s in statements_of_role(dev, f"{PREFIX}-{AUTHORIZER.suffix}")}
-    assert authorizer == {"Logs", "Tracing"}
+    assert authorizer == {"Logs", "Tracing", "StackKey"}
 
 
 # REST API ------------------------------------------------------------------------------------
@@ -320,7 +320,10 @@ def test_tables_follow_the_contract(dev: Synth, schema) -> None:
     assert table["billing_mode"] == "PAY_PER_REQUEST"
     assert table["ttl"] == {"attribute_name": "expires_at", "enabled": True}
     assert table["point_in_time_recovery"] == {"enabled": True}
-    assert table["server_side_encryption"] == {"enabled": True}
+    assert table["server_side_encryption"] == {
+        "enabled": True,
+        "kms_key_arn": ref(dev, "aws_kms_key", "arn", enable_key_rotation=True),
+    }
     assert table["deletion_protection_enabled"] is False
 
 
@@ -403,5 +406,5 @@ def test_outputs_have_the_spec_names(dev: Synth) -> None:
 
 def test_data_sources_are_only_lookups(dev: Synth) -> None:
     assert set(dev["data"]) == {"aws_caller_identity", "aws_iam_policy_document", "aws_partition"}
-    # Two trust policies, one policy per function role, one for API Gateway logging.
-    assert len(data(dev, "aws_iam_policy_document")) == 2 + len(FUNCTIONS) + 1
+    # Two trust policies, one policy per function role, one for API Gateway logging, the key.
+    assert len(data(dev, "aws_iam_policy_document")) == 2 + len(FUNCTIONS) + 1 + 1

@@ -115,6 +115,7 @@ def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -
     statements = {s["sid"]: s for s in policy_document(outer_role, policy["policy"])["statement"]}
     assert set(statements) == {
         "Logs",
+        "StackKey",
         "TableSessions",
         "TableMessages",
         "TableConnections",

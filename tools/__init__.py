@@ -1,0 +1,1 @@
+"""Project tooling that runs outside the Lambda packages (``make scan``)."""
