@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from functions.shared.chat import MAX_CONTENT_CHARS
 from functions.shared.models import Citation, Message, Session, Usage
@@ -77,8 +78,9 @@ class SessionCreate(_Request):
 
 
 class SessionUpdate(_Request):
-    title: Title | None = None
-    model_id: ModelId | None = None
+    # None only stands for "omitted": an explicit null is refused, so OpenAPI must not offer it.
+    title: Title | SkipJsonSchema[None] = None
+    model_id: ModelId | SkipJsonSchema[None] = None
     knowledge_base_id: KnowledgeBaseId | None = Field(
         default=None, description="null removes the knowledge base from the session."
     )
