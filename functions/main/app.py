@@ -7,11 +7,16 @@ Every error, including request validation and unknown routes, has one body shape
 ``{"error": {"code", "message", "details"?}}``. Request validation failures are 400 (not
 FastAPI's 422), the same status as the semantic checks (e.g. an unknown ``model_id``), so
 clients see one status for "fix your request". Throttling is 503 with ``Retry-After``.
+
+Routes and dependencies are ``async def`` although they call boto3, which blocks. In Lambda an
+invocation owns the process and Mangum runs exactly one request per event-loop run, so there
+is nothing for a blocking call to hold up; FastAPI's thread offloading of plain ``def`` would
+only add a thread start per request (anyio ties its worker pool to the request's root task),
+about a third of a warm request's time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,6 +27,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.main.schemas import (
     DEFAULT_TITLE,
@@ -97,7 +103,7 @@ SESSION_RESPONSES: dict[int | str, dict[str, Any]] = {
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the identity provider.")
 
 
-def current_user(request: Request, _: Annotated[Any, Depends(_bearer)] = None) -> str:
+async def current_user(request: Request, _: Annotated[Any, Depends(_bearer)] = None) -> str:
     """The authenticated caller; 401 when no authorizer vouched for the request."""
     user_id = user_id_from(request.scope.get("aws.event") or {})
     if user_id is None:
@@ -105,15 +111,15 @@ def current_user(request: Request, _: Annotated[Any, Depends(_bearer)] = None) -
     return user_id
 
 
-def settings() -> Settings:
+async def settings() -> Settings:
     return get_settings(MAIN.key)
 
 
-def store(config: Annotated[Settings, Depends(settings)]) -> Store:
+async def store(config: Annotated[Settings, Depends(settings)]) -> Store:
     return Store.from_settings(config)
 
 
-def chat_service(
+async def chat_service(
     config: Annotated[Settings, Depends(settings)], repositories: Annotated[Store, Depends(store)]
 ) -> ChatService:
     return ChatService(config, repositories)
@@ -145,12 +151,12 @@ def _path(relative: str) -> str:
 
 
 @app.get(_path("/health"), responses={"default": ERROR_RESPONSES["default"]})
-def health() -> HealthResponse:
+async def health() -> HealthResponse:
     return HealthResponse(status="ok", time=datetime.now(UTC).isoformat())
 
 
 @app.post(_path("/sessions"), status_code=201, responses=AUTH_RESPONSES)
-def create_session(
+async def create_session(
     body: SessionCreate, user: User, config: Config, repositories: Repositories
 ) -> SessionOut:
     knowledge_base_id = (
@@ -169,7 +175,7 @@ def create_session(
 
 
 @app.get(_path("/sessions"), responses=AUTH_RESPONSES)
-def list_sessions(
+async def list_sessions(
     user: User,
     repositories: Repositories,
     limit: Limit = DEFAULT_PAGE_SIZE,
@@ -182,12 +188,12 @@ def list_sessions(
 
 
 @app.get(_path("/sessions/{session_id}"), responses=SESSION_RESPONSES)
-def get_session(session_id: str, user: User, repositories: Repositories) -> SessionOut:
+async def get_session(session_id: str, user: User, repositories: Repositories) -> SessionOut:
     return SessionOut.of(repositories.sessions.get(user, session_id))
 
 
 @app.patch(_path("/sessions/{session_id}"), responses=SESSION_RESPONSES)
-def update_session(
+async def update_session(
     session_id: str, body: SessionUpdate, user: User, config: Config, repositories: Repositories
 ) -> SessionOut:
     changes: dict[str, str | None] = {}
@@ -201,13 +207,13 @@ def update_session(
 
 
 @app.delete(_path("/sessions/{session_id}"), status_code=204, responses=SESSION_RESPONSES)
-def delete_session(session_id: str, user: User, repositories: Repositories) -> Response:
+async def delete_session(session_id: str, user: User, repositories: Repositories) -> Response:
     repositories.delete_session(user, session_id)
     return Response(status_code=204)
 
 
 @app.get(_path("/sessions/{session_id}/messages"), responses=SESSION_RESPONSES)
-def list_messages(
+async def list_messages(
     session_id: str,
     user: User,
     repositories: Repositories,
@@ -225,7 +231,9 @@ def list_messages(
     _path("/sessions/{session_id}/messages"),
     responses={**SESSION_RESPONSES, 502: {**_ERROR, "description": "The model call failed."}},
 )
-def send_message(session_id: str, body: MessageCreate, user: User, chat: Chat) -> ChatResponse:
+async def send_message(
+    session_id: str, body: MessageCreate, user: User, chat: Chat
+) -> ChatResponse:
     reply = chat.reply(user, session_id, body.content)
     logger.info(
         "chat turn stored",
@@ -241,7 +249,7 @@ def send_message(session_id: str, body: MessageCreate, user: User, chat: Chat) -
 
 
 @app.get(_path("/knowledge-bases"), responses=AUTH_RESPONSES)
-def list_knowledge_bases(user: User, config: Config) -> KnowledgeBaseList:
+async def list_knowledge_bases(user: User, config: Config) -> KnowledgeBaseList:
     """Every knowledge base of the account (all pages), the configured one marked ``default``.
 
     Empty when knowledge-base features are off: sessions could not use any of them.
@@ -323,24 +331,44 @@ async def _on_http_error(_: Request, error: Exception) -> JSONResponse:
     return response
 
 
-async def _errors_as_json(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Turn every exception a route raises into the one error shape; only bugs are 500s."""
-    try:
-        return await call_next(request)
-    except Exception as error:
-        domain = translate(error)
-        if domain is not None:
-            return domain_error_response(domain)
-        logger.exception("unhandled error")
-        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
-        return error_response(500, "internal", "internal error")
+class ErrorsAsJson:
+    """Turn every exception a route raises into the one error shape; only bugs are 500s.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) costs a
+    task group and memory streams on every request, a large share of a warm invocation.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as error:
+            if started or scope["type"] != "http":
+                raise
+            await _error_for(error)(scope, receive, send)
+
+
+def _error_for(error: Exception) -> Response:
+    domain = translate(error)
+    if domain is not None:
+        return domain_error_response(domain)
+    logger.exception("unhandled error")
+    metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+    return error_response(500, "internal", "internal error")
 
 
 app.add_exception_handler(RequestValidationError, _on_validation_error)
 app.add_exception_handler(StarletteHTTPException, _on_http_error)
-app.middleware("http")(_errors_as_json)
+app.add_middleware(ErrorsAsJson)
 # Outermost, so error responses carry CORS headers too, and preflights (the unauthenticated
 # OPTIONS methods of the REST API) are answered here for the configured origins.
 app.add_middleware(
