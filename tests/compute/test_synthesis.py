@@ -78,3 +78,23 @@ def test_fast_loader_skips_the_eager_imports() -> None:
         env={**os.environ, "COMPUTE_STOCK_PROVIDER": "0"},
     )  # fmt: skip
     assert int(result.stdout) < 100  # the stock package imports all 2,212
+
+
+def test_the_cdktf_cli_synthesizes_the_same_app(
+    synths: dict[str, dict[str, bytes]], tmp_path: Path
+) -> None:
+    """`npx cdktf synth` (the README's `make synth`) runs the app from cdktf.json and gets the
+    very same stacks as the direct runs above."""
+    if not (ROOT / "node_modules" / ".bin" / "cdktf").exists():
+        pytest.fail("the CDKTF CLI is not installed: run `make setup`")
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "COMPUTE_CONFIG_DIR": str(ROOT / "config")}
+    result = subprocess.run(
+        ["npx", "--no-install", "cdktf", "synth", "--output", str(tmp_path / "out")],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    cli = tree(tmp_path / "out")
+    stacks = [name for name in synths["fast"] if name.startswith("stacks/")]
+    assert stacks == [name for name in cli if name.startswith("stacks/")]
+    for name in stacks:
+        assert cli[name] == synths["fast"][name], f"{name} differs between the CLI and main.py"
