@@ -23,15 +23,23 @@ from compute.provider import (
     IamRole,
     IamRolePolicy,
 )
-from functions.shared.contract import AUTHORIZER, FUNCTIONS, MAIN, SESSIONS, WEBSOCKET
+from functions.shared.contract import (
+    AUTHORIZER,
+    FUNCTIONS,
+    MAIN,
+    TABLES,
+    USER_INDEX,
+    WEBSOCKET,
+)
 
-# What each function's code calls on each table (see functions/shared/store.py).
+# What each function's code calls on each table, and on each index as "<table>/<index>"
+# (see functions/shared/store.py; tests/security proves it against the code's real calls).
 TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     MAIN.key: {
         "sessions": (
             "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-            "dynamodb:Query",
         ),
+        f"sessions/{USER_INDEX.name}": ("dynamodb:Query",),
         "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem"),
     },
     WEBSOCKET.key: {
@@ -218,20 +226,21 @@ class FunctionRoles(Construct):
 
     def _tables(self, keys: list[str]) -> list[DataAwsIamPolicyDocumentStatement]:
         statements = []
-        for suffix, table in self._grants.tables.items():
-            actions = sorted(
-                {action for key in keys for action in TABLE_ACTIONS[key].get(suffix, ())}
-            )
-            if not actions:
-                continue
-            resources = [table.arn]
-            if suffix == SESSIONS.suffix:
-                resources += [f"{table.arn}/index/{index.name}" for index in SESSIONS.indexes]
-            statements.append(
-                DataAwsIamPolicyDocumentStatement(
-                    sid=f"Table{suffix.title()}", actions=actions, resources=resources
-                )
-            )
+        for schema in TABLES:
+            arn = self._grants.tables[schema.suffix].arn
+            targets = [(schema.suffix, f"Table{schema.suffix.title()}", arn)]
+            targets += [
+                (f"{schema.suffix}/{index.name}", f"Index{index.name}", f"{arn}/index/{index.name}")
+                for index in schema.indexes
+            ]
+            for target, sid, resource in targets:
+                actions = {action for key in keys for action in TABLE_ACTIONS[key].get(target, ())}
+                if actions:
+                    statements.append(
+                        DataAwsIamPolicyDocumentStatement(
+                            sid=sid, actions=sorted(actions), resources=[resource]
+                        )
+                    )
         return statements
 
     def _bedrock(self, keys: list[str]) -> list[DataAwsIamPolicyDocumentStatement]:
@@ -253,8 +262,9 @@ class FunctionRoles(Construct):
                     resources=[self.knowledge_base_arn()],
                 )
             )
-        if MAIN.key in keys:
-            # GET /knowledge-bases; ListKnowledgeBases has no resource-level permissions.
+        if MAIN.key in keys and self._grants.knowledge_base_id:
+            # GET /knowledge-bases (answered empty when knowledge bases are off);
+            # ListKnowledgeBases has no resource-level permissions.
             statements.append(
                 DataAwsIamPolicyDocumentStatement(
                     sid="ListKnowledgeBases",

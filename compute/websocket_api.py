@@ -91,8 +91,8 @@ class WebSocketApi(Construct):
 
     @property
     def connections_arn(self) -> str:
-        """The execute-api ARN that ``ManageConnections`` needs, limited to this stage."""
-        return f"{self.api.execution_arn}/{self.stage.name}/*/@connections/*"
+        """The execute-api ARN that ``ManageConnections`` needs: posting, on this stage only."""
+        return f"{self.api.execution_arn}/{self.stage.name}/POST/@connections/*"
 
     def connect(self, *, handler: LambdaFunction, authorizer: LambdaFunction) -> None:
         jwt = Apigatewayv2Authorizer(

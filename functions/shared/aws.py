@@ -48,9 +48,12 @@ def client(service: str, endpoint_url: str | None = None) -> BaseClient:
 
 
 def reset_clients() -> None:
-    """Forget every client, so the next ones read the environment (endpoints) again."""
+    """Forget every client and the session, so the next ones read the environment (endpoints,
+    credentials) again."""
+    global _session  # noqa: PLW0603 - the per-container session, dropped with its clients
     with _lock:
         _clients.clear()
+        _session = None
 
 
 def _new_client(service: str, endpoint_url: str | None) -> BaseClient:

@@ -124,7 +124,14 @@ def test_roles_are_least_privilege(dev: Synth) -> None:
             assert all("*" not in action for action in statement["actions"]), statement
     main = {s["sid"]: s for s in statements_of_role(dev, f"{PREFIX}-{MAIN.suffix}")}
     sessions = ref(dev, "aws_dynamodb_table", "arn", name=f"{PREFIX}-sessions")
-    assert main["TableSessions"]["resources"] == [sessions, f"{sessions}/index/UserIndex"]
+    assert main["TableSessions"]["resources"] == [sessions]
+    assert "dynamodb:Query" not in main["TableSessions"]["actions"]
+    assert main["IndexUserIndex"] == {
+        "sid": "IndexUserIndex",
+        "actions": ["dynamodb:Query"],
+        "resources": [f"{sessions}/index/UserIndex"],
+    }
+    assert "ListKnowledgeBases" not in main  # knowledge bases are off
     assert main["TableMessages"]["resources"] == [
         ref(dev, "aws_dynamodb_table", "arn", name=f"{PREFIX}-messages")
     ]
@@ -146,7 +153,7 @@ def test_roles_are_least_privilege(dev: Synth) -> None:
     assert ws["WebSocketCallbacks"] == {
         "sid": "WebSocketCallbacks",
         "actions": ["execute-api:ManageConnections"],
-        "resources": [f"{api}/{stage}/*/@connections/*"],
+        "resources": [f"{api}/{stage}/POST/@connections/*"],
     }
     assert ws["Models"]["actions"] == ["bedrock:InvokeModelWithResponseStream"]
     assert "TableConnections" in ws

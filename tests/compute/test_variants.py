@@ -117,6 +117,7 @@ def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -
         "Logs",
         "StackKey",
         "TableSessions",
+        "IndexUserIndex",
         "TableMessages",
         "TableConnections",
         "WebSocketCallbacks",

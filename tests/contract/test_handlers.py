@@ -1,0 +1,104 @@
+"""Each synthesized function's ``handler`` runs from the package the stack deploys.
+
+The package is rebuilt for the synthesized runtime and architecture and must hash to the
+synthesized ``source_code_hash``, so it is the deployed zip; then a fresh interpreter with only
+that package and boto3 on its path (what the Lambda runtime provides) resolves the synthesized
+handler string, with the function's synthesized environment.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compute.packaging import Target, build_function
+from functions.shared.contract import FUNCTIONS, MAIN, FunctionSpec
+from tests.security.synthesized import Stack, synthesized
+from tests.support.events import load_event
+from tests.support.lambda_runtime import extract, runtime_site
+
+HOST_ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+parametrize_functions = pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+
+# Runs in the fresh interpreter: stdin holds the two path entries, the handler string and, for
+# the main function, an API Gateway event to answer.
+_IMPORT_AND_CALL = """
+import importlib, json, sys
+request = json.loads(sys.stdin.read())
+sys.path[:0] = request["path"]
+module, attribute = request["handler"].rsplit(".", 1)
+handler = getattr(importlib.import_module(module), attribute)
+assert callable(handler), request["handler"]
+test_only = ("hypothesis", "moto", "pytest", "tests")
+assert not [m for m in sys.modules if m.startswith(test_only)]
+if request["event"] is not None:
+    class Context:
+        function_name = "contract"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:contract"
+        aws_request_id = "contract-test"
+    print(json.dumps(handler(request["event"], Context())))
+"""
+
+
+def target(stack: Stack, spec: FunctionSpec) -> Target:
+    function = stack.function(spec)
+    [architecture] = function["architectures"]
+    return Target(function["runtime"], architecture)
+
+
+@parametrize_functions
+def test_synthesized_code_is_the_functions_package(stack: Stack, spec: FunctionSpec) -> None:
+    """Mutations caught: a function deployed with another function's zip, a stale hash
+    (Terraform would not redeploy changed code), a package built for the wrong architecture
+    or runtime (a different zip and hash)."""
+    function = stack.function(spec)
+    package = build_function(spec, target(stack, spec))
+    assert function["source_code_hash"] == package.source_code_hash
+    assert Path(function["filename"]).name == package.path.name
+
+
+@parametrize_functions
+def test_handler_runs_from_its_package_alone(spec: FunctionSpec, tmp_path: Path) -> None:
+    """The dev stack's handler string resolves to a callable in a fresh interpreter holding
+    only the package and boto3; the main function also answers ``GET /api/v1/health``.
+
+    Mutations caught: a handler string renamed on either side, a dependency missing from
+    ``requirements.txt`` (import or first request fails), a test-only import in the code."""
+    stack = synthesized("dev")
+    function = stack.function(spec)
+    build = target(stack, spec)
+    if build.architecture != HOST_ARCHITECTURE:
+        pytest.skip(f"dev deploys {build.architecture}; this host runs {HOST_ARCHITECTURE}")
+    tree = extract(build_function(spec, build).path, tmp_path / "task")
+    event = None
+    if spec is MAIN:
+        event = load_event("rest-proxy-request")
+        event["httpMethod"] = event["requestContext"]["httpMethod"] = "GET"
+        event["path"] = event["resource"] = "/api/v1/health"
+        event["requestContext"]["path"] = event["requestContext"]["resourcePath"] = event["path"]
+        event["body"] = None
+    request = {
+        "path": [str(tree), str(runtime_site(tmp_path / "runtime"))],
+        "handler": function["handler"],
+        "event": event,
+    }
+    environment = stack.environment(spec, websocket_callback_url="https://example.invalid/v1")
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _IMPORT_AND_CALL],
+        env={**environment, "PATH": "/usr/bin:/bin", "AWS_REGION": stack.region},
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    if spec is MAIN:
+        answer = json.loads(result.stdout.strip().splitlines()[-1])
+        assert answer["statusCode"] == 200, answer
+        assert json.loads(answer["body"])["status"] == "ok"

@@ -1,0 +1,310 @@
+"""Run every code path of the main and WebSocket functions, each with the credentials of a
+moto IAM user that carries that function's synthesized statements, against a moto server that
+enforces IAM; record what each function called and which variables it read.
+
+Everything the functions see comes from the synthesized stack: their environment variables
+(table names, models, knowledge base, the callback URL of this stack's WebSocket stage), the
+tables' names and the statements. Bedrock runtime and agent runtime and the WebSocket
+management API are the loopback fakes, which enforce nothing; DynamoDB and bedrock-agent
+(``ListKnowledgeBases``) are moto's, enforced.
+
+The run happens once per environment and process (:func:`enforced_run`); the tests assert on
+its :class:`Run`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from botocore import xform_name
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from functions.shared import aws
+from functions.shared.contract import CONNECTIONS, FUNCTIONS, MAIN, WEBSOCKET
+from functions.shared.settings import get_settings
+from tests.functions.helpers import USER_A, HttpResponse, LambdaContext, Rest, WebSocket
+from tests.security.enforcing_moto import Credentials, enforcing_moto, setup, setup_budget
+from tests.security.iam import Call
+from tests.security.recording import environment_reads, recording_session
+from tests.security.synthesized import Stack, Statement, contract_env_names, synthesized
+from tests.support.bedrock_fake import BedrockFake
+from tests.support.ws_management_fake import WsManagementFake
+
+# Variables that would send boto3 elsewhere or change how it signs (a session token would
+# turn the user's key into a temporary credential moto does not know).
+_FOREIGN = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_MAX_ATTEMPTS")
+# Tried with every user right after the setup budget: granted to no function.
+NEVER_GRANTED = ("dynamodb:Scan", "dynamodb:DeleteTable")
+_NO_SESSION = "00000000-0000-4000-8000-000000000000"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One code path of one function and whether it succeeded."""
+
+    function: str
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class FunctionRun:
+    """What one function's code did under its own credentials."""
+
+    calls: list[Call] = field(default_factory=list)
+    environment_reads: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Run:
+    """One environment's run: each step's outcome, what each function did, and what moto
+    answered to the actions no policy grants."""
+
+    stack: Stack
+    steps: list[Step] = field(default_factory=list)
+    functions: dict[str, FunctionRun] = field(default_factory=dict)
+    # (function, action) -> the error moto answered, or "" when it allowed the call.
+    refusals: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def _probe(operation: str, table: str) -> dict[str, Any]:
+    """Valid parameters for ``operation`` on the connections table, so only IAM can refuse
+    it; were it wrongly allowed, it would touch nothing but a probe item."""
+    key = {CONNECTIONS.hash_key.name: {"S": "iam-probe"}}
+    params: dict[str, dict[str, Any]] = {
+        "Scan": {"TableName": table},
+        "DeleteTable": {"TableName": table},
+        "GetItem": {"TableName": table, "Key": key},
+        "PutItem": {"TableName": table, "Item": key},
+        "DeleteItem": {"TableName": table, "Key": key},
+        "UpdateItem": {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": "SET probe = :p",
+            "ExpressionAttributeValues": {":p": {"S": "x"}},
+        },
+        "Query": {
+            "TableName": table,
+            "KeyConditionExpression": f"{CONNECTIONS.hash_key.name} = :k",
+            "ExpressionAttributeValues": {":k": {"S": "iam-probe"}},
+        },
+        "BatchWriteItem": {"RequestItems": {table: [{"DeleteRequest": {"Key": key}}]}},
+    }
+    assert operation in params, f"no probe for dynamodb:{operation}; add one to _probe"
+    return params[operation]
+
+
+def user_client(url: str, region: str, credentials: Credentials) -> BaseClient:
+    """A DynamoDB client signing with one function's key."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
+    )
+
+
+def refusal(client: BaseClient, table: str, action: str) -> str:
+    """Try DynamoDB ``action`` on ``table``: the error answered, or "" if it was allowed."""
+    operation = action.removeprefix("dynamodb:")
+    try:
+        getattr(client, xform_name(operation))(**_probe(operation, table))
+    except ClientError as error:
+        status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+        return f"{status} {error.response['Error'].get('Message', '')}"
+    return ""
+
+
+class _Steps:
+    """Runs one function's steps, recording each outcome instead of stopping at the first."""
+
+    def __init__(self, run: Run, function: str) -> None:
+        self._run = run
+        self._function = function
+
+    def check(self, name: str, action: Callable[[], Any], ok: Callable[[Any], bool]) -> Any:
+        """The step's result when ``ok`` accepts it, else None (and the step is failed)."""
+        try:
+            result = action()
+            passed = ok(result)
+        except Exception as error:  # a failed path is a result the tests report
+            self._run.steps.append(Step(self._function, name, False, repr(error)))
+            return None
+        detail = "" if passed else _describe(result)
+        self._run.steps.append(Step(self._function, name, passed, detail))
+        return result if passed else None
+
+
+def _describe(result: Any) -> str:
+    if isinstance(result, HttpResponse):
+        return f"{result.status} {result.text}"
+    return repr(result)
+
+
+def _status(expected: int) -> Callable[[Any], bool]:
+    return lambda response: response.status == expected
+
+
+def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
+    """Every REST route of the main function; returns a session for the WebSocket run."""
+    steps, rest = _Steps(run, MAIN.key), Rest(LambdaContext())
+    steps.check("GET /health", lambda: rest.call("GET", "/health", user=None), _status(200))
+    created = steps.check(
+        "POST /sessions",
+        lambda: rest.call("POST", "/sessions", body={"title": "least privilege"}),
+        _status(201),
+    )
+    session = created.json["session_id"] if created else _NO_SESSION
+    path = f"/sessions/{session}"
+    steps.check(
+        "GET /sessions",
+        lambda: rest.call("GET", "/sessions"),
+        lambda r: r.status == 200 and session in {s["session_id"] for s in r.json["sessions"]},
+    )
+    steps.check("GET /sessions/{id}", lambda: rest.call("GET", path), _status(200))
+    # Switch to the last configured model: in prod, a cross-region inference profile.
+    steps.check(
+        "PATCH /sessions/{id}",
+        lambda: rest.call("PATCH", path, body={"title": "renamed", "model_id": models[-1]}),
+        _status(200),
+    )
+    steps.check(
+        "POST /sessions/{id}/messages",
+        lambda: rest.call("POST", f"{path}/messages", body={"content": "Hello?"}),
+        _status(200),
+    )
+    steps.check(
+        "GET /sessions/{id}/messages",
+        lambda: rest.call("GET", f"{path}/messages"),
+        lambda r: r.status == 200 and len(r.json["messages"]) == 2,
+    )
+    steps.check("GET /knowledge-bases", lambda: rest.call("GET", "/knowledge-bases"), _status(200))
+    steps.check("DELETE /sessions/{id}", lambda: rest.call("DELETE", path), _status(204))
+    kept = steps.check(
+        "POST /sessions (kept for the WebSocket run)",
+        lambda: rest.call("POST", "/sessions", body={}),
+        _status(201),
+    )
+    return kept.json["session_id"] if kept else None
+
+
+def websocket_paths(run: Run, management: WsManagementFake, session: str | None) -> None:
+    """$connect, a streamed answer twice (user from the event, then from the connection
+    record), ping, $disconnect."""
+    steps, ws = _Steps(run, WEBSOCKET.key), WebSocket(LambdaContext(), management)
+    connection = ws.new_connection_id()
+    accepted = {"statusCode": 200}.__eq__
+
+    def frames_of(send: Callable[[], Any]) -> Callable[[], list[str]]:
+        def call() -> list[str]:
+            before = len(ws.frames(connection))
+            assert send() == {"statusCode": 200}
+            return [frame["type"] for frame in ws.frames(connection)[before:]]
+
+        return call
+
+    def streamed(types: list[str]) -> bool:
+        return types[:1] == ["start"] and types[-1:] == ["end"]
+
+    message = {"action": "sendMessage", "session_id": session or _NO_SESSION, "content": "Hi"}
+    steps.check("$connect", lambda: ws.connect(connection, USER_A), accepted)
+    steps.check(
+        "sendMessage (user in the event)",
+        frames_of(lambda: ws.send(connection, message, user=USER_A)),
+        streamed,
+    )
+    steps.check(
+        "sendMessage (user of the connection)",
+        frames_of(lambda: ws.send(connection, message)),
+        streamed,
+    )
+    steps.check("ping", frames_of(lambda: ws.send(connection, {"action": "ping"})), ["pong"].__eq__)
+    steps.check("$disconnect", lambda: ws.disconnect(connection), accepted)
+
+
+def _become(
+    patch: pytest.MonkeyPatch,
+    variables: Mapping[str, str],
+    record: FunctionRun,
+) -> None:
+    """Make this process look like one function's Lambda container: exactly its variables
+    (plus the endpoints and its key), fresh caches, and a recording boto3 session."""
+    endpoints = [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]
+    for name in (*contract_env_names(), *_FOREIGN, *endpoints):
+        patch.delenv(name, raising=False)
+    for name, value in variables.items():
+        patch.setenv(name, value)
+    get_settings.cache_clear()
+    aws.reset_clients()
+    # The container's boto3 session, created fresh so it reads this function's credentials.
+    patch.setattr(aws, "_session", recording_session(record.calls))
+
+
+def _run(stack: Stack) -> Run:
+    run = Run(stack)
+    users = {spec.key: stack.statements(spec) for spec in FUNCTIONS}
+    with (
+        enforcing_moto(setup_budget(len(users))) as url,
+        BedrockFake() as bedrock,
+        WsManagementFake(stage=stack.websocket_stage().name) as management,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        credentials = setup(url, stack.region, stack.table_names(), users)
+        clients = {key: user_client(url, stack.region, keys) for key, keys in credentials.items()}
+        probed = stack.table_names()[CONNECTIONS.env]
+        for key, client in clients.items():  # the first requests after the budget
+            for action in NEVER_GRANTED:
+                run.refusals[key, action] = refusal(client, probed, action)
+        endpoints = {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_DEFAULT_REGION": stack.region,
+            "AWS_REGION": stack.region,
+            **bedrock.env(),
+        }
+        session = None
+        for spec in (MAIN, WEBSOCKET):
+            record = run.functions[spec.key] = FunctionRun()
+            variables = stack.environment(spec, websocket_callback_url=management.callback_url)
+            _become(patch, {**variables, **endpoints, **credentials[spec.key].env()}, record)
+            with environment_reads() as reads:
+                if spec is MAIN:
+                    session = main_paths(run, tuple(stack.config.bedrock_models))
+                else:
+                    websocket_paths(run, management, session)
+            record.environment_reads = set(reads)
+        _refuse_the_others_actions(run, clients, probed, users)
+    get_settings.cache_clear()
+    aws.reset_clients()
+    return run
+
+
+def _refuse_the_others_actions(
+    run: Run,
+    clients: Mapping[str, BaseClient],
+    table: str,
+    users: Mapping[str, list[Statement]],
+) -> None:
+    """What one function may do on DynamoDB but another may not is refused to the other."""
+    granted = {
+        key: {a for s in statements for a in s.actions if a.startswith("dynamodb:")}
+        for key, statements in users.items()
+    }
+    anyone = set().union(*granted.values())
+    for key, client in clients.items():
+        for action in sorted(anyone - granted[key]):
+            run.refusals[key, action] = refusal(client, table, action)
+
+
+@functools.cache
+def enforced_run(environment: str) -> Run:
+    """The run for ``dev`` or ``prod``, once per process."""
+    return _run(synthesized(environment))

@@ -1,0 +1,133 @@
+"""A moto server in its own process with IAM enforcement on, and the users that carry the
+functions' synthesized statements.
+
+moto reads ``INITIAL_NO_AUTH_ACTION_COUNT`` (no ``MOTO_`` prefix) when it is imported and then
+answers that many requests without checking credentials; every later request must be signed
+by a known access key whose policies allow the action. It is a process-wide setting, which is
+why this server runs in a child process: the in-process moto server the other tests share
+keeps enforcement off.
+
+The setup spends exactly that budget: the tables, then a user, an inline policy and an access
+key per function. :func:`setup` counts the requests it sent and fails if the count differs
+from the budget, so no call of the functions can fall inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.client import BaseClient
+
+from functions.shared.contract import TABLES
+from tests.security.synthesized import Statement
+from tests.support.moto_server import FAKE_CREDENTIAL, create_table
+
+_SERVER = """
+import logging, os, sys
+from moto.server import ThreadedMotoServer
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print("%s:%s" % server.get_host_and_port(), flush=True)
+sys.stdin.read()  # until the parent closes stdin or goes away
+os._exit(0)
+"""
+# create_table + update_time_to_live per table (tests.support.moto_server.create_table).
+CALLS_PER_TABLE = 2
+CALLS_PER_USER = 3  # create_user, put_user_policy, create_access_key
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A moto IAM user's access key."""
+
+    access_key_id: str
+    secret_access_key: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+
+def setup_budget(users: int) -> int:
+    """The number of setup requests: moto answers exactly these without checking."""
+    return CALLS_PER_TABLE * len(TABLES) + CALLS_PER_USER * users
+
+
+@contextmanager
+def enforcing_moto(unauthenticated_calls: int) -> Iterator[str]:
+    """Run the server; yields its URL. Enforcement starts after ``unauthenticated_calls``."""
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(unauthenticated_calls)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        address = process.stdout.readline().strip()
+        assert address, f"the moto server did not start (exit code {process.poll()})"
+        yield f"http://{address}"
+    finally:
+        process.terminate()  # werkzeug's graceful shutdown polls for ~1 s; nothing to save
+        process.wait(timeout=10)
+
+
+def admin_client(service: str, url: str, region: str) -> BaseClient:
+    """A client for the unauthenticated setup calls (any key works until the budget is spent)."""
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id=FAKE_CREDENTIAL,
+        aws_secret_access_key=FAKE_CREDENTIAL,
+    )
+
+
+def setup(
+    url: str,
+    region: str,
+    table_names: Mapping[str, str],
+    users: Mapping[str, Sequence[Statement]],
+) -> dict[str, Credentials]:
+    """Create every contract table under the name the stack gives it (``table_names``: table
+    env var -> name) and one user per entry of ``users`` carrying those statements widened to
+    resource ``*``; returns each user's access key."""
+    dynamodb = admin_client("dynamodb", url, region)
+    iam = admin_client("iam", url, region)
+    sent: list[str] = []
+    for client in (dynamodb, iam):
+        client.meta.events.register("before-send", lambda **_: sent.append("request"))
+    for schema in TABLES:
+        create_table(dynamodb, schema, table_names[schema.env])
+    credentials: dict[str, Credentials] = {}
+    for user, statements in users.items():
+        credentials[user] = _user(iam, user, statements)
+    budget = setup_budget(len(users))
+    assert len(sent) == budget, f"setup sent {len(sent)} requests, the budget is {budget}"
+    return credentials
+
+
+def _user(iam: BaseClient, name: str, statements: Sequence[Statement]) -> Credentials:
+    document: dict[str, Any] = {
+        "Version": "2012-10-17",
+        "Statement": [statement.widened for statement in statements],
+    }
+    iam.create_user(UserName=name)
+    iam.put_user_policy(
+        UserName=name, PolicyName="synthesized", PolicyDocument=json.dumps(document)
+    )
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return Credentials(key["AccessKeyId"], key["SecretAccessKey"])

@@ -1,0 +1,226 @@
+"""The function roles as synthesized: what they may touch, read from the JSON alone.
+
+Every resource of every statement must be one of this stack's own: its tables and their
+indexes, the function's own log group, the stack's KMS key, this WebSocket API's stage, the
+configured models and knowledge base, or (VPC functions) network interfaces in this account.
+``*`` is allowed only for the actions AWS does not scope to a resource, each statement exactly
+one of those sets.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from functions.shared.contract import FUNCTIONS, WEBSOCKET, FunctionSpec
+from tests.security.iam import allows, knowledge_base_arn, model_arns
+from tests.security.synthesized import ACCOUNT, PARTITION, Stack, Statement, UnknownReference
+
+parametrize_functions = pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+
+# Statements with resource "*", each justified by AWS not scoping these actions to a resource.
+STAR_STATEMENTS = {
+    # X-Ray accepts segments only on "*"; needed by active tracing.
+    frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+    # EC2 Describe* has no resource-level permissions; Lambda needs them for VPC functions.
+    frozenset({"ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}),
+    # ListKnowledgeBases has no resource-level permissions (GET /knowledge-bases).
+    frozenset({"bedrock:ListKnowledgeBases"}),
+}
+VPC_ACTIONS = {
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:UnassignPrivateIpAddresses",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+}
+# Which actions each kind of owned resource may carry.
+KIND_ACTIONS = {
+    "table": re.compile(r"dynamodb:\w+"),
+    "log-group": re.compile(r"logs:(CreateLogStream|PutLogEvents)"),
+    "key": re.compile(r"kms:\w+"),
+    "connections": re.compile(r"execute-api:ManageConnections"),
+    "model": re.compile(r"bedrock:InvokeModel(WithResponseStream)?"),
+    "knowledge-base": re.compile(r"bedrock:Retrieve"),
+    "network": re.compile(r"ec2:\w+"),
+}
+# Inverted or resource-policy statements have no place in a role's identity policy.
+FORBIDDEN_STATEMENT_KEYS = {"not_actions", "not_resources", "principals", "not_principals"}
+UNCONFIGURED_MODEL = "meta.llama3-70b-instruct-v1:0"
+OTHER_KNOWLEDGE_BASE = "OTHERKB123"
+
+
+def owned(stack: Stack, spec: FunctionSpec) -> list[tuple[str, str]]:
+    """(kind, regex) of every ARN of this stack the function's policy may name."""
+    arn = f"arn:{PARTITION}"
+    region, account = re.escape(stack.region), ACCOUNT
+    function = stack.function(spec)
+    patterns: list[tuple[str, str]] = []
+    for name, table in stack.tables().items():
+        base = rf"{arn}:dynamodb:{region}:{account}:table/{re.escape(name)}"
+        patterns.append(("table", base))
+        for index in table.get("global_secondary_index", []):
+            patterns.append(("table", rf"{base}/index/{re.escape(index['name'])}"))
+    group = re.escape(f"/aws/lambda/{function['function_name']}")
+    patterns.append(("log-group", rf"{arn}:logs:{region}:{account}:log-group:{group}:\*"))
+    for key in stack.resources("aws_kms_key"):
+        patterns.append(("key", rf"{arn}:kms:{region}:{account}:key/{stack.api_id(key)}"))
+    stage = stack.websocket_stage()
+    api = f"{stack.api_id(stage.api_resource_id)}/{re.escape(stage.name)}"
+    connections = rf"{arn}:execute-api:{region}:{account}:{api}/(\*|POST)/@connections/\*"
+    patterns.append(("connections", connections))
+    for model in stack.config.bedrock_models:
+        arns = model_arns(stack.region, model)
+        patterns += [("model", re.escape(model_arn)) for model_arn in arns]
+        if len(arns) > 1:  # a cross-region profile: its model in whichever region it routes to
+            base_model = re.escape(model.split(".", 1)[1])
+            patterns.append(
+                ("model", rf"{arn}:bedrock:(\*|[a-z0-9-]+)::foundation-model/{base_model}")
+            )
+    if stack.config.knowledge_base_id:
+        kb = knowledge_base_arn(stack.region, stack.config.knowledge_base_id)
+        patterns.append(("knowledge-base", re.escape(kb)))
+    if function.get("vpc_config"):
+        network = rf"{arn}:ec2:{region}:{account}:(network-interface|subnet|security-group)/\*"
+        patterns.append(("network", network))
+    return patterns
+
+
+def kind_of(stack: Stack, spec: FunctionSpec, resource: str) -> str:
+    """Which of this stack's own resources ``resource`` names; AssertionError if none."""
+    arn = stack.concrete(resource)
+    for kind, pattern in owned(stack, spec):
+        if re.fullmatch(pattern, arn):
+            return kind
+    raise AssertionError(f"{spec.key}: {resource} ({arn}) is none of this stack's own resources")
+
+
+def model_actions(statements: list[Statement]) -> set[str]:
+    return {a for s in statements for a in s.actions if a.startswith("bedrock:InvokeModel")}
+
+
+@parametrize_functions
+def test_each_function_has_its_own_role_with_one_inline_policy(
+    stack: Stack, spec: FunctionSpec
+) -> None:
+    """Mutations caught: a managed policy (e.g. AWSLambdaBasicExecutionRole) attached to a
+    function role, one role shared by two functions, a second policy, a trust policy that lets
+    anything but Lambda assume the role."""
+    role_id = stack.role_id(spec)
+    others = {stack.role_id(other) for other in FUNCTIONS if other is not spec}
+    assert role_id not in others, f"{spec.key} shares its role"
+    assert len(stack.role_policies(spec)) == 1
+    references = {f"${{aws_iam_role.{role_id}.{attribute}}}" for attribute in ("id", "name")}
+    attachments = stack.resources("aws_iam_role_policy_attachment").values()
+    attached = [a["policy_arn"] for a in attachments if a["role"] in references]
+    assert not attached, f"{spec.key}'s role has managed policies {attached}"
+    role = stack.resources("aws_iam_role")[role_id]
+    assert not role.get("managed_policy_arns") and not role.get("inline_policy")
+    trust = re.fullmatch(
+        r"\$\{data\.aws_iam_policy_document\.([\w-]+)\.json\}", role["assume_role_policy"]
+    )
+    assert trust, role["assume_role_policy"]
+    [statement] = stack.data("aws_iam_policy_document")[trust[1]]["statement"]
+    assert statement["actions"] == ["sts:AssumeRole"]
+    assert statement["principals"] == [{"type": "Service", "identifiers": ["lambda.amazonaws.com"]}]
+
+
+@parametrize_functions
+def test_no_action_is_a_wildcard_and_every_statement_allows(
+    stack: Stack, spec: FunctionSpec
+) -> None:
+    """Mutations caught: ``dynamodb:*``, ``bedrock:Invoke*``, ``*``; a NotAction/NotResource
+    statement (which grants everything else); a Deny that hides an over-broad Allow."""
+    statements = stack.statements(spec)
+    assert statements
+    for statement in statements:
+        assert statement.raw.get("effect", "Allow") == "Allow", statement.sid
+        assert not FORBIDDEN_STATEMENT_KEYS & set(statement.raw), statement.sid
+        assert statement.actions and statement.resources, statement.sid
+        for action in statement.actions:
+            assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", action), f"{statement.sid}: {action}"
+
+
+@parametrize_functions
+def test_star_resources_only_for_unscoped_actions(stack: Stack, spec: FunctionSpec) -> None:
+    """Mutations caught: ``*`` added to a table statement; an extra action slipped into the
+    X-Ray statement; EC2 describe rights on a function outside a VPC."""
+    for statement in stack.statements(spec):
+        if "*" not in statement.resources:
+            continue
+        assert statement.resources == ("*",), statement.sid
+        assert frozenset(statement.actions) in STAR_STATEMENTS, statement.sid
+        if set(statement.actions) <= VPC_ACTIONS:
+            assert stack.function(spec).get("vpc_config"), f"{spec.key} is not in a VPC"
+
+
+@parametrize_functions
+def test_every_resource_is_this_stacks_own(stack: Stack, spec: FunctionSpec) -> None:
+    """Mutations caught: a table ARN with ``*`` in it, another stack's table or log group
+    (a data source or a literal ARN), logs on another function's group, ManageConnections on
+    the REST API or on every stage, a model or knowledge base not in the config, and an action
+    on a resource of the wrong kind (e.g. ``bedrock:Retrieve`` on a table)."""
+    for statement in stack.statements(spec):
+        if statement.resources == ("*",):
+            continue
+        for resource in statement.resources:
+            try:
+                kind = kind_of(stack, spec, resource)
+            except UnknownReference as error:
+                raise AssertionError(f"{spec.key} {statement.sid}: {error}") from None
+            for action in statement.actions:
+                assert KIND_ACTIONS[kind].fullmatch(action), f"{action} on a {kind}: {resource}"
+
+
+@parametrize_functions
+def test_bedrock_is_limited_to_the_configured_models(stack: Stack, spec: FunctionSpec) -> None:
+    """Every configured model (and for a cross-region profile, the model in each region it
+    routes to) is invocable; a model outside the config is not.
+
+    Mutations caught: a model dropped from the policy, a profile granted without its
+    foundation model, ``foundation-model/*``."""
+    statements = stack.statements(spec)
+    for action in model_actions(statements):
+        for model in stack.config.bedrock_models:
+            for arn in model_arns(stack.region, model):
+                assert allows(stack, statements, action, arn), f"{action} on {arn}"
+        for arn in model_arns(stack.region, UNCONFIGURED_MODEL):
+            assert not allows(stack, statements, action, arn), f"{action} on {arn}"
+
+
+@parametrize_functions
+def test_retrieve_only_from_the_configured_knowledge_base(stack: Stack, spec: FunctionSpec) -> None:
+    """Mutations caught: ``knowledge-base/*``; Retrieve granted when no knowledge base is
+    configured; the knowledge base missing from a function that chats."""
+    statements = stack.statements(spec)
+    granted = {a for s in statements for a in s.actions}
+    knowledge_base = stack.config.knowledge_base_id
+    other = knowledge_base_arn(stack.region, OTHER_KNOWLEDGE_BASE)
+    assert not allows(stack, statements, "bedrock:Retrieve", other)
+    if knowledge_base and model_actions(statements):
+        arn = knowledge_base_arn(stack.region, knowledge_base)
+        assert allows(stack, statements, "bedrock:Retrieve", arn)
+    elif not knowledge_base:
+        assert "bedrock:Retrieve" not in granted
+
+
+@parametrize_functions
+def test_manage_connections_only_on_this_websocket_stage(stack: Stack, spec: FunctionSpec) -> None:
+    """Only the WebSocket function may post to connections, and only on its API's stage.
+
+    Mutations caught: the grant on the REST API, on ``*/@connections/*`` of every stage, or
+    on another function's role."""
+    statements = stack.statements(spec)
+    stage = stack.websocket_stage()
+    api = stack.api_id(stage.api_resource_id)
+    base = f"arn:{PARTITION}:execute-api:{stack.region}:{ACCOUNT}"
+    own = f"{base}:{api}/{stage.name}/POST/@connections/abc="
+    granted = allows(stack, statements, "execute-api:ManageConnections", own)
+    assert granted is (spec is WEBSOCKET)
+    for elsewhere in (
+        f"{base}:{api}/other-stage/POST/@connections/abc=",
+        f"{base}:otherapi/{stage.name}/POST/@connections/abc=",
+    ):
+        assert not allows(stack, statements, "execute-api:ManageConnections", elsewhere)
