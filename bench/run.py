@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+ORIGINAL_ENV = dict(os.environ)
 PYTHON = sys.executable
 
 
@@ -279,14 +280,18 @@ def _session_item(n: int) -> dict[str, dict[str, str]]:
 
 
 def test_suite_figure() -> Figure:
+    """`make test` after setup, in the environment `make bench` started with (the warm
+    figures point this process at a local issuer and a stubbed DynamoDB)."""
+    subprocess.run(["make", "setup"], cwd=ROOT, env=ORIGINAL_ENV, check=True, capture_output=True)
     start = time.perf_counter()
-    subprocess.run(["make", "test"], cwd=ROOT, check=True, capture_output=True)
+    result = subprocess.run(
+        ["make", "test"], cwd=ROOT, env=ORIGINAL_ENV, capture_output=True, text=True, check=False
+    )
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"make test failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return Figure(
-        "test suite",
-        "`make test` after setup (lint, scan, pytest -n 2)",
-        time.perf_counter() - start,
-        None,
-        "<= 120 s",
+        "test suite", "`make test` after setup (lint, scan, pytest -n 2)", elapsed, None, "<= 120 s"
     )
 
 
