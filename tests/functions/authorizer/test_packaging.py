@@ -13,19 +13,12 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from functions.shared.contract import AUTHORIZER
+from tests.support.lambda_runtime import RUNTIME_DISTRIBUTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 HEAVY_MODULES = ("boto3", "botocore", "fastapi", "pydantic", "aws_lambda_powertools", "mangum")
-# Provided by the Lambda python3.11 runtime, so never packaged (see HELPERS/issue #2).
-RUNTIME_PROVIDED = {
-    "boto3",
-    "botocore",
-    "s3transfer",
-    "jmespath",
-    "urllib3",
-    "python-dateutil",
-    "six",
-}
+# Provided by the Lambda python3.11 runtime, so never packaged.
+RUNTIME_PROVIDED = set(RUNTIME_DISTRIBUTIONS)
 
 
 def test_importing_the_handler_loads_no_heavy_module() -> None:
