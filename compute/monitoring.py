@@ -58,7 +58,6 @@ class LogGroups(Construct):
                 name=name,
                 retention_in_days=config.log_retention_days,
                 kms_key_id=key.arn,
-                depends_on=[key.policy],  # CloudWatch Logs checks the key policy on creation
             )
             for group_id, name in log_group_names(config).items()
         }

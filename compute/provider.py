@@ -88,7 +88,6 @@ from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdent
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
     DataAwsIamPolicyDocument,
     DataAwsIamPolicyDocumentStatement,
-    DataAwsIamPolicyDocumentStatementCondition,
     DataAwsIamPolicyDocumentStatementPrincipals,
 )
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
@@ -105,7 +104,6 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
-from cdktf_cdktf_provider_aws.kms_key_policy import KmsKeyPolicy
 from cdktf_cdktf_provider_aws.lambda_code_signing_config import (
     LambdaCodeSigningConfig,
     LambdaCodeSigningConfigAllowedPublishers,
@@ -174,7 +172,6 @@ __all__ = [
     "DataAwsCallerIdentity",
     "DataAwsIamPolicyDocument",
     "DataAwsIamPolicyDocumentStatement",
-    "DataAwsIamPolicyDocumentStatementCondition",
     "DataAwsIamPolicyDocumentStatementPrincipals",
     "DataAwsPartition",
     "DataAwsRegion",
@@ -188,7 +185,6 @@ __all__ = [
     "IamRolePolicy",
     "KmsAlias",
     "KmsKey",
-    "KmsKeyPolicy",
     "LambdaCodeSigningConfig",
     "LambdaCodeSigningConfigAllowedPublishers",
     "LambdaCodeSigningConfigPolicies",

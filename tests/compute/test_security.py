@@ -5,6 +5,8 @@ code signing; scoped IAM where checkov found `*` resources."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from compute.config import ComputeConfig, ConfigError, load_config
@@ -26,10 +28,10 @@ def key_arn(synth: Synth) -> str:
 
 
 def key_policy(synth: Synth) -> dict[str, dict]:
-    """The key policy's statements by sid, via the aws_kms_key_policy that attaches it."""
-    attached = only(synth, "aws_kms_key_policy")
-    assert attached["key_id"] == ref(synth, "aws_kms_key", "id", enable_key_rotation=True)
-    return {s["sid"]: s for s in policy_document(synth, attached["policy"])["statement"]}
+    """The key policy's statements by Sid, from the JSON document on the key itself."""
+    document = json.loads(only(synth, "aws_kms_key")["policy"])
+    assert document["Version"] == "2012-10-17"
+    return {s["Sid"]: s for s in document["Statement"]}
 
 
 def log_group_names(synth: Synth) -> list[str]:
@@ -45,7 +47,7 @@ def test_one_rotated_key_with_an_alias(variant: str, request: pytest.FixtureRequ
     key = only(synth, "aws_kms_key")
     assert key["enable_key_rotation"] is True
     assert key["deletion_window_in_days"] == 30
-    assert "policy" not in key  # attached by aws_kms_key_policy, which can name the key
+    assert not resources(synth, "aws_kms_key_policy")  # the policy is set at creation
     alias = only(synth, "aws_kms_alias")
     assert alias["name"] == f"alias/ai-assistant-cli-{variant}"
     assert alias["target_key_id"] == ref(synth, "aws_kms_key", "key_id", enable_key_rotation=True)
@@ -57,40 +59,33 @@ def test_key_policy_lets_cloudwatch_logs_use_it_for_our_groups_only(
 ) -> None:
     synth: Synth = request.getfixturevalue(variant)
     logs = key_policy(synth)["CloudWatchLogs"]
-    assert logs["principals"] == [
-        {"type": "Service", "identifiers": ["logs.us-east-1.amazonaws.com"]}
-    ]
-    assert {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs["actions"])
-    (condition,) = logs["condition"]
-    assert (condition["test"], condition["variable"]) == (
-        "ArnEquals",
-        "kms:EncryptionContext:aws:logs:arn",
-    )
+    assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
+    assert {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs["Action"])
+    assert list(logs["Condition"]) == ["ArnEquals"]
+    (variable, values), *others = logs["Condition"]["ArnEquals"].items()
+    assert variable == "kms:EncryptionContext:aws:logs:arn" and not others
     expected = sorted(
         f"arn:{PARTITION}:logs:us-east-1:{ACCOUNT}:log-group:{name}"
         for name in log_group_names(synth)
     )
-    assert sorted(condition["values"]) == expected
+    assert sorted(values) == expected
     assert len(expected) == len(FUNCTIONS) + 2 + (variant == "prod")  # + WAF's group in prod
 
 
 def test_key_policy_lets_cloudwatch_alarms_publish_to_the_topic(dev: Synth) -> None:
     alarms = key_policy(dev)["CloudWatchAlarms"]
-    assert alarms["principals"] == [
-        {"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]}
-    ]
-    assert set(alarms["actions"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert set(alarms["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
 
 
-def test_key_policy_statements_all_name_the_key_itself(dev: Synth) -> None:
+def test_key_policy_statements_all_mean_this_key(dev: Synth) -> None:
+    """In a key policy, "*" is this key (AWS's documented form); nothing else is allowed."""
     statements = key_policy(dev)
     assert set(statements) == {"AccountAdministration", "CloudWatchLogs", "CloudWatchAlarms"}
     for statement in statements.values():
-        assert statement["resources"] == [key_arn(dev)]
+        assert (statement["Effect"], statement["Resource"]) == ("Allow", "*")
     admin = statements["AccountAdministration"]
-    assert admin["principals"] == [
-        {"type": "AWS", "identifiers": [f"arn:{PARTITION}:iam::{ACCOUNT}:root"]}
-    ]
+    assert admin["Principal"] == {"AWS": f"arn:{PARTITION}:iam::{ACCOUNT}:root"}
 
 
 # Everything that stores data uses the key ---------------------------------------------------
@@ -102,10 +97,8 @@ def test_every_encrypted_resource_uses_the_key(
 ) -> None:
     synth: Synth = request.getfixturevalue(variant)
     arn = key_arn(synth)
-    policy = next(iter(resources(synth, "aws_kms_key_policy")))
     for group in resources(synth, "aws_cloudwatch_log_group").values():
         assert group["kms_key_id"] == arn, group["name"]
-        assert f"aws_kms_key_policy.{policy}" in group["depends_on"]
     for table in resources(synth, "aws_dynamodb_table").values():
         assert table["server_side_encryption"] == {"enabled": True, "kms_key_arn": arn}
     for fn in resources(synth, "aws_lambda_function").values():

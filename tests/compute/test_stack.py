@@ -413,5 +413,5 @@ def test_outputs_have_the_spec_names(dev: Synth) -> None:
 
 def test_data_sources_are_only_lookups(dev: Synth) -> None:
     assert set(dev["data"]) == {"aws_caller_identity", "aws_iam_policy_document", "aws_partition"}
-    # Two trust policies, one policy per function role, one for API Gateway logging, the key.
-    assert len(data(dev, "aws_iam_policy_document")) == 2 + len(FUNCTIONS) + 1 + 1
+    # Two trust policies, one policy per function role, one for API Gateway logging.
+    assert len(data(dev, "aws_iam_policy_document")) == 2 + len(FUNCTIONS) + 1
