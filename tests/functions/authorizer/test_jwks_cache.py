@@ -10,7 +10,6 @@ import json
 import logging
 import secrets
 import socket
-import time
 
 import pytest
 
@@ -184,14 +183,13 @@ class TestIdentityProviderDown:
             handler(bearer_event(env.token()), None)
 
     def test_a_hanging_provider_is_cut_off_by_the_timeout(self, env: LocalIssuer) -> None:
+        """The provider would answer, correctly, after 2 s: only the 0.2 s timeout makes this
+        fail, so the failure itself shows the timeout applies (no wall-clock assertion)."""
         env.delay = 2.0
         verifier = TokenVerifier(Settings(env.url, audience=AUDIENCE), http_timeout=0.2)
 
-        started = time.monotonic()
-        with pytest.raises(KeysUnavailable):
+        with pytest.raises(KeysUnavailable, match="timed out"):
             verifier.verify(env.token())
-
-        assert time.monotonic() - started < 1.5
 
     def test_a_cold_failure_is_not_retried_before_the_interval(
         self, env: LocalIssuer, verifier: TokenVerifier, clock: FakeClock
