@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from functions.shared.contract import FUNCTIONS
+from functions.shared.contract import FUNCTIONS, WEBSOCKET
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
 # CloudWatch Logs accepts only these retention periods (0 = never expire).
@@ -139,6 +139,9 @@ class ComputeConfig(_Strict):
     dynamodb_read_capacity: Annotated[int, Field(ge=1)] = 5
     dynamodb_write_capacity: Annotated[int, Field(ge=1)] = 5
     deletion_protection: bool | None = None  # None: on everywhere except dev
+    # A streamed answer can outlast the REST functions' timeout (API Gateway cuts REST calls at
+    # 29 s anyway); a WebSocket turn killed mid-stream would store no answer at all.
+    websocket_lambda_timeout: Annotated[int, Field(ge=1, le=900)] | None = None
     session_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 30
     alarm_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
     alarm_lambda_errors_threshold: Annotated[int, Field(ge=1)] = 5
@@ -260,6 +263,12 @@ class ComputeConfig(_Strict):
         if self.waf_enabled is None:
             return self.environment != "dev"
         return self.waf_enabled
+
+    def timeout_for(self, function_key: str) -> int:
+        """Seconds a function may run: ``lambda_timeout``, or its own override."""
+        if function_key == WEBSOCKET.key and self.websocket_lambda_timeout is not None:
+            return self.websocket_lambda_timeout
+        return self.lambda_timeout
 
     @property
     def uses_code_signing(self) -> bool:

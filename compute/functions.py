@@ -114,7 +114,7 @@ class Functions(Construct):
             architectures=[config.lambda_architecture],
             filename=asset.path,
             source_code_hash=package.source_code_hash,
-            timeout=config.lambda_timeout,
+            timeout=config.timeout_for(spec.key),
             memory_size=config.lambda_memory_size,
             reserved_concurrent_executions=config.lambda_reserved_concurrency,
             tracing_config=LambdaFunctionTracingConfig(mode="Active"),

@@ -138,12 +138,13 @@ class Alarms(Construct):
             statistic="Sum", period=PERIOD, comparison_operator="GreaterThanOrEqualToThreshold",
             threshold=config.alarm_lambda_errors_threshold,
         )  # fmt: skip
-        limit_ms = round(config.lambda_timeout * 1000 * config.alarm_lambda_duration_share)
+        timeout = config.timeout_for(key)
+        limit_ms = round(timeout * 1000 * config.alarm_lambda_duration_share)
         self._alarm(
             f"{key}-duration",
             f"{key}-duration-p99",
             f"Lambda {key}: p99 duration above {limit_ms} ms "
-            f"({config.alarm_lambda_duration_share:.0%} of the {config.lambda_timeout} s timeout)",
+            f"({config.alarm_lambda_duration_share:.0%} of the {timeout} s timeout)",
             namespace="AWS/Lambda", metric_name="Duration", dimensions=dimensions,
             extended_statistic="p99", period=PERIOD,
             comparison_operator="GreaterThanThreshold", threshold=limit_ms,

@@ -288,7 +288,7 @@ class ComputeStack(TerraformStack):
                         "name": function.function_name,
                         "arn": function.arn,
                         "memory_size": config.lambda_memory_size,
-                        "timeout": config.lambda_timeout,
+                        "timeout": config.timeout_for(key),
                         "architecture": config.lambda_architecture,
                         "runtime": config.lambda_runtime,
                     }

@@ -95,6 +95,7 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
         ("lambda_timeot = 3", "lambda_timeot", "unknown key"),
         ("lambda_timeout = -5", "lambda_timeout", "greater than or equal to 1"),
         ("lambda_timeout = 901", "lambda_timeout", "less than or equal to 900"),
+        ("websocket_lambda_timeout = 0", "websocket_lambda_timeout", "greater than or equal to 1"),
         ('api_gateway_stage_name = "v1/beta"', "api_gateway_stage_name", "should match pattern"),
         ('private_subnet_ids = ["subnet-0123456789abcdef0"]', "(file)", "need vpc_id"),
         ('vpc_id = "vpc-0123456789abcdef0"', "(file)", "needs private_subnet_ids"),

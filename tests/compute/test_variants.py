@@ -48,9 +48,22 @@ def test_prod_functions_run_in_the_vpc_on_arm64(prod: Synth, spec) -> None:
     }
     assert fn["architectures"] == ["arm64"]
     assert fn["memory_size"] == 1024
+    assert fn["timeout"] == (120 if spec.key == WEBSOCKET.key else 30)
     assert fn["role"] == ref(prod, "aws_iam_role", "arn", name=f"{PROD}-{spec.suffix}")
     statements = {s["sid"] for s in statements_of_role(prod, f"{PROD}-{spec.suffix}")}
     assert "VpcNetworkInterfaces" in statements
+
+
+def test_the_websocket_timeout_drives_its_alarm_and_the_outputs(prod: Synth) -> None:
+    alarms = {a["alarm_name"]: a for a in resources(prod, "aws_cloudwatch_metric_alarm").values()}
+    assert alarms[f"{PROD}-websocket-duration-p99"]["threshold"] == 96000  # 80 % of 120 s
+    assert alarms[f"{PROD}-main-duration-p99"]["threshold"] == 24000
+    functions = prod["output"]["compute_config"]["value"]["lambda_functions"]
+    assert {key: f["timeout"] for key, f in functions.items()} == {
+        "main": 30,
+        "websocket": 120,
+        "authorizer": 30,
+    }
 
 
 def test_prod_knowledge_base_issuer_and_models(prod: Synth) -> None:
