@@ -5,13 +5,12 @@ Request models forbid unknown fields: a misspelt ``modle_id`` is a 400, not a si
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from functions.shared.chat import MAX_CONTENT_CHARS
-from functions.shared.models import Citation, Message, Session, Usage
 
 MAX_TITLE_CHARS = 200
 DEFAULT_TITLE = "New session"
@@ -104,7 +103,18 @@ class MessageCreate(_Request):
         return value
 
 
-class SessionOut(BaseModel):
+class _Output(BaseModel):
+    """A response model read straight off a domain object (``functions.shared.models``): the
+    fields it shares by name are copied, nested ones included, so no mapper repeats them."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, source: object) -> Self:
+        return cls.model_validate(source)
+
+
+class SessionOut(_Output):
     session_id: str
     title: str
     model_id: str
@@ -114,53 +124,26 @@ class SessionOut(BaseModel):
     expires_at: int = Field(description="Epoch seconds; pushed forward by every change.")
     message_count: int
 
-    @classmethod
-    def of(cls, session: Session) -> SessionOut:
-        return cls(
-            session_id=session.session_id,
-            title=session.title,
-            model_id=session.model_id,
-            knowledge_base_id=session.knowledge_base_id,
-            created_at=session.created_at,
-            last_activity=session.last_activity,
-            expires_at=session.expires_at,
-            message_count=session.message_count,
-        )
-
 
 class SessionList(BaseModel):
     sessions: list[SessionOut]
     next_token: str | None
 
 
-class CitationOut(BaseModel):
+class CitationOut(_Output):
     index: int = Field(description="The [n] the answer cites it as.")
     text: str
     source: str | None
     score: float | None
 
-    @classmethod
-    def of(cls, citation: Citation) -> CitationOut:
-        return cls(
-            index=citation.index, text=citation.text, source=citation.source, score=citation.score
-        )
 
-
-class UsageOut(BaseModel):
+class UsageOut(_Output):
     input_tokens: int
     output_tokens: int
     total_tokens: int
 
-    @classmethod
-    def of(cls, usage: Usage) -> UsageOut:
-        return cls(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            total_tokens=usage.total_tokens,
-        )
 
-
-class MessageOut(BaseModel):
+class MessageOut(_Output):
     message_id: str
     session_id: str
     seq: int = Field(description="Position in the session, from 1.")
@@ -168,18 +151,6 @@ class MessageOut(BaseModel):
     content: str
     created_at: str
     citations: list[CitationOut]
-
-    @classmethod
-    def of(cls, message: Message) -> MessageOut:
-        return cls(
-            message_id=message.message_id,
-            session_id=message.session_id,
-            seq=message.seq,
-            role=message.role,
-            content=message.content,
-            created_at=message.created_at,
-            citations=[CitationOut.of(citation) for citation in message.citations],
-        )
 
 
 class MessageList(BaseModel):
