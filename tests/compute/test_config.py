@@ -26,6 +26,17 @@ def write(tmp_path: Path, text: str, name: str = "dev.toml") -> Path:
     return path
 
 
+def assert_rejected(tmp_path: Path, text: str, field: str, rule: str) -> None:
+    """Loading ``text`` fails with an error naming the file, then the field (unless the fault
+    is the file's own, ``field == ""``), then the rule."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    message = str(caught.value)
+    assert f"{path}: {field}:" in message if field else str(path) in message
+    assert rule in message
+
+
 def test_defaults_are_the_spec_ones() -> None:
     config = default_config({})
     assert (config.project_name, config.environment, config.aws_region) == (
@@ -141,13 +152,7 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
 def test_bad_values_name_field_file_and_rule(
     tmp_path: Path, text: str, field: str, rule: str
 ) -> None:
-    path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path, {})
-    message = str(caught.value)
-    assert str(path) in message
-    assert f": {field}:" in message or field == ""
-    assert rule in message
+    assert_rejected(tmp_path, text, field, rule)
 
 
 def test_bad_override_names_the_variable(tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ import json
 
 import pytest
 
-from compute.config import ComputeConfig, ConfigError, load_config
+from compute.config import ComputeConfig, load_config
 from functions.shared.contract import AUTHORIZER, FUNCTIONS, MAIN, WEBSOCKET
 from tests.compute.conftest import ROOT
 from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
+from tests.compute.test_config import assert_rejected
 from tests.compute.test_stack import PREFIX, function, statements_of_role
 from tests.compute.test_variants import PROD
 
@@ -269,12 +270,7 @@ def test_data_sources_of_the_key_policy_are_lookups_only(dev: Synth) -> None:
     ],
 )
 def test_hardening_settings_are_validated(tmp_path, text: str, field: str, rule: str) -> None:
-    path = tmp_path / "dev.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load_config(path, {})
-    assert f"{path}: {field}: " in str(caught.value)
-    assert rule in str(caught.value)
+    assert_rejected(tmp_path, text, field, rule)
 
 
 def test_hardening_settings_can_be_overridden_from_the_environment(tmp_path) -> None:
