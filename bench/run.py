@@ -46,10 +46,6 @@ def timed(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -
     return time.perf_counter() - start
 
 
-def median_of(runs: int, measure: Callable[[], float]) -> float:
-    return statistics.median(measure() for _ in range(runs))
-
-
 def synth_figure(runs: int) -> Figure:
     env = {
         **os.environ,

@@ -243,16 +243,6 @@ class ComputeConfig(_Strict):
         return bool(self.vpc_id or self.remote_state.networking)
 
     @property
-    def uses_external_role(self) -> bool:
-        ai = self.remote_state.ai_services
-        return bool(self.lambda_bedrock_role_arn or (ai and _maps(ai, "lambda_bedrock_role_arn")))
-
-    @property
-    def knowledge_base_enabled(self) -> bool:
-        ai = self.remote_state.ai_services
-        return bool(self.knowledge_base_id or (ai and _maps(ai, "knowledge_base_id")))
-
-    @property
     def deletion_protection_enabled(self) -> bool:
         if self.deletion_protection is None:
             return self.environment != "dev"
@@ -273,11 +263,6 @@ class ComputeConfig(_Strict):
     @property
     def uses_code_signing(self) -> bool:
         return bool(self.code_signing_profile_version_arns)
-
-
-def _maps(source: RemoteStateS3, name: str) -> bool:
-    """Whether a remote-state layer supplies ``name``: mapped explicitly, or all by default."""
-    return not source.outputs or name in source.outputs
 
 
 # Loading -------------------------------------------------------------------------------
