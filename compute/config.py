@@ -18,7 +18,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from functions.shared.contract import FUNCTIONS, WEBSOCKET
+from functions.shared.contract import (
+    DEFAULT_HISTORY_BUDGET_TOKENS,
+    DEFAULT_STREAM_FLUSH_INTERVAL_MS,
+    FUNCTIONS,
+    WEBSOCKET,
+)
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
 # CloudWatch Logs accepts only these retention periods (0 = never expire).
@@ -143,6 +148,28 @@ class ComputeConfig(_Strict):
     # 29 s anyway); a WebSocket turn killed mid-stream would store no answer at all.
     websocket_lambda_timeout: Annotated[int, Field(ge=1, le=900)] | None = None
     session_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    history_budget_tokens: Annotated[
+        int,
+        Field(
+            ge=1_000,
+            le=150_000,
+            description=(
+                "Estimated tokens (UTF-8 bytes / 4) of history, system prompt and question sent "
+                "to the model with every turn; the most recent turns that fit are sent."
+            ),
+        ),
+    ] = DEFAULT_HISTORY_BUDGET_TOKENS
+    websocket_flush_interval_ms: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=2_000,
+            description=(
+                "Least time between two streamed text frames; text that arrives meanwhile is "
+                "coalesced. 0 posts as fast as the management API answers."
+            ),
+        ),
+    ] = DEFAULT_STREAM_FLUSH_INTERVAL_MS
     alarm_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
     alarm_lambda_errors_threshold: Annotated[int, Field(ge=1)] = 5
     alarm_lambda_duration_share: Annotated[float, Field(gt=0, le=1)] = 0.8

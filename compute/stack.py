@@ -246,6 +246,8 @@ class ComputeStack(TerraformStack):
             Env.BEDROCK_MODELS: ",".join(config.bedrock_models),
             Env.KNOWLEDGE_BASE_ID: inputs.knowledge_base_id or "",
             Env.SESSION_TTL_DAYS: str(config.session_ttl_days),
+            Env.HISTORY_BUDGET_TOKENS: str(config.history_budget_tokens),
+            Env.STREAM_FLUSH_INTERVAL_MS: str(config.websocket_flush_interval_ms),
             Env.PAGINATION_KEY: pagination_key.result,
             Env.CORS_ALLOWED_ORIGINS: ",".join(config.cors_allowed_origins),
             Env.WEBSOCKET_CALLBACK_URL: self.websocket.callback_url,

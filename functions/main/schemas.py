@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic.json_schema import SkipJsonSchema
 
 from functions.shared.chat import MAX_CONTENT_CHARS
+from functions.shared.models import MessageStatus
 
 MAX_TITLE_CHARS = 200
 DEFAULT_TITLE = "New session"
@@ -151,6 +152,21 @@ class MessageOut(_Output):
     content: str
     created_at: str
     citations: list[CitationOut]
+    status: MessageStatus = Field(
+        description=(
+            "Answers only (questions are always complete): `complete` when the model finished, "
+            "`incomplete` when the answer stopped short (see `stop_reason`), `failed` (no "
+            "content) when the model call or stream failed."
+        )
+    )
+    stop_reason: str | None = Field(
+        description=(
+            "Why the answer ended: the model's stop reason (`end_turn`, `max_tokens`, "
+            "`guardrail_intervened`, ...), `timeout` (the function ran out of time), "
+            "`interrupted` (the stream ended early), or for `failed` the error code. "
+            "Null on questions."
+        )
+    )
 
 
 class MessageList(BaseModel):

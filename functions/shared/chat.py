@@ -2,31 +2,49 @@
 
 A turn goes: load the caller's session (someone else's is "not found"), retrieve knowledge-base
 passages when the session has a knowledge base, read the most recent history that fits the
-context budget, store the user's turn, call the model, store the assistant's turn. The user's
-turn is stored before the model call so it survives a model failure; the assistant's turn is
-stored once complete, even if the WebSocket client went away mid-stream (see
-:meth:`ChatStream.complete`).
+context budget, take the turn's two sequence numbers and store the user's turn, call the model,
+store the assistant's turn. The user's turn is stored before the model call so it survives a
+model failure. The assistant's turn is stored with a status: ``complete`` only when the model
+said it was done, ``incomplete`` (with the reason) when the answer stopped short, or a
+``failed`` marker without content when the model call or stream failed, so every turn's answer
+slot is visibly filled.
+
+The history budget is in estimated tokens: UTF-8 bytes / :data:`BYTES_PER_TOKEN`. Four bytes a
+token is the usual rule for English text and the Claude tokenizers; other scripts cost more
+bytes per character, and the estimate scales with them.
 """
 
 from __future__ import annotations
 
+import math
+import queue
+import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from functions.shared import aws
-from functions.shared.errors import BadRequest, upstream_errors
-from functions.shared.models import Citation, Message, Role, Session, Usage
+from functions.shared.errors import BadRequest, translate, upstream_errors
+from functions.shared.models import Citation, Message, MessageStatus, Role, Session, Usage
+from functions.shared.observability import logger
+from functions.shared.store import content_bytes, timestamp, utc_now
 
 if TYPE_CHECKING:
     from functions.shared.settings import Settings
     from functions.shared.store import Store
 
 MAX_CONTENT_CHARS = 50_000  # far below DynamoDB's 400 KB item limit, even in 4-byte UTF-8
-# ~50k tokens of history: ample for a chat, well inside every configured model's window.
-DEFAULT_HISTORY_BUDGET_CHARS = 200_000
+BYTES_PER_TOKEN = 4
 RETRIEVAL_RESULTS = 5
+# The model's stop reasons that mean "done"; any other, or none, stores the answer incomplete.
+COMPLETE_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
+# Our own stop reasons, for answers the model did not end.
+TIMEOUT = "timeout"  # the function's time ran out (see ChatStream)
+INTERRUPTED = "interrupted"  # the stream ended without messageStop
+
+TimeLeft = Callable[[], float]
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 GROUNDING_PROMPT = (
@@ -53,6 +71,12 @@ class _Turn:
     session: Session
     request: dict[str, Any]
     citations: tuple[Citation, ...]
+    question: Message  # stored; the answer takes the next sequence number
+    answer_id: str
+
+    @property
+    def answer_seq(self) -> int:
+        return self.question.seq + 1
 
 
 def validate_content(content: object) -> str:
@@ -64,12 +88,26 @@ def validate_content(content: object) -> str:
     return content
 
 
+def estimate_tokens(text: str) -> int:
+    return math.ceil(content_bytes(text) / BYTES_PER_TOKEN)
+
+
+@dataclass(frozen=True)
+class _StreamFailed:
+    error: BaseException
+
+
+_STREAM_END = object()
+
+
 class ChatStream:
     """A streaming turn in progress: iterate it for text deltas, then call :meth:`complete`.
 
-    The two share one generator over the model's event stream, so a consumer may stop iterating
-    at any point (its client disconnected) and :meth:`complete` still reads the rest of the
-    answer before storing it: the stored message is always the whole answer.
+    A reader thread takes the model's events off the connection as they arrive, so the
+    consumer never holds the stream up, and the consumer waits for them only as long as
+    ``time_left`` allows: when it runs out, iteration ends even if the model is silent, and
+    :meth:`complete` stores what arrived as ``incomplete`` (reason ``timeout``) while there is
+    still time to store it.
     """
 
     def __init__(
@@ -77,18 +115,24 @@ class ChatStream:
         service: ChatService,
         turn: _Turn,
         events: Iterable[dict[str, Any]],
-        message_id: str,
+        time_left: TimeLeft | None = None,
     ) -> None:
         self._service = service
         self._turn = turn
+        self._events = events
+        self._time_left = time_left
         self._parts: list[str] = []
         self._usage = Usage()
-        self._deltas = self._read(events)
-        self.message_id = message_id
+        self._stop_reason: str | None = None
+        self._deltas = self._read()
 
     @property
     def session_id(self) -> str:
         return self._turn.session.session_id
+
+    @property
+    def message_id(self) -> str:
+        return self._turn.answer_id
 
     @property
     def citations(self) -> tuple[Citation, ...]:
@@ -98,20 +142,76 @@ class ChatStream:
         return self._deltas
 
     def complete(self) -> ChatReply:
-        """Drain whatever the consumer did not read, then store the assistant message."""
+        """Read whatever the consumer did not, then store the answer with its status."""
         for _ in self._deltas:
             pass
-        return self._service._finish(self._turn, "".join(self._parts), self._usage, self.message_id)
+        reason = self._stop_reason or INTERRUPTED
+        status: MessageStatus = "complete" if reason in COMPLETE_STOP_REASONS else "incomplete"
+        return self._service._finish(
+            self._turn, "".join(self._parts), self._usage, status=status, stop_reason=reason
+        )
 
-    def _read(self, events: Iterable[dict[str, Any]]) -> Iterator[str]:
-        with upstream_errors("the model stream"):
-            for event in events:
-                text = event.get("contentBlockDelta", {}).get("delta", {}).get("text")
-                if text:
-                    self._parts.append(text)
-                    yield text
-                elif "metadata" in event:
-                    self._usage = _usage(event["metadata"].get("usage"))
+    def _read(self) -> Iterator[str]:
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        cancelled = threading.Event()
+        reader = threading.Thread(
+            target=_pump, args=(self._events, inbox, cancelled), name="model-stream", daemon=True
+        )
+        reader.start()
+        try:
+            with self._service._failing(self._turn), upstream_errors("the model stream"):
+                while (item := self._next(inbox)) is not _STREAM_END:
+                    if isinstance(item, _StreamFailed):
+                        raise item.error
+                    text = item.get("contentBlockDelta", {}).get("delta", {}).get("text")
+                    if text:
+                        self._parts.append(text)
+                        yield text
+                    elif "messageStop" in item:
+                        self._stop_reason = item["messageStop"].get("stopReason")
+                    elif "metadata" in item:
+                        self._usage = _usage(item["metadata"].get("usage"))
+        finally:
+            cancelled.set()
+            if reader.is_alive():  # stopped early: release the connection the reader holds
+                _close(self._events)
+
+    def _next(self, inbox: queue.SimpleQueue[Any]) -> Any:
+        """The next event, or the end of the stream once time is up."""
+        if self._time_left is None:
+            return inbox.get()
+        try:
+            left = self._time_left()
+            if left <= 0:
+                raise queue.Empty
+            return inbox.get(timeout=left)
+        except queue.Empty:
+            self._stop_reason = TIMEOUT
+            return _STREAM_END
+
+
+def _pump(
+    events: Iterable[dict[str, Any]], inbox: queue.SimpleQueue[Any], cancelled: threading.Event
+) -> None:
+    """The reader thread: events, then the end or the failure, into ``inbox``."""
+    try:
+        for event in events:
+            if cancelled.is_set():
+                return
+            inbox.put(event)
+    except BaseException as error:  # handed to the consumer, which classifies it
+        inbox.put(_StreamFailed(error))
+    else:
+        inbox.put(_STREAM_END)
+
+
+def _close(events: Iterable[dict[str, Any]]) -> None:
+    close = getattr(events, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # best effort on a stream being abandoned
+            logger.debug("closing the abandoned model stream failed", exc_info=True)
 
 
 @dataclass
@@ -120,33 +220,48 @@ class ChatService:
 
     settings: Settings
     store: Store
-    history_budget_chars: int = DEFAULT_HISTORY_BUDGET_CHARS
     retrieval_results: int = RETRIEVAL_RESULTS
 
     def reply(self, user_id: str, session_id: str, content: str) -> ChatReply:
         """One complete turn with ``converse``."""
         turn = self._prepare(user_id, session_id, content)
-        with upstream_errors("the model call"):
+        with self._failing(turn), upstream_errors("the model call"):
             response = aws.client("bedrock-runtime").converse(**turn.request)
         blocks = response.get("output", {}).get("message", {}).get("content", [])
         text = "".join(block.get("text", "") for block in blocks)
-        return self._finish(turn, text, _usage(response.get("usage")), str(uuid.uuid4()))
+        reason = response.get("stopReason") or INTERRUPTED
+        return self._finish(
+            turn,
+            text,
+            _usage(response.get("usage")),
+            status="complete" if reason in COMPLETE_STOP_REASONS else "incomplete",
+            stop_reason=reason,
+        )
 
-    def stream(self, user_id: str, session_id: str, content: str) -> ChatStream:
-        """Start a turn with ``converse_stream``; errors before the first delta raise here."""
+    def stream(
+        self, user_id: str, session_id: str, content: str, time_left: TimeLeft | None = None
+    ) -> ChatStream:
+        """Start a turn with ``converse_stream``; errors before the first delta raise here.
+
+        ``time_left`` (seconds) bounds how long the stream is read; see :class:`ChatStream`.
+        """
         turn = self._prepare(user_id, session_id, content)
-        with upstream_errors("the model call"):
+        with self._failing(turn), upstream_errors("the model call"):
             response = aws.client("bedrock-runtime").converse_stream(**turn.request)
-        return ChatStream(self, turn, response["stream"], message_id=str(uuid.uuid4()))
+        return ChatStream(self, turn, response["stream"], time_left)
 
     def _prepare(self, user_id: str, session_id: str, content: str) -> _Turn:
         content = validate_content(content)
         session = self.store.sessions.get(user_id, session_id)
         citations = self._retrieve(session, content)
         system = system_prompt(citations)
-        budget = max(self.history_budget_chars - len(content) - len(system), 0)
-        history = self.store.messages.recent(session_id, budget)
-        self.store.append(user_id, session_id, "user", content)
+        budget = (
+            self.settings.history_budget_tokens * BYTES_PER_TOKEN
+            - content_bytes(content)
+            - content_bytes(system)
+        )
+        history = self.store.messages.recent(session_id, max(budget, 0))
+        question = self.store.begin_turn(user_id, session_id, content)
         model_id = (
             session.model_id
             if session.model_id in self.settings.bedrock_models
@@ -157,19 +272,46 @@ class ChatService:
             "messages": conversation(history, content),
             "system": [{"text": system}],
         }
-        return _Turn(user_id=user_id, session=session, request=request, citations=citations)
+        return _Turn(user_id, session, request, citations, question, str(uuid.uuid4()))
 
-    def _finish(self, turn: _Turn, text: str, usage: Usage, message_id: str) -> ChatReply:
-        message = self.store.append(
-            turn.user_id,
-            turn.session.session_id,
-            "assistant",
-            text,
-            message_id=message_id,
+    def _finish(
+        self,
+        turn: _Turn,
+        text: str,
+        usage: Usage | None,
+        *,
+        status: MessageStatus,
+        stop_reason: str,
+    ) -> ChatReply:
+        message = Message(
+            session_id=turn.session.session_id,
+            seq=turn.answer_seq,
+            message_id=turn.answer_id,
+            role="assistant",
+            content=text,
+            created_at=timestamp(utc_now()),
             citations=turn.citations,
             usage=usage,
+            status=status,
+            stop_reason=stop_reason,
         )
-        return ChatReply(message=message, citations=turn.citations, usage=usage)
+        self.store.messages.put(message)
+        return ChatReply(message=message, citations=turn.citations, usage=usage or Usage())
+
+    @contextmanager
+    def _failing(self, turn: _Turn) -> Iterator[None]:
+        """On a failed model call or stream, fill the answer's slot with a ``failed`` marker
+        (no content; the reason is the error's code) before the error goes on."""
+        try:
+            yield
+        except Exception as error:
+            domain = translate(error)
+            reason = domain.code if domain is not None else "internal"
+            try:
+                self._finish(turn, "", None, status="failed", stop_reason=reason)
+            except Exception:  # the original error is the one to report
+                logger.exception("storing the failed-turn marker failed")
+            raise
 
     def _retrieve(self, session: Session, query: str) -> tuple[Citation, ...]:
         knowledge_base_id = session.knowledge_base_id

@@ -19,6 +19,8 @@ class Env:
     BEDROCK_MODELS = "BEDROCK_MODELS"  # comma-separated model ids; the first is the default
     KNOWLEDGE_BASE_ID = "KNOWLEDGE_BASE_ID"  # empty: knowledge-base features are off
     SESSION_TTL_DAYS = "SESSION_TTL_DAYS"
+    HISTORY_BUDGET_TOKENS = "HISTORY_BUDGET_TOKENS"  # estimated tokens of context per turn
+    STREAM_FLUSH_INTERVAL_MS = "STREAM_FLUSH_INTERVAL_MS"  # 0: post as fast as POSTs return
     PAGINATION_KEY = "PAGINATION_TOKEN_KEY"  # HMAC key that makes next_token tamper-proof
     WEBSOCKET_CALLBACK_URL = "WEBSOCKET_CALLBACK_URL"
     CORS_ALLOWED_ORIGINS = "CORS_ALLOWED_ORIGINS"  # comma-separated; "*" allows any origin
@@ -151,6 +153,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.BEDROCK_MODELS,
         Env.KNOWLEDGE_BASE_ID,
         Env.SESSION_TTL_DAYS,
+        Env.HISTORY_BUDGET_TOKENS,
         Env.PAGINATION_KEY,
         Env.CORS_ALLOWED_ORIGINS,
         Env.POWERTOOLS_SERVICE_NAME,
@@ -163,6 +166,8 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.BEDROCK_MODELS,
         Env.KNOWLEDGE_BASE_ID,
         Env.SESSION_TTL_DAYS,
+        Env.HISTORY_BUDGET_TOKENS,
+        Env.STREAM_FLUSH_INTERVAL_MS,
         Env.WEBSOCKET_CALLBACK_URL,
         Env.POWERTOOLS_SERVICE_NAME,
         Env.POWERTOOLS_METRICS_NAMESPACE,
@@ -172,3 +177,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
 
 CONNECTION_TTL_SECONDS = 2 * 3600 + 10 * 60
 DEFAULT_SESSION_TTL_DAYS = 30
+# About 12k tokens of history, system prompt and question per turn: a long chat's worth of
+# context, at a bounded price (see the README's "History budget").
+DEFAULT_HISTORY_BUDGET_TOKENS = 12_000
+DEFAULT_STREAM_FLUSH_INTERVAL_MS = 100

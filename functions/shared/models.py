@@ -7,9 +7,14 @@ not pay pydantic's import cost. The REST layer converts them to its pydantic res
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 Role = Literal["user", "assistant"]
+# complete: the model said it was done (messageStop with end_turn or stop_sequence).
+# incomplete: stored as far as it got; ``stop_reason`` says why (max_tokens, timeout, ...).
+# failed: the model call or stream failed; no answer is stored, only this marker.
+MessageStatus = Literal["complete", "incomplete", "failed"]
+MESSAGE_STATUSES: tuple[MessageStatus, ...] = get_args(MessageStatus)
 T = TypeVar("T")
 
 
@@ -61,6 +66,8 @@ class Message:
     created_at: str
     citations: tuple[Citation, ...] = ()
     usage: Usage | None = None
+    status: MessageStatus = "complete"
+    stop_reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from functions.shared.contract import DEFAULT_SESSION_TTL_DAYS, FUNCTION_ENV, Env
+from functions.shared.contract import (
+    DEFAULT_HISTORY_BUDGET_TOKENS,
+    DEFAULT_SESSION_TTL_DAYS,
+    DEFAULT_STREAM_FLUSH_INTERVAL_MS,
+    FUNCTION_ENV,
+    Env,
+)
 
 
 class ConfigurationError(RuntimeError):
@@ -28,6 +34,8 @@ class Settings:
     bedrock_models: tuple[str, ...]
     knowledge_base_id: str | None
     session_ttl_days: int
+    history_budget_tokens: int = DEFAULT_HISTORY_BUDGET_TOKENS
+    stream_flush_interval_ms: int = DEFAULT_STREAM_FLUSH_INTERVAL_MS
     connections_table: str | None = None
     pagination_key: bytes | None = None
     websocket_callback_url: str | None = None
@@ -65,7 +73,15 @@ class Settings:
             messages_table=required(Env.MESSAGES_TABLE),
             bedrock_models=_models(env.get(Env.BEDROCK_MODELS, "")),
             knowledge_base_id=env.get(Env.KNOWLEDGE_BASE_ID, "").strip() or None,
-            session_ttl_days=_ttl_days(env.get(Env.SESSION_TTL_DAYS, "")),
+            session_ttl_days=_integer(env, Env.SESSION_TTL_DAYS, DEFAULT_SESSION_TTL_DAYS, 1),
+            history_budget_tokens=_integer(
+                env, Env.HISTORY_BUDGET_TOKENS, DEFAULT_HISTORY_BUDGET_TOKENS, 1
+            ),
+            stream_flush_interval_ms=(
+                _integer(env, Env.STREAM_FLUSH_INTERVAL_MS, DEFAULT_STREAM_FLUSH_INTERVAL_MS, 0)
+                if Env.STREAM_FLUSH_INTERVAL_MS in reads
+                else DEFAULT_STREAM_FLUSH_INTERVAL_MS
+            ),
             connections_table=required_if_read(Env.CONNECTIONS_TABLE),
             pagination_key=None if key is None else key.encode(),
             websocket_callback_url=required_if_read(Env.WEBSOCKET_CALLBACK_URL),
@@ -79,18 +95,20 @@ def _models(raw: str) -> tuple[str, ...]:
     return models
 
 
-def _ttl_days(raw: str) -> int:
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """An optional integer variable of at least ``minimum``; unset or blank means ``default``."""
+    raw = env.get(name, "")
     if not raw.strip():
-        return DEFAULT_SESSION_TTL_DAYS
+        return default
     try:
-        days = int(raw)
+        value = int(raw)
     except ValueError:
-        days = 0
-    if days < 1:
+        value = minimum - 1
+    if value < minimum:
         raise ConfigurationError(
-            f"environment variable {Env.SESSION_TTL_DAYS} must be a positive integer, got {raw!r}"
+            f"environment variable {name} must be an integer of at least {minimum}, got {raw!r}"
         )
-    return days
+    return value
 
 
 def cors_origins(environ: Mapping[str, str] | None = None) -> list[str]:

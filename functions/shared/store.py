@@ -18,20 +18,31 @@ a string, orders them chronologically.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from functions.shared import aws
 from functions.shared.contract import CONNECTION_TTL_SECONDS, SESSIONS, USER_INDEX
 from functions.shared.errors import NotFound, Throttled, error_code
-from functions.shared.models import Citation, Connection, Message, Page, Role, Session, Usage
+from functions.shared.models import (
+    MESSAGE_STATUSES,
+    Citation,
+    Connection,
+    Message,
+    MessageStatus,
+    Page,
+    Role,
+    Session,
+    Usage,
+)
 from functions.shared.pagination import TokenSigner
 
 if TYPE_CHECKING:
@@ -41,7 +52,9 @@ if TYPE_CHECKING:
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-HISTORY_PAGE_SIZE = 50
+# History pages (see MessageRepository.recent): the first measures, the rest are sized.
+FIRST_HISTORY_PAGE = 4
+MAX_HISTORY_PAGE = 1_000
 BATCH_WRITE_SIZE = 25  # DynamoDB's BatchWriteItem limit
 BATCH_WRITE_ATTEMPTS = 8
 _SESSION_NOT_FOUND = "session not found"
@@ -76,6 +89,11 @@ def _str(item: Mapping[str, Any], name: str) -> str | None:
 def _int(item: Mapping[str, Any], name: str) -> int:
     value = item.get(name)
     return int(value["N"]) if value and "N" in value else 0
+
+
+def content_bytes(text: str) -> int:
+    """The size the history budget counts: UTF-8 bytes (a lone surrogate counts as one)."""
+    return len(text.encode("utf-8", "replace"))
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -172,11 +190,16 @@ class SessionRepository:
         )
         return _session(item)
 
-    def next_seq(self, user_id: str, session_id: str) -> int:
-        """Atomically take the next message sequence number of the caller's session."""
+    def allocate(self, user_id: str, session_id: str, count: int) -> int:
+        """Atomically take ``count`` consecutive sequence numbers of the caller's session, in
+        the same update that marks it active; returns the last one.
+
+        A turn takes both of its numbers (question and answer) at once: every update moves
+        ``last_activity``, the UserIndex sort key, which costs two index writes each time.
+        """
         names = {"#count": "message_count"}
-        values = {":one": _n(1)}
-        expression = "ADD #count :one SET " + ", ".join(self._activity_updates(names, values))
+        values = {":count": _n(count)}
+        expression = "ADD #count :count SET " + ", ".join(self._activity_updates(names, values))
         item = self._owned_update(
             user_id, session_id, expression, names=names, values=values, returning="UPDATED_NEW"
         )
@@ -258,7 +281,7 @@ class MessageRepository:
         self._signer = signer
 
     def put(self, message: Message) -> None:
-        """Store a turn whose ``seq`` came from :meth:`SessionRepository.next_seq`.
+        """Store a turn whose ``seq`` came from :meth:`SessionRepository.allocate`.
 
         The condition makes a (buggy) reuse of a sequence number fail loudly instead of
         overwriting a stored turn.
@@ -293,22 +316,48 @@ class MessageRepository:
             ),
         )
 
-    def recent(self, session_id: str, budget_chars: int) -> list[Message]:
-        """The newest turns whose contents fit in ``budget_chars`` together, oldest first.
+    def recent(self, session_id: str, budget_bytes: int) -> list[Message]:
+        """The newest turns whose contents fit in ``budget_bytes`` (UTF-8) together, oldest
+        first.
 
-        Reads backwards page by page and stops at the first turn that does not fit, so a long
-        history costs a few small queries rather than a read of every turn.
+        Reads backwards and stops at the first turn that does not fit. Pages are sized to the
+        budget: a small first page measures this session's turns, and the next page asks for
+        as many turns of that average size as the rest of the budget holds (plus the one that
+        will not fit), so a turn rarely reads items it throws away.
+
+        Only the first page is a strongly consistent read: it holds the newest turns, which
+        may have been written a moment ago (the answer the user is replying to). Older turns
+        are immutable and were written earlier, so an eventually consistent read, half the
+        read units, returns the same items.
         """
         selected: list[Message] = []
         used = 0
-        for item in self._newest_first(session_id):
-            message = _message(item)
-            used += len(message.content)
-            if used > budget_chars:
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "session_id = :session",
+            "ExpressionAttributeValues": {":session": _s(session_id)},
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+            "Limit": FIRST_HISTORY_PAGE,
+        }
+        while budget_bytes > 0:
+            response = self._client.query(**params)
+            for item in response.get("Items", []):
+                message = _message(item)
+                used += content_bytes(message.content)
+                if used > budget_bytes:
+                    return selected[::-1]
+                selected.append(message)
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key:
                 break
-            selected.append(message)
-        selected.reverse()
-        return selected
+            average = max(used / max(len(selected), 1), 1.0)
+            params.update(
+                ExclusiveStartKey=last_key,
+                ConsistentRead=False,
+                Limit=min(math.ceil((budget_bytes - used) / average) + 1, MAX_HISTORY_PAGE),
+            )
+        return selected[::-1]
 
     def delete_all(self, session_id: str) -> int:
         """Delete every turn of a session; returns how many were deleted."""
@@ -331,19 +380,6 @@ class MessageRepository:
         if batch:
             deleted += self._write_batch(batch)
         return deleted
-
-    def _newest_first(self, session_id: str) -> Iterator[dict[str, Any]]:
-        paginator = self._client.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self._table,
-            KeyConditionExpression="session_id = :session",
-            ExpressionAttributeValues={":session": _s(session_id)},
-            ScanIndexForward=False,
-            ConsistentRead=True,
-            PaginationConfig={"PageSize": HISTORY_PAGE_SIZE},
-        )
-        for page in pages:
-            yield from page.get("Items", [])
 
     def _write_batch(self, requests: list[dict[str, Any]]) -> int:
         """BatchWriteItem until every request is processed, backing off on leftovers.
@@ -428,31 +464,20 @@ class Store:
             ),
         )
 
-    def append(
-        self,
-        user_id: str,
-        session_id: str,
-        role: Role,
-        content: str,
-        *,
-        message_id: str | None = None,
-        citations: tuple[Citation, ...] = (),
-        usage: Usage | None = None,
-    ) -> Message:
-        """Store one turn at the session's next sequence number (ownership checked).
+    def begin_turn(self, user_id: str, session_id: str, content: str) -> Message:
+        """Take a turn's two sequence numbers in one update and store the user's message at the
+        first; the answer belongs at ``seq + 1`` (ownership checked).
 
-        Concurrent appends each get their own number from the atomic counter, so none is lost.
+        Concurrent turns each get their own pair from the atomic counter, so none is lost.
         """
-        seq = self.sessions.next_seq(user_id, session_id)
+        seq = self.sessions.allocate(user_id, session_id, 2) - 1
         message = Message(
             session_id=session_id,
             seq=seq,
-            message_id=message_id or str(uuid.uuid4()),
-            role=role,
+            message_id=str(uuid.uuid4()),
+            role="user",
             content=content,
             created_at=timestamp(utc_now()),
-            citations=citations,
-            usage=usage,
         )
         self.messages.put(message)
         return message
@@ -518,6 +543,10 @@ def _message_item(message: Message) -> dict[str, Any]:
         item["citations"] = _s(json.dumps([citation.to_dict() for citation in message.citations]))
     if message.usage:
         item["usage"] = {"M": {name: _n(value) for name, value in message.usage.to_dict().items()}}
+    if message.role == "assistant":
+        item["status"] = _s(message.status)
+        if message.stop_reason:
+            item["stop_reason"] = _s(message.stop_reason)
     return item
 
 
@@ -525,6 +554,7 @@ def _message(item: Mapping[str, Any]) -> Message:
     citations = json.loads(_str(item, "citations") or "[]")
     usage = item.get("usage", {}).get("M")
     role: Role = "assistant" if _str(item, "role") == "assistant" else "user"
+    status = _str(item, "status")  # absent on answers stored before statuses existed
     return Message(
         session_id=_str(item, "session_id") or "",
         seq=_int(item, "seq"),
@@ -534,4 +564,6 @@ def _message(item: Mapping[str, Any]) -> Message:
         created_at=_str(item, "created_at") or "",
         citations=tuple(Citation(**citation) for citation in citations),
         usage=Usage(**{name: int(value["N"]) for name, value in usage.items()}) if usage else None,
+        status=cast(MessageStatus, status) if status in MESSAGE_STATUSES else "complete",
+        stop_reason=_str(item, "stop_reason"),
     )

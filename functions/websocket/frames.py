@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from functions.shared.models import Citation, Usage
+from functions.shared.models import Message, Usage
 
 MAX_FRAME_BYTES = 32 * 1024
 
@@ -34,15 +34,16 @@ def chunks(session_id: str, message_id: str, text: str) -> Iterator[dict[str, An
         yield {**envelope, "content": piece}
 
 
-def end(
-    session_id: str, message_id: str, usage: Usage, citations: tuple[Citation, ...]
-) -> dict[str, Any]:
+def end(message: Message, usage: Usage) -> dict[str, Any]:
+    """The stored answer's outcome: ``status`` ``complete`` or ``incomplete`` (and why)."""
     return {
         "type": "end",
-        "session_id": session_id,
-        "message_id": message_id,
+        "session_id": message.session_id,
+        "message_id": message.message_id,
+        "status": message.status,
+        "stop_reason": message.stop_reason,
         "usage": usage.to_dict(),
-        "citations": [citation.to_dict() for citation in citations],
+        "citations": [citation.to_dict() for citation in message.citations],
     }
 
 

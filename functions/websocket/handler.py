@@ -2,12 +2,16 @@
 
 Client → server: ``{"action": "sendMessage", "session_id", "content"}`` or ``{"action": "ping"}``.
 Server → client (through the management API at ``WEBSOCKET_CALLBACK_URL``): ``start``, ``chunk``
-frames as the model streams, ``end``; ``pong``; or ``error`` with a code from
+frames as the model streams (coalesced, see :mod:`functions.websocket.sender`), ``end`` with the
+stored answer's status; ``pong``; or ``error`` with a code from
 :data:`functions.websocket.frames.ErrorCode`.
 
 When the client vanishes mid-answer (``GoneException``), posting stops but the model stream is
 still read to its end, so the stored assistant message is complete, and the connection record is
-deleted. Message routes always answer 200: the outcome travels in the frames.
+deleted. When the function's own time runs short (:data:`STOP_MARGIN_SECONDS` before its
+timeout), it stops reading, stores the answer so far as ``incomplete`` (``timeout``) and says so
+in the ``end`` frame, instead of being killed with nothing stored. Message routes always answer
+200: the outcome travels in the frames.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.shared import aws
 from functions.shared.chat import ChatService, validate_content
@@ -31,7 +36,6 @@ from functions.shared.errors import (
     DomainError,
     NotFound,
     Throttled,
-    error_code,
     translate,
 )
 from functions.shared.identity import user_id_from
@@ -39,8 +43,12 @@ from functions.shared.observability import logger, metrics, tracer
 from functions.shared.settings import Settings, get_settings
 from functions.shared.store import ConnectionRepository, Store
 from functions.websocket import frames
+from functions.websocket.sender import Poster, StreamSender
 
 MAX_SESSION_ID_CHARS = 128
+# Time kept back from the function's timeout to store the answer, post the last frames and
+# return: a few DynamoDB and management-API round trips, with retries.
+STOP_MARGIN_SECONDS = 2.0
 _OK = {"statusCode": 200}
 
 
@@ -53,36 +61,6 @@ class SendMessage:
 @dataclass(frozen=True)
 class Ping:
     pass
-
-
-@dataclass
-class Sender:
-    """Posts frames to one connection until it stops accepting them.
-
-    ``gone`` means API Gateway said the client disconnected; any other posting failure also
-    stops posting (the answer is still stored) but leaves the connection record alone.
-    """
-
-    client: Any
-    connection_id: str
-    open: bool = True
-    gone: bool = False
-
-    def send(self, frame: dict[str, Any]) -> bool:
-        """Post ``frame``; False once the connection no longer accepts frames."""
-        if not self.open:
-            return False
-        try:
-            self.client.post_to_connection(
-                ConnectionId=self.connection_id, Data=frames.encode(frame)
-            )
-        except (ClientError, BotoCoreError) as error:
-            self.open = False
-            self.gone = isinstance(error, ClientError) and error_code(error) == "GoneException"
-            if not self.gone:
-                logger.warning("posting to the connection failed", extra={"error": str(error)})
-            return False
-        return True
 
 
 def settings() -> Settings:
@@ -110,54 +88,75 @@ def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
     return _OK
 
 
-def on_message(event: dict[str, Any]) -> dict[str, Any]:
+def on_message(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Answer one client frame; every failure becomes an error frame."""
     config = settings()
     connection_id = event["requestContext"]["connectionId"]
-    sender = Sender(
+    poster = Poster(
         aws.client("apigatewaymanagementapi", endpoint_url=config.websocket_callback_url),
         connection_id,
     )
     try:
         request = parse(event)
         if isinstance(request, Ping):
-            sender.send(frames.pong())
+            poster.send(frames.pong())
         else:
             user_id = _user_of(event, config)
             stream_answer(
-                ChatService(config, Store.from_settings(config)), sender, user_id, request
+                ChatService(config, Store.from_settings(config)),
+                poster,
+                user_id,
+                request,
+                time_left=partial(_time_left, context),
+                flush_interval=config.stream_flush_interval_ms / 1000,
             )
     except Exception as error:
-        sender.send(_error_frame(error))
-    if sender.gone:
+        poster.send(_error_frame(error))
+    if poster.gone:
         metrics.add_metric(name="ClientGone", unit=MetricUnit.Count, value=1)
         connections(config).delete(connection_id)
     return _OK
 
 
-def stream_answer(chat: ChatService, sender: Sender, user_id: str, request: SendMessage) -> None:
-    """Stream one chat turn to the client; the whole answer is stored whatever the client does."""
-    stream = chat.stream(user_id, request.session_id, request.content)
-    sender.send(frames.start(stream.session_id, stream.message_id))
-    for delta in stream:
-        for frame in frames.chunks(stream.session_id, stream.message_id, delta):
-            if not sender.send(frame):
-                break
-        if not sender.open:
-            break  # complete() reads the rest of the answer
-    reply = stream.complete()
+def stream_answer(
+    chat: ChatService,
+    poster: Poster,
+    user_id: str,
+    request: SendMessage,
+    *,
+    time_left: Callable[[], float],
+    flush_interval: float,
+) -> None:
+    """Stream one chat turn to the client; the answer is stored whatever the client does."""
+    stream = chat.stream(user_id, request.session_id, request.content, time_left)
+    chunks = partial(frames.chunks, stream.session_id, stream.message_id)
+    with StreamSender(poster, chunks, flush_interval) as sender:
+        sender.send(frames.start(stream.session_id, stream.message_id))
+        for delta in stream:
+            sender.write(delta)
+        reply = stream.complete()
+        sender.send(frames.end(reply.message, reply.usage))
     logger.info(
         "chat turn stored",
         extra={
             "session_id": stream.session_id,
             "seq": reply.message.seq,
+            "status": reply.message.status,
+            "stop_reason": reply.message.stop_reason,
             "usage": reply.usage.to_dict(),
-            "client_gone": sender.gone,
+            "client_gone": poster.gone,
+            "posts": poster.posts,
         },
     )
     metrics.add_metric(name="ChatTurns", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=reply.usage.output_tokens)
-    sender.send(frames.end(stream.session_id, stream.message_id, reply.usage, reply.citations))
+    if reply.message.status != "complete":
+        metrics.add_metric(name="IncompleteAnswers", unit=MetricUnit.Count, value=1)
+
+
+def _time_left(context: LambdaContext) -> float:
+    """Seconds the stream may still be read before the answer must be stored."""
+    return context.get_remaining_time_in_millis() / 1000 - STOP_MARGIN_SECONDS
 
 
 def parse(event: dict[str, Any]) -> SendMessage | Ping:
@@ -223,4 +222,5 @@ _ROUTES = {"$connect": on_connect, "$disconnect": on_disconnect}
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     route = event.get("requestContext", {}).get("routeKey")
-    return _ROUTES.get(route, on_message)(event)
+    on_route = _ROUTES.get(route)
+    return on_route(event) if on_route else on_message(event, context)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,11 @@ _NO_BODY = object()
 
 @dataclass
 class LambdaContext:
-    """The attributes of the Lambda context object that Powertools reads."""
+    """The attributes of the Lambda context object that Powertools and the handlers read.
+
+    The remaining time counts down from ``timeout_ms`` since the context was made, as Lambda's
+    does from the invocation's start.
+    """
 
     function_name: str = "ai-assistant-test-main"
     memory_limit_in_mb: int = 512
@@ -40,6 +45,11 @@ class LambdaContext:
         "arn:aws:lambda:us-east-1:123456789012:function:ai-assistant-test-main"
     )
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timeout_ms: int = 30_000
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(int(self.timeout_ms - 1000 * (time.monotonic() - self.started)), 0)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ def test_a_turn_calls_converse_and_stores_both_turns(rest: Rest, bedrock: Bedroc
     assert answer["message"]["role"] == "assistant"
     assert answer["message"]["content"] == "Paris."
     assert answer["message"]["seq"] == 2
+    assert (answer["message"]["status"], answer["message"]["stop_reason"]) == (
+        "complete",
+        "end_turn",
+    )
     assert answer["citations"] == []
     assert answer["usage"]["output_tokens"] == 1
     [request] = bedrock.requests_for(CONVERSE)
@@ -129,8 +133,18 @@ def test_model_refusal_is_502_and_keeps_the_user_turn(rest: Rest, bedrock: Bedro
         "POST", f"/sessions/{session['session_id']}/messages", body={"content": "hi"}
     )
     response.assert_error(502, "upstream_error")
-    items = stored_messages(session["session_id"])
-    assert [item["role"]["S"] for item in items] == ["user"]
+    # The question is kept; the answer's slot holds a visible failure marker, not an answer.
+    question, marker = stored_messages(session["session_id"])
+    assert (question["role"]["S"], question["content"]["S"]) == ("user", "hi")
+    assert marker["role"]["S"] == "assistant"
+    assert marker["content"]["S"] == ""
+    assert (marker["status"]["S"], marker["stop_reason"]["S"]) == ("failed", "upstream_error")
+    listed = rest.call("GET", f"/sessions/{session['session_id']}/messages").json["messages"]
+    assert [(m["role"], m["status"], m["stop_reason"]) for m in listed] == [
+        ("user", "complete", None),
+        ("assistant", "failed", "upstream_error"),
+    ]
+    assert rest.call("GET", f"/sessions/{session['session_id']}").json["message_count"] == 2
 
 
 def test_bedrock_throttling_is_retried_then_503(rest: Rest, bedrock: BedrockFake) -> None:

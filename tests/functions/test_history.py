@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from functions.shared.chat import DEFAULT_HISTORY_BUDGET_CHARS, ChatService, conversation
-from functions.shared.contract import MAIN, Env
+from functions.shared.chat import BYTES_PER_TOKEN, ChatService, conversation
+from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, MAIN, Env
 from functions.shared.models import Message, Role
 from functions.shared.settings import get_settings
 from functions.shared.store import Store
@@ -98,9 +98,10 @@ def test_a_thousand_turns_of_2_kb_are_kept_paged_and_budgeted(
     assert request.body["messages"][0]["role"] == "user"
     # ...as many as fit the budget, and no more (one older turn would not fit, or two when a
     # leading assistant turn had to be dropped for the conversation to start with the user).
-    used = sum(map(len, sent)) + len(request.body["system"][0]["text"])
-    assert used <= DEFAULT_HISTORY_BUDGET_CHARS
-    assert used + 2 * TURN_CHARS > DEFAULT_HISTORY_BUDGET_CHARS
+    budget_bytes = DEFAULT_HISTORY_BUDGET_TOKENS * BYTES_PER_TOKEN
+    used = sum(len(text.encode()) for text in sent) + len(request.body["system"][0]["text"])
+    assert used <= budget_bytes
+    assert used + 2 * TURN_CHARS > budget_bytes
     assert len(history) < TURNS
 
     assert rest.call("GET", f"/sessions/{session_id}").json["message_count"] == TURNS + 2
@@ -134,15 +135,17 @@ def test_twenty_concurrent_turns_lose_nothing(rest: Rest, bedrock: BedrockFake) 
     assert session["message_count"] == {"N": "40"}
 
 
-def test_twenty_concurrent_appends_get_distinct_contiguous_numbers(rest: Rest) -> None:
+def test_twenty_concurrent_turns_get_distinct_pairs_of_numbers(rest: Rest) -> None:
+    """Each turn takes its question's and its answer's number in one update."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     store = Store.from_settings(get_settings(MAIN.key))
     with ThreadPoolExecutor(max_workers=20) as pool:
         messages = list(
-            pool.map(lambda n: store.append(USER_A, session_id, "user", f"m{n}"), range(20))
+            pool.map(lambda n: store.begin_turn(USER_A, session_id, f"m{n}"), range(20))
         )
-    assert sorted(message.seq for message in messages) == list(range(1, 21))
+    assert sorted(message.seq for message in messages) == list(range(1, 41, 2))
     assert len(stored_messages(session_id)) == 20
+    assert stored_session(session_id)["message_count"] == {"N": "40"}
 
 
 def _message(seq: int, role: Role, content: str) -> Message:

@@ -131,13 +131,19 @@ def test_send_message_streams_start_chunks_end(
     start, *chunks, end = frames
     message_id = start["message_id"]
     assert start == {"type": "start", "session_id": session_id, "message_id": message_id}
-    assert chunks == [
-        {"type": "chunk", "session_id": session_id, "message_id": message_id, "content": text}
-        for text in ("Hel", "lo ", "there.")
-    ]
+    assert chunks  # deltas that arrive together are coalesced into fewer frames
+    for chunk in chunks:
+        assert set(chunk) == {"type", "session_id", "message_id", "content"}
+        assert (chunk["type"], chunk["session_id"], chunk["message_id"]) == (
+            "chunk",
+            session_id,
+            message_id,
+        )
+    assert _chunks_text(frames) == "Hello there."
     assert end["type"] == "end"
     assert end["message_id"] == message_id
     assert end["session_id"] == session_id
+    assert (end["status"], end["stop_reason"]) == ("complete", "end_turn")
     # The fake counts one token per word: the system prompt and "Hi!" in, "Hello there." out.
     input_tokens = len(SYSTEM_PROMPT.split()) + 1
     assert end["usage"] == {
@@ -209,14 +215,15 @@ def test_client_gone_mid_stream_still_stores_the_whole_answer(
     bedrock.stream_chunks = words
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     connection_id = ws.open()
-    ws_management.gone(connection_id, after=3)  # start + 2 chunks, then 410
+    bedrock.pace(first_delta_ms=0, deltas_per_second=400)  # 0.1 s: several flushes
+    ws_management.gone(connection_id, after=2)  # start + 1 chunk, then 410
 
     _send(ws, connection_id, session_id, "Tell me a long story")
 
     frames = ws.frames(connection_id)
-    assert [frame["type"] for frame in frames] == ["start", "chunk", "chunk"]
+    assert [frame["type"] for frame in frames] == ["start", "chunk"]
     posts = [r for r in ws_management.requests if r.method == "POST"]
-    assert [r.status for r in posts] == [200, 200, 200, 410]  # no posting after Gone
+    assert [r.status for r in posts] == [200, 200, 410]  # no posting after Gone
     stored = stored_messages(session_id)
     assistant = [item for item in stored if item["role"]["S"] == "assistant"]
     assert [item["content"]["S"] for item in assistant] == ["".join(words)]
@@ -273,7 +280,9 @@ def test_throttling_mid_stream_is_a_throttled_frame(
     connection_id = ws.open()
     _send(ws, connection_id, session_id, "hi")
     frames = ws.frames(connection_id)
-    assert [frame["type"] for frame in frames] == ["start", "chunk", "chunk", "error"]
+    types = [frame["type"] for frame in frames]
+    assert (types[0], set(types[1:-1]), types[-1]) == ("start", {"chunk"}, "error")
+    assert _chunks_text(frames) == "one two "  # what came before the failure, then the error
     assert frames[-1]["code"] == "throttled"
 
 
@@ -287,8 +296,11 @@ def test_model_stream_failure_is_an_internal_frame(
     frames = ws.frames(connection_id)
     assert frames[-1]["type"] == "error"
     assert frames[-1]["code"] == "internal"
-    # The user's turn is kept; a broken answer is not stored as if it were complete.
-    assert [item["role"]["S"] for item in stored_messages(session_id)] == ["user"]
+    # The user's turn is kept; a broken answer is not stored, only a failure marker is.
+    question, marker = stored_messages(session_id)
+    assert question["role"]["S"] == "user"
+    assert (marker["role"]["S"], marker["content"]["S"]) == ("assistant", "")
+    assert (marker["status"]["S"], marker["stop_reason"]["S"]) == ("failed", "upstream_error")
 
 
 @pytest.mark.usefixtures("single_attempt")

@@ -29,10 +29,17 @@ Usage::
         bedrock.throttle(2)                             # next 2 requests: 429 ThrottlingException
         bedrock.fail(404, "ResourceNotFoundException", operation=RETRIEVE)
         bedrock.break_stream(after_chunks=1)            # modelStreamErrorException mid-stream
+        bedrock.cut_stream(after_chunks=5)              # ends cleanly, without messageStop
+        bedrock.pace(first_delta_ms=300, deltas_per_second=80)   # stream like a real model
+        bedrock.hold(after_chunks=1, until=event)       # stall the stream until event is set
         ... run the code under test ...
         [req] = bedrock.requests_for(CONVERSE)          # what the code sent
         assert req.resource_id == "anthropic.claude-3-haiku-20240307-v1:0"
         assert req.body["messages"][-1]["role"] == "user"
+
+``converse_stream`` answers are sent with chunked transfer encoding, one event-stream message
+per piece, so a paced stream reaches the client as a real one does; :attr:`BedrockFake.streams`
+records when each delta went out (``time.monotonic``).
 
 Usage counts one token per whitespace-separated word: ``inputTokens`` over every text block of
 ``messages`` and ``system``, ``outputTokens`` over the reply; ``totalTokens`` is their sum.
@@ -42,12 +49,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
@@ -96,6 +105,51 @@ class _StreamBreak:
     after_chunks: int
     error_type: str
     message: str
+
+
+@dataclass(frozen=True)
+class _StreamCut:
+    after_chunks: int
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """When a paced stream sends its deltas: the first after ``first_delta_s``, then
+    ``deltas_per_second``, on a fixed schedule from the request (no drift)."""
+
+    first_delta_s: float
+    deltas_per_second: float
+
+    def due(self, started: float, index: int) -> float:
+        return started + self.first_delta_s + index / self.deltas_per_second
+
+
+@dataclass(frozen=True)
+class _Hold:
+    after_chunks: int
+    until: threading.Event
+    timeout_s: float
+
+
+@dataclass
+class StreamRecord:
+    """When the fake sent each delta of one converse_stream answer, and when it finished."""
+
+    started: float
+    delta_times: list[float] = field(default_factory=list)
+    finished: float | None = None
+
+
+def model_like_deltas(count: int = 600, seed: int = 0) -> list[str]:
+    """``count`` deltas of 3 to 15 characters, as a model streams them (deterministic)."""
+    generator = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    deltas = []
+    for _ in range(count):
+        size = generator.randint(3, 15)
+        word = "".join(generator.choice(letters) for _ in range(size - 1))
+        deltas.append(word + " ")
+    return deltas
 
 
 class _ValidationError(Exception):
@@ -217,6 +271,10 @@ class BedrockFake(LoopbackServer):
         self._requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
         self._stream_break: _StreamBreak | None = None
+        self._stream_cut: _StreamCut | None = None
+        self._holds: list[_Hold] = []
+        self.pacing: Pacing | None = None
+        self._streams: list[StreamRecord] = []
 
     # ---- programming the fake -------------------------------------------------------------
 
@@ -264,12 +322,39 @@ class BedrockFake(LoopbackServer):
         with self._lock:
             self._stream_break = _StreamBreak(after_chunks, error_type, message)
 
+    def cut_stream(self, after_chunks: int) -> None:
+        """End every converse_stream cleanly after ``after_chunks`` deltas: no messageStop, no
+        metadata, no exception, as when a connection is closed between two events."""
+        with self._lock:
+            self._stream_cut = _StreamCut(after_chunks)
+
+    def pace(self, first_delta_ms: float = 300, deltas_per_second: float = 80) -> None:
+        """Send converse_stream deltas on a real model's schedule instead of all at once."""
+        self.pacing = Pacing(first_delta_ms / 1000, deltas_per_second)
+
+    def hold(self, after_chunks: int, until: threading.Event, timeout_s: float = 10) -> None:
+        """Stall every converse_stream after ``after_chunks`` deltas until ``until`` is set
+        (or ``timeout_s`` passed, so a broken test cannot hang)."""
+        with self._lock:
+            self._holds.append(_Hold(after_chunks, until, timeout_s))
+
+    @property
+    def streams(self) -> list[StreamRecord]:
+        """Every converse_stream answer sent so far, oldest first."""
+        with self._lock:
+            return list(self._streams)
+
     def reset(self) -> None:
-        """Forget the request log, pending failures and stream breaks (not the replies)."""
+        """Forget the request log, pending failures, stream breaks, cuts, holds and pacing (not
+        the replies)."""
         with self._lock:
             self._requests.clear()
             self._failures.clear()
             self._stream_break = None
+            self._stream_cut = None
+            self._holds.clear()
+            self._streams.clear()
+        self.pacing = None
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -364,18 +449,19 @@ class BedrockFake(LoopbackServer):
             else _split_words(self._reply_text(body))
         )
         with self._lock:
-            stream_break = self._stream_break
+            stream_break, stream_cut = self._stream_break, self._stream_cut
+            holds = list(self._holds)
+            record = StreamRecord(started=time.monotonic())
+            self._streams.append(record)
         if stream_break:
             chunks = chunks[: stream_break.after_chunks]
-        frames = [_event("messageStart", {"role": "assistant"})]
-        frames += [
-            _event("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0})
-            for chunk in chunks
-        ]
+        if stream_cut:
+            chunks = chunks[: stream_cut.after_chunks]
+        closing: list[bytes] = []
         if stream_break:
-            frames.append(_exception_event(stream_break.error_type, stream_break.message))
-        else:
-            frames += [
+            closing.append(_exception_event(stream_break.error_type, stream_break.message))
+        elif not stream_cut:
+            closing += [
                 _event("contentBlockStop", {"contentBlockIndex": 0}),
                 _event("messageStop", {"stopReason": self.stop_reason}),
                 _event(
@@ -386,7 +472,31 @@ class BedrockFake(LoopbackServer):
                     },
                 ),
             ]
-        return Response(200, b"".join(frames), {"Content-Type": EVENTSTREAM_CONTENT_TYPE})
+        return Response(
+            200,
+            headers={"Content-Type": EVENTSTREAM_CONTENT_TYPE},
+            stream=self._paced(chunks, closing, holds, record, self.pacing),
+        )
+
+    def _paced(
+        self,
+        chunks: list[str],
+        closing: list[bytes],
+        holds: list[_Hold],
+        record: StreamRecord,
+        pacing: Pacing | None,
+    ) -> Iterator[bytes]:
+        yield _event("messageStart", {"role": "assistant"})
+        for index, chunk in enumerate(chunks):
+            for hold in holds:
+                if hold.after_chunks == index:
+                    hold.until.wait(hold.timeout_s)
+            if pacing is not None:
+                time.sleep(max(pacing.due(record.started, index) - time.monotonic(), 0))
+            yield _event("contentBlockDelta", {"delta": {"text": chunk}, "contentBlockIndex": 0})
+            record.delta_times.append(time.monotonic())
+        yield b"".join(closing)
+        record.finished = time.monotonic()
 
     def _retrieve(self, body: dict[str, Any]) -> Response:
         query = body.get("retrievalQuery")

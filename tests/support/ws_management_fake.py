@@ -14,6 +14,10 @@ Routes (``stage`` may be any path prefix, usually the API stage, e.g. ``v1``):
 Every connection id is live until it is deleted or made gone (the fake never sees ``$connect``).
 Like the real API, a frame over 128 KiB answers 413 PayloadTooLargeException.
 
+``latency_ms`` makes every call take that long, as an in-region HTTPS round trip does (5-40 ms);
+:meth:`WsManagementFake.frame_times` tells when each accepted frame's POST was answered
+(``time.monotonic``), that is when the sender learned it was delivered.
+
 Usage::
 
     import boto3
@@ -22,6 +26,7 @@ Usage::
     with WsManagementFake(stage="v1") as ws:
         monkeypatch.setenv(Env.WEBSOCKET_CALLBACK_URL, ws.callback_url)  # http://127.0.0.1:P/v1
         ws.gone("conn-2", after=3)      # conn-2 accepts 3 more frames, then answers 410
+        ws.latency_ms = 15              # every call now takes 15 ms
         client = boto3.client("apigatewaymanagementapi", endpoint_url=ws.callback_url)
         client.post_to_connection(ConnectionId="conn-1", Data=b'{"type": "chunk"}')
         assert ws.frames("conn-1") == [{"type": "chunk"}]
@@ -33,7 +38,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -65,6 +72,9 @@ class WsManagementFake(LoopbackServer):
         self.stage = stage
         self._lock = threading.Lock()
         self._frames: defaultdict[str, list[bytes]] = defaultdict(list)
+        self._frame_times: defaultdict[str, list[float]] = defaultdict(list)
+        self.latency_ms: float = 0
+        self.on_frame: Callable[[str, bytes], None] | None = None  # called as each is accepted
         self._frames_left: dict[str, int] = {}  # connection id -> frames accepted before Gone
         self._deleted: list[str] = []
         self._requests: list[WsRequest] = []
@@ -84,6 +94,11 @@ class WsManagementFake(LoopbackServer):
         """The accepted frames posted to ``connection_id``, oldest first."""
         with self._lock:
             return list(self._frames.get(connection_id, []))
+
+    def frame_times(self, connection_id: str) -> list[float]:
+        """When each accepted frame of ``connection_id`` was answered, oldest first."""
+        with self._lock:
+            return list(self._frame_times.get(connection_id, []))
 
     def frames(self, connection_id: str) -> list[dict[str, Any]]:
         """The accepted frames of ``connection_id``, each JSON-decoded."""
@@ -112,10 +127,14 @@ class WsManagementFake(LoopbackServer):
         if match is None or request.method not in ("POST", "GET", "DELETE"):
             return error_response(404, "NotFoundException", f"{request.method} {request.path}")
         connection_id = unquote(match["id"])
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
         with self._lock:
             response = self._answer(request, connection_id)
             stage = (match["stage"] or "").strip("/")
             self._requests.append(WsRequest(request.method, stage, connection_id, response.status))
+        if self.on_frame is not None and request.method == "POST" and response.status == 200:
+            self.on_frame(connection_id, request.body)
         return response
 
     def _is_gone(self, connection_id: str) -> bool:
@@ -133,6 +152,7 @@ class WsManagementFake(LoopbackServer):
         if len(request.body) > MAX_PAYLOAD_BYTES:
             return error_response(413, "PayloadTooLargeException", "Message too long")
         self._frames[connection_id].append(request.body)
+        self._frame_times[connection_id].append(time.monotonic())
         if connection_id in self._frames_left:
             self._frames_left[connection_id] -= 1
         return Response(200)
