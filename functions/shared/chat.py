@@ -173,8 +173,8 @@ class ChatStream:
                         self._usage = _usage(item["metadata"].get("usage"))
         finally:
             cancelled.set()
-            if reader.is_alive():  # stopped early: release the connection the reader holds
-                _close(self._events)
+            if reader.is_alive():  # stopped early: stop the model too, without waiting on it
+                threading.Thread(target=_close, args=(self._events,), daemon=True).start()
 
     def _next(self, inbox: queue.SimpleQueue[Any]) -> Any:
         """The next event, or the end of the stream once time is up."""
@@ -206,6 +206,8 @@ def _pump(
 
 
 def _close(events: Iterable[dict[str, Any]]) -> None:
+    """Close an abandoned stream, ending the model's answer. Closing waits for the reader's
+    pending read (the buffered reader's lock), hence its own thread."""
     close = getattr(events, "close", None)
     if callable(close):
         try:
