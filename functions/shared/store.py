@@ -355,7 +355,7 @@ class MessageRepository:
             params.update(
                 ExclusiveStartKey=last_key,
                 ConsistentRead=False,
-                Limit=min(math.ceil((budget_bytes - used) / average) + 1, MAX_HISTORY_PAGE),
+                Limit=min(math.floor((budget_bytes - used) / average) + 1, MAX_HISTORY_PAGE),
             )
         return selected[::-1]
 

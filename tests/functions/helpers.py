@@ -8,7 +8,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +182,41 @@ class WebSocket:
 
 def table(env_name: str) -> str:
     return os.environ[env_name]
+
+
+def seed_history(session_id: str, turns: int, text: Callable[[int], str]) -> None:
+    """Write ``turns`` alternating turns straight into DynamoDB, in the layout the store uses.
+
+    Seeding only: 1,000 appends through the counter would take seconds against moto. Reading,
+    paging and the model's context are all exercised through the real code afterwards.
+    """
+    client = boto3.client("dynamodb")
+    table = os.environ[Env.MESSAGES_TABLE]
+    requests = [
+        {
+            "PutRequest": {
+                "Item": {
+                    "session_id": {"S": session_id},
+                    "seq": {"N": str(seq)},
+                    "message_id": {"S": str(uuid.uuid4())},
+                    "role": {"S": "user" if seq % 2 else "assistant"},
+                    "content": {"S": text(seq)},
+                    "created_at": {"S": "2025-01-01T00:00:00.000000Z"},
+                }
+            }
+        }
+        for seq in range(1, turns + 1)
+    ]
+    for start in range(0, len(requests), 25):
+        pending = {table: requests[start : start + 25]}
+        while pending:
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems")
+    client.update_item(
+        TableName=os.environ[Env.SESSIONS_TABLE],
+        Key={"session_id": {"S": session_id}},
+        UpdateExpression="SET message_count = :count",
+        ExpressionAttributeValues={":count": {"N": str(turns)}},
+    )
 
 
 def stored_messages(session_id: str) -> list[dict[str, Any]]:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
 
+from functions.shared import aws
 from functions.shared.chat import BYTES_PER_TOKEN, ChatService, conversation
-from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, MAIN, Env
+from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, MAIN, TABLES, Env
 from functions.shared.models import Message, Role
 from functions.shared.settings import get_settings
 from functions.shared.store import Store
-from tests.functions.helpers import USER_A, Rest, stored_messages, stored_session
+from tests.functions.helpers import (
+    USER_A,
+    Rest,
+    seed_history,
+    stored_messages,
+    stored_session,
+    table,
+)
 from tests.support.bedrock_fake import CONVERSE, BedrockFake
+from tests.support.dynamodb_meter import CapacityMeter
+from tests.support.moto_server import MotoServer
 
 TURNS = 1_000
 TURN_CHARS = 2_048
@@ -26,46 +33,11 @@ def _turn_text(seq: int) -> str:
     return head + "x" * (TURN_CHARS - len(head))
 
 
-def _seed_history(session_id: str, turns: int) -> None:
-    """Write ``turns`` alternating turns straight into DynamoDB, in the layout the store uses.
-
-    Seeding only: 1,000 appends through the counter would take seconds against moto. Reading,
-    paging and the model's context are all exercised through the real code afterwards.
-    """
-    client = boto3.client("dynamodb")
-    table = os.environ[Env.MESSAGES_TABLE]
-    requests = [
-        {
-            "PutRequest": {
-                "Item": {
-                    "session_id": {"S": session_id},
-                    "seq": {"N": str(seq)},
-                    "message_id": {"S": str(uuid.uuid4())},
-                    "role": {"S": "user" if seq % 2 else "assistant"},
-                    "content": {"S": _turn_text(seq)},
-                    "created_at": {"S": "2025-01-01T00:00:00.000000Z"},
-                }
-            }
-        }
-        for seq in range(1, turns + 1)
-    ]
-    for start in range(0, len(requests), 25):
-        pending = {table: requests[start : start + 25]}
-        while pending:
-            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems")
-    client.update_item(
-        TableName=os.environ[Env.SESSIONS_TABLE],
-        Key={"session_id": {"S": session_id}},
-        UpdateExpression="SET message_count = :count",
-        ExpressionAttributeValues={":count": {"N": str(turns)}},
-    )
-
-
 def test_a_thousand_turns_of_2_kb_are_kept_paged_and_budgeted(
     rest: Rest, bedrock: BedrockFake
 ) -> None:
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    _seed_history(session_id, TURNS)  # ~2 MB: five times DynamoDB's item size limit
+    seed_history(session_id, TURNS, _turn_text)  # ~2 MB: five times DynamoDB's item size limit
 
     seqs: list[int] = []
     token = None
@@ -180,3 +152,35 @@ def test_conversation_skips_blank_turns() -> None:
     assert conversation(history, "again") == [
         {"role": "user", "content": [{"text": "hi\n\nagain"}]}
     ]
+
+
+@pytest.mark.parametrize("turn_chars", [300, 2_048, 9_000])
+def test_history_pages_are_sized_to_the_budget(
+    rest: Rest,
+    bedrock: BedrockFake,
+    moto_server: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    turn_chars: int,
+) -> None:
+    """A turn reads about as many old turns as it sends, never a page it throws away; only the
+    first page (the newest turns) is a strongly consistent read."""
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    seed_history(session_id, 400, lambda seq: f"turn {seq:04d} ".ljust(turn_chars, "x"))
+    schemas = {table(schema.env): schema for schema in TABLES}
+    with CapacityMeter(moto_server.url, schemas) as meter:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", meter.url)
+        aws.reset_clients()
+        response = rest.call("POST", f"/sessions/{session_id}/messages", body={"content": "more"})
+        assert response.status == 200, response.text
+        reads = [
+            p
+            for p in meter.priced
+            if p.operation == "Query" and p.table == table(Env.MESSAGES_TABLE)
+        ]
+    [request] = bedrock.requests_for(CONVERSE)
+    sent = len(request.body["messages"]) - 1  # history turns, the new question excluded
+    assert sent > 0
+    read = sum(page.items for page in reads)
+    assert sent + 1 <= read <= sent + 2  # one turn past the budget, at most one more
+    assert [page.consistent for page in reads] == [True] + [False] * (len(reads) - 1)
+    assert len(reads) <= 3

@@ -25,12 +25,20 @@ call :func:`reset` between tests instead of starting a new one.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 import httpx
 from botocore.client import BaseClient
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 from functions.shared.contract import TABLES, Index, Key, TableSchema
 
@@ -38,11 +46,37 @@ REGION = "us-east-1"
 FAKE_CREDENTIAL = "testing"
 
 
+class _SerializedMotoServer(ThreadedMotoServer):
+    """moto's threaded server, answering one request at a time.
+
+    moto's ``UpdateItem`` is not atomic across threads: two concurrent ``ADD``s can return the
+    same value, which DynamoDB never does. Serialized, concurrency tests check the project's
+    atomicity (conditions, counters, transactions) rather than moto's.
+    """
+
+    def _server_entry(self) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def one_at_a_time(
+            environ: dict[str, Any], start_response: Callable[..., Any]
+        ) -> Iterable[bytes]:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(
+            self._ip_address, self._port, one_at_a_time, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 class MotoServer:
-    """A ``ThreadedMotoServer`` on 127.0.0.1 with a free port; usable as a context manager."""
+    """moto's server on 127.0.0.1 with a free port, one request at a time (see
+    :class:`_SerializedMotoServer`); usable as a context manager."""
 
     def __init__(self) -> None:
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = _SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._url: str | None = None
 
     @property
