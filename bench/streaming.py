@@ -116,6 +116,9 @@ def floor_turn(bedrock: Any, ws: Any, connection_id: str, interval: float) -> Tu
 
 
 def our_turn(rest: Any, socket: Any, bedrock: Any, ws: Any) -> Turn:
+    from tests.functions.helpers import LambdaContext
+
+    socket.context = LambdaContext(timeout_ms=120_000)  # each invocation has its own clock
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     connection_id = socket.open()
     payload = {"action": "sendMessage", "session_id": session_id, "content": "Tell me a story"}
