@@ -38,12 +38,13 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     MAIN.key: {
         "sessions": (
             "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",  # a turn's transactions fence on the session
         ),
         f"sessions/{USER_INDEX.name}": ("dynamodb:Query",),
         "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem"),
     },
     WEBSOCKET.key: {
-        "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+        "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"),
         "messages": ("dynamodb:PutItem", "dynamodb:Query"),
         "connections": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
     },

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from functions.shared.chat import MAX_CONTENT_CHARS
+from functions.shared.chat import MAX_CONTENT_CHARS, content_problem
 from functions.shared.models import MessageStatus
 
 MAX_TITLE_CHARS = 200
@@ -98,9 +98,10 @@ class MessageCreate(_Request):
 
     @field_validator("content")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
+    def _valid(cls, value: str) -> str:
+        problem = content_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

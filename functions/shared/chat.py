@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from functions.shared import aws
-from functions.shared.errors import BadRequest, translate, upstream_errors
+from functions.shared.errors import BadRequest, NotFound, translate, upstream_errors
 from functions.shared.models import Citation, Message, MessageStatus, Role, Session, Usage
 from functions.shared.observability import logger
 from functions.shared.store import content_bytes, timestamp, utc_now
@@ -79,13 +79,29 @@ class _Turn:
         return self.question.seq + 1
 
 
-def validate_content(content: object) -> str:
-    """The user's text, or :class:`BadRequest`: Bedrock rejects blank text blocks."""
+def content_problem(content: object) -> str | None:
+    """What is wrong with a user's text, or None: the one rule both transports apply.
+
+    Bedrock rejects blank text blocks, and text with a lone surrogate cannot be encoded as
+    UTF-8, so DynamoDB and Bedrock would both refuse it after the turn had started.
+    """
     if not isinstance(content, str) or not content.strip():
-        raise BadRequest("content must be a non-blank string")
+        return "content must be a non-blank string"
     if len(content) > MAX_CONTENT_CHARS:
-        raise BadRequest(f"content must be at most {MAX_CONTENT_CHARS} characters")
-    return content
+        return f"content must be at most {MAX_CONTENT_CHARS} characters"
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        return "content must be valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
+def validate_content(content: object) -> str:
+    """The user's text, or :class:`BadRequest` naming what is wrong with it."""
+    problem = content_problem(content)
+    if problem is not None:
+        raise BadRequest(problem)
+    return content  # type: ignore[return-value]  # content_problem checked it is a str
 
 
 def estimate_tokens(text: str) -> int:
@@ -263,7 +279,7 @@ class ChatService:
             - content_bytes(system)
         )
         history = self.store.messages.recent(session_id, max(budget, 0))
-        question = self.store.begin_turn(user_id, session_id, content)
+        question = self.store.begin_turn(user_id, session, content)
         model_id = (
             session.model_id
             if session.model_id in self.settings.bedrock_models
@@ -297,7 +313,7 @@ class ChatService:
             status=status,
             stop_reason=stop_reason,
         )
-        self.store.messages.put(message)
+        self.store.finish_turn(turn.user_id, message)
         return ChatReply(message=message, citations=turn.citations, usage=usage or Usage())
 
     @contextmanager
@@ -311,6 +327,8 @@ class ChatService:
             reason = domain.code if domain is not None else "internal"
             try:
                 self._finish(turn, "", None, status="failed", stop_reason=reason)
+            except NotFound:
+                pass  # the session was deleted meanwhile: there is no slot to fill
             except Exception:  # the original error is the one to report
                 logger.exception("storing the failed-turn marker failed")
             raise

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from botocore.eventstream import ParserError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionError,
+    HTTPClientError,
+    ResponseStreamingError,
+)
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 DEFAULT_RETRY_AFTER_SECONDS = 2
 
@@ -32,6 +39,9 @@ _THROTTLING_CODES = frozenset(
     )
 )
 _THROTTLING_STATUSES = frozenset({429, 503})
+# A response stream that breaks mid-way: the connection reset or closed (botocore wraps what
+# urllib3 raises), or an event-stream frame that fails its length or CRC checks.
+_STREAM_TRANSPORT_ERRORS = (ResponseStreamingError, ParserError, Urllib3Error)
 
 
 class DomainError(Exception):
@@ -101,9 +111,18 @@ def translate(error: Exception) -> DomainError | None:
     if isinstance(error, ClientError) and is_throttling(error):
         operation = error.operation_name or "AWS"
         return Throttled(f"{operation} is throttled; retry later")
+    if isinstance(error, ClientError) and _status(error) >= 500:
+        operation = error.operation_name or "AWS"
+        return Throttled(f"{operation} failed on AWS's side; retry later")
     if isinstance(error, ConnectionError | HTTPClientError):
         return Throttled("an AWS dependency is unreachable; retry later")
+    if isinstance(error, _STREAM_TRANSPORT_ERRORS):
+        return UpstreamError("the model stream broke off (a transport error); retry")
     return None
+
+
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import time
 import uuid
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from functions.shared import aws
 from functions.shared.contract import CONNECTION_TTL_SECONDS, SESSIONS, USER_INDEX
@@ -57,6 +58,8 @@ FIRST_HISTORY_PAGE = 4
 MAX_HISTORY_PAGE = 1_000
 BATCH_WRITE_SIZE = 25  # DynamoDB's BatchWriteItem limit
 BATCH_WRITE_ATTEMPTS = 8
+# Attempts at a turn's transaction: enough for 20 concurrent turns in one session.
+TURN_ATTEMPTS = 40
 _SESSION_NOT_FOUND = "session not found"
 
 
@@ -110,6 +113,11 @@ class SessionRepository:
         self._table = table
         self._ttl = timedelta(days=ttl_days)
         self._signer = signer
+
+    @property
+    def client(self) -> BaseClient:
+        """The DynamoDB client, shared with the other repositories for transactions."""
+        return self._client
 
     def create(
         self, user_id: str, title: str, model_id: str, knowledge_base_id: str | None
@@ -190,34 +198,49 @@ class SessionRepository:
         )
         return _session(item)
 
-    def allocate(self, user_id: str, session_id: str, count: int) -> int:
-        """Atomically take ``count`` consecutive sequence numbers of the caller's session, in
-        the same update that marks it active; returns the last one.
+    def reserve(self, user_id: str, session_id: str, seen: int, count: int) -> dict[str, Any]:
+        """A transaction item taking ``count`` sequence numbers after ``seen``, the count the
+        caller read, and marking the session active: it applies only while the caller owns the
+        live session and nobody took numbers since (optimistic: the cancellation then carries
+        the session as it is now).
 
         A turn takes both of its numbers (question and answer) at once: every update moves
         ``last_activity``, the UserIndex sort key, which costs two index writes each time.
         """
         names = {"#count": "message_count"}
-        values = {":count": _n(count)}
-        expression = "ADD #count :count SET " + ", ".join(self._activity_updates(names, values))
-        item = self._owned_update(
-            user_id, session_id, expression, names=names, values=values, returning="UPDATED_NEW"
-        )
-        return _int(item, "message_count")
+        values = {":seen": _n(seen), ":new": _n(seen + count)}
+        activity = self._activity_updates(names, values)
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"session_id": _s(_checked(session_id))},
+                "UpdateExpression": "SET #count = :new, " + ", ".join(activity),
+                **_owned(user_id, names, values, extra="#count = :seen"),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def fence(self, user_id: str, session_id: str) -> dict[str, Any]:
+        """A transaction item that holds only while the caller owns the live session: a write
+        beside it cannot land in a session deleted or expired meanwhile."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": {"session_id": _s(_checked(session_id))},
+                **_owned(user_id, {}, {}),
+            }
+        }
 
     def delete(self, user_id: str, session_id: str) -> None:
-        if not SESSION_ID_PATTERN.fullmatch(session_id):
-            raise NotFound(_SESSION_NOT_FOUND)
+        """Delete the caller's session, expired or not: an owner can always remove their data,
+        also in the days before DynamoDB's TTL gets to it."""
         try:
             self._client.delete_item(
                 TableName=self._table,
-                Key={"session_id": _s(session_id)},
-                ConditionExpression="#user = :user AND #expires > :now",
-                ExpressionAttributeNames={"#user": "user_id", "#expires": "expires_at"},
-                ExpressionAttributeValues={
-                    ":user": _s(user_id),
-                    ":now": _n(epoch_seconds(utc_now())),
-                },
+                Key={"session_id": _s(_checked(session_id))},
+                ConditionExpression="#user = :user",
+                ExpressionAttributeNames={"#user": "user_id"},
+                ExpressionAttributeValues={":user": _s(user_id)},
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -235,24 +258,12 @@ class SessionRepository:
         returning: str,
     ) -> dict[str, Any]:
         """UpdateItem that only applies to a live session owned by ``user_id``."""
-        if not SESSION_ID_PATTERN.fullmatch(session_id):
-            raise NotFound(_SESSION_NOT_FOUND)
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key={"session_id": _s(session_id)},
+                Key={"session_id": _s(_checked(session_id))},
                 UpdateExpression=expression,
-                ConditionExpression="#owner = :owner AND #alive > :epoch",
-                ExpressionAttributeNames={
-                    **names,
-                    "#owner": "user_id",
-                    "#alive": "expires_at",
-                },
-                ExpressionAttributeValues={
-                    **values,
-                    ":owner": _s(user_id),
-                    ":epoch": _n(epoch_seconds(utc_now())),
-                },
+                **_owned(user_id, names, values),
                 ReturnValues=returning,
             )
         except ClientError as error:
@@ -280,17 +291,19 @@ class MessageRepository:
         self._table = table
         self._signer = signer
 
-    def put(self, message: Message) -> None:
-        """Store a turn whose ``seq`` came from :meth:`SessionRepository.allocate`.
+    def put_request(self, message: Message) -> dict[str, Any]:
+        """A transaction item storing a turn at a ``seq`` reserved by
+        :meth:`SessionRepository.reserve`.
 
-        The condition makes a (buggy) reuse of a sequence number fail loudly instead of
-        overwriting a stored turn.
+        The condition makes a reuse of a sequence number fail instead of overwriting a turn.
         """
-        self._client.put_item(
-            TableName=self._table,
-            Item=_message_item(message),
-            ConditionExpression="attribute_not_exists(seq)",
-        )
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _message_item(message),
+                "ConditionExpression": "attribute_not_exists(seq)",
+            }
+        }
 
     def list(
         self, user_id: str, session_id: str, limit: int, next_token: str | None = None
@@ -464,23 +477,102 @@ class Store:
             ),
         )
 
-    def begin_turn(self, user_id: str, session_id: str, content: str) -> Message:
-        """Take a turn's two sequence numbers in one update and store the user's message at the
-        first; the answer belongs at ``seq + 1`` (ownership checked).
+    def begin_turn(self, user_id: str, session: Session, content: str) -> Message:
+        """Store the question and reserve its answer's slot: both or neither, and only in the
+        caller's live session.
 
-        Concurrent turns each get their own pair from the atomic counter, so none is lost.
+        One transaction updates the session (both sequence numbers, on the condition that its
+        count is still the one read, and the activity) and puts the question at the first
+        number. A concurrent turn that took numbers first cancels it, and the cancellation
+        carries the session as it is now, so the next attempt starts from its count; a deleted,
+        expired or foreign session is :class:`NotFound`. The answer goes at ``seq + 1``
+        (:meth:`finish_turn`), so ``message_count`` is the number of slots, each filled by a
+        question, an answer or a failure marker.
         """
-        seq = self.sessions.allocate(user_id, session_id, 2) - 1
-        message = Message(
-            session_id=session_id,
-            seq=seq,
-            message_id=str(uuid.uuid4()),
-            role="user",
-            content=content,
-            created_at=timestamp(utc_now()),
-        )
-        self.messages.put(message)
-        return message
+        seen = session.message_count
+        for attempt in range(TURN_ATTEMPTS):
+            question = Message(
+                session_id=session.session_id,
+                seq=seen + 1,
+                message_id=str(uuid.uuid4()),
+                role="user",
+                content=content,
+                created_at=timestamp(utc_now()),
+            )
+            items = [
+                self.sessions.reserve(user_id, session.session_id, seen, 2),
+                self.messages.put_request(question),
+            ]
+            current = self._transact(user_id, session.session_id, items)
+            if current is None:
+                return question
+            seen = current.message_count
+            _pause(attempt)
+        raise Throttled("too many concurrent turns in this session; retry later")
+
+    def finish_turn(self, user_id: str, message: Message) -> None:
+        """Store a turn's answer in its reserved slot, only while the session is the caller's
+        and live: a session deleted during the turn gets nothing, and the turn is
+        :class:`NotFound`.
+
+        Retried on transient failures, because the answer was paid for; a retry that finds its
+        own earlier attempt stored (the reply to it was lost) is done. The request token makes
+        botocore's own retries of one attempt idempotent too.
+        """
+        items = [
+            self.sessions.fence(user_id, message.session_id),
+            self.messages.put_request(message),
+        ]
+        for attempt in range(TURN_ATTEMPTS):
+            try:
+                if self._transact(user_id, message.session_id, items, message.message_id) is None:
+                    return
+            except _SlotTaken:
+                return
+            except (Throttled, ConnectionError, HTTPClientError):
+                if attempt == TURN_ATTEMPTS - 1:
+                    raise
+            _pause(attempt)
+        raise Throttled("the answer could not be stored; retry later")
+
+    def _transact(
+        self, user_id: str, session_id: str, items: list[dict[str, Any]], token: str = ""
+    ) -> Session | None:
+        """Run a transaction whose first item is the session's: None when it applied, else the
+        session as it is now (a concurrent turn moved it). A session that is gone, expired or
+        someone else's is :class:`NotFound`; a question's slot already filled is
+        :class:`_SlotTaken`."""
+        try:
+            self.sessions.client.transact_write_items(
+                TransactItems=items, **({"ClientRequestToken": token} if token else {})
+            )
+        except ClientError as error:
+            if error_code(error) != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons", [])
+            codes = [reason.get("Code") for reason in reasons]
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                return self._live(user_id, reasons[0].get("Item"))
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                raise _SlotTaken from None
+            if "ThrottlingError" in codes:
+                raise Throttled("DynamoDB throttled the turn; retry later") from None
+            if "TransactionConflict" in codes:
+                return self.sessions.get(user_id, session_id)
+            raise
+        return None
+
+    @staticmethod
+    def _live(user_id: str, item: Mapping[str, Any] | None) -> Session:
+        """The session a cancelled transaction saw, if it is still the caller's and live."""
+        current = _session(item) if item else None
+        if (
+            current is None
+            or current.user_id != user_id
+            or current.expires_at <= epoch_seconds(utc_now())
+        ):
+            raise NotFound(_SESSION_NOT_FOUND)
+        return current
 
     def delete_session(self, user_id: str, session_id: str) -> None:
         """Delete the session, then its turns.
@@ -490,6 +582,39 @@ class Store:
         """
         self.sessions.delete(user_id, session_id)
         self.messages.delete_all(session_id)
+
+
+class _SlotTaken(Exception):
+    """The message's sequence number is already stored (by an earlier attempt)."""
+
+
+def _pause(attempt: int) -> None:
+    """Jittered backoff between attempts at a contended session."""
+    time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.1)))  # noqa: S311 - not crypto
+
+
+def _checked(session_id: str) -> str:
+    """``session_id`` if it can name a session at all; anything else is simply not found."""
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise NotFound(_SESSION_NOT_FOUND)
+    return session_id
+
+
+def _owned(
+    user_id: str, names: dict[str, str], values: dict[str, Any], extra: str | None = None
+) -> dict[str, Any]:
+    """Condition parameters: the session exists, ``user_id`` owns it, it has not expired (and
+    ``extra`` holds)."""
+    condition = "#owner = :owner AND #alive > :epoch" + (f" AND {extra}" if extra else "")
+    return {
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {**names, "#owner": "user_id", "#alive": "expires_at"},
+        "ExpressionAttributeValues": {
+            **values,
+            ":owner": _s(user_id),
+            ":epoch": _n(epoch_seconds(utc_now())),
+        },
+    }
 
 
 def _required(signer: TokenSigner | None) -> TokenSigner:

@@ -36,6 +36,7 @@ from functions.shared.errors import (
     DomainError,
     NotFound,
     Throttled,
+    UpstreamError,
     translate,
 )
 from functions.shared.identity import user_id_from
@@ -46,6 +47,8 @@ from functions.websocket import frames
 from functions.websocket.sender import Poster, StreamSender
 
 MAX_SESSION_ID_CHARS = 128
+MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
+MAX_BODY_CHARS = MAX_MESSAGE_BYTES * 4 // 3 + 4  # the same, base64-encoded
 # Time kept back from the function's timeout to store the answer, post the last frames and
 # return: a few DynamoDB and management-API round trips, with retries.
 STOP_MARGIN_SECONDS = 2.0
@@ -160,13 +163,19 @@ def _time_left(context: LambdaContext) -> float:
 
 
 def parse(event: dict[str, Any]) -> SendMessage | Ping:
-    """The client's request, or :class:`BadRequest` for anything but the two known actions."""
+    """The client's request, or :class:`BadRequest` for anything but the two known actions.
+
+    Parsing is bounded: a body over API Gateway's 128 KB message limit is refused unread, and
+    JSON nested too deep for the parser is a bad request like any other malformed JSON.
+    """
+    body = event.get("body") or ""
+    if len(body) > MAX_BODY_CHARS:
+        raise BadRequest(f"the message must be at most {MAX_MESSAGE_BYTES // 1024} KB")
     try:
-        body = event.get("body") or ""
         if event.get("isBase64Encoded"):
             body = base64.b64decode(body, validate=True).decode("utf-8")
         payload = json.loads(body)
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         raise BadRequest("the message must be a JSON object") from None
     if not isinstance(payload, dict):
         raise BadRequest("the message must be a JSON object")
@@ -211,6 +220,8 @@ def _ws_code(error: DomainError) -> frames.ErrorCode:
         return "bad_request"
     if isinstance(error, Throttled):
         return "throttled"
+    if isinstance(error, UpstreamError):
+        return "upstream_error"
     return "internal"
 
 

@@ -111,10 +111,9 @@ def test_twenty_concurrent_turns_get_distinct_pairs_of_numbers(rest: Rest) -> No
     """Each turn takes its question's and its answer's number in one update."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     store = Store.from_settings(get_settings(MAIN.key))
+    session = store.sessions.get(USER_A, session_id)  # every turn starts from the same read
     with ThreadPoolExecutor(max_workers=20) as pool:
-        messages = list(
-            pool.map(lambda n: store.begin_turn(USER_A, session_id, f"m{n}"), range(20))
-        )
+        messages = list(pool.map(lambda n: store.begin_turn(USER_A, session, f"m{n}"), range(20)))
     assert sorted(message.seq for message in messages) == list(range(1, 41, 2))
     assert len(stored_messages(session_id)) == 20
     assert stored_session(session_id)["message_count"] == {"N": "40"}

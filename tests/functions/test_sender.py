@@ -99,18 +99,36 @@ def test_first_text_goes_out_at_once_and_text_meanwhile_is_coalesced() -> None:
 
 
 def test_text_frames_are_at_least_one_flush_interval_apart() -> None:
-    client = ScriptedClient()
+    """Measured on the sender's own clock: the reading it paced each text POST by is the last
+    one it took before that POST (a timestamp in the client could be taken a GIL switch
+    later)."""
+    readings: list[float] = []
+
+    def clock() -> float:
+        readings.append(time.monotonic())
+        return readings[-1]
+
+    class Stamping(ScriptedClient):
+        def __init__(self) -> None:
+            super().__init__()
+            self.paced_at: list[float] = []
+
+        def post_to_connection(self, ConnectionId: str, Data: bytes) -> None:
+            self.paced_at.append(readings[-1])
+            super().post_to_connection(ConnectionId=ConnectionId, Data=Data)
+
+    client = Stamping()
     interval = 0.15
-    sender, _ = _sender(client, interval)
+    poster = Poster(client, "conn-1")
+    sender = StreamSender(poster, partial(frames.chunks, "s", "m"), interval, clock=clock)
     with sender:
         for number in range(40):
             sender.write(f"w{number} ")
             time.sleep(0.01)
         time.sleep(2 * interval)  # the last text goes out by the interval, not by closing
-    text_posts = client.started  # every POST here is a chunk
     assert "".join(_texts(client.frames)) == "".join(f"w{n} " for n in range(40))
-    assert len(text_posts) < 40  # coalesced
-    gaps = [later - earlier for earlier, later in itertools.pairwise(text_posts)]
+    assert len(client.paced_at) < 40  # coalesced
+    gaps = [later - earlier for earlier, later in itertools.pairwise(client.paced_at)]
     assert min(gaps) >= interval
 
 

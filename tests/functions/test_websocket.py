@@ -286,16 +286,17 @@ def test_throttling_mid_stream_is_a_throttled_frame(
     assert frames[-1]["code"] == "throttled"
 
 
-def test_model_stream_failure_is_an_internal_frame(
+def test_model_stream_failure_is_an_upstream_error_frame(
     ws: WebSocket, rest: Rest, bedrock: BedrockFake
 ) -> None:
+    """The same code REST answers (502 upstream_error): the dependency failed, not our code."""
     bedrock.break_stream(after_chunks=1)
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     connection_id = ws.open()
     _send(ws, connection_id, session_id, "hi")
     frames = ws.frames(connection_id)
     assert frames[-1]["type"] == "error"
-    assert frames[-1]["code"] == "internal"
+    assert frames[-1]["code"] == "upstream_error"
     # The user's turn is kept; a broken answer is not stored, only a failure marker is.
     question, marker = stored_messages(session_id)
     assert question["role"]["S"] == "user"

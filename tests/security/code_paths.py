@@ -97,6 +97,18 @@ def _probe(operation: str, table: str) -> dict[str, Any]:
             "ExpressionAttributeValues": {":k": {"S": "iam-probe"}},
         },
         "BatchWriteItem": {"RequestItems": {table: [{"DeleteRequest": {"Key": key}}]}},
+        # No API of its own: IAM's action for a transaction's condition check.
+        "ConditionCheckItem": {
+            "TransactItems": [
+                {
+                    "ConditionCheck": {
+                        "TableName": table,
+                        "Key": key,
+                        "ConditionExpression": "attribute_not_exists(probe)",
+                    }
+                }
+            ]
+        },
     }
     assert operation in params, f"no probe for dynamodb:{operation}; add one to _probe"
     return params[operation]
@@ -116,8 +128,9 @@ def user_client(url: str, region: str, credentials: Credentials) -> BaseClient:
 def refusal(client: BaseClient, table: str, action: str) -> str:
     """Try DynamoDB ``action`` on ``table``: the error answered, or "" if it was allowed."""
     operation = action.removeprefix("dynamodb:")
+    api = "TransactWriteItems" if operation == "ConditionCheckItem" else operation
     try:
-        getattr(client, xform_name(operation))(**_probe(operation, table))
+        getattr(client, xform_name(api))(**_probe(operation, table))
     except ClientError as error:
         status = error.response["ResponseMetadata"]["HTTPStatusCode"]
         return f"{status} {error.response['Error'].get('Message', '')}"

@@ -30,6 +30,8 @@ from functions.shared.contract import TABLES
 from tests.security.synthesized import Statement
 from tests.support.moto_server import FAKE_CREDENTIAL, create_table
 
+TRANSACTION_ITEM_ACTIONS = ("PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem")
+
 _SERVER = """
 import logging, os, sys
 from moto.server import ThreadedMotoServer
@@ -96,6 +98,22 @@ def admin_client(service: str, url: str, region: str) -> BaseClient:
     )
 
 
+def _moto_aliases(statements: Sequence[Statement]) -> list[dict[str, Any]]:
+    """moto authorizes a transaction as the API name ``dynamodb:TransactWriteItems``, which IAM
+    has no action for: IAM authorizes each item under its own action. A user granted an item
+    action may therefore call the API here; which item actions the code uses, and that each is
+    granted, the recorded calls check (``recording.py`` records a transaction item by item)."""
+    granted = {action for statement in statements for action in statement.actions}
+    if granted & {f"dynamodb:{action}" for action in TRANSACTION_ITEM_ACTIONS}:
+        return [{"Effect": "Allow", "Action": "dynamodb:TransactWriteItems", "Resource": "*"}]
+    return []
+
+
+def moto_action(action: str) -> str:
+    """The action moto names when it refuses ``action`` (a transaction item's is the API's)."""
+    return "dynamodb:TransactWriteItems" if action == "dynamodb:ConditionCheckItem" else action
+
+
 def setup(
     url: str,
     region: str,
@@ -123,7 +141,7 @@ def setup(
 def _user(iam: BaseClient, name: str, statements: Sequence[Statement]) -> Credentials:
     document: dict[str, Any] = {
         "Version": "2012-10-17",
-        "Statement": [statement.widened for statement in statements],
+        "Statement": [statement.widened for statement in statements] + _moto_aliases(statements),
     }
     iam.create_user(UserName=name)
     iam.put_user_policy(

@@ -4,7 +4,10 @@ environment variables it reads.
 * Calls: a boto3 session whose event system has two hooks. ``before-parameter-build`` keeps a
   copy of the API parameters in the request context; ``before-call`` (same context, now with
   the URL) records the call. Clients copy their session's handlers when they are created, so
-  every client the functions create from this session records, whatever the service.
+  every client the functions create from this session records, whatever the service. A
+  ``TransactWriteItems`` is recorded as its items (``PutItem``, ``UpdateItem``,
+  ``DeleteItem``, ``ConditionCheckItem``, each with its own parameters), because IAM
+  authorizes a transaction item by item under those actions.
 * Environment reads: ``os.environ`` lookups (``[]``, ``get``, ``in``, ``os.getenv`` all end in
   ``__getitem__``) whose first caller outside ``os`` and ``collections.abc`` is a module under
   ``functions/``. Reads by boto3 or Powertools are theirs, not the code's.
@@ -29,6 +32,12 @@ from tests.security.synthesized import ROOT
 
 FUNCTIONS_DIR = ROOT / "functions"
 _PARAMS = "recorded-api-params"
+_TRANSACTION_ITEMS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 # Frames of the lookup itself; both modules are frozen in CPython 3.11+, hence the code objects.
 _PLUMBING = {
     os.getenv.__code__.co_filename,
@@ -46,15 +55,23 @@ def recording_session(calls: list[Call]) -> boto3.session.Session:
         context[_PARAMS] = copy.deepcopy(params)
 
     def record(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        calls.append(
-            Call(
-                service=model.service_model.service_name,
-                signing_name=model.service_model.signing_name,
-                operation=model.name,
-                params=context.get(_PARAMS, {}),
-                url=params.get("url", ""),
+        api_params = context.get(_PARAMS, {})
+        parts = (
+            [(_TRANSACTION_ITEMS[kind], body) for item in api_params["TransactItems"]
+             for kind, body in item.items()]
+            if model.name == "TransactWriteItems"
+            else [(model.name, api_params)]
+        )  # fmt: skip
+        for operation, operation_params in parts:
+            calls.append(
+                Call(
+                    service=model.service_model.service_name,
+                    signing_name=model.service_model.signing_name,
+                    operation=operation,
+                    params=operation_params,
+                    url=params.get("url", ""),
+                )
             )
-        )
 
     session.events.register("before-parameter-build", keep_params)
     session.events.register("before-call", record)

@@ -14,6 +14,7 @@ import pytest
 
 from functions.shared.contract import MAIN, WEBSOCKET, FunctionSpec
 from tests.security.code_paths import NEVER_GRANTED, Run
+from tests.security.enforcing_moto import moto_action
 from tests.security.iam import allows, request_arns
 from tests.security.synthesized import Stack
 
@@ -86,7 +87,7 @@ def test_actions_outside_the_policy_are_refused(run: Run) -> None:
     assert ("websocket", "dynamodb:BatchWriteItem") in run.refusals
     for (function, action), answer in run.refusals.items():
         assert answer.startswith("403 "), f"{function} was allowed {action}: {answer!r}"
-        assert f"is not authorized to perform: {action}" in answer, answer
+        assert f"is not authorized to perform: {moto_action(action)}" in answer, answer
 
 
 @parametrize_functions

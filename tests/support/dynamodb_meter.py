@@ -9,8 +9,9 @@ Rules applied (on-demand request units; provisioned capacity units are the same 
 * reads: ``GetItem`` the item's size, ``Query`` the summed size of the items it returns, each
   rounded up to 4 KB: 1 unit per 4 KB strongly consistent, 0.5 eventually consistent;
 * writes: ``PutItem``, ``UpdateItem`` and ``DeleteItem`` the larger of the item before and
-  after, rounded up to 1 KB, 1 unit per KB; ``BatchWriteItem`` the same per item; a
-  transaction twice that;
+  after, rounded up to 1 KB, 1 unit per KB; ``BatchWriteItem`` the same per item; every item
+  of a ``TransactWriteItems`` twice that, a ``ConditionCheck`` priced as a write of the
+  checked item (DynamoDB bills transactional items at 2 units per KB);
 * global secondary indexes (projection ALL): a write that changes an index key costs a delete
   of the old index entry and a put of the new one; a write that changes only other attributes
   of an indexed item costs one index write; each entry priced like the item.
@@ -101,6 +102,10 @@ def write_units(item_bytes: int) -> int:
     return max(math.ceil(item_bytes / WRITE_UNIT_BYTES), 1)
 
 
+def _transaction_items(body: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [next(iter(entry.items())) for entry in body["TransactItems"]]
+
+
 class CapacityMeter(LoopbackServer):
     """Forwards DynamoDB requests to ``upstream`` and prices each one; see the module docstring."""
 
@@ -168,6 +173,11 @@ class CapacityMeter(LoopbackServer):
         names = [schema.hash_key.name] + ([schema.range_key.name] if schema.range_key else [])
         return {name: item[name] for name in names}
 
+    def _transaction_key(self, kind: str, item: Mapping[str, Any]) -> dict[str, Any]:
+        if kind == "Put":
+            return self._key(item["TableName"], item["Item"])
+        return dict(item["Key"])
+
     def _request_key(self, table: str, request: Mapping[str, Any]) -> dict[str, Any]:
         if "PutRequest" in request:
             return self._key(table, request["PutRequest"]["Item"])
@@ -179,6 +189,11 @@ class CapacityMeter(LoopbackServer):
         if operation == "PutItem":
             table = body["TableName"]
             return [self._get(table, self._key(table, body["Item"]))]
+        if operation == "TransactWriteItems":
+            return [
+                self._get(item["TableName"], self._transaction_key(kind, item))
+                for kind, item in _transaction_items(body)
+            ]
         if operation == "BatchWriteItem":
             return [
                 self._get(table, self._request_key(table, request))
@@ -219,7 +234,25 @@ class CapacityMeter(LoopbackServer):
                         Priced(operation, table, 0, self._write_cost(table, next(olds), new))
                     )
             return priced
+        if operation == "TransactWriteItems":
+            return self._price_transaction(body, before)
         return [Priced(operation, body.get("TableName", ""), 0, 0)]
+
+    def _price_transaction(self, body: Mapping[str, Any], before: list[Any]) -> list[Priced]:
+        priced = []
+        for (kind, item), old in zip(_transaction_items(body), before, strict=True):
+            table = item["TableName"]
+            if kind == "ConditionCheck":
+                cost = write_units(item_size(old))
+            else:
+                new = (
+                    item["Item"] if kind == "Put"
+                    else self._get(table, item["Key"]) if kind == "Update"
+                    else None
+                )  # fmt: skip
+                cost = self._write_cost(table, old, new)
+            priced.append(Priced(f"TransactWriteItems.{kind}", table, 0, 2 * cost))
+        return priced
 
     def _write_cost(
         self, table: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None

@@ -91,3 +91,23 @@ def test_reads_are_priced_per_4_kb_and_halved_when_eventually_consistent(meter: 
     proxy.reset()
     client.get_item(TableName="m", Key={"session_id": {"S": "s1"}, "seq": {"N": "1"}})
     assert proxy.totals() == {"read_units": 0.5, "write_units": 0, "requests": {"GetItem": 1}}
+
+
+def test_transaction_items_cost_twice_and_condition_checks_count(meter: tuple) -> None:
+    proxy, client = meter
+    client.put_item(TableName="s", Item=_session("2026-01-01"))
+    proxy.reset()
+    client.transact_write_items(
+        TransactItems=[
+            {
+                "ConditionCheck": {
+                    "TableName": "s",
+                    "Key": {"session_id": {"S": "s1"}},
+                    "ConditionExpression": "attribute_exists(session_id)",
+                }
+            },
+            {"Put": {"TableName": "m", "Item": {"session_id": {"S": "s1"}, "seq": {"N": "1"}}}},
+        ]
+    )
+    # the 1.5 KB session checked: 2 x 2; the small message put: 2 x 1
+    assert proxy.totals()["write_units"] == 6
