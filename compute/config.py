@@ -33,11 +33,40 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 LAMBDA_NAME_MAX = 64
 ENV_PREFIX = "COMPUTE_"
+# RFC 6749 section 3.3: a scope token is printable ASCII without space, '"' or '\\'.
+SCOPE_PATTERN = r"^[\x21\x23-\x5B\x5D-\x7E]+$"
+CLIENT_ID = r"^[^\s,]{1,256}$"  # the authorizer reads a comma-separated list
+TENANT_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # Entra: a GUID
+JwtProvider = Literal["generic", "cognito", "okta", "entra", "identity_center"]
+ScopeList = list[Annotated[str, Field(pattern=SCOPE_PATTERN)]]
 # arn:aws:signer:<region>:<account>:/signing-profiles/<profile name>/<version>
 SIGNING_PROFILE_VERSION_ARN = (
     r"^arn:aws[a-z-]*:signer:[a-z]{2}(-[a-z]+)+-\d:\d{12}"
     r":/signing-profiles/\w{2,64}/[A-Za-z0-9]{10}$"
 )
+
+
+# The issuer forms each profile's tokens carry in `iss` (README, Identity providers).
+ISSUER_FORMS = {
+    "cognito": (
+        r"^https://cognito-idp\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com(\.cn)?/"
+        r"[a-z]{2}(-[a-z]+)+-\d_\w+$",
+        "https://cognito-idp.<region>.amazonaws.com/<user pool id> (no trailing slash)",
+    ),
+    "okta": (
+        r"^https://[^/\s]+/oauth2/[\w-]+$",
+        "https://<okta domain>/oauth2/<authorization server id> (a custom authorization server, "
+        "e.g. default; the org server's access tokens are for Okta's own APIs)",
+    ),
+    "entra": (
+        # Any cloud's host (login.microsoftonline.us, ...), but one tenant: a multi-tenant
+        # "common" or "organizations" URL is never a token's iss.
+        r"^https://[^/\s]+/[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}(/v2\.0|/)$",
+        "https://login.microsoftonline.com/<tenant id>/v2.0 (v2 tokens) or "
+        "https://sts.windows.net/<tenant id>/ (v1 tokens, with the trailing slash)",
+    ),
+}
+IDENTITY_CENTER_HOST = re.compile(r"^https://([\w-]+\.)*identitycenter\.amazonaws\.com(/|$)")
 
 
 class ConfigError(Exception):
@@ -136,6 +165,31 @@ class ComputeConfig(_Strict):
 
     # Switches added by the issues.
     jwks_url: str = ""
+    jwt_provider: JwtProvider = Field(
+        "generic",
+        description="claim mapping and provider checks of the authorizer (README, Identity "
+        "providers): generic, cognito, okta, entra or identity_center",
+    )
+    jwt_required_scopes: ScopeList = Field(
+        [], description="scopes every token must carry (in scope, or scp as string or list)"
+    )
+    jwt_read_scopes: ScopeList = Field(
+        [], description="extra scopes the read routes (contract.ROUTE_ACCESS) need"
+    )
+    jwt_chat_scopes: ScopeList = Field(
+        [], description="extra scopes the chat routes and WebSocket $connect need"
+    )
+    jwt_allowed_client_ids: list[Annotated[str, Field(pattern=CLIENT_ID)]] = Field(
+        [], description="when set, the token's client (client_id, cid, azp or appid) must be one"
+    )
+    jwt_allowed_tenant_ids: list[Annotated[str, Field(pattern=TENANT_ID)]] = Field(
+        [], description="entra only: when set, the token's tid must be one of these tenant GUIDs"
+    )
+    jwt_require_access_token_typ: bool = Field(
+        False,
+        description="require the RFC 9068 header typ at+jwt (off by default: Cognito and Entra "
+        "do not send it)",
+    )
     lambda_architecture: Literal["x86_64", "arm64"] = "x86_64"
     code_deployment_mode: Literal["bundled", "external"] = "bundled"
     authorizer_cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
@@ -192,6 +246,7 @@ class ComputeConfig(_Strict):
         self._check_names()
         self._check_remote_state()
         self._check_issuer()
+        self._check_jwt()
         self._check_origins()
         self._check_signing()
         return self
@@ -235,6 +290,41 @@ class ComputeConfig(_Strict):
             url = getattr(self, name)
             if url and not re.match(r"^https://[^\s/]+(/\S*)?$", url):
                 raise ValueError(f"{name} must be an https:// URL, got {url!r}")
+
+    def _check_jwt(self) -> None:
+        for name in (
+            "jwt_required_scopes",
+            "jwt_read_scopes",
+            "jwt_chat_scopes",
+            "jwt_allowed_client_ids",
+            "jwt_allowed_tenant_ids",
+        ):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists a value twice: {values}")
+        if self.jwt_allowed_tenant_ids and self.jwt_provider != "entra":
+            raise ValueError(
+                f"jwt_allowed_tenant_ids applies only to jwt_provider = 'entra' (tokens with a "
+                f"tid), not {self.jwt_provider!r}"
+            )
+        issuer = self.identity_center_issuer_url
+        if self.jwt_provider == "identity_center" and issuer and not self.jwt_audience:
+            raise ValueError(
+                "jwt_provider 'identity_center' needs jwt_audience: Identity Center matches the "
+                "trusted token issuer's tokens on aud, and so does this API"
+            )
+        if self.jwt_provider == "identity_center" and issuer and self.issuer_is_identity_center:
+            raise ValueError(
+                f"jwt_provider 'identity_center' takes the trusted token issuer's URL (Okta, "
+                f"Entra, Cognito...), not Identity Center's own {issuer!r} (README, Identity "
+                "Center)"
+            )
+        rule = ISSUER_FORMS.get(self.jwt_provider)
+        if issuer and rule and not re.match(rule[0], issuer):
+            raise ValueError(
+                f"identity_center_issuer_url for jwt_provider {self.jwt_provider!r} must look "
+                f"like {rule[1]}, got {issuer!r}"
+            )
 
     def _check_signing(self) -> None:
         if (
@@ -286,6 +376,11 @@ class ComputeConfig(_Strict):
         if function_key == WEBSOCKET.key and self.websocket_lambda_timeout is not None:
             return self.websocket_lambda_timeout
         return self.lambda_timeout
+
+    @property
+    def issuer_is_identity_center(self) -> bool:
+        """The issuer is an IAM Identity Center instance URL rather than an external IdP's."""
+        return bool(IDENTITY_CENTER_HOST.match(self.identity_center_issuer_url))
 
     @property
     def uses_code_signing(self) -> bool:

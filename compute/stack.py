@@ -40,6 +40,17 @@ NO_ISSUER_WARNING = (
     "{stack}: identity_center_issuer_url is empty, so the JWT authorizer denies every "
     "request. Set it in config/{env}.toml before real users arrive."
 )
+NO_AUDIENCE_WARNING = (
+    "{stack}: jwt_audience is empty while identity_center_issuer_url is set, so the JWT "
+    "authorizer of environment {env} accepts tokens {issuer} minted for any of its APIs and "
+    "clients (no aud check). Set jwt_audience in config/{env}.toml to this API's identifier."
+)
+IDENTITY_CENTER_ISSUER_WARNING = (
+    "{stack}: identity_center_issuer_url {issuer} is IAM Identity Center itself. AWS documents no "
+    "OIDC discovery or JWKS there for other APIs, and its CreateTokenWithIAM tokens are meant for "
+    "AWS services; if discovery fails the authorizer denies every request. Configure the trusted "
+    "token issuer (Okta, Entra, Cognito...) instead (README, Identity Center)."
+)
 UNSIGNED_CODE_WARNING = (
     "{stack}: code_signing_policy is Enforce, so Lambda rejects the unsigned packages "
     "Terraform deploys ({mode} mode): deploy packages signed by the configured profiles "
@@ -167,6 +178,20 @@ class ComputeStack(TerraformStack):
         self._outputs()
         if not config.identity_center_issuer_url:
             self._warn(NO_ISSUER_WARNING.format(stack=config.stack_name, env=config.environment))
+        elif not config.jwt_audience:
+            self._warn(
+                NO_AUDIENCE_WARNING.format(
+                    stack=config.stack_name,
+                    env=config.environment,
+                    issuer=config.identity_center_issuer_url,
+                )
+            )
+        if config.issuer_is_identity_center:
+            self._warn(
+                IDENTITY_CENTER_ISSUER_WARNING.format(
+                    stack=config.stack_name, issuer=config.identity_center_issuer_url
+                )
+            )
         if config.uses_code_signing and config.code_signing_policy == "Enforce":
             self._warn(
                 UNSIGNED_CODE_WARNING.format(
@@ -254,6 +279,13 @@ class ComputeStack(TerraformStack):
             Env.JWT_ISSUER: config.identity_center_issuer_url,
             Env.JWT_AUDIENCE: config.jwt_audience,
             Env.JWKS_URL: config.jwks_url,
+            Env.JWT_PROVIDER: config.jwt_provider,
+            Env.JWT_REQUIRED_SCOPES: " ".join(config.jwt_required_scopes),
+            Env.JWT_READ_SCOPES: " ".join(config.jwt_read_scopes),
+            Env.JWT_CHAT_SCOPES: " ".join(config.jwt_chat_scopes),
+            Env.JWT_ALLOWED_CLIENT_IDS: ",".join(config.jwt_allowed_client_ids),
+            Env.JWT_ALLOWED_TENANT_IDS: ",".join(config.jwt_allowed_tenant_ids),
+            Env.JWT_REQUIRE_ACCESS_TOKEN_TYP: str(config.jwt_require_access_token_typ).lower(),
             Env.POWERTOOLS_SERVICE_NAME: config.project_name,
             Env.POWERTOOLS_METRICS_NAMESPACE: config.project_name,
         }

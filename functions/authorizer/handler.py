@@ -1,6 +1,7 @@
 """Lambda entry point (``contract.AUTHORIZER.handler``) for REST and WebSocket authorization.
 
-Valid token: an Allow policy for the whole API stage, with ``principalId`` = ``sub`` and the
+Valid token: an Allow policy for the whole API stage (or, with per-route scopes, for exactly
+the routes the token's scopes open), with ``principalId`` = the profile's user id and the
 identity in the context. Anything else: ``raise Exception("Unauthorized")``, the one error API
 Gateway turns into a 401 (any other exception would be a 500), after logging why.
 """
@@ -12,15 +13,26 @@ import logging
 import os
 from typing import Any
 
-from functions.authorizer.errors import Denied
+from functions.authorizer.errors import Denied, InvalidToken
 from functions.authorizer.events import AuthorizerRequest
 from functions.authorizer.logs import log
-from functions.authorizer.policy import build_policy
+from functions.authorizer.policy import ROUTE_PATTERNS, MethodArn, build_policy
 from functions.authorizer.settings import Settings
-from functions.authorizer.verifier import TokenVerifier
-from functions.shared.contract import Env
+from functions.authorizer.verifier import Identity, TokenVerifier
+from functions.shared.contract import WEBSOCKET_CONNECT_ACCESS, Env
 
-SETTINGS_VARIABLES = (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL)
+SETTINGS_VARIABLES = (
+    Env.JWT_ISSUER,
+    Env.JWT_AUDIENCE,
+    Env.JWKS_URL,
+    Env.JWT_PROVIDER,
+    Env.JWT_REQUIRED_SCOPES,
+    Env.JWT_READ_SCOPES,
+    Env.JWT_CHAT_SCOPES,
+    Env.JWT_ALLOWED_CLIENT_IDS,
+    Env.JWT_ALLOWED_TENANT_IDS,
+    Env.JWT_REQUIRE_ACCESS_TOKEN_TYP,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,11 +52,11 @@ def _current_verifier() -> TokenVerifier:
 
 
 @functools.lru_cache(maxsize=1)
-def _verifier_from(issuer: str, audience: str, jwks_url: str) -> TokenVerifier:
+def _verifier_from(*values: str) -> TokenVerifier:
     """Parsing and checking the settings (URLs, loopback addresses) is not free, and Lambda
     never changes them: only a new raw value builds a new ``Settings``. A bad value raises,
     and exceptions are not cached, so it is reported on every invocation."""
-    environ = dict(zip(SETTINGS_VARIABLES, (issuer, audience, jwks_url), strict=True))
+    environ = dict(zip(SETTINGS_VARIABLES, values, strict=True))
     return verifier_for(Settings.from_env(environ))
 
 
@@ -53,12 +65,44 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
     try:
         request = AuthorizerRequest.from_event(event)
-        identity = _current_verifier().verify(request.token)
+        verifier = _current_verifier()
+        identity = verifier.verify(request.token)
+        resource = _resource(request.method_arn, identity, verifier.settings)
     except Exception as error:  # every failure, expected or not, must be a plain 401
         _log_denial(error, request_id)
         raise Exception("Unauthorized") from None
-    log(logging.INFO, "allowed", request_id=request_id, principal_id=identity.subject)
-    return build_policy(identity.subject, request.method_arn.stage_wildcard(), identity.context())
+    log(logging.INFO, "allowed", request_id=request_id, principal_id=identity.user_id)
+    return build_policy(identity.user_id, resource, identity.context())
+
+
+def _resource(method_arn: MethodArn, identity: Identity, settings: Settings) -> str | list[str]:
+    """What the Allow covers: the whole stage, unless per-route scopes are configured and the
+    token lacks some of them.
+
+    WebSocket: only ``$connect`` is authorized, so a token without the connect scopes is denied.
+    REST: the policy lists exactly the routes whose scopes the token carries, whichever route
+    was asked for, so API Gateway's cached policy (keyed by the token alone) gives the same
+    answer for every route: 403 for a route the token may not call, Allow for the others. A token
+    that may call no route at all is denied.
+    """
+    route_scopes = settings.route_scopes
+    stage = method_arn.stage_wildcard()
+    if not route_scopes:
+        return stage
+    if method_arn.is_websocket:
+        needed = route_scopes.get(WEBSOCKET_CONNECT_ACCESS, ())
+        if not identity.has_scopes(needed):
+            raise InvalidToken(f"token lacks the connect scopes {list(needed)}")
+        return stage
+    lacking = [kind for kind, scopes in route_scopes.items() if not identity.has_scopes(scopes)]
+    if not lacking:
+        return stage
+    allowed = [kind for kind in ROUTE_PATTERNS if kind not in lacking]
+    if not allowed:
+        raise InvalidToken(f"token lacks the scopes of every route ({lacking})")
+    if method_arn.access_kind() not in allowed:
+        log(logging.INFO, "the route needs more scopes: not in the policy", route=method_arn.route)
+    return method_arn.routes_of(allowed)
 
 
 def _log_denial(error: Exception, request_id: str | None) -> None:

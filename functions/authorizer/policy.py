@@ -8,6 +8,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.authorizer.errors import MalformedEvent
+from functions.shared.contract import REST_ROUTES, ROUTE_ACCESS
+
+_PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
+
+
+def _route_patterns() -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
+    """Per kind of access: each authorized REST route as a policy resource suffix
+    (``GET/api/v1/sessions/*``) and the regex that matches its concrete method ARN routes."""
+    kinds: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    for route in REST_ROUTES:
+        if not route.authorized:
+            continue
+        kind = ROUTE_ACCESS[(route.method, route.path)]
+        path = route.full_path.removeprefix("/")
+        resource = f"{route.method}/{_PLACEHOLDER.sub('*', path)}"
+        regex = "[^/]+".join(map(re.escape, _PLACEHOLDER.split(f"{route.method}/{path}")))
+        kinds.setdefault(kind, []).append((resource, re.compile(regex)))
+    return {kind: tuple(routes) for kind, routes in kinds.items()}
+
+
+ROUTE_PATTERNS = _route_patterns()
 
 _METHOD_ARN = re.compile(
     r"arn:(?P<partition>aws[a-z-]*):execute-api:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -54,9 +75,34 @@ class MethodArn:
         )
         return base if self.is_websocket else base + "/*"
 
+    def access_kind(self) -> str | None:
+        """The ``contract.ROUTE_ACCESS`` kind of this REST route, None if it is no known route."""
+        for kind, routes in ROUTE_PATTERNS.items():
+            if any(regex.fullmatch(self.route) for _, regex in routes):
+                return kind
+        return None
 
-def build_policy(principal_id: str, resource: str, context: Mapping[str, str]) -> dict[str, Any]:
-    """Build an Allow of ``execute-api:Invoke`` on ``resource``.
+    def routes_of(self, kinds: list[str]) -> list[str]:
+        """Policy resources for every REST route of these kinds on this API stage.
+
+        A cached decision must hold for any route: API Gateway caches a TOKEN authorizer's
+        policy by token alone, then checks each later request's method ARN against it. Listing
+        exactly the routes the token may call (rather than the stage) keeps a cached allow for a
+        read route from opening a chat route. ``*`` stands for one path parameter; read
+        resources all start ``GET/`` and chat ones never do, so no ``*`` crosses kinds (the
+        tests check every route against every policy).
+        """
+        base = (
+            f"arn:{self.partition}:execute-api:{self.region}:{self.account}:"
+            f"{self.api_id}/{self.stage}/"
+        )
+        return [base + resource for kind in kinds for resource, _ in ROUTE_PATTERNS[kind]]
+
+
+def build_policy(
+    principal_id: str, resource: str | list[str], context: Mapping[str, str]
+) -> dict[str, Any]:
+    """Build an Allow of ``execute-api:Invoke`` on ``resource`` (one ARN pattern or several).
 
     There is no Deny counterpart: a denial is ``raise Exception("Unauthorized")``, which API
     Gateway answers with 401.

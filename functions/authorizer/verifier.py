@@ -1,4 +1,5 @@
-"""Token verification: signature, algorithm, issuer, audience, lifetime and subject."""
+"""Token verification: signature, algorithm, issuer, lifetime, token kind, audience, subject,
+client, tenant and scopes, and the identity the provider's profile maps the claims to."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import binascii
 import json
 import re
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,9 @@ from functions.authorizer.keys import (
     Clock,
     JwksStore,
 )
+from functions.authorizer.profiles import ACCESS_TOKEN_TYPS, ACCESS_TOKEN_USE
 from functions.authorizer.settings import Settings
+from functions.shared.contract import AuthorizerContext as Ctx
 
 LEEWAY_SECONDS = 60  # clock skew allowed on exp, nbf and iat
 # Real access and ID tokens are a few KB; API Gateway caps headers near 10 KB anyway. Anything
@@ -31,46 +35,97 @@ REQUIRED_CLAIMS = ("exp", "iss", "sub")
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # First present claim wins: Cognito access tokens, Cognito ID tokens, then the OIDC standard.
 USERNAME_CLAIMS = ("username", "cognito:username", "preferred_username")
+# Our bound on each list or scope value in the authorizer context (API Gateway passes the
+# context to the backend in the request; Entra alone can send 200 group ids). Items that do
+# not fit are dropped whole and the field is named in the context's `truncated`.
+MAX_CONTEXT_FIELD_CHARS = 2048
 
 
 @dataclass(frozen=True)
 class Identity:
     """Who a verified token speaks for, as handed to the backend in the authorizer context."""
 
+    user_id: str
     subject: str
     email: str | None = None
     username: str | None = None
-    scope: str | None = None
+    scopes: tuple[str, ...] = ()  # the profile's scope claims, for the context
+    permissions: frozenset[str] = frozenset()  # what required scopes are checked against
+    client_id: str | None = None
+    tenant_id: str | None = None
+    groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
 
-    @classmethod
-    def from_claims(cls, claims: dict[str, Any]) -> Identity:
-        """Map verified claims; optional ones are kept only when they are non-empty strings."""
-        return cls(
-            subject=claims["sub"],
-            email=_text(claims.get("email")),
-            username=next(filter(None, (_text(claims.get(c)) for c in USERNAME_CLAIMS)), None),
-            scope=_scope(claims),
-        )
+    def has_scopes(self, scopes: Iterable[str]) -> bool:
+        return self.permissions.issuperset(scopes)
 
     def context(self) -> dict[str, str]:
-        """The API Gateway authorizer context: ``user_id`` plus the optional fields present."""
-        optional = {"email": self.email, "username": self.username, "scope": self.scope}
-        return {"user_id": self.subject} | {k: v for k, v in optional.items() if v is not None}
+        """The API Gateway authorizer context (``contract.AuthorizerContext``): strings only,
+        ``user_id`` plus the optional fields present."""
+        context = {Ctx.USER_ID: self.user_id}
+        truncated = []
+        optional = {
+            Ctx.SUBJECT: self.subject if self.subject != self.user_id else None,
+            Ctx.EMAIL: self.email,
+            Ctx.USERNAME: self.username,
+            Ctx.CLIENT_ID: self.client_id,
+            Ctx.TENANT_ID: self.tenant_id,
+        }
+        context.update({k: v[:MAX_CONTEXT_FIELD_CHARS] for k, v in optional.items() if v})
+        if self.scopes:
+            kept = _fit(self.scopes, " ".join)
+            context[Ctx.SCOPE] = " ".join(kept)
+            if len(kept) < len(self.scopes):
+                truncated.append(Ctx.SCOPE)
+        for name, items in ((Ctx.GROUPS, self.groups), (Ctx.ROLES, self.roles)):
+            if items:
+                kept = _fit(items, _json_list)
+                context[name] = _json_list(kept)
+                if len(kept) < len(items):
+                    truncated.append(name)
+        if truncated:
+            context[Ctx.TRUNCATED] = " ".join(truncated)
+        return context
+
+
+def _json_list(items: Sequence[str]) -> str:
+    return json.dumps(list(items), ensure_ascii=False, separators=(",", ":"))
+
+
+def _fit(items: Sequence[str], render: Callable[[Sequence[str]], str]) -> Sequence[str]:
+    """The longest prefix of ``items`` whose rendering fits ``MAX_CONTEXT_FIELD_CHARS``."""
+    if len(render(items)) <= MAX_CONTEXT_FIELD_CHARS:
+        return items
+    kept: list[str] = []
+    for item in items:
+        if len(render([*kept, item])) > MAX_CONTEXT_FIELD_CHARS:
+            break
+        kept.append(item)
+    return kept
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _scope(claims: dict[str, Any]) -> str | None:
-    """OAuth ``scope`` (space-separated), else ``scp`` (a string, or a list as Okta/Entra send)."""
-    scope = _text(claims.get("scope"))
-    if scope:
-        return scope
-    scp = claims.get("scp")
-    if isinstance(scp, list):
-        return _text(" ".join(item for item in scp if isinstance(item, str) and item))
-    return _text(scp)
+def _first_text(claims: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    return next(filter(None, (_text(claims.get(name)) for name in names)), None)
+
+
+def _strings(claims: dict[str, Any], names: tuple[str, ...], *, split: bool) -> tuple[str, ...]:
+    """The union, in order, of claims that are strings (space-separated when ``split``: OAuth
+    ``scope``, Entra's ``scp``) or lists of strings (Okta's ``scp``, ``groups``, ``roles``)."""
+    found: dict[str, None] = {}
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str):
+            items = value.split() if split else [value]
+        elif isinstance(value, list):
+            items = [item for item in value if isinstance(item, str)]
+        else:
+            continue
+        found.update(dict.fromkeys(item for item in items if item.strip()))
+    return tuple(found)
 
 
 def _unverified_header(token: str) -> dict[str, Any]:
@@ -113,22 +168,32 @@ class TokenVerifier:
             raise InvalidToken(f"token is {len(token)} characters, over {MAX_TOKEN_CHARS}")
         if not _COMPACT_JWS.fullmatch(token):
             raise InvalidToken("token is not a compact JWS (three base64url segments)")
-        kid = self._kid(token)
+        kid = self._kid(_unverified_header(token))
         claims = self._decode(token, self._keys.signing_key(kid))
-        self._check_audience(claims)
+        self._check_token_use(claims)
         if not isinstance(claims["sub"], str) or not claims["sub"].strip():
             raise InvalidToken("sub is empty")
-        return Identity.from_claims(claims)
+        identity = self._identity(claims)
+        self._check_audience(claims, identity.client_id)
+        self._check_client(identity.client_id)
+        self._check_tenant(identity.tenant_id)
+        missing = [s for s in self.settings.required_scopes if s not in identity.permissions]
+        if missing:
+            raise InvalidToken(f"token lacks the required scopes {missing}")
+        return identity
 
-    @staticmethod
-    def _kid(token: str) -> str:
-        """The header's ``kid``, after refusing any algorithm outside the allow-list."""
-        header = _unverified_header(token)
+    def _kid(self, header: dict[str, Any]) -> str:
+        """The header's ``kid``, after refusing any algorithm outside the allow-list (and, when
+        required, any ``typ`` other than RFC 9068's access-token type)."""
         if header.get("alg") not in ALGORITHMS:
             raise InvalidToken(f"algorithm {header.get('alg')!r} is not allowed")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("header has no kid")
+        if self.settings.require_access_token_typ:
+            typ = header.get("typ")
+            if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPS:
+                raise InvalidToken(f"typ {str(typ)[:40]!r} is not at+jwt: not an access token")
         return kid
 
     def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
@@ -146,22 +211,77 @@ class TokenVerifier:
                 leeway=LEEWAY_SECONDS,
                 options={
                     "require": list(REQUIRED_CLAIMS),
-                    "verify_aud": False,  # checked below: `aud` or an access token's `client_id`
+                    "verify_aud": False,  # checked below: `aud`, or the client when it has none
                     "enforce_minimum_key_length": True,
                 },
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(f"{type(error).__name__}: {error}") from None
 
-    def _check_audience(self, claims: dict[str, Any]) -> None:
-        """With an audience configured, ``aud`` must contain it or ``client_id`` must equal it.
+    def _check_token_use(self, claims: dict[str, Any]) -> None:
+        """Cognito says what a token is for in ``token_use``: only ``access`` is a bearer token
+        (an ID token names the client as its audience, so it would pass the audience check)."""
+        if "token_use" in claims:
+            if claims["token_use"] != ACCESS_TOKEN_USE:
+                raise InvalidToken(f"token_use {str(claims['token_use'])[:20]!r} is not access")
+        elif self.settings.profile.token_use_required:
+            raise InvalidToken("token has no token_use (profile cognito requires access)")
 
-        Cognito access tokens carry no ``aud``, only the app client in ``client_id``.
+    def _identity(self, claims: dict[str, Any]) -> Identity:
+        """Map verified claims through the profile; optional ones are kept only when they are
+        non-empty strings (or lists of them)."""
+        profile = self.settings.profile
+        user_id = _first_text(claims, profile.user_id_claims)
+        if user_id is None or not user_id.strip():
+            raise InvalidToken(f"token has no user id ({' or '.join(profile.user_id_claims)})")
+        client_id = _first_text(claims, profile.client_claims)
+        if client_id is None and profile.client_required:
+            names = " or ".join(profile.client_claims)
+            raise InvalidToken(f"token has no {names}: not a {profile.name} access token")
+        tenant = None
+        if profile.tenant_claim is not None:
+            tenant = _text(claims.get(profile.tenant_claim))
+            if tenant is None:
+                raise InvalidToken(f"token has no {profile.tenant_claim} (tenant)")
+        return Identity(
+            user_id=user_id,
+            subject=claims["sub"],
+            email=_text(claims.get("email")),
+            username=_first_text(claims, USERNAME_CLAIMS),
+            scopes=_strings(claims, profile.scope_claims, split=True),
+            permissions=frozenset(_strings(claims, profile.permission_claims, split=True)),
+            client_id=client_id,
+            tenant_id=tenant,
+            groups=_strings(claims, profile.group_claims, split=False),
+            roles=_strings(claims, profile.role_claims, split=False),
+        )
+
+    def _check_audience(self, claims: dict[str, Any], client_id: str | None) -> None:
+        """With an audience configured, ``aud`` (a string or a list) must contain it.
+
+        Only a token without ``aud`` may name us through its client instead (``client_id``, or
+        the profile's equivalent): Cognito access tokens carry no ``aud``, only the app client.
+        A token whose ``aud`` names another API is for that API, whoever its client is.
         """
         audience = self.settings.audience
         if audience is None:
             return
-        aud = claims.get("aud")
-        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if audience not in audiences and claims.get("client_id") != audience:
-            raise InvalidToken("token is not meant for this audience")
+        if "aud" in claims:
+            aud = claims["aud"]
+            audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+            if audience not in audiences:
+                raise InvalidToken("token is not meant for this audience")
+        elif self.settings.profile.aud_required:
+            raise InvalidToken(f"token has no aud (profile {self.settings.provider} requires one)")
+        elif client_id != audience:
+            raise InvalidToken("token has no aud and its client is not this audience")
+
+    def _check_client(self, client_id: str | None) -> None:
+        allowed = self.settings.allowed_client_ids
+        if allowed is not None and client_id not in allowed:
+            raise InvalidToken(f"client {str(client_id)[:64]!r} is not allowed")
+
+    def _check_tenant(self, tenant_id: str | None) -> None:
+        allowed = self.settings.allowed_tenant_ids
+        if allowed is not None and tenant_id not in allowed:
+            raise InvalidToken(f"tenant {str(tenant_id)[:64]!r} is not allowed")

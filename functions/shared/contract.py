@@ -27,6 +27,14 @@ class Env:
     JWT_ISSUER = "JWT_ISSUER"
     JWT_AUDIENCE = "JWT_AUDIENCE"
     JWKS_URL = "JWKS_URL"
+    JWT_PROVIDER = "JWT_PROVIDER"  # claim mapping profile: generic, cognito, okta, entra, ...
+    JWT_REQUIRED_SCOPES = "JWT_REQUIRED_SCOPES"  # space-separated; every token needs them all
+    JWT_READ_SCOPES = "JWT_READ_SCOPES"  # space-separated; needed by the READ routes
+    JWT_CHAT_SCOPES = "JWT_CHAT_SCOPES"  # space-separated; needed by the CHAT routes, $connect
+    JWT_ALLOWED_CLIENT_IDS = "JWT_ALLOWED_CLIENT_IDS"  # comma-separated; empty: any client
+    JWT_ALLOWED_TENANT_IDS = "JWT_ALLOWED_TENANT_IDS"  # comma-separated; empty: any tenant
+    # "true": the JOSE typ must be at+jwt (RFC 9068)
+    JWT_REQUIRE_ACCESS_TOKEN_TYP = "JWT_REQUIRE_ACCESS_TOKEN_TYP"  # noqa: S105 - a name
     # Read by Powertools itself.
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -172,7 +180,18 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.POWERTOOLS_SERVICE_NAME,
         Env.POWERTOOLS_METRICS_NAMESPACE,
     ),
-    AUTHORIZER.key: (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL),
+    AUTHORIZER.key: (
+        Env.JWT_ISSUER,
+        Env.JWT_AUDIENCE,
+        Env.JWKS_URL,
+        Env.JWT_PROVIDER,
+        Env.JWT_REQUIRED_SCOPES,
+        Env.JWT_READ_SCOPES,
+        Env.JWT_CHAT_SCOPES,
+        Env.JWT_ALLOWED_CLIENT_IDS,
+        Env.JWT_ALLOWED_TENANT_IDS,
+        Env.JWT_REQUIRE_ACCESS_TOKEN_TYP,
+    ),
 }
 
 CONNECTION_TTL_SECONDS = 2 * 3600 + 10 * 60
@@ -181,3 +200,37 @@ DEFAULT_SESSION_TTL_DAYS = 30
 # context, at a bounded price (see the README's "History budget").
 DEFAULT_HISTORY_BUDGET_TOKENS = 12_000
 DEFAULT_STREAM_FLUSH_INTERVAL_MS = 100
+
+
+class AuthorizerContext:
+    """Keys of the context the JWT authorizer returns; API Gateway hands it to the functions in
+    ``requestContext.authorizer``. Values are strings (API Gateway allows no lists or objects):
+    ``scope`` is space-separated, ``groups`` and ``roles`` are JSON lists of strings."""
+
+    USER_ID = "user_id"  # the profile's stable user id (``sub``; ``oid`` for Entra)
+    SUBJECT = "subject"  # the token's ``sub``, when it is not the user id
+    EMAIL = "email"
+    USERNAME = "username"
+    SCOPE = "scope"
+    CLIENT_ID = "client_id"  # client_id, cid, azp or appid, per profile
+    TENANT_ID = "tenant_id"  # Entra's tid
+    GROUPS = "groups"
+    ROLES = "roles"
+    TRUNCATED = "truncated"  # space-separated names of the fields cut to fit the limits
+
+
+# Per-route scopes: which kind of access each authorized route needs. JWT_READ_SCOPES guard
+# READ, JWT_CHAT_SCOPES guard CHAT (everything that changes data or talks to the model).
+READ = "read"
+CHAT = "chat"
+ROUTE_ACCESS: dict[tuple[str, str], str] = {
+    ("GET", "/sessions"): READ,
+    ("POST", "/sessions"): CHAT,
+    ("GET", "/sessions/{session_id}"): READ,
+    ("PATCH", "/sessions/{session_id}"): CHAT,
+    ("DELETE", "/sessions/{session_id}"): CHAT,
+    ("GET", "/sessions/{session_id}/messages"): READ,
+    ("POST", "/sessions/{session_id}/messages"): CHAT,
+    ("GET", "/knowledge-bases"): READ,
+}
+WEBSOCKET_CONNECT_ACCESS = CHAT  # a WebSocket connection exists to chat

@@ -105,7 +105,18 @@ def test_environment_values_come_from_the_stack(dev: Synth) -> None:
     stage = ref(dev, "aws_apigatewayv2_stage", "invoke_url", name="v1")
     assert ws[Env.WEBSOCKET_CALLBACK_URL] == f'${{replace({stage[2:-1]}, "wss://", "https://")}}'
     auth = function(dev, AUTHORIZER.suffix)["environment"]["variables"]
-    assert auth == {Env.JWT_ISSUER: "", Env.JWT_AUDIENCE: "", Env.JWKS_URL: ""}
+    assert auth == {
+        Env.JWT_ISSUER: "",
+        Env.JWT_AUDIENCE: "",
+        Env.JWKS_URL: "",
+        Env.JWT_PROVIDER: "generic",
+        Env.JWT_REQUIRED_SCOPES: "",
+        Env.JWT_READ_SCOPES: "",
+        Env.JWT_CHAT_SCOPES: "",
+        Env.JWT_ALLOWED_CLIENT_IDS: "",
+        Env.JWT_ALLOWED_TENANT_IDS: "",
+        Env.JWT_REQUIRE_ACCESS_TOKEN_TYP: "false",
+    }
 
 
 def test_no_issuer_prints_a_warning(

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from functions.authorizer.handler import handler
+from functions.shared.contract import Env
 from tests.functions.authorizer.helpers import (
     bearer_event,
     connect_event,
@@ -133,6 +134,7 @@ claim_changes = {
     "sub": st.sampled_from(["", "  ", None]) | json_values,
     "aud": st.sampled_from([[AUDIENCE, "x"], "other", None]) | json_values,
     "client_id": st.sampled_from([AUDIENCE, "other"]) | json_values,
+    "token_use": st.sampled_from(["access", "id", "refresh"]) | json_values,
     "exp": at([-30, -90, -600, None]) | json_values,
     "nbf": at([-600, 30, 90, 600]),
     "iat": at([30, 90, 600, None]),
@@ -205,7 +207,11 @@ def test_forged_tokens_never_get_an_allow(
 
 
 def expected_outcome(claims: dict[str, Any], issuer: str) -> str:
-    """An independent statement of the rules, to check the authorizer against."""
+    """An independent statement of the rules, to check the authorizer against.
+
+    The audience: ``aud`` (a string or a list) must contain it; only a token without ``aud`` may
+    name it in ``client_id``. A ``token_use`` other than ``access`` is never a bearer token.
+    """
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     exp = claims.get("exp")
@@ -213,7 +219,8 @@ def expected_outcome(claims: dict[str, Any], issuer: str) -> str:
     now = time.time()
     valid = (
         claims.get("iss") == issuer
-        and (AUDIENCE in audiences or claims.get("client_id") == AUDIENCE)
+        and (AUDIENCE in audiences if "aud" in claims else claims.get("client_id") == AUDIENCE)
+        and claims.get("token_use", "access") == "access"
         and isinstance(sub, str)
         and bool(sub.strip())
         and type(exp) in (int, float)
@@ -235,5 +242,136 @@ def test_issuer_signed_tokens_are_allowed_exactly_when_the_claims_are_valid(
 
     expected = expected_outcome(claims, env.url)
     event(expected)  # `pytest --hypothesis-show-statistics` shows both outcomes are exercised
+
+    assert outcome(bearer_event(token), logs) == expected
+
+
+# --- profiles, scopes, clients, tenants and typ --------------------------------------------------
+
+CHAT_SCOPE = "assistant/chat"
+CLIENTS = ("web", "cli")
+TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+# An independent statement of each profile: where the user id, client, permissions and tenant
+# are, and what the profile requires.
+PROFILE_RULES: dict[str, dict[str, Any]] = {
+    "generic": {"user": ("sub",), "client": ("client_id", "azp", "cid", "appid"),
+                "permissions": ("scope", "scp")},
+    "cognito": {"user": ("sub",), "client": ("client_id",), "permissions": ("scope",),
+                "token_use": True, "client_required": True},
+    "okta": {"user": ("uid", "sub"), "client": ("cid",), "permissions": ("scp",),
+             "client_required": True},
+    "entra": {"user": ("oid",), "client": ("azp", "appid"), "permissions": ("scp", "roles"),
+              "client_required": True, "tenant": "tid"},
+    "identity_center": {"user": ("sub",), "client": ("client_id", "azp", "cid", "appid"),
+                        "permissions": ("scope", "scp"), "aud_required": True},
+}  # fmt: skip
+VALID_FOR = {
+    "generic": {"client_id": "web", "scope": f"openid {CHAT_SCOPE}"},
+    "cognito": {"client_id": "web", "scope": CHAT_SCOPE, "token_use": "access"},
+    "okta": {"cid": "web", "scp": [CHAT_SCOPE], "uid": "00u1"},
+    "entra": {"azp": "web", "scp": f"{CHAT_SCOPE} other", "oid": "oid-1", "tid": TENANT},
+    "identity_center": {"client_id": "web", "scope": CHAT_SCOPE},
+}
+scope_values = (
+    st.sampled_from([CHAT_SCOPE, f"a {CHAT_SCOPE}", [CHAT_SCOPE], ["x", CHAT_SCOPE], "chat", []])
+    | json_values
+)
+client_values = st.sampled_from([*CLIENTS, "foreign", AUDIENCE]) | json_values
+profile_changes = {
+    "aud": st.sampled_from([[AUDIENCE, "x"], "other", None]) | json_values,
+    "sub": st.sampled_from(["", None, "user-9"]) | json_values,
+    "token_use": st.sampled_from(["access", "id", None]) | json_values,
+    "client_id": client_values,
+    "azp": client_values,
+    "cid": client_values,
+    "appid": client_values,
+    "scope": scope_values,
+    "scp": scope_values,
+    "roles": scope_values,
+    "uid": st.sampled_from(["", None, "00u2"]) | json_values,
+    "oid": st.sampled_from(["", None, "oid-2"]) | json_values,
+    "tid": st.sampled_from([TENANT, "72f988bf-86f1-41af-91ab-2d7cd011db47", None]) | json_values,
+}
+ACCESS_TYPS = ("at+jwt", "application/at+jwt")
+typ_values = st.sampled_from(["at+jwt", "application/at+jwt", "AT+JWT", "JWT", None, 42])
+
+
+def _first(claims: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _permissions(claims: dict[str, Any], names: tuple[str, ...]) -> set[str]:
+    found: set[str] = set()
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str):
+            found.update(value.split())
+        elif isinstance(value, list):
+            found.update(item for item in value if isinstance(item, str))
+    return found
+
+
+def expected_profile_outcome(
+    claims: dict[str, Any], typ: object, profile: str, require_typ: bool
+) -> str:
+    """Allowed exactly when the base rules hold and the profile's own rules hold too, with
+    ``assistant/chat`` required, clients ``web``/``cli`` allowed and (Entra) one tenant."""
+    rules = PROFILE_RULES[profile]
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    client = _first(claims, rules["client"])
+    user = _first(claims, rules["user"])
+    tenant_claim = rules.get("tenant")
+    checks = [
+        "aud" in claims or not rules.get("aud_required"),
+        AUDIENCE in audiences if "aud" in claims else client == AUDIENCE,
+        claims.get("token_use", "access") == "access",
+        "token_use" in claims or not rules.get("token_use"),
+        isinstance(claims.get("sub"), str) and bool(claims["sub"].strip()),
+        user is not None and bool(user.strip()),
+        client is not None or not rules.get("client_required"),
+        client in CLIENTS,
+        tenant_claim is None or claims.get(tenant_claim) == TENANT,
+        CHAT_SCOPE in _permissions(claims, rules["permissions"]),
+        not require_typ or (isinstance(typ, str) and typ.lower() in ACCESS_TYPS),
+    ]
+    return "allow" if all(checks) else "deny"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [(profile, typ) for profile in sorted(PROFILE_RULES) for typ in (False, True)],
+    ids=lambda case: f"{case[0]}-{'typ-required' if case[1] else 'typ-free'}",
+)
+@settings(FUZZ, max_examples=60)
+@given(data=st.data())
+def test_profile_rules_allow_exactly_the_valid_tokens(
+    env: LocalIssuer,
+    logs: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    case: tuple[str, bool],
+    data: st.DataObject,
+) -> None:
+    """Per profile: audience, token kind, typ, user id, allowed clients, tenant, required scope."""
+    profile, require_typ = case
+    monkeypatch.setenv(Env.JWT_PROVIDER, profile)
+    monkeypatch.setenv(Env.JWT_REQUIRED_SCOPES, CHAT_SCOPE)
+    monkeypatch.setenv(Env.JWT_ALLOWED_CLIENT_IDS, ",".join(CLIENTS))
+    monkeypatch.setenv(Env.JWT_ALLOWED_TENANT_IDS, TENANT if profile == "entra" else "")
+    monkeypatch.setenv(Env.JWT_REQUIRE_ACCESS_TOKEN_TYP, "true" if require_typ else "false")
+    claims = env.claims(scope=None) | VALID_FOR[profile]
+    changed = data.draw(st.lists(st.sampled_from(sorted(profile_changes)), max_size=3, unique=True))
+    for name in changed:
+        claims[name] = data.draw(profile_changes[name])
+    claims = {name: value for name, value in claims.items() if value is not None}
+    typ = data.draw(typ_values)
+    token = data.draw(st.sampled_from(env.keys)).sign(claims, headers={"typ": typ})
+
+    expected = expected_profile_outcome(claims, typ, profile, require_typ)
+    event(expected)
 
     assert outcome(bearer_event(token), logs) == expected
