@@ -22,6 +22,7 @@ from functions.shared.contract import (
     DEFAULT_HISTORY_BUDGET_TOKENS,
     DEFAULT_STREAM_FLUSH_INTERVAL_MS,
     FUNCTIONS,
+    VALIDATION_KEYS,
     WEBSOCKET,
 )
 
@@ -35,7 +36,7 @@ LAMBDA_NAME_MAX = 64
 ENV_PREFIX = "COMPUTE_"
 # RFC 6749 section 3.3: a scope token is printable ASCII without space, '"' or '\\'.
 SCOPE_PATTERN = r"^[\x21\x23-\x5B\x5D-\x7E]+$"
-CLIENT_ID = r"^[^\s,]{1,256}$"  # the authorizer reads a comma-separated list
+CLIENT_ID = r"^\S{1,256}$"
 TENANT_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"  # Entra: a GUID
 JwtProvider = Literal["generic", "cognito", "okta", "entra", "identity_center"]
 ScopeList = list[Annotated[str, Field(pattern=SCOPE_PATTERN)]]
@@ -376,6 +377,12 @@ class ComputeConfig(_Strict):
         if function_key == WEBSOCKET.key and self.websocket_lambda_timeout is not None:
             return self.websocket_lambda_timeout
         return self.lambda_timeout
+
+    @property
+    def jwt_validation(self) -> str:
+        """The authorizer's ``JWT_VALIDATION``: the jwt_* rules as one JSON object."""
+        rules = {key: getattr(self, f"jwt_{key}") for key in VALIDATION_KEYS}
+        return json.dumps(rules, sort_keys=True, separators=(",", ":"))
 
     @property
     def issuer_is_identity_center(self) -> bool:

@@ -16,23 +16,12 @@ from typing import Any
 from functions.authorizer.errors import Denied, InvalidToken
 from functions.authorizer.events import AuthorizerRequest
 from functions.authorizer.logs import log
-from functions.authorizer.policy import ROUTE_PATTERNS, MethodArn, build_policy
+from functions.authorizer.policy import MethodArn, build_policy, route_patterns
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import Identity, TokenVerifier
 from functions.shared.contract import WEBSOCKET_CONNECT_ACCESS, Env
 
-SETTINGS_VARIABLES = (
-    Env.JWT_ISSUER,
-    Env.JWT_AUDIENCE,
-    Env.JWKS_URL,
-    Env.JWT_PROVIDER,
-    Env.JWT_REQUIRED_SCOPES,
-    Env.JWT_READ_SCOPES,
-    Env.JWT_CHAT_SCOPES,
-    Env.JWT_ALLOWED_CLIENT_IDS,
-    Env.JWT_ALLOWED_TENANT_IDS,
-    Env.JWT_REQUIRE_ACCESS_TOKEN_TYP,
-)
+SETTINGS_VARIABLES = (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL, Env.JWT_VALIDATION)
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,7 +86,7 @@ def _resource(method_arn: MethodArn, identity: Identity, settings: Settings) -> 
     lacking = [kind for kind, scopes in route_scopes.items() if not identity.has_scopes(scopes)]
     if not lacking:
         return stage
-    allowed = [kind for kind in ROUTE_PATTERNS if kind not in lacking]
+    allowed = [kind for kind in route_patterns() if kind not in lacking]
     if not allowed:
         raise InvalidToken(f"token lacks the scopes of every route ({lacking})")
     if method_arn.access_kind() not in allowed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,9 +14,13 @@ from functions.shared.contract import REST_ROUTES, ROUTE_ACCESS
 _PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
 
 
-def _route_patterns() -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
+@functools.cache
+def route_patterns() -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
     """Per kind of access: each authorized REST route as a policy resource suffix
-    (``GET/api/v1/sessions/*``) and the regex that matches its concrete method ARN routes."""
+    (``GET/api/v1/sessions/*``) and the regex that matches its concrete method ARN routes.
+
+    Built on first use: only per-route scopes need them, and compiling regexes at import time
+    would slow every cold start."""
     kinds: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
     for route in REST_ROUTES:
         if not route.authorized:
@@ -28,15 +33,13 @@ def _route_patterns() -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
     return {kind: tuple(routes) for kind, routes in kinds.items()}
 
 
-ROUTE_PATTERNS = _route_patterns()
-
 _METHOD_ARN = re.compile(
     r"arn:(?P<partition>aws[a-z-]*):execute-api:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
     r"(?P<api_id>[A-Za-z0-9]+)/(?P<stage>[A-Za-z0-9_$-]+)/(?P<route>.+)"
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per request; a frozen dataclass would cost ~1 us more
 class MethodArn:
     """The ``methodArn`` of an authorizer event, split into the parts the policy is built from.
 
@@ -77,7 +80,7 @@ class MethodArn:
 
     def access_kind(self) -> str | None:
         """The ``contract.ROUTE_ACCESS`` kind of this REST route, None if it is no known route."""
-        for kind, routes in ROUTE_PATTERNS.items():
+        for kind, routes in route_patterns().items():
             if any(regex.fullmatch(self.route) for _, regex in routes):
                 return kind
         return None
@@ -96,7 +99,8 @@ class MethodArn:
             f"arn:{self.partition}:execute-api:{self.region}:{self.account}:"
             f"{self.api_id}/{self.stage}/"
         )
-        return [base + resource for kind in kinds for resource, _ in ROUTE_PATTERNS[kind]]
+        patterns = route_patterns()
+        return [base + resource for kind in kinds for resource, _ in patterns[kind]]
 
 
 def build_policy(

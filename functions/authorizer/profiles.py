@@ -7,8 +7,6 @@ roles). The README's "Identity providers" section says what each provider sends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 # Reject any token whose token_use is present and not this (Cognito's ID tokens say "id").
 ACCESS_TOKEN_USE = "access"  # noqa: S105 - a claim value, not a secret
 # RFC 9068 section 2.1: JWT access tokens have typ "at+jwt"; "application/at+jwt" is the same
@@ -16,21 +14,52 @@ ACCESS_TOKEN_USE = "access"  # noqa: S105 - a claim value, not a secret
 ACCESS_TOKEN_TYPS = frozenset({"at+jwt", "application/at+jwt"})
 
 
-@dataclass(frozen=True)
 class Profile:
-    name: str
-    user_id_claims: tuple[str, ...]  # first non-empty string wins; none: the token is denied
-    client_claims: tuple[str, ...]  # first present wins; the audience when `aud` is absent
-    scope_claims: tuple[str, ...]  # what the context's `scope` lists
-    permission_claims: tuple[str, ...]  # what required scopes are looked for in
-    group_claims: tuple[str, ...] = ()
-    role_claims: tuple[str, ...] = ()
-    tenant_claim: str | None = None  # required when set; checked against allowed tenants
-    token_use_required: bool = False  # the token must say token_use "access"
-    # The provider puts the client in every access token and never in ID tokens (which name the
-    # client in `aud` instead), so a token without one is not an access token.
-    client_required: bool = False
-    aud_required: bool = False  # no client-for-audience fallback: `aud` must name us
+    """One provider's claim mapping and checks. A plain class, not a dataclass: five of them
+    are built at import, and dataclass generation would show in every cold start."""
+
+    __slots__ = (
+        "aud_required",
+        "client_claims",
+        "client_required",
+        "group_claims",
+        "name",
+        "permission_claims",
+        "role_claims",
+        "scope_claims",
+        "tenant_claim",
+        "token_use_required",
+        "user_id_claims",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        user_id_claims: tuple[str, ...],
+        client_claims: tuple[str, ...],
+        scope_claims: tuple[str, ...],
+        permission_claims: tuple[str, ...],
+        group_claims: tuple[str, ...] = (),
+        role_claims: tuple[str, ...] = (),
+        tenant_claim: str | None = None,
+        token_use_required: bool = False,
+        client_required: bool = False,
+        aud_required: bool = False,
+    ) -> None:
+        self.name = name
+        self.user_id_claims = user_id_claims  # first non-empty string wins; none: denied
+        self.client_claims = client_claims  # first present wins; the audience without `aud`
+        self.scope_claims = scope_claims  # what the context's `scope` lists
+        self.permission_claims = permission_claims  # where required scopes are looked for
+        self.group_claims = group_claims
+        self.role_claims = role_claims
+        self.tenant_claim = tenant_claim  # required when set; checked against allowed tenants
+        self.token_use_required = token_use_required  # token_use must say "access"
+        # The provider puts the client in every access token and never in its ID tokens (which
+        # name the client in `aud` instead), so a token without one is not an access token.
+        self.client_required = client_required
+        self.aud_required = aud_required  # no client-for-audience fallback: `aud` must name us
 
 
 PROFILES = {

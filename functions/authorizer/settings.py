@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-import re
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from functions.authorizer.errors import ConfigurationError
 from functions.authorizer.profiles import DEFAULT_PROFILE, PROFILES, Profile
-from functions.shared.contract import CHAT, READ, Env
+from functions.shared.contract import CHAT, READ, VALIDATION_KEYS, Env
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
-_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no", ""})
+
+
+def is_scope_token(value: str) -> bool:
+    """RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). No regex: compiling
+    one at import would cost every cold start, and scopes are checked once per container."""
+    return bool(value) and all(0x21 <= ord(c) <= 0x7E and c not in '"\\' for c in value)
 
 
 def is_loopback(host: str) -> bool:
@@ -75,48 +80,45 @@ class Settings:
             require_secure_url(self.jwks_url, Env.JWKS_URL)
         if self.provider not in PROFILES:
             raise ConfigurationError(
-                f"{Env.JWT_PROVIDER} {self.provider!r} is not one of {sorted(PROFILES)}"
+                f"{Env.JWT_VALIDATION}: provider {self.provider!r} is not one of {sorted(PROFILES)}"
             )
         for name, scopes in (
-            (Env.JWT_REQUIRED_SCOPES, self.required_scopes),
-            (Env.JWT_READ_SCOPES, self.read_scopes),
-            (Env.JWT_CHAT_SCOPES, self.chat_scopes),
+            ("required_scopes", self.required_scopes),
+            ("read_scopes", self.read_scopes),
+            ("chat_scopes", self.chat_scopes),
         ):
-            bad = [scope for scope in scopes if not SCOPE_TOKEN.fullmatch(scope)]
+            bad = [scope for scope in scopes if not is_scope_token(scope)]
             if bad:
-                raise ConfigurationError(f"{name} has invalid scope tokens {bad}")
+                raise ConfigurationError(f"{Env.JWT_VALIDATION}: {name} has invalid scopes {bad}")
         if self.allowed_tenant_ids is not None and self.profile.tenant_claim is None:
             raise ConfigurationError(
-                f"{Env.JWT_ALLOWED_TENANT_IDS} is set, but profile {self.provider!r} has no "
-                "tenant claim"
+                f"{Env.JWT_VALIDATION}: allowed_tenant_ids is set, but profile "
+                f"{self.provider!r} has no tenant claim"
             )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Read the variables; blank optional ones count as unset."""
-        typ = environ.get(Env.JWT_REQUIRE_ACCESS_TOKEN_TYP, "").strip().lower()
-        if typ not in _TRUE | _FALSE:
-            raise ConfigurationError(
-                f"{Env.JWT_REQUIRE_ACCESS_TOKEN_TYP} must be true or false, got {typ[:20]!r}"
-            )
+        """Read the variables; blank optional ones count as unset. ``JWT_VALIDATION`` is a JSON
+        object (``contract.VALIDATION_KEYS``); empty means every default."""
+        rules = _validation(environ.get(Env.JWT_VALIDATION, "").strip())
         return cls(
             issuer=environ.get(Env.JWT_ISSUER, "").strip(),
             audience=environ.get(Env.JWT_AUDIENCE, "").strip() or None,
             jwks_url=environ.get(Env.JWKS_URL, "").strip() or None,
-            provider=environ.get(Env.JWT_PROVIDER, "").strip() or DEFAULT_PROFILE,
-            required_scopes=_words(environ.get(Env.JWT_REQUIRED_SCOPES, "")),
-            read_scopes=_words(environ.get(Env.JWT_READ_SCOPES, "")),
-            chat_scopes=_words(environ.get(Env.JWT_CHAT_SCOPES, "")),
-            allowed_client_ids=_set(environ.get(Env.JWT_ALLOWED_CLIENT_IDS, "")),
-            allowed_tenant_ids=_set(environ.get(Env.JWT_ALLOWED_TENANT_IDS, "")),
-            require_access_token_typ=typ in _TRUE,
+            provider=rules.get("provider") or DEFAULT_PROFILE,
+            required_scopes=tuple(dict.fromkeys(rules.get("required_scopes", ()))),
+            read_scopes=tuple(dict.fromkeys(rules.get("read_scopes", ()))),
+            chat_scopes=tuple(dict.fromkeys(rules.get("chat_scopes", ()))),
+            allowed_client_ids=frozenset(rules.get("allowed_client_ids", ())) or None,
+            allowed_tenant_ids=frozenset(rules.get("allowed_tenant_ids", ())) or None,
+            require_access_token_typ=rules.get("require_access_token_typ", False),
         )
 
     @property
     def profile(self) -> Profile:
         return PROFILES[self.provider]
 
-    @property
+    @functools.cached_property
     def route_scopes(self) -> dict[str, tuple[str, ...]]:
         """Scopes per kind of route (``contract.READ``/``CHAT``), only for kinds that have any."""
         kinds = {READ: self.read_scopes, CHAT: self.chat_scopes}
@@ -128,12 +130,26 @@ class Settings:
         return self.issuer.rstrip("/") + DISCOVERY_PATH
 
 
-def _words(value: str) -> tuple[str, ...]:
-    """A space-separated list, in order, each once."""
-    return tuple(dict.fromkeys(value.split()))
-
-
-def _set(value: str) -> frozenset[str] | None:
-    """A comma-separated set; empty means unset (None), not "nothing allowed"."""
-    items = frozenset(item.strip() for item in value.split(",") if item.strip())
-    return items or None
+def _validation(raw: str) -> dict[str, Any]:
+    """``JWT_VALIDATION`` parsed and type-checked: any fault denies every request."""
+    if not raw:
+        return {}
+    try:
+        rules = json.loads(raw)
+    except ValueError as error:
+        raise ConfigurationError(f"{Env.JWT_VALIDATION} is not JSON: {error}") from None
+    if not isinstance(rules, dict):
+        raise ConfigurationError(f"{Env.JWT_VALIDATION} is not a JSON object")
+    unknown = sorted(set(rules) - set(VALIDATION_KEYS))
+    if unknown:
+        raise ConfigurationError(f"{Env.JWT_VALIDATION} has unknown keys {unknown}")
+    for key, value in rules.items():
+        if key == "provider":
+            ok = isinstance(value, str)
+        elif key == "require_access_token_typ":
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+        if not ok:
+            raise ConfigurationError(f"{Env.JWT_VALIDATION}: {key} has the wrong type")
+    return rules

@@ -27,14 +27,9 @@ class Env:
     JWT_ISSUER = "JWT_ISSUER"
     JWT_AUDIENCE = "JWT_AUDIENCE"
     JWKS_URL = "JWKS_URL"
-    JWT_PROVIDER = "JWT_PROVIDER"  # claim mapping profile: generic, cognito, okta, entra, ...
-    JWT_REQUIRED_SCOPES = "JWT_REQUIRED_SCOPES"  # space-separated; every token needs them all
-    JWT_READ_SCOPES = "JWT_READ_SCOPES"  # space-separated; needed by the READ routes
-    JWT_CHAT_SCOPES = "JWT_CHAT_SCOPES"  # space-separated; needed by the CHAT routes, $connect
-    JWT_ALLOWED_CLIENT_IDS = "JWT_ALLOWED_CLIENT_IDS"  # comma-separated; empty: any client
-    JWT_ALLOWED_TENANT_IDS = "JWT_ALLOWED_TENANT_IDS"  # comma-separated; empty: any tenant
-    # "true": the JOSE typ must be at+jwt (RFC 9068)
-    JWT_REQUIRE_ACCESS_TOKEN_TYP = "JWT_REQUIRE_ACCESS_TOKEN_TYP"  # noqa: S105 - a name
+    # JSON object of the authorizer's token rules, keys as in VALIDATION_KEYS (one variable:
+    # the authorizer reads its settings on every invocation, and each variable costs time).
+    JWT_VALIDATION = "JWT_VALIDATION"
     # Read by Powertools itself.
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -184,13 +179,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.JWT_ISSUER,
         Env.JWT_AUDIENCE,
         Env.JWKS_URL,
-        Env.JWT_PROVIDER,
-        Env.JWT_REQUIRED_SCOPES,
-        Env.JWT_READ_SCOPES,
-        Env.JWT_CHAT_SCOPES,
-        Env.JWT_ALLOWED_CLIENT_IDS,
-        Env.JWT_ALLOWED_TENANT_IDS,
-        Env.JWT_REQUIRE_ACCESS_TOKEN_TYP,
+        Env.JWT_VALIDATION,
     ),
 }
 
@@ -219,8 +208,8 @@ class AuthorizerContext:
     TRUNCATED = "truncated"  # space-separated names of the fields cut to fit the limits
 
 
-# Per-route scopes: which kind of access each authorized route needs. JWT_READ_SCOPES guard
-# READ, JWT_CHAT_SCOPES guard CHAT (everything that changes data or talks to the model).
+# Per-route scopes: which kind of access each authorized route needs. read_scopes guard
+# READ, chat_scopes guard CHAT (everything that changes data or talks to the model).
 READ = "read"
 CHAT = "chat"
 ROUTE_ACCESS: dict[tuple[str, str], str] = {
@@ -234,3 +223,14 @@ ROUTE_ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/knowledge-bases"): READ,
 }
 WEBSOCKET_CONNECT_ACCESS = CHAT  # a WebSocket connection exists to chat
+
+# Keys of Env.JWT_VALIDATION: the config fields of the same names with the `jwt_` prefix.
+VALIDATION_KEYS = (
+    "provider",  # generic, cognito, okta, entra or identity_center
+    "required_scopes",  # every token needs all of them
+    "read_scopes",  # and READ routes these
+    "chat_scopes",  # and CHAT routes and $connect these
+    "allowed_client_ids",  # empty: any client
+    "allowed_tenant_ids",  # empty: any tenant (entra)
+    "require_access_token_typ",  # true: typ must be at+jwt (RFC 9068)
+)

@@ -3,11 +3,13 @@ the synthesis warnings about an empty audience and Identity Center's own issuer 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from compute.config import ComputeConfig
+from functions.authorizer.settings import Settings
 from functions.shared.contract import AUTHORIZER, Env
 from tests.compute.synth import synth_stack
 from tests.compute.test_config import assert_rejected
@@ -27,7 +29,7 @@ OKTA = "https://example.okta.com/oauth2/default"
         ('jwt_chat_scopes = [""]', "jwt_chat_scopes.0", "should match pattern"),
         ('jwt_required_scopes = "a"', "jwt_required_scopes", "valid list"),
         ('jwt_required_scopes = ["a", "a"]', "(file)", "jwt_required_scopes lists a value twice"),
-        ('jwt_allowed_client_ids = ["a,b"]', "jwt_allowed_client_ids.0", "should match pattern"),
+        ('jwt_allowed_client_ids = ["a b"]', "jwt_allowed_client_ids.0", "should match pattern"),
         ('jwt_allowed_tenant_ids = ["contoso"]', "jwt_allowed_tenant_ids.0", "should match"),
         (
             f'jwt_allowed_tenant_ids = ["{TENANT}"]',
@@ -124,14 +126,21 @@ def test_the_stack_sets_the_authorizer_settings() -> None:
         Env.JWT_ISSUER: ENTRA_V2,
         Env.JWT_AUDIENCE: "api-client-id",
         Env.JWKS_URL: "",
-        Env.JWT_PROVIDER: "entra",
-        Env.JWT_REQUIRED_SCOPES: "access_as_user",
-        Env.JWT_READ_SCOPES: "Sessions.Read",
-        Env.JWT_CHAT_SCOPES: "Chat.ReadWrite Chat.Stream",
-        Env.JWT_ALLOWED_CLIENT_IDS: "cli,web",
-        Env.JWT_ALLOWED_TENANT_IDS: TENANT,
-        Env.JWT_REQUIRE_ACCESS_TOKEN_TYP: "true",
+        Env.JWT_VALIDATION: config.jwt_validation,
     }
+    assert json.loads(auth[Env.JWT_VALIDATION]) == {
+        "provider": "entra",
+        "required_scopes": ["access_as_user"],
+        "read_scopes": ["Sessions.Read"],
+        "chat_scopes": ["Chat.ReadWrite", "Chat.Stream"],
+        "allowed_client_ids": ["cli", "web"],
+        "allowed_tenant_ids": [TENANT],
+        "require_access_token_typ": True,
+    }
+    settings = Settings.from_env(auth)  # what the authorizer makes of it
+    assert settings.provider == "entra"
+    assert settings.chat_scopes == ("Chat.ReadWrite", "Chat.Stream")
+    assert settings.allowed_tenant_ids == frozenset({TENANT})
 
 
 def test_an_empty_audience_with_an_issuer_warns_naming_the_environment_and_the_risk(

@@ -109,13 +109,11 @@ def test_environment_values_come_from_the_stack(dev: Synth) -> None:
         Env.JWT_ISSUER: "",
         Env.JWT_AUDIENCE: "",
         Env.JWKS_URL: "",
-        Env.JWT_PROVIDER: "generic",
-        Env.JWT_REQUIRED_SCOPES: "",
-        Env.JWT_READ_SCOPES: "",
-        Env.JWT_CHAT_SCOPES: "",
-        Env.JWT_ALLOWED_CLIENT_IDS: "",
-        Env.JWT_ALLOWED_TENANT_IDS: "",
-        Env.JWT_REQUIRE_ACCESS_TOKEN_TYP: "false",
+        Env.JWT_VALIDATION: (
+            '{"allowed_client_ids":[],"allowed_tenant_ids":[],"chat_scopes":[],'
+            '"provider":"generic","read_scopes":[],"require_access_token_typ":false,'
+            '"required_scopes":[]}'
+        ),
     }
 
 

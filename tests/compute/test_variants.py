@@ -3,6 +3,8 @@ an outer AI-services role, inputs from remote state, and external code deploymen
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from compute.config import ComputeConfig
@@ -73,15 +75,15 @@ def test_prod_knowledge_base_issuer_and_models(prod: Synth) -> None:
     tenant = "9188040d-6c67-4c5b-b112-36a304b66dad"
     assert auth[Env.JWT_ISSUER] == f"https://login.microsoftonline.com/{tenant}/v2.0"
     assert auth[Env.JWT_AUDIENCE] == "6e74172b-be56-4843-9ff4-e66a39bb12e3"
-    assert auth[Env.JWT_PROVIDER] == "entra"
-    assert auth[Env.JWT_ALLOWED_TENANT_IDS] == tenant
-    assert auth[Env.JWT_ALLOWED_CLIENT_IDS] == "2c1f5b4a-7d3e-4f6a-9b8c-0d1e2f3a4b5c"
-    assert (auth[Env.JWT_READ_SCOPES], auth[Env.JWT_CHAT_SCOPES]) == (
-        "Sessions.Read",
-        "Chat.ReadWrite",
-    )
-    assert auth[Env.JWT_REQUIRED_SCOPES] == ""
-    assert auth[Env.JWT_REQUIRE_ACCESS_TOKEN_TYP] == "false"
+    assert json.loads(auth[Env.JWT_VALIDATION]) == {
+        "provider": "entra",
+        "allowed_tenant_ids": [tenant],
+        "allowed_client_ids": ["2c1f5b4a-7d3e-4f6a-9b8c-0d1e2f3a4b5c"],
+        "read_scopes": ["Sessions.Read"],
+        "chat_scopes": ["Chat.ReadWrite"],
+        "required_scopes": [],
+        "require_access_token_typ": False,
+    }
     statements = {s["sid"]: s for s in statements_of_role(prod, f"{PROD}-{MAIN.suffix}")}
     account = "${data.aws_caller_identity.caller.account_id}"
     partition = "${data.aws_partition.partition.partition}"

@@ -61,6 +61,7 @@ def env(issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch) -> LocalIssuer:
     monkeypatch.setenv(Env.JWT_ISSUER, issuer.url)
     monkeypatch.setenv(Env.JWT_AUDIENCE, AUDIENCE)
     monkeypatch.delenv(Env.JWKS_URL, raising=False)
+    monkeypatch.delenv(Env.JWT_VALIDATION, raising=False)
     return issuer
 
 

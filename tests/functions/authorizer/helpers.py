@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
+from functions.shared.contract import Env
 from tests.functions.authorizer.oidc_issuer import b64url, b64url_json
 from tests.support.events import load_event
 
@@ -102,3 +105,12 @@ def with_header(token: str, header: dict[str, Any]) -> str:
     """``token`` with its header replaced and the original signature kept."""
     _, payload, signature = token.split(".")
     return f"{b64url_json(header)}.{payload}.{signature}"
+
+
+def set_rules(monkeypatch: pytest.MonkeyPatch, **rules: Any) -> None:
+    """Merge ``rules`` into ``JWT_VALIDATION`` (keys ``contract.VALIDATION_KEYS``), as the stack
+    writes it; a value of None removes a key."""
+    current = json.loads(os.environ.get(Env.JWT_VALIDATION) or "{}")
+    current.update(rules)
+    current = {key: value for key, value in current.items() if value is not None}
+    monkeypatch.setenv(Env.JWT_VALIDATION, json.dumps(current))

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from functions.authorizer.handler import handler
-from functions.shared.contract import Env
 from tests.functions.authorizer.helpers import (
     bearer_event,
     connect_event,
     hs256_forgery,
+    set_rules,
     token_event,
     unsigned,
     with_payload,
@@ -358,11 +358,14 @@ def test_profile_rules_allow_exactly_the_valid_tokens(
 ) -> None:
     """Per profile: audience, token kind, typ, user id, allowed clients, tenant, required scope."""
     profile, require_typ = case
-    monkeypatch.setenv(Env.JWT_PROVIDER, profile)
-    monkeypatch.setenv(Env.JWT_REQUIRED_SCOPES, CHAT_SCOPE)
-    monkeypatch.setenv(Env.JWT_ALLOWED_CLIENT_IDS, ",".join(CLIENTS))
-    monkeypatch.setenv(Env.JWT_ALLOWED_TENANT_IDS, TENANT if profile == "entra" else "")
-    monkeypatch.setenv(Env.JWT_REQUIRE_ACCESS_TOKEN_TYP, "true" if require_typ else "false")
+    set_rules(
+        monkeypatch,
+        provider=profile,
+        required_scopes=[CHAT_SCOPE],
+        allowed_client_ids=list(CLIENTS),
+        allowed_tenant_ids=[TENANT] if profile == "entra" else [],
+        require_access_token_typ=require_typ,
+    )
     claims = env.claims(scope=None) | VALID_FOR[profile]
     changed = data.draw(st.lists(st.sampled_from(sorted(profile_changes)), max_size=3, unique=True))
     for name in changed:

@@ -15,7 +15,7 @@ from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import MAX_CONTEXT_FIELD_CHARS
 from functions.shared.contract import REST_ROUTES, ROUTE_ACCESS, WEBSOCKET_CONNECT_ACCESS, Env
 from functions.shared.identity import caller_from
-from tests.functions.authorizer.helpers import REST_ARN, bearer_event, connect_event
+from tests.functions.authorizer.helpers import REST_ARN, bearer_event, connect_event, set_rules
 from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer
 
 PROFILES = ("generic", "cognito", "okta", "entra", "identity_center")
@@ -50,7 +50,7 @@ def allowed(token: str, event: dict[str, Any] | None = None) -> dict[str, Any] |
 def profile(
     request: pytest.FixtureRequest, env: LocalIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> str:
-    monkeypatch.setenv(Env.JWT_PROVIDER, request.param)
+    set_rules(monkeypatch, provider=request.param)
     return request.param
 
 
@@ -110,7 +110,7 @@ def test_a_cognito_id_token_is_denied_with_the_client_id_as_audience(
     """Issue #10, point 2, as Cognito sends it: aud = the app client, token_use id."""
     id_token = {"aud": AUDIENCE, "token_use": "id", "cognito:username": "ada"}
     for provider in ("generic", "cognito"):
-        monkeypatch.setenv(Env.JWT_PROVIDER, provider)
+        set_rules(monkeypatch, provider=provider)
         assert not allowed(env.token(**id_token))
 
 
@@ -118,7 +118,7 @@ def test_a_cognito_id_token_is_denied_with_the_client_id_as_audience(
 def test_tokens_without_the_providers_client_claim_are_not_access_tokens(
     env: LocalIssuer, monkeypatch: pytest.MonkeyPatch, profile_name: str
 ) -> None:
-    monkeypatch.setenv(Env.JWT_PROVIDER, profile_name)
+    set_rules(monkeypatch, provider=profile_name)
     claim = CLIENT_CLAIM[profile_name]
     assert allowed(access(env, profile_name))
     assert not allowed(access(env, profile_name, **{claim: None}))
@@ -134,7 +134,7 @@ def test_required_access_token_typ(
 ) -> None:
     token = env.keys[0].sign(env.claims(), headers={"typ": typ})
     assert allowed(token)  # off by default: Cognito and Entra do not send at+jwt
-    monkeypatch.setenv(Env.JWT_REQUIRE_ACCESS_TOKEN_TYP, "true")
+    set_rules(monkeypatch, require_access_token_typ=True)
 
     assert bool(allowed(token)) is ok
 
@@ -159,7 +159,7 @@ def test_required_access_token_typ(
 def test_generic_required_scopes(
     env: LocalIssuer, monkeypatch: pytest.MonkeyPatch, claims: dict[str, Any], ok: bool
 ) -> None:
-    monkeypatch.setenv(Env.JWT_REQUIRED_SCOPES, "a b")
+    set_rules(monkeypatch, required_scopes=["a", "b"])
 
     assert bool(allowed(env.token(**claims))) is ok
 
@@ -184,8 +184,8 @@ def test_profile_required_scopes(
     claims: dict[str, Any],
     ok: bool,
 ) -> None:
-    monkeypatch.setenv(Env.JWT_PROVIDER, profile_name)
-    monkeypatch.setenv(Env.JWT_REQUIRED_SCOPES, "a b")
+    set_rules(monkeypatch, provider=profile_name)
+    set_rules(monkeypatch, required_scopes=["a", "b"])
 
     assert bool(allowed(access(env, profile_name, **claims))) is ok
 
@@ -194,7 +194,7 @@ def test_profile_required_scopes(
 
 
 def test_allowed_clients(env: LocalIssuer, profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(Env.JWT_ALLOWED_CLIENT_IDS, "web, cli")
+    set_rules(monkeypatch, allowed_client_ids=["web", "cli"])
     claim = CLIENT_CLAIM[profile]
 
     assert allowed(access(env, profile))
@@ -206,18 +206,18 @@ def test_allowed_clients(env: LocalIssuer, profile: str, monkeypatch: pytest.Mon
 def test_entra_v1_names_the_client_in_appid(
     env: LocalIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(Env.JWT_PROVIDER, "entra")
-    monkeypatch.setenv(Env.JWT_ALLOWED_CLIENT_IDS, "web")
+    set_rules(monkeypatch, provider="entra")
+    set_rules(monkeypatch, allowed_client_ids=["web"])
     v1 = access(env, "entra", azp=None, appid="web", ver="1.0")
 
     assert allowed(v1)["context"]["client_id"] == "web"
 
 
 def test_tenants(env: LocalIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(Env.JWT_PROVIDER, "entra")
+    set_rules(monkeypatch, provider="entra")
     assert allowed(access(env, "entra", tid="any-tenant"))  # no allow-list: any tenant
     assert not allowed(access(env, "entra", tid=None))  # but Entra tokens always carry one
-    monkeypatch.setenv(Env.JWT_ALLOWED_TENANT_IDS, TENANT)
+    set_rules(monkeypatch, allowed_tenant_ids=[TENANT])
 
     assert allowed(access(env, "entra"))
     assert not allowed(access(env, "entra", tid="72f988bf-86f1-41af-91ab-2d7cd011db47"))
@@ -270,7 +270,7 @@ def test_claims_reach_the_context_and_the_functions(
     claims: dict[str, Any],
     context: dict[str, str],
 ) -> None:
-    monkeypatch.setenv(Env.JWT_PROVIDER, profile_name)
+    set_rules(monkeypatch, provider=profile_name)
     bare = {"email": None, "cognito:username": None}
     answer = allowed(env.token(**(bare | claims)))
 
@@ -287,7 +287,7 @@ def test_claims_reach_the_context_and_the_functions(
 
 
 def test_entra_without_oid_is_denied(env: LocalIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(Env.JWT_PROVIDER, "entra")
+    set_rules(monkeypatch, provider="entra")
     assert not allowed(access(env, "entra", oid=None))
     assert not allowed(access(env, "entra", oid=""))
 
@@ -340,8 +340,8 @@ def test_a_cached_policy_never_opens_a_route_that_needs_more(
     Whichever route comes first, the policy is the same and covers exactly the routes whose
     scopes the token has; a token with neither is denied outright.
     """
-    monkeypatch.setenv(Env.JWT_READ_SCOPES, "read")
-    monkeypatch.setenv(Env.JWT_CHAT_SCOPES, "chat")
+    set_rules(monkeypatch, read_scopes=["read"])
+    set_rules(monkeypatch, chat_scopes=["chat"])
     token = env.token(scope=scope)
     arns = route_arns()
     assert set(arns.values()) == {"read", "chat"}
@@ -362,8 +362,8 @@ def test_a_cached_policy_never_opens_a_route_that_needs_more(
 
 
 def test_only_chat_scopes_configured(env: LocalIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Read routes need nothing extra when only JWT_CHAT_SCOPES is set."""
-    monkeypatch.setenv(Env.JWT_CHAT_SCOPES, "chat")
+    """Read routes need nothing extra when only chat scopes are configured."""
+    set_rules(monkeypatch, chat_scopes=["chat"])
     policy = allowed(env.token(scope="openid"))
 
     assert policy is not None
@@ -376,8 +376,8 @@ def test_websocket_connect_needs_the_connect_scopes(
     env: LocalIssuer, monkeypatch: pytest.MonkeyPatch, scope: str, ok: bool
 ) -> None:
     assert WEBSOCKET_CONNECT_ACCESS == "chat"
-    monkeypatch.setenv(Env.JWT_READ_SCOPES, "read")
-    monkeypatch.setenv(Env.JWT_CHAT_SCOPES, "chat")
+    set_rules(monkeypatch, read_scopes=["read"])
+    set_rules(monkeypatch, chat_scopes=["chat"])
 
     assert bool(allowed("", connect_event(query=env.token(scope=scope)))) is ok
 
@@ -392,36 +392,46 @@ def test_every_authorized_route_has_an_access_kind() -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
+    "value",
     [
-        (Env.JWT_PROVIDER, "auth0"),
-        (Env.JWT_REQUIRED_SCOPES, 'a "b"'),
-        (Env.JWT_READ_SCOPES, "a\\\\b"),
-        (Env.JWT_ALLOWED_TENANT_IDS, TENANT),  # with the generic profile: no tenant claim
-        (Env.JWT_REQUIRE_ACCESS_TOKEN_TYP, "maybe"),
+        '{"provider": "auth0"}',
+        '{"required_scopes": ["a \\"b\\""]}',
+        '{"read_scopes": ["a b"]}',
+        '{"chat_scopes": [""]}',
+        '{"required_scopes": "a"}',
+        '{"allowed_client_ids": [1]}',
+        '{"allowed_tenant_ids": ["9188040d-6c67-4c5b-b112-36a304b66dad"]}',  # generic: no tid
+        '{"require_access_token_typ": "true"}',
+        '{"require_typ": true}',
+        "[]",
+        "not json",
     ],
 )
 def test_bad_settings_deny_every_request(
-    env: LocalIssuer, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+    env: LocalIssuer, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     token = env.token()
     assert allowed(token)
-    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv(Env.JWT_VALIDATION, value)
 
     assert not allowed(token)
     with pytest.raises(ConfigurationError):
-        Settings.from_env({Env.JWT_ISSUER: env.url, variable: value})
+        Settings.from_env({Env.JWT_ISSUER: env.url, Env.JWT_VALIDATION: value})
 
 
-def test_settings_from_env_parse_lists() -> None:
+def test_settings_from_env_parse_the_rules() -> None:
     settings = Settings.from_env(
         {
             Env.JWT_ISSUER: "https://login.microsoftonline.com/t/v2.0",
-            Env.JWT_PROVIDER: "entra",
-            Env.JWT_REQUIRED_SCOPES: " a  b a ",
-            Env.JWT_ALLOWED_CLIENT_IDS: "x, y,,",
-            Env.JWT_ALLOWED_TENANT_IDS: "",
-            Env.JWT_REQUIRE_ACCESS_TOKEN_TYP: "TRUE",
+            Env.JWT_VALIDATION: json.dumps(
+                {
+                    "provider": "entra",
+                    "required_scopes": ["a", "b", "a"],
+                    "allowed_client_ids": ["x", "y"],
+                    "allowed_tenant_ids": [],
+                    "require_access_token_typ": True,
+                }
+            ),
         }
     )
 
@@ -429,3 +439,6 @@ def test_settings_from_env_parse_lists() -> None:
     assert settings.allowed_client_ids == frozenset({"x", "y"})
     assert settings.allowed_tenant_ids is None
     assert settings.require_access_token_typ is True
+    assert Settings.from_env({Env.JWT_ISSUER: "https://idp.example.com"}) == Settings(
+        "https://idp.example.com"
+    )

@@ -10,6 +10,7 @@ as bearer tokens, required scopes, allowed clients and tenants, and the claim ma
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from typing import Any
@@ -47,22 +48,19 @@ def provider() -> Iterator[RealProvider]:
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, issuer: str, **settings: str) -> None:
-    """The authorizer's environment as the stack sets it; unnamed settings are empty."""
-    names = {
-        "audience": Env.JWT_AUDIENCE,
-        "provider": Env.JWT_PROVIDER,
-        "required_scopes": Env.JWT_REQUIRED_SCOPES,
-        "read_scopes": Env.JWT_READ_SCOPES,
-        "chat_scopes": Env.JWT_CHAT_SCOPES,
-        "allowed_client_ids": Env.JWT_ALLOWED_CLIENT_IDS,
-        "allowed_tenant_ids": Env.JWT_ALLOWED_TENANT_IDS,
-        "require_typ": Env.JWT_REQUIRE_ACCESS_TOKEN_TYP,
-    }
+    """The authorizer's environment as the stack sets it; unnamed settings are the defaults.
+    Scopes and clients are space- and comma-separated here, lists in ``JWT_VALIDATION``."""
     monkeypatch.setenv(Env.JWT_ISSUER, issuer)
     monkeypatch.setenv(Env.JWKS_URL, "")
-    for key, variable in names.items():
-        monkeypatch.setenv(variable, settings.pop(key, ""))
+    monkeypatch.setenv(Env.JWT_AUDIENCE, settings.pop("audience", ""))
+    rules: dict[str, Any] = {"provider": settings.pop("provider", "generic")}
+    for key in ("required_scopes", "read_scopes", "chat_scopes"):
+        rules[key] = settings.pop(key, "").split()
+    for key in ("allowed_client_ids", "allowed_tenant_ids"):
+        rules[key] = [item for item in settings.pop(key, "").split(",") if item]
+    rules["require_access_token_typ"] = settings.pop("require_typ", "") == "true"
     assert not settings, f"unknown settings {settings}"
+    monkeypatch.setenv(Env.JWT_VALIDATION, json.dumps(rules))
 
 
 def outcome(token: str, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
