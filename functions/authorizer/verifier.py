@@ -97,12 +97,18 @@ def _json_list(items: Sequence[str]) -> str:
 
 
 def _fit(items: Sequence[str], render: Callable[[Sequence[str]], str]) -> Sequence[str]:
-    """The longest prefix of ``items`` whose rendering fits ``MAX_CONTEXT_FIELD_CHARS``."""
+    """The longest prefix of ``items`` whose rendering fits ``MAX_CONTEXT_FIELD_CHARS``.
+
+    Linear: each item's share of the rendering (itself, one separator, the list's brackets)
+    is measured once, rather than re-rendering ever longer prefixes.
+    """
     if len(render(items)) <= MAX_CONTEXT_FIELD_CHARS:
         return items
+    used = len(render([])) - 1  # brackets of a JSON list (the join of nothing is 0 chars)
     kept: list[str] = []
     for item in items:
-        if len(render([*kept, item])) > MAX_CONTEXT_FIELD_CHARS:
+        used += len(render([item])) - len(render([])) + 1  # the item and its separator
+        if used > MAX_CONTEXT_FIELD_CHARS:
             break
         kept.append(item)
     return kept
