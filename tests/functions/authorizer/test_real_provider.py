@@ -73,29 +73,37 @@ def outcome(token: str, event: dict[str, Any] | None = None) -> dict[str, Any] |
         return None
 
 
+# Every profile; identity_center takes a generic provider's tokens (README, Identity Center).
+PROFILE_NAMES = (*SHAPES, "identity_center")
+
+
 def profile(shape: str) -> str:
     return shape  # each shape of the launcher is the profile of the same name
+
+
+def shape_of(profile_name: str) -> str:
+    return "generic" if profile_name == "identity_center" else profile_name
 
 
 # --- the audience rule -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", PROFILE_NAMES)
 def test_access_token_for_this_api_is_allowed(
     provider: RealProvider, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
     configure(monkeypatch, provider.issuer, audience=API, provider=profile(shape))
-    token = provider.client_credentials(client_id(shape))
+    token = provider.client_credentials(client_id(shape_of(shape)))
 
     assert outcome(token) is not None
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", PROFILE_NAMES)
 def test_a_token_for_another_api_is_denied_although_its_client_is_the_audience(
     provider: RealProvider, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
     """Issue #10, point 1: aud names another API, the client is the configured audience."""
-    client = client_id(shape)
+    client = client_id(shape_of(shape))
     token = provider.client_credentials(client, resource=OTHER_API, scope="other/admin")
     _, claims = unverified(token)
     assert claims["aud"] == OTHER_API
@@ -136,7 +144,7 @@ def test_id_tokens_are_denied_even_with_the_client_id_as_audience(
     """Issue #10, point 2. The audience is the client id (how Cognito must be configured), so
     the ID token's aud matches; its kind gives it away: Cognito's token_use "id", and no client
     claim where Okta (cid) and Entra (azp/appid) always put one in access tokens."""
-    client = client_id(shape)
+    client = client_id(shape_of(shape))
     tokens = provider.authorization_code(client)
     assert tokens.id_token is not None
     assert unverified(tokens.id_token)[1]["aud"] == client
@@ -160,6 +168,9 @@ def test_generic_id_tokens_are_denied_by_typ_or_by_audience(
     assert outcome(tokens.id_token) is None
     assert outcome(tokens.access_token) is not None
     configure(monkeypatch, provider.issuer, audience=API, require_typ="true")
+    assert outcome(tokens.access_token) is not None
+    configure(monkeypatch, provider.issuer, audience=API, provider="identity_center")
+    assert outcome(tokens.id_token) is None
     assert outcome(tokens.access_token) is not None
 
 
@@ -185,14 +196,14 @@ SCOPE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", PROFILE_NAMES)
 @pytest.mark.parametrize("case", SCOPE_CASES, ids=["present", "all", "missing", "partial"])
 def test_required_scopes(
     provider: RealProvider, monkeypatch: pytest.MonkeyPatch, shape: str, case: tuple
 ) -> None:
     """scope (generic, cognito), scp list (okta), roles of an app-only token (entra)."""
     granted, required, allowed = case
-    token = provider.client_credentials(client_id(shape), scope=granted)
+    token = provider.client_credentials(client_id(shape_of(shape)), scope=granted)
     configure(
         monkeypatch,
         provider.issuer,
@@ -204,12 +215,12 @@ def test_required_scopes(
     assert (outcome(token) is not None) is allowed
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", PROFILE_NAMES)
 def test_required_scopes_of_user_tokens(
     provider: RealProvider, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
     """Delegated (user) tokens: scope, scp list (okta), scp string (entra)."""
-    token = provider.authorization_code(client_id(shape), scope=READ).access_token
+    token = provider.authorization_code(client_id(shape_of(shape)), scope=READ).access_token
     for required, allowed in ((READ, True), (CHAT, False), (f"{READ} {CHAT}", False)):
         configure(
             monkeypatch,
@@ -243,18 +254,18 @@ def test_per_route_scopes_with_a_read_only_token(
 # --- clients and tenants -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", PROFILE_NAMES)
 def test_allowed_and_foreign_clients(
     provider: RealProvider, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
-    ours = provider.client_credentials(client_id(shape))
-    foreign = provider.client_credentials(client_id(shape, "other-app"))
+    ours = provider.client_credentials(client_id(shape_of(shape)))
+    foreign = provider.client_credentials(client_id(shape_of(shape), "other-app"))
     configure(
         monkeypatch,
         provider.issuer,
         audience=API,
         provider=profile(shape),
-        allowed_client_ids=f"{client_id(shape)},some-third-app",
+        allowed_client_ids=f"{client_id(shape_of(shape))},some-third-app",
     )
 
     assert outcome(ours) is not None
@@ -285,6 +296,7 @@ def test_allowed_and_foreign_tenants(
 
 USER_CONTEXTS = {
     "generic": {"user_id": "ada", "client_id": "web-app"},
+    "identity_center": {"user_id": "ada", "client_id": "web-app"},
     "cognito": {"user_id": "ada", "client_id": "cognito-web-app", "username": "ada"},
     "okta": {
         "user_id": "00u-ada",
@@ -302,11 +314,11 @@ USER_CONTEXTS = {
 }
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", PROFILE_NAMES)
 def test_user_token_claims_reach_the_context(
     provider: RealProvider, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
-    token = provider.authorization_code(client_id(shape)).access_token
+    token = provider.authorization_code(client_id(shape_of(shape))).access_token
     configure(monkeypatch, provider.issuer, audience=API, provider=profile(shape))
 
     answer = outcome(token)
