@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from functions.shared import aws
 from functions.shared.contract import CONNECTION_TTL_SECONDS, SESSIONS, USER_INDEX
-from functions.shared.errors import NotFound, Throttled, error_code
+from functions.shared.errors import NotFound, Throttled, error_code, translate
 from functions.shared.models import (
     MESSAGE_STATUSES,
     Citation,
@@ -302,6 +302,8 @@ class MessageRepository:
                 "TableName": self._table,
                 "Item": _message_item(message),
                 "ConditionExpression": "attribute_not_exists(seq)",
+                # On a cancellation: whose message holds the seq (ours, on a retry?).
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
 
@@ -490,75 +492,83 @@ class Store:
         question, an answer or a failure marker.
         """
         seen = session.message_count
+        question = None
         for attempt in range(TURN_ATTEMPTS):
-            question = Message(
-                session_id=session.session_id,
-                seq=seen + 1,
-                message_id=str(uuid.uuid4()),
-                role="user",
-                content=content,
-                created_at=timestamp(utc_now()),
-            )
+            if question is None or question.seq != seen + 1:
+                question = Message(
+                    session_id=session.session_id,
+                    seq=seen + 1,
+                    message_id=str(uuid.uuid4()),
+                    role="user",
+                    content=content,
+                    created_at=timestamp(utc_now()),
+                )
             items = [
                 self.sessions.reserve(user_id, session.session_id, seen, 2),
                 self.messages.put_request(question),
             ]
-            current = self._transact(user_id, session.session_id, items)
+            current = self._attempt(user_id, question, items, attempt)
             if current is None:
                 return question
-            seen = current.message_count
-            _pause(attempt)
+            if current is not _UNCHANGED:
+                seen = current.message_count
+                _pause(attempt)
         raise Throttled("too many concurrent turns in this session; retry later")
 
     def finish_turn(self, user_id: str, message: Message) -> None:
         """Store a turn's answer in its reserved slot, only while the session is the caller's
         and live: a session deleted during the turn gets nothing, and the turn is
-        :class:`NotFound`.
-
-        Retried on transient failures, because the answer was paid for; a retry that finds its
-        own earlier attempt stored (the reply to it was lost) is done. The request token makes
-        botocore's own retries of one attempt idempotent too.
-        """
+        :class:`NotFound`. Retried on transient failures, because the answer was paid for."""
         items = [
             self.sessions.fence(user_id, message.session_id),
             self.messages.put_request(message),
         ]
         for attempt in range(TURN_ATTEMPTS):
-            try:
-                if self._transact(user_id, message.session_id, items, message.message_id) is None:
-                    return
-            except _SlotTaken:
+            if self._attempt(user_id, message, items, attempt) is None:
                 return
-            except (Throttled, ConnectionError, HTTPClientError):
-                if attempt == TURN_ATTEMPTS - 1:
-                    raise
-            _pause(attempt)
         raise Throttled("the answer could not be stored; retry later")
 
-    def _transact(
-        self, user_id: str, session_id: str, items: list[dict[str, Any]], token: str = ""
+    def _attempt(
+        self, user_id: str, message: Message, items: list[dict[str, Any]], attempt: int
     ) -> Session | None:
-        """Run a transaction whose first item is the session's: None when it applied, else the
-        session as it is now (a concurrent turn moved it). A session that is gone, expired or
-        someone else's is :class:`NotFound`; a question's slot already filled is
-        :class:`_SlotTaken`."""
+        """One try at a turn's transaction; None once it applied (now or on an earlier try
+        whose reply was lost), else the session as it is now. A transient failure pauses and
+        answers the session unchanged; on the last attempt it is raised."""
         try:
-            self.sessions.client.transact_write_items(
-                TransactItems=items, **({"ClientRequestToken": token} if token else {})
-            )
+            return self._transact(user_id, message, items)
+        except ClientError as error:
+            if attempt == TURN_ATTEMPTS - 1 or not isinstance(translate(error), Throttled):
+                raise
+        except (ConnectionError, HTTPClientError):
+            if attempt == TURN_ATTEMPTS - 1:
+                raise
+        _pause(attempt)
+        return _UNCHANGED
+
+    def _transact(
+        self, user_id: str, message: Message, items: list[dict[str, Any]]
+    ) -> Session | None:
+        """Run a transaction of the session's item and ``message``'s put: None when it
+        applied, or had already (the message is there, ours), else the session as it is now
+        (a concurrent turn moved it). A session gone, expired or someone else's is
+        :class:`NotFound`."""
+        try:
+            self.sessions.client.transact_write_items(TransactItems=items)
         except ClientError as error:
             if error_code(error) != "TransactionCanceledException":
                 raise
             reasons = error.response.get("CancellationReasons", [])
             codes = [reason.get("Code") for reason in reasons]
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                stored = reasons[1].get("Item") or {}
+                if _str(stored, "message_id") == message.message_id:
+                    return None  # an earlier try applied; its reply was lost
             if codes[:1] == ["ConditionalCheckFailed"]:
                 return self._live(user_id, reasons[0].get("Item"))
-            if codes[1:2] == ["ConditionalCheckFailed"]:
-                raise _SlotTaken from None
             if "ThrottlingError" in codes:
                 raise Throttled("DynamoDB throttled the turn; retry later") from None
             if "TransactionConflict" in codes:
-                return self.sessions.get(user_id, session_id)
+                return self.sessions.get(user_id, message.session_id)
             raise
         return None
 
@@ -584,8 +594,8 @@ class Store:
         self.messages.delete_all(session_id)
 
 
-class _SlotTaken(Exception):
-    """The message's sequence number is already stored (by an earlier attempt)."""
+# What a failed try answers: the session as it was, so the same transaction is tried again.
+_UNCHANGED = cast(Session, object())
 
 
 def _pause(attempt: int) -> None:

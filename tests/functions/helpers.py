@@ -3,9 +3,11 @@ query, identity and ids, and read back what they answered."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,6 +77,13 @@ class HttpResponse:
         return error
 
 
+def _ensure_event_loop() -> None:
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def authorizer_context(user_id: str) -> dict[str, Any]:
     """``requestContext.authorizer`` as API Gateway passes our authorizer's answer on."""
     return {"principalId": user_id, "user_id": user_id, "integrationLatency": 0}
@@ -114,6 +123,10 @@ class Rest:
         return event
 
     def invoke(self, event: dict[str, Any]) -> HttpResponse:
+        """Run the handler; from another thread (another container, in a concurrency test)
+        with an event loop of that thread's own, as each Lambda process has."""
+        if threading.current_thread() is not threading.main_thread():
+            _ensure_event_loop()
         result = main_handler(event, self.context)
         headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():

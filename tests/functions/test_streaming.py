@@ -5,6 +5,7 @@ that runs out of time. The real handler runs against moto and the loopback fakes
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -25,9 +26,19 @@ def paced(bedrock: BedrockFake, ws_management: WsManagementFake) -> BedrockFake:
     return bedrock
 
 
-def _turn(ws: WebSocket, rest: Rest, content: str = "Tell me a story") -> tuple[str, str]:
+def _turn(
+    ws: WebSocket,
+    rest: Rest,
+    content: str = "Tell me a story",
+    context: LambdaContext | None = None,
+) -> tuple[str, str]:
+    """One streamed turn; ``context``, when given, is the invocation's (its clock starts here,
+    after the setup calls, so a slow machine does not eat the turn's time)."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     connection_id = ws.open()
+    if context is not None:
+        context.started = time.monotonic()
+        ws.context = context
     payload = {"action": "sendMessage", "session_id": session_id, "content": content}
     assert ws.send(connection_id, payload) == {"statusCode": 200}
     return session_id, connection_id
@@ -110,12 +121,11 @@ def test_a_client_gone_mid_stream_still_gets_the_whole_answer_stored(
 def test_a_stream_that_outlives_the_timeout_stores_an_incomplete_answer_and_says_so(
     ws: WebSocket, rest: Rest, paced: BedrockFake, ws_management: WsManagementFake
 ) -> None:
-    """10 s of model output against about 1 s of reading time before the stop margin."""
+    """10 s of model output against about 2 s of reading time before the stop margin."""
     paced.stream_chunks = model_like_deltas(1000, seed=5)
     paced.pace(first_delta_ms=50, deltas_per_second=100)
-    context = LambdaContext(timeout_ms=int(STOP_MARGIN_SECONDS * 1000) + 1000)
-    ws.context = context
-    session_id, connection_id = _turn(ws, rest)
+    context = LambdaContext(timeout_ms=int(STOP_MARGIN_SECONDS * 1000) + 2000)
+    session_id, connection_id = _turn(ws, rest, context=context)
 
     assert context.get_remaining_time_in_millis() > 0  # returned before Lambda's timeout
     frames = ws.frames(connection_id)
@@ -136,10 +146,9 @@ def test_a_model_that_stalls_past_the_timeout_still_stores_what_it_said(
     never = threading.Event()
     paced.stream_chunks = model_like_deltas(20, seed=7)
     paced.hold(after_chunks=5, until=never, timeout_s=30)
-    context = LambdaContext(timeout_ms=int(STOP_MARGIN_SECONDS * 1000) + 500)
-    ws.context = context
+    context = LambdaContext(timeout_ms=int(STOP_MARGIN_SECONDS * 1000) + 1500)
     try:
-        session_id, connection_id = _turn(ws, rest)
+        session_id, connection_id = _turn(ws, rest, context=context)
     finally:
         never.set()  # let the fake's stream finish
     assert context.get_remaining_time_in_millis() > 0
