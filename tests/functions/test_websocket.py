@@ -333,3 +333,73 @@ def test_unreachable_management_api_still_stores_the_answer(
     roles = [item["role"]["S"] for item in stored_messages(session_id)]
     assert roles == ["user", "assistant"]
     assert _connection(connection_id) is not None
+
+
+def _no_unhandled_error(caplog: pytest.LogCaptureFixture) -> None:
+    assert not [r for r in caplog.records if r.getMessage() == "unhandled error"]
+
+
+def test_a_frame_nested_too_deep_is_a_bad_request_not_a_bug(
+    ws: WebSocket, bedrock: BedrockFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    connection_id = ws.open()
+    assert ws.send(connection_id, "[" * 100_000 + "]" * 100_000) == OK
+    assert ws.send(connection_id, '{"a":' * 100_000 + "1" + "}" * 100_000) == OK
+    assert [(f["type"], f["code"]) for f in ws.frames(connection_id)] == [
+        ("error", "bad_request"),
+        ("error", "bad_request"),
+    ]
+    _no_unhandled_error(caplog)
+    assert bedrock.requests == []
+
+
+def test_a_message_over_the_api_gateway_limit_is_refused_unread(ws: WebSocket) -> None:
+    connection_id = ws.open()
+    payload = {"action": "sendMessage", "session_id": "s", "content": "x" * (200 * 1024)}
+    assert ws.send(connection_id, payload) == OK
+    [frame] = ws.frames(connection_id)
+    assert (frame["code"], frame["message"]) == (
+        "bad_request",
+        "the message must be at most 128 KB",
+    )
+
+
+def test_content_with_a_lone_surrogate_is_refused_before_anything_is_stored(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    body = f'{{"action": "sendMessage", "session_id": "{session_id}", "content": "a\\ud800b"}}'
+    assert ws.send(connection_id, body) == OK
+    [frame] = ws.frames(connection_id)
+    assert (frame["type"], frame["code"]) == ("error", "bad_request")
+    assert "surrogate" in frame["message"]
+    assert stored_messages(session_id) == []
+    assert rest.call("GET", f"/sessions/{session_id}").json["message_count"] == 0
+    assert bedrock.requests == []
+    _no_unhandled_error(caplog)
+    # REST refuses the same content (at parsing, before the shared rule is even needed).
+    response = rest.call(
+        "POST", f"/sessions/{session_id}/messages", raw_body='{"content": "a\\ud800b"}'
+    )
+    response.assert_error(400, "bad_request")
+
+
+@pytest.mark.parametrize("how", ["reset", "corrupt"])
+def test_a_transport_failure_mid_stream_is_a_retryable_upstream_error(
+    ws: WebSocket,
+    rest: Rest,
+    bedrock: BedrockFake,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+) -> None:
+    bedrock.stream_chunks = ["one ", "two ", "three"]
+    bedrock.cut_stream(after_chunks=2, how=how)
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    _send(ws, connection_id, session_id, "hi")
+    frames = ws.frames(connection_id)
+    assert (frames[-1]["type"], frames[-1]["code"]) == ("error", "upstream_error")
+    _no_unhandled_error(caplog)
+    _, marker = stored_messages(session_id)
+    assert (marker["status"]["S"], marker["stop_reason"]["S"]) == ("failed", "upstream_error")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import traceback
 import uuid
@@ -33,6 +34,10 @@ class Response:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     stream: Iterator[bytes] | None = None
+
+
+class Abort(Exception):
+    """Raised by a response stream: drop the connection there, mid-body, as a network reset."""
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -134,10 +139,15 @@ def _handler_class(owner: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 return
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for piece in response.stream:
-                if piece:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                    self.wfile.flush()
+            try:
+                for piece in response.stream:
+                    if piece:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+            except Abort:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.wfile.write(b"0\r\n\r\n")
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve

@@ -60,7 +60,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from tests.support._http import LoopbackServer, Request, Response, error_response, json_response
+from tests.support._http import (
+    Abort,
+    LoopbackServer,
+    Request,
+    Response,
+    error_response,
+    json_response,
+)
 
 Operation = Literal["converse", "converse_stream", "retrieve"]
 CONVERSE: Operation = "converse"
@@ -68,6 +75,9 @@ CONVERSE_STREAM: Operation = "converse_stream"
 RETRIEVE: Operation = "retrieve"
 
 Reply = str | Callable[[dict[str, Any]], str]
+# clean: the stream just ends; reset: the connection drops mid-body; corrupt: the next
+# event-stream message fails its CRC.
+CutKind = Literal["clean", "reset", "corrupt"]
 
 DEFAULT_REPLY = "Hello from the fake model."
 DEFAULT_NUMBER_OF_RESULTS = 5  # Bedrock's default for retrieve
@@ -110,6 +120,7 @@ class _StreamBreak:
 @dataclass(frozen=True)
 class _StreamCut:
     after_chunks: int
+    how: CutKind
 
 
 @dataclass(frozen=True)
@@ -322,11 +333,13 @@ class BedrockFake(LoopbackServer):
         with self._lock:
             self._stream_break = _StreamBreak(after_chunks, error_type, message)
 
-    def cut_stream(self, after_chunks: int) -> None:
-        """End every converse_stream cleanly after ``after_chunks`` deltas: no messageStop, no
-        metadata, no exception, as when a connection is closed between two events."""
+    def cut_stream(self, after_chunks: int, how: CutKind = "clean") -> None:
+        """Cut every converse_stream after ``after_chunks`` deltas: no messageStop, no metadata,
+        no exception event. ``clean`` ends the body properly, as when a connection is closed
+        between two events; ``reset`` drops the connection in the middle of the body;
+        ``corrupt`` sends one more message whose checksum is wrong."""
         with self._lock:
-            self._stream_cut = _StreamCut(after_chunks)
+            self._stream_cut = _StreamCut(after_chunks, how)
 
     def pace(self, first_delta_ms: float = 300, deltas_per_second: float = 80) -> None:
         """Send converse_stream deltas on a real model's schedule instead of all at once."""
@@ -475,7 +488,7 @@ class BedrockFake(LoopbackServer):
         return Response(
             200,
             headers={"Content-Type": EVENTSTREAM_CONTENT_TYPE},
-            stream=self._paced(chunks, closing, holds, record, self.pacing),
+            stream=self._paced(chunks, closing, holds, record, pacing=self.pacing, cut=stream_cut),
         )
 
     def _paced(
@@ -484,7 +497,9 @@ class BedrockFake(LoopbackServer):
         closing: list[bytes],
         holds: list[_Hold],
         record: StreamRecord,
+        *,
         pacing: Pacing | None,
+        cut: _StreamCut | None,
     ) -> Iterator[bytes]:
         yield _event("messageStart", {"role": "assistant"})
         for index, chunk in enumerate(chunks):
@@ -497,6 +512,12 @@ class BedrockFake(LoopbackServer):
             record.delta_times.append(time.monotonic())
         yield b"".join(closing)
         record.finished = time.monotonic()
+        if cut is not None and cut.how == "corrupt":
+            frame = bytearray(_event("contentBlockDelta", {"delta": {"text": "x"}}))
+            frame[-1] ^= 0xFF  # the message CRC no longer matches
+            yield bytes(frame)
+        if cut is not None and cut.how == "reset":
+            raise Abort("the fake drops the connection mid-stream")
 
     def _retrieve(self, body: dict[str, Any]) -> Response:
         query = body.get("retrievalQuery")
