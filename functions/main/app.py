@@ -52,6 +52,7 @@ from functions.shared.chat import ChatService
 from functions.shared.contract import API_BASE_PATH, MAIN, REST_ROUTES
 from functions.shared.errors import (
     BadRequest,
+    Conflict,
     DomainError,
     NotFound,
     Throttled,
@@ -73,6 +74,7 @@ _STATUS = {
     BadRequest: 400,
     Unauthorized: 401,
     NotFound: 404,
+    Conflict: 409,
     UpstreamError: 502,
     Throttled: 503,
 }
@@ -229,7 +231,11 @@ async def list_messages(
 
 @app.post(
     _path("/sessions/{session_id}/messages"),
-    responses={**SESSION_RESPONSES, 502: {**_ERROR, "description": "The model call failed."}},
+    responses={
+        **SESSION_RESPONSES,
+        409: {**_ERROR, "description": "Another attempt at this question was answered first."},
+        502: {**_ERROR, "description": "The model call failed."},
+    },
 )
 async def send_message(
     session_id: str, body: MessageCreate, user: User, chat: Chat

@@ -279,7 +279,12 @@ class ChatService:
             - content_bytes(system)
         )
         history = self.store.messages.recent(session_id, max(budget, 0))
-        question = self.store.begin_turn(user_id, session, content)
+        question = failed_attempt(history, content)
+        if question is None:
+            question = self.store.begin_turn(user_id, session, content)
+        else:  # a retry: this question is stored already, and its answer's slot failed
+            history = history[:-2]
+            self.store.sessions.update(user_id, session_id, {})  # fenced; marks the activity
         model_id = (
             session.model_id
             if session.model_id in self.settings.bedrock_models
@@ -357,6 +362,26 @@ class ChatService:
             )
             for number, result in enumerate(response.get("retrievalResults", []), start=1)
         )
+
+
+def failed_attempt(history: list[Message], content: str) -> Message | None:
+    """The latest question, if it asked exactly ``content`` and its answer failed.
+
+    A client that retries after an error (a 503, a throttled frame) sends the same question
+    again; the turn then reuses the stored question and fills the failed answer's slot, so
+    the question is stored once and the model sees it once.
+    """
+    if len(history) < 2:
+        return None
+    question, answer = history[-2:]
+    retried = (
+        question.role == "user"
+        and question.content == content
+        and answer.role == "assistant"
+        and answer.status == "failed"
+        and answer.seq == question.seq + 1
+    )
+    return question if retried else None
 
 
 def system_prompt(citations: tuple[Citation, ...]) -> str:

@@ -72,6 +72,12 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class Conflict(DomainError):
+    """The request lost a race with another one for the same thing (a retried question)."""
+
+    code = "conflict"
+
+
 class Throttled(DomainError):
     """AWS kept saying "slow down" after botocore's retries; the client should retry later."""
 

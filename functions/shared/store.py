@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from functions.shared import aws
 from functions.shared.contract import CONNECTION_TTL_SECONDS, SESSIONS, USER_INDEX
-from functions.shared.errors import NotFound, Throttled, error_code, translate
+from functions.shared.errors import Conflict, NotFound, Throttled, error_code, translate
 from functions.shared.models import (
     MESSAGE_STATUSES,
     Citation,
@@ -295,13 +295,16 @@ class MessageRepository:
         """A transaction item storing a turn at a ``seq`` reserved by
         :meth:`SessionRepository.reserve`.
 
-        The condition makes a reuse of a sequence number fail instead of overwriting a turn.
+        The condition makes a reuse of a sequence number fail instead of overwriting a turn;
+        only a ``failed`` marker may be replaced, by the answer of a retried question.
         """
         return {
             "Put": {
                 "TableName": self._table,
                 "Item": _message_item(message),
-                "ConditionExpression": "attribute_not_exists(seq)",
+                "ConditionExpression": "attribute_not_exists(seq) OR #status = :failed",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":failed": _s("failed")},
                 # On a cancellation: whose message holds the seq (ours, on a retry?).
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -563,6 +566,10 @@ class Store:
                 stored = reasons[1].get("Item") or {}
                 if _str(stored, "message_id") == message.message_id:
                     return None  # an earlier try applied; its reply was lost
+                if codes[:1] != ["ConditionalCheckFailed"]:
+                    raise Conflict(
+                        "another attempt at this question was answered first; reload the session"
+                    ) from None
             if codes[:1] == ["ConditionalCheckFailed"]:
                 return self._live(user_id, reasons[0].get("Item"))
             if "ThrottlingError" in codes:

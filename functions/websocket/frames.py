@@ -14,7 +14,9 @@ from functions.shared.models import Message, Usage
 
 MAX_FRAME_BYTES = 32 * 1024
 
-ErrorCode = Literal["not_found", "bad_request", "throttled", "upstream_error", "internal"]
+ErrorCode = Literal[
+    "not_found", "bad_request", "throttled", "upstream_error", "conflict", "internal"
+]
 
 
 def encode(frame: dict[str, Any]) -> bytes:

@@ -33,6 +33,7 @@ from functions.shared.chat import ChatService, validate_content
 from functions.shared.contract import WEBSOCKET
 from functions.shared.errors import (
     BadRequest,
+    Conflict,
     DomainError,
     NotFound,
     Throttled,
@@ -222,6 +223,8 @@ def _ws_code(error: DomainError) -> frames.ErrorCode:
         return "throttled"
     if isinstance(error, UpstreamError):
         return "upstream_error"
+    if isinstance(error, Conflict):
+        return "conflict"
     return "internal"
 
 

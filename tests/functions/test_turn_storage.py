@@ -244,3 +244,55 @@ def test_another_users_turn_in_the_session_is_not_found(
     response.assert_error(404, "not_found")
     assert _consistent(session_id) == []
     assert bedrock.requests_for(CONVERSE) == []
+
+
+@pytest.mark.usefixtures("single_attempt")
+def test_a_retry_after_a_503_reuses_the_stored_question(rest: Rest, bedrock: BedrockFake) -> None:
+    bedrock.reply = "Paris."
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    bedrock.throttle(1, operation=CONVERSE)
+    _post(rest, session_id, "Capital of France?").assert_error(503, "throttled")
+    retry = _post(rest, session_id, "Capital of France?")
+    assert retry.status == 200, retry.text
+    items = _consistent(session_id)
+    assert [(i["role"]["S"], i["content"]["S"], i["status"]["S"] if "status" in i else None)
+            for i in items] == [
+        ("user", "Capital of France?", None),
+        ("assistant", "Paris.", "complete"),
+    ]  # fmt: skip
+    last = bedrock.requests_for(CONVERSE)[-1]
+    assert last.body["messages"] == [
+        {"role": "user", "content": [{"text": "Capital of France?"}]}
+    ]  # the model sees the question once
+
+
+@pytest.mark.usefixtures("single_attempt")
+def test_a_streamed_retry_after_a_throttled_frame_reuses_the_stored_question(
+    rest: Rest, ws: WebSocket, bedrock: BedrockFake
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    connection_id = ws.open()
+    payload = {"action": "sendMessage", "session_id": session_id, "content": "hi"}
+    bedrock.throttle(1, operation=CONVERSE_STREAM)
+    ws.send(connection_id, payload)
+    ws.send(connection_id, payload)
+    frames = ws.frames(connection_id)
+    assert frames[0]["code"] == "throttled"
+    assert frames[-1]["type"] == "end"
+    assert [i["role"]["S"] for i in _consistent(session_id)] == ["user", "assistant"]
+
+
+@pytest.mark.usefixtures("single_attempt")
+def test_a_different_question_after_a_failure_is_a_new_turn(
+    rest: Rest, bedrock: BedrockFake
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    bedrock.throttle(1, operation=CONVERSE)
+    _post(rest, session_id, "first").assert_error(503, "throttled")
+    assert _post(rest, session_id, "second").status == 200
+    items = _consistent(session_id)
+    assert [(i["role"]["S"], i["content"]["S"]) for i in items][::2] == [
+        ("user", "first"),
+        ("user", "second"),
+    ]
+    assert items[1]["status"]["S"] == "failed"
