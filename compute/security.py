@@ -28,6 +28,7 @@ from functions.shared.contract import (
     FUNCTIONS,
     MAIN,
     TABLES,
+    USER_CONNECTIONS,
     USER_INDEX,
     WEBSOCKET,
 )
@@ -42,6 +43,8 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         f"sessions/{USER_INDEX.name}": ("dynamodb:Query",),
         "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem"),
+        "connections": ("dynamodb:DeleteItem",),  # DELETE /me
+        f"connections/{USER_CONNECTIONS.name}": ("dynamodb:Query",),
     },
     WEBSOCKET.key: {
         "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"),

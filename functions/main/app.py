@@ -254,6 +254,17 @@ async def send_message(
     )
 
 
+@app.delete(_path("/me"), status_code=204, responses=AUTH_RESPONSES)
+async def delete_my_data(user: User, repositories: Repositories) -> Response:
+    """Delete every session, message and connection record of the caller.
+
+    Safe to repeat: a call cut short (a timeout, a 503) is finished by calling it again.
+    """
+    repositories.delete_user(user)
+    metrics.add_metric(name="UserDataDeleted", unit=MetricUnit.Count, value=1)
+    return Response(status_code=204)
+
+
 @app.get(_path("/knowledge-bases"), responses=AUTH_RESPONSES)
 async def list_knowledge_bases(user: User, config: Config) -> KnowledgeBaseList:
     """Every knowledge base of the account (all pages), the configured one marked ``default``.

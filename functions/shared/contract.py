@@ -92,10 +92,13 @@ MESSAGES = TableSchema(
     hash_key=Key("session_id", "S"),
     range_key=Key("seq", "N"),
 )
+# A user's open connections, for "delete all my data".
+USER_CONNECTIONS = Index("UserConnections", Key("user_id", "S"))
 CONNECTIONS = TableSchema(
     suffix="connections",
     env=Env.CONNECTIONS_TABLE,
     hash_key=Key("connection_id", "S"),
+    indexes=(USER_CONNECTIONS,),
 )
 TABLES = (SESSIONS, MESSAGES, CONNECTIONS)
 
@@ -125,6 +128,7 @@ REST_ROUTES = (
     Route("GET", "/sessions/{session_id}/messages"),
     Route("POST", "/sessions/{session_id}/messages"),
     Route("GET", "/knowledge-bases"),
+    Route("DELETE", "/me"),
 )
 
 WEBSOCKET_ROUTES = ("$connect", "$disconnect", "$default")
@@ -153,6 +157,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
     MAIN.key: (
         Env.SESSIONS_TABLE,
         Env.MESSAGES_TABLE,
+        Env.CONNECTIONS_TABLE,
         Env.BEDROCK_MODELS,
         Env.KNOWLEDGE_BASE_ID,
         Env.SESSION_TTL_DAYS,
@@ -221,6 +226,7 @@ ROUTE_ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/sessions/{session_id}/messages"): READ,
     ("POST", "/sessions/{session_id}/messages"): CHAT,
     ("GET", "/knowledge-bases"): READ,
+    ("DELETE", "/me"): CHAT,  # deletes data, like the other writes
 }
 WEBSOCKET_CONNECT_ACCESS = CHAT  # a WebSocket connection exists to chat
 

@@ -23,7 +23,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from functions.shared import aws
-from functions.shared.contract import CONNECTION_TTL_SECONDS, SESSIONS, USER_INDEX
+from functions.shared.contract import (
+    CONNECTION_TTL_SECONDS,
+    CONNECTIONS,
+    SESSIONS,
+    USER_CONNECTIONS,
+    USER_INDEX,
+)
 from functions.shared.errors import Conflict, NotFound, Throttled, error_code, translate
 from functions.shared.models import (
     MESSAGE_STATUSES,
@@ -230,6 +236,21 @@ class SessionRepository:
                 **_owned(user_id, {}, {}),
             }
         }
+
+    def ids_of(self, user_id: str) -> Iterator[str]:
+        """Every session id of ``user_id``, expired ones included, through the UserIndex GSI
+        (all pages)."""
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName=USER_INDEX.name,
+            KeyConditionExpression="#user = :user",
+            ExpressionAttributeNames={"#user": USER_INDEX.hash_key.name},
+            ExpressionAttributeValues={":user": _s(user_id)},
+            ProjectionExpression=SESSIONS.hash_key.name,
+        ):
+            for item in page.get("Items", []):
+                yield _str(item, SESSIONS.hash_key.name) or ""
 
     def delete(self, user_id: str, session_id: str) -> None:
         """Delete the caller's session, expired or not: an owner can always remove their data,
@@ -457,6 +478,20 @@ class ConnectionRepository:
     def delete(self, connection_id: str) -> None:
         self._client.delete_item(TableName=self._table, Key={"connection_id": _s(connection_id)})
 
+    def ids_of(self, user_id: str) -> Iterator[str]:
+        """The ids of ``user_id``'s connection records, through the UserConnections GSI."""
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName=USER_CONNECTIONS.name,
+            KeyConditionExpression="#user = :user",
+            ExpressionAttributeNames={"#user": USER_CONNECTIONS.hash_key.name},
+            ExpressionAttributeValues={":user": _s(user_id)},
+            ProjectionExpression=CONNECTIONS.hash_key.name,
+        ):
+            for item in page.get("Items", []):
+                yield _str(item, CONNECTIONS.hash_key.name) or ""
+
 
 @dataclass(frozen=True)
 class Store:
@@ -590,6 +625,22 @@ class Store:
         ):
             raise NotFound(_SESSION_NOT_FOUND)
         return current
+
+    def delete_user(self, user_id: str) -> None:
+        """Delete everything of ``user_id``: each session with its messages (as
+        :meth:`delete_session` does), then each connection record.
+
+        Every step is idempotent, so a call interrupted anywhere (a timeout, a 503) is finished
+        by calling it again. A session or connection created while it runs may survive it.
+        """
+        for session_id in list(self.sessions.ids_of(user_id)):
+            try:
+                self.delete_session(user_id, session_id)
+            except NotFound:
+                continue  # deleted meanwhile
+        if self.connections is not None:
+            for connection_id in list(self.connections.ids_of(user_id)):
+                self.connections.delete(connection_id)
 
     def delete_session(self, user_id: str, session_id: str) -> None:
         """Delete the session, then its turns.

@@ -144,7 +144,17 @@ def test_roles_are_least_privilege(dev: Synth) -> None:
     assert main["TableMessages"]["resources"] == [
         ref(dev, "aws_dynamodb_table", "arn", name=f"{PREFIX}-messages")
     ]
-    assert "TableConnections" not in main
+    connections = ref(dev, "aws_dynamodb_table", "arn", name=f"{PREFIX}-connections")
+    assert main["TableConnections"] == {  # DELETE /me: the caller's records, found by index
+        "sid": "TableConnections",
+        "actions": ["dynamodb:DeleteItem"],
+        "resources": [connections],
+    }
+    assert main["IndexUserConnections"] == {
+        "sid": "IndexUserConnections",
+        "actions": ["dynamodb:Query"],
+        "resources": [f"{connections}/index/UserConnections"],
+    }
     assert main["Models"]["actions"] == ["bedrock:InvokeModel"]
     partition = "${data.aws_partition.partition.partition}"
     assert main["Models"]["resources"] == [

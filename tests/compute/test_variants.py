@@ -145,6 +145,7 @@ def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -
         "IndexUserIndex",
         "TableMessages",
         "TableConnections",
+        "IndexUserConnections",
         "WebSocketCallbacks",
     }
     assert len(statements["Logs"]["resources"]) == len(FUNCTIONS)

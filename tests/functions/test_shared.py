@@ -18,6 +18,7 @@ from functions.websocket import frames
 MAIN_ENV = {
     Env.SESSIONS_TABLE: "p-sessions",
     Env.MESSAGES_TABLE: "p-messages",
+    Env.CONNECTIONS_TABLE: "p-connections",  # DELETE /me removes the caller's records
     Env.BEDROCK_MODELS: " model-a , model-b,,model-a ",
     Env.KNOWLEDGE_BASE_ID: "",
     Env.PAGINATION_KEY: "k",
@@ -41,7 +42,7 @@ def test_main_settings() -> None:
     assert not config.knowledge_bases_enabled
     assert config.session_ttl_days == DEFAULT_SESSION_TTL_DAYS
     assert config.pagination_key == b"k"
-    assert config.connections_table is None
+    assert config.connections_table == "p-connections"
     assert config.websocket_callback_url is None
 
 

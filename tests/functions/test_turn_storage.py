@@ -296,3 +296,66 @@ def test_a_different_question_after_a_failure_is_a_new_turn(
         ("user", "second"),
     ]
     assert items[1]["status"]["S"] == "failed"
+
+
+def _connections_of(user: str) -> list[str]:
+    import boto3
+
+    from tests.functions.helpers import table
+
+    items = boto3.client("dynamodb").scan(TableName=table("CONNECTIONS_TABLE_NAME"))["Items"]
+    return [i["connection_id"]["S"] for i in items if i["user_id"]["S"] == user]
+
+
+def test_delete_me_removes_every_session_message_and_connection_of_the_caller_only(
+    rest: Rest, ws: WebSocket, bedrock: BedrockFake
+) -> None:
+    mine = [rest.create_session(knowledge_base_id=None)["session_id"] for _ in range(3)]
+    theirs = rest.create_session(user="user-b", knowledge_base_id=None)["session_id"]
+    for session_id in [*mine[:2], theirs]:
+        user = "user-b" if session_id == theirs else "user-a"
+        response = rest.call(
+            "POST", f"/sessions/{session_id}/messages", body={"content": "hi"}, user=user
+        )
+        assert response.status == 200
+    for _ in range(2):
+        ws.open()
+    ws.connect(ws.new_connection_id(), "user-b")
+    assert len(_connections_of("user-a")) == 2
+
+    assert rest.call("DELETE", "/me").status == 204
+
+    for session_id in mine:
+        assert stored_session(session_id) is None
+        assert stored_messages(session_id) == []
+    assert _connections_of("user-a") == []
+    assert rest.call("GET", "/sessions").json["sessions"] == []
+    assert len(_consistent(theirs)) == 2  # another user's data is untouched
+    assert len(_connections_of("user-b")) == 1
+    assert rest.call("DELETE", "/me").status == 204  # nothing left: still done
+
+
+def test_an_interrupted_delete_me_is_finished_by_calling_it_again(
+    rest: Rest, ws: WebSocket, bedrock: BedrockFake, faults: DynamoFaults
+) -> None:
+    sessions = [rest.create_session(knowledge_base_id=None)["session_id"] for _ in range(4)]
+    for session_id in sessions:
+        assert _post(rest, session_id).status == 200
+    ws.open()
+    faults.fail(_nth_matching("DeleteItem", 3))  # the third session's delete fails
+    rest.call("DELETE", "/me").assert_error(503, "throttled")
+    assert any(stored_session(session_id) for session_id in sessions)
+    assert rest.call("DELETE", "/me").status == 204
+    for session_id in sessions:
+        assert stored_session(session_id) is None
+        assert stored_messages(session_id) == []
+    assert _connections_of("user-a") == []
+
+
+def _nth_matching(operation_name: str, n: int) -> Match:
+    seen = iter(range(1, 10_000))
+
+    def match(operation: str, body: dict) -> bool:
+        return operation == operation_name and next(seen) == n
+
+    return match

@@ -242,6 +242,23 @@ def websocket_paths(run: Run, management: WsManagementFake, session: str | None)
     )
     steps.check("ping", frames_of(lambda: ws.send(connection, {"action": "ping"})), ["pong"].__eq__)
     steps.check("$disconnect", lambda: ws.disconnect(connection), accepted)
+    steps.check(
+        "$connect (left open for DELETE /me)",
+        lambda: ws.connect(ws.new_connection_id(), USER_A),
+        accepted,
+    )
+
+
+def main_final_paths(run: Run) -> None:
+    """After the WebSocket run, which leaves a session and a connection of the user behind:
+    DELETE /me removes both."""
+    steps, rest = _Steps(run, MAIN.key), Rest(LambdaContext())
+    steps.check("DELETE /me", lambda: rest.call("DELETE", "/me"), _status(204))
+    steps.check(
+        "GET /sessions (after DELETE /me)",
+        lambda: rest.call("GET", "/sessions"),
+        lambda r: r.status == 200 and r.json["sessions"] == [],
+    )
 
 
 def _become(
@@ -294,6 +311,12 @@ def _run(stack: Stack) -> Run:
                 else:
                     websocket_paths(run, management, session)
             record.environment_reads = set(reads)
+        record = run.functions[MAIN.key]
+        variables = stack.environment(MAIN, websocket_callback_url=management.callback_url)
+        _become(patch, {**variables, **endpoints, **credentials[MAIN.key].env()}, record)
+        with environment_reads() as reads:
+            main_final_paths(run)
+        record.environment_reads |= set(reads)
         _refuse_the_others_actions(run, clients, probed, users)
     get_settings.cache_clear()
     aws.reset_clients()
