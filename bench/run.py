@@ -109,8 +109,8 @@ def cold_import(statement: str, paths: list[Path], function_name: str) -> float:
 
 def cold_figures(runs: int, work: Path) -> list[Figure]:
     from compute.packaging import Target, build_function
+    from devserver.lambda_runtime import extract, runtime_site
     from functions.shared.contract import AUTHORIZER, MAIN, WEBSOCKET
-    from tests.support.lambda_runtime import extract, runtime_site
 
     runtime = runtime_site(work / "runtime")
     cases = [
@@ -162,8 +162,8 @@ def interleaved(
 def authorizer_warm_figure(runs: int) -> Figure:
     import jwt
 
+    from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
     from functions.authorizer.handler import handler
-    from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer, SigningKey
     from tests.support.events import load_event
 
     key = SigningKey.rsa("bench")

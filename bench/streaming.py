@@ -131,7 +131,7 @@ def our_turn(rest: Any, socket: Any, bedrock: Any, ws: Any) -> Turn:
 
 
 def streaming_figures(runs: int, fakes: dict[str, Any]) -> list[dict[str, Any]]:
-    from tests.support.bedrock_fake import model_like_deltas
+    from devserver.bedrock import model_like_deltas
 
     bedrock, ws, rest, socket = fakes["bedrock"], fakes["ws"], fakes["rest"], fakes["socket"]
     bedrock.stream_chunks = model_like_deltas(DELTAS)
@@ -200,10 +200,10 @@ def _rows(latency: int, ours: list[Turn], ideal: list[Turn], hundred: list[Turn]
 
 def capacity_rows(fakes: dict[str, Any]) -> list[dict[str, Any]]:
     """Request units and model input of one streamed turn after N prior turns of ~2 KB."""
+    from devserver.bedrock import CONVERSE_STREAM
     from functions.shared import aws
     from functions.shared.chat import estimate_tokens
     from tests.functions.helpers import seed_history
-    from tests.support.bedrock_fake import CONVERSE_STREAM
 
     bedrock, ws, rest, socket, meter = (
         fakes[k] for k in ("bedrock", "ws", "rest", "socket", "meter")
@@ -253,12 +253,13 @@ def main() -> int:
 
     import boto3
 
+    from devserver.bedrock import BedrockFake
+    from devserver.moto import MotoServer, aws_env
     from functions.shared.contract import TABLES, Env
     from functions.shared.settings import get_settings
     from tests.functions.helpers import LambdaContext, Rest, WebSocket
-    from tests.support.bedrock_fake import BedrockFake
     from tests.support.dynamodb_meter import CapacityMeter
-    from tests.support.moto_server import MotoServer, aws_env, create_tables
+    from tests.support.moto_server import create_tables
     from tests.support.ws_management_fake import WsManagementFake
 
     with MotoServer() as moto, BedrockFake() as bedrock, WsManagementFake() as ws:

@@ -1,4 +1,5 @@
-"""A loopback fake of Bedrock that speaks the real wire formats, for the real boto3 clients.
+"""A loopback fake of Bedrock that speaks the real wire formats, for the real boto3 clients: the
+tests' fake and ``make dev``'s local model.
 
 moto implements neither bedrock-runtime ``converse``/``converse_stream`` nor bedrock-agent-runtime
 ``retrieve``, so this fake serves them (one instance serves both services):
@@ -18,7 +19,7 @@ retrieve whose query text is blank; ``retrieve`` returns at most ``numberOfResul
 
 Usage::
 
-    from tests.support.bedrock_fake import BedrockFake, passage
+    from devserver.bedrock import BedrockFake, passage
 
     with BedrockFake(reply="Hi there") as bedrock:
         for name, value in bedrock.env().items():   # AWS_ENDPOINT_URL_BEDROCK_RUNTIME, ...
@@ -60,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from tests.support._http import (
+from devserver.loopback import (
     Abort,
     LoopbackServer,
     Request,
@@ -153,7 +154,7 @@ class StreamRecord:
 
 def model_like_deltas(count: int = 600, seed: int = 0) -> list[str]:
     """``count`` deltas of 3 to 15 characters, as a model streams them (deterministic)."""
-    generator = random.Random(seed)
+    generator = random.Random(seed)  # noqa: S311 - deterministic test text, not a secret
     letters = "abcdefghijklmnopqrstuvwxyz"
     deltas = []
     for _ in range(count):

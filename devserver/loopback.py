@@ -1,4 +1,5 @@
-"""The loopback HTTP server both AWS fakes run on, and the restJson error format botocore parses."""
+"""The loopback HTTP server the AWS fakes and the dev server run on, and the restJson error format
+botocore parses."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ class LoopbackServer:
     fails with the cause instead of hanging.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        self._port = port  # 0: a free port
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -76,7 +78,7 @@ class LoopbackServer:
         return f"http://{host}:{port}"
 
     def start(self) -> Self:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_class(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": _POLL_SECONDS}, daemon=True

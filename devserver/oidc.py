@@ -1,4 +1,5 @@
-"""A real OpenID Connect issuer on 127.0.0.1 for tests: discovery and JWKS over HTTP.
+"""A real OpenID Connect issuer on 127.0.0.1 for tests and ``make dev``: discovery and JWKS over
+HTTP.
 
 It counts every request by path, so tests can prove how often the authorizer reaches the identity
 provider, and can be switched to failing or slow answers to play an outage.
@@ -85,8 +86,10 @@ class LocalIssuer:
     requests: Counter[str] = field(default_factory=Counter)
     _server: ThreadingHTTPServer | None = None
 
-    def start(self) -> LocalIssuer:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+    def start(self, port: int = 0) -> LocalIssuer:
+        """Serve on ``port`` (0: a free one). ``make dev`` uses a fixed port, because the
+        issuer URL is in every token it has handed out."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, args=(0.005,), daemon=True).start()
         return self
@@ -165,6 +168,8 @@ class LocalIssuer:
 
 def _handler_for(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # headers and body are two sends (see devserver.loopback)
+
         def do_GET(self) -> None:
             status, body = issuer.answer(self.path)
             self.send_response(status)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
+from devserver.bedrock import BedrockFake, passage
 from functions.shared.observability import metrics
 from tests.functions.conftest import app_env, context, pytest_configure, rest, single_attempt
 from tests.functions.helpers import USER_B, Rest
-from tests.support.bedrock_fake import BedrockFake, passage
 
 # The function tests' fixtures, shared as they are rather than copied.
 __all__ = ["app_env", "context", "pytest_configure", "rest", "single_attempt"]

@@ -57,11 +57,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from devserver.bedrock import CONVERSE, BedrockFake
 from functions.main.app import app
 from functions.shared import aws
 from tests.api.conftest import Seeded
 from tests.functions.helpers import MODELS, USER_A, Rest, authorizer_context, dynamodb_throttled
-from tests.support.bedrock_fake import CONVERSE, BedrockFake
 from tests.support.events import load_event
 
 Scope = MutableMapping[str, Any]

@@ -23,9 +23,9 @@ from compute.packaging import (
     build_placeholder,
     write_zip,
 )
+from devserver.lambda_runtime import extract, runtime_site
 from functions.shared.contract import AUTHORIZER, FUNCTIONS, FunctionSpec
 from tests.support.events import load_event
-from tests.support.lambda_runtime import extract, runtime_site
 
 X86 = Target("python3.11", "x86_64")
 ARM = Target("python3.11", "arm64")

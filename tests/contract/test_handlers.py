@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from compute.packaging import Target, build_function
+from devserver.lambda_runtime import extract, runtime_site
 from functions.shared.contract import FUNCTIONS, MAIN, FunctionSpec
 from tests.security.synthesized import Stack, synthesized
 from tests.support.events import load_event
-from tests.support.lambda_runtime import extract, runtime_site
 
 HOST_ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
 parametrize_functions = pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from devserver.bedrock import BedrockFake
 from functions.shared import aws
 from functions.shared.contract import Env
 from functions.shared.settings import get_settings
@@ -18,7 +19,6 @@ from tests.functions.helpers import (
     Rest,
     WebSocket,
 )
-from tests.support.bedrock_fake import BedrockFake
 from tests.support.ws_management_fake import WsManagementFake
 
 

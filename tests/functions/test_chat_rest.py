@@ -8,6 +8,7 @@ import json
 import boto3
 import pytest
 
+from devserver.bedrock import CONVERSE, RETRIEVE, BedrockFake, passage
 from functions.shared.chat import SYSTEM_PROMPT
 from functions.shared.contract import Env
 from functions.shared.observability import logger
@@ -20,7 +21,6 @@ from tests.functions.helpers import (
     stored_messages,
     stored_session,
 )
-from tests.support.bedrock_fake import CONVERSE, RETRIEVE, BedrockFake, passage
 
 
 def _post(rest: Rest, session_id: str, content: str) -> dict:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from devserver.bedrock import BedrockFake
+from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
 from functions.authorizer.handler import handler as authorizer_handler
 from functions.shared.contract import API_BASE_PATH, Env
 from functions.websocket.handler import handler as websocket_handler
-from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer, SigningKey
 from tests.functions.helpers import HttpResponse, LambdaContext, Rest, WebSocket
-from tests.support.bedrock_fake import BedrockFake
 from tests.support.events import load_event
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devserver.bedrock import BedrockFake
 from tests.functions.helpers import MODELS, HttpResponse, Rest, WebSocket
-from tests.support.bedrock_fake import BedrockFake
 
 FIELDS = ("title", "model_id", "knowledge_base_id", "content", "action", "session_id")
 json_values = st.recursive(

@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from devserver.bedrock import CONVERSE, BedrockFake
+from devserver.moto import MotoServer
 from functions.shared import aws
 from functions.shared.chat import BYTES_PER_TOKEN, ChatService, conversation
 from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, MAIN, TABLES, Env
@@ -20,9 +22,7 @@ from tests.functions.helpers import (
     stored_session,
     table,
 )
-from tests.support.bedrock_fake import CONVERSE, BedrockFake
 from tests.support.dynamodb_meter import CapacityMeter
-from tests.support.moto_server import MotoServer
 
 TURNS = 1_000
 TURN_CHARS = 2_048

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from devserver.bedrock import BedrockFake
 from tests.functions.helpers import (
     USER_A,
     USER_B,
@@ -15,7 +16,6 @@ from tests.functions.helpers import (
     stored_messages,
     stored_session,
 )
-from tests.support.bedrock_fake import BedrockFake
 
 
 @pytest.fixture

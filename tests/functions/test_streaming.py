@@ -9,10 +9,10 @@ import time
 
 import pytest
 
+from devserver.bedrock import BedrockFake, model_like_deltas
 from functions.websocket.frames import MAX_FRAME_BYTES
 from functions.websocket.handler import STOP_MARGIN_SECONDS
 from tests.functions.helpers import LambdaContext, Rest, WebSocket, stored_messages
-from tests.support.bedrock_fake import BedrockFake, model_like_deltas
 from tests.support.ws_management_fake import WsManagementFake
 
 POST_LATENCY_MS = 15

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
+from devserver.moto import MotoServer
 from functions.shared import aws
 from functions.shared.store import TURN_ATTEMPTS
 from tests.functions.helpers import (
@@ -19,9 +21,7 @@ from tests.functions.helpers import (
     stored_messages,
     stored_session,
 )
-from tests.support.bedrock_fake import CONVERSE, CONVERSE_STREAM, BedrockFake
 from tests.support.dynamodb_faults import DynamoFaults, Match, transaction_putting
-from tests.support.moto_server import MotoServer
 
 QUESTION = transaction_putting("user")
 ANSWER = transaction_putting("assistant")

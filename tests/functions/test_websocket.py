@@ -9,6 +9,7 @@ import time
 import boto3
 import pytest
 
+from devserver.bedrock import CONVERSE_STREAM, BedrockFake, passage
 from functions.shared.chat import SYSTEM_PROMPT
 from functions.shared.contract import CONNECTION_TTL_SECONDS, Env
 from functions.shared.settings import get_settings
@@ -22,7 +23,6 @@ from tests.functions.helpers import (
     dynamodb_throttled,
     stored_messages,
 )
-from tests.support.bedrock_fake import CONVERSE_STREAM, BedrockFake, passage
 from tests.support.events import load_event
 from tests.support.ws_management_fake import WsManagementFake
 

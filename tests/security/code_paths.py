@@ -26,6 +26,7 @@ from botocore import xform_name
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from devserver.bedrock import BedrockFake
 from functions.shared import aws
 from functions.shared.contract import CONNECTIONS, FUNCTIONS, MAIN, WEBSOCKET
 from functions.shared.settings import get_settings
@@ -34,7 +35,6 @@ from tests.security.enforcing_moto import Credentials, enforcing_moto, setup, se
 from tests.security.iam import Call
 from tests.security.recording import environment_reads, recording_session
 from tests.security.synthesized import Stack, Statement, contract_env_names, synthesized
-from tests.support.bedrock_fake import BedrockFake
 from tests.support.ws_management_fake import WsManagementFake
 
 # Variables that would send boto3 elsewhere or change how it signs (a session token would

@@ -26,9 +26,10 @@ from typing import Any
 import boto3
 from botocore.client import BaseClient
 
+from devserver.moto import FAKE_CREDENTIAL
 from functions.shared.contract import TABLES
 from tests.security.synthesized import Statement
-from tests.support.moto_server import FAKE_CREDENTIAL, create_table
+from tests.support.moto_server import create_table
 
 TRANSACTION_ITEM_ACTIONS = ("PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from tests.support._http import LoopbackServer, Request, Response, error_response
+from devserver.loopback import LoopbackServer, Request, Response, error_response
 
 Match = Callable[[str, dict[str, Any]], bool]
 _FORWARDED = ("content-type", "x-amz-target", "authorization", "x-amz-date")

@@ -37,8 +37,8 @@ from typing import Any
 
 import httpx
 
+from devserver.loopback import LoopbackServer, Request, Response
 from functions.shared.contract import TableSchema
-from tests.support._http import LoopbackServer, Request, Response
 
 READ_UNIT_BYTES = 4096
 WRITE_UNIT_BYTES = 1024

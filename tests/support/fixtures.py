@@ -9,7 +9,7 @@ Fixtures:
 * ``moto_server`` (session): one :class:`~tests.support.moto_server.MotoServer` per process.
 * ``moto_env`` (function): resets moto, points boto3 at it with fake credentials, creates every
   contract table named ``test-<suffix>`` and sets the table env vars; returns every variable set.
-* ``bedrock`` (function): a running :class:`~tests.support.bedrock_fake.BedrockFake` that the
+* ``bedrock`` (function): a running :class:`~devserver.bedrock.BedrockFake` that the
   bedrock-runtime and bedrock-agent-runtime clients reach through their endpoint variables.
 * ``ws_management`` (function): a running
   :class:`~tests.support.ws_management_fake.WsManagementFake` whose callback URL is in
@@ -26,9 +26,10 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from devserver.bedrock import BedrockFake
+from devserver.moto import MotoServer, aws_env
 from functions.shared.contract import Env
-from tests.support.bedrock_fake import BedrockFake
-from tests.support.moto_server import MotoServer, aws_env, create_tables
+from tests.support.moto_server import create_tables
 from tests.support.ws_management_fake import WsManagementFake
 
 TABLE_PREFIX = "test"

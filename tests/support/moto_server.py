@@ -1,139 +1,26 @@
-"""A local moto server for DynamoDB, bedrock-agent and every other AWS API moto implements.
-
-Code under test builds ordinary boto3 clients; pointing ``AWS_ENDPOINT_URL`` at the server sends
-them all here (a service-specific ``AWS_ENDPOINT_URL_<SERVICE>`` still wins, which is how
-:mod:`tests.support.bedrock_fake` serves converse/converse_stream/retrieve, which moto
-lacks). moto itself implements bedrock-agent ``create_knowledge_base`` and
-``list_knowledge_bases`` with ``nextToken`` paging, so knowledge-base listings need no fake.
+"""DynamoDB tables for the function tests, created from ``contract.TABLES`` on the moto server
+of :mod:`devserver.moto`.
 
 Usage::
 
     import boto3
-    from tests.support.moto_server import MotoServer, aws_env, create_tables
+    from devserver.moto import MotoServer, aws_env
+    from tests.support.moto_server import create_tables
 
     with MotoServer() as server:
         for name, value in aws_env(server.url).items():
             monkeypatch.setenv(name, value)
         tables = create_tables(boto3.client("dynamodb"), prefix="aiassist-test")
         # tables == {"SESSIONS_TABLE_NAME": "aiassist-test-sessions", ...}
-        server.reset()  # forget every resource, cheaply, between tests
-
-Starting a server costs ~0.1 s; share one per session (see :mod:`tests.support.fixtures`) and
-call :func:`reset` between tests instead of starting a new one.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any
 
-import httpx
 from botocore.client import BaseClient
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from moto.server import ThreadedMotoServer
-from werkzeug.serving import make_server
 
 from functions.shared.contract import TABLES, Index, Key, TableSchema
-
-REGION = "us-east-1"
-FAKE_CREDENTIAL = "testing"
-
-
-class _SerializedMotoServer(ThreadedMotoServer):
-    """moto's threaded server, answering one request at a time.
-
-    moto's ``UpdateItem`` is not atomic across threads: two concurrent ``ADD``s can return the
-    same value, which DynamoDB never does. Serialized, concurrency tests check the project's
-    atomicity (conditions, counters, transactions) rather than moto's.
-    """
-
-    def _server_entry(self) -> None:
-        app = DomainDispatcherApplication(create_backend_app)
-        lock = threading.Lock()
-
-        def one_at_a_time(
-            environ: dict[str, Any], start_response: Callable[..., Any]
-        ) -> Iterable[bytes]:
-            with lock:
-                return list(app(environ, start_response))
-
-        self._server = make_server(
-            self._ip_address, self._port, one_at_a_time, True, request_handler=MotoRequestHandler
-        )
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-
-class MotoServer:
-    """moto's server on 127.0.0.1 with a free port, one request at a time (see
-    :class:`_SerializedMotoServer`); usable as a context manager."""
-
-    def __init__(self) -> None:
-        self._server = _SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:50123``; only valid between start() and stop()."""
-        if self._url is None:
-            raise RuntimeError("MotoServer is not running: call start() or use it in a with block")
-        return self._url
-
-    def start(self) -> MotoServer:
-        # moto's werkzeug logs every request at INFO, which buries the cause of a failed test.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self._url = f"http://{host}:{port}"
-        return self
-
-    def stop(self) -> None:
-        if self._url is not None:
-            self._server.stop()
-            self._url = None
-
-    def reset(self) -> None:
-        """Forget every resource in every backend (see :func:`reset`)."""
-        reset(self.url)
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def aws_env(endpoint_url: str) -> dict[str, str]:
-    """Environment that sends boto3 to ``endpoint_url`` with fake credentials in us-east-1.
-
-    ``AWS_REGION`` is set too because the Lambda runtime sets it and Powertools reads it.
-    """
-    return {
-        "AWS_ENDPOINT_URL": endpoint_url,
-        "AWS_ACCESS_KEY_ID": FAKE_CREDENTIAL,
-        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIAL,
-        "AWS_SECURITY_TOKEN": FAKE_CREDENTIAL,
-        "AWS_SESSION_TOKEN": FAKE_CREDENTIAL,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }
-
-
-def reset(endpoint_url: str) -> None:
-    """Wipe all moto state through its reset API (``POST /moto-api/reset``)."""
-    httpx.post(f"{endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
 
 
 def _key_schema(hash_key: Key, range_key: Key | None) -> list[dict[str, str]]:

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from tests.support._http import LoopbackServer, Request, Response, error_response, json_response
+from devserver.loopback import LoopbackServer, Request, Response, error_response, json_response
 
 MAX_PAYLOAD_BYTES = 128 * 1024
 _ROUTE = re.compile(r"^(?P<stage>/.*)?/@connections/(?P<id>[^/]+)$")

@@ -6,7 +6,7 @@ from botocore.config import Config
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer, EventStreamMessage
 from botocore.exceptions import ClientError, EventStreamError
 
-from tests.support.bedrock_fake import (
+from devserver.bedrock import (
     CONVERSE,
     CONVERSE_STREAM,
     RETRIEVE,

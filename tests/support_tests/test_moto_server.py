@@ -3,9 +3,9 @@ from typing import Any
 import boto3
 import pytest
 
+from devserver.moto import MotoServer
 from functions.shared.contract import TABLES, Key, TableSchema
 from tests.support.fixtures import TABLE_PREFIX
-from tests.support.moto_server import MotoServer
 
 
 def _key_schema(hash_key: Key, range_key: Key | None) -> list[dict[str, str]]:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
 from functions.shared.contract import Env
 from tests.functions.authorizer.helpers import FakeClock
-from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer, SigningKey
 
 
 @pytest.fixture(scope="session")

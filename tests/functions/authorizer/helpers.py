@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from devserver.oidc import b64url, b64url_json
 from functions.shared.contract import Env
-from tests.functions.authorizer.oidc_issuer import b64url, b64url_json
 from tests.support.events import load_event
 
 REST_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef123/v1/GET/api/v1/sessions"

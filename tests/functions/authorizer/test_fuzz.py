@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
+from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
 from functions.authorizer.handler import handler
 from tests.functions.authorizer.helpers import (
     bearer_event,
@@ -29,7 +30,6 @@ from tests.functions.authorizer.helpers import (
     unsigned,
     with_payload,
 )
-from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer, SigningKey
 
 FUZZ = settings(
     max_examples=200,

@@ -13,6 +13,7 @@ import socket
 
 import pytest
 
+from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
 from functions.authorizer.errors import Denied, InvalidToken, KeysUnavailable
 from functions.authorizer.handler import handler
 from functions.authorizer.keys import KEYS_MAX_AGE_SECONDS, REFETCH_INTERVAL_SECONDS
@@ -20,7 +21,6 @@ from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import TokenVerifier
 from functions.shared.contract import Env
 from tests.functions.authorizer.helpers import FakeClock, bearer_event, denied
-from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer, SigningKey
 
 
 def random_kid_token(issuer: LocalIssuer) -> str:

@@ -12,8 +12,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from devserver.lambda_runtime import RUNTIME_DISTRIBUTIONS
 from functions.shared.contract import AUTHORIZER
-from tests.support.lambda_runtime import RUNTIME_DISTRIBUTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 HEAVY_MODULES = ("boto3", "botocore", "fastapi", "pydantic", "aws_lambda_powertools", "mangum")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from devserver.oidc import AUDIENCE, LocalIssuer
 from functions.authorizer.errors import ConfigurationError
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
@@ -16,7 +17,6 @@ from functions.authorizer.verifier import MAX_CONTEXT_FIELD_CHARS
 from functions.shared.contract import REST_ROUTES, ROUTE_ACCESS, WEBSOCKET_CONNECT_ACCESS, Env
 from functions.shared.identity import caller_from
 from tests.functions.authorizer.helpers import REST_ARN, bearer_event, connect_event, set_rules
-from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer
 
 PROFILES = ("generic", "cognito", "okta", "entra", "identity_center")
 TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"

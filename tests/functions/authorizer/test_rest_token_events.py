@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from devserver.oidc import LocalIssuer, SigningKey
 from functions.authorizer.handler import handler
 from functions.shared.contract import REST_ROUTES
 from tests.functions.authorizer.helpers import (
@@ -16,7 +17,6 @@ from tests.functions.authorizer.helpers import (
     denied,
     token_event,
 )
-from tests.functions.authorizer.oidc_issuer import LocalIssuer, SigningKey
 
 
 def allow(resource: str) -> dict[str, Any]:

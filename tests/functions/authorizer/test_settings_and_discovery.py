@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
+from devserver.oidc import AUDIENCE, LocalIssuer
 from functions.authorizer.errors import ConfigurationError
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
 from functions.shared.contract import Env
 from tests.functions.authorizer.helpers import bearer_event, denied
-from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey, b64url
 from functions.authorizer.errors import InvalidToken
 from functions.authorizer.handler import handler
 from functions.authorizer.keys import JwksStore
@@ -23,7 +24,6 @@ from tests.functions.authorizer.helpers import (
     with_header,
     with_payload,
 )
-from tests.functions.authorizer.oidc_issuer import AUDIENCE, LocalIssuer, SigningKey, b64url
 
 
 def ago(seconds: int) -> int:

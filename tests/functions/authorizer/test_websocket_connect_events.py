@@ -6,6 +6,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
+from devserver.oidc import LocalIssuer
 from functions.authorizer.handler import handler
 from tests.functions.authorizer.helpers import (
     WEBSOCKET_ARN,
@@ -13,7 +14,6 @@ from tests.functions.authorizer.helpers import (
     connect_event,
     denied,
 )
-from tests.functions.authorizer.oidc_issuer import LocalIssuer
 
 
 @pytest.mark.parametrize("header_name", ["Authorization", "authorization", "AUTHORIZATION"])
