@@ -20,7 +20,7 @@ PYTEST_WORKERS ?= 2
 CHECKOV_VENV := $(TOOLS)/checkov
 CHECKOV_REQUIREMENTS := tools/checkov/requirements
 
-.PHONY: setup synth test lint format package bench clean scan checkov-lock
+.PHONY: setup synth test lint format package bench clean scan checkov-lock dev dev-token
 
 $(PIPENV):
 	$(PYTHON) -m venv $(TOOLS)/pipenv
@@ -85,3 +85,17 @@ clean:
 
 bench: setup
 	$(PY) bench/run.py
+
+# The dev environment's synthesized stack on 127.0.0.1 (see README, "Local development").
+# Synthesizes it first (seconds once the packages are built), then serves exactly that JSON.
+COMPUTE_DEV_ENV ?= dev
+export COMPUTE_DEV_ENV
+DEV_ARGS ?=
+dev: setup
+	COMPUTE_ENVIRONMENTS=$(COMPUTE_DEV_ENV) $(PY) main.py
+	$(PY) -m devserver $(DEV_ARGS)
+
+# A token the dev server accepts, for USER (default "developer").
+USER_NAME := $(if $(filter command line,$(origin USER)),$(USER),developer)
+dev-token: setup
+	@$(PY) -m devserver.token $(USER_NAME)

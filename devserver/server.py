@@ -1,0 +1,273 @@
+"""``make dev`` assembled: the synthesized stack's APIs and functions, and the local backends.
+
+Order matters: backends first (DynamoDB with the stack's tables, the local model, the OIDC
+issuer), then the WebSocket management API (its URL goes into the websocket function's
+environment), then one warm worker per function, then the two APIs start accepting clients.
+:meth:`DevServer.stop` stops all of it, workers included, in the reverse order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+from devserver import identity
+from devserver.bedrock import BedrockFake
+from devserver.lambda_pool import Lambda, LogSink
+from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, local_model
+from devserver.moto import FAKE_CREDENTIAL, MotoServer
+from devserver.oidc import LocalIssuer
+from devserver.rest_gateway import RestGateway
+from devserver.stack import Stack, is_websocket_callback, load_stack
+from devserver.websocket_gateway import Limits, WebSocketGateway
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = ROOT / ".dev"
+# Variables of the caller's environment that carry AWS credentials, for --bedrock aws.
+_CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "HOME",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ``make dev`` may be told; everything else comes from the stack."""
+
+    stack_path: Path
+    rest_port: int = 3000
+    ws_port: int = 3001
+    oidc_port: int = 3002
+    management_port: int = 3003
+    state_dir: Path = DEFAULT_STATE_DIR
+    dynamodb_endpoint: str | None = None  # None: a local moto server
+    bedrock: Literal["local", "aws"] = "local"
+    chunk_delay: float = DEFAULT_CHUNK_DELAY_SECONDS
+    limits: Limits = field(default_factory=Limits)
+
+
+def print_line(source: str, line: str) -> None:
+    sys.stdout.write(f"{source} | {line}\n")
+    sys.stdout.flush()
+
+
+class DevServer:
+    """Every process and server ``make dev`` runs; a context manager."""
+
+    def __init__(self, settings: Settings, log: LogSink = print_line) -> None:
+        self.settings = settings
+        self.log = log
+        self.stack: Stack = load_stack(settings.stack_path)
+        self.moto: MotoServer | None = None
+        self.model: BedrockFake | None = None
+        self.issuer: LocalIssuer | None = None
+        self.functions: Lambda | None = None
+        self.rest: RestGateway | None = None
+        self.websocket: WebSocketGateway | None = None
+        self._workdir: Path | None = None
+        self._stopped = threading.Event()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        settings = self.settings
+        dynamodb = settings.dynamodb_endpoint
+        if dynamodb is None:
+            self.moto = MotoServer().start()
+            dynamodb = self.moto.url
+        create_tables(self.stack, dynamodb, self.backend_env(dynamodb))
+        if settings.bedrock == "local":
+            self.model = local_model(settings.chunk_delay).start()
+        key = identity.signing_key(settings.state_dir)
+        self.issuer = LocalIssuer(keys=[key]).start(settings.oidc_port)
+        self._workdir = Path(tempfile.mkdtemp(prefix="ai-assistant-dev-"))
+        self.functions = Lambda(self._workdir, log=self.log, region=self.stack.region)
+        self.websocket = WebSocketGateway(
+            self.stack.websocket,
+            self.functions,
+            self.stack.region,
+            port=settings.ws_port,
+            management_port=settings.management_port,
+            limits=settings.limits,
+            log=lambda line: self.log("websocket-api", line),
+        )
+        self.websocket.management.start()
+        backend = self.backend_env(dynamodb)
+        for function in self.stack.functions.values():
+            env = self.stack.environment(function, self._override) | backend
+            self.functions.add(function, env)
+        self.functions.warm_all()
+        self.websocket.start()
+        self.rest = RestGateway(
+            self.stack.rest,
+            self.functions,
+            self.stack.region,
+            port=settings.rest_port,
+            access_log=lambda line: self.log("rest-api", line),
+        ).start()
+
+    def stop(self) -> None:
+        """Stop everything started, in reverse order; safe to call twice."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for stop in (
+            self.rest and self.rest.stop,
+            self.websocket and self.websocket.stop,
+            self.functions and self.functions.close,
+            self.issuer and self.issuer.stop,
+            self.model and self.model.stop,
+            self.moto and self.moto.stop,
+        ):
+            if stop:
+                stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- environment ---------------------------------------------------------------------
+
+    @property
+    def audience(self) -> str:
+        return stack_audience(self.stack)
+
+    def _override(self, name: str, raw: str) -> str | None:
+        """The values that must point at local stand-ins; all others are the stack's."""
+        assert self.issuer is not None and self.websocket is not None
+        if is_websocket_callback(raw):
+            return self.websocket.callback_url
+        if name == "JWT_ISSUER":
+            return self.issuer.url
+        if name == "JWKS_URL":
+            return self.issuer.jwks_url if raw else ""  # empty: OIDC discovery, as deployed
+        if name == "JWT_AUDIENCE":
+            return self.audience
+        return None
+
+    def backend_env(self, dynamodb: str) -> dict[str, str]:
+        """Region, credentials and endpoints every function gets on top of the stack's."""
+        env = {
+            "AWS_REGION": self.stack.region,
+            "AWS_DEFAULT_REGION": self.stack.region,
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
+        }
+        if self.settings.bedrock == "aws":
+            env |= {n: os.environ[n] for n in _CREDENTIAL_VARIABLES if n in os.environ}
+            env["AWS_REGION"] = os.environ.get("AWS_REGION", self.stack.region)
+            return env
+        env |= {
+            "AWS_ACCESS_KEY_ID": FAKE_CREDENTIAL,
+            "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIAL,
+            "AWS_SESSION_TOKEN": FAKE_CREDENTIAL,
+        }
+        if self.model is not None:
+            env |= self.model.env()
+        return env
+
+    # ---- for people and tests ------------------------------------------------------------
+
+    def token(self, user: str) -> str:
+        assert self.issuer is not None
+        key = identity.signing_key(self.settings.state_dir)
+        return identity.mint(key, self.issuer.url, user, self.audience)
+
+    @property
+    def rest_url(self) -> str:
+        assert self.rest is not None
+        return self.rest.url
+
+    @property
+    def ws_url(self) -> str:
+        assert self.websocket is not None
+        return self.websocket.url
+
+    def banner(self, user: str = "developer") -> str:
+        token = self.token(user)
+        dynamodb = self.moto.url if self.moto else self.settings.dynamodb_endpoint
+        auth = '-H "Authorization: Bearer $AI_ASSISTANT_TOKEN"'
+        return "\n".join(
+            [
+                "",
+                f"ai-assistant dev server: stack {self.stack.path}",
+                f"  REST API       {self.rest_url}",
+                f"  WebSocket API  {self.ws_url}",
+                f"  OIDC issuer    {self.issuer.url if self.issuer else ''}",
+                f"  DynamoDB       {dynamodb}",
+                f"  Bedrock        {'local model' if self.model else 'AWS (your credentials)'}",
+                "",
+                f"Token for user {user!r} (make dev-token USER=<name> for another):",
+                f"  export AI_ASSISTANT_TOKEN={token}",
+                "",
+                "Try:",
+                f"  curl -s {auth} {self.rest_url}/api/v1/sessions",
+                f"  .venv/bin/python -m websockets '{self.ws_url}?token=$AI_ASSISTANT_TOKEN'",
+                '      then send {"action": "ping"}',
+                "  make chat",
+                "",
+                "Ctrl-C stops everything.",
+                "",
+            ]
+        )
+
+
+def stack_audience(stack: Stack) -> str:
+    """The audience tokens carry: the stack's ``JWT_AUDIENCE`` if it sets one."""
+    for function in stack.functions.values():
+        audience = function.environment.get("JWT_AUDIENCE", "")
+        if audience and "${" not in audience:
+            return audience
+    return identity.DEFAULT_AUDIENCE
+
+
+def create_tables(stack: Stack, endpoint: str, env: Mapping[str, str]) -> None:
+    """Create the stack's tables (keys, GSIs, TTL) at ``endpoint``, keeping existing ones."""
+    import boto3
+
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID", FAKE_CREDENTIAL),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", FAKE_CREDENTIAL),
+    )
+    existing = set(client.list_tables().get("TableNames", []))
+    for table in stack.tables.values():
+        if table.name in existing:
+            continue
+        client.create_table(**table.create_table_params())
+        if table.ttl_attribute:
+            client.update_time_to_live(
+                TableName=table.name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+            )
