@@ -48,7 +48,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 test: setup lint scan
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 # checkov in its own environment, from the pinned closure (never the project's Pipfile).
 $(CHECKOV_VENV)/.synced: $(CHECKOV_REQUIREMENTS).txt

@@ -265,6 +265,7 @@ class BedrockFake(LoopbackServer):
     * ``stream_chunks``: converse_stream text deltas; ``None`` streams ``reply`` word by word.
     * ``retrieval_results``: retrieve results in the wire format (build them with :func:`passage`).
     * ``stop_reason`` and ``latency_ms``: echoed in converse/converse_stream answers.
+    * ``response_delay``: seconds to wait before answering any request (a slow model).
     """
 
     def __init__(
@@ -279,6 +280,7 @@ class BedrockFake(LoopbackServer):
         self.retrieval_results: Sequence[dict[str, Any]] = retrieval_results
         self.stop_reason = "end_turn"
         self.latency_ms = 1
+        self.response_delay = 0.0
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._failures: list[_Failure] = []
@@ -382,6 +384,8 @@ class BedrockFake(LoopbackServer):
     # ---- serving ---------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        if self.response_delay > 0:
+            time.sleep(self.response_delay)
         route = self._route(request)
         if route is None:
             return error_response(

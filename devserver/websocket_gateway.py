@@ -407,6 +407,11 @@ class WebSocketGateway:
         asyncio.run_coroutine_threadsafe(socket.close(1000, "Going away"), self._loop)
         return True
 
+    def connection_ids(self) -> list[str]:
+        """The open connections, oldest first (what API Gateway would list in its logs)."""
+        with self._lock:
+            return list(self._connections)
+
     def describe(self, connection_id: str) -> dict[str, Any] | None:
         with self._lock:
             connection = self._connections.get(connection_id)

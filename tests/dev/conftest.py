@@ -1,0 +1,151 @@
+"""The dev server, started once per test session on free ports, from a fresh synthesis of the
+dev environment, and the real clients that drive it: httpx for REST, websockets for the
+WebSocket API.
+
+The whole package shares one ``xdist_group``, so under ``pytest -n`` (``--dist loadgroup``)
+one worker starts the server once instead of every worker starting its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from devserver.server import DevServer, Settings
+from devserver.stack import stack_file
+
+ROOT = Path(__file__).resolve().parents[2]
+CHUNK_DELAY = 0.005  # paced, so a stream really is a stream, yet quick
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.xdist_group("dev"))
+
+
+class Logs:
+    """Every line the server printed, by source (function name, ``rest-api``, ...)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.lines: list[tuple[str, str]] = []
+
+    def __call__(self, source: str, line: str) -> None:
+        with self._lock:
+            self.lines.append((source, line))
+
+    def sources(self) -> set[str]:
+        with self._lock:
+            return {source for source, _ in self.lines}
+
+
+@pytest.fixture(scope="session")
+def stacks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``cdktf.out/stacks`` of the dev environment, synthesized as ``make dev`` does."""
+    folder = tmp_path_factory.mktemp("synth")
+    env = {**os.environ, "COMPUTE_CONFIG_DIR": str(ROOT / "config"), "COMPUTE_ENVIRONMENTS": "dev"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py")],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return folder / "cdktf.out" / "stacks"
+
+
+def start_server(stack_path: Path, state_dir: Path, logs: Logs) -> DevServer:
+    settings = Settings(
+        stack_path=stack_path,
+        rest_port=0,
+        ws_port=0,
+        oidc_port=0,
+        management_port=0,
+        state_dir=state_dir,
+        chunk_delay=CHUNK_DELAY,
+    )
+    return DevServer(settings, log=logs).start()
+
+
+@pytest.fixture(scope="session")
+def logs() -> Logs:
+    return Logs()
+
+
+@pytest.fixture(scope="session")
+def dev(
+    stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory, logs: Logs
+) -> Iterator[DevServer]:
+    server = start_server(stack_file(stacks_dir, "dev"), tmp_path_factory.mktemp("state"), logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def model(dev: DevServer) -> Iterator[Any]:
+    """The local model, restored after the test changes its reply or pace."""
+    assert dev.model is not None
+    saved = (dev.model.reply, dev.model.chunk_delay, dev.model.response_delay)
+    yield dev.model
+    dev.model.reply, dev.model.chunk_delay, dev.model.response_delay = saved
+
+
+class Api:
+    """A REST client acting as one user (or anonymous)."""
+
+    def __init__(self, dev: DevServer, user: str | None) -> None:
+        headers = {"Authorization": f"Bearer {dev.token(user)}"} if user else {}
+        self.token = dev.token(user) if user else None
+        self.http = httpx.Client(base_url=dev.rest_url, headers=headers, timeout=30)
+
+    def create_session(self, **body: Any) -> dict[str, Any]:
+        response = self.http.post("/api/v1/sessions", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def messages(self, session_id: str) -> list[dict[str, Any]]:
+        response = self.http.get(f"/api/v1/sessions/{session_id}/messages")
+        assert response.status_code == 200, response.text
+        return response.json()["messages"]
+
+
+@pytest.fixture
+def alice(dev: DevServer) -> Iterator[Api]:
+    api = Api(dev, "alice")
+    yield api
+    api.http.close()
+
+
+@pytest.fixture
+def bob(dev: DevServer) -> Iterator[Api]:
+    api = Api(dev, "bob")
+    yield api
+    api.http.close()
+
+
+def websocket(dev: DevServer, user: str, **kwargs: Any) -> ClientConnection:
+    return connect(f"{dev.ws_url}?token={dev.token(user)}", open_timeout=10, **kwargs)
+
+
+def frames_until_end(ws: ClientConnection, timeout: float = 20) -> list[dict[str, Any]]:
+    """Frames of one turn, through its ``end`` or ``error`` frame."""
+    frames = []
+    while True:
+        frame = json.loads(ws.recv(timeout=timeout))
+        frames.append(frame)
+        if frame.get("type") in ("end", "error"):
+            return frames

@@ -1,0 +1,123 @@
+"""The REST API as API Gateway serves it, driven over HTTP by httpx."""
+
+from __future__ import annotations
+
+import httpx
+
+from devserver.oidc import SigningKey
+from devserver.server import DevServer
+from tests.dev.conftest import Api, Logs
+
+CORS = {
+    "access-control-allow-origin": "*",
+    "access-control-allow-methods": "GET,POST,PATCH,DELETE,OPTIONS",
+}
+
+
+def assert_cors(response: httpx.Response) -> None:
+    for name, value in CORS.items():
+        assert response.headers.get(name) == value, (name, response.headers)
+
+
+def test_health_needs_no_token(dev: DevServer) -> None:
+    response = httpx.get(f"{dev.rest_url}/api/v1/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_no_token_is_401_with_cors_headers(dev: DevServer) -> None:
+    response = httpx.get(f"{dev.rest_url}/api/v1/sessions")
+    assert response.status_code == 401
+    assert response.json() == {"message": "Unauthorized"}
+    assert_cors(response)
+
+
+def test_a_token_the_authorizer_rejects_is_401(dev: DevServer) -> None:
+    """The real authorizer raises Unauthorized, which API Gateway answers 401 (not 403)."""
+    assert dev.issuer is not None
+    forged = SigningKey.rsa("dev-server").sign(dev.issuer.claims(sub="mallory"))
+    for token in (forged, "not-a-jwt"):
+        response = httpx.get(
+            f"{dev.rest_url}/api/v1/sessions", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401, token
+        assert_cors(response)
+
+
+def test_unknown_routes_methods_and_stages_are_403(dev: DevServer, alice: Api) -> None:
+    missing = alice.http.get("/api/v1/nothing-here")
+    assert missing.status_code == 403
+    assert missing.json() == {"message": "Missing Authentication Token"}
+    assert_cors(missing)
+    assert alice.http.put("/api/v1/sessions").status_code == 403  # no PUT method deployed
+    other_stage = dev.rest_url.rsplit("/", 1)[0] + "/prod/api/v1/health"
+    assert httpx.get(other_stage).status_code == 403
+
+
+def test_session_crud(alice: Api) -> None:
+    session = alice.create_session(title="first")
+    session_id = session["session_id"]
+    assert alice.http.get(f"/api/v1/sessions/{session_id}").json()["title"] == "first"
+    patched = alice.http.patch(f"/api/v1/sessions/{session_id}", json={"title": "renamed"})
+    assert patched.status_code == 200
+    assert patched.json()["title"] == "renamed"
+    listed = alice.http.get("/api/v1/sessions").json()["sessions"]
+    assert session_id in [s["session_id"] for s in listed]
+    assert alice.http.delete(f"/api/v1/sessions/{session_id}").status_code == 204
+    assert alice.http.get(f"/api/v1/sessions/{session_id}").status_code == 404
+
+
+def test_a_rest_chat_turn_is_stored(alice: Api) -> None:
+    session_id = alice.create_session()["session_id"]
+    response = alice.http.post(f"/api/v1/sessions/{session_id}/messages", json={"content": "hi"})
+    assert response.status_code == 200, response.text
+    reply = response.json()
+    assert reply["usage"]["output_tokens"] > 0
+    stored = alice.messages(session_id)
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert stored[1]["content"] == reply["message"]["content"]
+
+
+def test_users_are_isolated(alice: Api, bob: Api) -> None:
+    session_id = alice.create_session(title="alice's")["session_id"]
+    assert bob.http.get(f"/api/v1/sessions/{session_id}").status_code == 404
+    assert bob.http.delete(f"/api/v1/sessions/{session_id}").status_code == 404
+    bob_ids = [s["session_id"] for s in bob.http.get("/api/v1/sessions").json()["sessions"]]
+    assert session_id not in bob_ids
+    assert alice.http.get(f"/api/v1/sessions/{session_id}").status_code == 200
+
+
+def test_the_authorizer_decision_is_cached_per_token(dev: DevServer) -> None:
+    assert dev.rest is not None
+    carol = Api(dev, "carol")
+    before = dev.rest.authorizer_invocations
+    for _ in range(3):
+        assert carol.http.get("/api/v1/sessions").status_code == 200
+    assert carol.http.get("/api/v1/knowledge-bases").status_code == 200  # another method ARN
+    assert dev.rest.authorizer_invocations == before + 1
+    assert Api(dev, "dave").http.get("/api/v1/sessions").status_code == 200
+    assert dev.rest.authorizer_invocations == before + 2
+
+
+def test_preflight_is_routed_to_the_function_without_a_token(dev: DevServer) -> None:
+    response = httpx.options(
+        f"{dev.rest_url}/api/v1/sessions",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] in ("*", "https://app.example")
+
+
+def test_a_body_over_10_mb_is_413(dev: DevServer, alice: Api) -> None:
+    response = alice.http.post(
+        "/api/v1/sessions", content=b"x" * (10 * 1024 * 1024 + 1), headers={"Content-Type": "a/b"}
+    )
+    assert response.status_code == 413
+    assert_cors(response)
+
+
+def test_functions_log_under_their_names(dev: DevServer, logs: Logs) -> None:
+    Api(dev, "erin").http.get("/api/v1/sessions")
+    names = {f.name for f in dev.stack.functions.values() if not f.name.endswith("-websocket")}
+    assert names <= logs.sources()
+    assert "rest-api" in logs.sources()
