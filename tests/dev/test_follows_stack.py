@@ -1,0 +1,118 @@
+"""The dev server serves whatever the synthesized JSON says, not a second description of the
+stack: a copy with a route removed, another stage name, a shorter integration timeout and a
+reserved concurrency of 1 is served exactly so."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devserver.server import DevServer
+from devserver.stack import stack_file
+from tests.dev.conftest import Logs, start_server, websocket
+
+STAGE = "beta"
+TIMEOUT_MS = 400
+
+
+def _edit(stack: dict[str, Any]) -> None:
+    resources = stack["resource"]
+    methods = resources["aws_api_gateway_method"]
+    [kb_get] = [
+        method_id
+        for method_id, method in methods.items()
+        if method["http_method"] == "GET" and "knowledge-bases" in method["resource_id"]
+    ]
+    del methods[kb_get]
+    integrations = resources["aws_api_gateway_integration"]
+    for integration_id in [i for i, body in integrations.items() if kb_get in body["http_method"]]:
+        del integrations[integration_id]
+    for integration in integrations.values():
+        if "post-api-v1-sessions-session_id-messages" in integration["http_method"]:
+            integration["timeout_milliseconds"] = TIMEOUT_MS
+    for stage in resources["aws_api_gateway_stage"].values():
+        stage["stage_name"] = STAGE
+    for stage in resources["aws_apigatewayv2_stage"].values():
+        stage["name"] = STAGE
+    for function in resources["aws_lambda_function"].values():
+        if function["function_name"].endswith("-main"):
+            function["reserved_concurrent_executions"] = 1
+
+
+@pytest.fixture(scope="module")
+def edited(
+    stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevServer]:
+    copy = tmp_path_factory.mktemp("edited") / "stacks"
+    shutil.copytree(stacks_dir / "compute-dev", copy / "compute-dev")
+    path = stack_file(copy, "dev")
+    stack = json.loads(path.read_text())
+    _edit(stack)
+    path.write_text(json.dumps(stack))
+    server = start_server(path, tmp_path_factory.mktemp("state"), Logs())
+    yield server
+    server.stop()
+
+
+def test_a_removed_route_is_gone(dev: DevServer, edited: DevServer) -> None:
+    as_deployed = httpx.get(
+        f"{dev.rest_url}/api/v1/knowledge-bases",
+        headers={"Authorization": f"Bearer {dev.token('alice')}"},
+    )
+    assert as_deployed.status_code == 200
+    removed = httpx.get(
+        f"{edited.rest_url}/api/v1/knowledge-bases",
+        headers={"Authorization": f"Bearer {edited.token('alice')}"},
+    )
+    assert removed.status_code == 403
+    assert removed.json() == {"message": "Missing Authentication Token"}
+
+
+def test_the_stage_names_come_from_the_stack(edited: DevServer) -> None:
+    assert edited.rest_url.endswith(f"/{STAGE}")
+    assert edited.ws_url.endswith(f"/{STAGE}")
+    assert httpx.get(f"{edited.rest_url}/api/v1/health").status_code == 200
+    v1 = edited.rest_url.removesuffix(STAGE) + "v1/api/v1/health"
+    assert httpx.get(v1).status_code == 403
+    with websocket(edited, "alice") as ws:
+        ws.send(json.dumps({"action": "ping"}))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+
+
+def test_integration_timeout_is_504_and_reserved_concurrency_throttles(
+    edited: DevServer,
+) -> None:
+    """The slow turn outlives the 400 ms integration timeout (504) but runs on in the only
+    execution environment main may have, so a request meanwhile is throttled (500)."""
+    assert edited.model is not None
+    auth = {"Authorization": f"Bearer {edited.token('alice')}"}
+    client = httpx.Client(base_url=edited.rest_url, headers=auth, timeout=30)
+    session_id = client.post("/api/v1/sessions", json={}).json()["session_id"]
+    edited.model.response_delay = 2.0
+    try:
+        with ThreadPoolExecutor(1) as executor:
+            slow = executor.submit(
+                client.post, f"/api/v1/sessions/{session_id}/messages", json={"content": "hi"}
+            )
+            time.sleep(0.2)
+            throttled = client.get("/api/v1/sessions")
+            timed_out = slow.result()
+    finally:
+        edited.model.response_delay = 0.0
+    assert timed_out.status_code == 504
+    assert timed_out.json() == {"message": "Endpoint request timed out"}
+    assert timed_out.headers["access-control-allow-origin"] == "*"
+    assert throttled.status_code == 500
+    assert throttled.json() == {"message": "Internal server error"}
+    deadline = time.monotonic() + 10
+    while client.get("/api/v1/sessions").status_code != 200:
+        assert time.monotonic() < deadline, "main never became free again"
+        time.sleep(0.1)
