@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    # The servers' own errors (a failed handshake handler, moto) print as "<logger> | ...".
+    logging.basicConfig(level=logging.WARNING, format="%(name)s | %(message)s")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import itertools
 import json
 import os
 import queue
@@ -25,6 +24,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -268,7 +268,8 @@ class Lambda:
         self._runtime = runtime_site(workdir / "runtime")
         self._log = log
         self._pools: dict[str, FunctionPool] = {}
-        self._ids = itertools.count()
+        # The latest events by function name, to show (and test) what API Gateway sent.
+        self.recent_events: deque[tuple[str, Any]] = deque(maxlen=200)
         # Threads that wait for invocations, so a gateway can give up (29 s) while one runs on.
         self._executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="invoke")
 
@@ -289,7 +290,9 @@ class Lambda:
         return self._pools[resource_id]
 
     def invoke(self, resource_id: str, event: Any) -> Any:
-        return self._pools[resource_id].invoke(event)
+        pool = self._pools[resource_id]
+        self.recent_events.append((pool.function.name, event))
+        return pool.invoke(event)
 
     def submit(self, resource_id: str, event: Any) -> Future[Any]:
         return self._executor.submit(self.invoke, resource_id, event)

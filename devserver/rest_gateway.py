@@ -271,6 +271,7 @@ def proxy_event(
         authorizer["integrationLatency"] = 0
     host = single_headers.get("Host", f"127.0.0.1:{gateway.port}")
     return {
+        "version": "1.0",
         "resource": route.path,
         "path": path,
         "httpMethod": method,

@@ -360,9 +360,8 @@ class WebSocketGateway:
         if route is None or route.function is None:
             return
         context = self._request_context(connection, "$disconnect", "DISCONNECT")
-        close = socket.close_rcvd
-        context["disconnectStatusCode"] = close.code if close is not None else 1006
-        context["disconnectReason"] = close.reason if close is not None else ""
+        context["disconnectStatusCode"] = socket.close_code or 1006
+        context["disconnectReason"] = socket.close_reason or ""
         event = {
             "headers": {"Host": f"127.0.0.1:{self.port}", "x-api-key": "", "X-Forwarded-For": ""},
             "multiValueHeaders": {

@@ -48,9 +48,7 @@ def _edit(stack: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def edited(
-    stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevServer]:
+def edited(stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     copy = tmp_path_factory.mktemp("edited") / "stacks"
     shutil.copytree(stacks_dir / "compute-dev", copy / "compute-dev")
     path = stack_file(copy, "dev")
