@@ -20,7 +20,7 @@ PYTEST_WORKERS ?= 2
 CHECKOV_VENV := $(TOOLS)/checkov
 CHECKOV_REQUIREMENTS := tools/checkov/requirements
 
-.PHONY: setup synth test lint format package bench clean scan checkov-lock dev dev-token
+.PHONY: setup synth test lint format package bench clean scan checkov-lock dev dev-token chat smoke
 
 $(PIPENV):
 	$(PYTHON) -m venv $(TOOLS)/pipenv
@@ -99,3 +99,13 @@ dev: setup
 USER_NAME := $(if $(filter command line,$(origin USER)),$(USER),developer)
 dev-token: setup
 	@$(PY) -m devserver.token $(USER_NAME)
+
+# The terminal chat client and the post-deploy smoke test: the dev server by default, or a
+# deployment with REST_URL=… WS_URL=… TOKEN=… (or AI_ASSISTANT_TOKEN in the environment).
+CLIENT_ARGS = $(if $(REST_URL),--rest-url '$(REST_URL)') $(if $(WS_URL),--ws-url '$(WS_URL)') \
+	$(if $(TOKEN),--token '$(TOKEN)') --user $(USER_NAME)
+chat: setup
+	@$(PY) -m chatclient $(CLIENT_ARGS)
+
+smoke: setup
+	@$(PY) -m chatclient.smoke $(CLIENT_ARGS)

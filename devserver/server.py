@@ -8,6 +8,7 @@ environment), then one warm worker per function, then the two APIs start accepti
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -31,6 +32,7 @@ from devserver.websocket_gateway import Limits, WebSocketGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".dev"
+ENDPOINTS_FILE = "endpoints.json"
 # Variables of the caller's environment that carry AWS credentials, for --bedrock aws.
 _CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -126,6 +128,19 @@ class DevServer:
             port=settings.rest_port,
             access_log=lambda line: self.log("rest-api", line),
         ).start()
+        self._write_endpoints()
+
+    def _write_endpoints(self) -> None:
+        """Where ``make chat`` finds the running server when given no URL."""
+        assert self.issuer is not None
+        endpoints = {
+            "rest_url": self.rest_url,
+            "ws_url": self.ws_url,
+            "issuer": self.issuer.url,
+            "audience": self.audience,
+        }
+        path = self.settings.state_dir / ENDPOINTS_FILE
+        path.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
 
     def stop(self) -> None:
         """Stop everything started, in reverse order; safe to call twice."""
@@ -144,6 +159,7 @@ class DevServer:
                 stop()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+        (self.settings.state_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -68,8 +68,11 @@ def stacks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "cdktf.out" / "stacks"
 
 
-def start_server(stack_path: Path, state_dir: Path, logs: Logs) -> DevServer:
+def start_server(
+    stack_path: Path, state_dir: Path, logs: Logs, dynamodb_endpoint: str | None = None
+) -> DevServer:
     settings = Settings(
+        dynamodb_endpoint=dynamodb_endpoint,
         stack_path=stack_path,
         rest_port=0,
         ws_port=0,

@@ -48,14 +48,18 @@ def _edit(stack: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def edited(stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+def edited(
+    dev: DevServer, stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevServer]:
+    """The edited stack, served with ``--dynamodb-endpoint`` at the first server's DynamoDB."""
     copy = tmp_path_factory.mktemp("edited") / "stacks"
     shutil.copytree(stacks_dir / "compute-dev", copy / "compute-dev")
     path = stack_file(copy, "dev")
     stack = json.loads(path.read_text())
     _edit(stack)
     path.write_text(json.dumps(stack))
-    server = start_server(path, tmp_path_factory.mktemp("state"), Logs())
+    assert dev.moto is not None
+    server = start_server(path, tmp_path_factory.mktemp("state"), Logs(), dev.moto.url)
     yield server
     server.stop()
 
@@ -114,3 +118,19 @@ def test_integration_timeout_is_504_and_reserved_concurrency_throttles(
     while client.get("/api/v1/sessions").status_code != 200:
         assert time.monotonic() < deadline, "main never became free again"
         time.sleep(0.1)
+
+
+def test_another_dynamodb_endpoint_is_used(dev: DevServer, edited: DevServer) -> None:
+    """``--dynamodb-endpoint``: no moto of its own, the existing tables kept and used."""
+    assert edited.moto is None
+    created = httpx.post(
+        f"{dev.rest_url}/api/v1/sessions",
+        json={"title": "shared"},
+        headers={"Authorization": f"Bearer {dev.token('gina')}"},
+    ).json()
+    seen = httpx.get(
+        f"{edited.rest_url}/api/v1/sessions/{created['session_id']}",
+        headers={"Authorization": f"Bearer {edited.token('gina')}"},
+    )
+    assert seen.status_code == 200
+    assert seen.json()["title"] == "shared"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from devserver.oidc import SigningKey
+from devserver.rest_gateway import policy_allows
 from devserver.server import DevServer
 from tests.dev.conftest import Api, Logs
 
@@ -121,3 +122,18 @@ def test_functions_log_under_their_names(dev: DevServer, logs: Logs) -> None:
     names = {f.name for f in dev.stack.functions.values() if not f.name.endswith("-websocket")}
     assert names <= logs.sources()
     assert "rest-api" in logs.sources()
+
+
+def test_authorizer_policies_are_evaluated_as_iam_does() -> None:
+    """A cached policy is evaluated against each method ARN: Allow must match, Deny wins."""
+    arn = "arn:aws:execute-api:us-east-1:123456789012:api/v1/GET/api/v1/sessions"
+
+    def statement(effect: str, resource: str) -> dict[str, str]:
+        return {"Effect": effect, "Action": "execute-api:Invoke", "Resource": resource}
+
+    allow_all = statement("Allow", "arn:aws:execute-api:us-east-1:123456789012:api/v1/*/*")
+    assert policy_allows({"Statement": [allow_all]}, arn)
+    assert not policy_allows({"Statement": [allow_all, statement("Deny", arn)]}, arn)
+    other = statement("Allow", "arn:aws:execute-api:us-east-1:123456789012:api/v1/POST/*")
+    assert not policy_allows({"Statement": [other]}, arn)
+    assert not policy_allows({"Statement": []}, arn)

@@ -116,9 +116,12 @@ def test_a_client_message_over_32_kb_closes_the_connection(dev: DevServer) -> No
     assert closed.value.rcvd.code == 1009
 
 
-def test_an_idle_connection_is_closed(dev: DevServer) -> None:
+@pytest.mark.parametrize(
+    "limits", [Limits(idle_seconds=0.3), Limits(max_seconds=0.3)], ids=["idle", "max-duration"]
+)
+def test_an_idle_or_old_connection_is_closed(dev: DevServer, limits: Limits) -> None:
     assert dev.websocket is not None
-    saved, dev.websocket.limits = dev.websocket.limits, Limits(idle_seconds=0.3)
+    saved, dev.websocket.limits = dev.websocket.limits, limits
     try:
         with websocket(dev, "alice") as ws, pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
