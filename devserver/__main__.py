@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from devserver.lambda_pool import UnrunnablePackage
 from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS
 from devserver.server import DEFAULT_STATE_DIR, ROOT, DevServer, Settings
 from devserver.stack import StackError, stack_file
@@ -75,10 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    with server:
+    try:
+        server.start()
+    except (UnrunnablePackage, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
         print(server.banner(), flush=True)
         stop.wait()
         print("stopping...", flush=True)
+    finally:
+        server.stop()
     return 0
 
 

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import queue
 import subprocess
 import sys
@@ -71,13 +72,35 @@ def print_log(function_name: str, line: str) -> None:
     sys.stdout.flush()
 
 
+HOST_ARCHITECTURE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+HOST_RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+class UnrunnablePackage(ValueError):
+    """The package cannot run on this machine as Lambda would run it."""
+
+
 def verify_package(function: Function) -> None:
-    """The zip must be the one the stack deploys (its hash is ``source_code_hash``)."""
+    """The zip must be the one the stack deploys (its hash is ``source_code_hash``), built for
+    this machine's architecture and Python, or its compiled dependencies would not load."""
+    host = HOST_ARCHITECTURE.get(platform.machine().lower(), platform.machine())
+    if function.architecture != host:
+        raise UnrunnablePackage(
+            f"{function.name} is built for {function.architecture} and this machine is {host}: "
+            f'serve an environment with lambda_architecture = "{host}" (or override it with '
+            f"COMPUTE_<ENV>__LAMBDA_ARCHITECTURE={host})"
+        )
+    if function.runtime != HOST_RUNTIME:
+        raise UnrunnablePackage(
+            f"{function.name} runs {function.runtime} and the dev server runs {HOST_RUNTIME}"
+        )
     if not function.package.is_file():
         raise FileNotFoundError(f"{function.name}: package {function.package} does not exist")
     digest = base64.b64encode(hashlib.sha256(function.package.read_bytes()).digest()).decode()
     if function.source_code_hash and digest != function.source_code_hash:
-        raise ValueError(f"{function.name}: {function.package} does not match source_code_hash")
+        raise UnrunnablePackage(
+            f"{function.name}: {function.package} does not match source_code_hash"
+        )
 
 
 class _Worker:

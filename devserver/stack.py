@@ -41,6 +41,7 @@ class Function:
     name: str
     handler: str
     runtime: str
+    architecture: str  # x86_64 or arm64
     package: Path  # the zip Terraform would upload
     source_code_hash: str
     timeout: int  # seconds
@@ -234,6 +235,7 @@ def _function(stack_dir: Path, resource_id: str, body: Mapping[str, Any]) -> Fun
         name=body["function_name"],
         handler=body["handler"],
         runtime=body.get("runtime", "python3.11"),
+        architecture=(body.get("architectures") or ["x86_64"])[0],
         package=stack_dir / filename,
         source_code_hash=body.get("source_code_hash", ""),
         timeout=int(body.get("timeout", 3)),
