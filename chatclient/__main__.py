@@ -172,12 +172,13 @@ class Chat:
             source = citation.get("source") or "unknown source"
             self.say(f"  [{citation.get('index', number)}] {source}: {excerpt}", "blue")
         usage = turn.usage
-        status = turn.end.get("status")
         summary = (
             f"  tokens: {usage.get('input_tokens', '?')} in, {usage.get('output_tokens', '?')} out"
         )
-        if status and status not in ("complete", "completed", "ok"):
-            summary += f" (answer {status})"
+        status = turn.end.get("status")
+        if status and status != "complete":  # e.g. incomplete (max_tokens, timeout), failed
+            reason = turn.end.get("stop_reason")
+            summary += f"; the answer is {status}" + (f" ({reason})" if reason else "")
         self.say(summary, "dim")
 
 

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from devserver.lambda_pool import UnrunnablePackage
-from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS
+from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SECONDS
 from devserver.server import DEFAULT_STATE_DIR, ROOT, DevServer, Settings
 from devserver.stack import StackError, stack_file
 
@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         default=DEFAULT_CHUNK_DELAY_SECONDS * 1000,
         help="milliseconds between two words of the local model's answer",
     )
+    parser.add_argument(
+        "--model-first-ms",
+        type=float,
+        default=DEFAULT_FIRST_DELTA_SECONDS * 1000,
+        help="milliseconds before the local model's first word",
+    )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
     return Settings(
@@ -61,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         dynamodb_endpoint=args.dynamodb_endpoint,
         bedrock=args.bedrock,
         chunk_delay=args.model_chunk_ms / 1000,
+        first_delta=args.model_first_ms / 1000,
     )
 
 

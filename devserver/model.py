@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from devserver.bedrock import BedrockFake
+from devserver.bedrock import BedrockFake, Pacing
 
 DEFAULT_CHUNK_DELAY_SECONDS = 0.04  # ~25 words a second, about what Claude streams
+DEFAULT_FIRST_DELTA_SECONDS = 0.3  # a model's time to first token
 _QUOTE_CHARS = 120
 
 
@@ -39,8 +40,14 @@ def answer(body: dict[str, Any]) -> str:
     )
 
 
-def local_model(chunk_delay: float = DEFAULT_CHUNK_DELAY_SECONDS) -> BedrockFake:
+def local_model(
+    chunk_delay: float = DEFAULT_CHUNK_DELAY_SECONDS,
+    first_delta: float = DEFAULT_FIRST_DELTA_SECONDS,
+) -> BedrockFake:
+    """The model, pacing its stream: ``first_delta`` seconds to the first word, then one word
+    every ``chunk_delay`` seconds (0: all at once)."""
     model = BedrockFake(reply=answer)
-    model.chunk_delay = chunk_delay
-    model.latency_ms = int(chunk_delay * 1000)
+    if chunk_delay > 0:
+        model.pacing = Pacing(first_delta_s=first_delta, deltas_per_second=1 / chunk_delay)
+    model.latency_ms = int(first_delta * 1000)
     return model

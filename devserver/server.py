@@ -23,7 +23,7 @@ from typing import Literal, Self
 from devserver import identity
 from devserver.bedrock import BedrockFake
 from devserver.lambda_pool import Lambda, LogSink
-from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, local_model
+from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SECONDS, local_model
 from devserver.moto import FAKE_CREDENTIAL, MotoServer
 from devserver.oidc import LocalIssuer
 from devserver.rest_gateway import RestGateway
@@ -58,6 +58,7 @@ class Settings:
     dynamodb_endpoint: str | None = None  # None: a local moto server
     bedrock: Literal["local", "aws"] = "local"
     chunk_delay: float = DEFAULT_CHUNK_DELAY_SECONDS
+    first_delta: float = DEFAULT_FIRST_DELTA_SECONDS
     limits: Limits = field(default_factory=Limits)
 
 
@@ -100,7 +101,7 @@ class DevServer:
             dynamodb = self.moto.url
         create_tables(self.stack, dynamodb, self.backend_env(dynamodb))
         if settings.bedrock == "local":
-            self.model = local_model(settings.chunk_delay).start()
+            self.model = local_model(settings.chunk_delay, settings.first_delta).start()
         key = identity.signing_key(settings.state_dir)
         self.issuer = LocalIssuer(keys=[key]).start(settings.oidc_port)
         self._workdir = Path(tempfile.mkdtemp(prefix="ai-assistant-dev-"))

@@ -80,6 +80,7 @@ def start_server(
         management_port=0,
         state_dir=state_dir,
         chunk_delay=CHUNK_DELAY,
+        first_delta=0.0,
     )
     return DevServer(settings, log=logs).start()
 
@@ -102,9 +103,9 @@ def dev(
 def model(dev: DevServer) -> Iterator[Any]:
     """The local model, restored after the test changes its reply or pace."""
     assert dev.model is not None
-    saved = (dev.model.reply, dev.model.chunk_delay, dev.model.response_delay)
+    saved = (dev.model.reply, dev.model.pacing, dev.model.response_delay)
     yield dev.model
-    dev.model.reply, dev.model.chunk_delay, dev.model.response_delay = saved
+    dev.model.reply, dev.model.pacing, dev.model.response_delay = saved
 
 
 class Api:

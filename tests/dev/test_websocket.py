@@ -60,7 +60,7 @@ def test_a_streamed_turn_reassembles_to_the_stored_answer(dev: DevServer, alice:
     kinds = [frame["type"] for frame in frames]
     assert kinds[0] == "start" and kinds[-1] == "end"
     chunks = [frame["content"] for frame in frames if frame["type"] == "chunk"]
-    assert len(chunks) > 10  # streamed word by word, not in one piece
+    assert len(chunks) > 1  # streamed as it came (the sender coalesces deltas), not in one piece
     stored = alice.messages(session_id)
     assert stored[-1]["role"] == "assistant"
     assert "".join(chunks) == stored[-1]["content"]
@@ -70,7 +70,7 @@ def test_a_streamed_turn_reassembles_to_the_stored_answer(dev: DevServer, alice:
 def test_a_client_gone_mid_answer_still_gets_its_answer_stored(
     dev: DevServer, alice: Api, model: Any
 ) -> None:
-    model.chunk_delay = 0.02
+    model.pace(first_delta_ms=0, deltas_per_second=50)
     session_id = alice.create_session()["session_id"]
     with websocket(dev, "alice") as ws:
         ws.send(json.dumps({"action": "sendMessage", "session_id": session_id, "content": "bye"}))
