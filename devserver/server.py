@@ -248,7 +248,7 @@ class DevServer:
                 "",
                 "Try:",
                 f"  curl -s {auth} {self.rest_url}/api/v1/sessions",
-                f"  .venv/bin/python -m websockets '{self.ws_url}?token=$AI_ASSISTANT_TOKEN'",
+                f'  .venv/bin/python -m websockets "{self.ws_url}?token=$AI_ASSISTANT_TOKEN"',
                 '      then send {"action": "ping"}',
                 "  make chat",
                 "",

@@ -52,7 +52,7 @@ def test_banner_and_ctrl_c_stops_everything(stacks_dir: Path, tmp_path: Path) ->
         assert "WebSocket API  ws://127.0.0.1:" in banner
         assert "export AI_ASSISTANT_TOKEN=ey" in banner
         assert f'curl -s -H "Authorization: Bearer $AI_ASSISTANT_TOKEN" {rest_url}' in banner
-        assert "python -m websockets 'ws://127.0.0.1:" in banner
+        assert 'python -m websockets "ws://127.0.0.1:' in banner
         assert httpx.get(f"{rest_url}/api/v1/health").status_code == 200
         children = descendants(process.pid)
         assert len(children) >= 3  # a warm worker per function
