@@ -140,10 +140,13 @@ class _Worker:
         ]
         for thread in self._threads:
             thread.start()
-        ready = self._next(READY_TIMEOUT_SECONDS)
+        try:
+            ready = self._next(READY_TIMEOUT_SECONDS)
+        except queue.Empty:
+            ready = None
         if ready is None:
             self.stop()
-            raise InvocationError(f"{function.name}: the worker exited while starting")
+            raise InvocationError(f"{function.name}: the worker did not start")
 
     def _read_answers(self) -> None:
         stdout: IO[str] = self.process.stdout  # type: ignore[assignment]

@@ -20,7 +20,9 @@ from devserver.stack import stack_file
 from tests.dev.conftest import Logs, start_server, websocket
 
 STAGE = "beta"
+EDITED_LOGS = Logs()
 TIMEOUT_MS = 400
+WEBSOCKET_TIMEOUT_S = 1
 
 
 def _edit(stack: dict[str, Any]) -> None:
@@ -45,6 +47,8 @@ def _edit(stack: dict[str, Any]) -> None:
     for function in resources["aws_lambda_function"].values():
         if function["function_name"].endswith("-main"):
             function["reserved_concurrent_executions"] = 1
+        if function["function_name"].endswith("-websocket"):
+            function["timeout"] = WEBSOCKET_TIMEOUT_S
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def edited(
     _edit(stack)
     path.write_text(json.dumps(stack))
     assert dev.moto is not None
-    server = start_server(path, tmp_path_factory.mktemp("state"), Logs(), dev.moto.url)
+    server = start_server(path, tmp_path_factory.mktemp("state"), EDITED_LOGS, dev.moto.url)
     yield server
     server.stop()
 
@@ -134,3 +138,27 @@ def test_another_dynamodb_endpoint_is_used(dev: DevServer, edited: DevServer) ->
     )
     assert seen.status_code == 200
     assert seen.json()["title"] == "shared"
+
+
+def test_a_function_past_its_timeout_is_stopped(edited: DevServer) -> None:
+    """The websocket function's timeout (1 s here) ends the invocation, as Lambda does."""
+    assert edited.model is not None
+    auth = {"Authorization": f"Bearer {edited.token('hank')}"}
+    session_id = httpx.post(f"{edited.rest_url}/api/v1/sessions", json={}, headers=auth).json()[
+        "session_id"
+    ]
+    edited.model.response_delay = 3.0
+    try:
+        with websocket(edited, "hank") as ws:
+            message = {"action": "sendMessage", "session_id": session_id, "content": "slow"}
+            ws.send(json.dumps(message))
+            frames = [json.loads(ws.recv(timeout=10))]
+            while frames[-1].get("type") in ("start", "chunk"):
+                frames.append(json.loads(ws.recv(timeout=10)))
+    finally:
+        edited.model.response_delay = 0.0
+    # The function never got to answer; API Gateway tells the client its integration failed.
+    assert frames[-1]["message"] == "Internal server error"
+    assert "type" not in frames[-1]
+    lines = [line for source, line in EDITED_LOGS.lines if source.endswith("-websocket")]
+    assert any("Task timed out after 1.00 seconds" in line for line in lines), lines[-20:]

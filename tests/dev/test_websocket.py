@@ -156,3 +156,21 @@ def test_every_function_logs_under_its_name(dev: DevServer, logs: Logs) -> None:
         ws.send(json.dumps({"action": "ping"}))
         ws.recv(timeout=10)
     assert {function.name for function in dev.stack.functions.values()} <= logs.sources()
+
+
+def test_the_context_carries_the_functions_name_and_memory(
+    dev: DevServer, alice: Api, logs: Logs
+) -> None:
+    """Powertools logs the Lambda context of each invocation: it is the stack's function."""
+    session_id = alice.create_session()["session_id"]
+    chat(dev, "alice", session_id, "context?")
+    [function] = [f for f in dev.stack.functions.values() if f.name.endswith("-websocket")]
+    records = [
+        json.loads(line)
+        for source, line in logs.lines
+        if source == function.name and line.startswith("{") and "chat turn stored" in line
+    ]
+    assert records, "the websocket function logged no turn"
+    assert records[-1]["function_name"] == function.name
+    assert records[-1]["function_memory_size"] == str(function.memory_size)
+    assert records[-1]["function_arn"].endswith(f":function:{function.name}")
