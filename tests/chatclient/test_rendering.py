@@ -1,0 +1,92 @@
+"""What the chat client prints: errors in plain words, citations, usage, an incomplete answer.
+
+The streamed path itself runs against the dev server in ``tests/dev/test_clients.py``; these
+cover what the dev stack cannot produce (no knowledge base, no throttling, no quota)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+
+from chatclient.__main__ import Chat
+from chatclient.client import ApiError, Turn, _error_of
+
+
+def response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=body, headers=headers or {})
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (response(401, {"message": "Unauthorized"}), "the token was refused"),
+        (response(404, {"error": {"code": "not_found", "message": "no session x"}}), "no such"),
+        (
+            response(503, {"error": {"code": "x", "message": "slow"}}, {"Retry-After": "2"}),
+            "the service is busy (throttled)",
+        ),
+        (response(429, {"message": "Limit Exceeded"}), "quota or rate limit is used up"),
+        (response(504, {"message": "Endpoint request timed out"}), "took too long"),
+        (response(500, {"message": "Internal server error"}), "failed on its side"),
+    ],
+)
+def test_errors_are_told_in_plain_words(answer: httpx.Response, words: str) -> None:
+    assert words in str(_error_of(answer))
+
+
+def test_an_error_frame_is_told_in_plain_words() -> None:
+    turn = Turn(iter([{"type": "error", "code": "throttled", "message": "busy"}]), "s")
+    with pytest.raises(ApiError) as error:
+        list(turn)
+    assert "throttled" in str(error.value)
+
+
+class FakeClient:
+    rest_url = "http://example"
+
+    def __init__(self, frames: list[dict[str, Any]]) -> None:
+        self.frames = frames
+
+    def create_session(self, title: str | None) -> dict[str, Any]:
+        return {"session_id": "s-1", "title": title}
+
+    def stream(self, session_id: str, content: str) -> Turn:
+        frames: Iterator[dict[str, Any]] = iter(self.frames)
+        return Turn(frames, session_id)
+
+
+def printed(frames: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    chat = Chat(FakeClient(frames), Console(file=out, width=120))  # type: ignore[arg-type]
+    chat.send("question")
+    return out.getvalue()
+
+
+def test_citations_usage_and_an_incomplete_answer_are_shown() -> None:
+    text = printed(
+        [
+            {"type": "start", "message_id": "m"},
+            {"type": "chunk", "content": "Paris [1]"},
+            {
+                "type": "end",
+                "status": "incomplete",
+                "stop_reason": "max_tokens",
+                "usage": {"input_tokens": 7, "output_tokens": 2},
+                "citations": [{"index": 1, "text": "Paris is in France.", "source": "s3://kb/geo"}],
+            },
+        ]
+    )
+    assert "Paris [1]" in text
+    assert "[1] s3://kb/geo: Paris is in France." in text
+    assert "tokens: 7 in, 2 out" in text
+    assert "the answer is incomplete (max_tokens)" in text
+
+
+def test_a_complete_answer_says_nothing_about_status() -> None:
+    text = printed([{"type": "chunk", "content": "ok"}, {"type": "end", "status": "complete"}])
+    assert "incomplete" not in text and "answer is" not in text
