@@ -88,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     except (UnrunnablePackage, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # most likely a port in use: say which setting moves it
+        print(
+            f"error: {error} (is another make dev running? DEV_REST_PORT, DEV_WS_PORT, "
+            "DEV_OIDC_PORT and DEV_MANAGEMENT_PORT choose other ports)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         print(server.banner(), flush=True)
         stop.wait()
