@@ -239,7 +239,8 @@ class DevServer:
                 f"ai-assistant dev server: stack {self.stack.path}",
                 f"  REST API       {self.rest_url}",
                 f"  WebSocket API  {self.ws_url}",
-                f"  OIDC issuer    {self.issuer.url if self.issuer else ''}",
+                f"  OIDC issuer    {self.issuer.url if self.issuer else ''}"
+                "  (the authorizer's JWT_ISSUER here, whatever the stack says)",
                 f"  DynamoDB       {dynamodb}",
                 f"  Bedrock        {'local model' if self.model else 'AWS (your credentials)'}",
                 "",
