@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import traceback
 import uuid
@@ -54,6 +55,17 @@ def error_response(status: int, error_type: str, message: str) -> Response:
     )
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a client hangs up early
+    (a worker killed at its timeout, a client gone mid-answer): that is not a server error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LoopbackServer:
     """A ThreadingHTTPServer on 127.0.0.1:<free port> in a daemon thread; subclasses answer.
 
@@ -78,7 +90,7 @@ class LoopbackServer:
         return f"http://{host}:{port}"
 
     def start(self) -> Self:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_class(self))
+        self._httpd = QuietHTTPServer(("127.0.0.1", self._port), _handler_class(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": _POLL_SECONDS}, daemon=True

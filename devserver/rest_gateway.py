@@ -28,11 +28,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devserver.lambda_pool import ACCOUNT_ID, FunctionError, InvocationError, Lambda, Throttled
+from devserver.loopback import QuietHTTPServer
 from devserver.stack import RestApi, RestRoute, TokenAuthorizer
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway REST's payload quota
@@ -141,7 +142,7 @@ class RestGateway:
         # Literal paths win over templated ones, as API Gateway prefers the most specific.
         self._routes = sorted(api.routes, key=lambda route: route.path.count("{"))
         self._patterns = {route: route.pattern for route in self._routes}
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_class(self))
+        self._httpd = QuietHTTPServer(("127.0.0.1", port), _handler_class(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

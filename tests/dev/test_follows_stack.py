@@ -4,9 +4,12 @@ reserved concurrency of 1 is served exactly so."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from devserver.server import DevServer
 from devserver.stack import stack_file
@@ -25,7 +30,39 @@ TIMEOUT_MS = 400
 WEBSOCKET_TIMEOUT_S = 1
 
 
-def _edit(stack: dict[str, Any]) -> None:
+# Denies tokens ending in "deny-me" with an explicit policy, and leaves the rest to the real
+# authorizer: the one way to see API Gateway's 403 for a policy, since the real one never denies.
+DENY_WRAPPER = """
+from functions.authorizer.handler import handler as real
+
+
+def handler(event, context):
+    token = event.get("authorizationToken") or (event.get("queryStringParameters") or {}).get(
+        "token", ""
+    )
+    if token.endswith("deny-me"):
+        arn = event["methodArn"]
+        statement = {"Effect": "Deny", "Action": "execute-api:Invoke", "Resource": arn}
+        return {"principalId": "denied", "policyDocument": {"Statement": [statement]}}
+    return real(event, context)
+"""
+
+
+def _wrap_authorizer(stack_dir: Path, function: dict[str, Any]) -> None:
+    """The authorizer's package plus ``deny_wrapper.py``, as the function's new code."""
+    original = stack_dir / function["filename"]
+    wrapped = original.with_name("authorizer-with-deny.zip")
+    with zipfile.ZipFile(original) as source, zipfile.ZipFile(wrapped, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        target.writestr("deny_wrapper.py", DENY_WRAPPER)
+    function["filename"] = str(wrapped.relative_to(stack_dir))
+    digest = hashlib.sha256(wrapped.read_bytes()).digest()
+    function["source_code_hash"] = base64.b64encode(digest).decode()
+    function["handler"] = "deny_wrapper.handler"
+
+
+def _edit(stack: dict[str, Any], stack_dir: Path) -> None:
     resources = stack["resource"]
     methods = resources["aws_api_gateway_method"]
     [kb_get] = [
@@ -49,6 +86,8 @@ def _edit(stack: dict[str, Any]) -> None:
             function["reserved_concurrent_executions"] = 1
         if function["function_name"].endswith("-websocket"):
             function["timeout"] = WEBSOCKET_TIMEOUT_S
+        if function["function_name"].endswith("-jwt-authorizer"):
+            _wrap_authorizer(stack_dir, function)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +99,7 @@ def edited(
     shutil.copytree(stacks_dir / "compute-dev", copy / "compute-dev")
     path = stack_file(copy, "dev")
     stack = json.loads(path.read_text())
-    _edit(stack)
+    _edit(stack, path.parent)
     path.write_text(json.dumps(stack))
     assert dev.moto is not None
     server = start_server(path, tmp_path_factory.mktemp("state"), EDITED_LOGS, dev.moto.url)
@@ -162,3 +201,21 @@ def test_a_function_past_its_timeout_is_stopped(edited: DevServer) -> None:
     assert "type" not in frames[-1]
     lines = [line for source, line in EDITED_LOGS.lines if source.endswith("-websocket")]
     assert any("Task timed out after 1.00 seconds" in line for line in lines), lines[-20:]
+
+
+def test_a_denying_policy_is_403_on_rest_and_websocket(edited: DevServer) -> None:
+    """The stack's authorizer handler (here a wrapper) decides; its Deny is API Gateway's 403."""
+    denied = httpx.get(
+        f"{edited.rest_url}/api/v1/sessions", headers={"Authorization": "Bearer x.deny-me"}
+    )
+    assert denied.status_code == 403
+    assert denied.json() == {"message": "User is not authorized to access this resource"}
+    assert denied.headers["access-control-allow-origin"] == "*"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{edited.ws_url}?token=x.deny-me", open_timeout=10)
+    assert refused.value.response.status_code == 403
+    allowed = httpx.get(
+        f"{edited.rest_url}/api/v1/sessions",
+        headers={"Authorization": f"Bearer {edited.token('ivy')}"},
+    )
+    assert allowed.status_code == 200
