@@ -2,8 +2,9 @@
 dev environment, and the real clients that drive it: httpx for REST, websockets for the
 WebSocket API.
 
-The whole package shares one ``xdist_group``, so under ``pytest -n`` (``--dist loadgroup``)
-one worker starts the server once instead of every worker starting its own.
+Every module of the package is in one ``xdist_group`` (``pytestmark = DEV_GROUP``), so under
+``pytest -n`` with ``--dist loadgroup`` one worker starts the server once instead of every
+worker starting its own.
 """
 
 from __future__ import annotations
@@ -25,13 +26,8 @@ from devserver.server import DevServer, Settings
 from devserver.stack import stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
+DEV_GROUP = pytest.mark.xdist_group("dev")
 CHUNK_DELAY = 0.005  # paced, so a stream really is a stream, yet quick
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.is_relative_to(Path(__file__).parent):
-            item.add_marker(pytest.mark.xdist_group("dev"))
 
 
 class Logs:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from devserver.model import answer
 from devserver.server import DevServer
-from tests.dev.conftest import Api
+from tests.dev.conftest import DEV_GROUP, Api
+
+pytestmark = DEV_GROUP
 
 ROOT = Path(__file__).resolve().parents[2]
 

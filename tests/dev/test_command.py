@@ -12,6 +12,10 @@ from pathlib import Path
 
 import httpx
 
+from tests.dev.conftest import DEV_GROUP
+
+pytestmark = DEV_GROUP
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -8,8 +8,10 @@ import time
 from typing import Any
 
 from devserver.server import DevServer
-from tests.dev.conftest import Api, websocket
+from tests.dev.conftest import DEV_GROUP, Api, websocket
 from tests.support.events import load_event
+
+pytestmark = DEV_GROUP
 
 
 def latest(dev: DevServer, suffix: str, where: Any) -> dict[str, Any]:

@@ -22,7 +22,9 @@ from websockets.sync.client import connect
 
 from devserver.server import DevServer
 from devserver.stack import stack_file
-from tests.dev.conftest import Logs, start_server, websocket
+from tests.dev.conftest import DEV_GROUP, Logs, start_server, websocket
+
+pytestmark = DEV_GROUP
 
 STAGE = "beta"
 EDITED_LOGS = Logs()

@@ -7,7 +7,9 @@ import httpx
 from devserver.oidc import SigningKey
 from devserver.rest_gateway import policy_allows
 from devserver.server import DevServer
-from tests.dev.conftest import Api, Logs
+from tests.dev.conftest import DEV_GROUP, Api, Logs
+
+pytestmark = DEV_GROUP
 
 CORS = {
     "access-control-allow-origin": "*",

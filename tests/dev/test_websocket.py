@@ -15,7 +15,9 @@ from devserver.model import answer
 from devserver.oidc import SigningKey
 from devserver.server import DevServer
 from devserver.websocket_gateway import MAX_FRAME_BYTES, Limits
-from tests.dev.conftest import Api, Logs, frames_until_end, websocket
+from tests.dev.conftest import DEV_GROUP, Api, Logs, frames_until_end, websocket
+
+pytestmark = DEV_GROUP
 
 
 def chat(dev: DevServer, user: str, session_id: str, content: str) -> list[dict[str, Any]]:
