@@ -143,7 +143,7 @@ def test_integration_timeout_is_504_and_reserved_concurrency_throttles(
     auth = {"Authorization": f"Bearer {edited.token('alice')}"}
     client = httpx.Client(base_url=edited.rest_url, headers=auth, timeout=30)
     session_id = client.post("/api/v1/sessions", json={}).json()["session_id"]
-    edited.model.response_delay = 2.0
+    edited.model.response_delay = 1.2
     try:
         with ThreadPoolExecutor(1) as executor:
             slow = executor.submit(
@@ -188,7 +188,7 @@ def test_a_function_past_its_timeout_is_stopped(edited: DevServer) -> None:
     session_id = httpx.post(f"{edited.rest_url}/api/v1/sessions", json={}, headers=auth).json()[
         "session_id"
     ]
-    edited.model.response_delay = 3.0
+    edited.model.response_delay = 1.6
     try:
         with websocket(edited, "hank") as ws:
             message = {"action": "sendMessage", "session_id": session_id, "content": "slow"}

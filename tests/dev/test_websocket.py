@@ -72,7 +72,7 @@ def test_a_streamed_turn_reassembles_to_the_stored_answer(dev: DevServer, alice:
 def test_a_client_gone_mid_answer_still_gets_its_answer_stored(
     dev: DevServer, alice: Api, model: Any
 ) -> None:
-    model.pace(first_delta_ms=0, deltas_per_second=50)
+    model.pace(first_delta_ms=0, deltas_per_second=100)
     session_id = alice.create_session()["session_id"]
     with websocket(dev, "alice") as ws:
         ws.send(json.dumps({"action": "sendMessage", "session_id": session_id, "content": "bye"}))
