@@ -83,6 +83,9 @@ def test_make_chat_streams_one_turn_in_a_terminal(dev: DevServer) -> None:
         terminal.expect("you>")
         terminal.type("/sessions")
         terminal.expect("hello from a terminal")  # the new session's title, in the table
+        terminal.type("/resume 1")
+        terminal.expect("resumed hello from a terminal")
+        terminal.expect("assistant> You said")  # its history, replayed
         terminal.type("/quit")
     finally:
         status = terminal.close()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
 import httpx
+import jwt
 
 from devserver.oidc import SigningKey
 from devserver.rest_gateway import policy_allows
@@ -139,3 +146,47 @@ def test_authorizer_policies_are_evaluated_as_iam_does() -> None:
     other = statement("Allow", "arn:aws:execute-api:us-east-1:123456789012:api/v1/POST/*")
     assert not policy_allows({"Statement": [other]}, arn)
     assert not policy_allows({"Statement": []}, arn)
+
+
+def test_tables_are_created_from_the_synthesized_schemas(dev: DevServer) -> None:
+    assert dev.moto is not None
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=dev.moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    synthesized = json.loads(dev.stack.path.read_text())["resource"]["aws_dynamodb_table"]
+    for body in synthesized.values():
+        table = client.describe_table(TableName=body["name"])["Table"]
+        keys = {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]}
+        assert keys.get(body["hash_key"]) == "HASH"
+        assert keys.get(body.get("range_key")) == ("RANGE" if body.get("range_key") else None)
+        indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+        assert set(indexes) == {i["name"] for i in body.get("global_secondary_index", [])}
+        for index in body.get("global_secondary_index", []):
+            index_keys = {
+                k["AttributeName"]: k["KeyType"] for k in indexes[index["name"]]["KeySchema"]
+            }
+            assert index_keys == {index["hash_key"]: "HASH", index["range_key"]: "RANGE"}
+        ttl = client.describe_time_to_live(TableName=body["name"])["TimeToLiveDescription"]
+        assert ttl["TimeToLiveStatus"] == "ENABLED"
+        assert ttl["AttributeName"] == body["ttl"]["attribute_name"]
+
+
+def test_the_dev_token_command_prints_a_token_the_server_accepts(
+    dev: DevServer, stacks_dir: Path
+) -> None:
+    assert dev.issuer is not None
+    port = dev.issuer.url.rsplit(":", 1)[1]
+    command = [sys.executable, "-m", "devserver.token", "zoe", "--stacks-dir", str(stacks_dir)]
+    command += ["--oidc-port", port, "--state-dir", str(dev.settings.state_dir)]
+    token = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+    response = httpx.get(
+        f"{dev.rest_url}/api/v1/sessions", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200
+    assert jwt.decode(token, options={"verify_signature": False})["sub"] == "zoe"

@@ -153,6 +153,26 @@ def test_the_management_api_posts_describes_and_answers_gone(dev: DevServer) -> 
         client.post_to_connection(ConnectionId=connection_id, Data=b"late")
 
 
+def test_the_management_api_closes_a_connection(dev: DevServer) -> None:
+    assert dev.websocket is not None
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=dev.websocket.callback_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    before = set(dev.websocket.connection_ids())
+    with websocket(dev, "alice") as ws:
+        [connection_id] = wait_for(lambda: set(dev.websocket.connection_ids()) - before)
+        client.delete_connection(ConnectionId=connection_id)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    wait_for(lambda: connection_id not in dev.websocket.connection_ids())
+    with pytest.raises(client.exceptions.GoneException):
+        client.delete_connection(ConnectionId=connection_id)
+
+
 def test_every_function_logs_under_its_name(dev: DevServer, logs: Logs) -> None:
     with websocket(dev, "alice") as ws:
         ws.send(json.dumps({"action": "ping"}))
