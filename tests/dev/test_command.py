@@ -8,10 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import pytest
 
+from devserver.moto import FAKE_CREDENTIAL
+from devserver.server import DevServer, Settings
+from devserver.stack import stack_file
 from tests.dev.conftest import DEV_GROUP
 
 pytestmark = DEV_GROUP
@@ -68,3 +73,21 @@ def test_banner_and_ctrl_c_stops_everything(stacks_dir: Path, tmp_path: Path) ->
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_bedrock_aws_uses_the_callers_credentials_and_no_local_model(
+    stacks_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--bedrock aws`` (not run here: no credentials): no model endpoint override and no fake
+    credentials reach the functions, the caller's do; DynamoDB stays local."""
+    monkeypatch.setenv("AWS_PROFILE", "my-profile")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    settings = Settings(stack_path=stack_file(stacks_dir, "dev"), state_dir=tmp_path)
+    env = DevServer(replace(settings, bedrock="aws")).backend_env("http://127.0.0.1:9")
+    assert env["AWS_PROFILE"] == "my-profile"
+    assert env["AWS_REGION"] == "eu-west-1"
+    assert env["AWS_ENDPOINT_URL_DYNAMODB"] == "http://127.0.0.1:9"
+    assert not any(name.startswith("AWS_ENDPOINT_URL_BEDROCK") for name in env)
+    assert "AWS_ACCESS_KEY_ID" not in env or env["AWS_ACCESS_KEY_ID"] != FAKE_CREDENTIAL
+    local = DevServer(settings).backend_env("http://127.0.0.1:9")
+    assert local["AWS_ACCESS_KEY_ID"] == FAKE_CREDENTIAL
