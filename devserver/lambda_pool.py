@@ -66,9 +66,10 @@ class FunctionError(InvocationError):
         return str(self.error.get("errorMessage", ""))
 
 
-def print_log(function_name: str, line: str) -> None:
-    """The default sink: ``<function> | <line>`` on stdout."""
-    sys.stdout.write(f"{function_name} | {line}\n")
+def print_log(source: str, line: str) -> None:
+    """The default sink: ``<function or server> | <line>`` on stdout, one write a line so
+    lines from concurrent workers never interleave."""
+    sys.stdout.write(f"{source} | {line}\n")
     sys.stdout.flush()
 
 

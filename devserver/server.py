@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from typing import Literal, Self
 
 from devserver import identity
 from devserver.bedrock import BedrockFake
-from devserver.lambda_pool import Lambda, LogSink
+from devserver.lambda_pool import Lambda, LogSink, print_log
 from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SECONDS, local_model
 from devserver.moto import FAKE_CREDENTIAL, MotoServer
 from devserver.oidc import LocalIssuer
@@ -62,15 +61,10 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
 
 
-def print_line(source: str, line: str) -> None:
-    sys.stdout.write(f"{source} | {line}\n")
-    sys.stdout.flush()
-
-
 class DevServer:
     """Every process and server ``make dev`` runs; a context manager."""
 
-    def __init__(self, settings: Settings, log: LogSink = print_line) -> None:
+    def __init__(self, settings: Settings, log: LogSink = print_log) -> None:
         self.settings = settings
         self.log = log
         self.stack: Stack = load_stack(settings.stack_path)
