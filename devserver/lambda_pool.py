@@ -319,7 +319,11 @@ class Lambda:
     def invoke(self, resource_id: str, event: Any) -> Any:
         pool = self._pools[resource_id]
         self.recent_events.append((pool.function.name, event))
-        return pool.invoke(event)
+        try:
+            return pool.invoke(event)
+        except Throttled as error:  # Lambda would only count it; locally, say it
+            self._log(pool.function.name, f"throttled: {error}")
+            raise
 
     def submit(self, resource_id: str, event: Any) -> Future[Any]:
         return self._executor.submit(self.invoke, resource_id, event)
