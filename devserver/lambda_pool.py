@@ -222,6 +222,12 @@ class FunctionPool:
         self._closed = False
         self.cold_starts = 0
 
+    @property
+    def busy(self) -> int:
+        """Executions running now (or starting)."""
+        with self._lock:
+            return self._count - len(self._idle)
+
     def warm(self) -> None:
         """Start one worker ahead of the first invocation, as a provisioned environment."""
         with self._lock:

@@ -149,7 +149,13 @@ def test_integration_timeout_is_504_and_reserved_concurrency_throttles(
             slow = executor.submit(
                 client.post, f"/api/v1/sessions/{session_id}/messages", json={"content": "hi"}
             )
-            time.sleep(0.2)
+            [main] = [f for f in edited.stack.functions.values() if f.name.endswith("-main")]
+            assert edited.functions is not None
+            pool = edited.functions.pool(main.resource_id)
+            deadline = time.monotonic() + 10
+            while pool.busy < 1:  # the slow turn holds main's one execution environment
+                assert time.monotonic() < deadline, "the slow turn never reached main"
+                time.sleep(0.01)
             throttled = client.get("/api/v1/sessions")
             timed_out = slow.result()
     finally:
