@@ -59,7 +59,8 @@ def local_dev_server(state_dir: Path, user: str) -> tuple[str, str, str] | None:
     from devserver import identity  # the dev server's signing key; only for local use
 
     key = identity.signing_key(state_dir)
-    token = identity.mint(key, endpoints["issuer"], user, endpoints["audience"])
+    shape = identity.TokenShape.from_json(endpoints["token_shape"])
+    token = identity.mint(key, endpoints["issuer"], user, shape)
     return endpoints["rest_url"], endpoints["ws_url"], token
 
 

@@ -1,16 +1,23 @@
 """The dev server's identity provider: one signing key kept in the state folder, so that
 ``make dev-token`` (another process, maybe before or after a restart) signs tokens the running
-issuer publishes.
+issuer publishes, shaped as the stack's authorizer expects them.
 
 The issuer URL is fixed (``http://127.0.0.1:${DEV_OIDC_PORT:-3002}``) because it is each
-token's ``iss``, which the authorizer compares byte for byte.
+token's ``iss``, which the authorizer compares byte for byte. The shape (which claim holds the
+user, the client, the scopes, the tenant; ``typ``) follows the stack's ``JWT_AUDIENCE`` and
+``JWT_VALIDATION`` as the authorizer itself parses them, so a stack that demands, say, Entra
+tokens for one tenant and client with given scopes gets such tokens locally: what a correctly
+configured identity provider would issue, not a way around the rules.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -45,23 +52,81 @@ def issuer_url(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+DEV_CLIENT_ID = "ai-assistant-dev-client"
+DEV_TENANT_ID = "dev-tenant"
+BASE_SCOPES = ("openid", "profile", "email")
+
+
+@dataclass(frozen=True)
+class TokenShape:
+    """What the stack's authorizer accepts, beyond issuer, signature and lifetime."""
+
+    audience: str = DEFAULT_AUDIENCE
+    user_claims: tuple[str, ...] = ("sub",)  # each set to the user
+    claims: Mapping[str, Any] = field(default_factory=lambda: {"scope": " ".join(BASE_SCOPES)})
+    typ: str = "JWT"
+
+    @classmethod
+    def for_authorizer(cls, environment: Mapping[str, str]) -> TokenShape:
+        """The shape for an authorizer with this (resolved) environment, read by the
+        authorizer's own settings parser and provider profiles."""
+        from functions.authorizer.profiles import ACCESS_TOKEN_USE
+        from functions.authorizer.settings import Settings
+
+        settings = Settings.from_env(environment)
+        profile = settings.profile
+        scopes = [*BASE_SCOPES, *settings.required_scopes]
+        scopes += [*settings.read_scopes, *settings.chat_scopes]
+        claims: dict[str, Any] = {profile.permission_claims[0]: " ".join(dict.fromkeys(scopes))}
+        if settings.allowed_client_ids or profile.client_required:
+            clients = sorted(settings.allowed_client_ids or {DEV_CLIENT_ID})
+            claims[profile.client_claims[0]] = clients[0]
+        if profile.tenant_claim:
+            claims[profile.tenant_claim] = sorted(settings.allowed_tenant_ids or {DEV_TENANT_ID})[0]
+        if profile.token_use_required:
+            claims["token_use"] = ACCESS_TOKEN_USE
+        return cls(
+            audience=settings.audience or DEFAULT_AUDIENCE,
+            user_claims=tuple(dict.fromkeys(("sub", *profile.user_id_claims))),
+            claims=claims,
+            typ="at+jwt" if settings.require_access_token_typ else "JWT",
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "audience": self.audience,
+            "user_claims": list(self.user_claims),
+            "claims": dict(self.claims),
+            "typ": self.typ,
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> TokenShape:
+        return cls(
+            audience=document["audience"],
+            user_claims=tuple(document["user_claims"]),
+            claims=dict(document["claims"]),
+            typ=document["typ"],
+        )
+
+
 def mint(
     key: SigningKey,
     issuer: str,
     user: str,
-    audience: str,
+    shape: TokenShape,
     lifetime_seconds: int = TOKEN_LIFETIME_SECONDS,
 ) -> str:
-    """An ID-token-shaped JWT for ``user`` (its ``sub``), as an identity provider would sign."""
+    """A JWT for ``user``, as the identity provider the stack trusts would sign it."""
     now = int(time.time())
     claims = {
         "iss": issuer,
-        "sub": user,
-        "aud": audience,
+        "aud": shape.audience,
         "iat": now,
         "exp": now + lifetime_seconds,
         "email": f"{user}@example.com",
         "preferred_username": user,
-        "scope": "openid profile email",
+        **shape.claims,
     }
-    return key.sign(claims)
+    claims |= dict.fromkeys(shape.user_claims, user)
+    return key.sign(claims, {"typ": shape.typ})

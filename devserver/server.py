@@ -71,6 +71,7 @@ class DevServer:
         self.moto: MotoServer | None = None
         self.model: BedrockFake | None = None
         self.issuer: LocalIssuer | None = None
+        self.token_shape = identity.TokenShape()
         self.functions: Lambda | None = None
         self.rest: RestGateway | None = None
         self.websocket: WebSocketGateway | None = None
@@ -98,6 +99,7 @@ class DevServer:
             self.model = local_model(settings.chunk_delay, settings.first_delta).start()
         key = identity.signing_key(settings.state_dir)
         self.issuer = LocalIssuer(keys=[key]).start(settings.oidc_port)
+        self.token_shape = token_shape(self.stack, self.issuer.url)
         self._workdir = Path(tempfile.mkdtemp(prefix="ai-assistant-dev-"))
         self.functions = Lambda(self._workdir, log=self.log, region=self.stack.region)
         self.websocket = WebSocketGateway(
@@ -132,7 +134,7 @@ class DevServer:
             "rest_url": self.rest_url,
             "ws_url": self.ws_url,
             "issuer": self.issuer.url,
-            "audience": self.audience,
+            "token_shape": self.token_shape.to_json(),
         }
         path = self.settings.state_dir / ENDPOINTS_FILE
         path.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
@@ -169,10 +171,6 @@ class DevServer:
 
     # ---- environment ---------------------------------------------------------------------
 
-    @property
-    def audience(self) -> str:
-        return stack_audience(self.stack)
-
     def _override(self, name: str, raw: str) -> str | None:
         """The values that must point at local stand-ins; all others are the stack's."""
         assert self.issuer is not None and self.websocket is not None
@@ -182,8 +180,6 @@ class DevServer:
             return self.issuer.url
         if name == "JWKS_URL":
             return self.issuer.jwks_url if raw else ""  # empty: OIDC discovery, as deployed
-        if name == "JWT_AUDIENCE":
-            return self.audience
         return None
 
     def backend_env(self, dynamodb: str) -> dict[str, str]:
@@ -211,7 +207,7 @@ class DevServer:
     def token(self, user: str) -> str:
         assert self.issuer is not None
         key = identity.signing_key(self.settings.state_dir)
-        return identity.mint(key, self.issuer.url, user, self.audience)
+        return identity.mint(key, self.issuer.url, user, self.token_shape)
 
     @property
     def rest_url(self) -> str:
@@ -253,13 +249,15 @@ class DevServer:
         )
 
 
-def stack_audience(stack: Stack) -> str:
-    """The audience tokens carry: the stack's ``JWT_AUDIENCE`` if it sets one."""
-    for function in stack.functions.values():
-        audience = function.environment.get("JWT_AUDIENCE", "")
-        if audience and "${" not in audience:
-            return audience
-    return identity.DEFAULT_AUDIENCE
+def token_shape(stack: Stack, issuer: str) -> identity.TokenShape:
+    """How tokens must look to the stack's authorizer, with ``issuer`` as its issuer."""
+    functions = {r.authorizer.function for r in stack.rest.routes if r.authorizer}
+    functions |= {r.authorizer for r in stack.websocket.routes.values() if r.authorizer}
+    if not functions:
+        return identity.TokenShape()
+    function = stack.function(sorted(functions)[0])
+    env = stack.environment(function, lambda name, raw: issuer if name == "JWT_ISSUER" else None)
+    return identity.TokenShape.for_authorizer(env)
 
 
 def create_tables(stack: Stack, endpoint: str, env: Mapping[str, str]) -> None:

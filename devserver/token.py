@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from devserver import identity
-from devserver.server import DEFAULT_STATE_DIR, ROOT, stack_audience
+from devserver.server import DEFAULT_STATE_DIR, ROOT, token_shape
 from devserver.stack import StackError, load_stack, stack_file
 
 
@@ -22,13 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
+    issuer = identity.issuer_url(args.oidc_port)
     try:
-        audience = stack_audience(load_stack(stack_file(args.stacks_dir, args.env)))
+        shape = token_shape(load_stack(stack_file(args.stacks_dir, args.env)), issuer)
     except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     key = identity.signing_key(args.state_dir)
-    print(identity.mint(key, identity.issuer_url(args.oidc_port), args.user, audience))
+    print(identity.mint(key, issuer, args.user, shape))
     return 0
 
 

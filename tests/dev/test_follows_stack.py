@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -30,6 +31,14 @@ STAGE = "beta"
 EDITED_LOGS = Logs()
 TIMEOUT_MS = 400
 WEBSOCKET_TIMEOUT_S = 1
+AUDIENCE = "api://ai-assistant"
+ENTRA_RULES = {
+    "provider": "entra",
+    "read_scopes": ["Sessions.Read"],
+    "chat_scopes": ["Chat.ReadWrite"],
+    "allowed_client_ids": ["cli-app"],
+    "allowed_tenant_ids": ["tenant-1"],
+}
 
 
 # Denies tokens ending in "deny-me" with an explicit policy, and leaves the rest to the real
@@ -90,6 +99,10 @@ def _edit(stack: dict[str, Any], stack_dir: Path) -> None:
             function["timeout"] = WEBSOCKET_TIMEOUT_S
         if function["function_name"].endswith("-jwt-authorizer"):
             _wrap_authorizer(stack_dir, function)
+            function["environment"]["variables"] |= {
+                "JWT_AUDIENCE": AUDIENCE,
+                "JWT_VALIDATION": json.dumps(ENTRA_RULES),
+            }
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +240,22 @@ def test_a_denying_policy_is_403_on_rest_and_websocket(edited: DevServer) -> Non
         headers={"Authorization": f"Bearer {edited.token('ivy')}"},
     )
     assert allowed.status_code == 200
+
+
+def test_tokens_take_the_shape_the_stacks_authorizer_demands(edited: DevServer) -> None:
+    """The edited stack trusts only Entra tokens for one tenant and client, with scopes: the
+    dev server's tokens are such tokens, and the real authorizer accepts them."""
+    token = edited.token("judy")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["oid"] == "judy"
+    assert claims["tid"] == "tenant-1"
+    assert claims["azp"] == "cli-app"
+    assert claims["aud"] == AUDIENCE
+    assert {"Sessions.Read", "Chat.ReadWrite"} <= set(claims["scp"].split())
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (
+        httpx.post(f"{edited.rest_url}/api/v1/sessions", json={}, headers=auth).status_code == 201
+    )
+    with websocket(edited, "judy") as ws:
+        ws.send(json.dumps({"action": "ping"}))
+        assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
