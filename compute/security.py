@@ -45,11 +45,14 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem"),
         "connections": ("dynamodb:DeleteItem",),  # DELETE /me
         f"connections/{USER_CONNECTIONS.name}": ("dynamodb:Query",),
+        # Idempotency-Key: claim, result, release (functions/shared/idempotency.py)
+        "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
     },
     WEBSOCKET.key: {
         "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"),
-        "messages": ("dynamodb:PutItem", "dynamodb:Query"),
+        "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem"),  # get: replay
         "connections": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+        "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
     },
     AUTHORIZER.key: {},
 }  # fmt: skip

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -49,7 +49,7 @@ from functions.main.schemas import (
 )
 from functions.shared import aws
 from functions.shared.chat import ChatService
-from functions.shared.contract import API_BASE_PATH, MAIN, REST_ROUTES
+from functions.shared.contract import API_BASE_PATH, IDEMPOTENCY_WINDOW_SECONDS, MAIN, REST_ROUTES
 from functions.shared.errors import (
     BadRequest,
     Conflict,
@@ -61,6 +61,7 @@ from functions.shared.errors import (
     translate,
     upstream_errors,
 )
+from functions.shared.idempotency import KEY_PATTERN, InProgress, KeyReused, once
 from functions.shared.identity import user_id_from
 from functions.shared.observability import logger, metrics
 from functions.shared.pagination import MAX_TOKEN_LENGTH
@@ -68,6 +69,7 @@ from functions.shared.settings import Settings, cors_origins, get_settings
 from functions.shared.store import Store
 
 DEFAULT_PAGE_SIZE = 20
+DEFAULT_LEASE_SECONDS = 30  # without a Lambda context (never in Lambda)
 MAX_PAGE_SIZE = 100
 
 _STATUS = {
@@ -75,6 +77,8 @@ _STATUS = {
     Unauthorized: 401,
     NotFound: 404,
     Conflict: 409,
+    InProgress: 409,
+    KeyReused: 422,
     UpstreamError: 502,
     Throttled: 503,
 }
@@ -100,6 +104,38 @@ SESSION_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {**_ERROR, "description": "No such session for this caller."},
     **AUTH_RESPONSES,
 }
+
+IDEMPOTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    409: {
+        **_ERROR,
+        "description": "`in_progress`: the request with this Idempotency-Key is still running.",
+    },
+    422: {
+        **_ERROR,
+        "description": "`idempotency_key_reused`: the key was used for a different request.",
+    },
+}
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=f"^{KEY_PATTERN.pattern}$",
+        description=(
+            "Optional. A repeat with the same key, by the same caller, with the same body, "
+            f"within {IDEMPOTENCY_WINDOW_SECONDS // 3600} h returns the original result "
+            "without running again."
+        ),
+    ),
+]
+
+
+def _lease(request: Request) -> int:
+    """How long this invocation may hold an idempotency claim: its remaining time."""
+    context = request.scope.get("aws.context")
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return int(remaining() / 1000) + 1 if callable(remaining) else DEFAULT_LEASE_SECONDS
+
 
 # Documents the bearer token for OpenAPI clients. API Gateway's authorizer is what checks it.
 _bearer = HTTPBearer(auto_error=False, description="A JWT from the identity provider.")
@@ -157,23 +193,35 @@ async def health() -> HealthResponse:
     return HealthResponse(status="ok", time=datetime.now(UTC).isoformat())
 
 
-@app.post(_path("/sessions"), status_code=201, responses=AUTH_RESPONSES)
+@app.post(_path("/sessions"), status_code=201, responses=IDEMPOTENT_RESPONSES)
 async def create_session(
-    body: SessionCreate, user: User, config: Config, repositories: Repositories
+    request: Request,
+    body: SessionCreate,
+    *,
+    user: User,
+    config: Config,
+    repositories: Repositories,
+    idempotency_key: IdempotencyKey = None,
 ) -> SessionOut:
-    knowledge_base_id = (
-        _knowledge_base(config, body.knowledge_base_id)
-        if "knowledge_base_id" in body.model_fields_set
-        else config.knowledge_base_id
-    )
-    session = repositories.sessions.create(
-        user,
-        title=body.title or DEFAULT_TITLE,
-        model_id=_model(config, body.model_id) if body.model_id else config.default_model,
-        knowledge_base_id=knowledge_base_id,
-    )
-    metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
-    return SessionOut.of(session)
+    def create() -> dict[str, Any]:
+        knowledge_base_id = (
+            _knowledge_base(config, body.knowledge_base_id)
+            if "knowledge_base_id" in body.model_fields_set
+            else config.knowledge_base_id
+        )
+        session = repositories.sessions.create(
+            user,
+            title=body.title or DEFAULT_TITLE,
+            model_id=_model(config, body.model_id) if body.model_id else config.default_model,
+            knowledge_base_id=knowledge_base_id,
+        )
+        metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
+        return SessionOut.of(session).model_dump(mode="json")
+
+    claim = (user, "POST /sessions", idempotency_key)
+    payload = body.model_dump(mode="json", exclude_unset=True)
+    result = once(repositories.idempotency, claim, payload, _lease(request), create)
+    return SessionOut.model_validate(result)
 
 
 @app.get(_path("/sessions"), responses=AUTH_RESPONSES)
@@ -233,25 +281,51 @@ async def list_messages(
     _path("/sessions/{session_id}/messages"),
     responses={
         **SESSION_RESPONSES,
-        409: {**_ERROR, "description": "Another attempt at this question was answered first."},
+        **IDEMPOTENT_RESPONSES,
+        409: {
+            **_ERROR,
+            "description": (
+                "`in_progress`: the request with this Idempotency-Key is still running; "
+                "`conflict`: another attempt at this question was answered first."
+            ),
+        },
         502: {**_ERROR, "description": "The model call failed."},
     },
 )
 async def send_message(
-    session_id: str, body: MessageCreate, user: User, chat: Chat
+    request: Request,
+    session_id: str,
+    body: MessageCreate,
+    *,
+    user: User,
+    chat: Chat,
+    idempotency_key: IdempotencyKey = None,
 ) -> ChatResponse:
-    reply = chat.reply(user, session_id, body.content)
-    logger.info(
-        "chat turn stored",
-        extra={"session_id": session_id, "seq": reply.message.seq, "usage": reply.usage.to_dict()},
-    )
-    metrics.add_metric(name="ChatTurns", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=reply.usage.output_tokens)
-    return ChatResponse(
-        message=MessageOut.of(reply.message),
-        citations=[CitationOut.of(citation) for citation in reply.citations],
-        usage=UsageOut.of(reply.usage),
-    )
+    def answer() -> dict[str, Any]:
+        reply = chat.reply(user, session_id, body.content)
+        logger.info(
+            "chat turn stored",
+            extra={
+                "session_id": session_id,
+                "seq": reply.message.seq,
+                "usage": reply.usage.to_dict(),
+            },
+        )
+        metrics.add_metric(name="ChatTurns", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="OutputTokens", unit=MetricUnit.Count, value=reply.usage.output_tokens
+        )
+        response = ChatResponse(
+            message=MessageOut.of(reply.message),
+            citations=[CitationOut.of(citation) for citation in reply.citations],
+            usage=UsageOut.of(reply.usage),
+        )
+        return response.model_dump(mode="json")
+
+    claim = (user, "POST /sessions/{session_id}/messages", idempotency_key)
+    payload = {"session_id": session_id, "content": body.content}
+    result = once(chat.store.idempotency, claim, payload, _lease(request), answer)
+    return ChatResponse.model_validate(result)
 
 
 @app.delete(_path("/me"), status_code=204, responses=AUTH_RESPONSES)

@@ -16,6 +16,7 @@ class Env:
     SESSIONS_TABLE = "SESSIONS_TABLE_NAME"
     MESSAGES_TABLE = "MESSAGES_TABLE_NAME"
     CONNECTIONS_TABLE = "CONNECTIONS_TABLE_NAME"
+    IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE_NAME"
     BEDROCK_MODELS = "BEDROCK_MODELS"  # comma-separated model ids; the first is the default
     KNOWLEDGE_BASE_ID = "KNOWLEDGE_BASE_ID"  # empty: knowledge-base features are off
     SESSION_TTL_DAYS = "SESSION_TTL_DAYS"
@@ -100,7 +101,14 @@ CONNECTIONS = TableSchema(
     hash_key=Key("connection_id", "S"),
     indexes=(USER_CONNECTIONS,),
 )
-TABLES = (SESSIONS, MESSAGES, CONNECTIONS)
+# One item per (caller, operation, Idempotency-Key), kept for the idempotency window.
+IDEMPOTENCY = TableSchema(
+    suffix="idempotency",
+    env=Env.IDEMPOTENCY_TABLE,
+    hash_key=Key("key", "S"),
+)
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600  # the IETF draft asks for at least a day
+TABLES = (SESSIONS, MESSAGES, CONNECTIONS, IDEMPOTENCY)
 
 API_BASE_PATH = "/api/v1"
 
@@ -158,6 +166,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.SESSIONS_TABLE,
         Env.MESSAGES_TABLE,
         Env.CONNECTIONS_TABLE,
+        Env.IDEMPOTENCY_TABLE,
         Env.BEDROCK_MODELS,
         Env.KNOWLEDGE_BASE_ID,
         Env.SESSION_TTL_DAYS,
@@ -171,6 +180,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.SESSIONS_TABLE,
         Env.MESSAGES_TABLE,
         Env.CONNECTIONS_TABLE,
+        Env.IDEMPOTENCY_TABLE,
         Env.BEDROCK_MODELS,
         Env.KNOWLEDGE_BASE_ID,
         Env.SESSION_TTL_DAYS,

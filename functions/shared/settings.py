@@ -37,6 +37,7 @@ class Settings:
     history_budget_tokens: int = DEFAULT_HISTORY_BUDGET_TOKENS
     stream_flush_interval_ms: int = DEFAULT_STREAM_FLUSH_INTERVAL_MS
     connections_table: str | None = None
+    idempotency_table: str | None = None
     pagination_key: bytes | None = None
     websocket_callback_url: str | None = None
 
@@ -83,6 +84,7 @@ class Settings:
                 else DEFAULT_STREAM_FLUSH_INTERVAL_MS
             ),
             connections_table=required_if_read(Env.CONNECTIONS_TABLE),
+            idempotency_table=required_if_read(Env.IDEMPOTENCY_TABLE),
             pagination_key=None if key is None else key.encode(),
             websocket_callback_url=required_if_read(Env.WEBSOCKET_CALLBACK_URL),
         )

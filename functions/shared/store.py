@@ -34,11 +34,14 @@ from functions.shared import aws
 from functions.shared.contract import (
     CONNECTION_TTL_SECONDS,
     CONNECTIONS,
+    MESSAGES,
     SESSIONS,
     USER_CONNECTIONS,
     USER_INDEX,
+    TableSchema,
 )
 from functions.shared.errors import Conflict, NotFound, Throttled, error_code, translate
+from functions.shared.idempotency import IdempotencyStore
 from functions.shared.models import (
     MESSAGE_STATUSES,
     Citation,
@@ -331,6 +334,15 @@ class MessageRepository:
             }
         }
 
+    def get(self, session_id: str, seq: int) -> Message | None:
+        """One stored turn (the caller must own ``session_id``), or None."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={MESSAGES.hash_key.name: _s(session_id), _range(MESSAGES): _n(seq)},
+            ConsistentRead=True,
+        ).get("Item")
+        return _message(item) if item else None
+
     def list(
         self, user_id: str, session_id: str, limit: int, next_token: str | None = None
     ) -> Page[Message]:
@@ -500,6 +512,7 @@ class Store:
     sessions: SessionRepository
     messages: MessageRepository
     connections: ConnectionRepository | None = None
+    idempotency: IdempotencyStore | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -513,6 +526,11 @@ class Store:
             connections=(
                 ConnectionRepository(client, settings.connections_table)
                 if settings.connections_table
+                else None
+            ),
+            idempotency=(
+                IdempotencyStore(client, settings.idempotency_table)
+                if settings.idempotency_table
                 else None
             ),
         )
@@ -659,6 +677,11 @@ _UNCHANGED = cast(Session, object())
 def _pause(attempt: int) -> None:
     """Jittered backoff between attempts at a contended session."""
     time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.1)))  # noqa: S311 - not crypto
+
+
+def _range(schema: TableSchema) -> str:
+    assert schema.range_key is not None
+    return schema.range_key.name
 
 
 def _checked(session_id: str) -> str:

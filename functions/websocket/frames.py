@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from functions.shared.models import Message, Usage
 
 MAX_FRAME_BYTES = 32 * 1024
 
 ErrorCode = Literal[
-    "not_found", "bad_request", "throttled", "upstream_error", "conflict", "internal"
+    "not_found",
+    "bad_request",
+    "throttled",
+    "upstream_error",
+    "conflict",
+    "in_progress",
+    "idempotency_key_reused",
+    "internal",
 ]
+ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 
 
 def encode(frame: dict[str, Any]) -> bytes:

@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -33,14 +33,14 @@ from functions.shared.chat import ChatService, validate_content
 from functions.shared.contract import WEBSOCKET
 from functions.shared.errors import (
     BadRequest,
-    Conflict,
     DomainError,
     NotFound,
     Throttled,
-    UpstreamError,
     translate,
 )
+from functions.shared.idempotency import checked_key, once
 from functions.shared.identity import user_id_from
+from functions.shared.models import Message, Usage
 from functions.shared.observability import logger, metrics, tracer
 from functions.shared.settings import Settings, get_settings
 from functions.shared.store import ConnectionRepository, Store
@@ -60,6 +60,7 @@ _OK = {"statusCode": 200}
 class SendMessage:
     session_id: str
     content: str
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,12 @@ def on_message(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if isinstance(request, Ping):
             poster.send(frames.pong())
         else:
-            user_id = _user_of(event, config)
-            stream_answer(
+            answer_once(
                 ChatService(config, Store.from_settings(config)),
                 poster,
-                user_id,
+                _user_of(event, config),
                 request,
-                time_left=partial(_time_left, context),
+                context,
                 flush_interval=config.stream_flush_interval_ms / 1000,
             )
     except Exception as error:
@@ -122,6 +122,51 @@ def on_message(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _OK
 
 
+def answer_once(
+    chat: ChatService,
+    poster: Poster,
+    user_id: str,
+    request: SendMessage,
+    context: LambdaContext,
+    *,
+    flush_interval: float,
+) -> None:
+    """Stream the answer, or with an ``idempotency_key`` already answered, replay the stored
+    answer as start, chunk and end frames without a model call."""
+    streamed: list[Message] = []
+
+    def stream() -> dict[str, Any]:
+        message = stream_answer(
+            chat,
+            poster,
+            user_id,
+            request,
+            time_left=partial(_time_left, context),
+            flush_interval=flush_interval,
+        )
+        streamed.append(message)
+        return {"session_id": message.session_id, "seq": message.seq}
+
+    claim = (user_id, "sendMessage", request.idempotency_key)
+    payload = {"session_id": request.session_id, "content": request.content}
+    lease = context.get_remaining_time_in_millis() // 1000 + 1
+    stored = once(chat.store.idempotency, claim, payload, lease, stream)
+    if not streamed:
+        replay(chat, poster, stored["session_id"], stored["seq"])
+
+
+def replay(chat: ChatService, poster: Poster, session_id: str, seq: int) -> None:
+    """The frames of a stored answer, as they went out the first time."""
+    message = chat.store.messages.get(session_id, seq)
+    if message is None:
+        raise NotFound("the answer of this idempotency key no longer exists")
+    poster.send(frames.start(session_id, message.message_id))
+    for frame in frames.chunks(session_id, message.message_id, message.content):
+        if not poster.send(frame):
+            return
+    poster.send(frames.end(message, message.usage or Usage()))
+
+
 def stream_answer(
     chat: ChatService,
     poster: Poster,
@@ -130,7 +175,7 @@ def stream_answer(
     *,
     time_left: Callable[[], float],
     flush_interval: float,
-) -> None:
+) -> Message:
     """Stream one chat turn to the client; the answer is stored whatever the client does."""
     stream = chat.stream(user_id, request.session_id, request.content, time_left)
     chunks = partial(frames.chunks, stream.session_id, stream.message_id)
@@ -156,6 +201,7 @@ def stream_answer(
     metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=reply.usage.output_tokens)
     if reply.message.status != "complete":
         metrics.add_metric(name="IncompleteAnswers", unit=MetricUnit.Count, value=1)
+    return reply.message
 
 
 def _time_left(context: LambdaContext) -> float:
@@ -188,7 +234,12 @@ def parse(event: dict[str, Any]) -> SendMessage | Ping:
     session_id = payload.get("session_id")
     if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID_CHARS:
         raise BadRequest("session_id must be a non-empty string")
-    return SendMessage(session_id=session_id, content=validate_content(payload.get("content")))
+    key = payload.get("idempotency_key")
+    return SendMessage(
+        session_id=session_id,
+        content=validate_content(payload.get("content")),
+        idempotency_key=None if key is None else checked_key(key),
+    )
 
 
 def _user_of(event: dict[str, Any], config: Settings) -> str:
@@ -215,17 +266,9 @@ def _error_frame(error: Exception) -> dict[str, Any]:
 
 
 def _ws_code(error: DomainError) -> frames.ErrorCode:
-    if isinstance(error, NotFound):
-        return "not_found"
-    if isinstance(error, BadRequest):
-        return "bad_request"
-    if isinstance(error, Throttled):
-        return "throttled"
-    if isinstance(error, UpstreamError):
-        return "upstream_error"
-    if isinstance(error, Conflict):
-        return "conflict"
-    return "internal"
+    """The domain error's own code, which REST answers too; "internal" for any other."""
+    code = error.code
+    return cast(frames.ErrorCode, code) if code in frames.ERROR_CODES else "internal"
 
 
 _ROUTES = {"$connect": on_connect, "$disconnect": on_disconnect}

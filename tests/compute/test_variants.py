@@ -146,6 +146,7 @@ def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -
         "TableMessages",
         "TableConnections",
         "IndexUserConnections",
+        "TableIdempotency",
         "WebSocketCallbacks",
     }
     assert len(statements["Logs"]["resources"]) == len(FUNCTIONS)

@@ -104,8 +104,12 @@ class Rest:
         body: Any = _NO_BODY,
         raw_body: str | None = None,
         query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         event = load_event("rest-proxy-request")
+        for name, value in (headers or {}).items():
+            event["headers"][name] = value
+            event["multiValueHeaders"][name] = [value]
         full_path = API_BASE_PATH + path
         event["httpMethod"] = event["requestContext"]["httpMethod"] = method
         event["path"] = event["resource"] = full_path

@@ -19,6 +19,7 @@ MAIN_ENV = {
     Env.SESSIONS_TABLE: "p-sessions",
     Env.MESSAGES_TABLE: "p-messages",
     Env.CONNECTIONS_TABLE: "p-connections",  # DELETE /me removes the caller's records
+    Env.IDEMPOTENCY_TABLE: "p-idempotency",
     Env.BEDROCK_MODELS: " model-a , model-b,,model-a ",
     Env.KNOWLEDGE_BASE_ID: "",
     Env.PAGINATION_KEY: "k",
@@ -27,6 +28,7 @@ WEBSOCKET_ENV = {
     Env.SESSIONS_TABLE: "p-sessions",
     Env.MESSAGES_TABLE: "p-messages",
     Env.CONNECTIONS_TABLE: "p-connections",
+    Env.IDEMPOTENCY_TABLE: "p-idempotency",
     Env.BEDROCK_MODELS: "model-a",
     Env.KNOWLEDGE_BASE_ID: "KB12345678",
     Env.SESSION_TTL_DAYS: "7",
@@ -43,6 +45,7 @@ def test_main_settings() -> None:
     assert config.session_ttl_days == DEFAULT_SESSION_TTL_DAYS
     assert config.pagination_key == b"k"
     assert config.connections_table == "p-connections"
+    assert config.idempotency_table == "p-idempotency"
     assert config.websocket_callback_url is None
 
 

@@ -200,6 +200,23 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         lambda: rest.call("GET", f"{path}/messages"),
         lambda r: r.status == 200 and len(r.json["messages"]) == 2,
     )
+    keyed = {"headers": {"Idempotency-Key": "least-privilege"}, "body": {"content": "Again?"}}
+    for attempt in ("first", "repeat"):
+        steps.check(
+            f"POST /sessions/{{id}}/messages with an Idempotency-Key ({attempt})",
+            lambda: rest.call("POST", f"{path}/messages", **keyed),
+            _status(200),
+        )
+    steps.check(
+        "POST /sessions/{id}/messages with an Idempotency-Key, failing (releases it)",
+        lambda: rest.call(
+            "POST",
+            f"/sessions/{_NO_SESSION}/messages",
+            headers={"Idempotency-Key": "least-privilege-failing"},
+            body={"content": "Again?"},
+        ),
+        _status(404),
+    )
     steps.check("GET /knowledge-bases", lambda: rest.call("GET", "/knowledge-bases"), _status(200))
     steps.check("DELETE /sessions/{id}", lambda: rest.call("DELETE", path), _status(204))
     kept = steps.check(
@@ -239,6 +256,27 @@ def websocket_paths(run: Run, management: WsManagementFake, session: str | None)
         "sendMessage (user of the connection)",
         frames_of(lambda: ws.send(connection, message)),
         streamed,
+    )
+    keyed = {**message, "idempotency_key": "least-privilege"}
+    steps.check(
+        "sendMessage with an idempotency_key",
+        frames_of(lambda: ws.send(connection, keyed)),
+        streamed,
+    )
+    steps.check(
+        "sendMessage with an idempotency_key (replayed)",
+        frames_of(lambda: ws.send(connection, keyed)),
+        streamed,
+    )
+    steps.check(
+        "sendMessage with an idempotency_key, failing (releases it)",
+        frames_of(
+            lambda: ws.send(
+                connection,
+                {**keyed, "session_id": _NO_SESSION, "idempotency_key": "least-privilege-failing"},
+            )
+        ),
+        ["error"].__eq__,
     )
     steps.check("ping", frames_of(lambda: ws.send(connection, {"action": "ping"})), ["pong"].__eq__)
     steps.check("$disconnect", lambda: ws.disconnect(connection), accepted)

@@ -1,0 +1,207 @@
+"""Idempotency keys (IETF httpapi ``Idempotency-Key``): a repeated request returns the original
+result instead of running again.
+
+One DynamoDB item per (caller, operation, key), keyed by a hash of the three, so a key only
+ever replays its own caller's result. The item holds a hash of the request body, the state
+(``in_progress`` until the result is stored, then ``done``) and the result. A first request
+claims the key with a conditional put; a repeat finds the item and
+
+* gets the stored result when it is ``done`` and the body is the same;
+* is refused with :class:`InProgress` (409) while the original still runs;
+* is refused with :class:`KeyReused` (422) when the body differs.
+
+An ``in_progress`` claim holds only for the claiming function's remaining time (its lease), so
+an attempt killed mid-way does not block the key: the next repeat takes it over. A request
+that fails releases its claim, so the client can retry with the same key. Records expire by
+DynamoDB's TTL after :data:`IDEMPOTENCY_WINDOW_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from functions.shared.contract import IDEMPOTENCY, IDEMPOTENCY_WINDOW_SECONDS
+from functions.shared.errors import BadRequest, DomainError, error_code
+from functions.shared.observability import logger
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+# The draft's key is an opaque string; printable ASCII, at most 255 characters, is ample.
+KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+_KEY = IDEMPOTENCY.hash_key.name
+
+
+class InProgress(DomainError):
+    """The original request with this key is still running; retry after it finishes."""
+
+    code = "in_progress"
+
+
+class KeyReused(DomainError):
+    """The key was used for a request with another body."""
+
+    code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A key this request holds until it stores its result (or releases it)."""
+
+    record_key: str
+
+
+def checked_key(raw: object) -> str:
+    """The client's key, or :class:`BadRequest` naming the rule it breaks."""
+    if not isinstance(raw, str) or not KEY_PATTERN.fullmatch(raw):
+        raise BadRequest("the idempotency key must be 1 to 255 printable ASCII characters")
+    return raw
+
+
+class IdempotencyStore:
+    """Claims, results and releases of idempotency keys in their DynamoDB table."""
+
+    def __init__(self, client: BaseClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def claim(
+        self,
+        user_id: str,
+        operation: str,
+        key: str,
+        request: dict[str, Any],
+        *,
+        now: int,
+        lease_seconds: int,
+    ) -> Claim | dict[str, Any]:
+        """Claim ``key`` for this request, or return the stored result of an earlier one.
+
+        ``now`` is epoch seconds; ``lease_seconds`` how long this attempt may hold the claim
+        (the function's remaining time).
+        """
+        record_key = _record_key(user_id, operation, key)
+        fingerprint = _fingerprint(request)
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    _KEY: {"S": record_key},
+                    "request_hash": {"S": fingerprint},
+                    "state": {"S": "in_progress"},
+                    "lease_until": {"N": str(now + lease_seconds)},
+                    IDEMPOTENCY.ttl_attribute: {"N": str(now + IDEMPOTENCY_WINDOW_SECONDS)},
+                },
+                # A new key, a record past its window (TTL deletes lazily), or an abandoned
+                # attempt of the same request whose lease ran out.
+                ConditionExpression=(
+                    "attribute_not_exists(#key) OR #expires < :now"
+                    " OR (#state = :in_progress AND #lease < :now AND #hash = :hash)"
+                ),
+                ExpressionAttributeNames={
+                    "#key": _KEY,
+                    "#expires": IDEMPOTENCY.ttl_attribute,
+                    "#state": "state",
+                    "#lease": "lease_until",
+                    "#hash": "request_hash",
+                },
+                ExpressionAttributeValues={
+                    ":now": {"N": str(now)},
+                    ":in_progress": {"S": "in_progress"},
+                    ":hash": {"S": fingerprint},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            return _earlier(error.response.get("Item") or {}, fingerprint)
+        return Claim(record_key)
+
+    def complete(self, claim: Claim, result: dict[str, Any]) -> None:
+        """Store the result, which repeats of the request then get."""
+        self._client.update_item(
+            TableName=self._table,
+            Key={_KEY: {"S": claim.record_key}},
+            UpdateExpression="SET #state = :done, #result = :result REMOVE #lease",
+            ExpressionAttributeNames={
+                "#state": "state",
+                "#result": "result",
+                "#lease": "lease_until",
+            },
+            ExpressionAttributeValues={
+                ":done": {"S": "done"},
+                ":result": {"S": json.dumps(result, separators=(",", ":"))},
+            },
+        )
+
+    def release(self, claim: Claim) -> None:
+        """Give the key up after a failure, so a retry with it runs the request again."""
+        self._client.delete_item(
+            TableName=self._table,
+            Key={_KEY: {"S": claim.record_key}},
+            ConditionExpression="#state = :in_progress",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":in_progress": {"S": "in_progress"}},
+        )
+
+
+def once(
+    store: IdempotencyStore | None,
+    claim: tuple[str, str, str | None],
+    request: dict[str, Any],
+    lease_seconds: int,
+    run: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """``run()``'s result, computed once per ``(user_id, operation, key)`` of ``claim``; with no
+    key, simply ``run()``. A failed ``run`` releases the key and raises."""
+    user_id, operation, key = claim
+    if key is None:
+        return run()
+    if store is None:
+        raise RuntimeError("idempotency keys need the idempotency table; this function has none")
+    outcome = store.claim(
+        user_id, operation, key, request, now=int(time.time()), lease_seconds=lease_seconds
+    )
+    if not isinstance(outcome, Claim):
+        return outcome
+    try:
+        result = run()
+    except BaseException:
+        _release(store, outcome)
+        raise
+    store.complete(outcome, result)
+    return result
+
+
+def _release(store: IdempotencyStore, claim: Claim) -> None:
+    try:
+        store.release(claim)
+    except Exception:  # the request's own error is the one to report; the lease runs out
+        logger.exception("releasing an idempotency key failed")
+
+
+def _earlier(item: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    if item.get("request_hash", {}).get("S") != fingerprint:
+        raise KeyReused("this idempotency key was used for a different request")
+    if item.get("state", {}).get("S") != "done":
+        raise InProgress("the request with this idempotency key is still in progress")
+    return json.loads(item["result"]["S"])
+
+
+def _record_key(user_id: str, operation: str, key: str) -> str:
+    """Scoped to the caller and the operation: one user's key never finds another's result."""
+    return hashlib.sha256("\0".join((user_id, operation, key)).encode()).hexdigest()
+
+
+def _fingerprint(request: dict[str, Any]) -> str:
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()
