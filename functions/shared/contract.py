@@ -158,7 +158,9 @@ class FunctionSpec:
 MAIN = FunctionSpec("main", "main", "functions.main.handler.handler")
 WEBSOCKET = FunctionSpec("websocket", "websocket", "functions.websocket.handler.handler")
 AUTHORIZER = FunctionSpec("authorizer", "jwt-authorizer", "functions.authorizer.handler.handler")
-FUNCTIONS = (MAIN, WEBSOCKET, AUTHORIZER)
+# Fed by the sessions table's stream: removes the messages of every deleted or expired session.
+CLEANUP = FunctionSpec("cleanup", "session-cleanup", "functions.cleanup.handler.handler")
+FUNCTIONS = (MAIN, WEBSOCKET, AUTHORIZER, CLEANUP)
 
 # Environment variables each function reads; the stack sets exactly these.
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {
@@ -195,6 +197,12 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.JWT_AUDIENCE,
         Env.JWKS_URL,
         Env.JWT_VALIDATION,
+    ),
+    # Only the messages table: the session's key arrives in the stream record itself.
+    CLEANUP.key: (
+        Env.MESSAGES_TABLE,
+        Env.POWERTOOLS_SERVICE_NAME,
+        Env.POWERTOOLS_METRICS_NAMESPACE,
     ),
 }
 

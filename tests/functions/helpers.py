@@ -268,8 +268,11 @@ class _Body:
 
 
 @contextmanager
-def dynamodb_throttled(operation: str = "*") -> Iterator[list[str]]:
-    """Make DynamoDB answer ``operation`` (``"*"``: every call) as a throttled table does.
+def dynamodb_throttled(
+    operation: str = "*", when: Callable[[AWSPreparedRequest], bool] | None = None
+) -> Iterator[list[str]]:
+    """Make DynamoDB answer ``operation`` (``"*"``: every call) as a throttled table does;
+    with ``when``, only the requests it accepts (the others go to moto as usual).
 
     moto cannot throttle, so a ``before-send`` hook on the functions' own DynamoDB client
     answers in the service's place with the wire response DynamoDB sends: HTTP 400 with
@@ -285,7 +288,9 @@ def dynamodb_throttled(operation: str = "*") -> Iterator[list[str]]:
         }
     ).encode()
 
-    def answer(request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+    def answer(request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
+        if when is not None and not when(request):
+            return None
         attempts.append(request.headers["X-Amz-Target"].decode().split(".")[-1])
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "throttled"}
         return AWSResponse(request.url, 400, headers, _Body(body))

@@ -1,0 +1,90 @@
+"""DynamoDB Streams as a Lambda event source mapping sees them, read from moto's own stream.
+
+moto implements the streams data plane (``DescribeStream``, ``GetShardIterator``,
+``GetRecords``) and records every write of a table whose stream is on, so the tests build the
+events of the cleanup function from real stream records instead of hand-written JSON.
+:func:`lambda_event` turns them into what Lambda delivers: the record as ``GetRecords``
+returns it, plus ``eventSourceARN``, with ``ApproximateCreationDateTime`` in epoch seconds
+(boto3 parses it into a datetime; Lambda passes the number).
+
+Usage::
+
+    reader = StreamReader(boto3.client("dynamodbstreams"), stream_arn)
+    ...writes to the table...
+    event = lambda_event(reader.read(), stream_arn)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from botocore.client import BaseClient
+
+# What DynamoDB puts on the REMOVE records of items its TTL deleted.
+TTL_USER_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+
+
+def enable_stream(dynamodb: BaseClient, table: str, view_type: str = "KEYS_ONLY") -> str:
+    """Turn the table's stream on; returns its ARN."""
+    response = dynamodb.update_table(
+        TableName=table,
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
+    )
+    return response["TableDescription"]["LatestStreamArn"]
+
+
+class StreamReader:
+    """Reads a stream's shards from the start, like a mapping with ``TRIM_HORIZON``; each
+    :meth:`read` returns the records written since the previous one."""
+
+    def __init__(self, streams: BaseClient, stream_arn: str) -> None:
+        self._streams = streams
+        self._arn = stream_arn
+        self._iterators: dict[str, str | None] = {}
+
+    @property
+    def arn(self) -> str:
+        return self._arn
+
+    def read(self) -> list[dict[str, Any]]:
+        description = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]
+        records: list[dict[str, Any]] = []
+        for shard in description["Shards"]:
+            shard_id = shard["ShardId"]
+            if shard_id not in self._iterators:
+                self._iterators[shard_id] = self._streams.get_shard_iterator(
+                    StreamArn=self._arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+            iterator = self._iterators[shard_id]
+            while iterator:
+                page = self._streams.get_records(ShardIterator=iterator)
+                iterator = page.get("NextShardIterator")
+                if not page["Records"]:
+                    break
+                records.extend(page["Records"])
+            self._iterators[shard_id] = iterator
+        return records
+
+
+def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """One ``GetRecords`` record as Lambda delivers it to the function."""
+    event = copy.deepcopy(record)
+    stream = event["dynamodb"]
+    created = stream.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        stream["ApproximateCreationDateTime"] = int(created.timestamp())
+    event["eventSourceARN"] = stream_arn
+    return event
+
+
+def lambda_event(records: Iterable[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
+    return {"Records": [lambda_record(record, stream_arn) for record in records]}
+
+
+def as_ttl_expiry(record: dict[str, Any]) -> dict[str, Any]:
+    """The same REMOVE as DynamoDB's TTL writes it (moto does not expire items itself)."""
+    assert record["eventName"] == "REMOVE", record["eventName"]
+    return {**record, "userIdentity": dict(TTL_USER_IDENTITY)}
