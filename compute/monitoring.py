@@ -24,9 +24,11 @@ from compute.provider import (
     SnsTopic,
     SnsTopicSubscription,
 )
-from functions.shared.contract import FUNCTIONS
+from functions.shared.contract import CLEANUP, FUNCTIONS
 
 PERIOD = 300
+# The cleanup function keeps up with the sessions stream when its records wait less than this.
+ITERATOR_AGE_LIMIT_MS = 5 * 60 * 1000
 REST_API_LOGS = "rest-api"
 WEBSOCKET_API_LOGS = "websocket-api"
 WAF_LOGS = "waf"
@@ -77,6 +79,7 @@ class Monitored:
     websocket_api_id: str
     websocket_stage_name: str
     tables: dict[str, DynamodbTable]
+    cleanup_failures_queue_name: str  # where the sessions stream mapping sends failed batches
 
 
 class Alarms(Construct):
@@ -111,6 +114,7 @@ class Alarms(Construct):
         self._websocket_alarms(watched.websocket_api_id, watched.websocket_stage_name)
         for suffix, table in watched.tables.items():
             self._throttle_alarm(suffix, table)
+        self._cleanup_alarms(watched.functions[CLEANUP.key], watched.cleanup_failures_queue_name)
 
     def _alarm(self, id_: str, name: str, description: str, **metric: object) -> None:
         self.alarms.append(
@@ -202,4 +206,29 @@ class Alarms(Construct):
                     return_data=True,
                 ),
             ],
+        )  # fmt: skip
+
+    def _cleanup_alarms(self, function: LambdaFunction, queue_name: str) -> None:
+        """The stream consumer falls behind (its records age), or gave up on a batch: the
+        messages of those sessions are still there, and only an operator can remove them now
+        (README, *Deleting*), so one message in the failure queue is enough to page."""
+        self._alarm(
+            f"{CLEANUP.key}-iterator-age",
+            f"{CLEANUP.key}-iterator-age",
+            f"Lambda {CLEANUP.key}: sessions stream records wait over "
+            f"{ITERATOR_AGE_LIMIT_MS // 60000} minutes",
+            namespace="AWS/Lambda", metric_name="IteratorAge",
+            dimensions={"FunctionName": function.function_name},
+            statistic="Maximum", period=PERIOD,
+            comparison_operator="GreaterThanThreshold", threshold=ITERATOR_AGE_LIMIT_MS,
+        )  # fmt: skip
+        self._alarm(
+            f"{CLEANUP.key}-failures",
+            f"{CLEANUP.key}-failures",
+            "Session cleanup gave up on a batch of removed sessions: their messages remain "
+            "(the batch is described in the failure queue)",
+            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": queue_name},
+            statistic="Maximum", period=PERIOD,
+            comparison_operator="GreaterThanThreshold", threshold=0,
         )  # fmt: skip

@@ -109,6 +109,13 @@ from cdktf_cdktf_provider_aws.lambda_code_signing_config import (
     LambdaCodeSigningConfigAllowedPublishers,
     LambdaCodeSigningConfigPolicies,
 )
+from cdktf_cdktf_provider_aws.lambda_event_source_mapping import (
+    LambdaEventSourceMapping,
+    LambdaEventSourceMappingDestinationConfig,
+    LambdaEventSourceMappingDestinationConfigOnFailure,
+    LambdaEventSourceMappingFilterCriteria,
+    LambdaEventSourceMappingFilterCriteriaFilter,
+)
 from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunction,
     LambdaFunctionEnvironment,
@@ -120,6 +127,7 @@ from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
+from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from cdktf_cdktf_provider_aws.wafv2_web_acl import (
     Wafv2WebAcl,
     Wafv2WebAclDefaultAction,
@@ -188,6 +196,11 @@ __all__ = [
     "LambdaCodeSigningConfig",
     "LambdaCodeSigningConfigAllowedPublishers",
     "LambdaCodeSigningConfigPolicies",
+    "LambdaEventSourceMapping",
+    "LambdaEventSourceMappingDestinationConfig",
+    "LambdaEventSourceMappingDestinationConfigOnFailure",
+    "LambdaEventSourceMappingFilterCriteria",
+    "LambdaEventSourceMappingFilterCriteriaFilter",
     "LambdaFunction",
     "LambdaFunctionEnvironment",
     "LambdaFunctionLoggingConfig",
@@ -198,6 +211,7 @@ __all__ = [
     "RandomProvider",
     "SnsTopic",
     "SnsTopicSubscription",
+    "SqsQueue",
     "Wafv2WebAcl",
     "Wafv2WebAclAssociation",
     "Wafv2WebAclDefaultAction",

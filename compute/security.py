@@ -25,8 +25,10 @@ from compute.provider import (
 )
 from functions.shared.contract import (
     AUTHORIZER,
+    CLEANUP,
     FUNCTIONS,
     MAIN,
+    SESSIONS,
     TABLES,
     USER_CONNECTIONS,
     USER_INDEX,
@@ -55,11 +57,15 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
     },
     AUTHORIZER.key: {},
+    # MessageRepository.delete_all: Query the session's keys, BatchWriteItem the deletes. Not
+    # one item action on the sessions table: the removed session's key is in the record.
+    CLEANUP.key: {"messages": ("dynamodb:Query", "dynamodb:BatchWriteItem")},
 }  # fmt: skip
 BEDROCK_ACTIONS: dict[str, tuple[str, ...]] = {
     MAIN.key: ("bedrock:InvokeModel",),  # converse
     WEBSOCKET.key: ("bedrock:InvokeModelWithResponseStream",),  # converse_stream
     AUTHORIZER.key: (),
+    CLEANUP.key: (),
 }
 # Cross-region inference profile ids start with a geography, e.g. "us.anthropic.claude…".
 INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
@@ -77,6 +83,7 @@ class Grants:
     websocket_connections_arn: str  # execute-api ARN of this API's stage's @connections
     vpc: bool
     key_arn: str  # the stack's KMS key: environment variables and tables
+    cleanup_failures_arn: str  # the SQS queue the sessions stream mapping sends failures to
     models: list[str] = field(default_factory=list)
 
 
@@ -172,6 +179,8 @@ class FunctionRoles(Construct):
                     resources=[self._grants.websocket_connections_arn],
                 )
             )
+        if CLEANUP.key in keys:
+            statements += self._sessions_stream()
         if own_only:
             return statements
         statements += self._bedrock(keys)
@@ -212,6 +221,34 @@ class FunctionRoles(Construct):
                 sid="VpcDescribe",
                 actions=["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
                 resources=["*"],
+            ),
+        ]
+
+    def _sessions_stream(self) -> list[DataAwsIamPolicyDocumentStatement]:
+        """What Lambda's event source mapping does with the cleanup function's role: read the
+        sessions table's stream, and send what it could not process to the failure queue
+        (encrypted with the stack's key, hence GenerateDataKey in ``StackKey``)."""
+        sessions = self._grants.tables[SESSIONS.suffix]
+        return [
+            DataAwsIamPolicyDocumentStatement(
+                sid="SessionsStream",
+                actions=[
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                ],
+                resources=[sessions.stream_arn],
+            ),
+            # Listing names no stream yet: scoped to this table's streams, as AWS documents it.
+            DataAwsIamPolicyDocumentStatement(
+                sid="SessionsStreams",
+                actions=["dynamodb:ListStreams"],
+                resources=[f"{sessions.arn}/stream/*"],
+            ),
+            DataAwsIamPolicyDocumentStatement(
+                sid="CleanupFailures",
+                actions=["sqs:SendMessage"],
+                resources=[self._grants.cleanup_failures_arn],
             ),
         ]
 

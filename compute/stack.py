@@ -17,6 +17,7 @@ from cdktf import (
 )
 from constructs import Construct
 
+from compute.cleanup import SessionCleanup
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
 from compute.encryption import StackKey
 from compute.firewall import WebFirewall
@@ -34,7 +35,7 @@ from compute.rest_api import RestApi, api_gateway_account
 from compute.security import FunctionRoles, Grants
 from compute.storage import Storage
 from compute.websocket_api import WebSocketApi
-from functions.shared.contract import AUTHORIZER, MAIN, TABLES, WEBSOCKET, Env
+from functions.shared.contract import AUTHORIZER, CLEANUP, MAIN, TABLES, WEBSOCKET, Env
 
 NO_ISSUER_WARNING = (
     "{stack}: identity_center_issuer_url is empty, so the JWT authorizer denies every "
@@ -112,6 +113,7 @@ class ComputeStack(TerraformStack):
         self.websocket = WebSocketApi(
             self, "websocket", config=config, access_logs=self.logs.websocket_api, account=account
         )
+        self.cleanup = SessionCleanup(self, "cleanup", config=config, key_arn=self.key.arn)
         self.roles = FunctionRoles(
             self,
             "roles",
@@ -125,6 +127,7 @@ class ComputeStack(TerraformStack):
                 websocket_connections_arn=self.websocket.connections_arn,
                 vpc=config.uses_vpc,
                 key_arn=self.key.arn,
+                cleanup_failures_arn=self.cleanup.failures.arn,
                 models=list(config.bedrock_models),
             ),
             external_role_arn=inputs.role_arn,
@@ -145,6 +148,7 @@ class ComputeStack(TerraformStack):
             key_arn=self.key.arn,
         )
         functions = self.functions.functions
+        self.cleanup.connect(function=functions[CLEANUP.key], sessions=self.storage.sessions)
         self.websocket.connect(
             handler=functions[WEBSOCKET.key], authorizer=functions[AUTHORIZER.key]
         )
@@ -172,6 +176,7 @@ class ComputeStack(TerraformStack):
                 websocket_api_id=self.websocket.api.id,
                 websocket_stage_name=self.websocket.stage.name,
                 tables=self.storage.tables,
+                cleanup_failures_queue_name=self.cleanup.failures.name,
             ),
             stack_key=self.key,
         )
@@ -294,6 +299,7 @@ class ComputeStack(TerraformStack):
             "lambda_main_function_name": names[MAIN.key],
             "lambda_websocket_function_name": names[WEBSOCKET.key],
             "lambda_jwt_authorizer_function_name": names[AUTHORIZER.key],
+            "lambda_session_cleanup_function_name": names[CLEANUP.key],
             "dynamodb_sessions_table_name": self.storage.sessions.name,
         }
         for name, value in outputs.items():
@@ -311,6 +317,7 @@ class ComputeStack(TerraformStack):
                 **outputs,
                 "dynamodb_table_names": {s: t.name for s, t in self.storage.tables.items()},
                 "alarm_topic_arn": self.alarms.topic.arn,
+                "session_cleanup_failures_queue_url": self.cleanup.failures.url,
                 "lambda_functions": {
                     key: {
                         "name": function.function_name,

@@ -14,13 +14,19 @@ from compute.provider import (
     DynamodbTableServerSideEncryption,
     DynamodbTableTtl,
 )
-from functions.shared.contract import TABLES, TableSchema
+from functions.shared.contract import SESSIONS, TABLES, TableSchema
+
+# The sessions table's stream feeds the cleanup function, which needs only the removed
+# session's key: KEYS_ONLY keeps titles and user ids out of the stream (and of the failure
+# queue's retries), and makes each record as small as a record can be.
+SESSIONS_STREAM_VIEW = "KEYS_ONLY"
 
 
 class Storage(Construct):
     """The sessions table of the spec, plus the messages and connections tables the
     functions need, each with TTL, encryption at rest under the stack's key and optional
-    PITR."""
+    PITR. The sessions table has a stream: every removal of a session, by its owner or by
+    TTL, reaches the cleanup function, which deletes the session's messages."""
 
     def __init__(self, scope: Construct, id_: str, *, config: ComputeConfig, key_arn: str) -> None:
         super().__init__(scope, id_)
@@ -68,8 +74,15 @@ class Storage(Construct):
                 enabled=True, kms_key_arn=self._key_arn
             ),
             deletion_protection_enabled=config.deletion_protection_enabled,
+            **self._stream(schema),
             **capacity,
         )
+
+    @staticmethod
+    def _stream(schema: TableSchema) -> dict[str, object]:
+        if schema is not SESSIONS:
+            return {}
+        return {"stream_enabled": True, "stream_view_type": SESSIONS_STREAM_VIEW}
 
     @property
     def sessions(self) -> DynamodbTable:

@@ -1,6 +1,7 @@
 """Stand-in code for ``code_deployment_mode = "external"``: the stack creates the functions,
 and a separate pipeline uploads the real packages. Until it does, every caller learns why
-nothing works instead of getting a generic failure; an authorizer call is denied."""
+nothing works instead of getting a generic failure; an authorizer call is denied, and a stream
+batch fails, so that its records are retried rather than consumed."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         and "methodArn" in event
     ):
         raise Exception("Unauthorized")
+    if isinstance(event, dict) and "Records" in event:
+        # A stream batch (the session cleanup): answering would count as success and drop
+        # the records; failing keeps them for retries and, after those, the failure queue.
+        raise RuntimeError(MESSAGE)
     return {
         "statusCode": 503,
         "headers": {"Content-Type": "application/json", "Retry-After": "60"},

@@ -30,6 +30,17 @@ from tests.support.events import load_event
 X86 = Target("python3.11", "x86_64")
 ARM = Target("python3.11", "arm64")
 ELF_MACHINE = {b"\x3e\x00": "x86_64", b"\xb7\x00": "arm64"}
+# A DynamoDB Streams batch as the session cleanup's mapping delivers it (keys only).
+STREAM_BATCH = {
+    "Records": [
+        {
+            "eventID": "1",
+            "eventName": "REMOVE",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": {"Keys": {"session_id": {"S": "s"}}, "SequenceNumber": "100"},
+        }
+    ]
+}
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six"}
 
 
@@ -167,6 +178,7 @@ def test_cold_start_imports_shipped_bytecode(spec: FunctionSpec, tmp_path: Path)
 
 
 def test_placeholder_answers_503_and_denies_authorization(tmp_path: Path) -> None:
+    """And fails a stream batch: answering it would make Lambda drop the removals."""
     package = build_placeholder(X86)
     rest = load_event("rest-proxy-request")
     token = load_event("rest-token-authorizer")
@@ -186,11 +198,17 @@ def test_placeholder_answers_503_and_denies_authorization(tmp_path: Path) -> Non
         "        assert str(exc) == 'Unauthorized'\n"
         "    else:\n"
         "        raise AssertionError('an authorizer call was not denied')\n"
+        "    try:\n"
+        "        fn(events['stream'], None)\n"
+        "    except RuntimeError as exc:\n"
+        "        assert 'no code yet' in str(exc)\n"
+        "    else:\n"
+        "        raise AssertionError('a stream batch was consumed by the placeholder')\n"
     )
     tree = extract(package.path, tmp_path / "placeholder")
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code],
-        input=f"{tree}\n" + json.dumps({"rest": rest, "token": token}),
+        input=f"{tree}\n" + json.dumps({"rest": rest, "token": token, "stream": STREAM_BATCH}),
         capture_output=True,
         text=True,
         check=False,

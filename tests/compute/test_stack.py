@@ -382,6 +382,7 @@ def test_alarms(dev: Synth) -> None:
         "websocket-executionerror",
     }
     expected |= {f"dynamodb-{t.suffix}-throttles" for t in TABLES}
+    expected |= {"cleanup-iterator-age", "cleanup-failures"}  # see tests/compute/test_cleanup.py
     assert set(alarms) == expected
     topic = ref(dev, "aws_sns_topic", "arn", name=f"{PREFIX}-alarms")
     for alarm in alarms.values():
@@ -413,6 +414,7 @@ def test_outputs_have_the_spec_names(dev: Synth) -> None:
         "lambda_main_function_name",
         "lambda_websocket_function_name",
         "lambda_jwt_authorizer_function_name",
+        "lambda_session_cleanup_function_name",
         "dynamodb_sessions_table_name",
         "compute_config",
     }

@@ -65,6 +65,7 @@ def test_the_websocket_timeout_drives_its_alarm_and_the_outputs(prod: Synth) -> 
         "main": 30,
         "websocket": 120,
         "authorizer": 30,
+        "cleanup": 30,
     }
 
 
@@ -148,6 +149,9 @@ def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -
         "IndexUserConnections",
         "TableIdempotency",
         "WebSocketCallbacks",
+        "SessionsStream",
+        "SessionsStreams",
+        "CleanupFailures",
     }
     assert len(statements["Logs"]["resources"]) == len(FUNCTIONS)
 
