@@ -1,6 +1,11 @@
-"""Run every code path of the main and WebSocket functions, each with the credentials of a
-moto IAM user that carries that function's synthesized statements, against a moto server that
-enforces IAM; record what each function called and which variables it read.
+"""Run every code path of the main, WebSocket and session cleanup functions, each with the
+credentials of a moto IAM user that carries that function's synthesized statements, against a
+moto server that enforces IAM; record what each function called and which variables it read.
+
+The cleanup function is driven as its event source mapping drives it: the mapping's poller
+reads the sessions table's stream with the cleanup function's credentials (its role, in AWS),
+passes the ``REMOVE`` records to the handler, and sends a failed batch to the failure queue;
+those calls are the mapping's, recorded apart from the code's.
 
 Everything the functions see comes from the synthesized stack: their environment variables
 (table names, models, knowledge base, the callback URL of this stack's WebSocket stage), the
@@ -28,13 +33,28 @@ from botocore.exceptions import ClientError
 
 from devserver.bedrock import BedrockFake
 from functions.shared import aws
-from functions.shared.contract import CONNECTIONS, FUNCTIONS, MAIN, WEBSOCKET
+from functions.shared.contract import (
+    CLEANUP,
+    CONNECTIONS,
+    FUNCTIONS,
+    MAIN,
+    MESSAGES,
+    SESSIONS,
+    WEBSOCKET,
+)
 from functions.shared.settings import get_settings
 from tests.functions.helpers import USER_A, HttpResponse, LambdaContext, Rest, WebSocket
-from tests.security.enforcing_moto import Credentials, enforcing_moto, setup, setup_budget
+from tests.security.enforcing_moto import (
+    Credentials,
+    Setup,
+    enforcing_moto,
+    setup,
+    setup_budget,
+)
 from tests.security.iam import Call
 from tests.security.recording import environment_reads, recording_session
 from tests.security.synthesized import Stack, Statement, contract_env_names, synthesized
+from tests.support.streams import StreamReader, lambda_event
 from tests.support.ws_management_fake import WsManagementFake
 
 # Variables that would send boto3 elsewhere or change how it signs (a session token would
@@ -43,6 +63,7 @@ _FOREIGN = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_MAX_A
 # Tried with every user right after the setup budget: granted to no function.
 NEVER_GRANTED = ("dynamodb:Scan", "dynamodb:DeleteTable")
 _NO_SESSION = "00000000-0000-4000-8000-000000000000"
+_EXPIRED_SESSION = "11111111-1111-4111-8111-111111111111"  # the cleanup run's orphan maker
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,8 @@ class FunctionRun:
 
     calls: list[Call] = field(default_factory=list)
     environment_reads: set[str] = field(default_factory=set)
+    # What AWS's event source mapping did with the function's role (stream, failure queue).
+    mapping_calls: list[Call] = field(default_factory=list)
 
 
 @dataclass
@@ -114,10 +137,25 @@ def _probe(operation: str, table: str) -> dict[str, Any]:
     return params[operation]
 
 
-def user_client(url: str, region: str, credentials: Credentials) -> BaseClient:
-    """A DynamoDB client signing with one function's key."""
+# Stream actions, probed on the sessions table's stream; params as valid as a probe can know.
+_STREAM_PROBES: dict[str, Callable[[str, str], dict[str, Any]]] = {
+    "ListStreams": lambda table, _: {"TableName": table},
+    "DescribeStream": lambda _, stream: {"StreamArn": stream},
+    "GetShardIterator": lambda _, stream: {
+        "StreamArn": stream,
+        "ShardId": "shardId-00000000000000000000-iamprobe",
+        "ShardIteratorType": "TRIM_HORIZON",
+    },
+    "GetRecords": lambda _, stream: {"ShardIterator": f"{stream}|1|iam-probe"},
+}
+
+
+def user_client(
+    url: str, region: str, credentials: Credentials, service: str = "dynamodb"
+) -> BaseClient:
+    """A client of ``service`` signing with one function's key."""
     return boto3.client(
-        "dynamodb",
+        service,
         endpoint_url=url,
         region_name=region,
         aws_access_key_id=credentials.access_key_id,
@@ -128,9 +166,14 @@ def user_client(url: str, region: str, credentials: Credentials) -> BaseClient:
 def refusal(client: BaseClient, table: str, action: str) -> str:
     """Try DynamoDB ``action`` on ``table``: the error answered, or "" if it was allowed."""
     operation = action.removeprefix("dynamodb:")
+    return _answer(client, operation, _probe(operation, table))
+
+
+def _answer(client: BaseClient, operation: str, params: dict[str, Any]) -> str:
+    # ConditionCheckItem is no API of its own: it is authorized inside TransactWriteItems.
     api = "TransactWriteItems" if operation == "ConditionCheckItem" else operation
     try:
-        getattr(client, xform_name(api))(**_probe(operation, table))
+        getattr(client, xform_name(api))(**params)
     except ClientError as error:
         status = error.response["ResponseMetadata"]["HTTPStatusCode"]
         return f"{status} {error.response['Error'].get('Message', '')}"
@@ -299,6 +342,89 @@ def main_final_paths(run: Run) -> None:
     )
 
 
+def _orphan_messages(
+    client: BaseClient, sessions: str, messages: str, session: str, count: int
+) -> None:
+    """A session with ``count`` messages whose item is then removed, as TTL would."""
+    key = {SESSIONS.hash_key.name: {"S": session}}
+    client.put_item(TableName=sessions, Item={**key, "user_id": {"S": USER_A}})
+    turns = [
+        {"PutRequest": {"Item": {**key, "seq": {"N": str(seq)}, "content": {"S": "old"}}}}
+        for seq in range(1, count + 1)
+    ]
+    for start in range(0, count, 25):
+        client.batch_write_item(RequestItems={messages: turns[start : start + 25]})
+    client.delete_item(TableName=sessions, Key=key)
+
+
+def _cleanup_handler() -> Any:
+    """Imported after tests.functions (which sets Powertools' variables, read at import, as
+    the stack does before Lambda imports a handler)."""
+    from functions.cleanup import handler
+
+    return handler
+
+
+def cleanup_paths(run: Run, created: Setup, url: str, main: BaseClient) -> None:
+    """Every session removed so far (DELETE /sessions/{id}, DELETE /me) and one whose item
+    goes now with its messages left behind, as DynamoDB's TTL leaves them (written and
+    removed with main's credentials: not the cleanup's doing), reach the handler through the
+    stream as the mapping delivers them; then the mapping's on-failure path sends a batch
+    description to the failure queue."""
+    steps, stack = _Steps(run, CLEANUP.key), run.stack
+    record = run.functions[CLEANUP.key]
+    keys = created.credentials[CLEANUP.key]
+    # The mapping's poller: the function's credentials, recorded apart from the code's calls.
+    mapping = recording_session(record.mapping_calls)
+
+    def mapping_client(service: str) -> BaseClient:
+        return mapping.client(
+            service,
+            endpoint_url=url,
+            region_name=stack.region,
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+        )
+
+    tables = stack.table_names()
+    sessions, messages = tables[SESSIONS.env], tables[MESSAGES.env]
+    session = _EXPIRED_SESSION
+    _orphan_messages(main, sessions, messages, session, count=30)
+    streams = mapping_client("dynamodbstreams")
+
+    def removals() -> dict[str, Any]:
+        [listed] = streams.list_streams(TableName=sessions)["Streams"]
+        records = StreamReader(streams, listed["StreamArn"]).read()
+        removed = [r for r in records if r["eventName"] == "REMOVE"]  # the mapping's filter
+        assert len(removed) >= 2, [r["eventName"] for r in records]
+        return lambda_event(removed, listed["StreamArn"])
+
+    def left() -> int:
+        return main.query(
+            TableName=messages,
+            KeyConditionExpression="session_id = :s",
+            ExpressionAttributeValues={":s": {"S": session}},
+            Select="COUNT",
+        )["Count"]
+
+    steps.check("the removed session's messages are left behind", left, (30).__eq__)
+    event = steps.check("poll the sessions stream (mapping)", removals, bool)
+    steps.check(
+        "REMOVE records",
+        lambda: _cleanup_handler().handler(event or {"Records": []}, LambdaContext()),
+        {"batchItemFailures": []}.__eq__,
+    )
+
+    steps.check("the removed session's messages are gone", left, (0).__eq__)
+    failure = {"DDBStreamBatchInfo": {"shardId": "shardId-1", "batchSize": 1}}
+    [queue] = created.queues.values()
+    steps.check(
+        "on-failure destination (mapping)",
+        lambda: mapping_client("sqs").send_message(QueueUrl=queue, MessageBody=str(failure)),
+        lambda answer: bool(answer.get("MessageId")),
+    )
+
+
 def _become(
     patch: pytest.MonkeyPatch,
     variables: Mapping[str, str],
@@ -313,6 +439,7 @@ def _become(
         patch.setenv(name, value)
     get_settings.cache_clear()
     aws.reset_clients()
+    _cleanup_handler().messages.cache_clear()
     # The container's boto3 session, created fresh so it reads this function's credentials.
     patch.setattr(aws, "_session", recording_session(record.calls))
 
@@ -320,13 +447,22 @@ def _become(
 def _run(stack: Stack) -> Run:
     run = Run(stack)
     users = {spec.key: stack.statements(spec) for spec in FUNCTIONS}
+    queues = stack.queue_names()
     with (
-        enforcing_moto(setup_budget(len(users))) as url,
+        enforcing_moto(setup_budget(len(users), len(queues))) as url,
         BedrockFake() as bedrock,
         WsManagementFake(stage=stack.websocket_stage().name) as management,
         pytest.MonkeyPatch.context() as patch,
     ):
-        credentials = setup(url, stack.region, stack.table_names(), users)
+        created = setup(
+            url,
+            stack.region,
+            stack.table_names(),
+            users,
+            stream_view_types=stack.stream_view_types(),
+            queues=queues,
+        )
+        credentials = created.credentials
         clients = {key: user_client(url, stack.region, keys) for key, keys in credentials.items()}
         probed = stack.table_names()[CONNECTIONS.env]
         for key, client in clients.items():  # the first requests after the budget
@@ -355,7 +491,16 @@ def _run(stack: Stack) -> Run:
         with environment_reads() as reads:
             main_final_paths(run)
         record.environment_reads |= set(reads)
-        _refuse_the_others_actions(run, clients, probed, users)
+        record = run.functions[CLEANUP.key] = FunctionRun()
+        _become(
+            patch,
+            {**stack.environment(CLEANUP, ""), **endpoints, **credentials[CLEANUP.key].env()},
+            record,
+        )
+        with environment_reads() as reads:
+            cleanup_paths(run, created, url, clients[MAIN.key])
+        record.environment_reads = set(reads)
+        _refuse_the_others_actions(run, url, created, probed, users)
     get_settings.cache_clear()
     aws.reset_clients()
     return run
@@ -363,19 +508,34 @@ def _run(stack: Stack) -> Run:
 
 def _refuse_the_others_actions(
     run: Run,
-    clients: Mapping[str, BaseClient],
+    url: str,
+    created: Setup,
     table: str,
     users: Mapping[str, list[Statement]],
 ) -> None:
-    """What one function may do on DynamoDB but another may not is refused to the other."""
+    """What one function may do on DynamoDB (tables, streams) or SQS but another may not is
+    refused to the other."""
+    region = run.stack.region
     granted = {
-        key: {a for s in statements for a in s.actions if a.startswith("dynamodb:")}
+        key: {a for s in statements for a in s.actions if a.startswith(("dynamodb:", "sqs:"))}
         for key, statements in users.items()
     }
     anyone = set().union(*granted.values())
-    for key, client in clients.items():
+    sessions = run.stack.table_names()[SESSIONS.env]
+    stream = created.streams.get(SESSIONS.env, "")
+    for key, keys in created.credentials.items():
+        dynamodb = user_client(url, region, keys)
         for action in sorted(anyone - granted[key]):
-            run.refusals[key, action] = refusal(client, table, action)
+            service, operation = action.split(":")
+            if service == "sqs":
+                params = {"QueueUrl": next(iter(created.queues.values())), "MessageBody": "{}"}
+                answer = _answer(user_client(url, region, keys, "sqs"), operation, params)
+            elif operation in _STREAM_PROBES:
+                client = user_client(url, region, keys, "dynamodbstreams")
+                answer = _answer(client, operation, _STREAM_PROBES[operation](sessions, stream))
+            else:
+                answer = refusal(dynamodb, table, action)
+            run.refusals[key, action] = answer
 
 
 @functools.cache

@@ -7,9 +7,10 @@ by a known access key whose policies allow the action. It is a process-wide sett
 why this server runs in a child process: the in-process moto server the other tests share
 keeps enforcement off.
 
-The setup spends exactly that budget: the tables, then a user, an inline policy and an access
-key per function. :func:`setup` counts the requests it sent and fails if the count differs
-from the budget, so no call of the functions can fall inside it.
+The setup spends exactly that budget: the tables (with their streams, as synthesized), the
+queues, then a user, an inline policy and an access key per function. :func:`setup` counts the
+requests it sent and fails if the count differs from the budget, so no call of the functions
+can fall inside it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ os._exit(0)
 # create_table + update_time_to_live per table (tests.support.moto_server.create_table).
 CALLS_PER_TABLE = 2
 CALLS_PER_USER = 3  # create_user, put_user_policy, create_access_key
+CALLS_PER_QUEUE = 1  # create_queue
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the setup created: each user's access key, the tables' stream ARNs (table env
+    var -> ARN) and the queues' URLs (name -> URL)."""
+
+    credentials: dict[str, Credentials]
+    streams: dict[str, str]
+    queues: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -62,9 +74,9 @@ class Credentials:
         }
 
 
-def setup_budget(users: int) -> int:
+def setup_budget(users: int, queues: int = 0) -> int:
     """The number of setup requests: moto answers exactly these without checking."""
-    return CALLS_PER_TABLE * len(TABLES) + CALLS_PER_USER * users
+    return CALLS_PER_TABLE * len(TABLES) + CALLS_PER_QUEUE * queues + CALLS_PER_USER * users
 
 
 @contextmanager
@@ -120,23 +132,33 @@ def setup(
     region: str,
     table_names: Mapping[str, str],
     users: Mapping[str, Sequence[Statement]],
-) -> dict[str, Credentials]:
+    *,
+    stream_view_types: Mapping[str, str] | None = None,
+    queues: Sequence[str] = (),
+) -> Setup:
     """Create every contract table under the name the stack gives it (``table_names``: table
-    env var -> name) and one user per entry of ``users`` carrying those statements widened to
-    resource ``*``; returns each user's access key."""
+    env var -> name), with a stream where ``stream_view_types`` (table env var -> view type)
+    has one, the ``queues``, and one user per entry of ``users`` carrying those statements
+    widened to resource ``*``."""
     dynamodb = admin_client("dynamodb", url, region)
     iam = admin_client("iam", url, region)
+    sqs = admin_client("sqs", url, region)
     sent: list[str] = []
-    for client in (dynamodb, iam):
+    for client in (dynamodb, iam, sqs):
         client.meta.events.register("before-send", lambda **_: sent.append("request"))
+    views = stream_view_types or {}
+    streams: dict[str, str] = {}
     for schema in TABLES:
-        create_table(dynamodb, schema, table_names[schema.env])
+        arn = create_table(dynamodb, schema, table_names[schema.env], views.get(schema.env))
+        if arn:
+            streams[schema.env] = arn
+    urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in queues}
     credentials: dict[str, Credentials] = {}
     for user, statements in users.items():
         credentials[user] = _user(iam, user, statements)
-    budget = setup_budget(len(users))
+    budget = setup_budget(len(users), len(queues))
     assert len(sent) == budget, f"setup sent {len(sent)} requests, the budget is {budget}"
-    return credentials
+    return Setup(credentials, streams, urls)
 
 
 def _user(iam: BaseClient, name: str, statements: Sequence[Statement]) -> Credentials:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.security.synthesized import ACCOUNT, PARTITION, Stack, Statement
+from tests.security.synthesized import ACCOUNT, PARTITION, STREAM_LABEL, Stack, Statement
 
 # Operations whose IAM action is not "<signing name>:<operation>" (Service Authorization
 # Reference). Every other recorded operation maps to its signing name and operation name, as
@@ -99,6 +99,8 @@ def request_arns(stack: Stack, call: Call, websocket_api_id: str) -> list[str]:
         if params.get("IndexName"):
             arns = [f"{arn}/index/{params['IndexName']}" for arn in arns]
         return arns
+    if call.service in ("dynamodbstreams", "sqs"):
+        return _event_source_arns(call, region)
     if call.service == "bedrock-runtime":
         return model_arns(region, params["modelId"])
     if call.service == "bedrock-agent-runtime":
@@ -112,4 +114,24 @@ def request_arns(stack: Stack, call: Call, websocket_api_id: str) -> list[str]:
             f"arn:{PARTITION}:execute-api:{region}:{ACCOUNT}:{websocket_api_id}/{stage}/{method}"
             f"/@connections/{params['ConnectionId']}"
         ]
+    raise AssertionError(f"no ARN rule for {call.service}:{call.operation}; add one to iam.py")
+
+
+def _event_source_arns(call: Call, region: str) -> list[str]:
+    """The ARNs of what a stream mapping does with a function's role: read the stream, send
+    a failed batch to its on-failure queue."""
+    params = call.params
+    if call.service == "sqs":
+        name = params["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+        return [f"arn:{PARTITION}:sqs:{region}:{ACCOUNT}:{name}"]
+    # GetRecords names its stream through the iterator: opaque in AWS (IAM still authorizes
+    # the stream), "<stream ARN>|1|<id>" in moto.
+    stream = params.get("StreamArn") or params.get("ShardIterator", "").split("|", 1)[0]
+    if stream.startswith("arn:"):
+        # The label is the time AWS (here moto) enabled the stream; the stack names the
+        # stream by reference, made concrete with STREAM_LABEL.
+        return [re.sub(r"/stream/[^/]+$", f"/stream/{STREAM_LABEL}", stream)]
+    if call.operation == "ListStreams":  # authorized on the table's streams
+        table = params["TableName"]
+        return [f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT}:table/{table}/stream/*"]
     raise AssertionError(f"no ARN rule for {call.service}:{call.operation}; add one to iam.py")

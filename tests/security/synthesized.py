@@ -28,6 +28,9 @@ ACCOUNT = "123456789012"
 PARTITION = "aws"
 # The pagination key is a random_password: its value exists only in Terraform state.
 PAGINATION_KEY = "synthesized-stack-pagination-key-0123456789abcdef"
+# DynamoDB names a stream by the time it was enabled (table/<name>/stream/<label>); the
+# concrete ARNs use this made-up label, and recorded calls are read with it (iam.py).
+STREAM_LABEL = "2026-01-01T00:00:00.000"
 
 _REFERENCE = re.compile(r"\$\{(?P<data>data\.)?(?P<kind>\w+)\.(?P<id>[\w-]+)\.(?P<attr>\w+)\}")
 _CALLBACK_URL = re.compile(
@@ -171,6 +174,13 @@ class Stack:
                 f"arn:{PARTITION}:dynamodb:{region}:{account}:table/{resource['name']}"
             ),
             ("aws_dynamodb_table", "name"): lambda: resource["name"],
+            ("aws_dynamodb_table", "stream_arn"): lambda: (
+                f"arn:{PARTITION}:dynamodb:{region}:{account}:table/{resource['name']}"
+                f"/stream/{STREAM_LABEL}"
+            ),
+            ("aws_sqs_queue", "arn"): lambda: (
+                f"arn:{PARTITION}:sqs:{region}:{account}:{resource['name']}"
+            ),
             ("aws_cloudwatch_log_group", "arn"): lambda: (
                 f"arn:{PARTITION}:logs:{region}:{account}:log-group:{resource['name']}"
             ),
@@ -214,6 +224,19 @@ class Stack:
             environment = self.environment(spec, websocket_callback_url="")
             names.update({s.env: environment[s.env] for s in TABLES if s.env in environment})
         return names
+
+    def stream_view_types(self) -> dict[str, str]:
+        """Table env var -> stream view type, for every table whose stream is on."""
+        names = self.table_names()
+        tables = self.tables()
+        return {
+            env: tables[name]["stream_view_type"]
+            for env, name in names.items()
+            if tables[name].get("stream_enabled")
+        }
+
+    def queue_names(self) -> list[str]:
+        return sorted(queue["name"] for queue in self.resources("aws_sqs_queue").values())
 
     def environment_names(self, spec: FunctionSpec) -> set[str]:
         return set(self.function(spec).get("environment", {}).get("variables", {}))

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import pytest
 
-from functions.shared.contract import MAIN, WEBSOCKET, FunctionSpec
+from functions.shared.contract import CLEANUP, MAIN, SESSIONS, WEBSOCKET, FunctionSpec
 from tests.security.code_paths import NEVER_GRANTED, Run
 from tests.security.enforcing_moto import moto_action
-from tests.security.iam import allows, request_arns
-from tests.security.synthesized import Stack
+from tests.security.iam import Call, allows, request_arns
+from tests.security.synthesized import ACCOUNT, PARTITION, Stack
 
-CODE_FUNCTIONS = (MAIN, WEBSOCKET)  # the authorizer makes no AWS call
+CODE_FUNCTIONS = (MAIN, WEBSOCKET, CLEANUP)  # the authorizer makes no AWS call
+# What Lambda's event source mapping does with the role of the function it feeds.
+STREAM_ACTIONS = (
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+)
 parametrize_functions = pytest.mark.parametrize("spec", CODE_FUNCTIONS, ids=lambda s: s.key)
 
 
@@ -28,6 +35,16 @@ def granted_actions(stack: Stack, spec: FunctionSpec) -> set[str]:
 
 def called_actions(run: Run, spec: FunctionSpec) -> set[str]:
     return {call.action for call in run.functions[spec.key].calls}
+
+
+def mapping_calls(run: Run, spec: FunctionSpec) -> list[Call]:
+    return run.functions[spec.key].mapping_calls
+
+
+def mappings_of(stack: Stack, spec: FunctionSpec) -> list[dict]:
+    function = f"${{aws_lambda_function.{stack.function_id(spec)}.arn}}"
+    mappings = stack.resources("aws_lambda_event_source_mapping").values()
+    return [m for m in mappings if m["function_name"] == function]
 
 
 def platform_actions(stack: Stack, spec: FunctionSpec) -> dict[str, str]:
@@ -52,6 +69,12 @@ def platform_actions(stack: Stack, spec: FunctionSpec) -> dict[str, str]:
     if encrypted & set(variables.values()):
         needs["kms:Decrypt"] = "tables encrypted with the stack key"
         needs["kms:GenerateDataKey"] = "tables encrypted with the stack key"
+    for mapping in mappings_of(stack, spec):
+        if ":dynamodb:" in stack.concrete(mapping["event_source_arn"]):
+            needs |= dict.fromkeys(STREAM_ACTIONS, "a mapping from a DynamoDB stream")
+        if mapping.get("destination_config", {}).get("on_failure"):
+            needs["sqs:SendMessage"] = "the mapping's on-failure destination (an SQS queue)"
+            needs["kms:GenerateDataKey"] = "the failure queue is encrypted with the stack key"
     if function.get("vpc_config"):
         vpc = (
             "ec2:CreateNetworkInterface",
@@ -81,10 +104,13 @@ def test_actions_outside_the_policy_are_refused(run: Run) -> None:
 
     Mutations caught: a policy granting ``dynamodb:*`` or one function's actions to another;
     a setup budget too large, which would let the functions' calls through unchecked."""
-    for function in ("main", "websocket", "authorizer"):
+    for function in ("main", "websocket", "authorizer", "cleanup"):
         for action in NEVER_GRANTED:
             assert (function, action) in run.refusals
     assert ("websocket", "dynamodb:BatchWriteItem") in run.refusals
+    for function in ("main", "websocket", "authorizer"):  # only the cleanup's mapping reads
+        for action in (*STREAM_ACTIONS, "sqs:SendMessage"):
+            assert (function, action) in run.refusals
     for (function, action), answer in run.refusals.items():
         assert answer.startswith("403 "), f"{function} was allowed {action}: {answer!r}"
         assert f"is not authorized to perform: {moto_action(action)}" in answer, answer
@@ -140,7 +166,7 @@ def test_every_granted_table_resource_is_used(run: Run, spec: FunctionSpec) -> N
     api_id = stack.api_id(stack.websocket_stage().api_resource_id)
     used = {
         (call.action, arn)
-        for call in run.functions[spec.key].calls
+        for call in [*run.functions[spec.key].calls, *mapping_calls(run, spec)]
         for arn in request_arns(stack, call, api_id)
     }
     granted = {
@@ -152,3 +178,40 @@ def test_every_granted_table_resource_is_used(run: Run, spec: FunctionSpec) -> N
     }
     unused = sorted(granted - used)
     assert not unused, f"{spec.key} is granted, but never uses: {unused}"
+
+
+def test_the_mapping_needs_exactly_the_stream_and_queue_grants(run: Run) -> None:
+    """The cleanup's mapping, driven with the cleanup's credentials under enforcement, read
+    the stream and sent a failure to the queue: each of its calls is allowed by the real
+    statements (the action, and the stream or queue it names), and together they use every
+    stream and queue action of the role.
+
+    Mutations caught: GetRecords or ListStreams dropped, the stream grant on another table's
+    stream, SendMessage on another queue, a leftover stream or SQS action."""
+    stack, statements = run.stack, run.stack.statements(CLEANUP)
+    calls = mapping_calls(run, CLEANUP)
+    assert calls, "the mapping made no call: the cleanup run is broken"
+    for call in calls:
+        for arn in request_arns(stack, call, ""):
+            assert allows(stack, statements, call.action, arn), f"{call.action} on {arn}"
+    granted = {a for s in statements for a in s.actions if a in STREAM_ACTIONS or "sqs:" in a}
+    assert granted == {call.action for call in calls} == {*STREAM_ACTIONS, "sqs:SendMessage"}
+
+
+def test_cleanup_cannot_touch_the_sessions_items(run: Run) -> None:
+    """It reads the removed session's key from the stream, never the table. Mutations
+    caught: any item action on the sessions table or its index, the table granted instead of
+    its stream, Scan."""
+    stack, statements = run.stack, run.stack.statements(CLEANUP)
+    sessions = stack.table_names()[SESSIONS.env]
+    table = f"arn:{PARTITION}:dynamodb:{stack.region}:{ACCOUNT}:table/{sessions}"
+    items = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchWriteItem")
+    for action in items:
+        for arn in (table, f"{table}/index/UserIndex"):
+            assert not allows(stack, statements, f"dynamodb:{action}", arn), f"{action} on {arn}"
+    for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Scan"):
+        assert run.refusals[CLEANUP.key, f"dynamodb:{action}"].startswith("403 ")
+    assert {call.action for call in run.functions[CLEANUP.key].calls} == {
+        "dynamodb:Query",
+        "dynamodb:BatchWriteItem",
+    }

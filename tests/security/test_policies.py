@@ -15,7 +15,14 @@ import pytest
 
 from functions.shared.contract import FUNCTIONS, WEBSOCKET, FunctionSpec
 from tests.security.iam import allows, knowledge_base_arn, model_arns
-from tests.security.synthesized import ACCOUNT, PARTITION, Stack, Statement, UnknownReference
+from tests.security.synthesized import (
+    ACCOUNT,
+    PARTITION,
+    STREAM_LABEL,
+    Stack,
+    Statement,
+    UnknownReference,
+)
 
 parametrize_functions = pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
 
@@ -45,6 +52,8 @@ KIND_ACTIONS = {
     "model": re.compile(r"bedrock:InvokeModel(WithResponseStream)?"),
     "knowledge-base": re.compile(r"bedrock:Retrieve"),
     "network": re.compile(r"ec2:\w+"),
+    "stream": re.compile(r"dynamodb:(DescribeStream|GetRecords|GetShardIterator|ListStreams)"),
+    "queue": re.compile(r"sqs:SendMessage"),
 }
 # Inverted or resource-policy statements have no place in a role's identity policy.
 FORBIDDEN_STATEMENT_KEYS = {"not_actions", "not_resources", "principals", "not_principals"}
@@ -63,6 +72,11 @@ def owned(stack: Stack, spec: FunctionSpec) -> list[tuple[str, str]]:
         patterns.append(("table", base))
         for index in table.get("global_secondary_index", []):
             patterns.append(("table", rf"{base}/index/{re.escape(index['name'])}"))
+        if table.get("stream_enabled"):  # the stream itself, or (listing) all of its streams
+            patterns.append(("stream", rf"{base}/stream/({re.escape(STREAM_LABEL)}|\*)"))
+    for queue in stack.resources("aws_sqs_queue").values():
+        name = re.escape(queue["name"])
+        patterns.append(("queue", rf"{arn}:sqs:{region}:{account}:{name}"))
     group = re.escape(f"/aws/lambda/{function['function_name']}")
     patterns.append(("log-group", rf"{arn}:logs:{region}:{account}:log-group:{group}:\*"))
     for key in stack.resources("aws_kms_key"):

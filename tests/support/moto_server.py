@@ -38,8 +38,12 @@ def _gsi(index: Index) -> dict[str, Any]:
     }
 
 
-def create_table(dynamodb: BaseClient, schema: TableSchema, name: str) -> None:
-    """Create one table exactly as the stack declares it: keys, GSIs (ALL), on-demand, TTL."""
+def create_table(
+    dynamodb: BaseClient, schema: TableSchema, name: str, stream_view_type: str | None = None
+) -> str | None:
+    """Create one table exactly as the stack declares it: keys, GSIs (ALL), on-demand, TTL,
+    and a stream of ``stream_view_type`` when given (in the same request). Returns the
+    stream's ARN, if any."""
     params: dict[str, Any] = {
         "TableName": name,
         "KeySchema": _key_schema(schema.hash_key, schema.range_key),
@@ -50,11 +54,14 @@ def create_table(dynamodb: BaseClient, schema: TableSchema, name: str) -> None:
     }
     if schema.indexes:
         params["GlobalSecondaryIndexes"] = [_gsi(index) for index in schema.indexes]
-    dynamodb.create_table(**params)
+    if stream_view_type:
+        params["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream_view_type}
+    table = dynamodb.create_table(**params)["TableDescription"]
     dynamodb.update_time_to_live(
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": schema.ttl_attribute},
     )
+    return table.get("LatestStreamArn")
 
 
 def create_tables(dynamodb: BaseClient, prefix: str) -> dict[str, str]:
