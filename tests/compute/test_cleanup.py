@@ -4,9 +4,11 @@ mapping to the cleanup function, its failure queue, its role, alarms and outputs
 from __future__ import annotations
 
 import json
+import zipfile
 
 import pytest
 
+from compute.packaging import Target, build_function
 from functions.shared.contract import CLEANUP, FUNCTION_ENV, Env
 from tests.compute.synth import Synth, by, only, ref, resources
 from tests.compute.test_stack import PREFIX, function, function_ref, statements_of_role
@@ -179,3 +181,16 @@ def test_prod_cleanup_is_hardened_like_the_others(prod: Synth) -> None:
     assert (group["retention_in_days"], group["kms_key_id"]) == (365, key_arn(prod))
     queue = only(prod, "aws_sqs_queue")
     assert queue["kms_master_key_id"] == key_arn(prod)
+
+
+def test_the_cleanup_package_is_small_and_carries_no_other_function() -> None:
+    """Its dependency closure is Powertools and the X-Ray SDK, like the websocket function's
+    (bench/run.py reports the size against the same 8 MB target)."""
+    package = build_function(CLEANUP, Target("python3.11", "x86_64"))
+    assert package.size <= 8_000_000
+    with zipfile.ZipFile(package.path) as archive:
+        names = archive.namelist()
+    assert "functions/cleanup/handler.py" in names
+    assert "functions/shared/store.py" in names
+    assert not [n for n in names if n.startswith(("functions/main/", "functions/websocket/"))]
+    assert not [n for n in names if n.startswith(("fastapi/", "pydantic/", "jwt/", "boto3/"))]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from functions.shared.contract import FUNCTIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -52,7 +54,7 @@ def test_one_synth_gives_one_stack_per_environment(synths: dict[str, dict[str, b
     prod = json.loads(synths["fast"]["stacks/compute-prod/cdk.tf.json"])
     assert dev["terraform"]["backend"] != prod["terraform"]["backend"]
     zips = [name for name in synths["fast"] if name.endswith(".zip")]
-    assert len(zips) == 6  # three packages per environment
+    assert len(zips) == 8 == 2 * len(FUNCTIONS)  # one package per function and environment
 
 
 def test_two_synths_are_byte_identical(synths: dict[str, dict[str, bytes]]) -> None:
