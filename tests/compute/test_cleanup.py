@@ -8,9 +8,10 @@ import zipfile
 
 import pytest
 
+from compute.config import ComputeConfig
 from compute.packaging import Target, build_function
 from functions.shared.contract import CLEANUP, FUNCTION_ENV, Env
-from tests.compute.synth import Synth, by, only, ref, resources
+from tests.compute.synth import Synth, by, only, ref, resources, synth_stack
 from tests.compute.test_stack import PREFIX, function, function_ref, statements_of_role
 from tests.compute.test_variants import PROD
 
@@ -194,3 +195,20 @@ def test_the_cleanup_package_is_small_and_carries_no_other_function() -> None:
     assert "functions/shared/store.py" in names
     assert not [n for n in names if n.startswith(("functions/main/", "functions/websocket/"))]
     assert not [n for n in names if n.startswith(("fastapi/", "pydantic/", "jwt/", "boto3/"))]
+
+
+def test_the_longest_allowed_prefix_still_names_everything_within_aws_limits() -> None:
+    """``session-cleanup`` is the longest function suffix, so config validation bounds the
+    prefix by it: at 64 characters of function (and role) name, the failure queue's name is
+    within SQS's 80, and one character more is rejected."""
+    longest = ComputeConfig(project_name="p" * 40, environment="e" * 7)
+    synth = synth_stack(longest)
+    [fn] = [
+        f
+        for f in resources(synth, "aws_lambda_function").values()
+        if f["function_name"].endswith(CLEANUP.suffix)
+    ]
+    assert len(fn["function_name"]) == 64
+    assert len(only(synth, "aws_sqs_queue")["name"]) <= 80
+    with pytest.raises(ValueError, match="Lambda allows 64"):
+        ComputeConfig(project_name="p" * 40, environment="e" * 8)
