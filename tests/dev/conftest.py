@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -135,6 +136,20 @@ def bob(dev: DevServer) -> Iterator[Api]:
     api = Api(dev, "bob")
     yield api
     api.http.close()
+
+
+def stream_fed(dev: DevServer) -> set[str]:
+    """Names of the functions an event source mapping feeds (the session cleanup, from the
+    sessions table's stream). The dev server runs what its two gateways invoke and polls no
+    DynamoDB stream, so these get a worker but no event locally."""
+    document = json.loads(dev.stack.path.read_text(encoding="utf-8"))
+    mappings = document.get("resource", {}).get("aws_lambda_event_source_mapping", {})
+    names = set()
+    for mapping in mappings.values():
+        target = re.fullmatch(r"\$\{aws_lambda_function\.([\w-]+)\.arn\}", mapping["function_name"])
+        assert target, f"a mapping to {mapping['function_name']!r}, not a function of the stack"
+        names.add(dev.stack.function(target[1]).name)
+    return names
 
 
 def websocket(dev: DevServer, user: str, **kwargs: Any) -> ClientConnection:
