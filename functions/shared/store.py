@@ -645,8 +645,8 @@ class Store:
         return current
 
     def delete_user(self, user_id: str) -> None:
-        """Delete everything of ``user_id``: each session with its messages (as
-        :meth:`delete_session` does), then each connection record.
+        """Delete everything of ``user_id``: each session (its messages then go as with
+        :meth:`delete_session`), then each connection record.
 
         Every step is idempotent, so a call interrupted anywhere (a timeout, a 503) is finished
         by calling it again. A session or connection created while it runs may survive it.
@@ -661,13 +661,13 @@ class Store:
                 self.connections.delete(connection_id)
 
     def delete_session(self, user_id: str, session_id: str) -> None:
-        """Delete the session, then its turns.
+        """Delete the session: one conditional item delete, after which it is unreachable.
 
-        The session goes first so it disappears atomically for the user; a failure while
-        deleting turns leaves unreachable turns behind, never a session with a gutted history.
+        Its messages are removed by the session cleanup function, which the table's stream
+        feeds with every removal (this one, or DynamoDB's TTL): an interrupted DELETE either
+        removed the item, and the stream finishes the job, or did not, and a retry does it.
         """
         self.sessions.delete(user_id, session_id)
-        self.messages.delete_all(session_id)
 
 
 # What a failed try answers: the session as it was, so the same transaction is tried again.

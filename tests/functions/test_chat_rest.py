@@ -13,6 +13,7 @@ from functions.shared.chat import SYSTEM_PROMPT
 from functions.shared.contract import Env
 from functions.shared.observability import logger
 from functions.shared.settings import get_settings
+from tests.functions.conftest import SessionCleanup
 from tests.functions.helpers import (
     DEFAULT_KNOWLEDGE_BASE_ID,
     MODELS,
@@ -218,14 +219,20 @@ def test_messages_token_is_bound_to_its_session(rest: Rest, bedrock: BedrockFake
     response.assert_error(400, "bad_request")
 
 
-def test_delete_removes_every_message(rest: Rest, bedrock: BedrockFake) -> None:
+def test_delete_removes_every_message(
+    rest: Rest, bedrock: BedrockFake, session_cleanup: SessionCleanup
+) -> None:
+    """DELETE removes the session item at once; the stream then hands the removal to the
+    session cleanup, which removes the messages."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     for number in range(15):  # 30 turns: more than one BatchWriteItem of 25
         _post(rest, session_id, f"q{number}")
     assert len(stored_messages(session_id)) == 30
     assert rest.call("DELETE", f"/sessions/{session_id}").status == 204
-    assert stored_messages(session_id) == []
     assert stored_session(session_id) is None
+    rest.call("GET", f"/sessions/{session_id}/messages").assert_error(404, "not_found")
+    session_cleanup.drain()
+    assert stored_messages(session_id) == []
 
 
 def test_model_no_longer_configured_falls_back_to_the_default(

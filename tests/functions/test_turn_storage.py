@@ -5,7 +5,9 @@ equals the messages stored, and nothing is left in a deleted session."""
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +17,7 @@ from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
 from devserver.moto import MotoServer
 from functions.shared import aws
 from functions.shared.store import TURN_ATTEMPTS
+from tests.functions.conftest import SessionCleanup
 from tests.functions.helpers import (
     Rest,
     WebSocket,
@@ -141,17 +144,22 @@ def test_a_session_deleted_before_the_question_is_not_billed(
 
 
 def test_a_session_deleted_during_the_turn_keeps_nothing(
-    rest: Rest, bedrock: BedrockFake, faults: DynamoFaults
+    rest: Rest, bedrock: BedrockFake, faults: DynamoFaults, session_cleanup: SessionCleanup
 ) -> None:
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     faults.before(ANSWER, lambda: _delete(rest, session_id))
     _post(rest, session_id).assert_error(404, "not_found")
     assert stored_session(session_id) is None
-    assert stored_messages(session_id) == []
+    session_cleanup.drain()
+    assert stored_messages(session_id) == []  # the answer never landed; the question is gone
 
 
 def test_a_streamed_turn_whose_session_is_deleted_midway_says_not_found(
-    rest: Rest, ws: WebSocket, bedrock: BedrockFake, faults: DynamoFaults
+    rest: Rest,
+    ws: WebSocket,
+    bedrock: BedrockFake,
+    faults: DynamoFaults,
+    session_cleanup: SessionCleanup,
 ) -> None:
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     connection_id = ws.open()
@@ -161,6 +169,7 @@ def test_a_streamed_turn_whose_session_is_deleted_midway_says_not_found(
     frames = ws.frames(connection_id)
     assert (frames[-1]["type"], frames[-1]["code"]) == ("error", "not_found")
     assert len(bedrock.requests_for(CONVERSE_STREAM)) == 1
+    session_cleanup.drain()
     assert stored_messages(session_id) == []
 
 
@@ -182,7 +191,7 @@ def test_an_expired_session_can_still_be_deleted_by_its_owner(rest: Rest) -> Non
 
 
 def test_two_concurrent_turns_and_a_concurrent_delete_many_times_over(
-    rest: Rest, bedrock: BedrockFake, faults: DynamoFaults
+    rest: Rest, bedrock: BedrockFake, faults: DynamoFaults, session_cleanup: SessionCleanup
 ) -> None:
     """Whatever the interleaving: a surviving session is consistent with both turns complete,
     a deleted one leaves nothing, and no turn whose session was gone called the model."""
@@ -197,6 +206,7 @@ def test_two_concurrent_turns_and_a_concurrent_delete_many_times_over(
 
         def delete(session_id: str = session_id, start: threading.Barrier = start) -> int:
             start.wait()
+            time.sleep(random.uniform(0, 0.05))  # land anywhere in the turns' writes
             return rest.call("DELETE", f"/sessions/{session_id}").status
 
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -206,6 +216,7 @@ def test_two_concurrent_turns_and_a_concurrent_delete_many_times_over(
         assert deleted.result() == 204
         assert set(statuses) <= {200, 404}
         assert stored_session(session_id) is None
+        session_cleanup.drain()
         assert stored_messages(session_id) == []
     survivors = rest.create_session(knowledge_base_id=None)["session_id"]
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -308,7 +319,7 @@ def _connections_of(user: str) -> list[str]:
 
 
 def test_delete_me_removes_every_session_message_and_connection_of_the_caller_only(
-    rest: Rest, ws: WebSocket, bedrock: BedrockFake
+    rest: Rest, ws: WebSocket, bedrock: BedrockFake, session_cleanup: SessionCleanup
 ) -> None:
     mine = [rest.create_session(knowledge_base_id=None)["session_id"] for _ in range(3)]
     theirs = rest.create_session(user="user-b", knowledge_base_id=None)["session_id"]
@@ -324,6 +335,7 @@ def test_delete_me_removes_every_session_message_and_connection_of_the_caller_on
     assert len(_connections_of("user-a")) == 2
 
     assert rest.call("DELETE", "/me").status == 204
+    session_cleanup.drain()
 
     for session_id in mine:
         assert stored_session(session_id) is None
@@ -336,7 +348,11 @@ def test_delete_me_removes_every_session_message_and_connection_of_the_caller_on
 
 
 def test_an_interrupted_delete_me_is_finished_by_calling_it_again(
-    rest: Rest, ws: WebSocket, bedrock: BedrockFake, faults: DynamoFaults
+    rest: Rest,
+    ws: WebSocket,
+    bedrock: BedrockFake,
+    faults: DynamoFaults,
+    session_cleanup: SessionCleanup,
 ) -> None:
     sessions = [rest.create_session(knowledge_base_id=None)["session_id"] for _ in range(4)]
     for session_id in sessions:
@@ -346,6 +362,7 @@ def test_an_interrupted_delete_me_is_finished_by_calling_it_again(
     rest.call("DELETE", "/me").assert_error(503, "throttled")
     assert any(stored_session(session_id) for session_id in sessions)
     assert rest.call("DELETE", "/me").status == 204
+    session_cleanup.drain()
     for session_id in sessions:
         assert stored_session(session_id) is None
         assert stored_messages(session_id) == []
