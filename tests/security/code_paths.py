@@ -345,15 +345,13 @@ def main_final_paths(run: Run) -> None:
 def _orphan_messages(
     client: BaseClient, sessions: str, messages: str, session: str, count: int
 ) -> None:
-    """A session with ``count`` messages whose item is then removed, as TTL would."""
+    """A session with ``count`` messages whose item is then removed, as TTL would (with the
+    main function's credentials, which may put messages but not batch-delete them)."""
     key = {SESSIONS.hash_key.name: {"S": session}}
     client.put_item(TableName=sessions, Item={**key, "user_id": {"S": USER_A}})
-    turns = [
-        {"PutRequest": {"Item": {**key, "seq": {"N": str(seq)}, "content": {"S": "old"}}}}
-        for seq in range(1, count + 1)
-    ]
-    for start in range(0, count, 25):
-        client.batch_write_item(RequestItems={messages: turns[start : start + 25]})
+    for seq in range(1, count + 1):
+        item = {**key, "seq": {"N": str(seq)}, "content": {"S": "old"}}
+        client.put_item(TableName=messages, Item=item)
     client.delete_item(TableName=sessions, Key=key)
 
 
