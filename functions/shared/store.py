@@ -38,6 +38,7 @@ from functions.shared.contract import (
     SESSIONS,
     USER_CONNECTIONS,
     USER_INDEX,
+    Index,
     TableSchema,
 )
 from functions.shared.errors import Conflict, NotFound, Throttled, error_code, translate
@@ -243,17 +244,7 @@ class SessionRepository:
     def ids_of(self, user_id: str) -> Iterator[str]:
         """Every session id of ``user_id``, expired ones included, through the UserIndex GSI
         (all pages)."""
-        paginator = self._client.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self._table,
-            IndexName=USER_INDEX.name,
-            KeyConditionExpression="#user = :user",
-            ExpressionAttributeNames={"#user": USER_INDEX.hash_key.name},
-            ExpressionAttributeValues={":user": _s(user_id)},
-            ProjectionExpression=SESSIONS.hash_key.name,
-        ):
-            for item in page.get("Items", []):
-                yield _str(item, SESSIONS.hash_key.name) or ""
+        return _keys_by_index(self._client, self._table, SESSIONS, USER_INDEX, user_id)
 
     def delete(self, user_id: str, session_id: str) -> None:
         """Delete the caller's session, expired or not: an owner can always remove their data,
@@ -492,17 +483,7 @@ class ConnectionRepository:
 
     def ids_of(self, user_id: str) -> Iterator[str]:
         """The ids of ``user_id``'s connection records, through the UserConnections GSI."""
-        paginator = self._client.get_paginator("query")
-        for page in paginator.paginate(
-            TableName=self._table,
-            IndexName=USER_CONNECTIONS.name,
-            KeyConditionExpression="#user = :user",
-            ExpressionAttributeNames={"#user": USER_CONNECTIONS.hash_key.name},
-            ExpressionAttributeValues={":user": _s(user_id)},
-            ProjectionExpression=CONNECTIONS.hash_key.name,
-        ):
-            for item in page.get("Items", []):
-                yield _str(item, CONNECTIONS.hash_key.name) or ""
+        return _keys_by_index(self._client, self._table, CONNECTIONS, USER_CONNECTIONS, user_id)
 
 
 @dataclass(frozen=True)
@@ -677,6 +658,23 @@ _UNCHANGED = cast(Session, object())
 def _pause(attempt: int) -> None:
     """Jittered backoff between attempts at a contended session."""
     time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.1)))  # noqa: S311 - not crypto
+
+
+def _keys_by_index(
+    client: BaseClient, table: str, schema: TableSchema, index: Index, value: str
+) -> Iterator[str]:
+    """The table's hash keys of every item whose ``index`` hash key is ``value`` (all pages)."""
+    paginator = client.get_paginator("query")
+    for page in paginator.paginate(
+        TableName=table,
+        IndexName=index.name,
+        KeyConditionExpression="#hash = :value",
+        ExpressionAttributeNames={"#hash": index.hash_key.name},
+        ExpressionAttributeValues={":value": _s(value)},
+        ProjectionExpression=schema.hash_key.name,
+    ):
+        for item in page.get("Items", []):
+            yield _str(item, schema.hash_key.name) or ""
 
 
 def _range(schema: TableSchema) -> str:
