@@ -21,7 +21,7 @@ from compute.cleanup import SessionCleanup
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
 from compute.encryption import StackKey
 from compute.firewall import WebFirewall
-from compute.functions import Functions, Network
+from compute.lambdas import Functions, Network
 from compute.monitoring import Alarms, LogGroups, Monitored, log_group_names
 from compute.provider import (
     AwsProvider,
