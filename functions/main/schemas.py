@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic.json_schema import SkipJsonSchema
 
 from functions.shared.chat import MAX_CONTENT_CHARS, content_problem
+from functions.shared.errors import ERROR_CODES
 from functions.shared.models import MessageStatus
 
 MAX_TITLE_CHARS = 200
@@ -24,18 +25,8 @@ Title = Annotated[
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 KnowledgeBaseId = Annotated[str, StringConstraints(pattern=KNOWLEDGE_BASE_ID_PATTERN)]
 
-ErrorCode = Literal[
-    "bad_request",
-    "unauthorized",
-    "not_found",
-    "method_not_allowed",
-    "conflict",
-    "in_progress",
-    "idempotency_key_reused",
-    "throttled",
-    "upstream_error",
-    "internal",
-]
+# Every code of the one error model (functions.shared.errors), in its order.
+ErrorCode = Literal[ERROR_CODES]  # type: ignore[valid-type]
 
 
 class _Request(BaseModel):
@@ -184,7 +175,7 @@ class ChatResponse(BaseModel):
     usage: UsageOut
 
 
-class KnowledgeBaseOut(BaseModel):
+class KnowledgeBaseOut(_Output):
     knowledge_base_id: str
     name: str
     description: str | None

@@ -1,15 +1,18 @@
 """Domain errors raised by the business logic, and the one place AWS errors are classified.
 
-The store and the chat service raise these; the REST layer turns them into HTTP statuses and the
-WebSocket layer into error frames, so both transports agree on what went wrong. ``code`` is the
-stable machine-readable name both transports expose.
+The store and the chat service raise these; the REST layer turns them into HTTP responses and the
+WebSocket layer into error frames, both from the same attributes of the error (``code`` and
+``status``), so the two transports cannot disagree on what went wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.eventstream import ParserError
 from botocore.exceptions import (
     ClientError,
@@ -18,6 +21,8 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 from urllib3.exceptions import HTTPError as Urllib3Error
+
+from functions.shared.observability import logger, metrics
 
 DEFAULT_RETRY_AFTER_SECONDS = 2
 
@@ -45,43 +50,87 @@ _STREAM_TRANSPORT_ERRORS = (ResponseStreamingError, ParserError, Urllib3Error)
 
 
 class DomainError(Exception):
-    """Base of every error a client can be told about; ``message`` is safe to show."""
+    """Base of every error a client can be told about; ``message`` is safe to show.
 
-    code = "internal"
+    Each subclass carries its whole meaning for both transports: ``code`` is the stable name in
+    the REST error body and in the WebSocket error frame alike, ``status`` the HTTP status. The
+    base itself stands for a bug: ``internal``, 500.
+    """
+
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
+@dataclass(frozen=True)
+class FieldProblem:
+    """One invalid part of a request: where (``body.model_id``) and what is wrong with it."""
+
+    field: str
+    message: str
+
+
 class BadRequest(DomainError):
     """The request is malformed or asks for something the configuration does not allow."""
 
     code = "bad_request"
+    status = 400
+
+    def __init__(self, message: str, details: tuple[FieldProblem, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class Unauthorized(DomainError):
     """No caller identity reached the function (the authorizer did not run or said nothing)."""
 
     code = "unauthorized"
+    status = 401
 
 
 class NotFound(DomainError):
     """The resource is missing *or belongs to someone else*: callers cannot tell the two apart."""
 
     code = "not_found"
+    status = 404
+
+
+class MethodNotAllowed(DomainError):
+    """The path exists, but not with this method (only the REST router raises it)."""
+
+    code = "method_not_allowed"
+    status = 405
 
 
 class Conflict(DomainError):
     """The request lost a race with another one for the same thing (a retried question)."""
 
     code = "conflict"
+    status = 409
+
+
+class InProgress(DomainError):
+    """The original request with this idempotency key is still running; retry after it ends."""
+
+    code = "in_progress"
+    status = 409
+
+
+class KeyReused(DomainError):
+    """The idempotency key was used for a request with another body."""
+
+    code = "idempotency_key_reused"
+    status = 422
 
 
 class Throttled(DomainError):
     """AWS kept saying "slow down" after botocore's retries; the client should retry later."""
 
     code = "throttled"
+    status = 503
 
     def __init__(self, message: str, retry_after: int = DEFAULT_RETRY_AFTER_SECONDS) -> None:
         super().__init__(message)
@@ -92,6 +141,16 @@ class UpstreamError(DomainError):
     """A dependency (Bedrock) refused the request for a reason the client cannot fix."""
 
     code = "upstream_error"
+    status = 502
+
+
+def _hierarchy(kind: type[DomainError]) -> list[type[DomainError]]:
+    return [kind] + [sub for child in kind.__subclasses__() for sub in _hierarchy(child)]
+
+
+# Every error class, and so every code either transport can answer with, "internal" last.
+ERRORS: tuple[type[DomainError], ...] = (*_hierarchy(DomainError)[1:], DomainError)
+ERROR_CODES: tuple[str, ...] = tuple(dict.fromkeys(kind.code for kind in ERRORS))
 
 
 def is_throttling(error: ClientError) -> bool:
@@ -106,29 +165,89 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def translate(error: Exception) -> DomainError | None:
-    """Map an exception escaping the business logic to a domain error, or None if it is a bug.
-
-    Throttling is the only AWS failure a client can act on (by waiting); connection failures to
-    AWS are reported the same way because waiting is also the right reaction to them.
-    """
-    if isinstance(error, DomainError):
-        return error
-    if isinstance(error, ClientError) and is_throttling(error):
-        operation = error.operation_name or "AWS"
-        return Throttled(f"{operation} is throttled; retry later")
-    if isinstance(error, ClientError) and _status(error) >= 500:
-        operation = error.operation_name or "AWS"
-        return Throttled(f"{operation} failed on AWS's side; retry later")
-    if isinstance(error, ConnectionError | HTTPClientError):
-        return Throttled("an AWS dependency is unreachable; retry later")
-    if isinstance(error, _STREAM_TRANSPORT_ERRORS):
-        return UpstreamError("the model stream broke off (a transport error); retry")
-    return None
+_Matcher = Callable[[Exception], bool]
+_Maker = Callable[[Exception], DomainError]
 
 
 def _status(error: ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def _aws_throttling(error: Exception) -> bool:
+    return isinstance(error, ClientError) and is_throttling(error)
+
+
+def _aws_server_error(error: Exception) -> bool:
+    return isinstance(error, ClientError) and _status(error) >= 500
+
+
+def _operation(error: Exception) -> str:
+    return getattr(error, "operation_name", None) or "AWS"
+
+
+# The one table of library exceptions a client can act on, first match wins; anything else
+# that escapes the business logic is a bug. Throttling is the only AWS failure a client can
+# act on (by waiting), and waiting is also the right reaction to AWS's own failures and to an
+# unreachable endpoint. Client input that fails to decode (JSON, base64, UTF-8, pydantic) is
+# mapped where it is read, by :func:`client_input` and :func:`invalid_request`: the same
+# exceptions raised anywhere else are bugs, not the client's fault.
+_LIBRARY_ERRORS: tuple[tuple[_Matcher, _Maker], ...] = (
+    (_aws_throttling, lambda error: Throttled(f"{_operation(error)} is throttled; retry later")),
+    (
+        _aws_server_error,
+        lambda error: Throttled(f"{_operation(error)} failed on AWS's side; retry later"),
+    ),
+    (
+        lambda error: isinstance(error, ConnectionError | HTTPClientError),
+        lambda _: Throttled("an AWS dependency is unreachable; retry later"),
+    ),
+    (
+        lambda error: isinstance(error, _STREAM_TRANSPORT_ERRORS),
+        lambda _: UpstreamError("the model stream broke off (a transport error); retry"),
+    ),
+)
+
+
+def translate(error: Exception) -> DomainError | None:
+    """Map an exception escaping the business logic to a domain error, or None if it is a bug."""
+    if isinstance(error, DomainError):
+        return error
+    return next((make(error) for matches, make in _LIBRARY_ERRORS if matches(error)), None)
+
+
+def for_client(error: Exception) -> DomainError:
+    """What either transport tells the client about ``error``: its domain error, or for a bug
+    ``internal`` (logged with its traceback and counted as ``ServerErrors``)."""
+    domain = translate(error)
+    if domain is None:
+        logger.exception("unhandled error")
+        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+        return DomainError("internal error")
+    if isinstance(domain, Throttled):
+        metrics.add_metric(name="Throttled", unit=MetricUnit.Count, value=1)
+    return domain
+
+
+@contextmanager
+def client_input(rule: str) -> Iterator[None]:
+    """Decode what a client sent (JSON, base64, UTF-8): a failure, including JSON nested too
+    deep for the parser, is :class:`BadRequest` saying ``rule``, never a 500."""
+    try:
+        yield
+    except (ValueError, RecursionError):  # JSONDecodeError, binascii.Error, UnicodeError
+        raise BadRequest(rule) from None
+
+
+def invalid_request(problems: Iterable[Mapping[str, Any]]) -> BadRequest:
+    """A request that failed validation, from pydantic's error list (``loc``, ``msg``)."""
+    details = tuple(
+        FieldProblem(
+            field=".".join(str(part) for part in problem.get("loc", ())),
+            message=str(problem.get("msg", "invalid")),
+        )
+        for problem in problems
+    )
+    return BadRequest("the request is invalid", details)
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions.shared.contract import IDEMPOTENCY, IDEMPOTENCY_WINDOW_SECONDS
-from functions.shared.errors import BadRequest, DomainError, error_code
+from functions.shared.errors import BadRequest, InProgress, KeyReused, error_code
 from functions.shared.observability import logger
 
 if TYPE_CHECKING:
@@ -38,18 +38,6 @@ if TYPE_CHECKING:
 # The draft's key is an opaque string; printable ASCII, at most 255 characters, is ample.
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 _KEY = IDEMPOTENCY.hash_key.name
-
-
-class InProgress(DomainError):
-    """The original request with this key is still running; retry after it finishes."""
-
-    code = "in_progress"
-
-
-class KeyReused(DomainError):
-    """The key was used for a request with another body."""
-
-    code = "idempotency_key_reused"
 
 
 @dataclass(frozen=True)

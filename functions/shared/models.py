@@ -79,6 +79,17 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class KnowledgeBase:
+    """A Bedrock knowledge base of the account; ``default`` marks the configured one."""
+
+    knowledge_base_id: str
+    name: str
+    description: str | None
+    status: str
+    default: bool
+
+
+@dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of a listing; ``next_token`` is None on the last page."""
 

@@ -8,23 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any, Literal, get_args
+from typing import Any
 
 from functions.shared.models import Message, Usage
 
 MAX_FRAME_BYTES = 32 * 1024
-
-ErrorCode = Literal[
-    "not_found",
-    "bad_request",
-    "throttled",
-    "upstream_error",
-    "conflict",
-    "in_progress",
-    "idempotency_key_reused",
-    "internal",
-]
-ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
 
 
 def encode(frame: dict[str, Any]) -> bytes:
@@ -57,7 +45,7 @@ def end(message: Message, usage: Usage) -> dict[str, Any]:
     }
 
 
-def error(code: ErrorCode, message: str) -> dict[str, Any]:
+def error(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
 
 

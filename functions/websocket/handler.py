@@ -4,7 +4,7 @@ Client → server: ``{"action": "sendMessage", "session_id", "content"}`` or ``{
 Server → client (through the management API at ``WEBSOCKET_CALLBACK_URL``): ``start``, ``chunk``
 frames as the model streams (coalesced, see :mod:`functions.websocket.sender`), ``end`` with the
 stored answer's status; ``pong``; or ``error`` with a code from
-:data:`functions.websocket.frames.ErrorCode`.
+:data:`functions.shared.errors.ERROR_CODES`, the same code REST answers with.
 
 When the client vanishes mid-answer (``GoneException``), posting stops but the model stream is
 still read to its end, so the stored assistant message is complete, and the connection record is
@@ -16,28 +16,22 @@ in the ``end`` frame, instead of being killed with nothing stored. Message route
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes.api_gateway_websocket_event import (
+    APIGatewayWebSocketEvent,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared import aws
 from functions.shared.chat import ChatService, validate_content
 from functions.shared.contract import WEBSOCKET
-from functions.shared.errors import (
-    BadRequest,
-    DomainError,
-    NotFound,
-    Throttled,
-    translate,
-)
+from functions.shared.errors import BadRequest, NotFound, client_input, for_client
 from functions.shared.idempotency import checked_key, once
 from functions.shared.identity import user_id_from
 from functions.shared.models import Message, Usage
@@ -79,24 +73,24 @@ def connections(config: Settings) -> ConnectionRepository:
     return repository
 
 
-def on_connect(event: dict[str, Any]) -> dict[str, Any]:
+def on_connect(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
     """Register the connection under the user the authorizer vouched for."""
-    user_id = user_id_from(event)
+    user_id = user_id_from(event.raw_event)
     if user_id is None:
         return {"statusCode": 401}
-    connections(settings()).put(event["requestContext"]["connectionId"], user_id)
+    connections(settings()).put(event.request_context.connection_id, user_id)
     return _OK
 
 
-def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
-    connections(settings()).delete(event["requestContext"]["connectionId"])
+def on_disconnect(event: APIGatewayWebSocketEvent) -> dict[str, Any]:
+    connections(settings()).delete(event.request_context.connection_id)
     return _OK
 
 
-def on_message(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def on_message(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
     """Answer one client frame; every failure becomes an error frame."""
     config = settings()
-    connection_id = event["requestContext"]["connectionId"]
+    connection_id = event.request_context.connection_id
     poster = Poster(
         aws.client("apigatewaymanagementapi", endpoint_url=config.websocket_callback_url),
         connection_id,
@@ -115,7 +109,8 @@ def on_message(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 flush_interval=config.stream_flush_interval_ms / 1000,
             )
     except Exception as error:
-        poster.send(_error_frame(error))
+        domain = for_client(error)
+        poster.send(frames.error(domain.code, domain.message))
     if poster.gone:
         metrics.add_metric(name="ClientGone", unit=MetricUnit.Count, value=1)
         connections(config).delete(connection_id)
@@ -209,21 +204,16 @@ def _time_left(context: LambdaContext) -> float:
     return context.get_remaining_time_in_millis() / 1000 - STOP_MARGIN_SECONDS
 
 
-def parse(event: dict[str, Any]) -> SendMessage | Ping:
+def parse(event: APIGatewayWebSocketEvent) -> SendMessage | Ping:
     """The client's request, or :class:`BadRequest` for anything but the two known actions.
 
     Parsing is bounded: a body over API Gateway's 128 KB message limit is refused unread, and
     JSON nested too deep for the parser is a bad request like any other malformed JSON.
     """
-    body = event.get("body") or ""
-    if len(body) > MAX_BODY_CHARS:
+    if len(event.body or "") > MAX_BODY_CHARS:
         raise BadRequest(f"the message must be at most {MAX_MESSAGE_BYTES // 1024} KB")
-    try:
-        if event.get("isBase64Encoded"):
-            body = base64.b64decode(body, validate=True).decode("utf-8")
-        payload = json.loads(body)
-    except (ValueError, binascii.Error, RecursionError):
-        raise BadRequest("the message must be a JSON object") from None
+    with client_input("the message must be a JSON object"):
+        payload = event.json_body if event.body else None
     if not isinstance(payload, dict):
         raise BadRequest("the message must be a JSON object")
     action = payload.get("action")
@@ -242,33 +232,16 @@ def parse(event: dict[str, Any]) -> SendMessage | Ping:
     )
 
 
-def _user_of(event: dict[str, Any], config: Settings) -> str:
+def _user_of(event: APIGatewayWebSocketEvent, config: Settings) -> str:
     """The authorizer's user: from the event when API Gateway passes it on, else as recorded
     at ``$connect``."""
-    user_id = user_id_from(event)
+    user_id = user_id_from(event.raw_event)
     if user_id is not None:
         return user_id
-    connection = connections(config).get(event["requestContext"]["connectionId"])
+    connection = connections(config).get(event.request_context.connection_id)
     if connection is None or not connection.user_id:
         raise BadRequest("this connection is not registered; reconnect")
     return connection.user_id
-
-
-def _error_frame(error: Exception) -> dict[str, Any]:
-    domain = translate(error)
-    if domain is None:
-        logger.exception("unhandled error")
-        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
-        return frames.error("internal", "internal error")
-    if isinstance(domain, Throttled):
-        metrics.add_metric(name="Throttled", unit=MetricUnit.Count, value=1)
-    return frames.error(_ws_code(domain), domain.message)
-
-
-def _ws_code(error: DomainError) -> frames.ErrorCode:
-    """The domain error's own code, which REST answers too; "internal" for any other."""
-    code = error.code
-    return cast(frames.ErrorCode, code) if code in frames.ERROR_CODES else "internal"
 
 
 _ROUTES = {"$connect": on_connect, "$disconnect": on_disconnect}
@@ -278,6 +251,6 @@ _ROUTES = {"$connect": on_connect, "$disconnect": on_disconnect}
 @tracer.capture_lambda_handler(capture_response=False)  # answers hold users' chats
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    route = event.get("requestContext", {}).get("routeKey")
-    on_route = _ROUTES.get(route)
-    return on_route(event) if on_route else on_message(event, context)
+    websocket = APIGatewayWebSocketEvent(event)
+    on_route = _ROUTES.get(websocket.request_context.route_key)
+    return on_route(websocket) if on_route else on_message(websocket, context)

@@ -1,9 +1,9 @@
 """API Gateway's routes, as synthesized, against the routes the code serves.
 
 The REST tree is rebuilt from ``aws_api_gateway_resource`` parent links and compared with
-``functions.main.app.app.routes``; whether a route needs an authorizer is read from the code
-(does it depend on ``current_user``?), not from the contract, so the two sides are judged
-independently.
+the app's routes (``functions.main.app.app``, through all its routers); whether a route needs an
+authorizer is read from the code (does it depend on ``current_user``?), not from the contract,
+so the two sides are judged independently.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import re
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
-from functions.main.app import app, current_user
+from functions.main.app import app
+from functions.main.deps import current_user
 from functions.shared.contract import API_BASE_PATH, AUTHORIZER, MAIN, WEBSOCKET, WEBSOCKET_ROUTES
 from tests.security.synthesized import Stack
 
@@ -45,12 +46,13 @@ def gateway_methods(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
     return methods
 
 
-def app_routes() -> dict[tuple[str, str], APIRoute]:
+def app_routes() -> dict[tuple[str, str], RouteContext]:
+    """(HTTP method, full path) -> the route, through every included router."""
     return {
         (method, route.path): route
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        for method in route.methods
+        for route in iter_route_contexts(app.routes)
+        if isinstance(route.original_route, APIRoute)
+        for method in route.methods or ()
     }
 
 

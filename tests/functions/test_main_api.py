@@ -9,6 +9,7 @@ import time
 
 import boto3
 import pytest
+from fastapi.routing import iter_route_contexts
 
 from functions.main.app import app
 from functions.shared.contract import REST_ROUTES, Env
@@ -29,8 +30,8 @@ SESSION_PATHS = ("/sessions/{id}", "/sessions/{id}/messages")
 def test_routes_are_exactly_the_contract_routes() -> None:
     declared = {
         (method, route.path)
-        for route in app.routes
-        for method in getattr(route, "methods", ())
+        for route in iter_route_contexts(app.routes)
+        for method in route.methods or ()
         if method != "HEAD"
     }
     assert declared == {(route.method, route.full_path) for route in REST_ROUTES}

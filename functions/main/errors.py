@@ -1,0 +1,135 @@
+"""Every REST error, in one body shape: ``{"error": {"code", "message", "details"?}}``.
+
+Status and code come from the domain error itself (:mod:`functions.shared.errors`), the same
+attributes the WebSocket function answers with. Request validation failures are 400 (not
+FastAPI's 422), the status of the semantic checks too (e.g. an unknown ``model_id``), so clients
+see one status for "fix your request". Throttling is 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from functions.main.schemas import ErrorResponse
+from functions.shared.errors import (
+    BadRequest,
+    DomainError,
+    MethodNotAllowed,
+    NotFound,
+    Throttled,
+    Unauthorized,
+    for_client,
+    invalid_request,
+)
+
+# The errors the router itself raises (no route, wrong method...), by status.
+_FRAMEWORK_ERRORS = {
+    kind.status: kind for kind in (BadRequest, Unauthorized, NotFound, MethodNotAllowed)
+}
+ERROR = {"model": ErrorResponse}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+# Documented on every route. "default" also stops FastAPI from documenting its own 422 shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**ERROR, "description": "The request is malformed or not allowed."},
+    503: {
+        **ERROR,
+        "description": "Throttled; retry after `Retry-After`.",
+        "headers": _RETRY_AFTER,
+    },
+    "default": {**ERROR, "description": "Any other error, in the same shape."},
+}
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {**ERROR, "description": "No authenticated caller."},
+    **ERROR_RESPONSES,
+}
+SESSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {**ERROR, "description": "No such session for this caller."},
+    **AUTH_RESPONSES,
+}
+IDEMPOTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    409: {
+        **ERROR,
+        "description": "`in_progress`: the request with this Idempotency-Key is still running.",
+    },
+    422: {
+        **ERROR,
+        "description": "`idempotency_key_reused`: the key was used for a different request.",
+    },
+}
+
+
+def error_response(error: DomainError) -> JSONResponse:
+    """The response for ``error``: its status, its code, and for throttling ``Retry-After``."""
+    details = error.details if isinstance(error, BadRequest) else ()
+    body = ErrorResponse.model_validate(
+        {
+            "error": {
+                "code": error.code,
+                "message": error.message,
+                "details": [vars(problem) for problem in details] or None,
+            }
+        }
+    )
+    response = JSONResponse(body.model_dump(mode="json", exclude_none=True), error.status)
+    if isinstance(error, Throttled):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+async def _on_validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return error_response(invalid_request(error.errors()))
+
+
+async def _on_http_error(_: Request, error: Exception) -> JSONResponse:
+    """Starlette's own errors (no route, wrong method), as the domain error of their status."""
+    assert isinstance(error, StarletteHTTPException)
+    kind = _FRAMEWORK_ERRORS.get(
+        error.status_code, BadRequest if error.status_code < 500 else DomainError
+    )
+    response = error_response(kind(str(error.detail)))
+    response.status_code = error.status_code
+    for name, value in (error.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+class ErrorsAsJson:
+    """Turn every exception a route raises into the one error shape; only bugs are 500s.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) costs a
+    task group and memory streams on every request, a large share of a warm invocation.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as error:
+            if started or scope["type"] != "http":
+                raise
+            response: Response = error_response(for_client(error))
+            await response(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """Route every error of ``app`` through :func:`error_response`."""
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_middleware(ErrorsAsJson)

@@ -1,0 +1,1 @@
+"""One router per resource of the REST API, each under ``contract.API_BASE_PATH``."""

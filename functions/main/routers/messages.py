@@ -1,0 +1,99 @@
+"""``/sessions/{session_id}/messages``: a session's turns, and asking the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from fastapi import APIRouter, Request
+
+from functions.main.deps import (
+    DEFAULT_PAGE_SIZE,
+    Chat,
+    IdempotencyKey,
+    Limit,
+    NextToken,
+    Repositories,
+    User,
+    lease_seconds,
+)
+from functions.main.errors import ERROR, IDEMPOTENT_RESPONSES, SESSION_RESPONSES
+from functions.main.schemas import (
+    ChatResponse,
+    CitationOut,
+    MessageCreate,
+    MessageList,
+    MessageOut,
+    UsageOut,
+)
+from functions.shared.contract import API_BASE_PATH
+from functions.shared.idempotency import once
+from functions.shared.observability import logger, metrics
+
+router = APIRouter(prefix=API_BASE_PATH)
+
+
+@router.get("/sessions/{session_id}/messages", responses=SESSION_RESPONSES)
+async def list_messages(
+    session_id: str,
+    user: User,
+    repositories: Repositories,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    next_token: NextToken = None,
+) -> MessageList:
+    repositories.sessions.get(user, session_id)
+    page = repositories.messages.list(user, session_id, limit, next_token)
+    return MessageList(
+        messages=[MessageOut.of(message) for message in page.items], next_token=page.next_token
+    )
+
+
+@router.post(
+    "/sessions/{session_id}/messages",
+    responses={
+        **SESSION_RESPONSES,
+        **IDEMPOTENT_RESPONSES,
+        409: {
+            **ERROR,
+            "description": (
+                "`in_progress`: the request with this Idempotency-Key is still running; "
+                "`conflict`: another attempt at this question was answered first."
+            ),
+        },
+        502: {**ERROR, "description": "The model call failed."},
+    },
+)
+async def send_message(
+    request: Request,
+    session_id: str,
+    body: MessageCreate,
+    *,
+    user: User,
+    chat: Chat,
+    idempotency_key: IdempotencyKey = None,
+) -> ChatResponse:
+    def answer() -> dict[str, Any]:
+        reply = chat.reply(user, session_id, body.content)
+        logger.info(
+            "chat turn stored",
+            extra={
+                "session_id": session_id,
+                "seq": reply.message.seq,
+                "usage": reply.usage.to_dict(),
+            },
+        )
+        metrics.add_metric(name="ChatTurns", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="OutputTokens", unit=MetricUnit.Count, value=reply.usage.output_tokens
+        )
+        response = ChatResponse(
+            message=MessageOut.of(reply.message),
+            citations=[CitationOut.of(citation) for citation in reply.citations],
+            usage=UsageOut.of(reply.usage),
+        )
+        return response.model_dump(mode="json")
+
+    claim = (user, "POST /sessions/{session_id}/messages", idempotency_key)
+    payload = {"session_id": session_id, "content": body.content}
+    result = once(chat.store.idempotency, claim, payload, lease_seconds(request), answer)
+    return ChatResponse.model_validate(result)
