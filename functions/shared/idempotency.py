@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from functions.shared.contract import IDEMPOTENCY, IDEMPOTENCY_WINDOW_SECONDS
 from functions.shared.errors import BadRequest, InProgress, KeyReused, error_code
+from functions.shared.items import dynamodb_item, plain_item
 from functions.shared.observability import logger
 
 if TYPE_CHECKING:
@@ -81,13 +82,15 @@ class IdempotencyStore:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item={
-                    _KEY: {"S": record_key},
-                    "request_hash": {"S": fingerprint},
-                    "state": {"S": "in_progress"},
-                    "lease_until": {"N": str(now + lease_seconds)},
-                    IDEMPOTENCY.ttl_attribute: {"N": str(now + IDEMPOTENCY_WINDOW_SECONDS)},
-                },
+                Item=dynamodb_item(
+                    {
+                        _KEY: record_key,
+                        "request_hash": fingerprint,
+                        "state": "in_progress",
+                        "lease_until": now + lease_seconds,
+                        IDEMPOTENCY.ttl_attribute: now + IDEMPOTENCY_WINDOW_SECONDS,
+                    }
+                ),
                 # A new key, a record past its window (TTL deletes lazily), or an abandoned
                 # attempt of the same request whose lease ran out.
                 ConditionExpression=(
@@ -101,44 +104,41 @@ class IdempotencyStore:
                     "#lease": "lease_until",
                     "#hash": "request_hash",
                 },
-                ExpressionAttributeValues={
-                    ":now": {"N": str(now)},
-                    ":in_progress": {"S": "in_progress"},
-                    ":hash": {"S": fingerprint},
-                },
+                ExpressionAttributeValues=dynamodb_item(
+                    {":now": now, ":in_progress": "in_progress", ":hash": fingerprint}
+                ),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
-            return _earlier(error.response.get("Item") or {}, fingerprint)
+            return _earlier(plain_item(error.response.get("Item") or {}), fingerprint)
         return Claim(record_key)
 
     def complete(self, claim: Claim, result: dict[str, Any]) -> None:
         """Store the result, which repeats of the request then get."""
         self._client.update_item(
             TableName=self._table,
-            Key={_KEY: {"S": claim.record_key}},
+            Key=dynamodb_item({_KEY: claim.record_key}),
             UpdateExpression="SET #state = :done, #result = :result REMOVE #lease",
             ExpressionAttributeNames={
                 "#state": "state",
                 "#result": "result",
                 "#lease": "lease_until",
             },
-            ExpressionAttributeValues={
-                ":done": {"S": "done"},
-                ":result": {"S": json.dumps(result, separators=(",", ":"))},
-            },
+            ExpressionAttributeValues=dynamodb_item(
+                {":done": "done", ":result": json.dumps(result, separators=(",", ":"))}
+            ),
         )
 
     def release(self, claim: Claim) -> None:
         """Give the key up after a failure, so a retry with it runs the request again."""
         self._client.delete_item(
             TableName=self._table,
-            Key={_KEY: {"S": claim.record_key}},
+            Key=dynamodb_item({_KEY: claim.record_key}),
             ConditionExpression="#state = :in_progress",
             ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":in_progress": {"S": "in_progress"}},
+            ExpressionAttributeValues=dynamodb_item({":in_progress": "in_progress"}),
         )
 
 
@@ -177,12 +177,12 @@ def _release(store: IdempotencyStore, claim: Claim) -> None:
         logger.exception("releasing an idempotency key failed")
 
 
-def _earlier(item: dict[str, Any], fingerprint: str) -> dict[str, Any]:
-    if item.get("request_hash", {}).get("S") != fingerprint:
+def _earlier(record: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    if record.get("request_hash") != fingerprint:
         raise KeyReused("this idempotency key was used for a different request")
-    if item.get("state", {}).get("S") != "done":
+    if record.get("state") != "done":
         raise InProgress("the request with this idempotency key is still in progress")
-    return json.loads(item["result"]["S"])
+    return json.loads(record["result"])
 
 
 def _record_key(user_id: str, operation: str, key: str) -> str:

@@ -39,10 +39,12 @@ from functions.shared.contract import (
     USER_CONNECTIONS,
     USER_INDEX,
     Index,
+    Key,
     TableSchema,
 )
 from functions.shared.errors import Conflict, NotFound, Throttled, error_code, translate
 from functions.shared.idempotency import IdempotencyStore
+from functions.shared.items import dynamodb_item, plain_item
 from functions.shared.models import (
     MESSAGE_STATUSES,
     Citation,
@@ -86,22 +88,22 @@ def epoch_seconds(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
+def _name(key: Key | None) -> str:
+    assert key is not None, "the contract declares this key"
+    return key.name
 
 
-def _n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def _str(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return value["S"] if value and "S" in value else None
-
-
-def _int(item: Mapping[str, Any], name: str) -> int:
-    value = item.get(name)
-    return int(value["N"]) if value and "N" in value else 0
+# Every attribute a table or index keys on, and every TTL attribute, is named by the contract, so
+# a rename there moves the store with it; the other attributes are the records' field names.
+SESSION_ID = SESSIONS.hash_key.name
+OWNER = USER_INDEX.hash_key.name
+ACTIVITY = _name(USER_INDEX.range_key)  # UserIndex's sort key: newest activity first
+SESSION_EXPIRES = SESSIONS.ttl_attribute
+MESSAGE_SESSION = MESSAGES.hash_key.name
+SEQ = _name(MESSAGES.range_key)
+CONNECTION_ID = CONNECTIONS.hash_key.name
+CONNECTION_OWNER = USER_CONNECTIONS.hash_key.name
+CONNECTION_EXPIRES = CONNECTIONS.ttl_attribute
 
 
 def content_bytes(text: str) -> int:
@@ -147,7 +149,8 @@ class SessionRepository:
         self._client.put_item(
             TableName=self._table,
             Item=_session_item(session),
-            ConditionExpression="attribute_not_exists(session_id)",
+            ConditionExpression="attribute_not_exists(#session)",
+            ExpressionAttributeNames={"#session": SESSION_ID},
         )
         return session
 
@@ -156,7 +159,7 @@ class SessionRepository:
         if not SESSION_ID_PATTERN.fullmatch(session_id):
             raise NotFound(_SESSION_NOT_FOUND)
         item = self._client.get_item(
-            TableName=self._table, Key={"session_id": _s(session_id)}, ConsistentRead=True
+            TableName=self._table, Key=_session_key(session_id), ConsistentRead=True
         ).get("Item")
         if not item:
             raise NotFound(_SESSION_NOT_FOUND)
@@ -176,11 +179,10 @@ class SessionRepository:
             "IndexName": USER_INDEX.name,
             "KeyConditionExpression": "#user = :user",
             "FilterExpression": "#expires > :now",
-            "ExpressionAttributeNames": {"#user": "user_id", "#expires": "expires_at"},
-            "ExpressionAttributeValues": {
-                ":user": _s(user_id),
-                ":now": _n(epoch_seconds(utc_now())),
-            },
+            "ExpressionAttributeNames": {"#user": OWNER, "#expires": SESSION_EXPIRES},
+            "ExpressionAttributeValues": dynamodb_item(
+                {":user": user_id, ":now": epoch_seconds(utc_now())}
+            ),
             "ScanIndexForward": False,
             "Limit": limit,
         }
@@ -199,7 +201,7 @@ class SessionRepository:
         names = {f"#{name}": name for name in changes}
         to_set = [f"#{name} = :{name}" for name, value in changes.items() if value is not None]
         to_remove = [f"#{name}" for name, value in changes.items() if value is None]
-        values = {f":{name}": _s(value) for name, value in changes.items() if value is not None}
+        values = dynamodb_item({f":{name}": value for name, value in changes.items()})
         expression = "SET " + ", ".join([*to_set, *self._activity_updates(names, values)])
         if to_remove:
             expression += " REMOVE " + ", ".join(to_remove)
@@ -218,12 +220,12 @@ class SessionRepository:
         ``last_activity``, the UserIndex sort key, which costs two index writes each time.
         """
         names = {"#count": "message_count"}
-        values = {":seen": _n(seen), ":new": _n(seen + count)}
+        values = dynamodb_item({":seen": seen, ":new": seen + count})
         activity = self._activity_updates(names, values)
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": {"session_id": _s(_checked(session_id))},
+                "Key": _session_key(_checked(session_id)),
                 "UpdateExpression": "SET #count = :new, " + ", ".join(activity),
                 **_owned(user_id, names, values, extra="#count = :seen"),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -236,7 +238,7 @@ class SessionRepository:
         return {
             "ConditionCheck": {
                 "TableName": self._table,
-                "Key": {"session_id": _s(_checked(session_id))},
+                "Key": _session_key(_checked(session_id)),
                 **_owned(user_id, {}, {}),
             }
         }
@@ -252,10 +254,10 @@ class SessionRepository:
         try:
             self._client.delete_item(
                 TableName=self._table,
-                Key={"session_id": _s(_checked(session_id))},
+                Key=_session_key(_checked(session_id)),
                 ConditionExpression="#user = :user",
-                ExpressionAttributeNames={"#user": "user_id"},
-                ExpressionAttributeValues={":user": _s(user_id)},
+                ExpressionAttributeNames={"#user": OWNER},
+                ExpressionAttributeValues=dynamodb_item({":user": user_id}),
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -276,7 +278,7 @@ class SessionRepository:
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key={"session_id": _s(_checked(session_id))},
+                Key=_session_key(_checked(session_id)),
                 UpdateExpression=expression,
                 **_owned(user_id, names, values),
                 ReturnValues=returning,
@@ -290,8 +292,10 @@ class SessionRepository:
     def _activity_updates(self, names: dict[str, str], values: dict[str, Any]) -> list[str]:
         """SET clauses that mark the session active now and push its expiry forward."""
         now = utc_now()
-        names.update({"#last_activity": "last_activity", "#expires_at": "expires_at"})
-        values.update({":last_activity": _s(timestamp(now)), ":expires_at": _n(self._expiry(now))})
+        names.update({"#last_activity": ACTIVITY, "#expires_at": SESSION_EXPIRES})
+        values.update(
+            dynamodb_item({":last_activity": timestamp(now), ":expires_at": self._expiry(now)})
+        )
         return ["#last_activity = :last_activity", "#expires_at = :expires_at"]
 
     def _expiry(self, now: datetime) -> int:
@@ -317,9 +321,9 @@ class MessageRepository:
             "Put": {
                 "TableName": self._table,
                 "Item": _message_item(message),
-                "ConditionExpression": "attribute_not_exists(seq) OR #status = :failed",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {":failed": _s("failed")},
+                "ConditionExpression": "attribute_not_exists(#seq) OR #status = :failed",
+                "ExpressionAttributeNames": {"#seq": SEQ, "#status": "status"},
+                "ExpressionAttributeValues": dynamodb_item({":failed": "failed"}),
                 # On a cancellation: whose message holds the seq (ours, on a retry?).
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -329,7 +333,7 @@ class MessageRepository:
         """One stored turn (the caller must own ``session_id``), or None."""
         item = self._client.get_item(
             TableName=self._table,
-            Key={MESSAGES.hash_key.name: _s(session_id), _range(MESSAGES): _n(seq)},
+            Key=dynamodb_item({MESSAGE_SESSION: session_id, SEQ: seq}),
             ConsistentRead=True,
         ).get("Item")
         return _message(item) if item else None
@@ -341,8 +345,7 @@ class MessageRepository:
         signer = _required(self._signer)
         params: dict[str, Any] = {
             "TableName": self._table,
-            "KeyConditionExpression": "session_id = :session",
-            "ExpressionAttributeValues": {":session": _s(session_id)},
+            **_in_session(session_id),
             "ScanIndexForward": True,
             "ConsistentRead": True,
             "Limit": limit,
@@ -376,8 +379,7 @@ class MessageRepository:
         used = 0
         params: dict[str, Any] = {
             "TableName": self._table,
-            "KeyConditionExpression": "session_id = :session",
-            "ExpressionAttributeValues": {":session": _s(session_id)},
+            **_in_session(session_id),
             "ScanIndexForward": False,
             "ConsistentRead": True,
             "Limit": FIRST_HISTORY_PAGE,
@@ -406,9 +408,7 @@ class MessageRepository:
         paginator = self._client.get_paginator("query")
         pages = paginator.paginate(
             TableName=self._table,
-            KeyConditionExpression="session_id = :session",
-            ExpressionAttributeValues={":session": _s(session_id)},
-            ProjectionExpression="session_id, seq",
+            **_in_session(session_id, projection="#session, #seq"),
             ConsistentRead=True,
         )
         deleted = 0
@@ -456,30 +456,33 @@ class ConnectionRepository:
         )
         self._client.put_item(
             TableName=self._table,
-            Item={
-                "connection_id": _s(connection.connection_id),
-                "user_id": _s(connection.user_id),
-                "connected_at": _s(connection.connected_at),
-                "expires_at": _n(connection.expires_at),
-            },
+            Item=dynamodb_item(
+                {
+                    CONNECTION_ID: connection.connection_id,
+                    CONNECTION_OWNER: connection.user_id,
+                    "connected_at": connection.connected_at,
+                    CONNECTION_EXPIRES: connection.expires_at,
+                }
+            ),
         )
         return connection
 
     def get(self, connection_id: str) -> Connection | None:
         item = self._client.get_item(
-            TableName=self._table, Key={"connection_id": _s(connection_id)}, ConsistentRead=True
+            TableName=self._table, Key=_connection_key(connection_id), ConsistentRead=True
         ).get("Item")
         if not item:
             return None
+        values = plain_item(item)
         return Connection(
             connection_id=connection_id,
-            user_id=_str(item, "user_id") or "",
-            connected_at=_str(item, "connected_at") or "",
-            expires_at=_int(item, "expires_at"),
+            user_id=values.get(CONNECTION_OWNER, ""),
+            connected_at=values.get("connected_at", ""),
+            expires_at=values.get(CONNECTION_EXPIRES, 0),
         )
 
     def delete(self, connection_id: str) -> None:
-        self._client.delete_item(TableName=self._table, Key={"connection_id": _s(connection_id)})
+        self._client.delete_item(TableName=self._table, Key=_connection_key(connection_id))
 
     def ids_of(self, user_id: str) -> Iterator[str]:
         """The ids of ``user_id``'s connection records, through the UserConnections GSI."""
@@ -597,8 +600,8 @@ class Store:
             reasons = error.response.get("CancellationReasons", [])
             codes = [reason.get("Code") for reason in reasons]
             if codes[1:2] == ["ConditionalCheckFailed"]:
-                stored = reasons[1].get("Item") or {}
-                if _str(stored, "message_id") == message.message_id:
+                stored = plain_item(reasons[1].get("Item") or {})
+                if stored.get("message_id") == message.message_id:
                     return None  # an earlier try applied; its reply was lost
                 if codes[:1] != ["ConditionalCheckFailed"]:
                     raise Conflict(
@@ -669,17 +672,34 @@ def _keys_by_index(
         TableName=table,
         IndexName=index.name,
         KeyConditionExpression="#hash = :value",
-        ExpressionAttributeNames={"#hash": index.hash_key.name},
-        ExpressionAttributeValues={":value": _s(value)},
-        ProjectionExpression=schema.hash_key.name,
+        ExpressionAttributeNames={"#hash": index.hash_key.name, "#key": schema.hash_key.name},
+        ExpressionAttributeValues=dynamodb_item({":value": value}),
+        ProjectionExpression="#key",
     ):
         for item in page.get("Items", []):
-            yield _str(item, schema.hash_key.name) or ""
+            yield plain_item(item)[schema.hash_key.name]
 
 
-def _range(schema: TableSchema) -> str:
-    assert schema.range_key is not None
-    return schema.range_key.name
+def _session_key(session_id: str) -> dict[str, Any]:
+    return dynamodb_item({SESSION_ID: session_id})
+
+
+def _connection_key(connection_id: str) -> dict[str, Any]:
+    return dynamodb_item({CONNECTION_ID: connection_id})
+
+
+def _in_session(session_id: str, projection: str | None = None) -> dict[str, Any]:
+    """Query parameters selecting one session's messages (and projecting ``projection``)."""
+    names = {"#session": MESSAGE_SESSION}
+    params: dict[str, Any] = {"KeyConditionExpression": "#session = :session"}
+    if projection:
+        names["#seq"] = SEQ
+        params["ProjectionExpression"] = projection
+    return {
+        **params,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": dynamodb_item({":session": session_id}),
+    }
 
 
 def _checked(session_id: str) -> str:
@@ -697,11 +717,10 @@ def _owned(
     condition = "#owner = :owner AND #alive > :epoch" + (f" AND {extra}" if extra else "")
     return {
         "ConditionExpression": condition,
-        "ExpressionAttributeNames": {**names, "#owner": "user_id", "#alive": "expires_at"},
+        "ExpressionAttributeNames": {**names, "#owner": OWNER, "#alive": SESSION_EXPIRES},
         "ExpressionAttributeValues": {
             **values,
-            ":owner": _s(user_id),
-            ":epoch": _n(epoch_seconds(utc_now())),
+            **dynamodb_item({":owner": user_id, ":epoch": epoch_seconds(utc_now())}),
         },
     }
 
@@ -713,71 +732,76 @@ def _required(signer: TokenSigner | None) -> TokenSigner:
 
 
 def _session_item(session: Session) -> dict[str, Any]:
-    item = {
-        SESSIONS.hash_key.name: _s(session.session_id),
-        "user_id": _s(session.user_id),
-        "title": _s(session.title),
-        "model_id": _s(session.model_id),
-        "created_at": _s(session.created_at),
-        "last_activity": _s(session.last_activity),
-        "expires_at": _n(session.expires_at),
-        "message_count": _n(session.message_count),
-    }
-    if session.knowledge_base_id:
-        item["knowledge_base_id"] = _s(session.knowledge_base_id)
-    return item
+    return dynamodb_item(
+        {
+            SESSION_ID: session.session_id,
+            OWNER: session.user_id,
+            "title": session.title,
+            "model_id": session.model_id,
+            "knowledge_base_id": session.knowledge_base_id or None,
+            "created_at": session.created_at,
+            ACTIVITY: session.last_activity,
+            SESSION_EXPIRES: session.expires_at,
+            "message_count": session.message_count,
+        }
+    )
 
 
 def _session(item: Mapping[str, Any]) -> Session:
+    values = plain_item(item)
     return Session(
-        session_id=_str(item, "session_id") or "",
-        user_id=_str(item, "user_id") or "",
-        title=_str(item, "title") or "",
-        model_id=_str(item, "model_id") or "",
-        knowledge_base_id=_str(item, "knowledge_base_id"),
-        created_at=_str(item, "created_at") or "",
-        last_activity=_str(item, "last_activity") or "",
-        expires_at=_int(item, "expires_at"),
-        message_count=_int(item, "message_count"),
+        session_id=values.get(SESSION_ID, ""),
+        user_id=values.get(OWNER, ""),
+        title=values.get("title", ""),
+        model_id=values.get("model_id", ""),
+        knowledge_base_id=values.get("knowledge_base_id"),
+        created_at=values.get("created_at", ""),
+        last_activity=values.get(ACTIVITY, ""),
+        expires_at=values.get(SESSION_EXPIRES, 0),
+        message_count=values.get("message_count", 0),
     )
 
 
 def _message_item(message: Message) -> dict[str, Any]:
-    item = {
-        "session_id": _s(message.session_id),
-        "seq": _n(message.seq),
-        "message_id": _s(message.message_id),
-        "role": _s(message.role),
-        "content": _s(message.content),
-        "created_at": _s(message.created_at),
-    }
-    if message.citations:
-        # Opaque to DynamoDB and holding floats (scores), which DynamoDB's number type would
-        # force through Decimal: one JSON string is simpler and smaller.
-        item["citations"] = _s(json.dumps([citation.to_dict() for citation in message.citations]))
-    if message.usage:
-        item["usage"] = {"M": {name: _n(value) for name, value in message.usage.to_dict().items()}}
-    if message.role == "assistant":
-        item["status"] = _s(message.status)
-        if message.stop_reason:
-            item["stop_reason"] = _s(message.stop_reason)
-    return item
+    answer = message.role == "assistant"
+    return dynamodb_item(
+        {
+            MESSAGE_SESSION: message.session_id,
+            SEQ: message.seq,
+            "message_id": message.message_id,
+            "role": message.role,
+            "content": message.content,
+            "created_at": message.created_at,
+            # Opaque to DynamoDB and holding floats (scores), which DynamoDB's number type would
+            # force through Decimal: one JSON string is simpler and smaller.
+            "citations": (
+                json.dumps([citation.to_dict() for citation in message.citations])
+                if message.citations
+                else None
+            ),
+            "usage": message.usage.to_dict() if message.usage else None,
+            "status": message.status if answer else None,
+            "stop_reason": (message.stop_reason or None) if answer else None,
+        }
+    )
 
 
 def _message(item: Mapping[str, Any]) -> Message:
-    citations = json.loads(_str(item, "citations") or "[]")
-    usage = item.get("usage", {}).get("M")
-    role: Role = "assistant" if _str(item, "role") == "assistant" else "user"
-    status = _str(item, "status")  # absent on answers stored before statuses existed
+    values = plain_item(item)
+    usage = values.get("usage")
+    role: Role = "assistant" if values.get("role") == "assistant" else "user"
+    status = values.get("status")  # absent on answers stored before statuses existed
     return Message(
-        session_id=_str(item, "session_id") or "",
-        seq=_int(item, "seq"),
-        message_id=_str(item, "message_id") or "",
+        session_id=values.get(MESSAGE_SESSION, ""),
+        seq=values.get(SEQ, 0),
+        message_id=values.get("message_id", ""),
         role=role,
-        content=_str(item, "content") or "",
-        created_at=_str(item, "created_at") or "",
-        citations=tuple(Citation(**citation) for citation in citations),
-        usage=Usage(**{name: int(value["N"]) for name, value in usage.items()}) if usage else None,
+        content=values.get("content", ""),
+        created_at=values.get("created_at", ""),
+        citations=tuple(
+            Citation(**citation) for citation in json.loads(values.get("citations") or "[]")
+        ),
+        usage=Usage(**usage) if usage else None,
         status=cast(MessageStatus, status) if status in MESSAGE_STATUSES else "complete",
-        stop_reason=_str(item, "stop_reason"),
+        stop_reason=values.get("stop_reason"),
     )

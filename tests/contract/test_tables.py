@@ -113,6 +113,38 @@ def _check_key(table: dict[str, Any], key: dict[str, Any], where: str) -> None:
         assert set(value) == {types[name]}, f"{where}: {name} is {value}, declared {types[name]}"
 
 
+def _check_indexed(table: dict[str, Any], item: dict[str, Any], where: str) -> None:
+    """A whole item carries every key of every index, each of its declared type: no index of
+    this stack is sparse (every session must be listable, every connection findable)."""
+    types = attribute_types(table)
+    for name, index in indexes(table).items():
+        for key, _ in key_schema(index):
+            assert key in item, (
+                f"{where}: the item is missing {name}'s key {key}, so {name} skips it"
+            )
+            assert set(item[key]) == {types[key]}, f"{where}: {key} is {item[key]}"
+
+
+_SET = re.compile(r"(#?\w+)\s*=\s*(:\w+)")
+
+
+def _check_update(table: dict[str, Any], params: dict[str, Any], where: str) -> None:
+    """An update never removes an index key and sets index keys only to their declared type."""
+    names = params.get("ExpressionAttributeNames", {})
+    values = params.get("ExpressionAttributeValues", {})
+    types = attribute_types(table)
+    indexed = {key for index in indexes(table).values() for key, _ in key_schema(index)}
+    expression = params.get("UpdateExpression", "")
+    set_part, _, remove_part = expression.partition(" REMOVE ")
+    for token, placeholder in _SET.findall(set_part.removeprefix("SET ")):
+        attribute = names.get(token, token)
+        if attribute in indexed:
+            value = values[placeholder]
+            assert set(value) == {types[attribute]}, f"{where}: sets {attribute} to {value}"
+    removed = {names.get(token.strip(), token.strip()) for token in remove_part.split(",")}
+    assert not removed & indexed, f"{where}: removes index keys {removed & indexed}"
+
+
 def _check_call(stack: Stack, operation: str, params: dict[str, Any]) -> None:
     if operation == "BatchWriteItem":
         for name, requests in params["RequestItems"].items():
@@ -122,6 +154,8 @@ def _check_call(stack: Stack, operation: str, params: dict[str, Any]) -> None:
                     table = stack.tables()[name]
                     subset = {k: key[k] for k, _ in key_schema(table) if k in key}
                     _check_key(table, subset if kind == "PutRequest" else key, operation)
+                    if kind == "PutRequest":
+                        _check_indexed(table, key, operation)
         return
     table = stack.tables()[params["TableName"]]
     where = f"{operation} on {params['TableName']}"
@@ -132,6 +166,9 @@ def _check_call(stack: Stack, operation: str, params: dict[str, Any]) -> None:
         missing = [name for name, _ in key_schema(table) if name not in item]
         assert not missing, f"{where}: item without key attributes {missing}"
         _check_key(table, {name: item[name] for name, _ in key_schema(table)}, where)
+        _check_indexed(table, item, where)
+    if operation == "UpdateItem":
+        _check_update(table, params, where)
     if operation == "Query":
         target = indexes(table)[params["IndexName"]] if "IndexName" in params else table
         keys = [name for name, _ in key_schema(target)]
@@ -142,7 +179,9 @@ def _check_call(stack: Stack, operation: str, params: dict[str, Any]) -> None:
 def test_the_codes_requests_match_the_synthesized_key_schemas(run: Run) -> None:
     """Mutations caught: store.py querying an index name the stack does not declare, a key
     attribute renamed in the code (``sessionId``) or sent with another type (``seq`` as a
-    string), a key condition on a non-key attribute."""
+    string), a key condition on a non-key attribute; an index key renamed on one side only
+    (the contract's ``USER_INDEX`` sort key renamed, the store writing the old name: sessions
+    drop out of the index), an update that sets an index key to another type or removes it."""
     calls = [call for record in run.functions.values() for call in record.calls]
     operations = {call.operation for call in calls if call.service == "dynamodb"}
     assert {

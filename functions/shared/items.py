@@ -1,0 +1,37 @@
+"""DynamoDB's attribute-value form, through boto3's own serializers.
+
+The repositories keep the low-level client rather than boto3's resource layer, which does the
+same conversion implicitly, because a resource is slower to create on a cold start: the first
+DynamoDB resource took 99-133 ms on this project's machine, the first client 56-80 ms (three
+fresh processes each, 2026-12-02).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+_SERIALIZE = TypeSerializer().serialize
+_DESERIALIZE = TypeDeserializer().deserialize
+
+
+def dynamodb_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` in DynamoDB's attribute-value form; None leaves the attribute out. Also builds
+    ``ExpressionAttributeValues``, whose names are ``:placeholders``."""
+    return {name: _SERIALIZE(value) for name, value in values.items() if value is not None}
+
+
+def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item's values as Python values; numbers as int, the only numbers this store writes."""
+    return {name: _plain(_DESERIALIZE(value)) for name, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {name: _plain(inner) for name, inner in value.items()}
+    return value
