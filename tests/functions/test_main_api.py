@@ -227,10 +227,22 @@ def test_patch_updates_fields_and_refreshes_activity(rest: Rest) -> None:
 
 
 def test_empty_patch_is_a_no_op_that_counts_as_activity(rest: Rest) -> None:
+    """Mutations caught: an empty PATCH that skips the update (activity and expiry stay), or
+    that changes a field."""
     session = rest.create_session(title="Keep")
+    other = rest.create_session(title="Newer")
+    time.sleep(1.1)  # expires_at has a resolution of seconds
     response = rest.call("PATCH", f"/sessions/{session['session_id']}", body={})
     assert response.status == 200
-    assert response.json["title"] == "Keep"
+    patched = response.json
+    unchanged = ("session_id", "title", "model_id", "knowledge_base_id", "created_at")
+    assert {key: patched[key] for key in unchanged} == {key: session[key] for key in unchanged}
+    assert patched["message_count"] == session["message_count"]
+    assert patched["last_activity"] > other["last_activity"] > session["last_activity"]
+    assert patched["expires_at"] > session["expires_at"]
+    assert rest.call("GET", f"/sessions/{session['session_id']}").json == patched
+    listed = rest.call("GET", "/sessions").json["sessions"]
+    assert [item["session_id"] for item in listed] == [session["session_id"], other["session_id"]]
 
 
 BAD_PATCH_BODIES = [
