@@ -128,7 +128,6 @@ class ComputeStack(TerraformStack):
                 vpc=config.uses_vpc,
                 key_arn=self.key.arn,
                 cleanup_failures_arn=self.cleanup.failures.arn,
-                models=list(config.bedrock_models),
             ),
             external_role_arn=inputs.role_arn,
         )
