@@ -131,6 +131,9 @@ class ComputeStack(TerraformStack):
             ),
             external_role_arn=inputs.role_arn,
         )
+        # The HMAC key that makes the REST API's pagination tokens tamper-proof; the main
+        # function reads it from its environment (Env.PAGINATION_KEY).
+        self.pagination_key = RandomPassword(self, "pagination-key", length=48, special=False)
         self.functions = Functions(
             self,
             "functions",
@@ -231,44 +234,52 @@ class ComputeStack(TerraformStack):
             region=source.region or self.config.aws_region,
         )
 
-    def _inputs(self) -> Inputs:
-        config = self.config
-        values: dict[str, object] = {
-            "vpc_id": config.vpc_id,
-            "private_subnet_ids": list(config.private_subnet_ids),
-            "lambda_security_group_id": config.lambda_security_group_id,
-            "lambda_bedrock_role_arn": config.lambda_bedrock_role_arn,
-            "knowledge_base_id": config.knowledge_base_id,
-        }
+    def _remote_outputs(self) -> dict[str, tuple[DataTerraformRemoteStateS3, str]]:
+        """Input name -> (its layer's remote state, that layer's output) for every input a
+        layer supplies: all of its inputs by their own names, or only those ``outputs`` maps."""
+        remote_state = self.config.remote_state
         layers = (
-            ("networking", config.remote_state.networking, NETWORKING_INPUTS),
-            ("ai-services", config.remote_state.ai_services, AI_SERVICES_INPUTS),
+            ("networking", remote_state.networking, NETWORKING_INPUTS),
+            ("ai-services", remote_state.ai_services, AI_SERVICES_INPUTS),
         )
+        supplied: dict[str, tuple[DataTerraformRemoteStateS3, str]] = {}
         for id_, source, names in layers:
             if source is None:
                 continue
             state = self._remote(f"remote-state-{id_}", source)
             for name in names:
-                if source.outputs and name not in source.outputs:
-                    continue
-                output = source.outputs.get(name, name)
-                values[name] = (
-                    state.get_list(output)
-                    if name == "private_subnet_ids"
-                    else state.get_string(output)
-                )
+                if not source.outputs or name in source.outputs:
+                    supplied[name] = (state, source.outputs.get(name, name))
+        return supplied
+
+    def _inputs(self) -> Inputs:
+        """Each input from the remote state that supplies it, else the config's literal."""
+        config = self.config
+        remote = self._remote_outputs()
+
+        def string(name: str, literal: str | None) -> str | None:
+            if name not in remote:
+                return literal
+            state, output = remote[name]
+            return state.get_string(output)
+
+        def strings(name: str, literal: list[str]) -> list[str]:
+            if name not in remote:
+                return list(literal)
+            state, output = remote[name]
+            return state.get_list(output)
+
         return Inputs(
-            vpc_id=values["vpc_id"],  # type: ignore[arg-type]
-            subnet_ids=values["private_subnet_ids"],  # type: ignore[arg-type]
-            security_group_id=values["lambda_security_group_id"],  # type: ignore[arg-type]
-            role_arn=values["lambda_bedrock_role_arn"],  # type: ignore[arg-type]
-            knowledge_base_id=values["knowledge_base_id"],  # type: ignore[arg-type]
+            vpc_id=string("vpc_id", config.vpc_id),
+            subnet_ids=strings("private_subnet_ids", config.private_subnet_ids),
+            security_group_id=string("lambda_security_group_id", config.lambda_security_group_id),
+            role_arn=string("lambda_bedrock_role_arn", config.lambda_bedrock_role_arn),
+            knowledge_base_id=string("knowledge_base_id", config.knowledge_base_id),
         )
 
     def _environment(self, inputs: Inputs) -> dict[str, str]:
         """Every variable any function reads; each function gets its own subset."""
         config = self.config
-        pagination_key = RandomPassword(self, "pagination-key", length=48, special=False)
         tables = {schema.env: self.storage.tables[schema.suffix].name for schema in TABLES}
         return {
             **tables,
@@ -277,7 +288,7 @@ class ComputeStack(TerraformStack):
             Env.SESSION_TTL_DAYS: str(config.session_ttl_days),
             Env.HISTORY_BUDGET_TOKENS: str(config.history_budget_tokens),
             Env.STREAM_FLUSH_INTERVAL_MS: str(config.websocket_flush_interval_ms),
-            Env.PAGINATION_KEY: pagination_key.result,
+            Env.PAGINATION_KEY: self.pagination_key.result,
             Env.CORS_ALLOWED_ORIGINS: ",".join(config.cors_allowed_origins),
             Env.WEBSOCKET_CALLBACK_URL: self.websocket.callback_url,
             Env.JWT_ISSUER: config.identity_center_issuer_url,
