@@ -109,7 +109,21 @@ class RemoteState(_Strict):
                     f"remote_state.{layer}.outputs maps unknown inputs {unknown}; "
                     f"allowed: {list(allowed)}"
                 )
+        self._whole_network()
         return self
+
+    def _whole_network(self) -> None:
+        """With ``outputs`` set, a layer supplies only the inputs listed, and the others may not
+        be set literally either. A function needs its VPC, subnets and security group together,
+        so a networking layer that lists some of them leaves the others nowhere."""
+        mapped = set(self.networking.outputs) if self.networking else set()
+        missing = [name for name in NETWORKING_INPUTS if name not in mapped]
+        if mapped and missing:
+            raise ValueError(
+                f"remote_state.networking.outputs maps {sorted(mapped)} but not {missing}: a "
+                "networking layer supplies all of its inputs; map them all, or leave outputs "
+                "out to read each from the output of the same name"
+            )
 
 
 class Backend(_Strict):

@@ -59,13 +59,16 @@ UNSIGNED_CODE_WARNING = (
 )
 
 
+class IncompleteNetwork(Exception):
+    """The functions are to run in a VPC, but their subnets or security group are missing.
+    The config rejects this; synthesizing them outside the VPC instead would hide it."""
+
+
 @dataclass(frozen=True)
 class Inputs:
     """The outer layers' inputs: literals from config, or references to their remote state."""
 
-    vpc_id: str | None
-    subnet_ids: list[str]
-    security_group_id: str | None
+    network: Network | None  # None: the functions run outside any VPC
     role_arn: str | None
     knowledge_base_id: str | None
 
@@ -125,7 +128,7 @@ class ComputeStack(TerraformStack):
                 log_group_arns={key: group.arn for key, group in self.logs.functions.items()},
                 knowledge_base_id=inputs.knowledge_base_id,
                 websocket_connections_arn=self.websocket.connections_arn,
-                vpc=config.uses_vpc,
+                vpc=inputs.network is not None,
                 key_arn=self.key.arn,
                 cleanup_failures_arn=self.cleanup.failures.arn,
             ),
@@ -142,11 +145,7 @@ class ComputeStack(TerraformStack):
             log_groups=self.logs.functions,
             policies=self.roles.policies,
             environment=self._environment(inputs),
-            network=(
-                Network(subnet_ids=inputs.subnet_ids, security_group_ids=[inputs.security_group_id])
-                if config.uses_vpc and inputs.security_group_id
-                else None
-            ),
+            network=inputs.network,
             key_arn=self.key.arn,
         )
         functions = self.functions.functions
@@ -270,12 +269,32 @@ class ComputeStack(TerraformStack):
             return state.get_list(output)
 
         return Inputs(
-            vpc_id=string("vpc_id", config.vpc_id),
-            subnet_ids=strings("private_subnet_ids", config.private_subnet_ids),
-            security_group_id=string("lambda_security_group_id", config.lambda_security_group_id),
+            network=self._network(
+                subnet_ids=strings("private_subnet_ids", config.private_subnet_ids),
+                security_group_id=string(
+                    "lambda_security_group_id", config.lambda_security_group_id
+                ),
+            ),
             role_arn=string("lambda_bedrock_role_arn", config.lambda_bedrock_role_arn),
             knowledge_base_id=string("knowledge_base_id", config.knowledge_base_id),
         )
+
+    def _network(self, *, subnet_ids: list[str], security_group_id: str | None) -> Network | None:
+        """Where the functions attach when the config puts them in a VPC; raise rather than
+        synthesize them outside it (with VPC grants on their roles) when a part is missing."""
+        if not self.config.uses_vpc:
+            return None
+        if not (subnet_ids and security_group_id):
+            parts = {
+                "private_subnet_ids": subnet_ids,
+                "lambda_security_group_id": security_group_id,
+            }
+            missing = [name for name, value in parts.items() if not value]
+            raise IncompleteNetwork(
+                f"{self.config.stack_name}: the functions run in a VPC, but {missing} come from "
+                "neither the config nor remote_state.networking"
+            )
+        return Network(subnet_ids=subnet_ids, security_group_ids=[security_group_id])
 
     def _environment(self, inputs: Inputs) -> dict[str, str]:
         """Every variable any function reads; each function gets its own subset."""

@@ -146,6 +146,17 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
             "remote_state",
             "unknown inputs ['vpc_id']",
         ),
+        (
+            '[remote_state.networking]\nbucket = "bkt"\nkey = "k"\noutputs = {vpc_id = "vpc"}',
+            "remote_state",
+            "maps ['vpc_id'] but not ['private_subnet_ids', 'lambda_security_group_id']",
+        ),
+        (
+            '[remote_state.networking]\nbucket = "bkt"\nkey = "k"\n'
+            'outputs = {vpc_id = "vpc", private_subnet_ids = "subnets"}',
+            "remote_state",
+            "but not ['lambda_security_group_id']: a networking layer supplies all of its inputs",
+        ),
         ("lambda_timeout = ", "", "not valid TOML"),
     ],
 )
@@ -153,6 +164,24 @@ def test_bad_values_name_field_file_and_rule(
     tmp_path: Path, text: str, field: str, rule: str
 ) -> None:
     assert_rejected(tmp_path, text, field, rule)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        '[remote_state.networking]\nbucket = "bkt"\nkey = "k"',
+        '[remote_state.networking]\nbucket = "bkt"\nkey = "k"\noutputs = {vpc_id = "v", '
+        'private_subnet_ids = "s", lambda_security_group_id = "g"}',
+        '[remote_state.ai_services]\nbucket = "bkt"\nkey = "k"\n'
+        'outputs = {knowledge_base_id = "kb"}',
+    ],
+    ids=["networking-by-name", "networking-mapped", "ai-services-partly"],
+)
+def test_layers_that_supply_what_they_must_are_accepted(tmp_path: Path, layer: str) -> None:
+    """A networking layer supplies all its inputs; an AI-services layer may supply some (the
+    role and the knowledge base are each optional)."""
+    config = load_config(write(tmp_path, layer), {})
+    assert config.uses_vpc == ("networking" in layer)
 
 
 def test_bad_override_names_the_variable(tmp_path: Path) -> None:
