@@ -3,7 +3,8 @@ the issues add, validated before anything is synthesized.
 
 Values come from ``config/<environment>.toml`` and may be overridden by environment
 variables: ``COMPUTE_<FIELD>`` for every environment, ``COMPUTE_<ENV>__<FIELD>`` for one
-(``COMPUTE_PROD__LAMBDA_TIMEOUT=60``). Lists and tables in overrides are JSON.
+(``COMPUTE_PROD__LAMBDA_TIMEOUT=60``), read by pydantic-settings sources. Lists and tables in
+overrides are JSON, and replace the file's value whole.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from functions.shared.contract import (
     DEFAULT_HISTORY_BUDGET_TOKENS,
@@ -429,7 +432,7 @@ def _validate(
     environ = os.environ if environ is None else environ
     environment = str(data.get("environment", ComputeConfig.model_fields["environment"].default))
     overrides = _overrides(environment, environ)
-    values = {name: value for name, (_, value) in overrides.items()}
+    values = {name: override.value for name, override in overrides.items()}
     try:
         return ComputeConfig.model_validate({**data, **values})
     except ValidationError as exc:
@@ -482,35 +485,75 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _overrides(environment: str, environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
-    """Overrides as field -> (variable, value); the per-environment form wins over the global."""
-    fields = ComputeConfig.model_fields
-    scoped = f"{ENV_PREFIX}{environment.upper().replace('-', '_')}__"
-    found: dict[str, tuple[str, str]] = {}
-    for prefix in (ENV_PREFIX, scoped):
-        for name in fields:
-            variable = prefix + name.upper()
-            if variable in environ:
-                found[name] = (variable, environ[variable])
-    return {name: (variable, _parse(name, raw)) for name, (variable, raw) in found.items()}
+class _Variables(ComputeConfig, BaseSettings):
+    """ComputeConfig's fields as pydantic-settings sees them. The sources read only its fields
+    and settings, so its validator is never built (``defer_build``) and it is never created."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, defer_build=True)
 
 
-def _parse(name: str, raw: str) -> Any:
-    annotation = str(ComputeConfig.model_fields[name].annotation)
-    if any(kind in annotation for kind in ("list", "dict", "Backend", "RemoteState")):
+class _Overrides(EnvSettingsSource):
+    """The ``<prefix><FIELD>`` variables of a given mapping (``os.environ``, or the tests'),
+    with lists and tables decoded from JSON by pydantic-settings.
+
+    Names are matched exactly, upper case (``COMPUTE_LAMBDA_TIMEOUT``): pydantic-settings'
+    case-insensitive mode would also take ``compute_lambda_timeout``, and match the keys of
+    a JSON table case-insensitively, where validation rejects unknown keys.
+    """
+
+    def __init__(self, environ: Mapping[str, str], prefix: str) -> None:
+        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(_Variables, case_sensitive=True, env_prefix=prefix)
+
+    def variable(self, field_name: str) -> str:
+        return f"{self.env_prefix}{field_name.upper()}"
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ  # instead of os.environ, so the caller's mapping is the one read
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.env_vars.get(self.variable(field_name)), field_name, False
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
         try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return raw  # validation reports it, naming the variable
-    return raw
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value  # not JSON: validation rejects it as the field's type, naming the variable
 
 
-def _describe(exc: ValidationError, source: str, overrides: dict[str, tuple[str, Any]]) -> str:
+class _EnvironmentOverrides(_Overrides):
+    """One environment's own ``COMPUTE_<ENV>__<FIELD>`` variables (``COMPUTE_PROD_EU__`` for
+    ``prod-eu``)."""
+
+    def __init__(self, environ: Mapping[str, str], environment: str) -> None:
+        scope = environment.upper().replace("-", "_")
+        super().__init__(environ, f"{ENV_PREFIX}{scope}__")
+
+
+class Override(NamedTuple):
+    """One field's value from the environment, and the variable that set it (for errors)."""
+
+    variable: str
+    value: Any
+
+
+def _overrides(environment: str, environ: Mapping[str, str]) -> dict[str, Override]:
+    """Overrides by field, each with the variable it came from: the per-environment form wins
+    over the global one. The sources are layered here rather than by ``BaseSettings()``,
+    which deep-merges tables: an override replaces a table whole, as the file's value."""
+    found: dict[str, Override] = {}
+    for source in (_Overrides(environ, ENV_PREFIX), _EnvironmentOverrides(environ, environment)):
+        for name, value in source().items():
+            found[name] = Override(source.variable(name), value)
+    return found
+
+
+def _describe(exc: ValidationError, source: str, overrides: dict[str, Override]) -> str:
     lines = []
     for error in exc.errors(include_url=False):
         field = ".".join(str(part) for part in error["loc"]) or "(file)"
         top = str(error["loc"][0]) if error["loc"] else ""
-        origin = f"{overrides[top][0]} (overriding {source})" if top in overrides else source
+        origin = f"{overrides[top].variable} (overriding {source})" if top in overrides else source
         rule = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             rule = "unknown key"
