@@ -20,7 +20,8 @@ PYTEST_WORKERS ?= 2
 CHECKOV_VENV := $(TOOLS)/checkov
 CHECKOV_REQUIREMENTS := tools/checkov/requirements
 
-.PHONY: setup synth test lint format package bench clean scan checkov-lock dev dev-token chat smoke
+.PHONY: setup synth test lint format package bench clean scan checkov-lock dev dev-token chat smoke \
+	docs
 
 $(PIPENV):
 	$(PYTHON) -m venv $(TOOLS)/pipenv
@@ -76,6 +77,10 @@ checkov-lock:
 	} > $(CHECKOV_REQUIREMENTS).txt.new
 	mv $(CHECKOV_REQUIREMENTS).txt.new $(CHECKOV_REQUIREMENTS).txt
 	rm -rf $(TOOLS)/checkov-lock
+
+# The README's configuration tables, from the config model (tools/docs.py).
+docs: setup
+	$(PY) -m tools.docs
 
 package: setup
 	$(PY) -m compute.packaging --out dist

@@ -3,7 +3,8 @@ the issues add, validated before anything is synthesized.
 
 Values come from ``config/<environment>.toml`` and may be overridden by environment
 variables: ``COMPUTE_<FIELD>`` for every environment, ``COMPUTE_<ENV>__<FIELD>`` for one
-(``COMPUTE_PROD__LAMBDA_TIMEOUT=60``). Lists and tables in overrides are JSON.
+(``COMPUTE_PROD__LAMBDA_TIMEOUT=60``), read by pydantic-settings sources. Lists and tables in
+overrides are JSON, and replace the file's value whole.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from functions.shared.contract import (
     DEFAULT_HISTORY_BUDGET_TOKENS,
@@ -78,14 +81,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+Origin = Literal["spec", "extension"]
+
+
+def _field(origin: Origin, default: Any, description: str) -> Any:
+    return Field(default, description=description, json_schema_extra={"origin": origin})
+
+
+def spec(default: Any, description: str) -> Any:
+    """A variable of ``../shared/spec/compute-module.md``: its name and default are the spec's
+    (``...``: required). ``make docs`` lists it among the spec's variables."""
+    return _field("spec", default, description)
+
+
+def extension(default: Any, description: str) -> Any:
+    """A setting added on top of the spec (``...``: required)."""
+    return _field("extension", default, description)
+
+
+def field_origin(field: FieldInfo) -> Origin:
+    """Whether a field is the spec's or an extension, as ``spec`` or ``extension`` marked it."""
+    extra = field.json_schema_extra
+    if not isinstance(extra, dict) or extra.get("origin") not in ("spec", "extension"):
+        raise ValueError("every config field is declared with spec() or extension()")
+    return "spec" if extra["origin"] == "spec" else "extension"
+
+
 class RemoteStateS3(_Strict):
     """Another Terraform layer's state in S3, whose outputs feed this stack's inputs."""
 
-    bucket: Annotated[str, Field(min_length=3)]
-    key: Annotated[str, Field(min_length=1)]
-    region: str | None = None
-    # input name -> that layer's output name (defaults to the input's own name)
-    outputs: dict[str, str] = {}
+    bucket: Annotated[str, Field(min_length=3)] = extension(
+        ..., "The S3 bucket that holds the layer's state."
+    )
+    key: Annotated[str, Field(min_length=1)] = extension(..., "The state's object key.")
+    region: str | None = extension(None, "The bucket's region; unset: `aws_region`.")
+    outputs: dict[str, str] = extension(
+        {},
+        "Input name -> that layer's output name. Empty: each of the layer's inputs from the "
+        "output of the same name; else only the inputs listed, and a networking layer lists all "
+        "three.",
+    )
 
 
 NETWORKING_INPUTS = ("vpc_id", "private_subnet_ids", "lambda_security_group_id")
@@ -93,8 +128,18 @@ AI_SERVICES_INPUTS = ("lambda_bedrock_role_arn", "knowledge_base_id")
 
 
 class RemoteState(_Strict):
-    networking: RemoteStateS3 | None = None
-    ai_services: RemoteStateS3 | None = None
+    """The outer layers whose state supplies inputs; an input comes either from here or from
+    the config, never both."""
+
+    networking: RemoteStateS3 | None = extension(
+        None,
+        "The networking layer: `vpc_id`, `private_subnet_ids` and `lambda_security_group_id`, "
+        "all three.",
+    )
+    ai_services: RemoteStateS3 | None = extension(
+        None,
+        "The AI-services layer: `lambda_bedrock_role_arn` and `knowledge_base_id`, either or both.",
+    )
 
     @model_validator(mode="after")
     def _known_outputs(self) -> RemoteState:
@@ -109,18 +154,38 @@ class RemoteState(_Strict):
                     f"remote_state.{layer}.outputs maps unknown inputs {unknown}; "
                     f"allowed: {list(allowed)}"
                 )
+        self._whole_network()
         return self
+
+    def _whole_network(self) -> None:
+        """With ``outputs`` set, a layer supplies only the inputs listed, and the others may not
+        be set literally either. A function needs its VPC, subnets and security group together,
+        so a networking layer that lists some of them leaves the others nowhere."""
+        mapped = set(self.networking.outputs) if self.networking else set()
+        missing = [name for name in NETWORKING_INPUTS if name not in mapped]
+        if mapped and missing:
+            raise ValueError(
+                f"remote_state.networking.outputs maps {sorted(mapped)} but not {missing}: a "
+                "networking layer supplies all of its inputs; map them all, or leave outputs "
+                "out to read each from the output of the same name"
+            )
 
 
 class Backend(_Strict):
     """Where Terraform keeps this stack's state: a local file, or S3 with native locking."""
 
-    type: Literal["local", "s3"] = "local"
-    path: str | None = None  # local: defaults to terraform.<stack>.tfstate
-    bucket: str | None = None
-    key: str | None = None
-    region: str | None = None
-    use_lockfile: bool = True
+    type: Literal["local", "s3"] = extension(
+        "local", "`local`: a file on this machine; `s3`: an object in S3."
+    )
+    path: str | None = extension(
+        None, "`local` only: the state file; unset: `terraform.<stack name>.tfstate`."
+    )
+    bucket: str | None = extension(None, "`s3` only, required there: the state's bucket.")
+    key: str | None = extension(None, "`s3` only, required there: the state's object key.")
+    region: str | None = extension(None, "`s3` only: the bucket's region; unset: `aws_region`.")
+    use_lockfile: bool = extension(
+        True, "`s3` only: S3-native state locking (Terraform >= 1.10), no DynamoDB table."
+    )
 
     @model_validator(mode="after")
     def _s3_needs_location(self) -> Backend:
@@ -135,110 +200,232 @@ class ComputeConfig(_Strict):
     """One environment's configuration. Names and defaults follow the spec exactly."""
 
     # Required by the spec; the embedded defaults are the spec's usage example.
-    project_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=40)] = "ai-assistant-cli"
-    environment: Annotated[str, Field(pattern=NAME_PATTERN, max_length=20)] = "dev"
-    aws_region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] = "us-east-1"
-    tags: dict[str, str] = {}
-    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
-    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
-    lambda_security_group_id: Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")] | None = None
+    project_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=40)] = spec(
+        "ai-assistant-cli",
+        "Name of the project; with `environment`, the prefix of every resource name "
+        "(`<project_name>-<environment>-<function>`).",
+    )
+    environment: Annotated[str, Field(pattern=NAME_PATTERN, max_length=20)] = spec(
+        "dev",
+        "Environment name: unless set, a config file's name (`config/prod.toml`: `prod`), or "
+        "`dev` for the embedded default. The stack is `compute-<environment>`; `dev` turns "
+        "deletion protection and WAF off by default.",
+    )
+    aws_region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")] = spec(
+        "us-east-1",
+        "AWS region of every resource, and of remote state and the S3 backend "
+        "unless they name their own.",
+    )
+    tags: dict[str, str] = spec(
+        {}, "Common tags: every resource's, with `Project` and `Environment` added."
+    )
+    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = spec(
+        None,
+        "VPC ID the functions run in, with `private_subnet_ids` and "
+        "`lambda_security_group_id`; unset: they run outside a VPC and reach AWS over its "
+        "public endpoints.",
+    )
+    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = spec(
+        [], "Private subnet IDs the functions attach to (with `vpc_id`)."
+    )
+    lambda_security_group_id: Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")] | None = spec(
+        None, "Lambda security group ID of the functions' network interfaces (with `vpc_id`)."
+    )
     lambda_bedrock_role_arn: (
         Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")] | None
-    ) = None
-    knowledge_base_id: Annotated[str, Field(pattern=r"^[0-9A-Z]{10}$")] | None = None
+    ) = spec(
+        None,
+        "Lambda IAM role ARN (the AI-services layer's) for every function, plus an inline "
+        "policy on it for this stack's own resources; unset: one least-privilege role per "
+        "function.",
+    )
+    knowledge_base_id: Annotated[str, Field(pattern=r"^[0-9A-Z]{10}$")] | None = spec(
+        None,
+        "Bedrock Knowledge Base ID; unset: knowledge-base features are off "
+        "(`KNOWLEDGE_BASE_ID` empty, no `bedrock:Retrieve`).",
+    )
     bedrock_models: Annotated[
         list[Annotated[str, Field(pattern=r"^[a-z0-9.-]+\.[\w.:-]+$")]], Field(min_length=1)
-    ] = ["anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-haiku-20240307-v1:0"]
+    ] = spec(
+        ["anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-haiku-20240307-v1:0"],
+        "List of Bedrock models the functions may invoke: model IDs, or cross-region inference "
+        "profile IDs (`us.…`, `eu.…`).",
+    )
 
     # Optional variables of the spec.
-    lambda_runtime: Literal["python3.11", "python3.12", "python3.13"] = "python3.11"
-    lambda_timeout: Annotated[int, Field(ge=1, le=900)] = 30
-    lambda_memory_size: Annotated[int, Field(ge=128, le=10240)] = 512
-    lambda_reserved_concurrency: Annotated[int, Field(ge=-1)] = 10
-    api_gateway_stage_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")] = "v1"
-    api_gateway_throttle_rate_limit: Annotated[float, Field(gt=0)] = 1000
-    api_gateway_throttle_burst_limit: Annotated[int, Field(ge=0)] = 2000
-    dynamodb_billing_mode: Literal["PAY_PER_REQUEST", "PROVISIONED"] = "PAY_PER_REQUEST"
-    dynamodb_point_in_time_recovery: bool = True
-    log_retention_days: int = 30
-    identity_center_issuer_url: str = ""
-    jwt_audience: str = ""
+    lambda_runtime: Literal["python3.11", "python3.12", "python3.13"] = spec(
+        "python3.11", "Lambda runtime of every function; the packages are built for it."
+    )
+    lambda_timeout: Annotated[int, Field(ge=1, le=900)] = spec(
+        30, "Lambda timeout (seconds) of every function (see `websocket_lambda_timeout`)."
+    )
+    lambda_memory_size: Annotated[int, Field(ge=128, le=10240)] = spec(
+        512, "Lambda memory (MB) of every function."
+    )
+    lambda_reserved_concurrency: Annotated[int, Field(ge=-1)] = spec(
+        10, "Reserved concurrency of each function; -1: no reservation."
+    )
+    api_gateway_stage_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")] = spec(
+        "v1", "API Gateway stage of both APIs."
+    )
+    api_gateway_throttle_rate_limit: Annotated[float, Field(gt=0)] = spec(
+        1000, "Rate limit (requests per second) of both APIs' stages."
+    )
+    api_gateway_throttle_burst_limit: Annotated[int, Field(ge=0)] = spec(
+        2000, "Burst limit of both APIs' stages."
+    )
+    dynamodb_billing_mode: Literal["PAY_PER_REQUEST", "PROVISIONED"] = spec(
+        "PAY_PER_REQUEST",
+        "DynamoDB billing mode of every table; `PROVISIONED` uses `dynamodb_read_capacity` and "
+        "`dynamodb_write_capacity`.",
+    )
+    dynamodb_point_in_time_recovery: bool = spec(True, "Enable PITR on every table.")
+    log_retention_days: int = spec(
+        30,
+        "Log retention days of every log group: one of CloudWatch Logs' periods ("
+        + ", ".join(str(days) for days in LOG_RETENTION_DAYS[1:])
+        + "), or 0 to keep logs forever.",
+    )
+    identity_center_issuer_url: str = spec(
+        "",
+        "Identity Center issuer URL: the https issuer whose tokens the authorizer accepts (see "
+        "*Identity providers*); empty: it denies every request, and synthesis warns.",
+    )
+    jwt_audience: str = spec(
+        "",
+        "JWT audience the authorizer requires in `aud`; empty: no audience check, and synthesis "
+        "warns when an issuer is set.",
+    )
 
-    # Switches added by the issues.
-    jwks_url: str = ""
-    jwt_provider: JwtProvider = Field(
+    # Settings added on top of the spec.
+    jwks_url: str = extension(
+        "", "JWKS location of the issuer's keys; empty: found by OIDC discovery from the issuer."
+    )
+    jwt_provider: JwtProvider = extension(
         "generic",
-        description="claim mapping and provider checks of the authorizer (README, Identity "
-        "providers): generic, cognito, okta, entra or identity_center",
+        "Claim mapping and provider checks of the authorizer (see *Identity providers*).",
     )
-    jwt_required_scopes: ScopeList = Field(
-        [], description="scopes every token must carry (in scope, or scp as string or list)"
+    jwt_required_scopes: ScopeList = extension(
+        [],
+        "Scopes every token must carry (in `scope`, or `scp` as a string or a list; Entra: "
+        "also `roles`).",
     )
-    jwt_read_scopes: ScopeList = Field(
-        [], description="extra scopes the read routes (contract.ROUTE_ACCESS) need"
+    jwt_read_scopes: ScopeList = extension(
+        [], "Extra scopes the read routes need (`contract.ROUTE_ACCESS`)."
     )
-    jwt_chat_scopes: ScopeList = Field(
-        [], description="extra scopes the chat routes and WebSocket $connect need"
+    jwt_chat_scopes: ScopeList = extension(
+        [],
+        "Extra scopes the chat routes and WebSocket `$connect` need (`contract.ROUTE_ACCESS`).",
     )
-    jwt_allowed_client_ids: list[Annotated[str, Field(pattern=CLIENT_ID)]] = Field(
-        [], description="when set, the token's client (client_id, cid, azp or appid) must be one"
+    jwt_allowed_client_ids: list[Annotated[str, Field(pattern=CLIENT_ID)]] = extension(
+        [],
+        "When set, the token's client (`client_id`, `cid`, `azp` or `appid`, per profile) must "
+        "be one of these.",
     )
-    jwt_allowed_tenant_ids: list[Annotated[str, Field(pattern=TENANT_ID)]] = Field(
-        [], description="entra only: when set, the token's tid must be one of these tenant GUIDs"
+    jwt_allowed_tenant_ids: list[Annotated[str, Field(pattern=TENANT_ID)]] = extension(
+        [],
+        "`entra` only: when set, the token's `tid` must be one of these tenant GUIDs.",
     )
-    jwt_require_access_token_typ: bool = Field(
+    jwt_require_access_token_typ: bool = extension(
         False,
-        description="require the RFC 9068 header typ at+jwt (off by default: Cognito and Entra "
-        "do not send it)",
+        "Require the RFC 9068 header `typ` `at+jwt` (or `application/at+jwt`); off because "
+        "Cognito, Okta and Entra do not send it.",
     )
-    lambda_architecture: Literal["x86_64", "arm64"] = "x86_64"
-    code_deployment_mode: Literal["bundled", "external"] = "bundled"
-    authorizer_cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
-    cors_allowed_origins: Annotated[list[str], Field(min_length=1)] = ["*"]
-    manage_api_gateway_account: bool = True
-    dynamodb_read_capacity: Annotated[int, Field(ge=1)] = 5
-    dynamodb_write_capacity: Annotated[int, Field(ge=1)] = 5
-    deletion_protection: bool | None = None  # None: on everywhere except dev
-    # A streamed answer can outlast the REST functions' timeout (API Gateway cuts REST calls at
-    # 29 s anyway); a WebSocket turn killed mid-stream would store no answer at all.
-    websocket_lambda_timeout: Annotated[int, Field(ge=1, le=900)] | None = None
-    session_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 30
-    history_budget_tokens: Annotated[
-        int,
-        Field(
-            ge=1_000,
-            le=150_000,
-            description=(
-                "Estimated tokens (UTF-8 bytes / 4) of history, system prompt and question sent "
-                "to the model with every turn; the most recent turns that fit are sent."
-            ),
-        ),
-    ] = DEFAULT_HISTORY_BUDGET_TOKENS
-    websocket_flush_interval_ms: Annotated[
-        int,
-        Field(
-            ge=0,
-            le=2_000,
-            description=(
-                "Least time between two streamed text frames; text that arrives meanwhile is "
-                "coalesced. 0 posts as fast as the management API answers."
-            ),
-        ),
-    ] = DEFAULT_STREAM_FLUSH_INTERVAL_MS
-    alarm_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
-    alarm_lambda_errors_threshold: Annotated[int, Field(ge=1)] = 5
-    alarm_lambda_duration_share: Annotated[float, Field(gt=0, le=1)] = 0.8
-    alarm_api_4xx_threshold: Annotated[int, Field(ge=1)] = 50
-    alarm_api_5xx_threshold: Annotated[int, Field(ge=1)] = 5
-    waf_enabled: bool | None = None  # None: on everywhere except dev
-    # Requests one client IP may make in any 5-minute window before WAF blocks it.
-    waf_rate_limit: Annotated[int, Field(ge=10, le=2_000_000_000)] = 2000
+    lambda_architecture: Literal["x86_64", "arm64"] = extension(
+        "x86_64",
+        "Architecture of every function; the packages are built from manylinux wheels of it.",
+    )
+    code_deployment_mode: Literal["bundled", "external"] = extension(
+        "bundled",
+        "`bundled`: Terraform deploys the packages it builds; `external`: a placeholder, then "
+        "a pipeline's code, which Terraform leaves alone (see *Deploying code*).",
+    )
+    authorizer_cache_ttl_seconds: Annotated[int, Field(ge=0, le=3600)] = extension(
+        300,
+        "Seconds the REST API caches an authorizer result (see *Token lifetime and the "
+        "authorizer cache*).",
+    )
+    cors_allowed_origins: Annotated[list[str], Field(min_length=1)] = extension(
+        ["*"], "Origins allowed by CORS: `*`, or `scheme://host[:port]` each."
+    )
+    manage_api_gateway_account: bool = extension(
+        True,
+        "Create the account-wide CloudWatch role of API Gateway (one stack per account and "
+        "region may own it).",
+    )
+    dynamodb_read_capacity: Annotated[int, Field(ge=1)] = extension(
+        5, 'Read capacity units of each table, with `dynamodb_billing_mode = "PROVISIONED"`.'
+    )
+    dynamodb_write_capacity: Annotated[int, Field(ge=1)] = extension(
+        5, 'Write capacity units of each table, with `dynamodb_billing_mode = "PROVISIONED"`.'
+    )
+    deletion_protection: bool | None = extension(
+        None, "DynamoDB deletion protection; unset: on everywhere except in `dev`."
+    )
+    websocket_lambda_timeout: Annotated[int, Field(ge=1, le=900)] | None = extension(
+        None,
+        "The websocket function's own timeout (seconds); unset: `lambda_timeout`. A streamed "
+        "answer can outlast a REST call (which API Gateway cuts at 29 s), and a turn killed "
+        "mid-stream stores no answer at all.",
+    )
+    session_ttl_days: Annotated[int, Field(ge=1, le=3650)] = extension(
+        30, "Days an idle session lives before DynamoDB's TTL removes it."
+    )
+    history_budget_tokens: Annotated[int, Field(ge=1_000, le=150_000)] = extension(
+        DEFAULT_HISTORY_BUDGET_TOKENS,
+        "Estimated tokens (UTF-8 bytes / 4) of history, system prompt and question sent to the "
+        "model with every turn; the most recent turns that fit are sent (see *History budget*).",
+    )
+    websocket_flush_interval_ms: Annotated[int, Field(ge=0, le=2_000)] = extension(
+        DEFAULT_STREAM_FLUSH_INTERVAL_MS,
+        "Least time between two streamed text frames; text that arrives meanwhile is "
+        "coalesced. 0 posts as fast as the management API answers.",
+    )
+    alarm_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = extension(
+        None, "E-mail address subscribed to the alarm topic; unset: none."
+    )
+    alarm_lambda_errors_threshold: Annotated[int, Field(ge=1)] = extension(
+        5, "Errors of one function in 5 minutes that raise its alarm."
+    )
+    alarm_lambda_duration_share: Annotated[float, Field(gt=0, le=1)] = extension(
+        0.8, "Share of a function's timeout its p99 duration may reach before its alarm."
+    )
+    alarm_api_4xx_threshold: Annotated[int, Field(ge=1)] = extension(
+        50, "4XX responses of the REST API in 5 minutes that raise its alarm."
+    )
+    alarm_api_5xx_threshold: Annotated[int, Field(ge=1)] = extension(
+        5,
+        "5XX responses of the REST API, or integration or execution errors of the WebSocket "
+        "API, in 5 minutes that raise their alarms.",
+    )
+    waf_enabled: bool | None = extension(
+        None,
+        "WAFv2 web ACL on the REST stage (see *Security*); unset: on everywhere except in `dev`.",
+    )
+    waf_rate_limit: Annotated[int, Field(ge=10, le=2_000_000_000)] = extension(
+        2000, "Requests one client IP may make in any 5-minute window before WAF blocks it."
+    )
     code_signing_profile_version_arns: list[
         Annotated[str, Field(pattern=SIGNING_PROFILE_VERSION_ARN)]
-    ] = []
-    code_signing_policy: Literal["Enforce", "Warn"] = "Enforce"
-    backend: Backend = Backend()
-    remote_state: RemoteState = RemoteState()
+    ] = extension(
+        [],
+        "AWS Signer profile versions "
+        "(`arn:aws:signer:<region>:<account>:/signing-profiles/<name>/<version>`) whose "
+        "signatures Lambda accepts; empty: no code signing.",
+    )
+    code_signing_policy: Literal["Enforce", "Warn"] = extension(
+        "Enforce",
+        "What Lambda does with a package those profiles did not sign: `Enforce` rejects it, "
+        "`Warn` logs it (see *Code signing*).",
+    )
+    backend: Backend = extension(
+        Backend(), "Where Terraform keeps this stack's state: the `[backend]` table below."
+    )
+    remote_state: RemoteState = extension(
+        RemoteState(),
+        "Other layers' S3 state whose outputs feed this stack's inputs: the `[remote_state.*]` "
+        "tables below.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ComputeConfig:
@@ -415,7 +602,7 @@ def _validate(
     environ = os.environ if environ is None else environ
     environment = str(data.get("environment", ComputeConfig.model_fields["environment"].default))
     overrides = _overrides(environment, environ)
-    values = {name: value for name, (_, value) in overrides.items()}
+    values = {name: override.value for name, override in overrides.items()}
     try:
         return ComputeConfig.model_validate({**data, **values})
     except ValidationError as exc:
@@ -468,35 +655,75 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _overrides(environment: str, environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
-    """Overrides as field -> (variable, value); the per-environment form wins over the global."""
-    fields = ComputeConfig.model_fields
-    scoped = f"{ENV_PREFIX}{environment.upper().replace('-', '_')}__"
-    found: dict[str, tuple[str, str]] = {}
-    for prefix in (ENV_PREFIX, scoped):
-        for name in fields:
-            variable = prefix + name.upper()
-            if variable in environ:
-                found[name] = (variable, environ[variable])
-    return {name: (variable, _parse(name, raw)) for name, (variable, raw) in found.items()}
+class _Variables(ComputeConfig, BaseSettings):
+    """ComputeConfig's fields as pydantic-settings sees them. The sources read only its fields
+    and settings, so its validator is never built (``defer_build``) and it is never created."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, defer_build=True)
 
 
-def _parse(name: str, raw: str) -> Any:
-    annotation = str(ComputeConfig.model_fields[name].annotation)
-    if any(kind in annotation for kind in ("list", "dict", "Backend", "RemoteState")):
+class _Overrides(EnvSettingsSource):
+    """The ``<prefix><FIELD>`` variables of a given mapping (``os.environ``, or the tests'),
+    with lists and tables decoded from JSON by pydantic-settings.
+
+    Names are matched exactly, upper case (``COMPUTE_LAMBDA_TIMEOUT``): pydantic-settings'
+    case-insensitive mode would also take ``compute_lambda_timeout``, and match the keys of
+    a JSON table case-insensitively, where validation rejects unknown keys.
+    """
+
+    def __init__(self, environ: Mapping[str, str], prefix: str) -> None:
+        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(_Variables, case_sensitive=True, env_prefix=prefix)
+
+    def variable(self, field_name: str) -> str:
+        return f"{self.env_prefix}{field_name.upper()}"
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ  # instead of os.environ, so the caller's mapping is the one read
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.env_vars.get(self.variable(field_name)), field_name, False
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
         try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return raw  # validation reports it, naming the variable
-    return raw
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value  # not JSON: validation rejects it as the field's type, naming the variable
 
 
-def _describe(exc: ValidationError, source: str, overrides: dict[str, tuple[str, Any]]) -> str:
+class _EnvironmentOverrides(_Overrides):
+    """One environment's own ``COMPUTE_<ENV>__<FIELD>`` variables (``COMPUTE_PROD_EU__`` for
+    ``prod-eu``)."""
+
+    def __init__(self, environ: Mapping[str, str], environment: str) -> None:
+        scope = environment.upper().replace("-", "_")
+        super().__init__(environ, f"{ENV_PREFIX}{scope}__")
+
+
+class Override(NamedTuple):
+    """One field's value from the environment, and the variable that set it (for errors)."""
+
+    variable: str
+    value: Any
+
+
+def _overrides(environment: str, environ: Mapping[str, str]) -> dict[str, Override]:
+    """Overrides by field, each with the variable it came from: the per-environment form wins
+    over the global one. The sources are layered here rather than by ``BaseSettings()``,
+    which deep-merges tables: an override replaces a table whole, as the file's value."""
+    found: dict[str, Override] = {}
+    for source in (_Overrides(environ, ENV_PREFIX), _EnvironmentOverrides(environ, environment)):
+        for name, value in source().items():
+            found[name] = Override(source.variable(name), value)
+    return found
+
+
+def _describe(exc: ValidationError, source: str, overrides: dict[str, Override]) -> str:
     lines = []
     for error in exc.errors(include_url=False):
         field = ".".join(str(part) for part in error["loc"]) or "(file)"
         top = str(error["loc"][0]) if error["loc"] else ""
-        origin = f"{overrides[top][0]} (overriding {source})" if top in overrides else source
+        origin = f"{overrides[top].variable} (overriding {source})" if top in overrides else source
         rule = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             rule = "unknown key"

@@ -28,6 +28,7 @@ from compute.provider import (
     LambdaFunctionEnvironment,
     LambdaFunctionTracingConfig,
     LambdaFunctionVpcConfig,
+    LambdaPermission,
 )
 from functions.shared.contract import FUNCTION_ENV, FUNCTIONS, FunctionSpec
 
@@ -147,6 +148,22 @@ class Functions(Construct):
                 untrusted_artifact_on_deployment=config.code_signing_policy
             ),
         )
+
+
+def allow_api_gateway(
+    scope: Construct, id_: str, *, statement_id: str, function: LambdaFunction, source_arn: str
+) -> LambdaPermission:
+    """Let API Gateway invoke ``function``, but only from ``source_arn`` (one API's routes or
+    one of its authorizers), so no other API in the account can."""
+    return LambdaPermission(
+        scope,
+        id_,
+        statement_id=statement_id,
+        action="lambda:InvokeFunction",
+        function_name=function.function_name,
+        principal="apigateway.amazonaws.com",
+        source_arn=source_arn,
+    )
 
 
 def _variables_for(spec: FunctionSpec, environment: dict[str, str]) -> dict[str, str]:

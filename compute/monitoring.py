@@ -110,8 +110,7 @@ class Alarms(Construct):
         self.alarms: list[CloudwatchMetricAlarm] = []
         for key, function in watched.functions.items():
             self._function_alarms(key, function)
-        self._rest_alarms(watched.rest_api_name, watched.rest_stage_name)
-        self._websocket_alarms(watched.websocket_api_id, watched.websocket_stage_name)
+        self._api_alarms(watched)
         for suffix, table in watched.tables.items():
             self._throttle_alarm(suffix, table)
         self._cleanup_alarms(watched.functions[CLEANUP.key], watched.cleanup_failures_queue_name)
@@ -154,32 +153,31 @@ class Alarms(Construct):
             comparison_operator="GreaterThanThreshold", threshold=limit_ms,
         )  # fmt: skip
 
-    def _rest_alarms(self, api_name: str, stage: str) -> None:
-        dimensions = {"ApiName": api_name, "Stage": stage}
-        for metric, threshold in (
-            ("4XXError", self._config.alarm_api_4xx_threshold),
-            ("5XXError", self._config.alarm_api_5xx_threshold),
-        ):
+    def _api_alarms(self, watched: Monitored) -> None:
+        """Error responses of both APIs: the REST API's 4XX and 5XX, the WebSocket API's
+        integration and execution errors (against the 5XX threshold)."""
+        config = self._config
+        rest = {"ApiName": watched.rest_api_name, "Stage": watched.rest_stage_name}
+        websocket = {"ApiId": watched.websocket_api_id, "Stage": watched.websocket_stage_name}
+        alarms = (
+            # construct id and alarm name prefixes, dimensions, metric, threshold, description
+            ("rest", "api", rest, "4XXError", config.alarm_api_4xx_threshold,
+             "REST API: {threshold}+ {metric} responses in 5 minutes"),
+            ("rest", "api", rest, "5XXError", config.alarm_api_5xx_threshold,
+             "REST API: {threshold}+ {metric} responses in 5 minutes"),
+            ("websocket", "websocket", websocket, "IntegrationError",
+             config.alarm_api_5xx_threshold, "WebSocket API: {metric} in 5 minutes"),
+            ("websocket", "websocket", websocket, "ExecutionError",
+             config.alarm_api_5xx_threshold, "WebSocket API: {metric} in 5 minutes"),
+        )  # fmt: skip
+        for id_prefix, name_prefix, dimensions, metric, threshold, description in alarms:
             self._alarm(
-                f"rest-{metric.lower()}",
-                f"api-{metric.lower()}",
-                f"REST API: {threshold}+ {metric} responses in 5 minutes",
+                f"{id_prefix}-{metric.lower()}",
+                f"{name_prefix}-{metric.lower()}",
+                description.format(threshold=threshold, metric=metric),
                 namespace="AWS/ApiGateway", metric_name=metric, dimensions=dimensions,
                 statistic="Sum", period=PERIOD,
                 comparison_operator="GreaterThanOrEqualToThreshold", threshold=threshold,
-            )  # fmt: skip
-
-    def _websocket_alarms(self, api_id: str, stage: str) -> None:
-        dimensions = {"ApiId": api_id, "Stage": stage}
-        for metric in ("IntegrationError", "ExecutionError"):
-            self._alarm(
-                f"websocket-{metric.lower()}",
-                f"websocket-{metric.lower()}",
-                f"WebSocket API: {metric} in 5 minutes",
-                namespace="AWS/ApiGateway", metric_name=metric, dimensions=dimensions,
-                statistic="Sum", period=PERIOD,
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                threshold=self._config.alarm_api_5xx_threshold,
             )  # fmt: skip
 
     def _throttle_alarm(self, suffix: str, table: DynamodbTable) -> None:

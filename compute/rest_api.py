@@ -17,6 +17,7 @@ from cdktf import Fn, TerraformResourceLifecycle
 from constructs import Construct
 
 from compute.config import ComputeConfig
+from compute.lambdas import allow_api_gateway
 from compute.provider import (
     ApiGatewayAccount,
     ApiGatewayAuthorizer,
@@ -38,7 +39,6 @@ from compute.provider import (
     IamRole,
     IamRolePolicy,
     LambdaFunction,
-    LambdaPermission,
 )
 from compute.security import assume_role_policy
 from functions.shared.contract import REST_ROUTES
@@ -197,22 +197,18 @@ class RestApi(Construct):
             )
 
     def _permissions(self, main: LambdaFunction, authorizer: LambdaFunction) -> None:
-        LambdaPermission(
+        allow_api_gateway(
             self,
             "invoke-main",
             statement_id="AllowRestApiInvoke",
-            action="lambda:InvokeFunction",
-            function_name=main.function_name,
-            principal="apigateway.amazonaws.com",
+            function=main,
             source_arn=f"{self.api.execution_arn}/*",
         )
-        LambdaPermission(
+        allow_api_gateway(
             self,
             "invoke-authorizer",
             statement_id="AllowRestApiAuthorizer",
-            action="lambda:InvokeFunction",
-            function_name=authorizer.function_name,
-            principal="apigateway.amazonaws.com",
+            function=authorizer,
             source_arn=f"{self.api.execution_arn}/authorizers/{self.authorizer.id}",
         )
 

@@ -9,7 +9,7 @@ granted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cdktf import Fn
 from constructs import Construct
@@ -84,7 +84,6 @@ class Grants:
     vpc: bool
     key_arn: str  # the stack's KMS key: environment variables and tables
     cleanup_failures_arn: str  # the SQS queue the sessions stream mapping sends failures to
-    models: list[str] = field(default_factory=list)
 
 
 def assume_role_policy(scope: Construct, id_: str, service: str) -> DataAwsIamPolicyDocument:
@@ -296,8 +295,7 @@ class FunctionRoles(Construct):
                 sid="Models", actions=actions, resources=self.model_arns()
             )
         ]
-        if MAIN.key not in keys and WEBSOCKET.key not in keys:
-            return statements
+        # Only the functions that converse with a model (main, websocket) have actions here.
         if self._grants.knowledge_base_id:
             statements.append(
                 DataAwsIamPolicyDocumentStatement(

@@ -59,13 +59,16 @@ UNSIGNED_CODE_WARNING = (
 )
 
 
+class IncompleteNetwork(Exception):
+    """The functions are to run in a VPC, but their subnets or security group are missing.
+    The config rejects this; synthesizing them outside the VPC instead would hide it."""
+
+
 @dataclass(frozen=True)
 class Inputs:
     """The outer layers' inputs: literals from config, or references to their remote state."""
 
-    vpc_id: str | None
-    subnet_ids: list[str]
-    security_group_id: str | None
+    network: Network | None  # None: the functions run outside any VPC
     role_arn: str | None
     knowledge_base_id: str | None
 
@@ -125,13 +128,15 @@ class ComputeStack(TerraformStack):
                 log_group_arns={key: group.arn for key, group in self.logs.functions.items()},
                 knowledge_base_id=inputs.knowledge_base_id,
                 websocket_connections_arn=self.websocket.connections_arn,
-                vpc=config.uses_vpc,
+                vpc=inputs.network is not None,
                 key_arn=self.key.arn,
                 cleanup_failures_arn=self.cleanup.failures.arn,
-                models=list(config.bedrock_models),
             ),
             external_role_arn=inputs.role_arn,
         )
+        # The HMAC key that makes the REST API's pagination tokens tamper-proof; the main
+        # function reads it from its environment (Env.PAGINATION_KEY).
+        self.pagination_key = RandomPassword(self, "pagination-key", length=48, special=False)
         self.functions = Functions(
             self,
             "functions",
@@ -140,11 +145,7 @@ class ComputeStack(TerraformStack):
             log_groups=self.logs.functions,
             policies=self.roles.policies,
             environment=self._environment(inputs),
-            network=(
-                Network(subnet_ids=inputs.subnet_ids, security_group_ids=[inputs.security_group_id])
-                if config.uses_vpc and inputs.security_group_id
-                else None
-            ),
+            network=inputs.network,
             key_arn=self.key.arn,
         )
         functions = self.functions.functions
@@ -232,44 +233,72 @@ class ComputeStack(TerraformStack):
             region=source.region or self.config.aws_region,
         )
 
-    def _inputs(self) -> Inputs:
-        config = self.config
-        values: dict[str, object] = {
-            "vpc_id": config.vpc_id,
-            "private_subnet_ids": list(config.private_subnet_ids),
-            "lambda_security_group_id": config.lambda_security_group_id,
-            "lambda_bedrock_role_arn": config.lambda_bedrock_role_arn,
-            "knowledge_base_id": config.knowledge_base_id,
-        }
+    def _remote_outputs(self) -> dict[str, tuple[DataTerraformRemoteStateS3, str]]:
+        """Input name -> (its layer's remote state, that layer's output) for every input a
+        layer supplies: all of its inputs by their own names, or only those ``outputs`` maps."""
+        remote_state = self.config.remote_state
         layers = (
-            ("networking", config.remote_state.networking, NETWORKING_INPUTS),
-            ("ai-services", config.remote_state.ai_services, AI_SERVICES_INPUTS),
+            ("networking", remote_state.networking, NETWORKING_INPUTS),
+            ("ai-services", remote_state.ai_services, AI_SERVICES_INPUTS),
         )
+        supplied: dict[str, tuple[DataTerraformRemoteStateS3, str]] = {}
         for id_, source, names in layers:
             if source is None:
                 continue
             state = self._remote(f"remote-state-{id_}", source)
             for name in names:
-                if source.outputs and name not in source.outputs:
-                    continue
-                output = source.outputs.get(name, name)
-                values[name] = (
-                    state.get_list(output)
-                    if name == "private_subnet_ids"
-                    else state.get_string(output)
-                )
+                if not source.outputs or name in source.outputs:
+                    supplied[name] = (state, source.outputs.get(name, name))
+        return supplied
+
+    def _inputs(self) -> Inputs:
+        """Each input from the remote state that supplies it, else the config's literal."""
+        config = self.config
+        remote = self._remote_outputs()
+
+        def string(name: str, literal: str | None) -> str | None:
+            if name not in remote:
+                return literal
+            state, output = remote[name]
+            return state.get_string(output)
+
+        def strings(name: str, literal: list[str]) -> list[str]:
+            if name not in remote:
+                return list(literal)
+            state, output = remote[name]
+            return state.get_list(output)
+
         return Inputs(
-            vpc_id=values["vpc_id"],  # type: ignore[arg-type]
-            subnet_ids=values["private_subnet_ids"],  # type: ignore[arg-type]
-            security_group_id=values["lambda_security_group_id"],  # type: ignore[arg-type]
-            role_arn=values["lambda_bedrock_role_arn"],  # type: ignore[arg-type]
-            knowledge_base_id=values["knowledge_base_id"],  # type: ignore[arg-type]
+            network=self._network(
+                subnet_ids=strings("private_subnet_ids", config.private_subnet_ids),
+                security_group_id=string(
+                    "lambda_security_group_id", config.lambda_security_group_id
+                ),
+            ),
+            role_arn=string("lambda_bedrock_role_arn", config.lambda_bedrock_role_arn),
+            knowledge_base_id=string("knowledge_base_id", config.knowledge_base_id),
         )
+
+    def _network(self, *, subnet_ids: list[str], security_group_id: str | None) -> Network | None:
+        """Where the functions attach when the config puts them in a VPC; raise rather than
+        synthesize them outside it (with VPC grants on their roles) when a part is missing."""
+        if not self.config.uses_vpc:
+            return None
+        if not (subnet_ids and security_group_id):
+            parts = {
+                "private_subnet_ids": subnet_ids,
+                "lambda_security_group_id": security_group_id,
+            }
+            missing = [name for name, value in parts.items() if not value]
+            raise IncompleteNetwork(
+                f"{self.config.stack_name}: the functions run in a VPC, but {missing} come from "
+                "neither the config nor remote_state.networking"
+            )
+        return Network(subnet_ids=subnet_ids, security_group_ids=[security_group_id])
 
     def _environment(self, inputs: Inputs) -> dict[str, str]:
         """Every variable any function reads; each function gets its own subset."""
         config = self.config
-        pagination_key = RandomPassword(self, "pagination-key", length=48, special=False)
         tables = {schema.env: self.storage.tables[schema.suffix].name for schema in TABLES}
         return {
             **tables,
@@ -278,7 +307,7 @@ class ComputeStack(TerraformStack):
             Env.SESSION_TTL_DAYS: str(config.session_ttl_days),
             Env.HISTORY_BUDGET_TOKENS: str(config.history_budget_tokens),
             Env.STREAM_FLUSH_INTERVAL_MS: str(config.websocket_flush_interval_ms),
-            Env.PAGINATION_KEY: pagination_key.result,
+            Env.PAGINATION_KEY: self.pagination_key.result,
             Env.CORS_ALLOWED_ORIGINS: ",".join(config.cors_allowed_origins),
             Env.WEBSOCKET_CALLBACK_URL: self.websocket.callback_url,
             Env.JWT_ISSUER: config.identity_center_issuer_url,

@@ -10,6 +10,7 @@ from cdktf import Fn
 from constructs import Construct
 
 from compute.config import ComputeConfig
+from compute.lambdas import allow_api_gateway
 from compute.provider import (
     ApiGatewayAccount,
     Apigatewayv2Api,
@@ -21,7 +22,6 @@ from compute.provider import (
     Apigatewayv2StageDefaultRouteSettings,
     CloudwatchLogGroup,
     LambdaFunction,
-    LambdaPermission,
 )
 from functions.shared.contract import WEBSOCKET_ROUTES
 
@@ -123,21 +123,17 @@ class WebSocketApi(Construct):
             )
             for key in WEBSOCKET_ROUTES
         }
-        LambdaPermission(
+        allow_api_gateway(
             self,
             "invoke-handler",
             statement_id="AllowWebSocketInvoke",
-            action="lambda:InvokeFunction",
-            function_name=handler.function_name,
-            principal="apigateway.amazonaws.com",
+            function=handler,
             source_arn=f"{self.api.execution_arn}/*",
         )
-        LambdaPermission(
+        allow_api_gateway(
             self,
             "invoke-authorizer",
             statement_id="AllowWebSocketAuthorizer",
-            action="lambda:InvokeFunction",
-            function_name=authorizer.function_name,
-            principal="apigateway.amazonaws.com",
+            function=authorizer,
             source_arn=f"{self.api.execution_arn}/authorizers/{jwt.id}",
         )

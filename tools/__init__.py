@@ -1,1 +1,1 @@
-"""Project tooling that runs outside the Lambda packages (``make scan``)."""
+"""Project tooling that runs outside the Lambda packages (``make scan``, ``make docs``)."""

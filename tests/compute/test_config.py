@@ -146,6 +146,17 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
             "remote_state",
             "unknown inputs ['vpc_id']",
         ),
+        (
+            '[remote_state.networking]\nbucket = "bkt"\nkey = "k"\noutputs = {vpc_id = "vpc"}',
+            "remote_state",
+            "maps ['vpc_id'] but not ['private_subnet_ids', 'lambda_security_group_id']",
+        ),
+        (
+            '[remote_state.networking]\nbucket = "bkt"\nkey = "k"\n'
+            'outputs = {vpc_id = "vpc", private_subnet_ids = "subnets"}',
+            "remote_state",
+            "but not ['lambda_security_group_id']: a networking layer supplies all of its inputs",
+        ),
         ("lambda_timeout = ", "", "not valid TOML"),
     ],
 )
@@ -155,12 +166,61 @@ def test_bad_values_name_field_file_and_rule(
     assert_rejected(tmp_path, text, field, rule)
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [
+        '[remote_state.networking]\nbucket = "bkt"\nkey = "k"',
+        '[remote_state.networking]\nbucket = "bkt"\nkey = "k"\noutputs = {vpc_id = "v", '
+        'private_subnet_ids = "s", lambda_security_group_id = "g"}',
+        '[remote_state.ai_services]\nbucket = "bkt"\nkey = "k"\n'
+        'outputs = {knowledge_base_id = "kb"}',
+    ],
+    ids=["networking-by-name", "networking-mapped", "ai-services-partly"],
+)
+def test_layers_that_supply_what_they_must_are_accepted(tmp_path: Path, layer: str) -> None:
+    """A networking layer supplies all its inputs; an AI-services layer may supply some (the
+    role and the knowledge base are each optional)."""
+    config = load_config(write(tmp_path, layer), {})
+    assert config.uses_vpc == ("networking" in layer)
+
+
 def test_bad_override_names_the_variable(tmp_path: Path) -> None:
     path = write(tmp_path, "")
     with pytest.raises(ConfigError) as caught:
         load_config(path, {"COMPUTE_DEV__LAMBDA_TIMEOUT": "soon"})
     assert f"COMPUTE_DEV__LAMBDA_TIMEOUT (overriding {path}): lambda_timeout:" in str(caught.value)
     assert "'soon'" in str(caught.value)
+
+
+def test_bad_json_in_an_override_names_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"COMPUTE_BEDROCK_MODELS": '["amazon.nova-lite-v1:0"'})
+    assert (
+        f"COMPUTE_BEDROCK_MODELS (overriding {path}): bedrock_models: Input should be a valid "
+        """list (got '["amazon.nova-lite-v1:0"')"""
+    ) in str(caught.value)
+
+
+def test_an_override_replaces_a_table_and_the_scoped_one_wins(tmp_path: Path) -> None:
+    """Tables are replaced whole, never merged: the file's, then the global override's."""
+    path = write(tmp_path, '[tags]\nOwner = "platform"', name="prod.toml")
+    environ = {"COMPUTE_TAGS": '{"Team": "ai"}', "COMPUTE_PROD__TAGS": '{"CostCenter": "42"}'}
+    assert load_config(path, environ).tags == {"CostCenter": "42"}
+    assert load_config(path, {"COMPUTE_TAGS": '{"Team": "ai"}'}).tags == {"Team": "ai"}
+    # A bad global value does not matter where this environment's own form is set.
+    scoped = {"COMPUTE_LAMBDA_TIMEOUT": "soon", "COMPUTE_PROD__LAMBDA_TIMEOUT": "60"}
+    assert load_config(path, scoped).lambda_timeout == 60
+
+
+def test_overrides_are_upper_case_variables_of_os_environ_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "")
+    monkeypatch.setenv("COMPUTE_DEV__LAMBDA_TIMEOUT", "61")
+    assert load_config(path).lambda_timeout == 61
+    assert load_config(path, {"compute_lambda_timeout": "5"}).lambda_timeout == 30
+    assert load_config(path, {"COMPUTE_lambda_timeout": "5"}).lambda_timeout == 30
 
 
 def test_environments_are_all_files_or_the_selected_ones(tmp_path: Path) -> None:

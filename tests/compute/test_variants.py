@@ -4,10 +4,12 @@ an outer AI-services role, inputs from remote state, and external code deploymen
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from compute.config import ComputeConfig
+from compute.config import ComputeConfig, RemoteState, RemoteStateS3
+from compute.stack import IncompleteNetwork
 from functions.shared.contract import AUTHORIZER, FUNCTIONS, MAIN, WEBSOCKET, Env
 from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
 from tests.compute.test_stack import function, statements_of_role
@@ -201,6 +203,57 @@ def test_inputs_come_from_remote_state(remote: Synth) -> None:
     assert fn["environment"]["variables"][Env.KNOWLEDGE_BASE_ID] == (
         f"${{data.terraform_remote_state.{ai}.outputs.kb_id}}"
     )
+
+
+def test_a_mapped_networking_layer_supplies_every_input_by_its_output() -> None:
+    outputs = {
+        "vpc_id": "vpc",
+        "private_subnet_ids": "subnets",
+        "lambda_security_group_id": "lambda_sg",
+    }
+    synth = synth_stack(
+        ComputeConfig.model_validate(
+            {"remote_state": {"networking": {"bucket": "tf-state", "key": "n", "outputs": outputs}}}
+        )
+    )
+    (net,) = data(synth, "terraform_remote_state")
+    fn = function(synth, MAIN.suffix)
+    assert fn["vpc_config"] == {
+        "subnet_ids": f"${{data.terraform_remote_state.{net}.outputs.subnets}}",
+        "security_group_ids": [f"${{data.terraform_remote_state.{net}.outputs.lambda_sg}}"],
+    }
+    sids = {s["sid"] for s in statements_of_role(synth, f"ai-assistant-cli-dev-{MAIN.suffix}")}
+    assert "VpcNetworkInterfaces" in sids
+
+
+# What validation rejects, built around it: the stack raises instead of dropping the VPC.
+PARTIAL_NETWORKING = RemoteState.model_construct(
+    networking=RemoteStateS3.model_construct(
+        bucket="tf-state", key="n", region=None, outputs={"vpc_id": "vpc"}
+    ),
+    ai_services=None,
+)
+
+
+@pytest.mark.parametrize(
+    ("update", "missing"),
+    [
+        (
+            {"remote_state": PARTIAL_NETWORKING},
+            "['private_subnet_ids', 'lambda_security_group_id']",
+        ),
+        (
+            {"vpc_id": "vpc-0123456789abcdef0", "private_subnet_ids": ["subnet-0123456789abcdef0"]},
+            "['lambda_security_group_id']",
+        ),
+    ],
+    ids=["partial-remote-state", "literal-vpc-without-security-group"],
+)
+def test_the_stack_never_drops_a_vpc_silently(update: dict, missing: str) -> None:
+    config = ComputeConfig().model_copy(update=update)
+    assert config.uses_vpc
+    with pytest.raises(IncompleteNetwork, match=rf"compute-dev: .* but {re.escape(missing)}"):
+        synth_stack(config)
 
 
 # External code deployment ----------------------------------------------------------------------
