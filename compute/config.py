@@ -362,6 +362,12 @@ class ComputeConfig(_Strict):
     deletion_protection: bool | None = extension(
         None, "DynamoDB deletion protection; unset: on everywhere except in `dev`."
     )
+    websocket_reserved_concurrency: Annotated[int, Field(ge=-1)] | None = extension(
+        None,
+        "The websocket function's own reserved concurrency; unset: "
+        "`lambda_reserved_concurrency`. Each streamed answer holds one websocket instance for "
+        "its whole duration (README, Capacity).",
+    )
     websocket_lambda_timeout: Annotated[int, Field(ge=1, le=900)] | None = extension(
         None,
         "The websocket function's own timeout (seconds); unset: `lambda_timeout`. A streamed "
@@ -558,6 +564,22 @@ class ComputeConfig(_Strict):
         if self.waf_enabled is None:
             return self.environment != "dev"
         return self.waf_enabled
+
+    @property
+    def service_name(self) -> str:
+        """Powertools' service name, the ``service`` dimension of the functions' metrics."""
+        return self.project_name
+
+    @property
+    def metrics_namespace(self) -> str:
+        """The CloudWatch namespace of the functions' EMF metrics."""
+        return self.project_name
+
+    def reserved_concurrency_for(self, function_key: str) -> int:
+        """A function's reserved concurrency (-1: none): the shared one, or its own override."""
+        if function_key == WEBSOCKET.key and self.websocket_reserved_concurrency is not None:
+            return self.websocket_reserved_concurrency
+        return self.lambda_reserved_concurrency
 
     def timeout_for(self, function_key: str) -> int:
         """Seconds a function may run: ``lambda_timeout``, or its own override."""

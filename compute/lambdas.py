@@ -117,7 +117,7 @@ class Functions(Construct):
             source_code_hash=package.source_code_hash,
             timeout=config.timeout_for(spec.key),
             memory_size=config.lambda_memory_size,
-            reserved_concurrent_executions=config.lambda_reserved_concurrency,
+            reserved_concurrent_executions=config.reserved_concurrency_for(spec.key),
             tracing_config=LambdaFunctionTracingConfig(mode="Active"),
             environment=LambdaFunctionEnvironment(variables=variables),
             kms_key_arn=self._key_arn,

@@ -8,6 +8,7 @@ is healthy, not alarming.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from constructs import Construct
@@ -24,9 +25,11 @@ from compute.provider import (
     SnsTopic,
     SnsTopicSubscription,
 )
-from functions.shared.contract import CLEANUP, FUNCTIONS
+from functions.shared.contract import CLEANUP, FUNCTIONS, Metric
 
 PERIOD = 300
+# A function's concurrency alarm fires at this share of its reserved concurrency.
+CONCURRENCY_SHARE = 0.8
 # The cleanup function keeps up with the sessions stream when its records wait less than this.
 ITERATOR_AGE_LIMIT_MS = 5 * 60 * 1000
 REST_API_LOGS = "rest-api"
@@ -111,6 +114,7 @@ class Alarms(Construct):
         for key, function in watched.functions.items():
             self._function_alarms(key, function)
         self._api_alarms(watched)
+        self._model_throttle_alarm()
         for suffix, table in watched.tables.items():
             self._throttle_alarm(suffix, table)
         self._cleanup_alarms(watched.functions[CLEANUP.key], watched.cleanup_failures_queue_name)
@@ -151,6 +155,42 @@ class Alarms(Construct):
             namespace="AWS/Lambda", metric_name="Duration", dimensions=dimensions,
             extended_statistic="p99", period=PERIOD,
             comparison_operator="GreaterThanThreshold", threshold=limit_ms,
+        )  # fmt: skip
+        self._alarm(
+            f"{key}-throttles",
+            f"{key}-throttles",
+            f"Lambda {key}: invocations throttled (reserved concurrency or the account's limit "
+            "reached; README, Capacity)",
+            namespace="AWS/Lambda", metric_name="Throttles", dimensions=dimensions,
+            statistic="Sum", period=PERIOD, comparison_operator="GreaterThanThreshold",
+            threshold=0,
+        )  # fmt: skip
+        reserved = config.reserved_concurrency_for(key)
+        if reserved > 0:
+            busy = math.ceil(reserved * CONCURRENCY_SHARE)
+            self._alarm(
+                f"{key}-concurrency",
+                f"{key}-concurrency",
+                f"Lambda {key}: {busy}+ concurrent executions, {CONCURRENCY_SHARE:.0%} of its "
+                f"reserved {reserved} (README, Capacity)",
+                namespace="AWS/Lambda", metric_name="ConcurrentExecutions",
+                dimensions=dimensions, statistic="Maximum", period=PERIOD,
+                comparison_operator="GreaterThanOrEqualToThreshold", threshold=busy,
+            )  # fmt: skip
+
+    def _model_throttle_alarm(self) -> None:
+        """Bedrock keeps saying "slow down" after botocore's retries: its quota (tokens or
+        requests per minute) is too small for the traffic, and users get ``throttled``."""
+        config = self._config
+        self._alarm(
+            "bedrock-throttles",
+            "bedrock-throttles",
+            f"Bedrock: {config.alarm_lambda_errors_threshold}+ model calls throttled in 5 "
+            "minutes (the model's quota is too small for the traffic)",
+            namespace=config.metrics_namespace, metric_name=Metric.MODEL_THROTTLED,
+            dimensions={"service": config.service_name},
+            statistic="Sum", period=PERIOD, comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=config.alarm_lambda_errors_threshold,
         )  # fmt: skip
 
     def _api_alarms(self, watched: Monitored) -> None:

@@ -314,8 +314,8 @@ class ComputeStack(TerraformStack):
             Env.JWT_AUDIENCE: config.jwt_audience,
             Env.JWKS_URL: config.jwks_url,
             Env.JWT_VALIDATION: config.jwt_validation,
-            Env.POWERTOOLS_SERVICE_NAME: config.project_name,
-            Env.POWERTOOLS_METRICS_NAMESPACE: config.project_name,
+            Env.POWERTOOLS_SERVICE_NAME: config.service_name,
+            Env.POWERTOOLS_METRICS_NAMESPACE: config.metrics_namespace,
         }
 
     def _outputs(self) -> None:

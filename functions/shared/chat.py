@@ -25,10 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
 from functions.shared import aws
-from functions.shared.errors import BadRequest, NotFound, translate, upstream_errors
+from functions.shared.contract import Metric
+from functions.shared.errors import BadRequest, NotFound, is_throttling, translate, upstream_errors
 from functions.shared.models import Citation, Message, MessageStatus, Role, Session, Usage
-from functions.shared.observability import logger
+from functions.shared.observability import logger, metrics
 from functions.shared.store import content_bytes, timestamp, utc_now
 
 if TYPE_CHECKING:
@@ -330,6 +334,8 @@ class ChatService:
         except Exception as error:
             domain = translate(error)
             reason = domain.code if domain is not None else "internal"
+            if _model_throttled(error):
+                metrics.add_metric(name=Metric.MODEL_THROTTLED, unit=MetricUnit.Count, value=1)
             try:
                 self._finish(turn, "", None, status="failed", stop_reason=reason)
             except NotFound:
@@ -418,6 +424,12 @@ def conversation(history: list[Message], content: str) -> list[dict[str, Any]]:
         else:
             merged.append((role, [text]))
     return [{"role": role, "content": [{"text": "\n\n".join(texts)}]} for role, texts in merged]
+
+
+def _model_throttled(error: BaseException) -> bool:
+    """Bedrock said "slow down", as the error itself or as the cause of its domain error."""
+    causes = (error, error.__cause__)
+    return any(isinstance(cause, ClientError) and is_throttling(cause) for cause in causes)
 
 
 def _usage(raw: dict[str, Any] | None) -> Usage:

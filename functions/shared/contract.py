@@ -36,6 +36,14 @@ class Env:
     POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 
 
+class Metric:
+    """Names of the EMF metrics the functions emit that the stack's alarms watch. They are
+    published in the ``POWERTOOLS_METRICS_NAMESPACE`` namespace with one dimension,
+    ``service`` (``POWERTOOLS_SERVICE_NAME``)."""
+
+    MODEL_THROTTLED = "ModelThrottled"  # a Bedrock call or stream said "slow down"
+
+
 AttributeType = Literal["S", "N", "B"]
 
 

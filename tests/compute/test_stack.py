@@ -18,6 +18,7 @@ from functions.shared.contract import (
     WEBSOCKET,
     WEBSOCKET_ROUTES,
     Env,
+    Metric,
 )
 from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
 
@@ -383,6 +384,10 @@ def test_alarms(dev: Synth) -> None:
     }
     expected |= {f"dynamodb-{t.suffix}-throttles" for t in TABLES}
     expected |= {"cleanup-iterator-age", "cleanup-failures"}  # see tests/compute/test_cleanup.py
+    expected |= {f"{s.key}-throttles" for s in FUNCTIONS} | {
+        f"{s.key}-concurrency" for s in FUNCTIONS
+    }
+    expected |= {"bedrock-throttles"}
     assert set(alarms) == expected
     topic = ref(dev, "aws_sns_topic", "arn", name=f"{PREFIX}-alarms")
     for alarm in alarms.values():
@@ -401,6 +406,55 @@ def test_alarms(dev: Synth) -> None:
     throttles = alarms["dynamodb-sessions-throttles"]["metric_query"]
     assert [q.get("expression") for q in throttles] == [None, None, "reads + writes"]
     assert not resources(dev, "aws_sns_topic_subscription")
+
+
+def _alarms(synth: Synth) -> dict[str, dict]:
+    return {
+        a["alarm_name"].removeprefix(f"{PREFIX}-"): a
+        for a in resources(synth, "aws_cloudwatch_metric_alarm").values()
+    }
+
+
+def test_capacity_alarms_watch_each_functions_throttles_and_reserved_concurrency() -> None:
+    """Mutations caught: the websocket override ignored (on the function or in its alarm), the
+    threshold off 80%, an alarm on a function without a reservation (it would never fire)."""
+    synth = synth_stack(
+        ComputeConfig(lambda_reserved_concurrency=10, websocket_reserved_concurrency=50)
+    )
+    alarms = _alarms(synth)
+    for spec in FUNCTIONS:
+        dimensions = {"FunctionName": function_ref(synth, spec.suffix, "function_name")}
+        throttles = alarms[f"{spec.key}-throttles"]
+        assert (throttles["namespace"], throttles["metric_name"]) == ("AWS/Lambda", "Throttles")
+        assert (throttles["statistic"], throttles["threshold"]) == ("Sum", 0)
+        assert throttles["comparison_operator"] == "GreaterThanThreshold"
+        assert throttles["dimensions"] == dimensions
+        busy = alarms[f"{spec.key}-concurrency"]
+        assert (busy["metric_name"], busy["statistic"]) == ("ConcurrentExecutions", "Maximum")
+        assert busy["dimensions"] == dimensions
+        assert busy["comparison_operator"] == "GreaterThanOrEqualToThreshold"
+        reserved = 50 if spec is WEBSOCKET else 10
+        assert function(synth, spec.suffix)["reserved_concurrent_executions"] == reserved
+        assert busy["threshold"] == 0.8 * reserved
+    unreserved = _alarms(
+        synth_stack(ComputeConfig(lambda_reserved_concurrency=-1, websocket_reserved_concurrency=7))
+    )
+    assert {name for name in unreserved if name.endswith("-concurrency")} == {
+        "websocket-concurrency"
+    }
+    assert unreserved["websocket-concurrency"]["threshold"] == 6  # ceil(5.6)
+
+
+def test_the_model_throttle_alarm_reads_the_metric_the_functions_emit(dev: Synth) -> None:
+    """The namespace and ``service`` dimension the functions' Powertools is given, and the
+    name tests/functions/test_metrics.py sees them emit."""
+    alarm = _alarms(dev)["bedrock-throttles"]
+    for spec in (MAIN, WEBSOCKET):
+        variables = function(dev, spec.suffix)["environment"]["variables"]
+        assert alarm["namespace"] == variables[Env.POWERTOOLS_METRICS_NAMESPACE]
+        assert alarm["dimensions"] == {"service": variables[Env.POWERTOOLS_SERVICE_NAME]}
+    assert alarm["metric_name"] == Metric.MODEL_THROTTLED
+    assert (alarm["statistic"], alarm["threshold"]) == ("Sum", 5)
 
 
 # Outputs ---------------------------------------------------------------------------------------
