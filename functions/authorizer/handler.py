@@ -24,29 +24,22 @@ from functions.shared.contract import WEBSOCKET_CONNECT_ACCESS, Env
 SETTINGS_VARIABLES = (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL, Env.JWT_VALIDATION)
 
 
-@functools.lru_cache(maxsize=1)
-def verifier_for(settings: Settings) -> TokenVerifier:
-    """One verifier, and so one warm JWKS cache, per container.
-
-    Keyed by the settings: Lambda never changes them, while tests that point the environment at
-    a new issuer get a fresh verifier without a reset hook (``verifier_for.cache_clear()`` also
-    works).
-    """
-    return TokenVerifier(settings)
-
-
 def _current_verifier() -> TokenVerifier:
-    """The verifier for the current environment, validated once per distinct setting."""
+    """The verifier for the current environment's settings."""
     return _verifier_from(*(os.environ.get(name, "") for name in SETTINGS_VARIABLES))
 
 
 @functools.lru_cache(maxsize=1)
 def _verifier_from(*values: str) -> TokenVerifier:
-    """Parsing and checking the settings (URLs, loopback addresses) is not free, and Lambda
-    never changes them: only a new raw value builds a new ``Settings``. A bad value raises,
-    and exceptions are not cached, so it is reported on every invocation."""
+    """One verifier, and so one warm JWKS cache, per container.
+
+    Keyed by the variables' raw values: Lambda never changes them, so the settings are parsed
+    and checked (URLs, loopback addresses) once, while tests that point the environment at a
+    new issuer get a fresh verifier without a reset hook. A bad value raises, and exceptions are
+    not cached, so it is reported on every invocation.
+    """
     environ = dict(zip(SETTINGS_VARIABLES, values, strict=True))
-    return verifier_for(Settings.from_env(environ))
+    return TokenVerifier(Settings.from_env(environ))
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

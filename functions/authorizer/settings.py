@@ -50,7 +50,7 @@ def require_secure_url(url: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """What the authorizer trusts. Frozen and hashable, so it can key the per-container cache.
+    """What the authorizer trusts.
 
     ``issuer`` is compared byte for byte with the tokens' ``iss`` (keep its trailing slash if the
     provider's has one); ``audience`` None means any audience is accepted.
