@@ -20,6 +20,7 @@ from functions.authorizer.policy import MethodArn, build_policy, route_patterns
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import Identity, TokenVerifier
 from functions.shared.contract import WEBSOCKET_CONNECT_ACCESS, Env
+from functions.shared.settings import ConfigurationError
 
 SETTINGS_VARIABLES = (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL, Env.JWT_VALIDATION)
 
@@ -90,10 +91,12 @@ def _resource(method_arn: MethodArn, identity: Identity, settings: Settings) -> 
 def _log_denial(error: Exception, request_id: str | None) -> None:
     """Log why the request was denied, never the token.
 
-    ``Denied`` messages are written not to contain it; other errors (bugs) are logged by type only.
+    ``Denied`` and ``ConfigurationError`` messages are written not to contain it; other errors
+    (bugs) are logged by type only.
     """
-    if isinstance(error, Denied):
-        log(error.log_level, "unauthorized", request_id=request_id, reason=str(error))
+    level = _denial_level(error)
+    if level is not None:
+        log(level, "unauthorized", request_id=request_id, reason=str(error))
     else:
         log(
             logging.ERROR,
@@ -101,3 +104,16 @@ def _log_denial(error: Exception, request_id: str | None) -> None:
             request_id=request_id,
             error=type(error).__name__,
         )
+
+
+def _denial_level(error: Exception) -> int | None:
+    """The level an expected denial is logged at; None for an unexpected error.
+
+    Settings that cannot be used safely deny every request, as a warning: an operator must fix
+    the stack, as when the identity provider is unreachable.
+    """
+    if isinstance(error, Denied):
+        return error.log_level
+    if isinstance(error, ConfigurationError):
+        return logging.WARNING
+    return None

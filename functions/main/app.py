@@ -47,9 +47,10 @@ from functions.main.schemas import (
     SessionUpdate,
     UsageOut,
 )
+from functions.main.settings import Settings, cors_origins
 from functions.shared import aws
 from functions.shared.chat import ChatService
-from functions.shared.contract import API_BASE_PATH, IDEMPOTENCY_WINDOW_SECONDS, MAIN, REST_ROUTES
+from functions.shared.contract import API_BASE_PATH, IDEMPOTENCY_WINDOW_SECONDS, REST_ROUTES
 from functions.shared.errors import (
     BadRequest,
     Conflict,
@@ -65,7 +66,7 @@ from functions.shared.idempotency import KEY_PATTERN, InProgress, KeyReused, onc
 from functions.shared.identity import user_id_from
 from functions.shared.observability import logger, metrics
 from functions.shared.pagination import MAX_TOKEN_LENGTH
-from functions.shared.settings import Settings, cors_origins, get_settings
+from functions.shared.settings import get_settings
 from functions.shared.store import Store
 
 DEFAULT_PAGE_SIZE = 20
@@ -150,7 +151,7 @@ async def current_user(request: Request, _: Annotated[Any, Depends(_bearer)] = N
 
 
 async def settings() -> Settings:
-    return get_settings(MAIN.key)
+    return get_settings(Settings)
 
 
 async def store(config: Annotated[Settings, Depends(settings)]) -> Store:
