@@ -1,4 +1,5 @@
-"""Why a request is denied. The handler turns every one of these into API Gateway's 401."""
+"""Why a request is denied. The handler turns each of these, and the settings'
+``ConfigurationError`` (``functions.shared.settings``), into API Gateway's 401."""
 
 from __future__ import annotations
 
@@ -25,11 +26,5 @@ class InvalidToken(Denied):
 
 class KeysUnavailable(Denied):
     """The issuer's signing keys could not be loaded, so nothing can be verified."""
-
-    log_level = logging.WARNING
-
-
-class ConfigurationError(Denied):
-    """The settings the stack passed cannot be used safely, so every request is denied."""
 
     log_level = logging.WARNING

@@ -20,33 +20,27 @@ from functions.authorizer.policy import MethodArn, build_policy, route_patterns
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import Identity, TokenVerifier
 from functions.shared.contract import WEBSOCKET_CONNECT_ACCESS, Env
+from functions.shared.settings import ConfigurationError
 
 SETTINGS_VARIABLES = (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL, Env.JWT_VALIDATION)
 
 
-@functools.lru_cache(maxsize=1)
-def verifier_for(settings: Settings) -> TokenVerifier:
-    """One verifier, and so one warm JWKS cache, per container.
-
-    Keyed by the settings: Lambda never changes them, while tests that point the environment at
-    a new issuer get a fresh verifier without a reset hook (``verifier_for.cache_clear()`` also
-    works).
-    """
-    return TokenVerifier(settings)
-
-
 def _current_verifier() -> TokenVerifier:
-    """The verifier for the current environment, validated once per distinct setting."""
+    """The verifier for the current environment's settings."""
     return _verifier_from(*(os.environ.get(name, "") for name in SETTINGS_VARIABLES))
 
 
 @functools.lru_cache(maxsize=1)
 def _verifier_from(*values: str) -> TokenVerifier:
-    """Parsing and checking the settings (URLs, loopback addresses) is not free, and Lambda
-    never changes them: only a new raw value builds a new ``Settings``. A bad value raises,
-    and exceptions are not cached, so it is reported on every invocation."""
+    """One verifier, and so one warm JWKS cache, per container.
+
+    Keyed by the variables' raw values: Lambda never changes them, so the settings are parsed
+    and checked (URLs, loopback addresses) once, while tests that point the environment at a
+    new issuer get a fresh verifier without a reset hook. A bad value raises, and exceptions are
+    not cached, so it is reported on every invocation.
+    """
     environ = dict(zip(SETTINGS_VARIABLES, values, strict=True))
-    return verifier_for(Settings.from_env(environ))
+    return TokenVerifier(Settings.from_env(environ))
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -97,10 +91,12 @@ def _resource(method_arn: MethodArn, identity: Identity, settings: Settings) -> 
 def _log_denial(error: Exception, request_id: str | None) -> None:
     """Log why the request was denied, never the token.
 
-    ``Denied`` messages are written not to contain it; other errors (bugs) are logged by type only.
+    ``Denied`` and ``ConfigurationError`` messages are written not to contain it; other errors
+    (bugs) are logged by type only.
     """
-    if isinstance(error, Denied):
-        log(error.log_level, "unauthorized", request_id=request_id, reason=str(error))
+    level = _denial_level(error)
+    if level is not None:
+        log(level, "unauthorized", request_id=request_id, reason=str(error))
     else:
         log(
             logging.ERROR,
@@ -108,3 +104,16 @@ def _log_denial(error: Exception, request_id: str | None) -> None:
             request_id=request_id,
             error=type(error).__name__,
         )
+
+
+def _denial_level(error: Exception) -> int | None:
+    """The level an expected denial is logged at; None for an unexpected error.
+
+    Settings that cannot be used safely deny every request, as a warning: an operator must fix
+    the stack, as when the identity provider is unreachable.
+    """
+    if isinstance(error, Denied):
+        return error.log_level
+    if isinstance(error, ConfigurationError):
+        return logging.WARNING
+    return None

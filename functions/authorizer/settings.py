@@ -1,4 +1,7 @@
-"""Authorizer settings, read from the environment variables the stack sets (``contract.Env``)."""
+"""The authorizer's settings: the identity provider it trusts and the rules its tokens must meet.
+
+Read from the variables the stack sets (``contract.Env``); any fault raises the shared
+``ConfigurationError``, on which the handler denies every request."""
 
 from __future__ import annotations
 
@@ -7,12 +10,12 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-from functions.authorizer.errors import ConfigurationError
 from functions.authorizer.profiles import DEFAULT_PROFILE, PROFILES, Profile
 from functions.shared.contract import CHAT, READ, VALIDATION_KEYS, Env
+from functions.shared.settings import ConfigurationError, FunctionSettings, optional
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 
@@ -49,8 +52,8 @@ def require_secure_url(url: str, what: str) -> str:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """What the authorizer trusts. Frozen and hashable, so it can key the per-container cache.
+class Settings(FunctionSettings):
+    """What the authorizer trusts.
 
     ``issuer`` is compared byte for byte with the tokens' ``iss`` (keep its trailing slash if the
     provider's has one); ``audience`` None means any audience is accepted.
@@ -97,14 +100,14 @@ class Settings:
             )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Read the variables; blank optional ones count as unset. ``JWT_VALIDATION`` is a JSON
-        object (``contract.VALIDATION_KEYS``); empty means every default."""
-        rules = _validation(environ.get(Env.JWT_VALIDATION, "").strip())
+    def read(cls, env: Mapping[str, str]) -> Self:
+        """Blank optional variables count as unset. ``JWT_VALIDATION`` is a JSON object
+        (``contract.VALIDATION_KEYS``); empty means every default."""
+        rules = _validation(optional(env, Env.JWT_VALIDATION))
         return cls(
-            issuer=environ.get(Env.JWT_ISSUER, "").strip(),
-            audience=environ.get(Env.JWT_AUDIENCE, "").strip() or None,
-            jwks_url=environ.get(Env.JWKS_URL, "").strip() or None,
+            issuer=optional(env, Env.JWT_ISSUER) or "",  # empty: __post_init__ says why it fails
+            audience=optional(env, Env.JWT_AUDIENCE),
+            jwks_url=optional(env, Env.JWKS_URL),
             provider=rules.get("provider") or DEFAULT_PROFILE,
             required_scopes=tuple(dict.fromkeys(rules.get("required_scopes", ()))),
             read_scopes=tuple(dict.fromkeys(rules.get("read_scopes", ()))),
@@ -130,9 +133,9 @@ class Settings:
         return self.issuer.rstrip("/") + DISCOVERY_PATH
 
 
-def _validation(raw: str) -> dict[str, Any]:
+def _validation(raw: str | None) -> dict[str, Any]:
     """``JWT_VALIDATION`` parsed and type-checked: any fault denies every request."""
-    if not raw:
+    if raw is None:
         return {}
     try:
         rules = json.loads(raw)

@@ -3,8 +3,6 @@ client, tenant and scopes, and the identity the provider's profile maps the clai
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import time
@@ -145,21 +143,18 @@ def _strings(claims: dict[str, Any], names: tuple[str, ...], *, split: bool) -> 
 
 
 def _unverified_header(token: str) -> dict[str, Any]:
-    """The JOSE header alone, for choosing the key.
+    """The JOSE header alone, for choosing the key, parsed and checked by PyJWT (base64url,
+    a JSON object, ``kid`` and ``crit``); ``jwt.decode`` then verifies the whole token.
 
-    ``jwt.get_unverified_header`` would parse (and character-check) all three segments, which
-    ``jwt.decode`` then does again; on a warm container that doubled the cost of a verification.
-    The caller has already matched the token against the compact-JWS pattern, and
-    ``jwt.decode`` still checks everything.
+    PyJWT gets the header segment with an empty payload and signature: it checks each segment
+    character by character, and ``jwt.decode`` checks them all again, so handing it the whole
+    token cost about 35 us per verification, 2.3x the floor of ``make bench``'s warm verify
+    (target 2x) instead of 1.8x.
     """
-    segment = token.partition(".")[0]
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error) as error:
-        raise InvalidToken(f"unreadable header: {type(error).__name__}") from None
-    if not isinstance(header, dict):
-        raise InvalidToken("unreadable header: not a JSON object")
-    return header
+        return jwt.get_unverified_header(token.partition(".")[0] + "..")
+    except jwt.PyJWTError as error:
+        raise InvalidToken(f"unreadable header: {type(error).__name__}: {error}") from None
 
 
 class TokenVerifier:

@@ -19,7 +19,6 @@ function delete the messages of a live session.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -34,10 +33,10 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.cleanup.settings import Settings
 from functions.shared import aws
-from functions.shared.contract import SESSIONS, Env
+from functions.shared.contract import SESSIONS
 from functions.shared.observability import logger, metrics, tracer
-from functions.shared.settings import ConfigurationError
 from functions.shared.store import MessageRepository
 
 # The identity DynamoDB puts on the REMOVE records of items its TTL deleted.
@@ -49,10 +48,8 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @functools.cache
 def messages() -> MessageRepository:
     """The container's repository of the messages table (read once per container)."""
-    table = os.environ.get(Env.MESSAGES_TABLE, "").strip()
-    if not table:
-        raise ConfigurationError(f"environment variable {Env.MESSAGES_TABLE} is not set")
-    return MessageRepository(aws.client("dynamodb"), table)
+    settings = Settings.from_env()
+    return MessageRepository(aws.client("dynamodb"), settings.messages_table)
 
 
 def removal_cause(record: DynamoDBRecord) -> str:

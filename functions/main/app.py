@@ -12,8 +12,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from functions.main import errors
 from functions.main.routers import health, knowledge_bases, me, messages, sessions
+from functions.main.settings import cors_origins
 from functions.shared.contract import REST_ROUTES
-from functions.shared.settings import cors_origins
 
 app = FastAPI(
     title="AI Assistant API",

@@ -15,14 +15,15 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPBearer
 
+from functions.main.settings import Settings
 from functions.shared.chat import ChatService
-from functions.shared.contract import IDEMPOTENCY_WINDOW_SECONDS, MAIN
+from functions.shared.contract import IDEMPOTENCY_WINDOW_SECONDS
 from functions.shared.errors import Unauthorized
 from functions.shared.idempotency import KEY_PATTERN
 from functions.shared.identity import user_id_from
 from functions.shared.knowledge_bases import KnowledgeBaseService
 from functions.shared.pagination import MAX_TOKEN_LENGTH
-from functions.shared.settings import Settings, get_settings
+from functions.shared.settings import get_settings
 from functions.shared.store import Store
 
 DEFAULT_PAGE_SIZE = 20
@@ -42,7 +43,7 @@ async def current_user(request: Request, _: Annotated[Any, Depends(_bearer)] = N
 
 
 async def settings() -> Settings:
-    return get_settings(MAIN.key)
+    return get_settings(Settings)
 
 
 async def store(config: Annotated[Settings, Depends(settings)]) -> Store:

@@ -36,7 +36,7 @@ from functions.shared.observability import logger, metrics
 from functions.shared.store import content_bytes, timestamp, utc_now
 
 if TYPE_CHECKING:
-    from functions.shared.settings import Settings
+    from functions.shared.chat_settings import ChatSettings
     from functions.shared.store import Store
 
 MAX_CONTENT_CHARS = 50_000  # far below DynamoDB's 400 KB item limit, even in 4-byte UTF-8
@@ -240,7 +240,7 @@ def _close(events: Iterable[dict[str, Any]]) -> None:
 class ChatService:
     """Chat turns over a :class:`~functions.shared.store.Store` and the Bedrock clients."""
 
-    settings: Settings
+    settings: ChatSettings
     store: Store
     retrieval_results: int = RETRIEVAL_RESULTS
 

@@ -10,11 +10,11 @@ from functions.shared.errors import upstream_errors
 from functions.shared.models import KnowledgeBase
 
 if TYPE_CHECKING:
-    from functions.shared.settings import Settings
+    from functions.shared.chat_settings import ChatSettings
 
 
 class KnowledgeBaseService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ChatSettings) -> None:
         self._settings = settings
 
     def list(self) -> list[KnowledgeBase]:

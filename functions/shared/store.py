@@ -61,7 +61,7 @@ from functions.shared.pagination import TokenSigner
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
-    from functions.shared.settings import Settings
+    from functions.shared.chat_settings import ChatSettings
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 SESSION_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -499,7 +499,7 @@ class Store:
     idempotency: IdempotencyStore | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
+    def from_settings(cls, settings: ChatSettings) -> Store:
         client = aws.client("dynamodb")
         signer = TokenSigner(settings.pagination_key) if settings.pagination_key else None
         return cls(

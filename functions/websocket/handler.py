@@ -30,16 +30,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared import aws
 from functions.shared.chat import ChatService, validate_content
-from functions.shared.contract import WEBSOCKET
 from functions.shared.errors import BadRequest, NotFound, client_input, for_client
 from functions.shared.idempotency import checked_key, once
 from functions.shared.identity import user_id_from
 from functions.shared.models import Message, Usage
 from functions.shared.observability import logger, metrics, tracer
-from functions.shared.settings import Settings, get_settings
+from functions.shared.settings import get_settings
 from functions.shared.store import ConnectionRepository, Store
 from functions.websocket import frames
 from functions.websocket.sender import Poster, StreamSender
+from functions.websocket.settings import Settings
 
 MAX_SESSION_ID_CHARS = 128
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
@@ -63,7 +63,7 @@ class Ping:
 
 
 def settings() -> Settings:
-    return get_settings(WEBSOCKET.key)
+    return get_settings(Settings)
 
 
 def connections(config: Settings) -> ConnectionRepository:

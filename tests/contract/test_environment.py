@@ -7,9 +7,10 @@ Two independent readings of the code:
   ``os.environ[...]``, ``os.environ.get(...)``, ``os.getenv(...)``, ``... in os.environ`` or
   ``.get(...)`` on a mapping named ``env``/``environ``/``environment``; its key is a string
   literal, a ``contract.Env`` attribute, or a parameter of the enclosing function, resolved
-  through the calls of that function (``required(Env.SESSIONS_TABLE)``), or the variable of a
-  loop over such constants (``for name in SETTINGS_VARIABLES``). A key that is none of these
-  fails the test: the contract cannot be checked for it.
+  through the calls of that function, in its own module or in one that imports it by name
+  (``required(env, Env.SESSIONS_TABLE)``), or the variable of a loop over such constants
+  (``for name in SETTINGS_VARIABLES``). A key that is none of these fails the test: the
+  contract cannot be checked for it.
 * dynamic: the reads ``functions/`` code made while the enforced run drove every code path
   with the function's synthesized environment (tests/security/code_paths.py).
 """
@@ -54,6 +55,8 @@ class ModuleReads:
 
     names: set[str] = field(default_factory=set)
     unresolved: list[int] = field(default_factory=list)  # line numbers
+    # Functions that read the variable named by one of their parameters: name -> positions.
+    readers: dict[str, set[int]] = field(default_factory=dict)
 
 
 def _is_environ(node: ast.expr) -> bool:
@@ -150,12 +153,21 @@ def _loop_values(
 
 @functools.cache
 def module_reads(path: Path) -> ModuleReads:
+    _ANALYSING.append(path)
+    try:
+        return _module_reads(path)
+    finally:
+        _ANALYSING.pop()
+
+
+def _module_reads(path: Path) -> ModuleReads:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     sequences = _sequences(tree)
     nodes: list[tuple[ast.AST, ast.AST | None]] = []
     _walk(tree, None, nodes)
     reads = ModuleReads()
-    readers: dict[str, set[int]] = {}  # function name -> positions of env var name parameters
+    readers = reads.readers
+    readers.update(_imported_readers(tree))
 
     def resolve(key: ast.expr, function: ast.AST | None, line: int, unresolved: list[int]) -> bool:
         """Record one key; True when it made ``function`` a new reader."""
@@ -192,6 +204,26 @@ def module_reads(path: Path) -> ModuleReads:
             break
     reads.unresolved = direct + through_calls
     return reads
+
+
+_ANALYSING: list[Path] = []  # the modules whose analysis is under way, outermost first
+
+
+def _imported_readers(tree: ast.Module) -> dict[str, set[int]]:
+    """The readers that ``from functions.<module> import name`` brings in, by local name."""
+    found: dict[str, set[int]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+            continue
+        target = _module_path(node.module) if node.module.split(".")[0] == "functions" else None
+        if target is None:
+            continue
+        assert target not in _ANALYSING, f"import cycle {_ANALYSING}: its readers are unknown"
+        exported = module_reads(target).readers
+        for alias in node.names:
+            if alias.name in exported:
+                found[alias.asname or alias.name] = set(exported[alias.name])
+    return found
 
 
 def _module_path(module: str) -> Path | None:

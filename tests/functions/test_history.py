@@ -8,9 +8,10 @@ import pytest
 
 from devserver.bedrock import CONVERSE, BedrockFake
 from devserver.moto import MotoServer
+from functions.main.settings import Settings
 from functions.shared import aws
 from functions.shared.chat import BYTES_PER_TOKEN, ChatService, conversation
-from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, MAIN, TABLES, Env
+from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, TABLES, Env
 from functions.shared.models import Message, Role
 from functions.shared.settings import get_settings
 from functions.shared.store import Store
@@ -86,7 +87,7 @@ def test_twenty_concurrent_turns_lose_nothing(rest: Rest, bedrock: BedrockFake) 
     questions = [f"question {number}" for number in range(20)]
 
     def turn(question: str) -> int:
-        chat = ChatService(get_settings(MAIN.key), Store.from_settings(get_settings(MAIN.key)))
+        chat = ChatService(get_settings(Settings), Store.from_settings(get_settings(Settings)))
         return chat.reply(USER_A, session_id, question).message.seq
 
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -110,7 +111,7 @@ def test_twenty_concurrent_turns_lose_nothing(rest: Rest, bedrock: BedrockFake) 
 def test_twenty_concurrent_turns_get_distinct_pairs_of_numbers(rest: Rest) -> None:
     """Each turn takes its question's and its answer's number in one update."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    store = Store.from_settings(get_settings(MAIN.key))
+    store = Store.from_settings(get_settings(Settings))
     session = store.sessions.get(USER_A, session_id)  # every turn starts from the same read
     with ThreadPoolExecutor(max_workers=20) as pool:
         messages = list(pool.map(lambda n: store.begin_turn(USER_A, session, f"m{n}"), range(20)))

@@ -9,11 +9,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.shared.contract import DEFAULT_SESSION_TTL_DAYS, MAIN, WEBSOCKET, Env
+from functions.cleanup.settings import Settings as CleanupSettings
+from functions.main.settings import Settings as MainSettings
+from functions.shared.contract import DEFAULT_SESSION_TTL_DAYS, Env
 from functions.shared.errors import BadRequest, Throttled, translate
 from functions.shared.pagination import TokenSigner
-from functions.shared.settings import ConfigurationError, Settings
+from functions.shared.settings import ConfigurationError, FunctionSettings
 from functions.websocket import frames
+from functions.websocket.settings import Settings as WebSocketSettings
 
 MAIN_ENV = {
     Env.SESSIONS_TABLE: "p-sessions",
@@ -37,7 +40,7 @@ WEBSOCKET_ENV = {
 
 
 def test_main_settings() -> None:
-    config = Settings.from_env(MAIN.key, MAIN_ENV)
+    config = MainSettings.from_env(MAIN_ENV)
     assert config.bedrock_models == ("model-a", "model-b")
     assert config.default_model == "model-a"
     assert config.knowledge_base_id is None
@@ -46,11 +49,11 @@ def test_main_settings() -> None:
     assert config.pagination_key == b"k"
     assert config.connections_table == "p-connections"
     assert config.idempotency_table == "p-idempotency"
-    assert config.websocket_callback_url is None
+    assert not hasattr(config, "websocket_callback_url")  # main posts no frames
 
 
 def test_websocket_settings() -> None:
-    config = Settings.from_env(WEBSOCKET.key, WEBSOCKET_ENV)
+    config = WebSocketSettings.from_env(WEBSOCKET_ENV)
     assert config.connections_table == "p-connections"
     assert config.knowledge_base_id == "KB12345678"
     assert config.session_ttl_days == 7
@@ -58,25 +61,28 @@ def test_websocket_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    ("function", "env", "missing"),
+    ("kind", "env", "missing"),
     [
-        (MAIN.key, MAIN_ENV, Env.SESSIONS_TABLE),
-        (MAIN.key, MAIN_ENV, Env.PAGINATION_KEY),
-        (MAIN.key, MAIN_ENV, Env.BEDROCK_MODELS),
-        (WEBSOCKET.key, WEBSOCKET_ENV, Env.CONNECTIONS_TABLE),
-        (WEBSOCKET.key, WEBSOCKET_ENV, Env.WEBSOCKET_CALLBACK_URL),
+        (MainSettings, MAIN_ENV, Env.SESSIONS_TABLE),
+        (MainSettings, MAIN_ENV, Env.PAGINATION_KEY),
+        (MainSettings, MAIN_ENV, Env.BEDROCK_MODELS),
+        (WebSocketSettings, WEBSOCKET_ENV, Env.CONNECTIONS_TABLE),
+        (WebSocketSettings, WEBSOCKET_ENV, Env.WEBSOCKET_CALLBACK_URL),
+        (CleanupSettings, {Env.MESSAGES_TABLE: "p-messages"}, Env.MESSAGES_TABLE),
     ],
 )
-def test_missing_variable_is_named(function: str, env: dict[str, str], missing: str) -> None:
+def test_missing_variable_is_named(
+    kind: type[FunctionSettings], env: dict[str, str], missing: str
+) -> None:
     broken = {name: value for name, value in env.items() if name != missing}
     with pytest.raises(ConfigurationError, match=missing):
-        Settings.from_env(function, broken)
+        kind.from_env(broken)
 
 
 @pytest.mark.parametrize("days", ["0", "-3", "thirty"])
 def test_invalid_ttl_is_named(days: str) -> None:
     with pytest.raises(ConfigurationError, match=Env.SESSION_TTL_DAYS):
-        Settings.from_env(MAIN.key, MAIN_ENV | {Env.SESSION_TTL_DAYS: days})
+        MainSettings.from_env(MAIN_ENV | {Env.SESSION_TTL_DAYS: days})
 
 
 def test_token_round_trip_and_binding() -> None:

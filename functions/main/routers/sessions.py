@@ -25,11 +25,11 @@ from functions.main.schemas import (
     SessionOut,
     SessionUpdate,
 )
+from functions.main.settings import Settings
 from functions.shared.contract import API_BASE_PATH
 from functions.shared.errors import BadRequest
 from functions.shared.idempotency import once
 from functions.shared.observability import metrics
-from functions.shared.settings import Settings
 
 router = APIRouter(prefix=API_BASE_PATH)
 

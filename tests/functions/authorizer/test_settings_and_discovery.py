@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from devserver.oidc import AUDIENCE, LocalIssuer
-from functions.authorizer.errors import ConfigurationError
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
 from functions.shared.contract import Env
+from functions.shared.settings import ConfigurationError
 from tests.functions.authorizer.helpers import bearer_event, denied
 
 

@@ -199,3 +199,32 @@ def test_denial_reasons_are_logged_without_the_token(
     assert "ExpiredSignatureError" in record["reason"]
     for part in token.split("."):
         assert part not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"not json",
+        b"[]",  # JSON, but not an object
+        b"\x80",  # not UTF-8
+        b'{"alg": "RS256", "kid": 7}',  # kid must be a string
+        b'{"alg": "RS256", "kid": "k", "crit": ["exp"]}',  # an extension no one implements
+    ],
+    ids=["not-json", "not-an-object", "not-utf8", "kid-not-a-string", "unsupported-crit"],
+)
+def test_malformed_headers_are_invalid_tokens_denied_before_any_key_lookup(
+    env: LocalIssuer, caplog: pytest.LogCaptureFixture, header: bytes
+) -> None:
+    """PyJWT parses the header; whatever it rejects is the client's bad token (INFO, not the
+    ERROR of an unexpected failure), and no signing key is fetched for it."""
+    _, payload, signature = env.token().split(".")
+    token = f"{b64url(header)}.{payload}.{signature}"
+    caplog.set_level(logging.INFO, logger="functions.authorizer")
+
+    with denied():
+        handler(bearer_event(token), None)
+
+    record = caplog.records[-1]
+    assert record.levelno == logging.INFO
+    assert json.loads(record.getMessage())["reason"].startswith("unreadable header: ")
+    assert sum(env.requests.values()) == 0

@@ -1,0 +1,21 @@
+"""The session cleanup function's settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Self
+
+from functions.shared.contract import Env
+from functions.shared.settings import FunctionSettings, required
+
+
+@dataclass(frozen=True)
+class Settings(FunctionSettings):
+    """The messages table alone: the removed session's key arrives in the stream record."""
+
+    messages_table: str
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> Self:
+        return cls(messages_table=required(env, Env.MESSAGES_TABLE))

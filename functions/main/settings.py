@@ -1,0 +1,36 @@
+"""The main (REST) function's settings: the chat settings, the pagination key, and the CORS
+origins."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Self
+
+from functions.shared.chat_settings import ChatSettings
+from functions.shared.contract import Env
+from functions.shared.settings import listed, required
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings(ChatSettings):
+    """Everything the main function reads from its environment, but the CORS origins."""
+
+    pagination_key: bytes  # the HMAC key that makes next_token tamper-proof
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> Self:
+        return cls(
+            **cls.chat_fields(env), pagination_key=required(env, Env.PAGINATION_KEY).encode()
+        )
+
+
+def cors_origins(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Origins allowed to call the REST API from a browser; ``*`` allows any.
+
+    Read once, when the app is built (Starlette's CORS middleware takes a fixed list), and apart
+    from :class:`Settings`, so that a missing table fails the requests that need it rather than
+    the import.
+    """
+    return list(listed(os.environ if environ is None else environ, Env.CORS_ALLOWED_ORIGINS))

@@ -1,0 +1,61 @@
+"""The part of the settings that the two chat functions, main (REST) and websocket, share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, DEFAULT_SESSION_TTL_DAYS, Env
+from functions.shared.settings import (
+    ConfigurationError,
+    FunctionSettings,
+    integer,
+    listed,
+    optional,
+    required,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatSettings(FunctionSettings):
+    """What the two chat functions (main for REST, websocket) share, and all that ``Store`` and
+    ``ChatService`` read: the tables, the models, the knowledge base and the history rules."""
+
+    sessions_table: str
+    messages_table: str
+    connections_table: str
+    idempotency_table: str
+    bedrock_models: tuple[str, ...]
+    knowledge_base_id: str | None
+    session_ttl_days: int
+    history_budget_tokens: int
+    pagination_key: bytes | None = None  # None: listings carry no next_token (only main pages)
+
+    @property
+    def default_model(self) -> str:
+        """The first configured model, used when a session does not name one."""
+        return self.bedrock_models[0]
+
+    @property
+    def knowledge_bases_enabled(self) -> bool:
+        return self.knowledge_base_id is not None
+
+    @staticmethod
+    def chat_fields(env: Mapping[str, str]) -> dict[str, Any]:
+        """The shared fields, for each function's :meth:`read` to add its own to."""
+        models = listed(env, Env.BEDROCK_MODELS)
+        if not models:
+            raise ConfigurationError(f"environment variable {Env.BEDROCK_MODELS} lists no model")
+        return {
+            "sessions_table": required(env, Env.SESSIONS_TABLE),
+            "messages_table": required(env, Env.MESSAGES_TABLE),
+            "connections_table": required(env, Env.CONNECTIONS_TABLE),
+            "idempotency_table": required(env, Env.IDEMPOTENCY_TABLE),
+            "bedrock_models": models,
+            "knowledge_base_id": optional(env, Env.KNOWLEDGE_BASE_ID),
+            "session_ttl_days": integer(env, Env.SESSION_TTL_DAYS, DEFAULT_SESSION_TTL_DAYS, 1),
+            "history_budget_tokens": integer(
+                env, Env.HISTORY_BUDGET_TOKENS, DEFAULT_HISTORY_BUDGET_TOKENS, 1
+            ),
+        }
