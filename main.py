@@ -7,8 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
 from compute.config import ConfigError, load_environments
 
 ROOT = Path(__file__).resolve().parent

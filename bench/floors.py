@@ -3,7 +3,6 @@ the figure it is compared with. Run as ``python bench/floors.py NAME``."""
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 
@@ -22,5 +21,4 @@ def stock_synth() -> None:
 FLOORS = {"stock-synth": stock_synth}
 
 if __name__ == "__main__":
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     FLOORS[sys.argv[1]]()

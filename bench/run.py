@@ -51,7 +51,6 @@ def synth_figure(runs: int) -> Figure:
     env = {
         **os.environ,
         "COMPUTE_CONFIG_DIR": str(ROOT / "config"),
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     }
     with tempfile.TemporaryDirectory() as folder:
         # Warm the package cache once, as any second synth on a machine would find it.

@@ -1,52 +1,14 @@
-"""Every import from the prebuilt provider bindings, and the fast loader that makes them cheap.
+"""Every class the constructs use from the prebuilt provider bindings, imported in one place.
 
-The stock ``cdktf_cdktf_provider_aws/__init__.py`` eagerly imports all 2,212 resource
-submodules (about 8 s per process here). Its preamble, which loads the jsii assembly, is
-all a submodule needs, so the loader runs only that preamble and lets Python import the
-submodules this module names. The upstream package is frozen (CDKTF was archived in Dec
-2025), so the preamble marker below cannot move under us; if it ever does, the loader
-fails loudly rather than synthesizing something different.
-
-Keeping every provider import here makes the move to the community fork a rename.
-Set ``COMPUTE_STOCK_PROVIDER=1`` to import the stock package instead (the equivalence test
-and the benchmark floor use it).
+``compute.provider_loader`` runs first, so that these imports load only the submodules
+named here instead of all 2,212 the stock package imports (see README, *Fast synthesis*).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-from pathlib import Path
+from compute.provider_loader import load_providers
 
-AWS_PACKAGE = "cdktf_cdktf_provider_aws"
-RANDOM_PACKAGE = "cdktf_cdktf_provider_random"
-_EAGER_IMPORTS = "\nfrom . import "
-
-
-def load_preamble_only(package: str) -> None:
-    """Import ``package`` without the eager submodule imports at the end of its __init__."""
-    if package in sys.modules:
-        return
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None or spec.loader is None:
-        raise ImportError(f"{package} is not installed; run `make setup`")
-    source = Path(spec.origin).read_text(encoding="utf-8")
-    preamble, marker, _ = source.partition(_EAGER_IMPORTS)
-    if not marker or "from ._jsii import *" not in preamble:
-        raise ImportError(f"{package}/__init__.py changed shape; set COMPUTE_STOCK_PROVIDER=1")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[package] = module
-    try:
-        exec(compile(preamble, spec.origin, "exec"), module.__dict__)  # noqa: S102
-    except BaseException:
-        del sys.modules[package]
-        raise
-
-
-if os.environ.get("COMPUTE_STOCK_PROVIDER") != "1":
-    load_preamble_only(AWS_PACKAGE)
-    load_preamble_only(RANDOM_PACKAGE)
+load_providers()
 
 # ruff: noqa: E402 -- the imports below must run after the loader.
 from cdktf_cdktf_provider_aws.api_gateway_account import ApiGatewayAccount

@@ -7,11 +7,17 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from functions.shared.contract import FUNCTIONS
+from tests.compute.provider_modules import (
+    facade_submodules,
+    imported_in,
+    stock_submodules,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,10 +30,16 @@ def tree(folder: Path) -> dict[str, bytes]:
     }
 
 
+@dataclass(frozen=True)
+class Run:
+    files: dict[str, bytes]  # cdktf.out/, by relative path
+    provider_submodules: frozenset[str]  # what the run imported, from ``-X importtime``
+
+
 @pytest.fixture(scope="module")
-def synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bytes]]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """Three synths of the shipped config, run side by side: fast twice, stock once."""
-    runs = {}
+    processes = {}
     for name, stock in (("fast", "0"), ("again", "0"), ("stock", "1")):
         folder = tmp_path_factory.mktemp(name)
         env = {
@@ -35,16 +47,21 @@ def synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, byte
             "COMPUTE_CONFIG_DIR": str(ROOT / "config"),
             "COMPUTE_STOCK_PROVIDER": stock,
         }
-        runs[name] = (folder, subprocess.Popen(
-            [sys.executable, str(ROOT / "main.py")], cwd=folder, env=env,
+        processes[name] = (folder, subprocess.Popen(
+            [sys.executable, "-X", "importtime", str(ROOT / "main.py")], cwd=folder, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))  # fmt: skip
     outputs = {}
-    for name, (folder, process) in runs.items():
+    for name, (folder, process) in processes.items():
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr
-        outputs[name] = tree(folder / "cdktf.out")
+        outputs[name] = Run(tree(folder / "cdktf.out"), imported_in(stderr))
     return outputs
+
+
+@pytest.fixture(scope="module")
+def synths(runs: dict[str, Run]) -> dict[str, dict[str, bytes]]:
+    return {name: run.files for name, run in runs.items()}
 
 
 def test_one_synth_gives_one_stack_per_environment(synths: dict[str, dict[str, bytes]]) -> None:
@@ -63,23 +80,15 @@ def test_two_synths_are_byte_identical(synths: dict[str, dict[str, bytes]]) -> N
         assert content == synths["again"][name], f"{name} differs between two synths"
 
 
-def test_fast_loader_gives_the_stock_output(synths: dict[str, dict[str, bytes]]) -> None:
-    assert list(synths["fast"]) == list(synths["stock"])
-    for name, content in synths["fast"].items():
-        assert content == synths["stock"][name], f"{name} differs from the stock provider's synth"
-
-
-def test_fast_loader_skips_the_eager_imports() -> None:
-    code = (
-        "import sys, compute.provider\n"
-        "loaded = [m for m in sys.modules if m.startswith('cdktf_cdktf_provider_aws.')]\n"
-        "print(len(loaded))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-        env={**os.environ, "COMPUTE_STOCK_PROVIDER": "0"},
-    )  # fmt: skip
-    assert int(result.stdout) < 100  # the stock package imports all 2,212
+def test_fast_loader_gives_the_stock_output(runs: dict[str, Run]) -> None:
+    fast, stock = runs["fast"], runs["stock"]
+    # The two runs really took the two paths: the fast ones imported exactly the façade's
+    # submodules, the stock one every submodule both stock packages import eagerly.
+    assert fast.provider_submodules == runs["again"].provider_submodules == facade_submodules()
+    assert stock.provider_submodules == stock_submodules() > facade_submodules()
+    assert list(fast.files) == list(stock.files)
+    for name, content in fast.files.items():
+        assert content == stock.files[name], f"{name} differs from the stock provider's synth"
 
 
 def test_the_cdktf_cli_synthesizes_the_same_app(

@@ -1,0 +1,62 @@
+"""Which provider submodules a process should import, fast or stock, computed from the code.
+
+The fast-loader tests compare what a run imported with these sets rather than with counts
+written down by hand, so they fail when the loader stops applying and cannot drift when
+``compute/provider.py`` names another resource.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from collections.abc import Iterable
+from pathlib import Path
+
+from compute import provider
+from compute.provider_loader import PACKAGES
+
+# The stock AWS package's eager imports: the README's figure, and the package is frozen.
+STOCK_AWS_SUBMODULES = 2212
+
+
+def provider_submodules(modules: Iterable[str]) -> frozenset[str]:
+    """The provider packages' public submodules among ``modules`` (not ``_jsii``, ``_private``
+    or anything nested)."""
+    found = set()
+    for module in modules:
+        package, _, name = module.partition(".")
+        if package in PACKAGES and name and "." not in name and not name.startswith("_"):
+            found.add(module)
+    return frozenset(found)
+
+
+def facade_submodules() -> frozenset[str]:
+    """The submodules ``compute.provider`` imports from: all the fast loader lets in."""
+    return frozenset(getattr(provider, name).__module__ for name in provider.__all__)
+
+
+def eager_submodules(package: str) -> frozenset[str]:
+    """The submodules ``package``'s stock ``__init__`` imports after its preamble."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.origin is not None, f"{package} is not installed"
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    return frozenset(
+        f"{package}.{alias.name}"
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None
+        for alias in node.names
+    )
+
+
+def stock_submodules() -> frozenset[str]:
+    """Every submodule the stock import of the provider packages loads."""
+    return frozenset().union(*(eager_submodules(package) for package in PACKAGES))
+
+
+def imported_in(importtime_log: str) -> frozenset[str]:
+    """The provider submodules a ``python -X importtime`` run imported, from its stderr."""
+    return provider_submodules(
+        line.rpartition("|")[2].strip()
+        for line in importtime_log.splitlines()
+        if line.startswith("import time:")
+    )

@@ -1,0 +1,108 @@
+"""The fast provider loader: a fresh process imports exactly the submodules the façade names,
+and the loader runs a package's preamble only, or refuses a package of another shape.
+
+The whole-app comparison with the stock import is in test_synthesis.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from compute.provider_loader import PACKAGES, load_preamble_only
+from tests.compute.provider_modules import (
+    STOCK_AWS_SUBMODULES,
+    eager_submodules,
+    facade_submodules,
+    provider_submodules,
+    stock_submodules,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imported_by_the_facade(stock: str) -> frozenset[str]:
+    """The provider submodules a fresh ``import compute.provider`` leaves in sys.modules."""
+    code = "import json, sys, compute.provider\nprint(json.dumps(sorted(sys.modules)))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        env={**os.environ, "COMPUTE_STOCK_PROVIDER": stock},
+    )  # fmt: skip
+    return provider_submodules(json.loads(result.stdout))
+
+
+def test_the_facade_names_a_few_submodules_of_each_package() -> None:
+    facade = facade_submodules()
+    assert {
+        "cdktf_cdktf_provider_aws.lambda_function",
+        "cdktf_cdktf_provider_aws.provider",
+        "cdktf_cdktf_provider_random.password",
+        "cdktf_cdktf_provider_random.provider",
+    } <= facade
+    assert 0 < len(facade) < 100 < STOCK_AWS_SUBMODULES
+    for package in PACKAGES:
+        assert facade & eager_submodules(package), f"the façade names nothing of {package}"
+
+
+def test_the_stock_package_imports_every_resource_eagerly() -> None:
+    assert len(eager_submodules("cdktf_cdktf_provider_aws")) == STOCK_AWS_SUBMODULES
+    assert facade_submodules() < stock_submodules()
+
+
+def test_fast_loader_skips_the_eager_imports() -> None:
+    """Exactly the façade's submodules load: none of the other 2,200-odd the stock ``__init__``
+    imports, and no fewer (zero would mean nothing was measured)."""
+    assert imported_by_the_facade(stock="0") == facade_submodules()
+
+
+@pytest.fixture
+def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An importable ``fake_provider`` package laid out as the jsii bindings are: a preamble
+    that star-imports ``_jsii``, then eager ``from . import`` lines (here of a module that
+    fails to import, so running them shows)."""
+    package = tmp_path / "fake_provider"
+    package.mkdir()
+    (package / "_jsii.py").write_text("ASSEMBLY = 'loaded'\n__all__ = ['ASSEMBLY']\n")
+    (package / "eager.py").write_text("raise RuntimeError('an eager import ran')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield package
+    for name in [m for m in sys.modules if m.partition(".")[0] == "fake_provider"]:
+        del sys.modules[name]
+
+
+def test_the_loader_runs_the_preamble_only(fake_package: Path) -> None:
+    (fake_package / "__init__.py").write_text(
+        "from ._jsii import *\nPREAMBLE = True\n\nfrom . import eager\n"
+    )
+    load_preamble_only("fake_provider")
+    module = sys.modules["fake_provider"]
+    assert (module.ASSEMBLY, module.PREAMBLE) == ("loaded", True)
+    assert "fake_provider.eager" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    "init",
+    [
+        "from ._jsii import *\nfrom .eager import *\n",  # no eager ``from . import`` block
+        "PREAMBLE = True\n\nfrom . import eager\n",  # a preamble that loads no assembly
+    ],
+)
+def test_a_package_of_another_shape_fails_loudly(fake_package: Path, init: str) -> None:
+    (fake_package / "__init__.py").write_text(init)
+    with pytest.raises(ImportError, match="changed shape; set COMPUTE_STOCK_PROVIDER=1"):
+        load_preamble_only("fake_provider")
+    assert "fake_provider" not in sys.modules
+
+
+def test_a_failing_preamble_leaves_no_half_loaded_package(fake_package: Path) -> None:
+    (fake_package / "__init__.py").write_text(
+        "from ._jsii import *\nraise OSError('no jsii runtime')\n\nfrom . import eager\n"
+    )
+    with pytest.raises(OSError, match="no jsii runtime"):
+        load_preamble_only("fake_provider")
+    assert "fake_provider" not in sys.modules
