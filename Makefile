@@ -1,5 +1,5 @@
 # One command each: `make synth` and `make test` set everything up on a fresh machine that
-# has Python 3.11 (plus make and a C++ compiler), then do their job: Node.js comes locked in
+# has Python 3.11 (and make), then do their job: Node.js comes locked in
 # Pipfile.lock. Nothing needs AWS credentials.
 SHELL := /bin/bash
 .DEFAULT_GOAL := synth
@@ -43,8 +43,9 @@ $(VENV)/bin/node: | $(VENV)/.synced
 	ln -sf ../$(NODE_WHEEL)/lib/node_modules/npm/bin/npx-cli.js $(VENV)/bin/npx
 
 # Reinstalled when the Node binary changes as well. node-pty (a cdktf-cli dependency) ships
-# binaries up to Node 22 only, so on 24 npm compiles it, against the wheel's own headers:
-# neither a download nor a system Node's (node-gyp would take a `nodedir` from ~/.npmrc).
+# binaries up to Node 22, which the locked wheel is; were npm to compile it (a newer Node, an
+# unusual platform), it builds against the wheel's own headers: neither a download nor a
+# system Node's (node-gyp would take a `nodedir` from ~/.npmrc).
 node_modules/.installed: package-lock.json $(VENV)/bin/node
 	npm_package_config_node_gyp_nodedir=$(CURDIR)/$(VENV)/$(NODE_WHEEL) npm ci --no-audit --no-fund
 	touch $@
