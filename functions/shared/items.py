@@ -8,25 +8,36 @@ fresh processes each, 2026-12-02).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+if TYPE_CHECKING:
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-_SERIALIZE = TypeSerializer().serialize
-_DESERIALIZE = TypeDeserializer().deserialize
+
+@functools.cache
+def _converters() -> tuple[TypeSerializer, TypeDeserializer]:
+    """Imported on first use, like boto3 itself (``functions.shared.aws``): importing
+    ``boto3.dynamodb`` imports all of boto3, which a cold start should not pay before the first
+    request needs it."""
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    return TypeSerializer(), TypeDeserializer()
 
 
 def dynamodb_item(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` in DynamoDB's attribute-value form; None leaves the attribute out. Also builds
     ``ExpressionAttributeValues``, whose names are ``:placeholders``."""
-    return {name: _SERIALIZE(value) for name, value in values.items() if value is not None}
+    serialize = _converters()[0].serialize
+    return {name: serialize(value) for name, value in values.items() if value is not None}
 
 
 def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """An item's values as Python values; numbers as int, the only numbers this store writes."""
-    return {name: _plain(_DESERIALIZE(value)) for name, value in item.items()}
+    deserialize = _converters()[1].deserialize
+    return {name: _plain(deserialize(value)) for name, value in item.items()}
 
 
 def _plain(value: Any) -> Any:
