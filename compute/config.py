@@ -24,6 +24,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from functions.shared.contract import (
     DEFAULT_HISTORY_BUDGET_TOKENS,
     DEFAULT_STREAM_FLUSH_INTERVAL_MS,
+    DEFAULT_USER_DAILY_TOKEN_LIMIT,
+    DEFAULT_USER_MAX_CONCURRENT_ANSWERS,
     FUNCTIONS,
     VALIDATION_KEYS,
     WEBSOCKET,
@@ -387,6 +389,35 @@ class ComputeConfig(_Strict):
         "Least time between two streamed text frames; text that arrives meanwhile is "
         "coalesced. 0 posts as fast as the management API answers.",
     )
+    user_daily_token_limit: Annotated[int, Field(ge=0)] = extension(
+        DEFAULT_USER_DAILY_TOKEN_LIMIT,
+        "Model tokens one user may use per UTC day (input plus output, cached input at its "
+        "rate); 0: no limit. A turn is refused with `quota_exceeded` once it is reached "
+        "(README, Token budgets).",
+    )
+    user_monthly_token_limit: Annotated[int, Field(ge=0)] = extension(
+        0,
+        "Model tokens one user may use per UTC calendar month, counted as the daily limit is; "
+        "0: no limit.",
+    )
+    user_max_concurrent_answers: Annotated[int, Field(ge=0, le=100)] = extension(
+        DEFAULT_USER_MAX_CONCURRENT_ANSWERS,
+        "Answers one user may have generating at once, over all their connections and REST "
+        "calls; the next is refused with `busy`. 0: no limit (README, Capacity).",
+    )
+    bedrock_guardrail_id: Annotated[str, Field(pattern=r"^[a-z0-9]{1,64}$")] | None = extension(
+        None,
+        "Id of a Bedrock guardrail applied to every model call (set with "
+        "`bedrock_guardrail_version`); unset: none (README, Guardrails).",
+    )
+    bedrock_guardrail_version: (
+        Annotated[str, Field(pattern=r"^([1-9][0-9]{0,7}|DRAFT)$")] | None
+    ) = extension(None, "Version of `bedrock_guardrail_id`: a number, or `DRAFT`.")
+    bedrock_prompt_caching: bool = extension(
+        True,
+        "Mark the system prompt and the stable history as cacheable, for the models that "
+        "support Bedrock prompt caching (README, Prompt caching).",
+    )
     alarm_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = extension(
         None, "E-mail address subscribed to the alarm topic; unset: none."
     )
@@ -443,7 +474,14 @@ class ComputeConfig(_Strict):
         self._check_jwt()
         self._check_origins()
         self._check_signing()
+        self._check_guardrail()
         return self
+
+    def _check_guardrail(self) -> None:
+        if (self.bedrock_guardrail_id is None) != (self.bedrock_guardrail_version is None):
+            raise ValueError(
+                "bedrock_guardrail_id and bedrock_guardrail_version are set together or not at all"
+            )
 
     def _check_retention(self) -> None:
         if self.log_retention_days not in LOG_RETENTION_DAYS:

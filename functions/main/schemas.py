@@ -134,9 +134,11 @@ class CitationOut(_Output):
 
 
 class UsageOut(_Output):
-    input_tokens: int
+    input_tokens: int = Field(description="Input tokens not read from or written to the cache.")
     output_tokens: int
     total_tokens: int
+    cache_read_input_tokens: int = Field(0, description="Input tokens read from the cache.")
+    cache_write_input_tokens: int = Field(0, description="Input tokens written to the cache.")
 
 
 class MessageOut(_Output):

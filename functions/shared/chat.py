@@ -25,14 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from functions.shared import aws
 from functions.shared.contract import Metric
 from functions.shared.errors import BadRequest, NotFound, is_throttling, translate, upstream_errors
 from functions.shared.models import Citation, Message, MessageStatus, Role, Session, Usage
-from functions.shared.observability import logger, metrics
+from functions.shared.observability import count, logger, record_turn
 from functions.shared.store import content_bytes, timestamp, utc_now
 
 if TYPE_CHECKING:
@@ -323,6 +322,7 @@ class ChatService:
             stop_reason=stop_reason,
         )
         self.store.finish_turn(turn.user_id, message)
+        record_turn(turn.request["modelId"], message)
         return ChatReply(message=message, citations=turn.citations, usage=usage or Usage())
 
     @contextmanager
@@ -335,7 +335,7 @@ class ChatService:
             domain = translate(error)
             reason = domain.code if domain is not None else "internal"
             if _model_throttled(error):
-                metrics.add_metric(name=Metric.MODEL_THROTTLED, unit=MetricUnit.Count, value=1)
+                count(Metric.MODEL_THROTTLED)
             try:
                 self._finish(turn, "", None, status="failed", stop_reason=reason)
             except NotFound:
@@ -438,6 +438,8 @@ def _usage(raw: dict[str, Any] | None) -> Usage:
         input_tokens=int(raw.get("inputTokens", 0)),
         output_tokens=int(raw.get("outputTokens", 0)),
         total_tokens=int(raw.get("totalTokens", 0)),
+        cache_read_input_tokens=int(raw.get("cacheReadInputTokens", 0)),
+        cache_write_input_tokens=int(raw.get("cacheWriteInputTokens", 0)),
     )
 
 

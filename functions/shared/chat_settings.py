@@ -6,15 +6,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, DEFAULT_SESSION_TTL_DAYS, Env
+from functions.shared.contract import (
+    DEFAULT_HISTORY_BUDGET_TOKENS,
+    DEFAULT_SESSION_TTL_DAYS,
+    DEFAULT_USER_DAILY_TOKEN_LIMIT,
+    DEFAULT_USER_MAX_CONCURRENT_ANSWERS,
+    Env,
+)
 from functions.shared.settings import (
     ConfigurationError,
     FunctionSettings,
+    boolean,
     integer,
     listed,
     optional,
     required,
 )
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    """The Bedrock guardrail every model call is checked by."""
+
+    identifier: str
+    version: str  # a number, or DRAFT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +45,12 @@ class ChatSettings(FunctionSettings):
     knowledge_base_id: str | None
     session_ttl_days: int
     history_budget_tokens: int
+    usage_table: str
+    user_daily_token_limit: int  # 0: no limit
+    user_monthly_token_limit: int  # 0: no limit
+    user_max_concurrent_answers: int  # 0: no limit
+    guardrail: Guardrail | None
+    prompt_caching: bool
     pagination_key: bytes | None = None  # None: listings carry no next_token (only main pages)
 
     @property
@@ -58,4 +79,25 @@ class ChatSettings(FunctionSettings):
             "history_budget_tokens": integer(
                 env, Env.HISTORY_BUDGET_TOKENS, DEFAULT_HISTORY_BUDGET_TOKENS, 1
             ),
+            "usage_table": required(env, Env.USAGE_TABLE),
+            "user_daily_token_limit": integer(
+                env, Env.USER_DAILY_TOKEN_LIMIT, DEFAULT_USER_DAILY_TOKEN_LIMIT, 0
+            ),
+            "user_monthly_token_limit": integer(env, Env.USER_MONTHLY_TOKEN_LIMIT, 0, 0),
+            "user_max_concurrent_answers": integer(
+                env, Env.USER_MAX_CONCURRENT_ANSWERS, DEFAULT_USER_MAX_CONCURRENT_ANSWERS, 0
+            ),
+            "guardrail": _guardrail(env),
+            "prompt_caching": boolean(env, Env.BEDROCK_PROMPT_CACHING, True),
         }
+
+
+def _guardrail(env: Mapping[str, str]) -> Guardrail | None:
+    identifier = optional(env, Env.BEDROCK_GUARDRAIL_ID)
+    version = optional(env, Env.BEDROCK_GUARDRAIL_VERSION)
+    if (identifier is None) != (version is None):
+        raise ConfigurationError(
+            f"environment variables {Env.BEDROCK_GUARDRAIL_ID} and "
+            f"{Env.BEDROCK_GUARDRAIL_VERSION} are set together or not at all"
+        )
+    return Guardrail(identifier, version) if identifier and version else None

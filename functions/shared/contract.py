@@ -17,6 +17,15 @@ class Env:
     MESSAGES_TABLE = "MESSAGES_TABLE_NAME"
     CONNECTIONS_TABLE = "CONNECTIONS_TABLE_NAME"
     IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE_NAME"
+    USAGE_TABLE = "USAGE_TABLE_NAME"
+    # Per-user limits (#12); 0 turns each off.
+    USER_DAILY_TOKEN_LIMIT = "USER_DAILY_TOKEN_LIMIT"  # noqa: S105 - a variable name
+    USER_MONTHLY_TOKEN_LIMIT = "USER_MONTHLY_TOKEN_LIMIT"  # noqa: S105 - a variable name
+    USER_MAX_CONCURRENT_ANSWERS = "USER_MAX_CONCURRENT_ANSWERS"
+    # Bedrock Guardrails: both empty, or an id and a version (a number or DRAFT).
+    BEDROCK_GUARDRAIL_ID = "BEDROCK_GUARDRAIL_ID"
+    BEDROCK_GUARDRAIL_VERSION = "BEDROCK_GUARDRAIL_VERSION"
+    BEDROCK_PROMPT_CACHING = "BEDROCK_PROMPT_CACHING"  # "true" or "false"
     BEDROCK_MODELS = "BEDROCK_MODELS"  # comma-separated model ids; the first is the default
     KNOWLEDGE_BASE_ID = "KNOWLEDGE_BASE_ID"  # empty: knowledge-base features are off
     SESSION_TTL_DAYS = "SESSION_TTL_DAYS"
@@ -37,11 +46,41 @@ class Env:
 
 
 class Metric:
-    """Names of the EMF metrics the functions emit that the stack's alarms watch. They are
-    published in the ``POWERTOOLS_METRICS_NAMESPACE`` namespace with one dimension,
-    ``service`` (``POWERTOOLS_SERVICE_NAME``)."""
+    """Names of the EMF metrics the functions emit that the stack's alarms and dashboard read.
+
+    All are published in the ``POWERTOOLS_METRICS_NAMESPACE`` namespace. Those in
+    :data:`PER_MODEL` have two dimensions, ``service`` (``POWERTOOLS_SERVICE_NAME``) and
+    :data:`MODEL_DIMENSION` (the model id the turn used); every other one has ``service`` only.
+    """
 
     MODEL_THROTTLED = "ModelThrottled"  # a Bedrock call or stream said "slow down"
+    QUOTA_EXCEEDED = "QuotaExceeded"  # a turn refused: the user's token budget is spent
+    BUSY = "Busy"  # a turn refused: the user has as many answers generating as allowed
+    CLIENT_GONE = "ClientGone"  # a WebSocket client vanished mid-answer
+    # Per model, one EMF document per stored answer (see functions.shared.observability):
+    CHAT_TURNS = "ChatTurns"  # every answer stored, whatever its status
+    INCOMPLETE_ANSWERS = "IncompleteAnswers"  # stored with status incomplete
+    FAILED_ANSWERS = "FailedAnswers"  # stored as a failed marker (the model call failed)
+    GUARDRAIL_INTERVENTIONS = "GuardrailInterventions"  # stop reason guardrail_intervened
+    INPUT_TOKENS = "InputTokens"  # as Bedrock reports them: uncached input
+    OUTPUT_TOKENS = "OutputTokens"
+    CACHE_READ_INPUT_TOKENS = "CacheReadInputTokens"
+    CACHE_WRITE_INPUT_TOKENS = "CacheWriteInputTokens"
+
+    PER_MODEL = (
+        CHAT_TURNS,
+        INCOMPLETE_ANSWERS,
+        FAILED_ANSWERS,
+        GUARDRAIL_INTERVENTIONS,
+        INPUT_TOKENS,
+        OUTPUT_TOKENS,
+        CACHE_READ_INPUT_TOKENS,
+        CACHE_WRITE_INPUT_TOKENS,
+    )
+
+
+SERVICE_DIMENSION = "service"
+MODEL_DIMENSION = "model"
 
 
 AttributeType = Literal["S", "N", "B"]
@@ -116,7 +155,15 @@ IDEMPOTENCY = TableSchema(
     hash_key=Key("key", "S"),
 )
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600  # the IETF draft asks for at least a day
-TABLES = (SESSIONS, MESSAGES, CONNECTIONS, IDEMPOTENCY)
+# Per user: one ledger item per budget period ("day#2026-12-02", "month#2026-12") and one
+# lease item per answer slot ("lease#0", "lease#1", ...), see functions.shared.quota.
+USAGE = TableSchema(
+    suffix="usage",
+    env=Env.USAGE_TABLE,
+    hash_key=Key("user_id", "S"),
+    range_key=Key("period", "S"),
+)
+TABLES = (SESSIONS, MESSAGES, CONNECTIONS, IDEMPOTENCY, USAGE)
 
 API_BASE_PATH = "/api/v1"
 
@@ -181,6 +228,13 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.KNOWLEDGE_BASE_ID,
         Env.SESSION_TTL_DAYS,
         Env.HISTORY_BUDGET_TOKENS,
+        Env.USAGE_TABLE,
+        Env.USER_DAILY_TOKEN_LIMIT,
+        Env.USER_MONTHLY_TOKEN_LIMIT,
+        Env.USER_MAX_CONCURRENT_ANSWERS,
+        Env.BEDROCK_GUARDRAIL_ID,
+        Env.BEDROCK_GUARDRAIL_VERSION,
+        Env.BEDROCK_PROMPT_CACHING,
         Env.PAGINATION_KEY,
         Env.CORS_ALLOWED_ORIGINS,
         Env.POWERTOOLS_SERVICE_NAME,
@@ -195,6 +249,13 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.KNOWLEDGE_BASE_ID,
         Env.SESSION_TTL_DAYS,
         Env.HISTORY_BUDGET_TOKENS,
+        Env.USAGE_TABLE,
+        Env.USER_DAILY_TOKEN_LIMIT,
+        Env.USER_MONTHLY_TOKEN_LIMIT,
+        Env.USER_MAX_CONCURRENT_ANSWERS,
+        Env.BEDROCK_GUARDRAIL_ID,
+        Env.BEDROCK_GUARDRAIL_VERSION,
+        Env.BEDROCK_PROMPT_CACHING,
         Env.STREAM_FLUSH_INTERVAL_MS,
         Env.WEBSOCKET_CALLBACK_URL,
         Env.POWERTOOLS_SERVICE_NAME,
@@ -220,6 +281,11 @@ DEFAULT_SESSION_TTL_DAYS = 30
 # context, at a bounded price (see the README's "History budget").
 DEFAULT_HISTORY_BUDGET_TOKENS = 12_000
 DEFAULT_STREAM_FLUSH_INTERVAL_MS = 100
+# About 80 turns a day at the full history budget: a heavy day's use, at a bounded price (see
+# the README's "Token budgets").
+DEFAULT_USER_DAILY_TOKEN_LIMIT = 1_000_000
+# Two: an answer streaming on one connection and one more (another device, a REST call).
+DEFAULT_USER_MAX_CONCURRENT_ANSWERS = 2
 
 
 class AuthorizerContext:

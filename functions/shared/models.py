@@ -6,6 +6,7 @@ not pay pydantic's import cost. The REST layer converts them to its pydantic res
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, Literal, TypeVar, get_args
 
@@ -44,11 +45,34 @@ class Citation:
         return asdict(self)
 
 
+# What a cached input token costs against a user's token budget, relative to an uncached one:
+# Bedrock's prices for Anthropic and Amazon Nova models (a cache read is 10% of the input price,
+# a cache write 125%), so a budget tracks what the turns cost. See the README's "Token budgets".
+CACHE_READ_BUDGET_RATE = 0.1
+CACHE_WRITE_BUDGET_RATE = 1.25
+
+
 @dataclass(frozen=True)
 class Usage:
+    """Tokens of one model call, as Bedrock reports them: ``input_tokens`` is the uncached part
+    of the input; the cached part is ``cache_read_input_tokens`` (read from the prompt cache)
+    and ``cache_write_input_tokens`` (written to it)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+
+    @property
+    def budget_tokens(self) -> int:
+        """What the call costs against the user's token budget: input and output tokens, with
+        cached input at its documented rate (rounded up)."""
+        cached = (
+            self.cache_read_input_tokens * CACHE_READ_BUDGET_RATE
+            + self.cache_write_input_tokens * CACHE_WRITE_BUDGET_RATE
+        )
+        return self.input_tokens + self.output_tokens + math.ceil(cached)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -78,6 +78,16 @@ def integer(env: Mapping[str, str], name: str, default: int, minimum: int) -> in
     return value
 
 
+def boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """An optional ``true``/``false`` variable (any case); unset or blank means ``default``."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigurationError(f"environment variable {name} must be true or false, got {raw!r}")
+    return raw == "true"
+
+
 SettingsT = TypeVar("SettingsT", bound=FunctionSettings)
 
 

@@ -22,7 +22,6 @@ from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.api_gateway_websocket_event import (
     APIGatewayWebSocketEvent,
 )
@@ -30,11 +29,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared import aws
 from functions.shared.chat import ChatService, validate_content
+from functions.shared.contract import Metric
 from functions.shared.errors import BadRequest, NotFound, client_input, for_client
 from functions.shared.idempotency import checked_key, once
 from functions.shared.identity import user_id_from
 from functions.shared.models import Message, Usage
-from functions.shared.observability import logger, metrics, tracer
+from functions.shared.observability import count, logger, metrics, tracer
 from functions.shared.settings import get_settings
 from functions.shared.store import ConnectionRepository, Store
 from functions.websocket import frames
@@ -112,7 +112,7 @@ def on_message(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[
         domain = for_client(error)
         poster.send(frames.error(domain.code, domain.message))
     if poster.gone:
-        metrics.add_metric(name="ClientGone", unit=MetricUnit.Count, value=1)
+        count(Metric.CLIENT_GONE)
         connections(config).delete(connection_id)
     return _OK
 
@@ -192,10 +192,6 @@ def stream_answer(
             "posts": poster.posts,
         },
     )
-    metrics.add_metric(name="ChatTurns", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=reply.usage.output_tokens)
-    if reply.message.status != "complete":
-        metrics.add_metric(name="IncompleteAnswers", unit=MetricUnit.Count, value=1)
     return reply.message
 
 

@@ -23,6 +23,7 @@ MAIN_ENV = {
     Env.MESSAGES_TABLE: "p-messages",
     Env.CONNECTIONS_TABLE: "p-connections",  # DELETE /me removes the caller's records
     Env.IDEMPOTENCY_TABLE: "p-idempotency",
+    Env.USAGE_TABLE: "p-usage",
     Env.BEDROCK_MODELS: " model-a , model-b,,model-a ",
     Env.KNOWLEDGE_BASE_ID: "",
     Env.PAGINATION_KEY: "k",
@@ -32,6 +33,7 @@ WEBSOCKET_ENV = {
     Env.MESSAGES_TABLE: "p-messages",
     Env.CONNECTIONS_TABLE: "p-connections",
     Env.IDEMPOTENCY_TABLE: "p-idempotency",
+    Env.USAGE_TABLE: "p-usage",
     Env.BEDROCK_MODELS: "model-a",
     Env.KNOWLEDGE_BASE_ID: "KB12345678",
     Env.SESSION_TTL_DAYS: "7",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Request
 
 from functions.main.deps import (
@@ -28,7 +27,7 @@ from functions.main.schemas import (
 )
 from functions.shared.contract import API_BASE_PATH
 from functions.shared.idempotency import once
-from functions.shared.observability import logger, metrics
+from functions.shared.observability import logger
 
 router = APIRouter(prefix=API_BASE_PATH)
 
@@ -81,10 +80,6 @@ async def send_message(
                 "seq": reply.message.seq,
                 "usage": reply.usage.to_dict(),
             },
-        )
-        metrics.add_metric(name="ChatTurns", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(
-            name="OutputTokens", unit=MetricUnit.Count, value=reply.usage.output_tokens
         )
         response = ChatResponse(
             message=MessageOut.of(reply.message),
