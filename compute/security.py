@@ -49,12 +49,18 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         f"connections/{USER_CONNECTIONS.name}": ("dynamodb:Query",),
         # Idempotency-Key: claim, result, release (functions/shared/idempotency.py)
         "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        # Budgets: reserve and settle (UpdateItem), GET /usage (GetItem); answer leases: take
+        # (PutItem) and free (DeleteItem) (functions/shared/quota.py)
+        "usage": (
+            "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
+        ),
     },
     WEBSOCKET.key: {
         "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"),
         "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem"),  # get: replay
         "connections": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
         "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        "usage": ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
     },
     AUTHORIZER.key: {},
     # MessageRepository.delete_all: Query the session's keys, BatchWriteItem the deletes. Not

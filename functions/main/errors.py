@@ -22,7 +22,6 @@ from functions.shared.errors import (
     DomainError,
     MethodNotAllowed,
     NotFound,
-    Throttled,
     Unauthorized,
     for_client,
     invalid_request,
@@ -43,6 +42,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "headers": _RETRY_AFTER,
     },
     "default": {**ERROR, "description": "Any other error, in the same shape."},
+}
+# The turns that call the model: refused, without a model call, when the caller is over budget.
+TURN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {
+        **ERROR,
+        "description": (
+            "`quota_exceeded`: the caller's token budget for a period is spent (`quota` says "
+            "which, its limit, the use and when it resets; `Retry-After` is the seconds until "
+            "then). `busy`: the caller has as many answers generating as allowed."
+        ),
+        "headers": _RETRY_AFTER,
+    },
 }
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {**ERROR, "description": "No authenticated caller."},
@@ -66,7 +77,8 @@ IDEMPOTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(error: DomainError) -> JSONResponse:
-    """The response for ``error``: its status, its code, and for throttling ``Retry-After``."""
+    """The response for ``error``: its status, its code, its fields, and ``Retry-After`` when
+    it says when to retry."""
     details = error.details if isinstance(error, BadRequest) else ()
     body = ErrorResponse.model_validate(
         {
@@ -74,11 +86,12 @@ def error_response(error: DomainError) -> JSONResponse:
                 "code": error.code,
                 "message": error.message,
                 "details": [vars(problem) for problem in details] or None,
+                **error.fields(),
             }
         }
     )
     response = JSONResponse(body.model_dump(mode="json", exclude_none=True), error.status)
-    if isinstance(error, Throttled):
+    if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     return response
 

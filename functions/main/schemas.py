@@ -38,11 +38,21 @@ class FieldError(BaseModel):
     message: str
 
 
+class QuotaOut(BaseModel):
+    period: Literal["day", "month"]
+    limit: int = Field(description="Tokens the period allows.")
+    used: int = Field(description="Tokens used in the period, including answers in progress.")
+    resets_at: str = Field(description="When the next period starts (ISO-8601 UTC).")
+
+
 class ErrorDetail(BaseModel):
     code: ErrorCode
     message: str
     details: list[FieldError] | None = Field(
         default=None, description="Per-field problems, for request validation errors."
+    )
+    quota: QuotaOut | None = Field(
+        default=None, description="The spent budget, for `quota_exceeded`."
     )
 
 

@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -32,6 +32,7 @@ from functions.shared.contract import Metric
 from functions.shared.errors import BadRequest, NotFound, is_throttling, translate, upstream_errors
 from functions.shared.models import Citation, Message, MessageStatus, Role, Session, Usage
 from functions.shared.observability import count, logger, record_turn
+from functions.shared.quota import AnswerLeases, Lease, Reservation, UsageLedger
 from functions.shared.store import content_bytes, timestamp, utc_now
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class _Turn:
     citations: tuple[Citation, ...]
     question: Message  # stored; the answer takes the next sequence number
     answer_id: str
+    reservation: Reservation  # the budget the turn holds until its answer is stored
 
     @property
     def answer_seq(self) -> int:
@@ -111,6 +113,24 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(content_bytes(text) / BYTES_PER_TOKEN)
 
 
+def request_tokens(request: dict[str, Any]) -> int:
+    """Estimated input tokens of a Bedrock request: every text of its system prompt and
+    messages, wherever a content block nests it."""
+    return sum(estimate_tokens(text) for text in _texts((request["system"], request["messages"])))
+
+
+def _texts(value: object) -> Iterator[str]:
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            if name == "text" and isinstance(inner, str):
+                yield inner
+            else:
+                yield from _texts(inner)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            yield from _texts(inner)
+
+
 @dataclass(frozen=True)
 class _StreamFailed:
     error: BaseException
@@ -135,11 +155,13 @@ class ChatStream:
         turn: _Turn,
         events: Iterable[dict[str, Any]],
         time_left: TimeLeft | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._service = service
         self._turn = turn
         self._events = events
         self._time_left = time_left
+        self._lease = lease
         self._parts: list[str] = []
         self._usage = Usage()
         self._stop_reason: str | None = None
@@ -170,6 +192,12 @@ class ChatStream:
             self._turn, "".join(self._parts), self._usage, status=status, stop_reason=reason
         )
 
+    def _free_lease(self) -> None:
+        """The model is done with this answer (ended, failed or abandoned): free its slot."""
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            self._service.leases.release(lease)
+
     def _read(self) -> Iterator[str]:
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         cancelled = threading.Event()
@@ -192,6 +220,7 @@ class ChatStream:
                         self._usage = _usage(item["metadata"].get("usage"))
         finally:
             cancelled.set()
+            self._free_lease()
             if reader.is_alive():  # stopped early: stop the model too, without waiting on it
                 threading.Thread(target=_close, args=(self._events,), daemon=True).start()
 
@@ -237,17 +266,46 @@ def _close(events: Iterable[dict[str, Any]]) -> None:
 
 @dataclass
 class ChatService:
-    """Chat turns over a :class:`~functions.shared.store.Store` and the Bedrock clients."""
+    """Chat turns over a :class:`~functions.shared.store.Store` and the Bedrock clients.
+
+    Every turn first takes one of the user's answer slots (:class:`AnswerLeases`, else
+    :class:`~functions.shared.errors.Busy`) and reserves its input in the user's token budget
+    (:class:`UsageLedger`, else :class:`~functions.shared.errors.QuotaExceeded`), both before
+    anything is stored or the model is called.
+    """
 
     settings: ChatSettings
     store: Store
     retrieval_results: int = RETRIEVAL_RESULTS
+    ledger: UsageLedger = field(init=False)
+    leases: AnswerLeases = field(init=False)
 
-    def reply(self, user_id: str, session_id: str, content: str) -> ChatReply:
-        """One complete turn with ``converse``."""
-        turn = self._prepare(user_id, session_id, content)
-        with self._failing(turn), upstream_errors("the model call"):
-            response = aws.client("bedrock-runtime").converse(**turn.request)
+    def __post_init__(self) -> None:
+        client = self.store.sessions.client
+        self.ledger = UsageLedger(
+            client,
+            self.settings.usage_table,
+            daily_limit=self.settings.user_daily_token_limit,
+            monthly_limit=self.settings.user_monthly_token_limit,
+        )
+        self.leases = AnswerLeases(
+            client, self.settings.usage_table, self.settings.user_max_concurrent_answers
+        )
+
+    def reply(
+        self, user_id: str, session_id: str, content: str, *, lease_seconds: int
+    ) -> ChatReply:
+        """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
+        may be held (the invocation's remaining time)."""
+        content = validate_content(content)
+        lease = self.leases.acquire(user_id, lease_seconds)
+        try:
+            turn = self._prepare(user_id, session_id, content)
+            with self._failing(turn), upstream_errors("the model call"):
+                response = aws.client("bedrock-runtime").converse(**turn.request)
+        finally:
+            if lease is not None:
+                self.leases.release(lease)
         blocks = response.get("output", {}).get("message", {}).get("content", [])
         text = "".join(block.get("text", "") for block in blocks)
         reason = response.get("stopReason") or INTERRUPTED
@@ -260,19 +318,33 @@ class ChatService:
         )
 
     def stream(
-        self, user_id: str, session_id: str, content: str, time_left: TimeLeft | None = None
+        self,
+        user_id: str,
+        session_id: str,
+        content: str,
+        time_left: TimeLeft | None = None,
+        *,
+        lease_seconds: int,
     ) -> ChatStream:
         """Start a turn with ``converse_stream``; errors before the first delta raise here.
 
-        ``time_left`` (seconds) bounds how long the stream is read; see :class:`ChatStream`.
+        ``time_left`` (seconds) bounds how long the stream is read (see :class:`ChatStream`);
+        ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
+        model's stream ends.
         """
-        turn = self._prepare(user_id, session_id, content)
-        with self._failing(turn), upstream_errors("the model call"):
-            response = aws.client("bedrock-runtime").converse_stream(**turn.request)
-        return ChatStream(self, turn, response["stream"], time_left)
+        content = validate_content(content)
+        lease = self.leases.acquire(user_id, lease_seconds)
+        try:
+            turn = self._prepare(user_id, session_id, content)
+            with self._failing(turn), upstream_errors("the model call"):
+                response = aws.client("bedrock-runtime").converse_stream(**turn.request)
+        except BaseException:
+            if lease is not None:
+                self.leases.release(lease)
+            raise
+        return ChatStream(self, turn, response["stream"], time_left, lease)
 
     def _prepare(self, user_id: str, session_id: str, content: str) -> _Turn:
-        content = validate_content(content)
         session = self.store.sessions.get(user_id, session_id)
         citations = self._retrieve(session, content)
         system = system_prompt(citations)
@@ -283,22 +355,30 @@ class ChatService:
         )
         history = self.store.messages.recent(session_id, max(budget, 0))
         question = failed_attempt(history, content)
-        if question is None:
-            question = self.store.begin_turn(user_id, session, content)
-        else:  # a retry: this question is stored already, and its answer's slot failed
+        if question is not None:  # a retry: this question is stored, and its answer's slot failed
             history = history[:-2]
-            self.store.sessions.update(user_id, session_id, {})  # fenced; marks the activity
         model_id = (
             session.model_id
             if session.model_id in self.settings.bedrock_models
             else self.settings.default_model
         )
-        request = {
+        request: dict[str, Any] = {
             "modelId": model_id,
             "messages": conversation(history, content),
             "system": [{"text": system}],
         }
-        return _Turn(user_id, session, request, citations, question, str(uuid.uuid4()))
+        reservation = self.ledger.reserve(user_id, request_tokens(request))
+        if reservation.max_tokens is not None:
+            request["inferenceConfig"] = {"maxTokens": reservation.max_tokens}
+        try:
+            if question is None:
+                question = self.store.begin_turn(user_id, session, content)
+            else:
+                self.store.sessions.update(user_id, session_id, {})  # fenced; marks the activity
+        except BaseException:
+            self.ledger.release(reservation)
+            raise
+        return _Turn(user_id, session, request, citations, question, str(uuid.uuid4()), reservation)
 
     def _finish(
         self,
@@ -321,7 +401,10 @@ class ChatService:
             status=status,
             stop_reason=stop_reason,
         )
-        self.store.finish_turn(turn.user_id, message)
+        try:
+            self.store.finish_turn(turn.user_id, message)
+        finally:  # stored or not, the model call is paid for
+            self.ledger.settle(turn.reservation, usage)
         record_turn(turn.request["modelId"], message)
         return ChatReply(message=message, citations=turn.citations, usage=usage or Usage())
 

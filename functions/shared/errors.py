@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -59,10 +59,15 @@ class DomainError(Exception):
 
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
+    retry_after: int | None = None  # seconds: REST's Retry-After, the error frame's retry_after
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def fields(self) -> dict[str, Any]:
+        """What the error says beyond code and message, in both transports' bodies."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,42 @@ class Throttled(DomainError):
 
     code = "throttled"
     status = 503
+
+    def __init__(self, message: str, retry_after: int = DEFAULT_RETRY_AFTER_SECONDS) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class QuotaState:
+    """One budget period of a user at the moment a turn was refused."""
+
+    period: str  # "day" or "month"
+    limit: int
+    used: int
+    resets_at: str  # ISO-8601 UTC, when the next period starts
+
+
+class QuotaExceeded(DomainError):
+    """The user's token budget for a period is spent: no turn until it resets."""
+
+    code = "quota_exceeded"
+    status = 429
+
+    def __init__(self, message: str, quota: QuotaState, retry_after: int) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.retry_after = retry_after
+
+    def fields(self) -> dict[str, Any]:
+        return {"quota": asdict(self.quota)}
+
+
+class Busy(DomainError):
+    """The user already has as many answers generating as allowed; retry when one ends."""
+
+    code = "busy"
+    status = 429
 
     def __init__(self, message: str, retry_after: int = DEFAULT_RETRY_AFTER_SECONDS) -> None:
         super().__init__(message)

@@ -45,8 +45,13 @@ def end(message: Message, usage: Usage) -> dict[str, Any]:
     }
 
 
-def error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
+def error(code: str, message: str, retry_after: int | None = None, **fields: Any) -> dict[str, Any]:
+    """An error with the code REST answers with; ``retry_after`` (seconds) and ``fields`` (such
+    as ``quota``) as REST's ``Retry-After`` header and error body carry them."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message, **fields}
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
+    return frame
 
 
 def pong() -> dict[str, Any]:

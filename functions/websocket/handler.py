@@ -110,7 +110,9 @@ def on_message(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[
             )
     except Exception as error:
         domain = for_client(error)
-        poster.send(frames.error(domain.code, domain.message))
+        poster.send(
+            frames.error(domain.code, domain.message, domain.retry_after, **domain.fields())
+        )
     if poster.gone:
         count(Metric.CLIENT_GONE)
         connections(config).delete(connection_id)
@@ -137,6 +139,7 @@ def answer_once(
             user_id,
             request,
             time_left=partial(_time_left, context),
+            lease_seconds=lease,
             flush_interval=flush_interval,
         )
         streamed.append(message)
@@ -169,10 +172,13 @@ def stream_answer(
     request: SendMessage,
     *,
     time_left: Callable[[], float],
+    lease_seconds: int,
     flush_interval: float,
 ) -> Message:
     """Stream one chat turn to the client; the answer is stored whatever the client does."""
-    stream = chat.stream(user_id, request.session_id, request.content, time_left)
+    stream = chat.stream(
+        user_id, request.session_id, request.content, time_left, lease_seconds=lease_seconds
+    )
     chunks = partial(frames.chunks, stream.session_id, stream.message_id)
     with StreamSender(poster, chunks, flush_interval) as sender:
         sender.send(frames.start(stream.session_id, stream.message_id))

@@ -73,7 +73,7 @@ class HttpResponse:
         assert error["code"] == code, error
         assert isinstance(error["message"], str)
         assert error["message"]
-        assert set(error) <= {"code", "message", "details"}
+        assert set(error) <= {"code", "message", "details", "quota"}
         return error
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from functions.shared.errors import ERROR_CODES, ERRORS, BadRequest, DomainError, Throttled
+from functions.shared.errors import (
+    ERROR_CODES,
+    ERRORS,
+    BadRequest,
+    DomainError,
+    QuotaExceeded,
+    QuotaState,
+)
 from functions.shared.store import SessionRepository
 from tests.functions.helpers import Rest, WebSocket
 
@@ -20,8 +27,15 @@ def test_every_error_has_its_own_status_and_a_code_in_the_documented_list() -> N
         assert kind.code != DomainError.code, kind
 
 
+QUOTA = QuotaState("day", limit=1000, used=1000, resets_at="2026-12-03T00:00:00.000000Z")
+
+
 def _raise(kind: type[DomainError]) -> DomainError:
-    return kind("the message") if kind is not BadRequest else BadRequest("the message", ())
+    if kind is BadRequest:
+        return BadRequest("the message", ())
+    if kind is QuotaExceeded:
+        return QuotaExceeded("the message", QUOTA, retry_after=3600)
+    return kind("the message")
 
 
 @pytest.mark.parametrize("kind", CASES, ids=lambda kind: kind.__name__)
@@ -29,7 +43,8 @@ def test_rest_and_websocket_answer_the_same_raise_alike(
     kind: type[DomainError], rest: Rest, ws: WebSocket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Mutations caught: a status or code table kept by one transport only, a transport that
-    maps a class to "internal", Retry-After missing on throttling."""
+    maps a class to "internal", Retry-After missing where the error says when to retry, the
+    error's own fields (a spent quota) missing on one transport."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     connection_id = ws.open()
 
@@ -39,13 +54,26 @@ def test_rest_and_websocket_answer_the_same_raise_alike(
     monkeypatch.setattr(SessionRepository, "get", failing)
     response = rest.call("GET", f"/sessions/{session_id}")
     body = response.assert_error(kind.status, kind.code)
-    assert body["message"] == "the message"
-    if kind is Throttled:
-        assert response.headers["retry-after"] == "2"
+    error = _raise(kind)
+    assert body == {"code": kind.code, "message": "the message", **error.fields()}
+    assert response.headers.get("retry-after") == (
+        None if error.retry_after is None else str(error.retry_after)
+    )
+    expected_frame = {"type": "error", "code": kind.code, "message": "the message"}
+    expected_frame |= error.fields()
+    if error.retry_after is not None:
+        expected_frame["retry_after"] = error.retry_after
 
     ws.send(connection_id, {"action": "sendMessage", "session_id": session_id, "content": "hi"})
     [frame] = ws.frames(connection_id)
-    assert frame == {"type": "error", "code": kind.code, "message": "the message"}
+    assert frame == expected_frame
+
+
+def test_the_errors_that_say_when_to_retry() -> None:
+    """Throttling and both refusals carry Retry-After; nothing else invents one."""
+    retrying = {kind.__name__ for kind in CASES if _raise(kind).retry_after is not None}
+    assert retrying == {"Throttled", "QuotaExceeded", "Busy"}
+    assert _raise(QuotaExceeded).fields() == {"quota": vars(QUOTA)}
 
 
 def test_a_bug_is_internal_on_both_transports(

@@ -150,6 +150,8 @@ def test_send_message_streams_start_chunks_end(
         "input_tokens": input_tokens,
         "output_tokens": 2,
         "total_tokens": input_tokens + 2,
+        "cache_read_input_tokens": 0,
+        "cache_write_input_tokens": 0,
     }
     assert end["citations"] == []
 

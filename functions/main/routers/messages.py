@@ -16,7 +16,7 @@ from functions.main.deps import (
     User,
     lease_seconds,
 )
-from functions.main.errors import ERROR, IDEMPOTENT_RESPONSES, SESSION_RESPONSES
+from functions.main.errors import ERROR, IDEMPOTENT_RESPONSES, SESSION_RESPONSES, TURN_RESPONSES
 from functions.main.schemas import (
     ChatResponse,
     CitationOut,
@@ -52,6 +52,7 @@ async def list_messages(
     responses={
         **SESSION_RESPONSES,
         **IDEMPOTENT_RESPONSES,
+        **TURN_RESPONSES,
         409: {
             **ERROR,
             "description": (
@@ -72,7 +73,7 @@ async def send_message(
     idempotency_key: IdempotencyKey = None,
 ) -> ChatResponse:
     def answer() -> dict[str, Any]:
-        reply = chat.reply(user, session_id, body.content)
+        reply = chat.reply(user, session_id, body.content, lease_seconds=lease)
         logger.info(
             "chat turn stored",
             extra={
@@ -88,7 +89,8 @@ async def send_message(
         )
         return response.model_dump(mode="json")
 
+    lease = lease_seconds(request)
     claim = (user, "POST /sessions/{session_id}/messages", idempotency_key)
     payload = {"session_id": session_id, "content": body.content}
-    result = once(chat.store.idempotency, claim, payload, lease_seconds(request), answer)
+    result = once(chat.store.idempotency, claim, payload, lease, answer)
     return ChatResponse.model_validate(result)
