@@ -40,6 +40,7 @@ from cdktf_cdktf_provider_aws.apigatewayv2_stage import (
     Apigatewayv2StageAccessLogSettings,
     Apigatewayv2StageDefaultRouteSettings,
 )
+from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
     CloudwatchMetricAlarm,
@@ -135,6 +136,7 @@ __all__ = [
     "Apigatewayv2StageDefaultRouteSettings",
     "AwsProvider",
     "AwsProviderDefaultTags",
+    "CloudwatchDashboard",
     "CloudwatchLogGroup",
     "CloudwatchMetricAlarm",
     "CloudwatchMetricAlarmMetricQuery",

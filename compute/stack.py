@@ -1,5 +1,5 @@
 """The compute stack: wires the KMS key, storage, logs, IAM, functions, both APIs, the
-optional web firewall and alarms together, and declares the spec's outputs."""
+optional web firewall, alarms and the dashboard together, and declares the spec's outputs."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig,
 from compute.encryption import StackKey
 from compute.firewall import WebFirewall
 from compute.lambdas import Functions, Network
-from compute.monitoring import Alarms, LogGroups, Monitored, log_group_names
+from compute.monitoring import Alarms, Dashboard, LogGroups, Monitored, log_group_names
 from compute.provider import (
     AwsProvider,
     AwsProviderDefaultTags,
@@ -166,21 +166,17 @@ class ComputeStack(TerraformStack):
             WebFirewall(
                 self, "firewall", config=config, stage=self.rest.stage, log_group=self.logs.waf
             )
-        self.alarms = Alarms(
-            self,
-            "alarms",
-            config=config,
-            watched=Monitored(
-                functions=functions,
-                rest_api_name=self.rest.api.name,
-                rest_stage_name=self.rest.stage.stage_name,
-                websocket_api_id=self.websocket.api.id,
-                websocket_stage_name=self.websocket.stage.name,
-                tables=self.storage.tables,
-                cleanup_failures_queue_name=self.cleanup.failures.name,
-            ),
-            stack_key=self.key,
+        watched = Monitored(
+            functions=functions,
+            rest_api_name=self.rest.api.name,
+            rest_stage_name=self.rest.stage.stage_name,
+            websocket_api_id=self.websocket.api.id,
+            websocket_stage_name=self.websocket.stage.name,
+            tables=self.storage.tables,
+            cleanup_failures_queue_name=self.cleanup.failures.name,
         )
+        self.alarms = Alarms(self, "alarms", config=config, watched=watched, stack_key=self.key)
+        self.dashboard = Dashboard(self, "dashboard", config=config, watched=watched)
         self._outputs()
         if not config.identity_center_issuer_url:
             self._warn(NO_ISSUER_WARNING.format(stack=config.stack_name, env=config.environment))
@@ -352,6 +348,7 @@ class ComputeStack(TerraformStack):
                 **outputs,
                 "dynamodb_table_names": {s: t.name for s, t in self.storage.tables.items()},
                 "alarm_topic_arn": self.alarms.topic.arn,
+                "dashboard_name": self.dashboard.dashboard.dashboard_name,
                 "session_cleanup_failures_queue_url": self.cleanup.failures.url,
                 "lambda_functions": {
                     key: {
