@@ -213,6 +213,17 @@ class Alarms(Construct):
             statistic="Sum", period=PERIOD, comparison_operator="GreaterThanOrEqualToThreshold",
             threshold=config.alarm_lambda_errors_threshold,
         )  # fmt: skip
+        # The budgets are only as good as the ledger: a turn whose tokens it missed is not
+        # counted against its user's limit (functions/shared/quota.py).
+        self._alarm(
+            "usage-not-recorded",
+            "usage-not-recorded",
+            "Token budgets: a turn's tokens could not be added to the usage ledger",
+            namespace=config.metrics_namespace, metric_name=Metric.USAGE_NOT_RECORDED,
+            dimensions={"service": config.service_name},
+            statistic="Sum", period=PERIOD, comparison_operator="GreaterThanThreshold",
+            threshold=0,
+        )  # fmt: skip
 
     def _api_alarms(self, watched: Monitored) -> None:
         """Error responses of both APIs: the REST API's 4XX and 5XX, the WebSocket API's
@@ -302,6 +313,7 @@ SERVICE_METRIC_TITLES = {
     Metric.QUOTA_EXCEEDED: "Turns refused: token budget spent",
     Metric.BUSY: "Turns refused: too many answers generating",
     Metric.CLIENT_GONE: "WebSocket clients gone mid-answer",
+    Metric.USAGE_NOT_RECORDED: "Turns whose tokens the ledger missed",
 }
 PER_MODEL_METRIC_TITLES = {
     Metric.CHAT_TURNS: "Chat turns stored",

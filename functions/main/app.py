@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from functions.main import errors
-from functions.main.routers import health, knowledge_bases, me, messages, sessions
+from functions.main.routers import health, knowledge_bases, me, messages, sessions, usage
 from functions.main.settings import cors_origins
 from functions.shared.contract import REST_ROUTES
 
@@ -26,7 +26,7 @@ app = FastAPI(
     # cookie-authenticated browsers against CSRF; this API takes bearer tokens only.)
     strict_content_type=False,
 )
-for resource in (health, sessions, messages, me, knowledge_bases):
+for resource in (health, sessions, messages, me, knowledge_bases, usage):
     app.include_router(resource.router)
 
 errors.install(app)

@@ -197,3 +197,30 @@ class KnowledgeBaseOut(_Output):
 
 class KnowledgeBaseList(BaseModel):
     knowledge_bases: list[KnowledgeBaseOut]
+
+
+class PeriodUsageOut(BaseModel):
+    period: Literal["day", "month"] = Field(description="A UTC day or calendar month.")
+    limit: int = Field(description="Tokens the period allows.")
+    used: int = Field(
+        description=(
+            "Tokens counted against the limit: input plus output, cached input at its rate, "
+            "and the estimated input of answers still being generated."
+        )
+    )
+    remaining: int
+    resets_at: str = Field(description="When the next period starts (ISO-8601 UTC).")
+    turns: int = Field(description="Answers the model gave in the period.")
+    input_tokens: int = Field(description="As Bedrock reported them: uncached input.")
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_write_input_tokens: int
+
+
+class UsageResponse(BaseModel):
+    periods: list[PeriodUsageOut] = Field(
+        description="Each period with a limit; empty when no token limit is configured."
+    )
+    max_concurrent_answers: int | None = Field(
+        description="Answers the caller may have generating at once; null: no limit."
+    )

@@ -192,6 +192,7 @@ REST_ROUTES = (
     Route("GET", "/sessions/{session_id}/messages"),
     Route("POST", "/sessions/{session_id}/messages"),
     Route("GET", "/knowledge-bases"),
+    Route("GET", "/usage"),
     Route("DELETE", "/me"),
 )
 
@@ -319,6 +320,7 @@ ROUTE_ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/sessions/{session_id}/messages"): READ,
     ("POST", "/sessions/{session_id}/messages"): CHAT,
     ("GET", "/knowledge-bases"): READ,
+    ("GET", "/usage"): READ,
     ("DELETE", "/me"): CHAT,  # deletes data, like the other writes
 }
 WEBSOCKET_CONNECT_ACCESS = CHAT  # a WebSocket connection exists to chat

@@ -33,6 +33,7 @@ def test_only_the_sessions_table_streams_and_only_its_keys(dev: Synth) -> None:
         f"{PREFIX}-messages": (None, None),
         f"{PREFIX}-connections": (None, None),
         f"{PREFIX}-idempotency": (None, None),
+        f"{PREFIX}-usage": (None, None),
     }
 
 

@@ -387,7 +387,7 @@ def test_alarms(dev: Synth) -> None:
     expected |= {f"{s.key}-throttles" for s in FUNCTIONS} | {
         f"{s.key}-concurrency" for s in FUNCTIONS
     }
-    expected |= {"bedrock-throttles"}
+    expected |= {"bedrock-throttles", "usage-not-recorded"}
     assert set(alarms) == expected
     topic = ref(dev, "aws_sns_topic", "arn", name=f"{PREFIX}-alarms")
     for alarm in alarms.values():
@@ -445,16 +445,25 @@ def test_capacity_alarms_watch_each_functions_throttles_and_reserved_concurrency
     assert unreserved["websocket-concurrency"]["threshold"] == 6  # ceil(5.6)
 
 
-def test_the_model_throttle_alarm_reads_the_metric_the_functions_emit(dev: Synth) -> None:
+@pytest.mark.parametrize(
+    ("name", "metric", "threshold"),
+    [
+        ("bedrock-throttles", Metric.MODEL_THROTTLED, 5),
+        ("usage-not-recorded", Metric.USAGE_NOT_RECORDED, 0),
+    ],
+)
+def test_the_emf_alarms_read_the_metrics_the_functions_emit(
+    dev: Synth, name: str, metric: str, threshold: int
+) -> None:
     """The namespace and ``service`` dimension the functions' Powertools is given, and the
-    name tests/functions/test_metrics.py sees them emit."""
-    alarm = _alarms(dev)["bedrock-throttles"]
+    names tests/functions/test_metrics.py and test_quota.py see them emit."""
+    alarm = _alarms(dev)[name]
     for spec in (MAIN, WEBSOCKET):
         variables = function(dev, spec.suffix)["environment"]["variables"]
         assert alarm["namespace"] == variables[Env.POWERTOOLS_METRICS_NAMESPACE]
         assert alarm["dimensions"] == {"service": variables[Env.POWERTOOLS_SERVICE_NAME]}
-    assert alarm["metric_name"] == Metric.MODEL_THROTTLED
-    assert (alarm["statistic"], alarm["threshold"]) == ("Sum", 5)
+    assert alarm["metric_name"] == metric
+    assert (alarm["statistic"], alarm["threshold"]) == ("Sum", threshold)
 
 
 # Outputs ---------------------------------------------------------------------------------------

@@ -150,6 +150,7 @@ def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -
         "TableConnections",
         "IndexUserConnections",
         "TableIdempotency",
+        "TableUsage",
         "WebSocketCallbacks",
         "SessionsStream",
         "SessionsStreams",

@@ -261,6 +261,11 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         _status(404),
     )
     steps.check("GET /knowledge-bases", lambda: rest.call("GET", "/knowledge-bases"), _status(200))
+    steps.check(
+        "GET /usage",
+        lambda: rest.call("GET", "/usage"),
+        lambda r: r.status == 200 and r.json["periods"][0]["turns"] > 0,
+    )
     steps.check("DELETE /sessions/{id}", lambda: rest.call("DELETE", path), _status(204))
     kept = steps.check(
         "POST /sessions (kept for the WebSocket run)",
