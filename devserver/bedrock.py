@@ -234,6 +234,9 @@ def _input_tokens(body: dict[str, Any]) -> int:
 
 
 def _validate_conversation(body: dict[str, Any]) -> None:
+    max_tokens = body.get("inferenceConfig", {}).get("maxTokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise _ValidationError("inferenceConfig.maxTokens must be an integer of at least 1")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _ValidationError("messages must be a non-empty list")
@@ -249,6 +252,22 @@ def _validate_conversation(body: dict[str, Any]) -> None:
             raise _ValidationError("Each message must have non-empty content.")
         if any(not text.strip() for text in _texts(message["content"])):
             raise _ValidationError("The text field in the ContentBlock object is blank.")
+
+
+def _within_max_tokens(chunks: list[str], body: dict[str, Any]) -> tuple[list[str], bool]:
+    """The answer's chunks cut to ``inferenceConfig.maxTokens`` (a token is a word, as in the
+    usage), and whether they were cut: the model then stops with ``max_tokens``."""
+    limit = body.get("inferenceConfig", {}).get("maxTokens")
+    if not isinstance(limit, int) or _count_tokens(chunks) <= limit:
+        return chunks, False
+    kept: list[str] = []
+    count = 0
+    for chunk in chunks:
+        count += _count_tokens([chunk])
+        if count > limit:
+            break
+        kept.append(chunk)
+    return kept, True
 
 
 def _split_words(text: str) -> list[str]:
@@ -450,11 +469,12 @@ class BedrockFake(LoopbackServer):
         }
 
     def _converse(self, body: dict[str, Any]) -> Response:
-        text = self._reply_text(body)
+        text, capped = _within_max_tokens(_split_words(self._reply_text(body)), body)
+        text = "".join(text)
         return json_response(
             {
                 "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-                "stopReason": self.stop_reason,
+                "stopReason": "max_tokens" if capped else self.stop_reason,
                 "usage": self._usage(body, text),
                 "metrics": {"latencyMs": self.latency_ms},
             }
@@ -475,13 +495,14 @@ class BedrockFake(LoopbackServer):
             chunks = chunks[: stream_break.after_chunks]
         if stream_cut:
             chunks = chunks[: stream_cut.after_chunks]
+        chunks, capped = _within_max_tokens(chunks, body)
         closing: list[bytes] = []
         if stream_break:
             closing.append(_exception_event(stream_break.error_type, stream_break.message))
         elif not stream_cut:
             closing += [
                 _event("contentBlockStop", {"contentBlockIndex": 0}),
-                _event("messageStop", {"stopReason": self.stop_reason}),
+                _event("messageStop", {"stopReason": "max_tokens" if capped else self.stop_reason}),
                 _event(
                     "metadata",
                     {

@@ -1,15 +1,17 @@
 """Per-user cost and abuse control in the usage table: token budgets and answer leases.
 
 **Budgets.** One ledger item per user and budget period (``day#2026-12-02``, ``month#2026-12``,
-UTC) holds the tokens used, as :attr:`Usage.budget_tokens` counts them. A turn *reserves* its
-estimated input before the model call, with one conditional ``ADD`` per period that applies only
-while the period's use is under its limit: a user at or over a limit is refused there
-(:class:`QuotaExceeded`), before anything is stored or the model is called. Concurrent turns see
-each other's reservations, because they are in the same counter. When the answer is stored the
-turn *settles*: it adds the difference between what Bedrock reported and what it reserved, so the
-ledger ends up with the reported use. A function that dies mid-turn leaves its reservation in
-place (over-counting, never under-counting). Items expire by TTL :data:`RETENTION` after their
-period.
+UTC) holds the tokens used, as :attr:`Usage.budget_tokens` counts them. Before anything is stored
+or the model is called, a turn *holds* its estimated input plus a whole answer
+(:data:`ANSWER_CAP_TOKENS`) with one conditional ``ADD`` per period, which applies only while the
+input still fits under the limit; a user at or over a limit is refused there
+(:class:`QuotaExceeded`). What the hold takes beyond the limit is given back at once, and the
+answer is capped (``maxTokens``) to what was held for it, so concurrent turns, which see each
+other's holds in the same counter, cannot together spend more than the limit. When the answer is
+stored the turn *settles*: it adds what Bedrock reported minus what it held, so the ledger ends up
+with the reported use. A function that dies mid-turn leaves its hold in place (over-counting,
+never under-counting). Every write carries the turn's reservation id, so a write botocore retries
+after a lost reply applies once. Items expire by TTL :data:`RETENTION` after their period.
 
 **Leases.** A user may have :attr:`ChatSettings.user_max_concurrent_answers` answers generating
 at once. Each is a lease on one of that many slot items (``lease#0``, ``lease#1``...), taken with
@@ -100,14 +102,21 @@ class PeriodUsage:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """The tokens a turn holds in one period until it settles."""
+
+    period: Period
+    tokens: int
+
+
+@dataclass(frozen=True)
 class Reservation:
-    """The tokens a turn holds in each period until it settles, and its answer's cap."""
+    """What a turn holds in each limited period, and its answer's cap."""
 
     id: str  # makes each of its writes apply once, though botocore retries a lost reply
     user_id: str
-    periods: tuple[Period, ...]
-    tokens: int
-    max_tokens: int | None  # None: the model's default
+    holds: tuple[Hold, ...]
+    max_tokens: int | None  # None: the model's default (the turn is not near a limit)
 
 
 class UsageLedger:
@@ -132,36 +141,36 @@ class UsageLedger:
         return periods(self._clock(), self._daily_limit, self._monthly_limit)
 
     def reserve(self, user_id: str, estimate: int) -> Reservation:
-        """Hold ``estimate`` tokens in every limited period, or :class:`QuotaExceeded` with
-        nothing held.
+        """Hold a turn's tokens in every limited period, or :class:`QuotaExceeded` with nothing
+        held.
 
-        A period at or over its limit refuses; so does one whose remaining tokens would not
-        even cover the estimate (the input), since the answer could then only be cut off.
+        The hold is the estimated input plus an answer of up to :data:`ANSWER_CAP_TOKENS`,
+        trimmed to the period's limit; the answer is then capped to what was held for it
+        (``maxTokens``). Concurrent turns see each other's holds, so together they cannot
+        spend more than the limit. A period refuses when its use plus the input would reach
+        the limit: a user at or over it, or with too little left for even the question.
         """
         reservation_id = str(uuid.uuid4())
-        held: list[Period] = []
-        left: list[int] = []
+        holds: list[Hold] = []
+        cap = ANSWER_CAP_TOKENS
         try:
             for period in self.current_periods():
-                used = self._add_under_limit(user_id, period, estimate, reservation_id)
-                held.append(period)
-                left.append(period.limit - used)
-                if used >= period.limit:
-                    raise _refusal(
-                        period,
-                        used - estimate,
-                        "the rest of the budget does not cover this turn",
-                        self._clock(),
-                    )
+                hold = self._hold(user_id, period, estimate, reservation_id)
+                holds.append(hold)
+                cap = min(cap, hold.tokens - estimate)
         except BaseException:
-            self._add(user_id, held, -estimate, reservation_id=reservation_id, marker="released_by")
+            self._add(
+                user_id,
+                [(hold.period, -hold.tokens) for hold in holds],
+                reservation_id=reservation_id,
+                marker="released_by",
+            )
             raise
-        remaining = min(left, default=None)
-        cap = remaining if remaining is not None and remaining < ANSWER_CAP_TOKENS else None
-        return Reservation(reservation_id, user_id, tuple(held), estimate, cap)
+        max_tokens = cap if cap < ANSWER_CAP_TOKENS else None
+        return Reservation(reservation_id, user_id, tuple(holds), max_tokens)
 
     def settle(self, reservation: Reservation, usage: Usage | None) -> None:
-        """Replace the reservation with what the turn used (nothing, for a failed call)."""
+        """Replace the holds with what the turn used (nothing, for a failed call)."""
         used = usage.budget_tokens if usage is not None else 0
         counters = (
             {}
@@ -170,19 +179,17 @@ class UsageLedger:
         )
         self._add(
             reservation.user_id,
-            list(reservation.periods),
-            used - reservation.tokens,
+            [(hold.period, used - hold.tokens) for hold in reservation.holds],
             reservation_id=reservation.id,
             marker="settled_by",
             counters=counters,
         )
 
     def release(self, reservation: Reservation) -> None:
-        """Give back a reservation whose turn never reached the model."""
+        """Give back the holds of a turn that never reached the model."""
         self._add(
             reservation.user_id,
-            list(reservation.periods),
-            -reservation.tokens,
+            [(hold.period, -hold.tokens) for hold in reservation.holds],
             reservation_id=reservation.id,
             marker="released_by",
         )
@@ -205,24 +212,24 @@ class UsageLedger:
             )
         return found
 
-    def _add_under_limit(
-        self, user_id: str, period: Period, tokens: int, reservation_id: str
-    ) -> int:
-        """Add ``tokens`` to the period's use if it is under the limit; the use after."""
+    def _hold(self, user_id: str, period: Period, estimate: int, reservation_id: str) -> Hold:
+        """Add the input and a whole answer to the period's use if the input fits under the
+        limit, then give back what went over it."""
+        wanted = estimate + ANSWER_CAP_TOKENS
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key=_key(user_id, period.key),
                 UpdateExpression="ADD #tokens :tokens SET #expires = :expires, reserved_by = :id",
                 ConditionExpression=(
-                    "(attribute_not_exists(#tokens) OR #tokens < :limit)"
+                    "(attribute_not_exists(#tokens) OR #tokens < :room)"
                     " AND (attribute_not_exists(reserved_by) OR reserved_by <> :id)"
                 ),
                 ExpressionAttributeNames={"#tokens": _TOKENS, "#expires": _EXPIRES},
                 ExpressionAttributeValues=dynamodb_item(
                     {
-                        ":tokens": tokens,
-                        ":limit": period.limit,
+                        ":tokens": wanted,
+                        ":room": period.limit - estimate,
                         ":expires": epoch_seconds(period.resets_at + RETENTION),
                         ":id": reservation_id,
                     }
@@ -232,32 +239,38 @@ class UsageLedger:
             )
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
-                self._undo_if_applied(user_id, period, tokens, reservation_id)
+                self._undo_if_applied(user_id, period, wanted, reservation_id)
                 raise
             item = plain_item(error.response.get("Item") or {})
             used = int(item.get(_TOKENS, period.limit))
-            if item.get("reserved_by") == reservation_id:  # applied; botocore retried a lost reply
-                return used
-            raise _refusal(period, used, "the token budget is spent", self._clock()) from None
-        return int(plain_item(response["Attributes"])[_TOKENS])
+            if item.get("reserved_by") != reservation_id:
+                raise _refusal(period, used, estimate, self._clock()) from None
+            total = used  # applied already; botocore retried a lost reply
+        else:
+            total = int(plain_item(response["Attributes"])[_TOKENS])
+        over = max(total - period.limit, 0)
+        if over:
+            self._add(
+                user_id, [(period, -over)], reservation_id=reservation_id, marker="trimmed_by"
+            )
+        return Hold(period, wanted - over)
 
     def _add(
         self,
         user_id: str,
-        held: list[Period],
-        tokens: int,
+        adds: list[tuple[Period, int]],
         *,
         reservation_id: str,
         marker: str,
         counters: dict[str, int] | None = None,
     ) -> None:
-        """Add ``tokens`` (and ``counters``) to each period, once per reservation and
-        ``marker``. A failure is logged and counted, not raised: the turn's answer is stored or
-        its error is the one to report, and the ledger is off by one turn at most."""
-        adds = {_TOKENS: tokens, **(counters or {})}
-        names = {f"#c{index}": name for index, name in enumerate(adds)}
-        values = {f":c{index}": value for index, value in enumerate(adds.values())}
-        for period in held:
+        """Add each period's tokens (and ``counters``), once per reservation and ``marker``.
+        A failure is logged and counted, not raised: the turn's answer is stored or its error
+        is the one to report, and the ledger is off by one turn at most."""
+        for period, tokens in adds:
+            changes = {_TOKENS: tokens, **(counters or {})}
+            names = {f"#c{index}": name for index, name in enumerate(changes)}
+            values = {f":c{index}": value for index, value in enumerate(changes.values())}
             try:
                 self._client.update_item(
                     TableName=self._table,
@@ -301,9 +314,14 @@ class UsageLedger:
         count(Metric.USAGE_NOT_RECORDED)
 
 
-def _refusal(period: Period, used: int, why: str, now: datetime) -> QuotaExceeded:
+def _refusal(period: Period, used: int, estimate: int, now: datetime) -> QuotaExceeded:
     count(Metric.QUOTA_EXCEEDED)
     resets_at = timestamp(period.resets_at)
+    why = (
+        "the token budget is spent"
+        if used >= period.limit
+        else f"the rest of the budget does not cover this turn's input (about {estimate} tokens)"
+    )
     return QuotaExceeded(
         f"{why}: {used} of {period.limit} tokens used this {period.kind} (UTC); "
         f"it resets at {resets_at}",
