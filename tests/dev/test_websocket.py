@@ -189,12 +189,17 @@ def test_the_context_carries_the_functions_name_and_memory(
     session_id = alice.create_session()["session_id"]
     chat(dev, "alice", session_id, "context?")
     [function] = [f for f in dev.stack.functions.values() if f.name.endswith("-websocket")]
-    records = [
-        json.loads(line)
-        for source, line in logs.lines
-        if source == function.name and line.startswith("{") and "chat turn stored" in line
-    ]
-    assert records, "the websocket function logged no turn"
+
+    def logged_turns() -> list[dict[str, Any]]:
+        return [
+            json.loads(line)
+            for source, line in logs.lines
+            if source == function.name and line.startswith("{") and "chat turn stored" in line
+        ]
+
+    # The function logs the turn after posting the end frame, and its output reaches the
+    # dev server's log through a pipe: it may arrive a moment after the frame.
+    records = wait_for(logged_turns)
     assert records[-1]["function_name"] == function.name
     assert records[-1]["function_memory_size"] == str(function.memory_size)
     assert records[-1]["function_arn"].endswith(f":function:{function.name}")
