@@ -27,6 +27,7 @@ from functions.shared.contract import (
     AUTHORIZER,
     CLEANUP,
     FUNCTIONS,
+    INFERENCE_PROFILE_PREFIXES,
     MAIN,
     SESSIONS,
     TABLES,
@@ -67,8 +68,6 @@ BEDROCK_ACTIONS: dict[str, tuple[str, ...]] = {
     AUTHORIZER.key: (),
     CLEANUP.key: (),
 }
-# Cross-region inference profile ids start with a geography, e.g. "us.anthropic.claude…".
-INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
 
 
 @dataclass(frozen=True)
