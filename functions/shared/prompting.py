@@ -18,7 +18,12 @@ already streamed may be what the guardrail then blocks (README, Guardrails).
 ``prompt_caching`` is on), a ``cachePoint`` ends the system prompt and another ends the
 history before the new question: Bedrock caches the prompt prefix up to each, and the next
 turn, whose prefix starts with this one's, reads it instead of paying full price for it. Two
-cache points: within the four a request may hold on every caching model. Knowledge-base
+cache points: within the four a request may hold on every caching model. A conversation that
+outgrows the history budget would shift the start of its history by a turn every turn, and
+with it every prefix: nothing would ever be read back, and every turn would pay the cache
+write's premium on all of it. So for caching requests the oldest turns are dropped
+:data:`HISTORY_STEP_MESSAGES` at a time: the history's start stays put for five turns, which
+read it from the cache, at the price of up to five fewer old turns. Knowledge-base
 passages change with every question, so they go in the final user message, before the
 question and outside the guardContent (they are the operator's data, not the user's), not
 in the system prompt, where they would make both prefixes new on every turn.
@@ -60,6 +65,11 @@ PROMPT_CACHING_MODELS = (
     "amazon.nova-pro-",
     "amazon.nova-premier-",
 )
+
+
+# Once the history budget drops old turns, a caching request's history starts at a message
+# whose seq is 1 more than a multiple of this: five turns of a question and an answer.
+HISTORY_STEP_MESSAGES = 10
 
 
 def cache_point() -> dict[str, Any]:
@@ -141,6 +151,18 @@ def conversation(
     return messages
 
 
+def stable_start(history: list[Message]) -> list[Message]:
+    """The history from its first step boundary on, once it no longer starts at the session's
+    first message (seq 1: nothing was dropped, and nothing is). When that would leave less
+    than half of it (a budget of few, long turns), all of it: context first."""
+    if not history or history[0].seq <= 1:
+        return history
+    first = history[0].seq
+    start = first + (1 - first) % HISTORY_STEP_MESSAGES
+    kept = [message for message in history if message.seq >= start]
+    return kept if 2 * len(kept) >= len(history) else history
+
+
 def guardrail_config(guardrail: Guardrail, *, streaming: bool) -> dict[str, str]:
     """Trace off: the assessment's details are not needed to store or report the outcome."""
     config = {
@@ -163,14 +185,15 @@ def model_request(
     streaming: bool,
 ) -> dict[str, Any]:
     """The ``converse`` (``streaming=False``) or ``converse_stream`` keyword arguments."""
+    caching = settings.prompt_caching and supports_prompt_caching(model_id)
     question = (
         {"guardContent": {"text": {"text": content}}} if settings.guardrail else {"text": content}
     )
     grounding = passages(citations)
     blocks = [{"text": grounding}, question] if grounding else [question]
-    messages = conversation(history, blocks)
+    messages = conversation(stable_start(history) if caching else history, blocks)
     system: list[dict[str, Any]] = [{"text": system_prompt(citations)}]
-    if settings.prompt_caching and supports_prompt_caching(model_id):
+    if caching:
         system.append(cache_point())
         if len(messages) > 1:  # the last message before the final user turn ends the history
             messages[-2]["content"].append(cache_point())

@@ -162,6 +162,38 @@ def test_passages_come_with_the_question_so_both_prefixes_stay_the_same() -> Non
     assert other["messages"][:2] == body["messages"][:2]
 
 
+def _window(first: int, last: int) -> list[Message]:
+    """Stored turns ``first`` to ``last``, as the history budget leaves them."""
+    roles: tuple[Role, Role] = ("assistant", "user")
+    return [
+        Message("s", seq, f"id{seq}", roles[seq % 2], f"m{seq}", "2026-12-01T00:00:00Z")
+        for seq in range(first, last + 1)
+    ]
+
+
+def _first_sent(body: dict[str, Any]) -> str:
+    return body["messages"][0]["content"][0]["text"]
+
+
+def test_a_caching_history_that_outgrew_the_budget_drops_old_turns_five_at_a_time() -> None:
+    """The budget drops a turn a turn; the history sent starts at seq 11, 21, 31 ... so its
+    prefix stays the same, and cached, for five turns."""
+    starts = [
+        _first_sent(request(past=_window(first, first + 29))) for first in (3, 5, 7, 9, 11, 13)
+    ]
+
+    assert starts == ["m11", "m11", "m11", "m11", "m11", "m21"]
+    untouched = request(past=_window(1, 30))
+    assert _first_sent(untouched) == "m1"  # nothing dropped yet: all of it
+
+
+def test_other_histories_are_sent_as_the_budget_left_them() -> None:
+    assert _first_sent(request(NOT_CACHING[0], past=_window(3, 32))) == "m3"
+    assert _first_sent(request(past=_window(3, 32), caching=False)) == "m3"
+    # Aligning would leave less than half of a short history: context first.
+    assert _first_sent(request(past=_window(13, 20))) == "m13"
+
+
 @pytest.mark.parametrize("prefix", PROMPT_CACHING_MODELS)
 def test_every_listed_family_caches_on_bedrock(prefix: str) -> None:
     """The list against the fake's own table of the Bedrock user guide's models."""
