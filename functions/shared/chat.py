@@ -3,11 +3,11 @@
 A turn goes: load the caller's session (someone else's is "not found"), retrieve knowledge-base
 passages when the session has a knowledge base, read the most recent history that fits the
 context budget, take the turn's two sequence numbers and store the user's turn, call the model
-(with the request :mod:`functions.shared.prompting` builds), store the assistant's turn. The user's turn is stored before the model call so it survives a
-model failure. The assistant's turn is stored with a status: ``complete`` only when the model
-said it was done, ``incomplete`` (with the reason) when the answer stopped short, or a
-``failed`` marker without content when the model call or stream failed, so every turn's answer
-slot is visibly filled.
+(with the request :mod:`functions.shared.prompting` builds), store the assistant's turn. The
+user's turn is stored before the model call so it survives a model failure. The assistant's
+turn is stored with a status: ``complete`` only when the model said it was done,
+``incomplete`` (with the reason) when the answer stopped short, or a ``failed`` marker without
+content when the model call or stream failed, so every turn's answer slot is visibly filled.
 
 The history budget is in estimated tokens: UTF-8 bytes / :data:`BYTES_PER_TOKEN`. Four bytes a
 token is the usual rule for English text and the Claude tokenizers; other scripts cost more
