@@ -325,6 +325,59 @@ def render_capacity(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+CACHING_HEADING = "Model input tokens billed per turn, 50-turn conversation, with and without"
+CACHING_TURNS = (1, 2, 5, 8, 10, 15, 20, 21, 22, 23, 25, 30, 40, 50)
+
+
+def caching_rows() -> list[dict[str, object]]:
+    """bench/caching.py in a process of its own: per-turn usage with and without caching."""
+    result = subprocess.run(
+        [PYTHON, str(ROOT / "bench" / "caching.py")],
+        cwd=ROOT, env=ORIGINAL_ENV, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"bench/caching.py failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])["caching"]
+
+
+def render_caching(conversations: list[dict[str, object]]) -> str:
+    from bench.caching import MODEL
+    from functions.shared.models import CACHE_READ_BUDGET_RATE, CACHE_WRITE_BUDGET_RATE
+
+    lines = [
+        f"{CACHING_HEADING} prompt caching, through the real ChatService and the Bedrock "
+        f"fake's prompt cache (`{MODEL}`, one token a word). A token count, not a timing: no "
+        f"floor. Billed = uncached input + cache reads x {CACHE_READ_BUDGET_RATE} + cache "
+        f"writes x {CACHE_WRITE_BUDGET_RATE} (`Usage.budget_tokens` minus output); the first "
+        "turns stay under the model's 1,024-token minimum and are not cached.",
+    ]
+    for conversation in conversations:
+        turns = conversation["turns"]
+        without = sum(turn["without"] for turn in turns)
+        cached = sum(turn["with"] for turn in turns)
+        lines += [
+            "",
+            f"{str(conversation['conversation']).capitalize()}: {without:,} billed without "
+            f"caching, {cached:,} with, {1 - cached / without:.0%} less.",
+            "",
+            "| turn | without caching | with caching | uncached | cache read | cache write |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for turn in turns:
+            if turn["turn"] in CACHING_TURNS:
+                lines.append(
+                    f"| {turn['turn']} | {turn['without']:,} | {turn['with']:,} "
+                    f"| {turn['uncached']:,} | {turn['read']:,} | {turn['write']:,} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def with_caching_section(results: str, section: str) -> str:
+    """``results`` with its caching section (always the last) replaced by ``section``."""
+    kept = results.split(CACHING_HEADING, 1)[0].rstrip("\n")
+    return f"{kept}\n\n{section}" if kept else section
+
+
 def size_figures() -> list[Figure]:
     from compute.packaging import Target, build_function
     from functions.shared.contract import FUNCTIONS, MAIN
@@ -367,7 +420,19 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--stream-runs", type=int, default=3, help="runs of each 7.8 s answer")
     parser.add_argument("--skip-suite", action="store_true", help="do not time `make test`")
+    parser.add_argument(
+        "--only",
+        choices=["caching"],
+        help="run one part only and replace its section of bench/results.md",
+    )
     args = parser.parse_args()
+    results = ROOT / "bench" / "results.md"
+    if args.only == "caching":
+        section = render_caching(caching_rows())
+        previous = results.read_text() if results.exists() else ""
+        results.write_text(with_caching_section(previous, section))
+        print(section)
+        return 0
     streaming, capacity = streaming_figures(args.stream_runs)
     with tempfile.TemporaryDirectory() as work:
         figures = [
@@ -381,7 +446,8 @@ def main() -> int:
     if not args.skip_suite:
         figures.append(test_suite_figure())
     table = render(figures, args.runs, args.stream_runs) + "\n" + render_capacity(capacity)
-    (ROOT / "bench" / "results.md").write_text(table)
+    table += "\n" + render_caching(caching_rows())
+    results.write_text(table)
     print(table)
     return 0
 

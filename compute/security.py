@@ -27,6 +27,7 @@ from functions.shared.contract import (
     AUTHORIZER,
     CLEANUP,
     FUNCTIONS,
+    INFERENCE_PROFILE_PREFIXES,
     MAIN,
     SESSIONS,
     TABLES,
@@ -73,8 +74,6 @@ BEDROCK_ACTIONS: dict[str, tuple[str, ...]] = {
     AUTHORIZER.key: (),
     CLEANUP.key: (),
 }
-# Cross-region inference profile ids start with a geography, e.g. "us.anthropic.claude…".
-INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
 
 
 @dataclass(frozen=True)
@@ -310,6 +309,16 @@ class FunctionRoles(Construct):
                     resources=[self.knowledge_base_arn()],
                 )
             )
+        if self._config.bedrock_guardrail_id:
+            # Every model call carries the guardrail (guardrailConfig), which IAM authorizes
+            # as ApplyGuardrail on that guardrail.
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid="Guardrail",
+                    actions=["bedrock:ApplyGuardrail"],
+                    resources=[self.guardrail_arn(self._config.bedrock_guardrail_id)],
+                )
+            )
         if MAIN.key in keys and self._grants.knowledge_base_id:
             # GET /knowledge-bases (answered empty when knowledge bases are off);
             # ListKnowledgeBases has no resource-level permissions.
@@ -337,6 +346,13 @@ class FunctionRoles(Construct):
             else:
                 arns.append(f"arn:{grants.partition}:bedrock:{region}::foundation-model/{model}")
         return arns
+
+    def guardrail_arn(self, guardrail_id: str) -> str:
+        grants = self._grants
+        return (
+            f"arn:{grants.partition}:bedrock:{self._config.aws_region}:{grants.account_id}"
+            f":guardrail/{guardrail_id}"
+        )
 
     def knowledge_base_arn(self) -> str:
         grants = self._grants

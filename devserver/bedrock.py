@@ -14,8 +14,23 @@ bedrock-agent ``list_knowledge_bases``/``create_knowledge_base`` are NOT here: m
 (with ``nextToken`` paging), see :mod:`tests.support.moto_server`.
 
 Like the real service it rejects (400 ValidationException) a conversation that does not start
-with a user message, whose roles do not alternate, or that holds a blank text block, and a
+with a user message, whose roles do not alternate, or that holds a blank text block, a content
+block that is not exactly one known member (the fake serves ``text``, ``guardContent`` and
+``cachePoint``), a ``cachePoint`` on a model without prompt caching or more than four of them,
+a malformed ``guardrailConfig`` (``streamProcessingMode`` only on ``converse_stream``), and a
 retrieve whose query text is blank; ``retrieve`` returns at most ``numberOfResults`` (default 5).
+
+Guardrail: a request with ``guardrailConfig`` is guarded. :meth:`BedrockFake.block_input`
+makes the guardrail block inputs holding given terms, assessing only the guardContent blocks
+when the request has any (else every message text), as Bedrock does; :meth:`~BedrockFake.
+intervene` makes it block the model's output, mid-stream on ``converse_stream``. Either ends
+the answer with stop reason ``guardrail_intervened`` and the blocked message as its text (on a
+stream: one more delta). No guardrail trace is sent.
+
+Prompt cache (the models of :data:`CACHING_MODELS`): each cache point caches the prefix before
+it, per model, for five minutes, if it holds the model's minimum of tokens; ``usage`` then
+splits the input into ``cacheReadInputTokens`` (the longest prefix cached before),
+``cacheWriteInputTokens`` (from there to the last cache point) and ``inputTokens`` (the rest).
 
 Usage::
 
@@ -33,6 +48,8 @@ Usage::
         bedrock.cut_stream(after_chunks=5)              # ends cleanly, without messageStop
         bedrock.pace(first_delta_ms=300, deltas_per_second=80)   # stream like a real model
         bedrock.hold(after_chunks=1, until=event)       # stall the stream until event is set
+        bedrock.block_input("forbidden")                # the guardrail blocks such questions
+        bedrock.intervene(after_chunks=3)               # ... or the next answer, mid-stream
         ... run the code under test ...
         [req] = bedrock.requests_for(CONVERSE)          # what the code sent
         assert req.resource_id == "anthropic.claude-3-haiku-20240307-v1:0"
@@ -42,12 +59,14 @@ Usage::
 per piece, so a paced stream reaches the client as a real one does; :attr:`BedrockFake.streams`
 records when each delta went out (``time.monotonic``).
 
-Usage counts one token per whitespace-separated word: ``inputTokens`` over every text block of
-``messages`` and ``system``, ``outputTokens`` over the reply; ``totalTokens`` is their sum.
+Usage counts one token per whitespace-separated word: the input over every text and guardContent
+block of ``messages`` and ``system``, ``outputTokens`` over the reply; ``totalTokens`` is their
+sum. Without cache points ``inputTokens`` is the whole input and the cache fields are absent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -85,6 +104,39 @@ DEFAULT_NUMBER_OF_RESULTS = 5  # Bedrock's default for retrieve
 EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
 _STRING_HEADER = 7  # event-stream header value type "string"
 
+# Content block types the fake serves; anything else is answered 400 (the real service also
+# takes images, documents, tool use and more, which nothing here sends).
+MESSAGE_BLOCKS = frozenset({"text", "guardContent", "cachePoint"})
+SYSTEM_BLOCKS = frozenset({"text", "guardContent", "cachePoint"})
+GUARD_QUALIFIERS = frozenset({"grounding_source", "query", "guard_content"})
+GUARDRAIL_ID = re.compile(
+    r"[a-z0-9]+|arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+"
+)
+GUARDRAIL_VERSION = re.compile(r"[1-9][0-9]{0,7}|DRAFT")
+GUARDRAIL_INTERVENED = "guardrail_intervened"
+DEFAULT_BLOCKED_INPUT = "Sorry, the model cannot answer this question."
+DEFAULT_BLOCKED_OUTPUT = "Sorry, the model cannot answer this question."
+# Prompt caching, as the Bedrock user guide lists it ("Prompt caching for faster model
+# inference", supported models): model id prefix -> the fewest tokens a cache point's prefix
+# must hold to be cached. At most four cache points a request; a cached prefix lives five
+# minutes, each read starting them again.
+CACHING_MODELS: tuple[tuple[str, int], ...] = (
+    ("anthropic.claude-3-7-sonnet-", 1_024),
+    ("anthropic.claude-3-5-haiku-", 2_048),
+    ("anthropic.claude-sonnet-4-", 1_024),
+    ("anthropic.claude-opus-4-5-", 4_096),
+    ("anthropic.claude-opus-4-", 1_024),
+    ("anthropic.claude-haiku-4-5-", 4_096),
+    ("amazon.nova-micro-", 1_000),
+    ("amazon.nova-lite-", 1_000),
+    ("amazon.nova-pro-", 1_000),
+    ("amazon.nova-premier-", 1_000),
+)
+PROFILE_GEOGRAPHIES = frozenset({"us", "eu", "apac", "us-gov", "global", "jp", "au", "ca"})
+MAX_CACHE_POINTS = 4
+CACHE_TTL_SECONDS = 300.0
+CACHE_LOOKBACK_BLOCKS = 20
+
 _ROUTES: tuple[tuple[re.Pattern[str], Operation], ...] = (
     (re.compile(r"^/model/(?P<id>[^/]+)/converse$"), CONVERSE),
     (re.compile(r"^/model/(?P<id>[^/]+)/converse-stream$"), CONVERSE_STREAM),
@@ -116,6 +168,22 @@ class _StreamBreak:
     after_chunks: int
     error_type: str
     message: str
+
+
+@dataclass
+class _Intervention:
+    after_chunks: int
+    message: str
+    remaining: int | None  # None: until reset()
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one converse or converse_stream request is answered with."""
+
+    chunks: list[str]
+    stop_reason: str
+    usage: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -219,9 +287,15 @@ def _exception_event(error_type: str, message: str) -> bytes:
 
 
 def _texts(blocks: Any) -> Iterator[str]:
+    """The text of every text and guardContent block (what the model reads)."""
     for block in blocks if isinstance(blocks, list) else []:
-        if isinstance(block, dict) and isinstance(block.get("text"), str):
+        if not isinstance(block, dict):
+            continue
+        if isinstance(block.get("text"), str):
             yield block["text"]
+        guarded = block.get("guardContent")
+        if isinstance(guarded, dict) and isinstance(guarded.get("text"), dict):
+            yield str(guarded["text"].get("text", ""))
 
 
 def _count_tokens(texts: Iterator[str] | Sequence[str]) -> int:
@@ -233,7 +307,7 @@ def _input_tokens(body: dict[str, Any]) -> int:
     return _count_tokens(texts) + _count_tokens(_texts(body.get("system")))
 
 
-def _validate_conversation(body: dict[str, Any]) -> None:
+def _validate_conversation(body: dict[str, Any], operation: Operation, model_id: str) -> None:
     max_tokens = body.get("inferenceConfig", {}).get("maxTokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         raise _ValidationError("inferenceConfig.maxTokens must be an integer of at least 1")
@@ -250,8 +324,107 @@ def _validate_conversation(body: dict[str, Any]) -> None:
     for message in messages:
         if not isinstance(message.get("content"), list) or not message["content"]:
             raise _ValidationError("Each message must have non-empty content.")
-        if any(not text.strip() for text in _texts(message["content"])):
+        _validate_blocks(message["content"], MESSAGE_BLOCKS)
+    system = body.get("system", [])
+    if not isinstance(system, list):
+        raise _ValidationError("system must be a list of blocks")
+    _validate_blocks(system, SYSTEM_BLOCKS)
+    cache_points = sum(1 for block in _all_blocks(body) if "cachePoint" in block)
+    if cache_points and minimum_cached_tokens(model_id) is None:
+        raise _ValidationError(f"The model {model_id} does not support prompt caching.")
+    if cache_points > MAX_CACHE_POINTS:
+        raise _ValidationError(
+            f"A request may hold at most {MAX_CACHE_POINTS} cachePoint blocks, "
+            f"this one holds {cache_points}."
+        )
+    if "guardrailConfig" in body:
+        _validate_guardrail_config(body["guardrailConfig"], operation)
+
+
+def _all_blocks(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from body.get("system", [])
+    for message in body["messages"]:
+        yield from message["content"]
+
+
+def _placed_blocks(body: dict[str, Any]) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    """Every block in prompt order with where it sits: the system, or a message's index and
+    role (so equal blocks in different places make different prefixes)."""
+    for block in body.get("system", []):
+        yield ["system"], block
+    for index, message in enumerate(body["messages"]):
+        for block in message["content"]:
+            yield [index, message["role"]], block
+
+
+def _validate_blocks(blocks: list[Any], allowed: frozenset[str]) -> None:
+    """Each block a union of exactly one known member, as the service's model defines it."""
+    for block in blocks:
+        if not isinstance(block, dict) or len(block) != 1:
+            raise _ValidationError("Each content block must set exactly one member.")
+        [(kind, value)] = block.items()
+        if kind not in allowed:
+            raise _ValidationError(f"Unsupported content block type: {kind}.")
+        if kind == "text" and (not isinstance(value, str) or not value.strip()):
             raise _ValidationError("The text field in the ContentBlock object is blank.")
+        if kind == "guardContent":
+            text = value.get("text") if isinstance(value, dict) else None
+            if not isinstance(text, dict) or set(text) - {"text", "qualifiers"}:
+                raise _ValidationError("guardContent must hold a text block: {text: {text}}.")
+            if not isinstance(text.get("text"), str) or not text["text"].strip():
+                raise _ValidationError("The text field in the guardContent block is blank.")
+            qualifiers = text.get("qualifiers", [])
+            if not isinstance(qualifiers, list) or set(qualifiers) - GUARD_QUALIFIERS:
+                raise _ValidationError(f"guardContent qualifiers must be in {GUARD_QUALIFIERS}.")
+        if kind == "cachePoint" and (
+            not isinstance(value, dict)
+            or value.get("type") != "default"
+            or set(value) - {"type", "ttl"}
+            or value.get("ttl", "5m") not in ("5m", "1h")
+        ):
+            raise _ValidationError('cachePoint must be {"type": "default"} (and an optional ttl).')
+
+
+def _validate_guardrail_config(config: Any, operation: Operation) -> None:
+    fields = {"guardrailIdentifier", "guardrailVersion", "trace"}
+    if operation == CONVERSE_STREAM:
+        fields.add("streamProcessingMode")
+    if not isinstance(config, dict) or set(config) - fields:
+        unknown = sorted(set(config) - fields) if isinstance(config, dict) else config
+        raise _ValidationError(f"guardrailConfig has unknown fields: {unknown}.")
+    if not GUARDRAIL_ID.fullmatch(str(config.get("guardrailIdentifier", ""))):
+        raise _ValidationError("guardrailConfig.guardrailIdentifier is not a guardrail id or ARN.")
+    if not GUARDRAIL_VERSION.fullmatch(str(config.get("guardrailVersion", ""))):
+        raise _ValidationError("guardrailConfig.guardrailVersion must be a number or DRAFT.")
+    if config.get("trace", "disabled") not in ("enabled", "disabled", "enabled_full"):
+        raise _ValidationError("guardrailConfig.trace must be enabled, disabled or enabled_full.")
+    if config.get("streamProcessingMode", "sync") not in ("sync", "async"):
+        raise _ValidationError("guardrailConfig.streamProcessingMode must be sync or async.")
+
+
+def _base_model(model_id: str) -> str:
+    """The foundation model of a model id: a cross-region profile's without its geography."""
+    geography, _, rest = model_id.partition(".")
+    return rest if geography in PROFILE_GEOGRAPHIES else model_id
+
+
+def minimum_cached_tokens(model_id: str) -> int | None:
+    """The smallest prefix a cache point caches on this model, or None: no prompt caching."""
+    base = _base_model(model_id)
+    return next((least for prefix, least in CACHING_MODELS if base.startswith(prefix)), None)
+
+
+def _assessed(body: dict[str, Any]) -> list[str]:
+    """What the guardrail assesses of a request: with guardContent anywhere, only that; else
+    every text of the messages (the system prompt is not assessed without guardContent)."""
+    guarded = [
+        block["guardContent"]["text"]["text"]
+        for block in _all_blocks(body)
+        if "guardContent" in block
+    ]
+    if guarded:
+        return guarded
+    return [text for message in body["messages"] for text in _texts(message["content"])]
 
 
 def _within_max_tokens(chunks: list[str], body: dict[str, Any]) -> tuple[list[str], bool]:
@@ -261,13 +434,27 @@ def _within_max_tokens(chunks: list[str], body: dict[str, Any]) -> tuple[list[st
     if not isinstance(limit, int) or _count_tokens(chunks) <= limit:
         return chunks, False
     kept: list[str] = []
-    count = 0
+    left = limit
     for chunk in chunks:
-        count += _count_tokens([chunk])
-        if count > limit:
+        words = _split_words(chunk)
+        if len(chunk.split()) > left:
+            kept.append(_first_words(words, left))
             break
         kept.append(chunk)
-    return kept, True
+        left -= len(chunk.split())
+    return [chunk for chunk in kept if chunk], True
+
+
+def _first_words(pieces: list[str], count: int) -> str:
+    """The first ``count`` words of ``pieces`` (from :func:`_split_words`), with their spacing."""
+    taken: list[str] = []
+    for piece in pieces:
+        if piece.strip():
+            if count == 0:
+                break
+            count -= 1
+        taken.append(piece)
+    return "".join(taken)
 
 
 def _split_words(text: str) -> list[str]:
@@ -308,6 +495,11 @@ class BedrockFake(LoopbackServer):
         self._holds: list[_Hold] = []
         self.pacing: Pacing | None = None
         self._streams: list[StreamRecord] = []
+        self._blocked_terms: tuple[str, ...] = ()
+        self._blocked_input_message = DEFAULT_BLOCKED_INPUT
+        self._interventions: list[_Intervention] = []
+        self.clock: Callable[[], float] = time.monotonic  # the prompt cache's clock
+        self._cache: dict[tuple[str, str], float] = {}  # (model, prefix digest) -> expiry
 
     # ---- programming the fake -------------------------------------------------------------
 
@@ -373,6 +565,27 @@ class BedrockFake(LoopbackServer):
         with self._lock:
             self._holds.append(_Hold(after_chunks, until, timeout_s))
 
+    def block_input(self, *terms: str, message: str = DEFAULT_BLOCKED_INPUT) -> None:
+        """Make the guardrail block every guarded request (one with ``guardrailConfig``) whose
+        assessed input holds one of ``terms`` (case-insensitive): the model is not called, the
+        answer is ``message`` with stop reason ``guardrail_intervened`` and no usage. Assessed,
+        as by the real guardrail: the guardContent blocks when the request has any, else every
+        text of the messages."""
+        with self._lock:
+            self._blocked_terms = tuple(term.lower() for term in terms)
+            self._blocked_input_message = message
+
+    def intervene(
+        self, after_chunks: int, message: str = DEFAULT_BLOCKED_OUTPUT, times: int | None = 1
+    ) -> None:
+        """Make the guardrail block the model's output of the next ``times`` guarded requests
+        (``None``: until :meth:`reset`). ``converse`` answers ``message`` alone, as Bedrock
+        replaces a blocked output; ``converse_stream``, as in async mode, sends the first
+        ``after_chunks`` deltas, then ``message`` as one more delta, then contentBlockStop,
+        messageStop with stop reason ``guardrail_intervened`` and metadata."""
+        with self._lock:
+            self._interventions.append(_Intervention(after_chunks, message, times))
+
     @property
     def streams(self) -> list[StreamRecord]:
         """Every converse_stream answer sent so far, oldest first."""
@@ -380,8 +593,8 @@ class BedrockFake(LoopbackServer):
             return list(self._streams)
 
     def reset(self) -> None:
-        """Forget the request log, pending failures, stream breaks, cuts, holds and pacing (not
-        the replies)."""
+        """Forget the request log, pending failures, stream breaks, cuts, holds, pacing, the
+        guardrail's blocks and the prompt cache (not the replies)."""
         with self._lock:
             self._requests.clear()
             self._failures.clear()
@@ -389,6 +602,9 @@ class BedrockFake(LoopbackServer):
             self._stream_cut = None
             self._holds.clear()
             self._streams.clear()
+            self._blocked_terms = ()
+            self._interventions.clear()
+            self._cache.clear()
         self.pacing = None
 
     @property
@@ -417,7 +633,7 @@ class BedrockFake(LoopbackServer):
             body = {"__unparsable__": request.body.decode(errors="replace")}
             response = error_response(400, "ValidationException", f"invalid JSON: {error}")
         else:
-            response = self._answer_operation(operation, body)
+            response = self._answer_operation(operation, body, resource_id)
         with self._lock:
             self._requests.append(RecordedRequest(operation, resource_id, body, response.status))
         return response
@@ -443,49 +659,136 @@ class BedrockFake(LoopbackServer):
                     return failure
         return None
 
-    def _answer_operation(self, operation: Operation, body: dict[str, Any]) -> Response:
+    def _answer_operation(
+        self, operation: Operation, body: dict[str, Any], resource_id: str
+    ) -> Response:
         failure = self._take_failure(operation)
         if failure:
             return error_response(failure.status, failure.error_type, failure.message)
         try:
             if operation == RETRIEVE:
                 return self._retrieve(body)
-            _validate_conversation(body)
+            _validate_conversation(body, operation, resource_id)
         except _ValidationError as error:
             return error_response(400, "ValidationException", str(error))
         if operation == CONVERSE:
-            return self._converse(body)
-        return self._converse_stream(body)
+            return self._converse(self._answer(body, resource_id, streaming=False))
+        return self._converse_stream(self._answer(body, resource_id, streaming=True))
 
     def _reply_text(self, body: dict[str, Any]) -> str:
         return self.reply(body) if callable(self.reply) else self.reply
 
-    def _usage(self, body: dict[str, Any], output_text: str) -> dict[str, int]:
+    def _answer(self, body: dict[str, Any], model_id: str, *, streaming: bool) -> _Answer:
+        guarded = "guardrailConfig" in body
+        if guarded and self._input_blocked(body):
+            empty = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+            return _Answer([self._blocked_input_message], GUARDRAIL_INTERVENED, empty)
+        if not streaming:
+            chunks = [self._reply_text(body)]
+        elif self.stream_chunks is not None:
+            chunks = list(self.stream_chunks)
+        else:
+            chunks = _split_words(self._reply_text(body))
+        chunks, capped = _within_max_tokens(chunks, body)
+        stop_reason = "max_tokens" if capped else self.stop_reason
+        intervention = self._take_intervention() if guarded else None
+        if intervention is not None:
+            kept = chunks[: intervention.after_chunks] if streaming else []
+            chunks, stop_reason = [*kept, intervention.message], GUARDRAIL_INTERVENED
+        return _Answer(chunks, stop_reason, self._usage(body, model_id, "".join(chunks)))
+
+    def _input_blocked(self, body: dict[str, Any]) -> bool:
+        with self._lock:
+            terms = self._blocked_terms
+        return any(term in text.lower() for text in _assessed(body) for term in terms)
+
+    def _take_intervention(self) -> _Intervention | None:
+        with self._lock:
+            if not self._interventions:
+                return None
+            intervention = self._interventions[0]
+            if intervention.remaining is not None:
+                intervention.remaining -= 1
+                if intervention.remaining <= 0:
+                    self._interventions.pop(0)
+            return intervention
+
+    def _usage(self, body: dict[str, Any], model_id: str, output_text: str) -> dict[str, int]:
         input_tokens, output_tokens = _input_tokens(body), _count_tokens([output_text])
-        return {
+        usage = {
             "inputTokens": input_tokens,
             "outputTokens": output_tokens,
             "totalTokens": input_tokens + output_tokens,
         }
+        if any("cachePoint" in block for block in _all_blocks(body)):
+            read, write = self._cached(body, model_id)
+            usage["inputTokens"] = input_tokens - read - write
+            usage["cacheReadInputTokens"] = read
+            usage["cacheWriteInputTokens"] = write
+        return usage
 
-    def _converse(self, body: dict[str, Any]) -> Response:
-        text, capped = _within_max_tokens(_split_words(self._reply_text(body)), body)
-        text = "".join(text)
+    def _cached(self, body: dict[str, Any], model_id: str) -> tuple[int, int]:
+        """Tokens read from and written to the prompt cache by this request.
+
+        The prefix at every block boundary (system blocks, then each message's) is digested
+        with the blocks before it. A cache point caches the prefix before it when it holds
+        the model's minimum of tokens. The read is the longest prefix cached earlier that ends
+        at most :data:`CACHE_LOOKBACK_BLOCKS` blocks before one of this request's cache points
+        (Anthropic's documented lookback); the write is what lies between it and the last
+        cache point. Reads and writes start the prefix's time to live again.
+        """
+        minimum = minimum_cached_tokens(model_id) or 0
+        model = _base_model(model_id)
+        digest = hashlib.sha256()
+        tokens = 0
+        prefixes: list[tuple[str, int]] = []  # after each block: its digest and its tokens
+        points: list[int] = []  # indexes into prefixes
+        for place, block in _placed_blocks(body):
+            if "cachePoint" in block:
+                if prefixes:
+                    points.append(len(prefixes) - 1)
+                continue
+            digest.update(json.dumps([place, block], sort_keys=True).encode())
+            tokens += _count_tokens(list(_texts([block])))
+            prefixes.append((digest.hexdigest(), tokens))
+        if not points:
+            return 0, 0
+        now = self.clock()
+        candidates = sorted(
+            {
+                i
+                for point in points
+                for i in range(max(point - CACHE_LOOKBACK_BLOCKS, 0), point + 1)
+            },
+            reverse=True,
+        )
+        with self._lock:
+            hit = next(
+                (i for i in candidates if self._cache.get((model, prefixes[i][0]), 0.0) > now),
+                None,
+            )
+            read = prefixes[hit][1] if hit is not None else 0
+            for i in {*points, *([] if hit is None else [hit])}:
+                if prefixes[i][1] >= minimum:
+                    self._cache[(model, prefixes[i][0])] = now + CACHE_TTL_SECONDS
+        last = prefixes[points[-1]][1]
+        write = last - read if last >= minimum and last > read else 0
+        return read, write
+
+    def _converse(self, answer: _Answer) -> Response:
         return json_response(
             {
-                "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-                "stopReason": "max_tokens" if capped else self.stop_reason,
-                "usage": self._usage(body, text),
+                "output": {
+                    "message": {"role": "assistant", "content": [{"text": "".join(answer.chunks)}]}
+                },
+                "stopReason": answer.stop_reason,
+                "usage": answer.usage,
                 "metrics": {"latencyMs": self.latency_ms},
             }
         )
 
-    def _converse_stream(self, body: dict[str, Any]) -> Response:
-        chunks = (
-            list(self.stream_chunks)
-            if self.stream_chunks is not None
-            else _split_words(self._reply_text(body))
-        )
+    def _converse_stream(self, answer: _Answer) -> Response:
+        chunks = answer.chunks
         with self._lock:
             stream_break, stream_cut = self._stream_break, self._stream_cut
             holds = list(self._holds)
@@ -495,20 +798,16 @@ class BedrockFake(LoopbackServer):
             chunks = chunks[: stream_break.after_chunks]
         if stream_cut:
             chunks = chunks[: stream_cut.after_chunks]
-        chunks, capped = _within_max_tokens(chunks, body)
         closing: list[bytes] = []
         if stream_break:
             closing.append(_exception_event(stream_break.error_type, stream_break.message))
         elif not stream_cut:
             closing += [
                 _event("contentBlockStop", {"contentBlockIndex": 0}),
-                _event("messageStop", {"stopReason": "max_tokens" if capped else self.stop_reason}),
+                _event("messageStop", {"stopReason": answer.stop_reason}),
                 _event(
                     "metadata",
-                    {
-                        "usage": self._usage(body, "".join(chunks)),
-                        "metrics": {"latencyMs": self.latency_ms},
-                    },
+                    {"usage": answer.usage, "metrics": {"latencyMs": self.latency_ms}},
                 ),
             ]
         return Response(

@@ -17,11 +17,13 @@ _QUOTE_CHARS = 120
 
 
 def _texts(message: dict[str, Any]) -> list[str]:
-    return [
-        block["text"]
+    """The message's text, the question's too when a guardrail has it in a guardContent block."""
+    blocks = [
+        block["guardContent"]["text"] if "guardContent" in block else block
         for block in message.get("content", [])
-        if isinstance(block, dict) and isinstance(block.get("text"), str)
+        if isinstance(block, dict)
     ]
+    return [block["text"] for block in blocks if isinstance(block.get("text"), str)]
 
 
 def answer(body: dict[str, Any]) -> str:

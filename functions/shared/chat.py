@@ -2,12 +2,12 @@
 
 A turn goes: load the caller's session (someone else's is "not found"), retrieve knowledge-base
 passages when the session has a knowledge base, read the most recent history that fits the
-context budget, take the turn's two sequence numbers and store the user's turn, call the model,
-store the assistant's turn. The user's turn is stored before the model call so it survives a
-model failure. The assistant's turn is stored with a status: ``complete`` only when the model
-said it was done, ``incomplete`` (with the reason) when the answer stopped short, or a
-``failed`` marker without content when the model call or stream failed, so every turn's answer
-slot is visibly filled.
+context budget, take the turn's two sequence numbers and store the user's turn, call the model
+(with the request :mod:`functions.shared.prompting` builds), store the assistant's turn. The
+user's turn is stored before the model call so it survives a model failure. The assistant's
+turn is stored with a status: ``complete`` only when the model said it was done,
+``incomplete`` (with the reason) when the answer stopped short, or a ``failed`` marker without
+content when the model call or stream failed, so every turn's answer slot is visibly filled.
 
 The history budget is in estimated tokens: UTF-8 bytes / :data:`BYTES_PER_TOKEN`. Four bytes a
 token is the usual rule for English text and the Claude tokenizers; other scripts cost more
@@ -30,8 +30,9 @@ from botocore.exceptions import ClientError
 from functions.shared import aws
 from functions.shared.contract import Metric
 from functions.shared.errors import BadRequest, NotFound, is_throttling, translate, upstream_errors
-from functions.shared.models import Citation, Message, MessageStatus, Role, Session, Usage
+from functions.shared.models import Citation, Message, MessageStatus, Session, Usage
 from functions.shared.observability import count, logger, record_turn
+from functions.shared.prompting import model_request, prompt_bytes
 from functions.shared.quota import AnswerLeases, Lease, Reservation, UsageLedger
 from functions.shared.store import content_bytes, timestamp, utc_now
 
@@ -49,13 +50,6 @@ TIMEOUT = "timeout"  # the function's time ran out (see ChatStream)
 INTERRUPTED = "interrupted"  # the stream ended without messageStop
 
 TimeLeft = Callable[[], float]
-
-SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
-GROUNDING_PROMPT = (
-    "Ground your answer in the numbered passages below, retrieved from a knowledge base. "
-    "Cite the passages you use as [1], [2], and so on. If they do not contain the answer, "
-    "say so instead of guessing."
-)
 
 
 @dataclass(frozen=True)
@@ -300,7 +294,7 @@ class ChatService:
         content = validate_content(content)
         lease = self.leases.acquire(user_id, lease_seconds)
         try:
-            turn = self._prepare(user_id, session_id, content)
+            turn = self._prepare(user_id, session_id, content, streaming=False)
             with self._failing(turn), upstream_errors("the model call"):
                 response = aws.client("bedrock-runtime").converse(**turn.request)
         finally:
@@ -335,7 +329,7 @@ class ChatService:
         content = validate_content(content)
         lease = self.leases.acquire(user_id, lease_seconds)
         try:
-            turn = self._prepare(user_id, session_id, content)
+            turn = self._prepare(user_id, session_id, content, streaming=True)
             with self._failing(turn), upstream_errors("the model call"):
                 response = aws.client("bedrock-runtime").converse_stream(**turn.request)
         except BaseException:
@@ -344,14 +338,11 @@ class ChatService:
             raise
         return ChatStream(self, turn, response["stream"], time_left, lease)
 
-    def _prepare(self, user_id: str, session_id: str, content: str) -> _Turn:
+    def _prepare(self, user_id: str, session_id: str, content: str, *, streaming: bool) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)
         citations = self._retrieve(session, content)
-        system = system_prompt(citations)
-        budget = (
-            self.settings.history_budget_tokens * BYTES_PER_TOKEN
-            - content_bytes(content)
-            - content_bytes(system)
+        budget = self.settings.history_budget_tokens * BYTES_PER_TOKEN - prompt_bytes(
+            content, citations
         )
         history = self.store.messages.recent(session_id, max(budget, 0))
         question = failed_attempt(history, content)
@@ -362,11 +353,9 @@ class ChatService:
             if session.model_id in self.settings.bedrock_models
             else self.settings.default_model
         )
-        request: dict[str, Any] = {
-            "modelId": model_id,
-            "messages": conversation(history, content),
-            "system": [{"text": system}],
-        }
+        request = model_request(
+            model_id, history, content, citations, self.settings, streaming=streaming
+        )
         reservation = self.ledger.reserve(user_id, request_tokens(request))
         if reservation.max_tokens is not None:
             request["inferenceConfig"] = {"maxTokens": reservation.max_tokens}
@@ -471,42 +460,6 @@ def failed_attempt(history: list[Message], content: str) -> Message | None:
         and answer.seq == question.seq + 1
     )
     return question if retried else None
-
-
-def system_prompt(citations: tuple[Citation, ...]) -> str:
-    """The system prompt, with the retrieved passages numbered as the citations are."""
-    if not citations:
-        return SYSTEM_PROMPT
-    passages = "\n\n".join(
-        f"[{citation.index}]"
-        + (f" (source: {citation.source})" if citation.source else "")
-        + f"\n{citation.text}"
-        for citation in citations
-    )
-    return f"{SYSTEM_PROMPT}\n\n{GROUNDING_PROMPT}\n\n{passages}"
-
-
-def conversation(history: list[Message], content: str) -> list[dict[str, Any]]:
-    """Bedrock messages: the history then the new user turn, starting with a user turn and
-    alternating roles, as Converse requires.
-
-    Stored history need not alternate: concurrent turns interleave, and a user turn whose model
-    call failed has no answer. Consecutive turns of one role are merged rather than dropped, so
-    nothing the user said is hidden from the model; blank turns are skipped.
-    """
-    turns: list[tuple[Role, str]] = [
-        (message.role, message.content) for message in history if message.content.strip()
-    ]
-    turns.append(("user", content))
-    while turns[0][0] != "user":
-        turns.pop(0)
-    merged: list[tuple[Role, list[str]]] = []
-    for role, text in turns:
-        if merged and merged[-1][0] == role:
-            merged[-1][1].append(text)
-        else:
-            merged.append((role, [text]))
-    return [{"role": role, "content": [{"text": "\n\n".join(texts)}]} for role, texts in merged]
 
 
 def _model_throttled(error: BaseException) -> bool:

@@ -168,6 +168,9 @@ TABLES = (SESSIONS, MESSAGES, CONNECTIONS, IDEMPOTENCY, USAGE)
 
 API_BASE_PATH = "/api/v1"
 
+# Cross-region inference profile ids start with a geography, e.g. "us.anthropic.claude…".
+INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
+
 Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
 

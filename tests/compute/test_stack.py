@@ -163,6 +163,7 @@ def test_roles_are_least_privilege(dev: Synth) -> None:
         f"arn:{partition}:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
     ]
     assert "KnowledgeBase" not in main  # no knowledge_base_id: the feature is off
+    assert "Guardrail" not in main  # no bedrock_guardrail_id: none is applied
     assert "VpcNetworkInterfaces" not in main
     log_arn = ref(dev, "aws_cloudwatch_log_group", "arn", name=f"/aws/lambda/{PREFIX}-main")
     assert main["Logs"]["resources"] == [f"{log_arn}:*"]
@@ -176,6 +177,7 @@ def test_roles_are_least_privilege(dev: Synth) -> None:
         "resources": [f"{api}/{stage}/POST/@connections/*"],
     }
     assert ws["Models"]["actions"] == ["bedrock:InvokeModelWithResponseStream"]
+    assert "Guardrail" not in ws
     assert "TableConnections" in ws
 
     authorizer = {s["sid"] for s in statements_of_role(dev, f"{PREFIX}-{AUTHORIZER.suffix}")}

@@ -10,7 +10,7 @@ import pytest
 
 from compute.config import ComputeConfig, RemoteState, RemoteStateS3
 from compute.stack import IncompleteNetwork
-from functions.shared.contract import AUTHORIZER, FUNCTIONS, MAIN, WEBSOCKET, Env
+from functions.shared.contract import AUTHORIZER, CLEANUP, FUNCTIONS, MAIN, WEBSOCKET, Env
 from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
 from tests.compute.test_stack import function, statements_of_role
 
@@ -100,6 +100,24 @@ def test_prod_knowledge_base_issuer_and_models(prod: Synth) -> None:
     ]
 
 
+def test_prod_applies_its_guardrail_and_may_apply_only_that(prod: Synth) -> None:
+    account = "${data.aws_caller_identity.caller.account_id}"
+    partition = "${data.aws_partition.partition.partition}"
+    for spec in (MAIN, WEBSOCKET):
+        variables = function(prod, spec.suffix, PROD)["environment"]["variables"]
+        assert variables[Env.BEDROCK_GUARDRAIL_ID] == "a1b2c3d4e5f6"
+        assert variables[Env.BEDROCK_GUARDRAIL_VERSION] == "1"
+        statements = {s["sid"]: s for s in statements_of_role(prod, f"{PROD}-{spec.suffix}")}
+        assert statements["Guardrail"] == {
+            "sid": "Guardrail",
+            "actions": ["bedrock:ApplyGuardrail"],
+            "resources": [f"arn:{partition}:bedrock:us-east-1:{account}:guardrail/a1b2c3d4e5f6"],
+        }
+    for spec in (AUTHORIZER, CLEANUP):
+        sids = {s["sid"] for s in statements_of_role(prod, f"{PROD}-{spec.suffix}")}
+        assert "Guardrail" not in sids
+
+
 def test_prod_protection_retention_and_notifications(prod: Synth) -> None:
     for table in resources(prod, "aws_dynamodb_table").values():
         assert table["deletion_protection_enabled"] is True
@@ -118,9 +136,12 @@ def test_prod_protection_retention_and_notifications(prod: Synth) -> None:
 
 @pytest.fixture(scope="module")
 def outer_role() -> Synth:
+    """With a guardrail, which the outer role is to allow, as it allows the models."""
     return synth_stack(
         ComputeConfig(
-            lambda_bedrock_role_arn="arn:aws:iam::123456789012:role/service/ai-services-lambda"
+            lambda_bedrock_role_arn="arn:aws:iam::123456789012:role/service/ai-services-lambda",
+            bedrock_guardrail_id="a1b2c3d4e5f6",
+            bedrock_guardrail_version="DRAFT",
         )
     )
 

@@ -9,9 +9,9 @@ import boto3
 import pytest
 
 from devserver.bedrock import CONVERSE, RETRIEVE, BedrockFake, passage
-from functions.shared.chat import SYSTEM_PROMPT
 from functions.shared.contract import Env
 from functions.shared.observability import logger
+from functions.shared.prompting import GROUNDING_PROMPT, SYSTEM_PROMPT
 from functions.shared.settings import get_settings
 from tests.functions.conftest import SessionCleanup
 from tests.functions.helpers import (
@@ -89,9 +89,12 @@ def test_knowledge_base_grounds_the_prompt_and_returns_citations(
     assert retrieve.resource_id == DEFAULT_KNOWLEDGE_BASE_ID
     assert retrieve.body["retrievalQuery"] == {"text": "Capital of France?"}
     [converse] = bedrock.requests_for(CONVERSE)
-    system = converse.body["system"][0]["text"]
-    assert "[1] (source: s3://kb/france.md)\nParis is the capital of France." in system
-    assert "[2] (source: s3://kb/rivers.md)\nThe Seine flows through Paris." in system
+    # The passages come with the question: the system prompt stays the same every turn.
+    assert converse.body["system"] == [{"text": f"{SYSTEM_PROMPT}\n\n{GROUNDING_PROMPT}"}]
+    [grounding, question] = converse.body["messages"][-1]["content"]
+    assert question == {"text": "Capital of France?"}
+    assert "[1] (source: s3://kb/france.md)\nParis is the capital of France." in grounding["text"]
+    assert "[2] (source: s3://kb/rivers.md)\nThe Seine flows through Paris." in grounding["text"]
     assert answer["citations"] == [
         {
             "index": 1,

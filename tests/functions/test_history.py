@@ -10,9 +10,10 @@ from devserver.bedrock import CONVERSE, BedrockFake
 from devserver.moto import MotoServer
 from functions.main.settings import Settings
 from functions.shared import aws
-from functions.shared.chat import BYTES_PER_TOKEN, ChatService, conversation
+from functions.shared.chat import BYTES_PER_TOKEN, ChatService
 from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, TABLES, Env
 from functions.shared.models import Message, Role
+from functions.shared.prompting import conversation
 from functions.shared.settings import get_settings
 from functions.shared.store import Store
 from tests.functions.helpers import (
@@ -133,30 +134,36 @@ def _message(seq: int, role: Role, content: str) -> Message:
 @pytest.mark.parametrize(
     ("roles", "expected"),
     [
-        ([], [("user", "new")]),
-        (["user", "assistant"], [("user", "0"), ("assistant", "1"), ("user", "new")]),
-        (["assistant", "user", "assistant"], [("user", "1"), ("assistant", "2"), ("user", "new")]),
+        ([], [("user", ["new"])]),
+        (["user", "assistant"], [("user", ["0"]), ("assistant", ["1"]), ("user", ["new"])]),
+        (
+            ["assistant", "user", "assistant"],
+            [("user", ["1"]), ("assistant", ["2"]), ("user", ["new"])],
+        ),
         # A user turn whose answer failed, then a new one: merged, nothing dropped.
-        (["user", "assistant", "user"], [("user", "0"), ("assistant", "1"), ("user", "2\n\nnew")]),
+        (
+            ["user", "assistant", "user"],
+            [("user", ["0"]), ("assistant", ["1"]), ("user", ["2", "new"])],
+        ),
         # Interleaved concurrent turns.
         (
             ["user", "user", "assistant", "assistant"],
-            [("user", "0\n\n1"), ("assistant", "2\n\n3"), ("user", "new")],
+            [("user", ["0\n\n1"]), ("assistant", ["2\n\n3"]), ("user", ["new"])],
         ),
     ],
 )
 def test_conversation_starts_with_user_and_alternates(
-    roles: list[Role], expected: list[tuple[str, str]]
+    roles: list[Role], expected: list[tuple[str, list[str]]]
 ) -> None:
     history = [_message(seq, role, str(seq)) for seq, role in enumerate(roles)]
-    result = conversation(history, "new")
-    assert [(m["role"], m["content"][0]["text"]) for m in result] == expected
+    result = conversation(history, [{"text": "new"}])
+    assert [(m["role"], [block["text"] for block in m["content"]]) for m in result] == expected
 
 
 def test_conversation_skips_blank_turns() -> None:
     history = [_message(1, "user", "hi"), _message(2, "assistant", "")]
-    assert conversation(history, "again") == [
-        {"role": "user", "content": [{"text": "hi\n\nagain"}]}
+    assert conversation(history, [{"text": "again"}]) == [
+        {"role": "user", "content": [{"text": "hi"}, {"text": "again"}]}
     ]
 
 

@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from devserver.bedrock import CONVERSE_STREAM, BedrockFake, passage
-from functions.shared.chat import SYSTEM_PROMPT
 from functions.shared.contract import CONNECTION_TTL_SECONDS, Env
+from functions.shared.prompting import SYSTEM_PROMPT
 from functions.shared.settings import get_settings
 from functions.websocket.frames import MAX_FRAME_BYTES
 from functions.websocket.handler import handler
@@ -150,7 +150,7 @@ def test_send_message_streams_start_chunks_end(
         "input_tokens": input_tokens,
         "output_tokens": 2,
         "total_tokens": input_tokens + 2,
-        "cache_read_input_tokens": 0,
+        "cache_read_input_tokens": 0,  # Claude 3 Haiku has no prompt caching
         "cache_write_input_tokens": 0,
     }
     assert end["citations"] == []
@@ -176,8 +176,10 @@ def test_streamed_turn_uses_the_same_grounding_as_rest(
     assert end["citations"] == [
         {"index": 1, "text": "Paris is in France.", "source": "s3://kb/geo.md", "score": 0.8}
     ]
-    system = bedrock.requests_for(CONVERSE_STREAM)[0].body["system"][0]["text"]
-    assert "[1] (source: s3://kb/geo.md)\nParis is in France." in system
+    [request] = bedrock.requests_for(CONVERSE_STREAM)
+    [grounding, question] = request.body["messages"][-1]["content"]
+    assert "[1] (source: s3://kb/geo.md)\nParis is in France." in grounding["text"]
+    assert question == {"text": "Where is Paris?"}
 
 
 def test_identity_from_the_event_when_api_gateway_passes_it(

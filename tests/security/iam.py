@@ -90,6 +90,23 @@ def knowledge_base_arn(region: str, knowledge_base_id: str) -> str:
     return f"arn:{PARTITION}:bedrock:{region}:{ACCOUNT}:knowledge-base/{knowledge_base_id}"
 
 
+def guardrail_arn(region: str, guardrail_id: str) -> str:
+    return f"arn:{PARTITION}:bedrock:{region}:{ACCOUNT}:guardrail/{guardrail_id}"
+
+
+def authorizations(stack: Stack, call: Call, websocket_api_id: str) -> list[tuple[str, str]]:
+    """Every (action, ARN) IAM authorizes a recorded call by, all of which must be allowed:
+    the call's own action on each ARN it names, and for a model call that carries a guardrail
+    (``guardrailConfig``), ``bedrock:ApplyGuardrail`` on that guardrail (Bedrock user guide,
+    guardrails with the Converse API: the caller needs ApplyGuardrail on it)."""
+    checks = [(call.action, arn) for arn in request_arns(stack, call, websocket_api_id)]
+    guardrail = call.params.get("guardrailConfig") if call.service == "bedrock-runtime" else None
+    if guardrail:
+        arn = guardrail_arn(stack.region, guardrail["guardrailIdentifier"])
+        checks.append(("bedrock:ApplyGuardrail", arn))
+    return checks
+
+
 def request_arns(stack: Stack, call: Call, websocket_api_id: str) -> list[str]:
     """The ARNs a recorded call is authorized against (all must be allowed)."""
     region, params = stack.region, call.params

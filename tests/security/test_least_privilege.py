@@ -15,7 +15,7 @@ import pytest
 from functions.shared.contract import CLEANUP, MAIN, SESSIONS, WEBSOCKET, FunctionSpec
 from tests.security.code_paths import NEVER_GRANTED, Run
 from tests.security.enforcing_moto import moto_action
-from tests.security.iam import Call, allows, request_arns
+from tests.security.iam import Call, allows, authorizations, request_arns
 from tests.security.synthesized import ACCOUNT, PARTITION, Stack
 
 CODE_FUNCTIONS = (MAIN, WEBSOCKET, CLEANUP)  # the authorizer makes no AWS call
@@ -33,8 +33,19 @@ def granted_actions(stack: Stack, spec: FunctionSpec) -> set[str]:
     return {action for statement in stack.statements(spec) for action in statement.actions}
 
 
+def checks(run: Run, spec: FunctionSpec) -> list[tuple[str, str]]:
+    """Every (action, ARN) IAM authorized the function's recorded calls by."""
+    stack = run.stack
+    api_id = stack.api_id(stack.websocket_stage().api_resource_id)
+    return [
+        check
+        for call in run.functions[spec.key].calls
+        for check in authorizations(stack, call, api_id)
+    ]
+
+
 def called_actions(run: Run, spec: FunctionSpec) -> set[str]:
-    return {call.action for call in run.functions[spec.key].calls}
+    return {action for action, _ in checks(run, spec)}
 
 
 def mapping_calls(run: Run, spec: FunctionSpec) -> list[Call]:
@@ -119,8 +130,9 @@ def test_actions_outside_the_policy_are_refused(run: Run) -> None:
 @parametrize_functions
 def test_every_called_action_is_granted(run: Run, spec: FunctionSpec) -> None:
     """Including the calls moto cannot enforce: Converse(Stream), Retrieve,
-    PostToConnection. Mutations caught: ``bedrock:InvokeModelWithResponseStream`` or
-    ``execute-api:ManageConnections`` dropped from the websocket role."""
+    PostToConnection, and ApplyGuardrail for a model call with a guardrail. Mutations caught:
+    ``bedrock:InvokeModelWithResponseStream`` or ``execute-api:ManageConnections`` dropped
+    from the websocket role, the guardrail statement dropped (prod)."""
     missing = called_actions(run, spec) - granted_actions(run.stack, spec)
     assert not missing, f"{spec.key} calls {sorted(missing)} without a grant"
 
@@ -128,16 +140,31 @@ def test_every_called_action_is_granted(run: Run, spec: FunctionSpec) -> None:
 @parametrize_functions
 def test_every_call_names_a_granted_resource(run: Run, spec: FunctionSpec) -> None:
     """Each recorded call's ARNs (table or index, model and the regions a profile routes to,
-    knowledge base, the connection on this stage) are allowed by the real statements.
+    knowledge base, the connection on this stage, the guardrail) are allowed by the real
+    statements.
 
     Mutations caught: the UserIndex ARN dropped from the sessions statement, the messages
     table missing from websocket's, a profile granted in one region only, ManageConnections
-    on another stage."""
+    on another stage, ApplyGuardrail on another guardrail."""
     stack, statements = run.stack, run.stack.statements(spec)
-    api_id = stack.api_id(stack.websocket_stage().api_resource_id)
-    for call in run.functions[spec.key].calls:
-        for arn in request_arns(stack, call, api_id):
-            assert allows(stack, statements, call.action, arn), f"{call.action} on {arn}"
+    for action, arn in checks(run, spec):
+        assert allows(stack, statements, action, arn), f"{action} on {arn}"
+
+
+@parametrize_functions
+def test_model_calls_carry_the_configured_guardrail(run: Run, spec: FunctionSpec) -> None:
+    """With a guardrail configured (prod), every model call names it, so ApplyGuardrail on
+    exactly its ARN is what the role needs; without one (dev), none does. Mutations caught:
+    the guardrail's variables not wired to the functions, or the code leaving it out of a
+    call."""
+    guardrail = run.stack.config.bedrock_guardrail_id
+    model_calls = [c for c in run.functions[spec.key].calls if c.service == "bedrock-runtime"]
+    assert bool(model_calls) is (spec is not CLEANUP)
+    for call in model_calls:
+        config = call.params.get("guardrailConfig")
+        named = config and (config["guardrailIdentifier"], config["guardrailVersion"])
+        expected = guardrail and (guardrail, run.stack.config.bedrock_guardrail_version)
+        assert named == expected, call.params
 
 
 def _unused(run: Run, spec: FunctionSpec) -> set[str]:

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from functions.shared.contract import FUNCTIONS, WEBSOCKET, FunctionSpec
-from tests.security.iam import allows, knowledge_base_arn, model_arns
+from tests.security.iam import allows, guardrail_arn, knowledge_base_arn, model_arns
 from tests.security.synthesized import (
     ACCOUNT,
     PARTITION,
@@ -51,6 +51,7 @@ KIND_ACTIONS = {
     "connections": re.compile(r"execute-api:ManageConnections"),
     "model": re.compile(r"bedrock:InvokeModel(WithResponseStream)?"),
     "knowledge-base": re.compile(r"bedrock:Retrieve"),
+    "guardrail": re.compile(r"bedrock:ApplyGuardrail"),
     "network": re.compile(r"ec2:\w+"),
     "stream": re.compile(r"dynamodb:(DescribeStream|GetRecords|GetShardIterator|ListStreams)"),
     "queue": re.compile(r"sqs:SendMessage"),
@@ -59,6 +60,7 @@ KIND_ACTIONS = {
 FORBIDDEN_STATEMENT_KEYS = {"not_actions", "not_resources", "principals", "not_principals"}
 UNCONFIGURED_MODEL = "meta.llama3-70b-instruct-v1:0"
 OTHER_KNOWLEDGE_BASE = "OTHERKB123"
+OTHER_GUARDRAIL = "zz9999other"
 
 
 def owned(stack: Stack, spec: FunctionSpec) -> list[tuple[str, str]]:
@@ -96,6 +98,9 @@ def owned(stack: Stack, spec: FunctionSpec) -> list[tuple[str, str]]:
     if stack.config.knowledge_base_id:
         kb = knowledge_base_arn(stack.region, stack.config.knowledge_base_id)
         patterns.append(("knowledge-base", re.escape(kb)))
+    if stack.config.bedrock_guardrail_id:
+        guardrail = guardrail_arn(stack.region, stack.config.bedrock_guardrail_id)
+        patterns.append(("guardrail", re.escape(guardrail)))
     if function.get("vpc_config"):
         network = rf"{arn}:ec2:{region}:{account}:(network-interface|subnet|security-group)/\*"
         patterns.append(("network", network))
@@ -238,3 +243,31 @@ def test_manage_connections_only_on_this_websocket_stage(stack: Stack, spec: Fun
         f"{base}:otherapi/{stage.name}/POST/@connections/abc=",
     ):
         assert not allows(stack, statements, "execute-api:ManageConnections", elsewhere)
+
+
+@parametrize_functions
+def test_apply_guardrail_only_on_the_configured_guardrail(stack: Stack, spec: FunctionSpec) -> None:
+    """The functions that call a model may apply the configured guardrail and no other; with
+    none configured, nobody may apply any.
+
+    Mutations caught: ``guardrail/*`` or ``*`` as the resource, the statement missing from a
+    function that chats, ApplyGuardrail granted without a guardrail or to the authorizer."""
+    statements = stack.statements(spec)
+    granted = {a for s in statements for a in s.actions}
+    configured = stack.config.bedrock_guardrail_id
+    assert not allows(
+        stack, statements, "bedrock:ApplyGuardrail", guardrail_arn(stack.region, OTHER_GUARDRAIL)
+    )
+    if configured and model_actions(statements):
+        arn = guardrail_arn(stack.region, configured)
+        assert allows(stack, statements, "bedrock:ApplyGuardrail", arn)
+        [statement] = [s for s in statements if "bedrock:ApplyGuardrail" in s.actions]
+        assert (statement.actions, statement.resources) == (
+            ("bedrock:ApplyGuardrail",),
+            (
+                f"arn:${{data.aws_partition.partition.partition}}:bedrock:{stack.region}:"
+                f"${{data.aws_caller_identity.caller.account_id}}:guardrail/{configured}",
+            ),
+        )
+    else:
+        assert "bedrock:ApplyGuardrail" not in granted

@@ -1,6 +1,7 @@
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer, EventStreamMessage
@@ -229,3 +230,272 @@ def test_fail_targets_one_operation_until_reset(
 
     assert bedrock.requests == []
     assert _retrieve(agent_runtime)["retrievalResults"] == []
+
+
+# Guardrail -----------------------------------------------------------------------------------
+
+GUARDRAIL = {"guardrailIdentifier": "gr0123abcd", "guardrailVersion": "1", "trace": "disabled"}
+
+
+def _guarded(text: str) -> dict[str, Any]:
+    return {"guardContent": {"text": {"text": text}}}
+
+
+def _deltas(events: list[dict[str, Any]]) -> list[str]:
+    return [e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e]
+
+
+def _post(bedrock: BedrockFake, path: str, body: dict[str, Any]) -> httpx.Response:
+    """A raw request, for what botocore cannot even serialize (fields its model lacks)."""
+    return httpx.post(f"{bedrock.url}{path}", json=body)
+
+
+@pytest.mark.parametrize(
+    ("operation", "config"),
+    [
+        ("converse", {**GUARDRAIL, "streamProcessingMode": "async"}),  # a stream-only field
+        ("converse-stream", {**GUARDRAIL, "streamProcessingMode": "later"}),
+        ("converse", {**GUARDRAIL, "guardrailVersion": "latest"}),
+        ("converse", {**GUARDRAIL, "guardrailIdentifier": "Not An Id"}),
+        ("converse", {**GUARDRAIL, "trace": "verbose"}),
+        ("converse", {**GUARDRAIL, "unknown": "x"}),
+    ],
+    ids=["mode-on-converse", "bad-mode", "bad-version", "bad-id", "bad-trace", "unknown-field"],
+)
+def test_a_malformed_guardrail_config_is_refused(
+    bedrock: BedrockFake, operation: str, config: dict[str, Any]
+) -> None:
+    body = {"messages": [_user("hi")], "guardrailConfig": config}
+    answer = _post(bedrock, f"/model/{MODEL_ID}/{operation}", body)
+
+    assert answer.status_code == 400, answer.text
+    assert "guardrailConfig" in answer.json()["message"]
+
+
+def test_a_well_formed_guardrail_config_is_taken(bedrock: BedrockFake) -> None:
+    stream = {**GUARDRAIL, "streamProcessingMode": "async"}
+    converse = {"messages": [_user("hi")], "guardrailConfig": GUARDRAIL}
+
+    assert _post(bedrock, f"/model/{MODEL_ID}/converse", converse).status_code == 200
+    answer = _post(
+        bedrock, f"/model/{MODEL_ID}/converse-stream", {**converse, "guardrailConfig": stream}
+    )
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"bogus": {"text": "x"}}],
+        [{"text": "x", "cachePoint": {"type": "default"}}],
+        [_guarded("  ")],
+        [{"guardContent": {"text": {"text": "x", "qualifiers": ["everything"]}}}],
+        [{"text": "x"}, {"cachePoint": {"type": "forever"}}],
+    ],
+    ids=["unknown-type", "two-members", "blank-guard-content", "bad-qualifier", "bad-cache-type"],
+)
+def test_malformed_blocks_are_refused(bedrock: BedrockFake, content: list[dict[str, Any]]) -> None:
+    body = {"messages": [{"role": "user", "content": content}]}
+    answer = _post(bedrock, f"/model/{CACHING_MODEL}/converse", body)
+
+    assert answer.status_code == 400, answer.text
+
+
+def test_the_guardrail_assesses_only_guard_content_when_there_is_some(
+    runtime: Any, bedrock: BedrockFake
+) -> None:
+    bedrock.block_input("forbidden")
+    history = [_user("tell me the forbidden thing"), _assistant("No.")]
+
+    unguarded = runtime.converse(modelId=MODEL_ID, messages=[*history, _user("and now?")])
+    guarded_history = runtime.converse(
+        modelId=MODEL_ID,
+        messages=[*history, {"role": "user", "content": [_guarded("and now?")]}],
+        guardrailConfig=GUARDRAIL,
+    )
+    whole = runtime.converse(
+        modelId=MODEL_ID, messages=[*history, _user("and now?")], guardrailConfig=GUARDRAIL
+    )
+    blocked = runtime.converse(
+        modelId=MODEL_ID,
+        messages=[{"role": "user", "content": [_guarded("Forbidden, please")]}],
+        guardrailConfig=GUARDRAIL,
+    )
+
+    assert unguarded["stopReason"] == "end_turn"  # no guardrailConfig: nothing is assessed
+    assert guarded_history["stopReason"] == "end_turn"  # the history is not assessed
+    assert whole["stopReason"] == "guardrail_intervened"  # no guardContent: every text is
+    assert blocked["stopReason"] == "guardrail_intervened"
+    assert blocked["output"]["message"]["content"] == [
+        {"text": "Sorry, the model cannot answer this question."}
+    ]
+    assert blocked["usage"] == {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+
+
+def test_an_intervention_replaces_a_converse_answer_once(
+    runtime: Any, bedrock: BedrockFake
+) -> None:
+    bedrock.reply = "Something the guardrail dislikes."
+    bedrock.intervene(after_chunks=2, message="Blocked.")
+    messages = [{"role": "user", "content": [_guarded("hi")]}]
+
+    unguarded = runtime.converse(modelId=MODEL_ID, messages=messages)
+    first = runtime.converse(modelId=MODEL_ID, messages=messages, guardrailConfig=GUARDRAIL)
+    second = runtime.converse(modelId=MODEL_ID, messages=messages, guardrailConfig=GUARDRAIL)
+
+    assert unguarded["stopReason"] == "end_turn"  # an unguarded call is not intervened in
+    assert first["stopReason"] == "guardrail_intervened"
+    assert first["output"]["message"]["content"] == [{"text": "Blocked."}]
+    assert second["stopReason"] == "end_turn"
+
+
+def test_an_intervention_ends_a_stream_after_its_deltas(runtime: Any, bedrock: BedrockFake) -> None:
+    bedrock.stream_chunks = ["one ", "two ", "three ", "four"]
+    bedrock.intervene(after_chunks=2, message="Blocked.")
+
+    events = list(
+        runtime.converse_stream(
+            modelId=MODEL_ID,
+            messages=[{"role": "user", "content": [_guarded("count")]}],
+            guardrailConfig={**GUARDRAIL, "streamProcessingMode": "async"},
+        )["stream"]
+    )
+
+    assert _deltas(events) == ["one ", "two ", "Blocked."]
+    assert events[-3:] == [
+        {"contentBlockStop": {"contentBlockIndex": 0}},
+        {"messageStop": {"stopReason": "guardrail_intervened"}},
+        {
+            "metadata": {
+                "usage": {"inputTokens": 1, "outputTokens": 3, "totalTokens": 4},
+                "metrics": {"latencyMs": 1},
+            }
+        },
+    ]
+
+
+def test_a_blocked_input_ends_a_stream_with_the_blocked_message(
+    runtime: Any, bedrock: BedrockFake
+) -> None:
+    bedrock.block_input("forbidden", message="Not that.")
+
+    events = list(
+        runtime.converse_stream(
+            modelId=MODEL_ID,
+            messages=[{"role": "user", "content": [_guarded("the forbidden thing")]}],
+            guardrailConfig={**GUARDRAIL, "streamProcessingMode": "async"},
+        )["stream"]
+    )
+
+    assert _deltas(events) == ["Not that."]
+    assert {"messageStop": {"stopReason": "guardrail_intervened"}} in events
+
+
+# Prompt cache --------------------------------------------------------------------------------
+
+CACHING_MODEL = "anthropic.claude-3-7-sonnet-20250219-v1:0"  # at least 1,024 tokens cached
+NOVA = "us.amazon.nova-lite-v1:0"  # a profile; at least 1,000 tokens cached
+CACHE = {"cachePoint": {"type": "default"}}
+
+
+def _words(count: int, word: str = "word") -> str:
+    return " ".join([word] * count)
+
+
+def _cached_turn(
+    client: Any, model: str, system_words: int, history_words: int, question: str
+) -> dict[str, int]:
+    """One turn as the chat service sends it: a cache point after the system prompt and
+    after the history."""
+    response = client.converse(
+        modelId=model,
+        system=[{"text": _words(system_words, "rule")}, CACHE],
+        messages=[
+            _user(_words(history_words // 2, "asked")),
+            {"role": "assistant", "content": [{"text": _words(history_words // 2)}, CACHE]},
+            _user(question),
+        ],
+    )
+    return response["usage"]
+
+
+@pytest.mark.parametrize("model", [MODEL_ID, "anthropic.claude-3-5-sonnet-20240620-v1:0"])
+def test_a_cache_point_on_a_model_without_caching_is_refused(
+    runtime: Any, bedrock: BedrockFake, model: str
+) -> None:
+    with pytest.raises(runtime.exceptions.ValidationException) as error:
+        runtime.converse(
+            modelId=model, messages=[{"role": "user", "content": [{"text": "x"}, CACHE]}]
+        )
+    assert "does not support prompt caching" in str(error.value)
+
+
+def test_at_most_four_cache_points(runtime: Any) -> None:
+    content = [block for n in range(5) for block in ({"text": f"part {n}"}, CACHE)]
+
+    with pytest.raises(runtime.exceptions.ValidationException) as error:
+        runtime.converse(modelId=CACHING_MODEL, messages=[{"role": "user", "content": content}])
+    assert "at most 4 cachePoint" in str(error.value)
+    runtime.converse(modelId=CACHING_MODEL, messages=[{"role": "user", "content": content[:8]}])
+
+
+def test_the_second_turn_reads_what_the_first_wrote(runtime: Any) -> None:
+    first = _cached_turn(runtime, CACHING_MODEL, 1_100, 400, "first?")
+    second = _cached_turn(runtime, CACHING_MODEL, 1_100, 400, "second?")
+
+    # The system prompt alone reaches the minimum; with the history the prefix is 1,500.
+    assert first == {
+        "inputTokens": 1,
+        "outputTokens": 5,
+        "totalTokens": 1_506,
+        "cacheReadInputTokens": 0,
+        "cacheWriteInputTokens": 1_500,
+    }
+    assert second["cacheReadInputTokens"] == 1_500
+    assert second["cacheWriteInputTokens"] == 0
+    assert second["inputTokens"] == 1
+
+
+def test_a_grown_history_reads_the_earlier_prefix_and_writes_the_rest(
+    runtime: Any, bedrock: BedrockFake
+) -> None:
+    turn = [_user(_words(600, "asked")), _assistant(_words(600))]
+    system = [{"text": _words(50, "rule")}, CACHE]
+
+    def ask(history: list[dict[str, Any]], question: str) -> dict[str, int]:
+        *earlier, last = history
+        marked = {**last, "content": [*last["content"], CACHE]}
+        messages = [*earlier, marked, _user(question)]
+        return runtime.converse(modelId=NOVA, system=system, messages=messages)["usage"]
+
+    first = ask(turn, "one")
+    grown = ask([*turn, _user("one"), _assistant(_words(300))], "two")
+
+    assert (first["cacheReadInputTokens"], first["cacheWriteInputTokens"]) == (0, 1_250)
+    assert (grown["cacheReadInputTokens"], grown["cacheWriteInputTokens"]) == (1_250, 301)
+
+
+def test_a_prefix_below_the_minimum_is_not_cached(runtime: Any) -> None:
+    for _ in range(2):
+        usage = _cached_turn(runtime, CACHING_MODEL, 100, 800, "again?")
+        assert (usage["cacheReadInputTokens"], usage["cacheWriteInputTokens"]) == (0, 0)
+        assert usage["inputTokens"] == 901
+
+
+def test_the_cache_is_per_model_and_expires(runtime: Any, bedrock: BedrockFake) -> None:
+    now = [1_000.0]
+    bedrock.clock = lambda: now[0]
+    _cached_turn(runtime, CACHING_MODEL, 1_100, 2, "q")
+
+    other = _cached_turn(runtime, "anthropic.claude-sonnet-4-20250514-v1:0", 1_100, 2, "q")
+    now[0] += 299
+    hit = _cached_turn(runtime, CACHING_MODEL, 1_100, 2, "q")
+    now[0] += 299  # the hit started the five minutes again
+    again = _cached_turn(runtime, CACHING_MODEL, 1_100, 2, "q")
+    now[0] += 301
+    expired = _cached_turn(runtime, CACHING_MODEL, 1_100, 2, "q")
+
+    assert other["cacheReadInputTokens"] == 0
+    assert hit["cacheReadInputTokens"] == again["cacheReadInputTokens"] == 1_102
+    assert expired["cacheReadInputTokens"] == 0
+    assert expired["cacheWriteInputTokens"] == 1_102
