@@ -393,7 +393,7 @@ class ComputeConfig(_Strict):
         DEFAULT_USER_DAILY_TOKEN_LIMIT,
         "Model tokens one user may use per UTC day (input plus output, cached input at its "
         "rate); 0: no limit. A turn is refused with `quota_exceeded` once it is reached "
-        "(README, Token budgets).",
+        "(README, Token budgets and concurrent answers).",
     )
     user_monthly_token_limit: Annotated[int, Field(ge=0)] = extension(
         0,
