@@ -210,6 +210,7 @@ def main_warm_figure(runs: int) -> Figure:
         "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
         Env.SESSIONS_TABLE: "bench-sessions", Env.MESSAGES_TABLE: "bench-messages",
         Env.CONNECTIONS_TABLE: "bench-connections", Env.IDEMPOTENCY_TABLE: "bench-idempotency",
+        Env.USAGE_TABLE: "bench-usage",
         Env.BEDROCK_MODELS: "anthropic.claude-3-haiku-20240307-v1:0", Env.KNOWLEDGE_BASE_ID: "",
         Env.SESSION_TTL_DAYS: "30", Env.PAGINATION_KEY: "bench-key", Env.CORS_ALLOWED_ORIGINS: "*",
         Env.POWERTOOLS_SERVICE_NAME: "bench", Env.POWERTOOLS_METRICS_NAMESPACE: "bench",
