@@ -65,7 +65,7 @@ def conversation(bedrock: Any, question_words: int, answer_words: int, caching: 
     bedrock.reply = lambda _: _words(answer_words, 1000 + next(turn))
     service = ChatService(settings, store)
     return [
-        service.reply(USER, session.session_id, _words(question_words, n)).usage
+        service.reply(USER, session.session_id, _words(question_words, n), lease_seconds=30).usage
         for n in range(1, TURNS + 1)
     ]
 
