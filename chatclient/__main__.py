@@ -27,6 +27,7 @@ HELP = """Commands:
   /resume <n|id>   continue session n of the list (or by id) and show its history
   /rename <title>  rename the current session
   /delete          delete the current session
+  /usage           your token budget and how many answers you may have generating
   /help            this text
   /quit            leave (Ctrl-D works too)
 Anything else is sent to the assistant."""
@@ -116,6 +117,8 @@ class Chat:
             self.say(f"new session {self.session['session_id']}", "green")
         elif name == "/sessions":
             self.list_sessions()
+        elif name == "/usage":
+            self.show_usage()
         elif name == "/resume":
             self.resume(rest)
         elif name == "/rename" and self.session and rest:
@@ -143,6 +146,26 @@ class Chat:
                 session["session_id"],
             )
         self.console.print(table)
+
+    def show_usage(self) -> None:
+        usage = self.client.usage()
+        if not usage["periods"]:
+            self.say("no token limit is configured")
+        else:
+            table = Table("period", "used", "limit", "remaining", "resets at (UTC)")
+            for period in usage["periods"]:
+                table.add_row(
+                    period["period"],
+                    f"{period['used']:,}",
+                    f"{period['limit']:,}",
+                    f"{period['remaining']:,}",
+                    period["resets_at"],
+                )
+            self.console.print(table)
+        slots = usage.get("max_concurrent_answers")
+        self.say(
+            f"answers generating at once: {f'at most {slots}' if slots else 'no limit'}", "dim"
+        )
 
     def resume(self, which: str) -> None:
         if which.isdigit() and 0 < int(which) <= len(self.listed):

@@ -2,8 +2,8 @@
 
 Every failure becomes an :class:`ApiError` whose ``kind`` is one of a few plain categories
 (``unauthorized``, ``forbidden``, ``not_found``, ``bad_request``, ``throttled``, ``quota``,
-``unavailable``, ``timeout``, ``internal``), so the terminal can say what happened in words
-whether API Gateway, the function or the network answered.
+``quota_exceeded``, ``busy``, ``unavailable``, ``timeout``, ``internal``), so the terminal can
+say what happened in words whether API Gateway, the function or the network answered.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ Kind = Literal[
     "bad_request",
     "throttled",
     "quota",
+    "quota_exceeded",
+    "busy",
     "unavailable",
     "timeout",
     "internal",
@@ -37,6 +39,8 @@ _MESSAGES: dict[Kind, str] = {
     "bad_request": "the request was refused as invalid",
     "throttled": "the service is busy (throttled); wait a few seconds and try again",
     "quota": "the request quota or rate limit is used up; try again later",
+    "quota_exceeded": "your token budget is spent until it resets (/usage shows it)",
+    "busy": "you have as many answers generating as allowed; wait for one to finish",
     "unavailable": "the service cannot be reached",
     "timeout": "the service took too long to answer",
     "internal": "the service failed on its side",
@@ -82,8 +86,8 @@ def _error_of(response: httpx.Response) -> ApiError:
             detail, code = str(error.get("message", detail)), error.get("code")
         elif body.get("message"):  # API Gateway's own answers
             detail = str(body["message"])
-    if code == "throttled" or response.headers.get("retry-after"):
-        code = "throttled"
+    if code not in _MESSAGES and response.headers.get("retry-after"):
+        code = "throttled"  # a 503 (or API Gateway's 429) that says when to retry
     return ApiError(_kind_of_status(response.status_code, code), detail, response.status_code)
 
 
@@ -168,6 +172,9 @@ class AssistantClient:
 
     def delete(self, session_id: str) -> None:
         self._call("DELETE", f"/sessions/{session_id}")
+
+    def usage(self) -> dict[str, Any]:
+        return self._call("GET", "/usage")
 
     def messages(self, session_id: str, limit: int = 100) -> list[dict[str, Any]]:
         return self._call("GET", f"/sessions/{session_id}/messages", params={"limit": limit})[

@@ -31,6 +31,20 @@ def response(status: int, body: Any, headers: dict[str, str] | None = None) -> h
             "the service is busy (throttled)",
         ),
         (response(429, {"message": "Limit Exceeded"}), "quota or rate limit is used up"),
+        (
+            response(
+                429,
+                {"error": {"code": "quota_exceeded", "message": "10 of 10 tokens used"}},
+                {"Retry-After": "3600"},
+            ),
+            "your token budget is spent until it resets (/usage shows it): 10 of 10 tokens used",
+        ),
+        (
+            response(
+                429, {"error": {"code": "busy", "message": "2 answers"}}, {"Retry-After": "2"}
+            ),
+            "you have as many answers generating as allowed",
+        ),
         (response(504, {"message": "Endpoint request timed out"}), "took too long"),
         (response(500, {"message": "Internal server error"}), "failed on its side"),
     ],
@@ -39,11 +53,62 @@ def test_errors_are_told_in_plain_words(answer: httpx.Response, words: str) -> N
     assert words in str(_error_of(answer))
 
 
-def test_an_error_frame_is_told_in_plain_words() -> None:
-    turn = Turn(iter([{"type": "error", "code": "throttled", "message": "busy"}]), "s")
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("throttled", "throttled"),
+        ("quota_exceeded", "your token budget is spent"),
+        ("busy", "as many answers generating as allowed"),
+    ],
+)
+def test_an_error_frame_is_told_in_plain_words(code: str, words: str) -> None:
+    turn = Turn(iter([{"type": "error", "code": code, "message": "the detail"}]), "s")
     with pytest.raises(ApiError) as error:
         list(turn)
-    assert "throttled" in str(error.value)
+    assert words in str(error.value)
+    assert "the detail" in str(error.value)
+
+
+class UsageClient:
+    rest_url = "http://example"
+
+    def __init__(self, usage: dict[str, Any]) -> None:
+        self._usage = usage
+
+    def usage(self) -> dict[str, Any]:
+        return self._usage
+
+
+@pytest.mark.parametrize(
+    ("usage", "shown"),
+    [
+        (
+            {
+                "periods": [
+                    {
+                        "period": "day",
+                        "used": 1234,
+                        "limit": 1000000,
+                        "remaining": 998766,
+                        "resets_at": "2026-12-03T00:00:00.000000Z",
+                    }
+                ],
+                "max_concurrent_answers": 2,
+            },
+            ["day", "1,234", "1,000,000", "998,766", "2026-12-03T00:00:00", "at most 2"],
+        ),
+        (
+            {"periods": [], "max_concurrent_answers": None},
+            ["no token limit is configured", "at once: no limit"],
+        ),
+    ],
+)
+def test_usage_is_shown(usage: dict[str, Any], shown: list[str]) -> None:
+    out = io.StringIO()
+    chat = Chat(UsageClient(usage), Console(file=out, width=120))  # type: ignore[arg-type]
+    assert chat.command("/usage")
+    for words in shown:
+        assert words in out.getvalue()
 
 
 class FakeClient:

@@ -86,6 +86,9 @@ def test_make_chat_streams_one_turn_in_a_terminal(dev: DevServer) -> None:
         terminal.type("/resume 1")
         terminal.expect("resumed hello from a terminal")
         terminal.expect("assistant> You said")  # its history, replayed
+        terminal.type("/usage")
+        terminal.expect("1,000,000")  # the dev stack's daily limit, the default
+        terminal.expect("at most 2")
         terminal.type("/quit")
     finally:
         status = terminal.close()
