@@ -189,8 +189,7 @@ class ChatStream:
     def _free_lease(self) -> None:
         """The model is done with this answer (ended, failed or abandoned): free its slot."""
         lease, self._lease = self._lease, None
-        if lease is not None:
-            self._service.leases.release(lease)
+        self._service.leases.release(lease)
 
     def _read(self) -> Iterator[str]:
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -291,15 +290,10 @@ class ChatService:
     ) -> ChatReply:
         """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
         may be held (the invocation's remaining time)."""
-        content = validate_content(content)
-        lease = self.leases.acquire(user_id, lease_seconds)
-        try:
-            turn = self._prepare(user_id, session_id, content, streaming=False)
-            with self._failing(turn), upstream_errors("the model call"):
-                response = aws.client("bedrock-runtime").converse(**turn.request)
-        finally:
-            if lease is not None:
-                self.leases.release(lease)
+        turn, response, lease = self._call_model(
+            user_id, session_id, content, lease_seconds=lease_seconds, streaming=False
+        )
+        self.leases.release(lease)
         blocks = response.get("output", {}).get("message", {}).get("content", [])
         text = "".join(block.get("text", "") for block in blocks)
         reason = response.get("stopReason") or INTERRUPTED
@@ -326,17 +320,28 @@ class ChatService:
         ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
         model's stream ends.
         """
+        turn, response, lease = self._call_model(
+            user_id, session_id, content, lease_seconds=lease_seconds, streaming=True
+        )
+        return ChatStream(self, turn, response["stream"], time_left, lease)
+
+    def _call_model(
+        self, user_id: str, session_id: str, content: str, *, lease_seconds: int, streaming: bool
+    ) -> tuple[_Turn, dict[str, Any], Lease | None]:
+        """Take an answer slot, prepare the turn and call the model; the slot is given back if
+        any of that fails, else it is the caller's to give back when the model is done."""
         content = validate_content(content)
         lease = self.leases.acquire(user_id, lease_seconds)
         try:
-            turn = self._prepare(user_id, session_id, content, streaming=True)
+            turn = self._prepare(user_id, session_id, content, streaming=streaming)
+            runtime = aws.client("bedrock-runtime")
+            call = runtime.converse_stream if streaming else runtime.converse
             with self._failing(turn), upstream_errors("the model call"):
-                response = aws.client("bedrock-runtime").converse_stream(**turn.request)
+                response = call(**turn.request)
         except BaseException:
-            if lease is not None:
-                self.leases.release(lease)
+            self.leases.release(lease)
             raise
-        return ChatStream(self, turn, response["stream"], time_left, lease)
+        return turn, response, lease
 
     def _prepare(self, user_id: str, session_id: str, content: str, *, streaming: bool) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -348,16 +347,6 @@ class AnswerLeases:
         self._slots = slots
         self._clock = clock
 
-    @contextmanager
-    def held(self, user_id: str, seconds: int) -> Iterator[None]:
-        """Hold a slot for the block (no limit: nothing to hold), or :class:`Busy`."""
-        lease = self.acquire(user_id, seconds)
-        try:
-            yield
-        finally:
-            if lease is not None:
-                self.release(lease)
-
     def acquire(self, user_id: str, seconds: int) -> Lease | None:
         """A free or expired slot for ``seconds``, or :class:`Busy`; None when unlimited."""
         if self._slots <= 0:
@@ -393,9 +382,12 @@ class AnswerLeases:
         count(Metric.BUSY)
         raise Busy(f"{self._slots} answers of yours are being generated; wait for one to finish")
 
-    def release(self, lease: Lease) -> None:
-        """Free the slot, unless it expired and another turn took it. A failure is logged: the
-        slot frees itself when the lease runs out."""
+    def release(self, lease: Lease | None) -> None:
+        """Free the slot (None, from an unlimited :meth:`acquire`: nothing to free), unless it
+        expired and another turn took it. A failure is logged: the slot frees itself when the
+        lease runs out."""
+        if lease is None:
+            return
         try:
             self._client.delete_item(
                 TableName=self._table,
