@@ -36,7 +36,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.cleanup.settings import Settings
 from functions.shared import aws
 from functions.shared.contract import SESSIONS
-from functions.shared.observability import logger, metrics, tracer
+from functions.shared.observability import count, logger, metrics, tracer
 from functions.shared.store import MessageRepository
 
 # The identity DynamoDB puts on the REMOVE records of items its TTL deleted.
@@ -79,11 +79,11 @@ def clean(record: DynamoDBRecord) -> int:
         deleted = messages().delete_all(session_id)
     except Exception:
         logger.exception("could not delete the messages of a removed session", extra=details)
-        metrics.add_metric(name="SessionCleanupFailures", unit=MetricUnit.Count, value=1)
+        count("SessionCleanupFailures")
         raise
     logger.info("deleted the messages of a removed session", extra={**details, "deleted": deleted})
     metrics.add_metric(name="MessagesDeleted", unit=MetricUnit.Count, value=deleted)
-    metrics.add_metric(name="SessionsCleaned", unit=MetricUnit.Count, value=1)
+    count("SessionsCleaned")
     return deleted
 
 

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.eventstream import ParserError
 from botocore.exceptions import (
     ClientError,
@@ -22,7 +21,7 @@ from botocore.exceptions import (
 )
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from functions.shared.observability import logger, metrics
+from functions.shared.observability import count, logger
 
 DEFAULT_RETRY_AFTER_SECONDS = 2
 
@@ -262,10 +261,10 @@ def for_client(error: Exception) -> DomainError:
     domain = translate(error)
     if domain is None:
         logger.exception("unhandled error")
-        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+        count("ServerErrors")
         return DomainError("internal error")
     if isinstance(domain, Throttled):
-        metrics.add_metric(name="Throttled", unit=MetricUnit.Count, value=1)
+        count("Throttled")
     return domain
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Response
 
 from functions.main.deps import Repositories, User
 from functions.main.errors import AUTH_RESPONSES
 from functions.shared.contract import API_BASE_PATH
-from functions.shared.observability import metrics
+from functions.shared.observability import count
 
 router = APIRouter(prefix=API_BASE_PATH)
 
@@ -20,5 +19,5 @@ async def delete_my_data(user: User, repositories: Repositories) -> Response:
     Safe to repeat: a call cut short (a timeout, a 503) is finished by calling it again.
     """
     repositories.delete_user(user)
-    metrics.add_metric(name="UserDataDeleted", unit=MetricUnit.Count, value=1)
+    count("UserDataDeleted")
     return Response(status_code=204)

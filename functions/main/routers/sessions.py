@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Request, Response
 
 from functions.main.deps import (
@@ -29,7 +28,7 @@ from functions.main.settings import Settings
 from functions.shared.contract import API_BASE_PATH
 from functions.shared.errors import BadRequest
 from functions.shared.idempotency import once
-from functions.shared.observability import metrics
+from functions.shared.observability import count
 
 router = APIRouter(prefix=API_BASE_PATH)
 
@@ -56,7 +55,7 @@ async def create_session(
             model_id=_model(config, body.model_id) if body.model_id else config.default_model,
             knowledge_base_id=knowledge_base_id,
         )
-        metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
+        count("SessionsCreated")
         return SessionOut.of(session).model_dump(mode="json")
 
     claim = (user, "POST /sessions", idempotency_key)
