@@ -436,19 +436,19 @@ def _within_max_tokens(chunks: list[str], body: dict[str, Any]) -> tuple[list[st
     kept: list[str] = []
     left = limit
     for chunk in chunks:
-        words = _split_words(chunk)
-        if len(chunk.split()) > left:
-            kept.append(_first_words(words, left))
+        words = _count_tokens([chunk])
+        if words > left:
+            kept.append(_first_words(chunk, left))
             break
         kept.append(chunk)
-        left -= len(chunk.split())
+        left -= words
     return [chunk for chunk in kept if chunk], True
 
 
-def _first_words(pieces: list[str], count: int) -> str:
-    """The first ``count`` words of ``pieces`` (from :func:`_split_words`), with their spacing."""
+def _first_words(text: str, count: int) -> str:
+    """The first ``count`` words of ``text``, with their spacing."""
     taken: list[str] = []
-    for piece in pieces:
+    for piece in _split_words(text):
         if piece.strip():
             if count == 0:
                 break

@@ -154,6 +154,36 @@ def test_converse_stream_defaults_to_the_reply_word_by_word(
     assert deltas == ["Hello ", "there, ", "friend."]
 
 
+def test_max_tokens_cuts_the_answer_on_both_calls(runtime: Any, bedrock: BedrockFake) -> None:
+    """As a model does: at most maxTokens out (a token is a word), then max_tokens."""
+    bedrock.reply = "one two three four five"
+    limited = {"inferenceConfig": {"maxTokens": 3}}
+    answer = runtime.converse(modelId=MODEL_ID, messages=[_user("count")], **limited)
+    assert answer["output"]["message"]["content"] == [{"text": "one two three "}]
+    assert (answer["stopReason"], answer["usage"]["outputTokens"]) == ("max_tokens", 3)
+    bedrock.stream_chunks = ["one two ", "three four ", "five"]
+    events = list(
+        runtime.converse_stream(modelId=MODEL_ID, messages=[_user("count")], **limited)["stream"]
+    )
+    assert _deltas(events) == ["one two ", "three "]
+    assert {"messageStop": {"stopReason": "max_tokens"}} in events
+    unlimited = runtime.converse(
+        modelId=MODEL_ID, messages=[_user("count")], inferenceConfig={"maxTokens": 5}
+    )
+    assert unlimited["stopReason"] == "end_turn"
+
+
+def test_max_tokens_below_one_is_rejected(bedrock: BedrockFake) -> None:
+    """botocore refuses 0 itself, so the fake's own check is reached over plain HTTP."""
+    response = _post(
+        bedrock,
+        f"/model/{MODEL_ID}/converse",
+        {"messages": [_user("hi")], "inferenceConfig": {"maxTokens": 0}},
+    )
+    assert response.status_code == 400
+    assert "maxTokens" in response.text
+
+
 def test_break_stream_raises_mid_stream(runtime: Any, bedrock: BedrockFake) -> None:
     bedrock.stream_chunks = ["a", "b", "c"]
     bedrock.break_stream(after_chunks=1)
