@@ -34,7 +34,7 @@ from tests.functions.helpers import (
     stored_session,
     table,
 )
-from tests.support.dynamodb_faults import DynamoFaults, Match
+from tests.support.dynamodb_faults import DynamoFaults, Match, routed_through_faults
 
 LIMIT = 10_000
 
@@ -360,10 +360,7 @@ def retrying_faults(
     app_env: dict[str, str], moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DynamoFaults]:
     """A fault proxy with botocore's retry on (two attempts), as in Lambda."""
-    with DynamoFaults(moto_server.url) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
-        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-        aws.reset_clients()
+    with routed_through_faults(moto_server.url, monkeypatch, attempts=2) as proxy:
         yield proxy
 
 

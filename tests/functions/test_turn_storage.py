@@ -15,7 +15,6 @@ import pytest
 
 from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
 from devserver.moto import MotoServer
-from functions.shared import aws
 from functions.shared.contract import Env
 from functions.shared.settings import get_settings
 from functions.shared.store import TURN_ATTEMPTS
@@ -26,7 +25,12 @@ from tests.functions.helpers import (
     stored_messages,
     stored_session,
 )
-from tests.support.dynamodb_faults import DynamoFaults, Match, transaction_putting
+from tests.support.dynamodb_faults import (
+    DynamoFaults,
+    Match,
+    routed_through_faults,
+    transaction_putting,
+)
 
 QUESTION = transaction_putting("user")
 ANSWER = transaction_putting("assistant")
@@ -36,10 +40,7 @@ ANSWER = transaction_putting("assistant")
 def faults(
     app_env: dict[str, str], moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DynamoFaults]:
-    with DynamoFaults(moto_server.url) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
-        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # a fault reaches the code, not botocore
-        aws.reset_clients()
+    with routed_through_faults(moto_server.url, monkeypatch, attempts=1) as proxy:
         yield proxy
 
 

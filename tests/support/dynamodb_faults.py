@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
 from devserver.loopback import LoopbackServer, Request, Response, error_response
+from functions.shared import aws
 
 Match = Callable[[str, dict[str, Any]], bool]
 _FORWARDED = ("content-type", "x-amz-target", "authorization", "x-amz-date")
@@ -125,3 +128,16 @@ class DynamoFaults(LoopbackServer):
             upstream.content,
             {"Content-Type": upstream.headers.get("content-type", "application/x-amz-json-1.0")},
         )
+
+
+@contextmanager
+def routed_through_faults(
+    upstream: str, monkeypatch: pytest.MonkeyPatch, *, attempts: int
+) -> Iterator[DynamoFaults]:
+    """The functions' DynamoDB clients sent through a fault proxy in front of ``upstream``,
+    botocore making ``attempts`` tries of each request (1: a fault reaches the code)."""
+    with DynamoFaults(upstream) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", str(attempts))
+        aws.reset_clients()
+        yield proxy
