@@ -640,6 +640,10 @@ class ComputeConfig(_Strict):
     def uses_code_signing(self) -> bool:
         return bool(self.code_signing_profile_version_arns)
 
+    def package_runtimes(self) -> tuple[str, ...]:
+        """The runtimes the function packages are built for: an environment's own."""
+        return (self.lambda_runtime,)
+
 
 # Loading -------------------------------------------------------------------------------
 

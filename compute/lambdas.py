@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdktf import AssetType, TerraformAsset, TerraformResourceLifecycle
+from cdktf import AssetType, Fn, TerraformAsset, TerraformResourceLifecycle, Token
 from constructs import Construct
 
 from compute.config import ComputeConfig
+from compute.expressions import is_expression
 from compute.packaging import Package, Target, build_function, build_placeholder
 from compute.provider import (
     CloudwatchLogGroup,
@@ -67,28 +68,57 @@ class Functions(Construct):
         self._config = config
         self._key_arn = key_arn
         self.code_signing = self._code_signing() if config.uses_code_signing else None
-        self.target = Target(config.lambda_runtime, config.lambda_architecture)
-        self.packages: dict[str, Package] = {}
+        self.packages: dict[str, dict[str, Package]] = {}  # function key -> runtime -> package
         self.functions: dict[str, LambdaFunction] = {}
-        placeholder = (
-            build_placeholder(self.target) if config.code_deployment_mode == "external" else None
-        )
         for spec in FUNCTIONS:
-            package = placeholder or build_function(spec, self.target)
-            self.packages[spec.key] = package
+            self.packages[spec.key] = {
+                runtime: self._package(spec, Target(runtime, config.lambda_architecture))
+                for runtime in config.package_runtimes()
+            }
             self.functions[spec.key] = self._function(
                 spec,
-                package,
+                self._code(spec),
                 role_arn=role_arns[spec.key],
                 variables=_variables_for(spec, environment),
                 depends_on=[log_groups[spec.key], policies[spec.key]],
                 network=network,
             )
 
+    def _package(self, spec: FunctionSpec, target: Target) -> Package:
+        if self._config.code_deployment_mode == "external":
+            return build_placeholder(target)
+        return build_function(spec, target)
+
+    def _code(self, spec: FunctionSpec) -> tuple[str, str]:
+        """The function's package and its hash as ``filename`` and ``source_code_hash``.
+
+        An environment has one package per function. The module has one per runtime it
+        supports, picked by its ``lambda_runtime`` variable, and names them relative to
+        ``path.module`` so it works from any directory and as a release artifact.
+        """
+        packages = self.packages[spec.key]
+        paths: dict[str, str] = {}
+        for runtime, package in packages.items():
+            asset_id = f"{spec.key}-code" if len(packages) == 1 else f"{spec.key}-code-{runtime}"
+            asset = TerraformAsset(
+                self,
+                asset_id,
+                path=str(package.path),
+                type=AssetType.FILE,
+                asset_hash=package.sha256,
+            )
+            paths[runtime] = asset.path
+        runtime = self._config.lambda_runtime
+        if not is_expression(runtime):
+            return paths[runtime], packages[runtime].source_code_hash
+        hashes = {name: package.source_code_hash for name, package in packages.items()}
+        filename = Token.as_string(Fn.lookup(paths, runtime))
+        return f"${{path.module}}/{filename}", Token.as_string(Fn.lookup(hashes, runtime))
+
     def _function(
         self,
         spec: FunctionSpec,
-        package: Package,
+        code: tuple[str, str],
         *,
         role_arn: str,
         variables: dict[str, str],
@@ -96,13 +126,7 @@ class Functions(Construct):
         network: Network | None,
     ) -> LambdaFunction:
         config = self._config
-        asset = TerraformAsset(
-            self,
-            f"{spec.key}-code",
-            path=str(package.path),
-            type=AssetType.FILE,
-            asset_hash=package.sha256,
-        )
+        filename, source_code_hash = code
         external = config.code_deployment_mode == "external"
         return LambdaFunction(
             self,
@@ -113,8 +137,8 @@ class Functions(Construct):
             handler=spec.handler,
             runtime=config.lambda_runtime,
             architectures=[config.lambda_architecture],
-            filename=asset.path,
-            source_code_hash=package.source_code_hash,
+            filename=filename,
+            source_code_hash=source_code_hash,
             timeout=config.timeout_for(spec.key),
             memory_size=config.lambda_memory_size,
             reserved_concurrent_executions=config.reserved_concurrency_for(spec.key),

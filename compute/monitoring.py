@@ -9,14 +9,15 @@ is healthy, not alarming.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from cdktf import Fn, Op, TerraformIterator, Token
 from constructs import Construct
 
 from compute.config import ComputeConfig
 from compute.encryption import StackKey
+from compute.expressions import ceiling, is_expression, labelled, percent, product, text
 from compute.provider import (
     CloudwatchDashboard,
     CloudwatchLogGroup,
@@ -37,6 +38,7 @@ from functions.shared.contract import (
 )
 
 PERIOD = 300
+NULL = Token.null_value()
 # A function's concurrency alarm fires at this share of its reserved concurrency.
 CONCURRENCY_SHARE = 0.8
 # The cleanup function keeps up with the sessions stream when its records wait less than this.
@@ -46,15 +48,29 @@ WEBSOCKET_API_LOGS = "websocket-api"
 WAF_LOGS = "waf"
 
 
-def duration_limit_ms(config: ComputeConfig, function_key: str) -> int:
+def duration_limit_ms(config: ComputeConfig, function_key: str) -> Any:
     """The p99 duration a function's alarm fires above; the dashboard draws the same line."""
-    return round(config.timeout_for(function_key) * 1000 * config.alarm_lambda_duration_share)
+    return product(config.timeout_for(function_key), 1000, config.alarm_lambda_duration_share)
 
 
-def busy_threshold(reserved: int) -> int:
+def busy_threshold(reserved: Any) -> Any:
     """The concurrent executions a function's concurrency alarm fires at (and the dashboard
     draws), for a reservation above 0."""
-    return math.ceil(reserved * CONCURRENCY_SHARE)
+    return ceiling(reserved, CONCURRENCY_SHARE)
+
+
+def reserved_above_zero(reserved: Any) -> Any:
+    """``reserved > 0`` in Terraform (a reservation is a whole number; CDKTF's ``Op.gt``
+    renders a literal 0 as ``undefined``)."""
+    return Op.gte(reserved, 1)
+
+
+def when_reserved(reserved: Any) -> tuple[bool, Any]:
+    """Whether a function has a concurrency alarm, and the alarm's ``count``: None for a
+    literal reservation (the alarm exists or not), an expression for the module's variable."""
+    if is_expression(reserved):
+        return True, Token.as_number(Fn.conditional(reserved_above_zero(reserved), 1, 0))
+    return reserved > 0, None
 
 
 def log_group_names(config: ComputeConfig) -> dict[str, str]:
@@ -130,6 +146,12 @@ class Alarms(Construct):
                 topic_arn=self.topic.arn,
                 protocol="email",
                 endpoint=config.alarm_email,
+                # The module's variable may be null: then there is no subscription.
+                count=(
+                    Token.as_number(Fn.conditional(Op.eq(config.alarm_email, NULL), 0, 1))
+                    if is_expression(config.alarm_email)
+                    else None
+                ),
             )
         self.alarms: list[CloudwatchMetricAlarm] = []
         for key, function in watched.functions.items():
@@ -161,7 +183,7 @@ class Alarms(Construct):
         self._alarm(
             f"{key}-errors",
             f"{key}-errors",
-            f"Lambda {key}: {config.alarm_lambda_errors_threshold}+ errors in 5 minutes",
+            f"Lambda {key}: {text(config.alarm_lambda_errors_threshold)}+ errors in 5 minutes",
             namespace="AWS/Lambda", metric_name="Errors", dimensions=dimensions,
             statistic="Sum", period=PERIOD, comparison_operator="GreaterThanOrEqualToThreshold",
             threshold=config.alarm_lambda_errors_threshold,
@@ -171,8 +193,8 @@ class Alarms(Construct):
         self._alarm(
             f"{key}-duration",
             f"{key}-duration-p99",
-            f"Lambda {key}: p99 duration above {limit_ms} ms "
-            f"({config.alarm_lambda_duration_share:.0%} of the {timeout} s timeout)",
+            f"Lambda {key}: p99 duration above {text(limit_ms)} ms "
+            f"({percent(config.alarm_lambda_duration_share)} of the {text(timeout)} s timeout)",
             namespace="AWS/Lambda", metric_name="Duration", dimensions=dimensions,
             extended_statistic="p99", period=PERIOD,
             comparison_operator="GreaterThanThreshold", threshold=limit_ms,
@@ -187,16 +209,17 @@ class Alarms(Construct):
             threshold=0,
         )  # fmt: skip
         reserved = config.reserved_concurrency_for(key)
-        if reserved > 0:
+        watched, count = when_reserved(reserved)
+        if watched:
             busy = busy_threshold(reserved)
             self._alarm(
                 f"{key}-concurrency",
                 f"{key}-concurrency",
-                f"Lambda {key}: {busy}+ concurrent executions, {CONCURRENCY_SHARE:.0%} of its "
-                f"reserved {reserved} (README, Capacity)",
+                f"Lambda {key}: {text(busy)}+ concurrent executions, {CONCURRENCY_SHARE:.0%} of "
+                f"its reserved {text(reserved)} (README, Capacity)",
                 namespace="AWS/Lambda", metric_name="ConcurrentExecutions",
                 dimensions=dimensions, statistic="Maximum", period=PERIOD,
-                comparison_operator="GreaterThanOrEqualToThreshold", threshold=busy,
+                comparison_operator="GreaterThanOrEqualToThreshold", threshold=busy, count=count,
             )  # fmt: skip
 
     def _model_throttle_alarm(self) -> None:
@@ -206,7 +229,7 @@ class Alarms(Construct):
         self._alarm(
             "bedrock-throttles",
             "bedrock-throttles",
-            f"Bedrock: {config.alarm_lambda_errors_threshold}+ model calls throttled in 5 "
+            f"Bedrock: {text(config.alarm_lambda_errors_threshold)}+ model calls throttled in 5 "
             "minutes (the model's quota is too small for the traffic)",
             namespace=config.metrics_namespace, metric_name=Metric.MODEL_THROTTLED,
             dimensions={"service": config.service_name},
@@ -246,7 +269,7 @@ class Alarms(Construct):
             self._alarm(
                 f"{id_prefix}-{metric.lower()}",
                 f"{name_prefix}-{metric.lower()}",
-                description.format(threshold=threshold, metric=metric),
+                description.format(threshold=text(threshold), metric=metric),
                 namespace="AWS/ApiGateway", metric_name=metric, dimensions=dimensions,
                 statistic="Sum", period=PERIOD,
                 comparison_operator="GreaterThanOrEqualToThreshold", threshold=threshold,
@@ -369,7 +392,13 @@ class Dashboard(Construct):
             self,
             "dashboard",
             dashboard_name=f"{config.prefix}-operations",
-            dashboard_body=json.dumps({"widgets": self._widgets}),
+            # The module's body holds expressions (numbers, the model list) for Terraform to
+            # encode; an environment's is plain JSON.
+            dashboard_body=(
+                Fn.jsonencode({"widgets": self._widgets})
+                if is_expression(config.prefix)
+                else json.dumps({"widgets": self._widgets})
+            ),
         )
 
     # Layout ----------------------------------------------------------------------------------
@@ -401,9 +430,11 @@ class Dashboard(Construct):
         lines: list[MetricLine],
         *,
         stat: str = "Sum",
-        limits: dict[str, float] | None = None,
+        limits: dict[str, Any] | None = None,
+        when: Any = None,
     ) -> Widget:
-        """A time series; ``limits`` become horizontal lines (label: value)."""
+        """A time series; ``limits`` become horizontal lines (label: value), drawn only while
+        ``when`` holds if it is an expression."""
         properties: dict[str, Any] = {
             "title": title,
             "view": "timeSeries",
@@ -415,9 +446,10 @@ class Dashboard(Construct):
             "yAxis": {"left": {"min": 0}},
         }
         if limits:
-            properties["annotations"] = {
-                "horizontal": [{"label": label, "value": value} for label, value in limits.items()]
-            }
+            lines = [{"label": label, "value": value} for label, value in limits.items()]
+            if when is not None:
+                lines = Fn.conditional(when, lines, [])
+            properties["annotations"] = {"horizontal": lines}
         return {"type": "metric", "properties": properties}
 
     # Rows ------------------------------------------------------------------------------------
@@ -456,14 +488,15 @@ class Dashboard(Construct):
         in: its timeout and p99 alarm, its reserved concurrency and concurrency alarm."""
         config = self._config
         dimensions = {"FunctionName": function.function_name}
-        timeout_ms = config.timeout_for(key) * 1000
+        timeout_ms = product(config.timeout_for(key), 1000)
         reserved = config.reserved_concurrency_for(key)
+        watched, count = when_reserved(reserved)
         concurrency_limits = (
             {
-                f"reserved {reserved}": reserved,
+                labelled("reserved ", reserved): reserved,
                 f"alarm at {CONCURRENCY_SHARE:.0%}": busy_threshold(reserved),
             }
-            if reserved > 0
+            if watched
             else None
         )
         self._row(
@@ -491,6 +524,7 @@ class Dashboard(Construct):
                 [metric_line("AWS/Lambda", "ConcurrentExecutions", dimensions)],
                 stat="Maximum",
                 limits=concurrency_limits,
+                when=None if count is None else reserved_above_zero(reserved),
             ),
         )
 
@@ -556,15 +590,24 @@ class Dashboard(Construct):
             )
         )
         per_model = [
-            self._graph(
-                title,
-                [
-                    metric_line(namespace, name, {**service, MODEL_DIMENSION: model}, label=model)
-                    for model in config.bedrock_models
-                ],
-            )
+            self._graph(title, self._per_model(namespace, name, service))
             for name, title in PER_MODEL_METRIC_TITLES.items()
         ]
         half = len(per_model) // 2
         self._row(*per_model[:half])
         self._row(*per_model[half:])
+
+    def _per_model(self, namespace: str, name: str, service: dict[str, str]) -> Any:
+        """One line per configured model; the module's model list is a variable, so there the
+        lines are a Terraform ``for`` expression over it."""
+        models = self._config.bedrock_models
+        if not is_expression(models):
+            return [
+                metric_line(namespace, name, {**service, MODEL_DIMENSION: model}, label=model)
+                for model in models
+            ]
+        # CDKTF names the iterator's element `val`; tokens stand bare in the expression text.
+        line = [namespace, name, *(part for pair in service.items() for part in pair)]
+        items = [part if is_expression(part) else json.dumps(part) for part in line]
+        expression = f'[{", ".join(items)}, "{MODEL_DIMENSION}", val, {{"label" = val}}]'
+        return TerraformIterator.from_list(models).for_expression_for_list(expression)

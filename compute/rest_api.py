@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
-from cdktf import Fn, TerraformResourceLifecycle
+from cdktf import Fn, Op, TerraformResourceLifecycle, Token
 from constructs import Construct
 
 from compute.config import ComputeConfig
+from compute.expressions import is_expression
 from compute.lambdas import allow_api_gateway
 from compute.provider import (
     ApiGatewayAccount,
@@ -176,10 +178,7 @@ class RestApi(Construct):
 
     def _gateway_responses(self) -> None:
         """API Gateway's own 401/403/4xx/5xx need CORS headers too, or browsers hide them."""
-        origins = self._config.cors_allowed_origins
-        # A single origin (or "*") is a static header; for a list, echo the caller's origin:
-        # these bodies are generic errors, so exposing them to any origin leaks nothing.
-        origin = f"'{origins[0]}'" if len(origins) == 1 else "method.request.header.Origin"
+        origin = _origin_header(self._config.cors_allowed_origins)
         for response_type in CORS_RESPONSE_TYPES:
             self._fingerprint.append(response_type)
             self._parts.append(
@@ -294,3 +293,13 @@ def api_gateway_account(
     return ApiGatewayAccount(
         scope, "apigw-account", cloudwatch_role_arn=role.arn, depends_on=[policy]
     )
+
+
+def _origin_header(origins: Any) -> str:
+    """A single origin (or "*") is a static header; for a list, echo the caller's origin:
+    these bodies are generic errors, so exposing them to any origin leaks nothing."""
+    echo = "method.request.header.Origin"
+    if is_expression(origins):
+        single = Fn.format("'%s'", [Fn.element(origins, 0)])
+        return Token.as_string(Fn.conditional(Op.eq(Fn.length_of(origins), 1), single, echo))
+    return f"'{origins[0]}'" if len(origins) == 1 else echo

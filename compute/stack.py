@@ -20,6 +20,7 @@ from constructs import Construct
 from compute.cleanup import SessionCleanup
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
 from compute.encryption import StackKey
+from compute.expressions import joined, optional_text, text
 from compute.firewall import WebFirewall
 from compute.lambdas import Functions, Network
 from compute.monitoring import Alarms, Dashboard, LogGroups, Monitored, log_group_names
@@ -59,6 +60,21 @@ UNSIGNED_CODE_WARNING = (
 )
 
 
+# The spec's outputs (and the cleanup function's name), described in every stack and the module.
+OUTPUT_DESCRIPTIONS = {
+    "api_gateway_rest_api_url": "REST API URL: the stage's invoke URL (routes under /api/v1)",
+    "api_gateway_websocket_url": "WebSocket API URL (wss://), the stage's invoke URL",
+    "lambda_main_function_name": "Main function name (the FastAPI backend of the REST API)",
+    "lambda_websocket_function_name": "WebSocket function name (streamed chat turns)",
+    "lambda_jwt_authorizer_function_name": "Authorizer function name (JWT validation)",
+    "lambda_session_cleanup_function_name": (
+        "Session cleanup function name (deletes a removed session's messages)"
+    ),
+    "dynamodb_sessions_table_name": "Sessions table name",
+    "compute_config": "Everything another layer needs to integrate with this one",
+}
+
+
 class IncompleteNetwork(Exception):
     """The functions are to run in a VPC, but their subnets or security group are missing.
     The config rejects this; synthesizing them outside the VPC instead would hide it."""
@@ -76,25 +92,13 @@ class Inputs:
 class ComputeStack(TerraformStack):
     """One environment of the compute module."""
 
-    def __init__(self, scope: Construct, config: ComputeConfig) -> None:
-        super().__init__(scope, config.stack_name)
-        self.config = config
+    def __init__(
+        self, scope: Construct, config: ComputeConfig, stack_id: str | None = None
+    ) -> None:
+        super().__init__(scope, stack_id or config.stack_name)
+        self.config = config = self._configure(config)
         self._backend()
-        AwsProvider(
-            self,
-            "aws",
-            region=config.aws_region,
-            default_tags=[
-                AwsProviderDefaultTags(
-                    tags={
-                        **config.tags,
-                        "Project": config.project_name,
-                        "Environment": config.environment,
-                    }
-                )
-            ],
-        )
-        RandomProvider(self, "random")
+        self._providers()
         inputs = self._inputs()
         partition = DataAwsPartition(self, "partition").partition
         account_id = DataAwsCallerIdentity(self, "caller").account_id
@@ -201,6 +205,27 @@ class ComputeStack(TerraformStack):
                 )
             )
 
+    def _configure(self, config: ComputeConfig) -> ComputeConfig:
+        """The settings the constructs read: an environment's literals (the module declares
+        its variables here and hands back their expressions)."""
+        return config
+
+    def _providers(self) -> None:
+        config = self.config
+        AwsProvider(
+            self,
+            "aws",
+            region=config.aws_region,
+            default_tags=[AwsProviderDefaultTags(tags=self.tags)],
+        )
+        RandomProvider(self, "random")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Every resource's tags: the configured ones with ``Project`` and ``Environment``."""
+        config = self.config
+        return {**config.tags, "Project": config.project_name, "Environment": config.environment}
+
     def _warn(self, message: str) -> None:
         Annotations.of(self).add_warning(message)
         print(f"warning: {message}", file=sys.stderr)
@@ -298,19 +323,19 @@ class ComputeStack(TerraformStack):
         tables = {schema.env: self.storage.tables[schema.suffix].name for schema in TABLES}
         return {
             **tables,
-            Env.BEDROCK_MODELS: ",".join(config.bedrock_models),
+            Env.BEDROCK_MODELS: joined(config.bedrock_models),
             Env.KNOWLEDGE_BASE_ID: inputs.knowledge_base_id or "",
-            Env.SESSION_TTL_DAYS: str(config.session_ttl_days),
-            Env.HISTORY_BUDGET_TOKENS: str(config.history_budget_tokens),
-            Env.USER_DAILY_TOKEN_LIMIT: str(config.user_daily_token_limit),
-            Env.USER_MONTHLY_TOKEN_LIMIT: str(config.user_monthly_token_limit),
-            Env.USER_MAX_CONCURRENT_ANSWERS: str(config.user_max_concurrent_answers),
-            Env.BEDROCK_GUARDRAIL_ID: config.bedrock_guardrail_id or "",
-            Env.BEDROCK_GUARDRAIL_VERSION: config.bedrock_guardrail_version or "",
-            Env.BEDROCK_PROMPT_CACHING: str(config.bedrock_prompt_caching).lower(),
-            Env.STREAM_FLUSH_INTERVAL_MS: str(config.websocket_flush_interval_ms),
+            Env.SESSION_TTL_DAYS: text(config.session_ttl_days),
+            Env.HISTORY_BUDGET_TOKENS: text(config.history_budget_tokens),
+            Env.USER_DAILY_TOKEN_LIMIT: text(config.user_daily_token_limit),
+            Env.USER_MONTHLY_TOKEN_LIMIT: text(config.user_monthly_token_limit),
+            Env.USER_MAX_CONCURRENT_ANSWERS: text(config.user_max_concurrent_answers),
+            Env.BEDROCK_GUARDRAIL_ID: optional_text(config.bedrock_guardrail_id),
+            Env.BEDROCK_GUARDRAIL_VERSION: optional_text(config.bedrock_guardrail_version),
+            Env.BEDROCK_PROMPT_CACHING: text(config.bedrock_prompt_caching),
+            Env.STREAM_FLUSH_INTERVAL_MS: text(config.websocket_flush_interval_ms),
             Env.PAGINATION_KEY: self.pagination_key.result,
-            Env.CORS_ALLOWED_ORIGINS: ",".join(config.cors_allowed_origins),
+            Env.CORS_ALLOWED_ORIGINS: joined(config.cors_allowed_origins),
             Env.WEBSOCKET_CALLBACK_URL: self.websocket.callback_url,
             Env.JWT_ISSUER: config.identity_center_issuer_url,
             Env.JWT_AUDIENCE: config.jwt_audience,
@@ -334,11 +359,11 @@ class ComputeStack(TerraformStack):
             "dynamodb_sessions_table_name": self.storage.sessions.name,
         }
         for name, value in outputs.items():
-            TerraformOutput(self, name, value=value)
+            TerraformOutput(self, name, value=value, description=OUTPUT_DESCRIPTIONS[name])
         TerraformOutput(
             self,
             "compute_config",
-            description="Everything another layer needs to integrate with this one",
+            description=OUTPUT_DESCRIPTIONS["compute_config"],
             value={
                 "project_name": config.project_name,
                 "environment": config.environment,

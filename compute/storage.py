@@ -3,9 +3,13 @@ infrastructure and the code that queries it cannot drift. Encrypted with the sta
 
 from __future__ import annotations
 
+from typing import Any
+
+from cdktf import Fn, Op, Token
 from constructs import Construct
 
 from compute.config import ComputeConfig
+from compute.expressions import is_expression
 from compute.provider import (
     DynamodbTable,
     DynamodbTableAttribute,
@@ -36,15 +40,7 @@ class Storage(Construct):
         }
 
     def _table(self, schema: TableSchema, config: ComputeConfig) -> DynamodbTable:
-        provisioned = config.dynamodb_billing_mode == "PROVISIONED"
-        capacity = (
-            {
-                "read_capacity": config.dynamodb_read_capacity,
-                "write_capacity": config.dynamodb_write_capacity,
-            }
-            if provisioned
-            else {}
-        )
+        capacity = _capacity(config)
         return DynamodbTable(
             self,
             schema.suffix,
@@ -87,3 +83,20 @@ class Storage(Construct):
     @property
     def sessions(self) -> DynamodbTable:
         return self.tables["sessions"]
+
+
+def _capacity(config: ComputeConfig) -> dict[str, Any]:
+    """Read and write capacity, which only provisioned tables (and their indexes) have. The
+    module's billing mode is a variable: there each is null unless it is ``PROVISIONED``."""
+    units = {
+        "read_capacity": config.dynamodb_read_capacity,
+        "write_capacity": config.dynamodb_write_capacity,
+    }
+    mode = config.dynamodb_billing_mode
+    if is_expression(mode):
+        provisioned = Op.eq(mode, "PROVISIONED")
+        return {
+            name: Token.as_number(Fn.conditional(provisioned, value, Token.null_value()))
+            for name, value in units.items()
+        }
+    return units if mode == "PROVISIONED" else {}
