@@ -26,7 +26,7 @@ CHECKOV_VENV := $(TOOLS)/checkov
 CHECKOV_REQUIREMENTS := tools/checkov/requirements
 
 .PHONY: setup synth test lint format package bench clean scan checkov-lock dev dev-token chat smoke \
-	docs
+	docs module
 
 $(PIPENV):
 	$(PYTHON) -m venv $(TOOLS)/pipenv
@@ -54,6 +54,13 @@ setup: $(VENV)/.synced $(VENV)/bin/node node_modules/.installed
 
 synth: setup
 	npx cdktf synth
+
+# The compute layer as a plain Terraform module in cdktf.out/module (README, "Using it as a
+# Terraform module"). Not part of synth: it packages every function for each supported
+# runtime, which the first time costs about half a minute more.
+MODULE_OUT ?= cdktf.out/module
+module: setup
+	$(PY) -m compute.module --out $(MODULE_OUT)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -16,6 +16,7 @@ from compute.config import (
     load_config,
     load_environments,
 )
+from tests.support.spec import spec_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +67,7 @@ def test_defaults_are_the_spec_ones() -> None:
 
 
 def test_every_spec_variable_is_a_field() -> None:
-    spec = (ROOT.parent / "shared" / "spec" / "compute-module.md").read_text()
+    spec = spec_text()
     table_rows = [line for line in spec.splitlines() if line.startswith("| `")]
     names = {row.split("`")[1] for row in table_rows}
     assert names, "the spec's variable tables were not found"

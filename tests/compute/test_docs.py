@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from compute.config import Backend, ComputeConfig, RemoteState, RemoteStateS3, field_origin
+from tests.support.spec import spec_text
 from tools.docs import README, TABLES, render, render_type
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def test_every_field_has_a_description_and_an_origin(model: type[BaseModel]) -> 
 
 
 def test_the_spec_fields_are_exactly_the_spec_variables() -> None:
-    spec = (ROOT.parent / "shared" / "spec" / "compute-module.md").read_text()
+    spec = spec_text()
     names = {line.split("`")[1] for line in spec.splitlines() if line.startswith("| `")}
     marked = {n for n, f in ComputeConfig.model_fields.items() if field_origin(f) == "spec"}
     assert marked == names

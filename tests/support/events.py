@@ -1,8 +1,10 @@
-"""Recorded AWS event samples (``shared/events/*.json``) for handler tests.
+"""Recorded AWS event samples (``tests/events/*.json``) for handler tests.
 
-The samples live outside the repository, in ``shared/events`` beside the repository root, both in a
-developer's tree (``/work/main`` + ``/work/shared``) and in CI (a fresh clone with ``shared/``
-copied beside it). Every call returns a fresh deep copy, so a test may mutate its event freely::
+The samples are copies of the team's shared recordings (``../shared/events`` beside the
+repository, where a workspace has it), kept in the repository so a clone tests itself;
+``tests/support_tests/test_shared_copies.py`` checks the copies are identical where the
+originals are present. Every call returns a fresh deep copy, so a test may mutate its event
+freely::
 
     from tests.support.events import load_event
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EVENTS_DIR = REPO_ROOT.parent / "shared" / "events"
+EVENTS_DIR = REPO_ROOT / "tests" / "events"
 
 
 @functools.cache
