@@ -19,7 +19,7 @@ from constructs import Construct
 
 from compute.cleanup import SessionCleanup
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
-from compute.encryption import StackKey
+from compute.encryption import PaginationKey, StackKey
 from compute.firewall import WebFirewall
 from compute.lambdas import Functions, Network
 from compute.monitoring import Alarms, Dashboard, LogGroups, Monitored, log_group_names
@@ -28,8 +28,6 @@ from compute.provider import (
     AwsProviderDefaultTags,
     DataAwsCallerIdentity,
     DataAwsPartition,
-    RandomPassword,
-    RandomProvider,
 )
 from compute.rest_api import RestApi, api_gateway_account
 from compute.security import FunctionRoles, Grants
@@ -94,7 +92,6 @@ class ComputeStack(TerraformStack):
                 )
             ],
         )
-        RandomProvider(self, "random")
         inputs = self._inputs()
         partition = DataAwsPartition(self, "partition").partition
         account_id = DataAwsCallerIdentity(self, "caller").account_id
@@ -105,6 +102,11 @@ class ComputeStack(TerraformStack):
             partition=partition,
             account_id=account_id,
             log_group_names=list(log_group_names(config).values()),
+        )
+        # The HMAC key that the main function derives its pagination-token key from
+        # (Env.PAGINATION_KEY_ARN): the secret stays in KMS, out of state and environment.
+        self.pagination_key = PaginationKey(
+            self, "pagination", config=config, partition=partition, account_id=account_id
         )
         self.storage = Storage(self, "storage", config=config, key_arn=self.key.arn)
         self.logs = LogGroups(self, "logs", config=config, key=self.key)
@@ -131,12 +133,10 @@ class ComputeStack(TerraformStack):
                 vpc=inputs.network is not None,
                 key_arn=self.key.arn,
                 cleanup_failures_arn=self.cleanup.failures.arn,
+                pagination_key_arn=self.pagination_key.arn,
             ),
             external_role_arn=inputs.role_arn,
         )
-        # The HMAC key that makes the REST API's pagination tokens tamper-proof; the main
-        # function reads it from its environment (Env.PAGINATION_KEY).
-        self.pagination_key = RandomPassword(self, "pagination-key", length=48, special=False)
         self.functions = Functions(
             self,
             "functions",
@@ -309,7 +309,7 @@ class ComputeStack(TerraformStack):
             Env.BEDROCK_GUARDRAIL_VERSION: config.bedrock_guardrail_version or "",
             Env.BEDROCK_PROMPT_CACHING: str(config.bedrock_prompt_caching).lower(),
             Env.STREAM_FLUSH_INTERVAL_MS: str(config.websocket_flush_interval_ms),
-            Env.PAGINATION_KEY: self.pagination_key.result,
+            Env.PAGINATION_KEY_ARN: self.pagination_key.arn,
             Env.CORS_ALLOWED_ORIGINS: ",".join(config.cors_allowed_origins),
             Env.WEBSOCKET_CALLBACK_URL: self.websocket.callback_url,
             Env.JWT_ISSUER: config.identity_center_issuer_url,
