@@ -1,7 +1,9 @@
-"""The stack's customer-managed KMS key: tables, log groups, Lambda environment variables
-and the alarm topic are all encrypted with it.
+"""The stack's customer-managed KMS keys: the stack key, which encrypts tables, log groups,
+Lambda environment variables and the alarm topic, and the pagination key, an HMAC key the main
+function derives its ``next_token`` signing key from (``functions/shared/pagination.py``), so
+that no secret sits in Terraform state or in a function's environment.
 
-The key policy is written as a JSON document on the key itself, not through
+Each key policy is written as a JSON document on the key itself, not through
 ``aws_iam_policy_document``: a key policy's resources must be ``"*"`` ("this key"), and
 scanners that read policy documents cannot tell a key policy from an IAM policy, so they
 would flag that ``"*"`` (checkov CKV_AWS_109/111/356) and could only be silenced for every
@@ -32,6 +34,9 @@ LOGS_ACTIONS = [
 # it, alarms fire but the topic never receives them (the AWS-managed alias/aws/sns key
 # cannot grant this, which is why the topic uses this key).
 ALARM_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
+# The pagination key: an HMAC key, usable for GenerateMac and VerifyMac only.
+HMAC_KEY_SPEC = "HMAC_256"
+HMAC_KEY_USAGE = "GENERATE_VERIFY_MAC"
 
 
 class StackKey(Construct):
@@ -77,16 +82,7 @@ def _key_policy(
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {
-                # Delegates to IAM: the function roles get their kms: actions from their own
-                # policies, scoped to this key. Also keeps the key manageable (KMS refuses a
-                # policy that would lock the account out).
-                "Sid": "AccountAdministration",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
+            _account_administration(partition, account_id),
             {
                 "Sid": "CloudWatchLogs",
                 "Effect": "Allow",
@@ -103,4 +99,53 @@ def _key_policy(
                 "Resource": "*",
             },
         ],
+    }
+
+
+class PaginationKey(Construct):
+    """The HMAC key behind the REST API's tamper-proof pagination tokens.
+
+    The main function calls ``GenerateMac`` on it once per container, with a fixed message, and
+    signs tokens with the result; the key material never leaves KMS. Not rotated: KMS rotates
+    only symmetric encryption keys automatically (rotating an HMAC key would change every MAC,
+    and so every container's signing key, which is not what rotation means for KMS). Its key
+    policy only delegates to IAM; the main function's role alone is granted ``kms:GenerateMac``
+    on it (``compute/security.py``).
+    """
+
+    def __init__(
+        self, scope: Construct, id_: str, *, config: ComputeConfig, partition: str, account_id: str
+    ) -> None:
+        super().__init__(scope, id_)
+        self.key = KmsKey(
+            self,
+            "key",
+            description=f"{config.prefix}: pagination token key (HMAC, GenerateMac only)",
+            customer_master_key_spec=HMAC_KEY_SPEC,
+            key_usage=HMAC_KEY_USAGE,
+            enable_key_rotation=False,
+            deletion_window_in_days=DELETION_WINDOW_DAYS,
+            policy=json.dumps(_delegating_policy(partition, account_id), indent=2),
+        )
+
+    @property
+    def arn(self) -> str:
+        return self.key.arn
+
+
+def _delegating_policy(partition: str, account_id: str) -> dict[str, Any]:
+    """AWS's default key policy: the account's IAM policies decide who may use the key."""
+    return {"Version": "2012-10-17", "Statement": [_account_administration(partition, account_id)]}
+
+
+def _account_administration(partition: str, account_id: str) -> dict[str, Any]:
+    # Delegates to IAM: the function roles get their kms: actions from their own policies,
+    # scoped to the key. Also keeps the key manageable (KMS refuses a policy that would lock
+    # the account out).
+    return {
+        "Sid": "AccountAdministration",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+        "Action": "kms:*",
+        "Resource": "*",
     }

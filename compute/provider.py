@@ -109,8 +109,6 @@ from cdktf_cdktf_provider_aws.wafv2_web_acl_logging_configuration import (
     Wafv2WebAclLoggingConfigurationRedactedFields,
     Wafv2WebAclLoggingConfigurationRedactedFieldsSingleHeader,
 )
-from cdktf_cdktf_provider_random.password import Password as RandomPassword
-from cdktf_cdktf_provider_random.provider import RandomProvider
 
 __all__ = [
     "ApiGatewayAccount",
@@ -171,8 +169,6 @@ __all__ = [
     "LambdaFunctionTracingConfig",
     "LambdaFunctionVpcConfig",
     "LambdaPermission",
-    "RandomPassword",
-    "RandomProvider",
     "SnsTopic",
     "SnsTopicSubscription",
     "SqsQueue",

@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 
 AWS_PACKAGE = "cdktf_cdktf_provider_aws"
-RANDOM_PACKAGE = "cdktf_cdktf_provider_random"
-PACKAGES = (AWS_PACKAGE, RANDOM_PACKAGE)
+PACKAGES = (AWS_PACKAGE,)
 STOCK_SWITCH = "COMPUTE_STOCK_PROVIDER"
 EAGER_IMPORTS = "\nfrom . import "
 

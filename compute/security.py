@@ -89,6 +89,7 @@ class Grants:
     vpc: bool
     key_arn: str  # the stack's KMS key: environment variables and tables
     cleanup_failures_arn: str  # the SQS queue the sessions stream mapping sends failures to
+    pagination_key_arn: str  # the HMAC key main derives its next_token signing key from
 
 
 def assume_role_policy(scope: Construct, id_: str, service: str) -> DataAwsIamPolicyDocument:
@@ -175,6 +176,15 @@ class FunctionRoles(Construct):
     ) -> list[DataAwsIamPolicyDocumentStatement]:
         statements = [self._logs(keys), self._encryption(keys)]
         statements += self._tables(keys)
+        if MAIN.key in keys:
+            # functions/shared/pagination.py: one GenerateMac per container, on this key only.
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid="PaginationKey",
+                    actions=["kms:GenerateMac"],
+                    resources=[self._grants.pagination_key_arn],
+                )
+            )
         if WEBSOCKET.key in keys:
             statements.append(
                 DataAwsIamPolicyDocumentStatement(

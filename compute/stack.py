@@ -19,7 +19,7 @@ from constructs import Construct
 
 from compute.cleanup import SessionCleanup
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
-from compute.encryption import StackKey
+from compute.encryption import PaginationKey, StackKey
 from compute.expressions import joined, optional_text, text
 from compute.firewall import WebFirewall
 from compute.lambdas import Functions, Network
@@ -29,8 +29,6 @@ from compute.provider import (
     AwsProviderDefaultTags,
     DataAwsCallerIdentity,
     DataAwsPartition,
-    RandomPassword,
-    RandomProvider,
 )
 from compute.rest_api import RestApi, api_gateway_account
 from compute.security import FunctionRoles, Grants
@@ -110,6 +108,11 @@ class ComputeStack(TerraformStack):
             account_id=account_id,
             log_group_names=list(log_group_names(config).values()),
         )
+        # The HMAC key that the main function derives its pagination-token key from
+        # (Env.PAGINATION_KEY_ARN): the secret stays in KMS, out of state and environment.
+        self.pagination_key = PaginationKey(
+            self, "pagination", config=config, partition=partition, account_id=account_id
+        )
         self.storage = Storage(self, "storage", config=config, key_arn=self.key.arn)
         self.logs = LogGroups(self, "logs", config=config, key=self.key)
         account = (
@@ -135,12 +138,10 @@ class ComputeStack(TerraformStack):
                 vpc=inputs.network is not None,
                 key_arn=self.key.arn,
                 cleanup_failures_arn=self.cleanup.failures.arn,
+                pagination_key_arn=self.pagination_key.arn,
             ),
             external_role_arn=inputs.role_arn,
         )
-        # The HMAC key that makes the REST API's pagination tokens tamper-proof; the main
-        # function reads it from its environment (Env.PAGINATION_KEY).
-        self.pagination_key = RandomPassword(self, "pagination-key", length=48, special=False)
         self.functions = Functions(
             self,
             "functions",
@@ -218,7 +219,6 @@ class ComputeStack(TerraformStack):
             region=config.aws_region,
             default_tags=[AwsProviderDefaultTags(tags=self.tags)],
         )
-        RandomProvider(self, "random")
 
     @property
     def tags(self) -> dict[str, str]:
@@ -334,7 +334,7 @@ class ComputeStack(TerraformStack):
             Env.BEDROCK_GUARDRAIL_VERSION: optional_text(config.bedrock_guardrail_version),
             Env.BEDROCK_PROMPT_CACHING: text(config.bedrock_prompt_caching),
             Env.STREAM_FLUSH_INTERVAL_MS: text(config.websocket_flush_interval_ms),
-            Env.PAGINATION_KEY: self.pagination_key.result,
+            Env.PAGINATION_KEY_ARN: self.pagination_key.arn,
             Env.CORS_ALLOWED_ORIGINS: joined(config.cors_allowed_origins),
             Env.WEBSOCKET_CALLBACK_URL: self.websocket.callback_url,
             Env.JWT_ISSUER: config.identity_center_issuer_url,

@@ -69,6 +69,8 @@ class DevServer:
         self.log = log
         self.stack: Stack = load_stack(settings.stack_path)
         self.moto: MotoServer | None = None
+        # KMS for the pagination key when DynamoDB is elsewhere (moto serves it otherwise).
+        self.kms_moto: MotoServer | None = None
         self.model: BedrockFake | None = None
         self.issuer: LocalIssuer | None = None
         self.token_shape = identity.TokenShape()
@@ -95,6 +97,10 @@ class DevServer:
             self.moto = MotoServer().start()
             dynamodb = self.moto.url
         create_tables(self.stack, dynamodb, self.backend_env(dynamodb))
+        if self.stack.mac_keys:
+            if self.moto is None:
+                self.kms_moto = MotoServer().start()
+            create_mac_keys(self.stack, self.kms_endpoint, self.backend_env(dynamodb))
         if settings.bedrock == "local":
             self.model = local_model(settings.chunk_delay, settings.first_delta).start()
         key = identity.signing_key(settings.state_dir)
@@ -151,6 +157,7 @@ class DevServer:
             self.issuer and self.issuer.stop,
             self.model and self.model.stop,
             self.moto and self.moto.stop,
+            self.kms_moto and self.kms_moto.stop,
         ):
             if stop:
                 stop()
@@ -182,6 +189,12 @@ class DevServer:
             return self.issuer.jwks_url if raw else ""  # empty: OIDC discovery, as deployed
         return None
 
+    @property
+    def kms_endpoint(self) -> str | None:
+        """The local KMS (moto) holding the stack's HMAC keys; None before it starts."""
+        server = self.moto or self.kms_moto
+        return server.url if server else None
+
     def backend_env(self, dynamodb: str) -> dict[str, str]:
         """Region, credentials and endpoints every function gets on top of the stack's."""
         env = {
@@ -189,6 +202,9 @@ class DevServer:
             "AWS_DEFAULT_REGION": self.stack.region,
             "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
         }
+        kms = self.kms_endpoint
+        if kms is not None:  # the main function derives its pagination-token key there
+            env["AWS_ENDPOINT_URL_KMS"] = kms
         if self.settings.bedrock == "aws":
             env |= {n: os.environ[n] for n in _CREDENTIAL_VARIABLES if n in os.environ}
             env["AWS_REGION"] = os.environ.get("AWS_REGION", self.stack.region)
@@ -258,6 +274,26 @@ def token_shape(stack: Stack, issuer: str) -> identity.TokenShape:
     function = stack.function(sorted(functions)[0])
     env = stack.environment(function, lambda name, raw: issuer if name == "JWT_ISSUER" else None)
     return identity.TokenShape.for_authorizer(env)
+
+
+def create_mac_keys(stack: Stack, endpoint: str | None, env: Mapping[str, str]) -> None:
+    """Create each HMAC key of the stack (the pagination key) at ``endpoint``, a local KMS,
+    and bind its ARN, so the main function derives its token key from a key of this run."""
+    import boto3
+
+    assert endpoint is not None, "the local KMS is not running"
+    client = boto3.client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name=stack.region,
+        aws_access_key_id=FAKE_CREDENTIAL,
+        aws_secret_access_key=FAKE_CREDENTIAL,
+    )
+    for resource_id, key in stack.mac_keys.items():
+        metadata = client.create_key(
+            KeySpec=key.key_spec, KeyUsage=key.key_usage, Description=key.description
+        )["KeyMetadata"]
+        stack.bind_key(resource_id, metadata["Arn"])
 
 
 def create_tables(stack: Stack, endpoint: str, env: Mapping[str, str]) -> None:

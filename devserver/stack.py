@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +140,15 @@ class Table:
 
 
 @dataclass(frozen=True)
+class MacKey:
+    """One KMS HMAC ``aws_kms_key`` (the pagination key): what the local KMS must create."""
+
+    key_spec: str  # e.g. HMAC_256
+    key_usage: str  # GENERATE_VERIFY_MAC
+    description: str
+
+
+@dataclass(frozen=True)
 class Stack:
     path: Path
     functions: Mapping[str, Function]
@@ -148,7 +156,9 @@ class Stack:
     websocket: WebSocketApi
     tables: Mapping[str, Table]  # resource id -> table
     region: str
-    _secrets: dict[str, str] = field(default_factory=dict, compare=False)
+    mac_keys: Mapping[str, MacKey] = field(default_factory=dict)  # resource id -> key
+    # resource id -> ARN of the key created for it locally (bind_key)
+    _key_arns: dict[str, str] = field(default_factory=dict, compare=False)
 
     def function(self, resource_id: str) -> Function:
         try:
@@ -162,8 +172,8 @@ class Stack:
         """``function``'s variables with every reference resolved.
 
         ``overrides(name, raw)`` may replace a value (endpoints, the issuer); otherwise table
-        names resolve to the synthesized names and ``random_password`` results to a random
-        value fixed for this run (it exists only in Terraform state).
+        names resolve to the synthesized names and an HMAC key's ARN to the ARN of the key
+        created for it locally (:meth:`bind_key`).
         """
         env: dict[str, str] = {}
         for name, raw in function.environment.items():
@@ -171,13 +181,21 @@ class Stack:
             env[name] = replaced if replaced is not None else self._resolve(name, raw)
         return env
 
+    def bind_key(self, resource_id: str, arn: str) -> None:
+        """Resolve ``${aws_kms_key.<resource_id>.arn}`` to ``arn`` (a key made locally)."""
+        if resource_id not in self.mac_keys:
+            raise StackError(f"no HMAC aws_kms_key {resource_id!r} in {self.path}")
+        self._key_arns[resource_id] = arn
+
     def _resolve(self, name: str, raw: str) -> str:
         def one(match: re.Match[str]) -> str:
             kind, resource_id, attr = match["kind"], match["id"], match["attr"]
             if kind == "aws_dynamodb_table" and attr == "name" and resource_id in self.tables:
                 return self.tables[resource_id].name
-            if kind == "random_password" and attr == "result":
-                return self._secrets.setdefault(resource_id, secrets.token_urlsafe(36))
+            if kind == "aws_kms_key" and attr == "arn" and resource_id in self.mac_keys:
+                if resource_id not in self._key_arns:
+                    raise StackError(f"{name}: no local key bound to {match[0]} yet")
+                return self._key_arns[resource_id]
             raise StackError(f"{name}: cannot resolve {match[0]} locally")
 
         value = _REFERENCE.sub(one, raw)
@@ -201,6 +219,13 @@ def load_stack(path: Path) -> Stack:
         for rid, body in resources.get("aws_lambda_function", {}).items()
     }
     tables = {rid: _table(body) for rid, body in resources.get("aws_dynamodb_table", {}).items()}
+    mac_keys = {
+        rid: MacKey(
+            body["customer_master_key_spec"], body["key_usage"], body.get("description", "")
+        )
+        for rid, body in resources.get("aws_kms_key", {}).items()
+        if body.get("key_usage") == "GENERATE_VERIFY_MAC"
+    }
     region = _region(document)
     return Stack(
         path=path,
@@ -209,6 +234,7 @@ def load_stack(path: Path) -> Stack:
         websocket=_websocket_api(resources),
         tables=tables,
         region=region,
+        mac_keys=mac_keys,
     )
 
 

@@ -1,5 +1,5 @@
-"""The main (REST) function's settings: the chat settings, the pagination key, and the CORS
-origins."""
+"""The main (REST) function's settings: the chat settings, the pagination key's ARN, and the
+CORS origins."""
 
 from __future__ import annotations
 
@@ -17,13 +17,12 @@ from functions.shared.settings import listed, required
 class Settings(ChatSettings):
     """Everything the main function reads from its environment, but the CORS origins."""
 
-    pagination_key: bytes  # the HMAC key that makes next_token tamper-proof
+    # The KMS HMAC key that next_token's signing key is derived from (functions.shared.pagination).
+    pagination_key_arn: str
 
     @classmethod
     def read(cls, env: Mapping[str, str]) -> Self:
-        return cls(
-            **cls.chat_fields(env), pagination_key=required(env, Env.PAGINATION_KEY).encode()
-        )
+        return cls(**cls.chat_fields(env), pagination_key_arn=required(env, Env.PAGINATION_KEY_ARN))
 
 
 def cors_origins(environ: Mapping[str, str] | None = None) -> list[str]:

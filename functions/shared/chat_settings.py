@@ -51,7 +51,9 @@ class ChatSettings(FunctionSettings):
     user_max_concurrent_answers: int  # 0: no limit
     guardrail: Guardrail | None
     prompt_caching: bool
-    pagination_key: bytes | None = None  # None: listings carry no next_token (only main pages)
+    # The KMS HMAC key next_token's signing key is derived from; None: listings carry no
+    # next_token (only main pages).
+    pagination_key_arn: str | None = None
 
     @property
     def default_model(self) -> str:

@@ -31,7 +31,8 @@ class Env:
     SESSION_TTL_DAYS = "SESSION_TTL_DAYS"
     HISTORY_BUDGET_TOKENS = "HISTORY_BUDGET_TOKENS"  # estimated tokens of context per turn
     STREAM_FLUSH_INTERVAL_MS = "STREAM_FLUSH_INTERVAL_MS"  # 0: post as fast as POSTs return
-    PAGINATION_KEY = "PAGINATION_TOKEN_KEY"  # HMAC key that makes next_token tamper-proof
+    # ARN of the KMS HMAC key the next_token signing key is derived from (GenerateMac).
+    PAGINATION_KEY_ARN = "PAGINATION_KEY_ARN"
     WEBSOCKET_CALLBACK_URL = "WEBSOCKET_CALLBACK_URL"
     CORS_ALLOWED_ORIGINS = "CORS_ALLOWED_ORIGINS"  # comma-separated; "*" allows any origin
     JWT_ISSUER = "JWT_ISSUER"
@@ -244,7 +245,7 @@ _CHAT_ENV = (
 )
 # Environment variables each function reads; the stack sets exactly these.
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {
-    MAIN.key: (*_CHAT_ENV, Env.PAGINATION_KEY, Env.CORS_ALLOWED_ORIGINS),
+    MAIN.key: (*_CHAT_ENV, Env.PAGINATION_KEY_ARN, Env.CORS_ALLOWED_ORIGINS),
     WEBSOCKET.key: (*_CHAT_ENV, Env.STREAM_FLUSH_INTERVAL_MS, Env.WEBSOCKET_CALLBACK_URL),
     AUTHORIZER.key: (
         Env.JWT_ISSUER,

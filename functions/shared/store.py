@@ -56,7 +56,7 @@ from functions.shared.models import (
     Session,
     Usage,
 )
-from functions.shared.pagination import TokenSigner
+from functions.shared.pagination import TokenSigner, derived_key
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -501,7 +501,8 @@ class Store:
     @classmethod
     def from_settings(cls, settings: ChatSettings) -> Store:
         client = aws.client("dynamodb")
-        signer = TokenSigner(settings.pagination_key) if settings.pagination_key else None
+        key_arn = settings.pagination_key_arn
+        signer = TokenSigner(derived_key(key_arn)) if key_arn else None
         return cls(
             sessions=SessionRepository(
                 client, settings.sessions_table, settings.session_ttl_days, signer

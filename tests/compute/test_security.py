@@ -28,9 +28,17 @@ def key_arn(synth: Synth) -> str:
     return ref(synth, "aws_kms_key", "arn", enable_key_rotation=True)
 
 
+def stack_key(synth: Synth) -> dict:
+    """The stack key: the one symmetric encryption key (the other, the pagination key, is an
+    HMAC key and cannot be rotated)."""
+    keys = [k for k in resources(synth, "aws_kms_key").values() if k.get("key_usage") is None]
+    assert len(keys) == 1, keys
+    return keys[0]
+
+
 def key_policy(synth: Synth) -> dict[str, dict]:
     """The key policy's statements by Sid, from the JSON document on the key itself."""
-    document = json.loads(only(synth, "aws_kms_key")["policy"])
+    document = json.loads(stack_key(synth)["policy"])
     assert document["Version"] == "2012-10-17"
     return {s["Sid"]: s for s in document["Statement"]}
 
@@ -45,7 +53,7 @@ def log_group_names(synth: Synth) -> list[str]:
 @pytest.mark.parametrize("variant", ["dev", "prod"])
 def test_one_rotated_key_with_an_alias(variant: str, request: pytest.FixtureRequest) -> None:
     synth: Synth = request.getfixturevalue(variant)
-    key = only(synth, "aws_kms_key")
+    key = stack_key(synth)
     assert key["enable_key_rotation"] is True
     assert key["deletion_window_in_days"] == 30
     assert not resources(synth, "aws_kms_key_policy")  # the policy is set at creation

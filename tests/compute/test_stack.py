@@ -33,6 +33,10 @@ def function_ref(synth: Synth, suffix: str, attribute: str, prefix: str = PREFIX
     return ref(synth, "aws_lambda_function", attribute, function_name=f"{prefix}-{suffix}")
 
 
+def pagination_key_arn(synth: Synth) -> str:
+    return ref(synth, "aws_kms_key", "arn", customer_master_key_spec="HMAC_256")
+
+
 def statements_of_role(synth: Synth, role_name: str) -> list[dict]:
     role_id = ref(synth, "aws_iam_role", "id", name=role_name)
     policy = by(synth, "aws_iam_role_policy", role=role_id)
@@ -45,6 +49,8 @@ def statements_of_role(synth: Synth, role_name: str) -> list[dict]:
 def test_local_backend_and_tagged_provider(dev: Synth) -> None:
     assert dev["terraform"]["backend"] == {"local": {"path": "terraform.compute-dev.tfstate"}}
     assert dev["terraform"]["required_providers"]["aws"]["version"] == "6.25.0"
+    assert set(dev["terraform"]["required_providers"]) == {"aws"}  # nothing outside a mirror
+    assert set(dev["provider"]) == {"aws"}
     (aws,) = dev["provider"]["aws"]
     assert aws["region"] == "us-east-1"
     assert aws["default_tags"] == [{"tags": {"Project": "ai-assistant-cli", "Environment": "dev"}}]
@@ -100,8 +106,7 @@ def test_environment_values_come_from_the_stack(dev: Synth) -> None:
     assert main[Env.KNOWLEDGE_BASE_ID] == ""
     assert main[Env.SESSION_TTL_DAYS] == "30"
     assert main[Env.CORS_ALLOWED_ORIGINS] == "*"
-    password = next(iter(resources(dev, "random_password")))
-    assert main[Env.PAGINATION_KEY] == f"${{random_password.{password}.result}}"
+    assert main[Env.PAGINATION_KEY_ARN] == pagination_key_arn(dev)
     ws = function(dev, WEBSOCKET.suffix)["environment"]["variables"]
     stage = ref(dev, "aws_apigatewayv2_stage", "invoke_url", name="v1")
     assert ws[Env.WEBSOCKET_CALLBACK_URL] == f'${{replace({stage[2:-1]}, "wss://", "https://")}}'
@@ -182,6 +187,53 @@ def test_roles_are_least_privilege(dev: Synth) -> None:
 
     authorizer = {s["sid"] for s in statements_of_role(dev, f"{PREFIX}-{AUTHORIZER.suffix}")}
     assert authorizer == {"Logs", "Tracing", "StackKey"}
+
+
+# The pagination key ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_pagination_key_is_a_kms_hmac_key_not_a_secret_in_state(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    """The next_token key is derived from a KMS HMAC key (GenerateMac), so no random_password
+    result sits in Terraform state or in the main function's environment."""
+    synth: Synth = request.getfixturevalue(variant)
+    assert not [kind for kind in synth.get("resource", {}) if kind.startswith("random_")]
+    key = by(synth, "aws_kms_key", customer_master_key_spec="HMAC_256")
+    assert key["key_usage"] == "GENERATE_VERIFY_MAC"
+    assert key["enable_key_rotation"] is False  # KMS rotates symmetric encryption keys only
+    assert key["deletion_window_in_days"] == 30
+    policy = json.loads(key["policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Sid"] == "AccountAdministration"
+    assert statement["Principal"] == {
+        "AWS": "arn:${data.aws_partition.partition.partition}:iam::"
+        "${data.aws_caller_identity.caller.account_id}:root"
+    }
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_only_main_reads_the_pagination_key_and_may_only_generate_a_mac_with_it(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    synth: Synth = request.getfixturevalue(variant)
+    prefix = f"ai-assistant-cli-{variant}"
+    arn = pagination_key_arn(synth)
+    for spec in FUNCTIONS:
+        variables = function(synth, spec.suffix, prefix).get("environment", {}).get("variables", {})
+        statements = statements_of_role(synth, f"{prefix}-{spec.suffix}")
+        naming = [s for s in statements if arn in s["resources"]]
+        if spec is MAIN:
+            assert variables[Env.PAGINATION_KEY_ARN] == arn
+            assert naming == [
+                {"sid": "PaginationKey", "actions": ["kms:GenerateMac"], "resources": [arn]}
+            ]
+        else:
+            assert Env.PAGINATION_KEY_ARN not in variables
+            assert arn not in json.dumps(variables)
+            assert naming == []
+            assert not any("kms:GenerateMac" in s["actions"] for s in statements)
 
 
 # REST API ------------------------------------------------------------------------------------

@@ -176,8 +176,14 @@ def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -
         "SessionsStream",
         "SessionsStreams",
         "CleanupFailures",
+        "PaginationKey",  # only this stack knows its pagination key
     }
     assert len(statements["Logs"]["resources"]) == len(FUNCTIONS)
+    assert statements["PaginationKey"] == {
+        "sid": "PaginationKey",
+        "actions": ["kms:GenerateMac"],
+        "resources": [ref(outer_role, "aws_kms_key", "arn", customer_master_key_spec="HMAC_256")],
+    }
 
 
 # Inputs from other layers' remote state -------------------------------------------------------

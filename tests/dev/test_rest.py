@@ -97,6 +97,42 @@ def test_users_are_isolated(alice: Api, bob: Api) -> None:
     assert alice.http.get(f"/api/v1/sessions/{session_id}").status_code == 200
 
 
+def test_listings_page_with_a_token_key_derived_from_the_local_kms(
+    dev: DevServer, bob: Api
+) -> None:
+    """The stack's pagination key is an HMAC key: the dev server creates it in its KMS and
+    hands main its ARN, so next_token works, and a tampered one is refused."""
+    assert dev.stack.mac_keys, "the stack has no HMAC key"
+    kms = boto3.client(
+        "kms",
+        endpoint_url=dev.kms_endpoint,
+        region_name=dev.stack.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    (main,) = [f for f in dev.stack.functions.values() if f.name.endswith("-main")]
+    arn = dev.stack.environment(main, lambda name, raw: None)["PAGINATION_KEY_ARN"]
+    metadata = kms.describe_key(KeyId=arn)["KeyMetadata"]
+    assert (metadata["KeySpec"], metadata["KeyUsage"]) == ("HMAC_256", "GENERATE_VERIFY_MAC")
+    created = {bob.create_session(title=f"page {n}")["session_id"] for n in range(3)}
+    seen: list[str] = []
+    params: dict[str, str] = {"limit": "1"}
+    tokens = []
+    while True:
+        page = bob.http.get("/api/v1/sessions", params=params)
+        assert page.status_code == 200, page.text
+        seen += [s["session_id"] for s in page.json()["sessions"]]
+        if not page.json()["next_token"]:
+            break
+        tokens.append(page.json()["next_token"])
+        params = {"limit": "1", "next_token": tokens[-1]}
+    assert created <= set(seen) and len(seen) == len(set(seen))
+    payload, signature = tokens[0].split(".")
+    tampered = f"{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    refused = bob.http.get("/api/v1/sessions", params={"limit": "1", "next_token": tampered})
+    assert refused.status_code == 400, refused.text
+
+
 def test_the_authorizer_decision_is_cached_per_token(dev: DevServer) -> None:
     assert dev.rest is not None
     carol = Api(dev, "carol")

@@ -12,15 +12,16 @@ from devserver.bedrock import BedrockFake
 from functions.cleanup import handler as cleanup
 from functions.shared import aws
 from functions.shared.contract import Env
+from functions.shared.pagination import derived_key
 from functions.shared.settings import get_settings
 from tests.functions.helpers import (
     DEFAULT_KNOWLEDGE_BASE_ID,
     MODELS,
-    PAGINATION_KEY,
     LambdaContext,
     Rest,
     WebSocket,
 )
+from tests.support.moto_server import create_pagination_key
 from tests.support.streams import StreamReader, enable_stream, lambda_event
 from tests.support.ws_management_fake import WsManagementFake
 
@@ -46,7 +47,7 @@ def app_env(
         Env.BEDROCK_MODELS: ",".join(MODELS),
         Env.KNOWLEDGE_BASE_ID: DEFAULT_KNOWLEDGE_BASE_ID,
         Env.SESSION_TTL_DAYS: "30",
-        Env.PAGINATION_KEY: PAGINATION_KEY,
+        Env.PAGINATION_KEY_ARN: create_pagination_key(boto3.client("kms")),
         "AWS_MAX_ATTEMPTS": "2",
     }
     for name, value in values.items():
@@ -69,9 +70,11 @@ def single_attempt(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _reset_caches() -> None:
-    """Settings and clients are cached per container; each test is a fresh container."""
+    """Settings, clients and the derived pagination key are cached per container; each test is
+    a fresh container."""
     get_settings.cache_clear()
     aws.reset_clients()
+    derived_key.cache_clear()
 
 
 @pytest.fixture

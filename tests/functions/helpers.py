@@ -27,7 +27,6 @@ from tests.support.ws_management_fake import WsManagementFake
 
 MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0")
 DEFAULT_KNOWLEDGE_BASE_ID = "KBDEFAULT1"
-PAGINATION_KEY = "test-pagination-key-0123456789"
 USER_A = "user-a"
 USER_B = "user-b"
 _NO_BODY = object()

@@ -26,7 +26,7 @@ MAIN_ENV = {
     Env.USAGE_TABLE: "p-usage",
     Env.BEDROCK_MODELS: " model-a , model-b,,model-a ",
     Env.KNOWLEDGE_BASE_ID: "",
-    Env.PAGINATION_KEY: "k",
+    Env.PAGINATION_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/k",
 }
 WEBSOCKET_ENV = {
     Env.SESSIONS_TABLE: "p-sessions",
@@ -48,7 +48,7 @@ def test_main_settings() -> None:
     assert config.knowledge_base_id is None
     assert not config.knowledge_bases_enabled
     assert config.session_ttl_days == DEFAULT_SESSION_TTL_DAYS
-    assert config.pagination_key == b"k"
+    assert config.pagination_key_arn == "arn:aws:kms:us-east-1:123456789012:key/k"
     assert config.connections_table == "p-connections"
     assert config.idempotency_table == "p-idempotency"
     assert not hasattr(config, "websocket_callback_url")  # main posts no frames
@@ -59,14 +59,14 @@ def test_websocket_settings() -> None:
     assert config.connections_table == "p-connections"
     assert config.knowledge_base_id == "KB12345678"
     assert config.session_ttl_days == 7
-    assert config.pagination_key is None  # the WebSocket function does not page
+    assert config.pagination_key_arn is None  # the WebSocket function does not page
 
 
 @pytest.mark.parametrize(
     ("kind", "env", "missing"),
     [
         (MainSettings, MAIN_ENV, Env.SESSIONS_TABLE),
-        (MainSettings, MAIN_ENV, Env.PAGINATION_KEY),
+        (MainSettings, MAIN_ENV, Env.PAGINATION_KEY_ARN),
         (MainSettings, MAIN_ENV, Env.BEDROCK_MODELS),
         (WebSocketSettings, WEBSOCKET_ENV, Env.CONNECTIONS_TABLE),
         (WebSocketSettings, WEBSOCKET_ENV, Env.WEBSOCKET_CALLBACK_URL),

@@ -226,6 +226,24 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         lambda: rest.call("GET", "/sessions"),
         lambda r: r.status == 200 and session in {s["session_id"] for s in r.json["sessions"]},
     )
+    # A listing of two pages: the first signs a next_token, the second verifies it, which
+    # derives the token key from the stack's pagination key (kms:GenerateMac).
+    steps.check(
+        "POST /sessions (a second, to page through)",
+        lambda: rest.call("POST", "/sessions", body={}),
+        _status(201),
+    )
+    first_page = steps.check(
+        "GET /sessions?limit=1 (signs a next_token)",
+        lambda: rest.call("GET", "/sessions", query={"limit": "1"}),
+        lambda r: r.status == 200 and bool(r.json["next_token"]),
+    )
+    token = first_page.json["next_token"] if first_page else "none"
+    steps.check(
+        "GET /sessions?next_token (verifies it)",
+        lambda: rest.call("GET", "/sessions", query={"limit": "1", "next_token": token}),
+        lambda r: r.status == 200 and len(r.json["sessions"]) == 1,
+    )
     steps.check("GET /sessions/{id}", lambda: rest.call("GET", path), _status(200))
     # Switch to the last configured model: in prod, a cross-region inference profile.
     steps.check(
@@ -368,6 +386,14 @@ def _cleanup_handler() -> Any:
     return handler
 
 
+def _derived_key() -> Any:
+    """Imported late for the same reason as the cleanup handler (pagination imports the error
+    model, which imports Powertools)."""
+    from functions.shared.pagination import derived_key
+
+    return derived_key
+
+
 def cleanup_paths(run: Run, created: Setup, url: str, main: BaseClient) -> None:
     """Every session removed so far (DELETE /sessions/{id}, DELETE /me) and one whose item
     goes now with its messages left behind, as DynamoDB's TTL leaves them (written and
@@ -442,6 +468,7 @@ def _become(
         patch.setenv(name, value)
     get_settings.cache_clear()
     aws.reset_clients()
+    _derived_key().cache_clear()
     _cleanup_handler().messages.cache_clear()
     # The container's boto3 session, created fresh so it reads this function's credentials.
     patch.setattr(aws, "_session", recording_session(record.calls))
@@ -452,7 +479,7 @@ def _run(stack: Stack) -> Run:
     users = {spec.key: stack.statements(spec) for spec in FUNCTIONS}
     queues = stack.queue_names()
     with (
-        enforcing_moto(setup_budget(len(users), len(queues))) as url,
+        enforcing_moto(setup_budget(len(users), len(queues)), stack.mac_keys()) as url,
         BedrockFake() as bedrock,
         WsManagementFake(stage=stack.websocket_stage().name) as management,
         pytest.MonkeyPatch.context() as patch,

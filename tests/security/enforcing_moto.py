@@ -15,6 +15,7 @@ can fall inside it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -29,15 +30,25 @@ from botocore.client import BaseClient
 
 from devserver.moto import FAKE_CREDENTIAL
 from functions.shared.contract import TABLES
-from tests.security.synthesized import Statement
+from tests.security.synthesized import MacKey, Statement
 from tests.support.moto_server import create_table
 
 TRANSACTION_ITEM_ACTIONS = ("PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem")
 
+# The HMAC keys are put in the KMS backend directly, under the stack's made-up ARNs (KMS
+# assigns key ids, and its API cannot choose one); that spends none of the setup budget.
 _SERVER = """
-import logging, os, sys
+import json, logging, os, sys
+from moto.kms.models import kms_backends
 from moto.server import ThreadedMotoServer
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
+for seed in json.loads(os.environ["SEEDED_MAC_KEYS"]):
+    _, _, _, region, account, resource = seed["arn"].split(":", 5)
+    backend = kms_backends[account][region]
+    key = backend.create_key(None, seed["key_usage"], seed["key_spec"], "", None)
+    del backend.keys[key.id]
+    key.id, key.arn = resource.removeprefix("key/"), seed["arn"]
+    backend.keys[key.id] = key
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
 server.start()
 print("%s:%s" % server.get_host_and_port(), flush=True)
@@ -80,9 +91,14 @@ def setup_budget(users: int, queues: int = 0) -> int:
 
 
 @contextmanager
-def enforcing_moto(unauthenticated_calls: int) -> Iterator[str]:
-    """Run the server; yields its URL. Enforcement starts after ``unauthenticated_calls``."""
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(unauthenticated_calls)}
+def enforcing_moto(unauthenticated_calls: int, mac_keys: Sequence[MacKey] = ()) -> Iterator[str]:
+    """Run the server, holding ``mac_keys``; yields its URL. Enforcement starts after
+    ``unauthenticated_calls``."""
+    env = {
+        **os.environ,
+        "INITIAL_NO_AUTH_ACTION_COUNT": str(unauthenticated_calls),
+        "SEEDED_MAC_KEYS": json.dumps([dataclasses.asdict(key) for key in mac_keys]),
+    }
     process = subprocess.Popen(
         [sys.executable, "-c", _SERVER],
         stdin=subprocess.PIPE,

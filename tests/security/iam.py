@@ -107,7 +107,9 @@ def authorizations(stack: Stack, call: Call, websocket_api_id: str) -> list[tupl
     return checks
 
 
-def request_arns(stack: Stack, call: Call, websocket_api_id: str) -> list[str]:
+def request_arns(  # noqa: PLR0911 - one rule per service, as AWS's reference lists them
+    stack: Stack, call: Call, websocket_api_id: str
+) -> list[str]:
     """The ARNs a recorded call is authorized against (all must be allowed)."""
     region, params = stack.region, call.params
     if call.service == "dynamodb":
@@ -124,6 +126,11 @@ def request_arns(stack: Stack, call: Call, websocket_api_id: str) -> list[str]:
         return [knowledge_base_arn(region, params["knowledgeBaseId"])]
     if call.service == "bedrock-agent":
         return ["*"]  # List* actions have no resource-level permissions
+    if call.service == "kms":
+        # KMS authorizes a request on the key it names; the code names keys by ARN only.
+        key = params["KeyId"]
+        assert key.startswith("arn:"), f"{call.operation} names {key!r}, not a key ARN"
+        return [key]
     if call.service == "apigatewaymanagementapi":
         stage = re.sub(r"^https?://[^/]+/", "", call.url).split("/@connections/")[0]
         method = _CONNECTION_METHODS[call.operation]

@@ -26,8 +26,6 @@ from tests.compute.synth import Synth, synth_stack
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 PARTITION = "aws"
-# The pagination key is a random_password: its value exists only in Terraform state.
-PAGINATION_KEY = "synthesized-stack-pagination-key-0123456789abcdef"
 # DynamoDB names a stream by the time it was enabled (table/<name>/stream/<label>); the
 # concrete ARNs use this made-up label, and recorded calls are read with it (iam.py).
 STREAM_LABEL = "2026-01-01T00:00:00.000"
@@ -55,6 +53,16 @@ class Statement:
     def widened(self) -> dict[str, Any]:
         """The IAM JSON of this statement with every resource widened to ``*`` (see moto)."""
         return {"Sid": self.sid, "Effect": "Allow", "Action": list(self.actions), "Resource": "*"}
+
+
+@dataclass(frozen=True)
+class MacKey:
+    """A KMS HMAC key of the stack, as the enforcing moto server must hold it: under the
+    made-up ARN the stack's references resolve to, so the code calls exactly that ARN."""
+
+    arn: str
+    key_spec: str
+    key_usage: str
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,6 @@ class Stack:
             ("aws_kms_key", "arn"): lambda: (
                 f"arn:{PARTITION}:kms:{region}:{account}:key/{self.api_id(id_)}"
             ),
-            ("random_password", "result"): lambda: PAGINATION_KEY,
         }
         value = values.get((kind, attr))
         if value is None:
@@ -216,6 +223,18 @@ class Stack:
             else:
                 resolved[name] = self.concrete(value)
         return resolved
+
+    def mac_keys(self) -> list[MacKey]:
+        """Every HMAC key of the stack (the pagination key), with its concrete ARN."""
+        return [
+            MacKey(
+                arn=self.concrete(f"${{aws_kms_key.{id_}.arn}}"),
+                key_spec=key["customer_master_key_spec"],
+                key_usage=key["key_usage"],
+            )
+            for id_, key in self.resources("aws_kms_key").items()
+            if key.get("key_usage") == "GENERATE_VERIFY_MAC"
+        ]
 
     def table_names(self) -> dict[str, str]:
         """Table env var -> table name, as the stack sets them on its functions."""

@@ -64,6 +64,17 @@ def create_table(
     return table.get("LatestStreamArn")
 
 
+def create_pagination_key(kms: BaseClient) -> str:
+    """An HMAC key as the stack declares its pagination key (HMAC_256, GenerateMac and
+    VerifyMac only); returns its ARN, the value of ``PAGINATION_KEY_ARN``."""
+    metadata = kms.create_key(
+        KeySpec="HMAC_256",
+        KeyUsage="GENERATE_VERIFY_MAC",
+        Description="pagination token key (tests)",
+    )["KeyMetadata"]
+    return str(metadata["Arn"])
+
+
 def create_tables(dynamodb: BaseClient, prefix: str) -> dict[str, str]:
     """Create every table of ``contract.TABLES`` as ``<prefix>-<suffix>``.
 
