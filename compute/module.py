@@ -155,8 +155,9 @@ def _rules(constraints: list[Any], value: str) -> list[tuple[str, str]]:
             rules.append((f"length({value}) <= {item.max_length}", f"have at most "
                           f"{item.max_length} characters"))  # fmt: skip
         elif isinstance(item, MinLen):
-            rules.append((f"length({value}) >= {item.min_length}", f"have at least "
-                          f"{item.min_length} items"))  # fmt: skip
+            plural = "" if item.min_length == 1 else "s"
+            rules.append((f"length({value}) >= {item.min_length}", f"hold at least "
+                          f"{item.min_length} value{plural}"))  # fmt: skip
     return rules
 
 
@@ -201,13 +202,6 @@ CROSS_CHECKS: dict[str, list[tuple[str, str]]] = {
             f"would exceed Lambda's {LAMBDA_NAME_MAX} characters.",
         )
     ],
-    "bedrock_guardrail_version": [
-        (
-            "(var.bedrock_guardrail_id == null) == (var.bedrock_guardrail_version == null)",
-            "The bedrock_guardrail_id and bedrock_guardrail_version variables are set "
-            "together or not at all.",
-        )
-    ],
     "identity_center_issuer_url": [
         (
             'var.identity_center_issuer_url == "" || '
@@ -229,6 +223,17 @@ CROSS_CHECKS: dict[str, list[tuple[str, str]]] = {
         )
     ],
 }
+
+
+# Rules across variables that validation blocks cannot hold (they would reference each other,
+# a cycle), checked before the functions are created.
+PRECONDITIONS = [
+    (
+        "(var.bedrock_guardrail_id == null) == (var.bedrock_guardrail_version == null)",
+        "The bedrock_guardrail_id and bedrock_guardrail_version variables are set together "
+        "or not at all.",
+    )
+]
 
 
 # The module ------------------------------------------------------------------------------
@@ -291,6 +296,14 @@ class ComputeModule(ComputeStack):
         for node in self.node.find_all():
             if hasattr(node, "tags_input"):
                 node.add_override("tags", tags)
+        for function in self.functions.functions.values():
+            function.add_override(
+                "lifecycle.precondition",
+                [
+                    {"condition": f"${{{condition}}}", "error_message": message}
+                    for condition, message in PRECONDITIONS
+                ],
+            )
 
     def _configure(self, config: ComputeConfig) -> ComputeConfig:
         values: dict[str, Any] = {

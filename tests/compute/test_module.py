@@ -87,7 +87,9 @@ def test_validation_rules_come_from_the_field_constraints(module) -> None:
     )
     # a nullable variable is checked only when set
     assert all(r.startswith("${var.alarm_email == null ||") for r in rules["alarm_email"])
-    assert any("bedrock_guardrail_id == null" in r for r in rules["bedrock_guardrail_version"])
+    for function in module["resource"]["aws_lambda_function"].values():
+        (guardrail,) = function["lifecycle"]["precondition"]
+        assert "var.bedrock_guardrail_id == null" in guardrail["condition"]
     for variable in module["variable"].values():
         for check in variable.get("validation", []):
             message = check["error_message"]
