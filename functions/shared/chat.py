@@ -72,6 +72,7 @@ class _Turn:
     question: Message  # stored; the answer takes the next sequence number
     answer_id: str
     reservation: Reservation  # the budget the turn holds until its answer is stored
+    retried: bool = False  # the question was stored by an earlier turn whose answer failed
 
     @property
     def answer_seq(self) -> int:
@@ -349,8 +350,11 @@ class ChatService:
         budget = self.settings.history_budget_tokens * BYTES_PER_TOKEN - prompt_bytes(
             content, citations
         )
-        history = self.store.messages.recent(session_id, max(budget, 0))
+        history = self.store.repair(
+            user_id, session, self.store.messages.recent(session_id, max(budget, 0)), to_end=True
+        )
         question = failed_attempt(history, content)
+        retried = question is not None
         if question is not None:  # a retry: this question is stored, and its answer's slot failed
             history = history[:-2]
         model_id = (
@@ -372,7 +376,16 @@ class ChatService:
         except BaseException:
             self.ledger.release(reservation)
             raise
-        return _Turn(user_id, session, request, citations, question, str(uuid.uuid4()), reservation)
+        return _Turn(
+            user_id,
+            session,
+            request,
+            citations,
+            question,
+            str(uuid.uuid4()),
+            reservation,
+            retried=retried,
+        )
 
     def _finish(
         self,
@@ -396,7 +409,7 @@ class ChatService:
             stop_reason=stop_reason,
         )
         try:
-            self.store.finish_turn(turn.user_id, message)
+            self.store.finish_turn(turn.user_id, message, replaces_failed=turn.retried)
         finally:  # stored or not, the model call is paid for
             self.ledger.settle(turn.reservation, usage)
         record_turn(turn.request["modelId"], message)
