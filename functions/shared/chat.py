@@ -27,9 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from functions.shared import aws
+from functions.shared import aws, deadline
 from functions.shared.contract import Metric
-from functions.shared.errors import BadRequest, NotFound, is_throttling, translate, upstream_errors
+from functions.shared.errors import (
+    BadRequest,
+    NotFound,
+    UpstreamError,
+    is_throttling,
+    translate,
+    upstream_errors,
+)
 from functions.shared.models import Citation, Message, MessageStatus, Session, Usage
 from functions.shared.observability import count, logger, record_turn
 from functions.shared.prompting import model_request, prompt_bytes
@@ -338,7 +345,17 @@ class ChatService:
             runtime = aws.client("bedrock-runtime")
             call = runtime.converse_stream if streaming else runtime.converse
             with self._failing(turn), upstream_errors("the model call"):
-                response = call(**turn.request)
+                response = (
+                    call(**turn.request)
+                    if streaming  # the stream's reading is bounded by ChatStream
+                    else deadline.bounded(
+                        lambda: call(**turn.request),
+                        keep=deadline.STORE_SECONDS,
+                        late=lambda: UpstreamError(
+                            "the model did not answer within the time left; retry"
+                        ),
+                    )
+                )
         except BaseException:
             self.leases.release(lease)
             raise

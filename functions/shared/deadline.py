@@ -32,15 +32,18 @@ The budget, in seconds before the deadline:
 from __future__ import annotations
 
 import contextvars
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from functions.shared.errors import Throttled, is_throttling
+from functions.shared.observability import tracer
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -62,6 +65,9 @@ _ATTEMPT_SECONDS = {
     "bedrock-runtime": STORE_SECONDS,
     "bedrock-agent-runtime": STORE_SECONDS,
 }
+
+
+T = TypeVar("T")
 
 
 class _Context(Protocol):
@@ -135,6 +141,41 @@ def pause(seconds: float, then_needs: float, doing: str) -> None:
         time.sleep(seconds)
     else:
         deadline.sleep(seconds, then_needs, doing)
+
+
+def bounded(call: Callable[[], T], *, keep: float, late: Callable[[], Exception]) -> T:
+    """``call()``, given up (``late()`` is raised) when it has not returned while ``keep``
+    seconds and the answer's are still left before the bound deadline; without a deadline,
+    simply ``call()``.
+
+    For the one call whose length botocore cannot bound per request: a model's whole answer
+    (``converse``), whose read timeout is minutes. The call runs on a daemon thread with this
+    context and X-Ray trace entity (so it shows in the invocation's trace); given up, it is left
+    to finish or fail on its own, and its result is dropped.
+    """
+    bound = current()
+    if bound is None:
+        return call()
+    outcome: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    context = contextvars.copy_context()
+    trace_entity = None if tracer.disabled else tracer.provider.get_trace_entity()
+
+    def run() -> None:
+        if trace_entity is not None:
+            tracer.provider.set_trace_entity(trace_entity)
+        try:
+            outcome.put((True, context.run(call)))
+        except BaseException as error:  # handed to the waiting caller
+            outcome.put((False, error))
+
+    threading.Thread(target=run, name="bounded-call", daemon=True).start()
+    try:
+        succeeded, value = outcome.get(timeout=max(bound.remaining() - keep - ANSWER_SECONDS, 0))
+    except queue.Empty:
+        raise late() from None
+    if not succeeded:
+        raise value
+    return value
 
 
 def install(client: BaseClient, service: str) -> None:
