@@ -23,7 +23,7 @@ import pytest
 from botocore.retries.standard import DEFAULT_MAX_ATTEMPTS
 
 from compute.config import ComputeConfig
-from devserver.bedrock import BedrockFake
+from devserver.bedrock import CONVERSE, BedrockFake
 from devserver.moto import MotoServer
 from functions.cleanup import handler as cleanup
 from functions.main.handler import handler as main_handler
@@ -90,9 +90,16 @@ def faults(
         yield p
 
 
-def _rest_turn(rest: Rest, session_id: str, timeout_ms: int, content: str = "hi") -> Invocation:
+def _rest_turn(
+    rest: Rest,
+    session_id: str,
+    timeout_ms: int,
+    content: str = "hi",
+    *,
+    kill_when: threading.Event | None = None,
+) -> Invocation:
     event = rest.event("POST", f"/sessions/{session_id}/messages", body={"content": content})
-    return invoke(main_handler, event, LambdaContext(timeout_ms=timeout_ms))
+    return invoke(main_handler, event, LambdaContext(timeout_ms=timeout_ms), kill_when=kill_when)
 
 
 def _ws_turn(
@@ -251,15 +258,21 @@ def test_a_function_killed_mid_stream_leaves_a_slot_that_the_next_turn_repairs(
     assert items[1]["stop_reason"]["S"] == "abandoned"
 
 
-def test_a_rest_turn_killed_at_its_timeout_leaves_a_slot_that_the_next_read_repairs(
+def test_a_rest_turn_killed_mid_call_leaves_a_slot_that_the_next_read_repairs(
     rest: Rest, bedrock: BedrockFake
 ) -> None:
-    """The model takes longer than the function may run: Lambda kills the turn (API
-    Gateway's 504). Listing the session's messages after that invocation's deadline fills
-    the empty slot, and says so."""
+    """The function dies while the model answers (a crash; API Gateway's 502 or 504). Listing
+    the session's messages after that invocation's deadline fills the empty slot, and says so."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    bedrock.response_delay = SHORT_TIMEOUT_MS / 1000 + 5
-    killed = _rest_turn(rest, session_id, SHORT_TIMEOUT_MS)
+    bedrock.response_delay = 3
+    model_called = threading.Event()
+    watcher = threading.Thread(
+        target=_set_when,
+        args=(model_called, lambda: bool(bedrock.requests_for(CONVERSE))),
+        daemon=True,
+    )
+    watcher.start()
+    killed = _rest_turn(rest, session_id, SHORT_TIMEOUT_MS, kill_when=model_called)
     bedrock.response_delay = 0
     assert killed.killed
     assert _count_and_stored(session_id) == (2, [1])
@@ -271,6 +284,24 @@ def test_a_rest_turn_killed_at_its_timeout_leaves_a_slot_that_the_next_read_repa
         ("assistant", "failed", "abandoned"),
     ]
     _consistent(session_id)
+
+
+def test_a_model_slower_than_the_time_left_answers_502_before_the_deadline(
+    rest: Rest, bedrock: BedrockFake
+) -> None:
+    """``converse`` waits for the whole answer, and its read timeout is minutes: the REST turn
+    gives the model only the time left before its deadline, then answers 502 itself and
+    stores the failed marker, instead of being killed (API Gateway's 504)."""
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    bedrock.response_delay = CONFIGURED_TIMEOUT_MS / 1000 + 5
+    invocation = _rest_turn(rest, session_id, CONFIGURED_TIMEOUT_MS)
+    bedrock.response_delay = 0
+    status, _, body = _answer(invocation)
+    assert (status, body["error"]["code"]) == (502, "upstream_error"), body
+    elapsed = CONFIGURED_TIMEOUT_MS - invocation.remaining_ms
+    assert elapsed < REST_INTEGRATION_TIMEOUT_SECONDS * 1000, elapsed
+    items = _consistent(session_id)
+    assert (items[1]["status"]["S"], items[1]["stop_reason"]["S"]) == ("failed", "upstream_error")
 
 
 def test_a_slot_whose_turn_may_still_answer_is_not_repaired(
