@@ -15,6 +15,7 @@ import base64
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -65,9 +66,12 @@ def _writes(
     return match
 
 
-# Every write of a turn: the answer slot's lease (taken, freed), the budget's hold and
-# settlement, the question's and the answer's transactions.
+# Every write of a turn: its idempotency key's claim and result, the answer slot's lease
+# (taken, freed), the budget's hold and settlement, the question's and the answer's
+# transactions. The matrix's turns carry an idempotency key, so all of them happen.
 TURN_WRITES = {
+    "claim": _writes("PutItem", marker="request_hash"),
+    "result": _writes("UpdateItem", marker=":done"),
     "lease": _writes("PutItem", marker="lease#"),
     "hold": _writes("UpdateItem", marker="reserved_by"),
     "question": _writes("TransactWriteItems", transaction_role="user"),
@@ -97,8 +101,12 @@ def _rest_turn(
     content: str = "hi",
     *,
     kill_when: threading.Event | None = None,
+    idempotency_key: str | None = None,
 ) -> Invocation:
-    event = rest.event("POST", f"/sessions/{session_id}/messages", body={"content": content})
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+    event = rest.event(
+        "POST", f"/sessions/{session_id}/messages", body={"content": content}, headers=headers
+    )
     return invoke(main_handler, event, LambdaContext(timeout_ms=timeout_ms), kill_when=kill_when)
 
 
@@ -110,13 +118,15 @@ def _ws_turn(
     *,
     content: str = "hi",
     kill_when: threading.Event | None = None,
+    idempotency_key: str | None = None,
 ) -> Invocation:
     event = load_event("websocket-message")
     event["requestContext"]["routeKey"] = "$default"
     event["requestContext"]["connectionId"] = connection_id
-    event["body"] = json.dumps(
-        {"action": "sendMessage", "session_id": session_id, "content": content}
-    )
+    frame = {"action": "sendMessage", "session_id": session_id, "content": content}
+    if idempotency_key:
+        frame["idempotency_key"] = idempotency_key
+    event["body"] = json.dumps(frame)
     context = LambdaContext(timeout_ms=timeout_ms)
     return invoke(websocket_handler, event, context, kill_when=kill_when)
 
@@ -188,7 +198,7 @@ def test_every_fault_on_every_write_of_a_rest_turn_answers_before_the_deadline(
 ) -> None:
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     FAULTS[fault](faults, TURN_WRITES[write])
-    invocation = _rest_turn(rest, session_id, SHORT_TIMEOUT_MS)
+    invocation = _rest_turn(rest, session_id, SHORT_TIMEOUT_MS, idempotency_key=str(uuid.uuid4()))
     faults.release()
     status, headers, body = _answer(invocation)
     if status != 200:
@@ -212,7 +222,9 @@ def test_every_fault_on_every_write_of_a_streamed_turn_ends_in_a_frame_before_th
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     connection_id = ws.open()
     FAULTS[fault](faults, TURN_WRITES[write])
-    invocation = _ws_turn(ws, connection_id, session_id, SHORT_TIMEOUT_MS)
+    invocation = _ws_turn(
+        ws, connection_id, session_id, SHORT_TIMEOUT_MS, idempotency_key=str(uuid.uuid4())
+    )
     faults.release()
     assert faults.injected  # the write was reached
     assert not invocation.killed, "killed at the timeout: the client got no last frame"
