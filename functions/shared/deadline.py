@@ -54,6 +54,8 @@ DYNAMODB_READ_SECONDS = 2
 DYNAMODB_ATTEMPT_SECONDS = float(DYNAMODB_CONNECT_SECONDS + DYNAMODB_READ_SECONDS)
 LIMITER_WAIT_SECONDS = 2.0
 STORE_SECONDS = DYNAMODB_ATTEMPT_SECONDS + 1.0
+# Without a Lambda context (a local call, never in Lambda): Lambda's longest timeout.
+NO_CONTEXT_SECONDS = 900.0
 # botocore's standard backoff: rand(0, 1) * min(scale * 2 ** (attempt - 1), 20) seconds, the
 # scale 1 s after throttling (less after other errors): this is its longest sleep.
 MAX_BACKOFF_SECONDS = 20.0
@@ -85,10 +87,11 @@ class Deadline:
     at: float
 
     @classmethod
-    def of(cls, context: _Context, limit_seconds: float | None = None) -> Deadline:
+    def of(cls, context: _Context | object, limit_seconds: float | None = None) -> Deadline:
         """The invocation's deadline: Lambda's remaining time, or ``limit_seconds`` from now
         (REST's integration timeout) when that comes first."""
-        remaining = context.get_remaining_time_in_millis() / 1000
+        countdown = getattr(context, "get_remaining_time_in_millis", None)
+        remaining = countdown() / 1000 if callable(countdown) else NO_CONTEXT_SECONDS
         if limit_seconds is not None:
             remaining = min(remaining, limit_seconds)
         return cls(time.monotonic() + remaining)

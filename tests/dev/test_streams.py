@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from devserver.lambda_pool import FunctionError
-from devserver.moto import MotoServer
+from devserver.moto import MotoServer, aws_env
 from devserver.stack import StackError, StreamMapping
 from devserver.streams import StreamPoller, TtlSweeper, matches
 from functions.shared.contract import SESSIONS
@@ -61,7 +61,11 @@ class Function:
 
 
 @pytest.fixture
-def table(moto_env: dict[str, str], moto_server: MotoServer) -> Iterator[tuple[str, str]]:
+def table(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """A table of its own with a stream. moto's state is the process's, shared with the dev
+    server's moto in this worker, so nothing is reset: the name is new instead."""
+    for variable, value in aws_env(moto_server.url).items():
+        monkeypatch.setenv(variable, value)
     name = f"streams-{uuid.uuid4().hex[:8]}"
     arn = create_table(boto3.client("dynamodb"), SESSIONS, name, stream_view_type="KEYS_ONLY")
     assert arn is not None

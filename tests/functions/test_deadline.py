@@ -24,7 +24,7 @@ import pytest
 from botocore.retries.standard import DEFAULT_MAX_ATTEMPTS
 
 from compute.config import ComputeConfig
-from devserver.bedrock import CONVERSE, BedrockFake
+from devserver.bedrock import BedrockFake
 from devserver.moto import MotoServer
 from functions.cleanup import handler as cleanup
 from functions.main.handler import handler as main_handler
@@ -276,15 +276,15 @@ def test_a_rest_turn_killed_mid_call_leaves_a_slot_that_the_next_read_repairs(
     """The function dies while the model answers (a crash; API Gateway's 502 or 504). Listing
     the session's messages after that invocation's deadline fills the empty slot, and says so."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    bedrock.response_delay = 3
-    model_called = threading.Event()
+    bedrock.response_delay = 3  # the model is still answering when the question is stored
+    question_stored = threading.Event()
     watcher = threading.Thread(
         target=_set_when,
-        args=(model_called, lambda: bool(bedrock.requests_for(CONVERSE))),
+        args=(question_stored, lambda: _count_and_stored(session_id) == (2, [1])),
         daemon=True,
     )
     watcher.start()
-    killed = _rest_turn(rest, session_id, SHORT_TIMEOUT_MS, kill_when=model_called)
+    killed = _rest_turn(rest, session_id, SHORT_TIMEOUT_MS, kill_when=question_stored)
     bedrock.response_delay = 0
     assert killed.killed
     assert _count_and_stored(session_id) == (2, [1])
