@@ -54,6 +54,10 @@ DYNAMODB_READ_SECONDS = 2
 DYNAMODB_ATTEMPT_SECONDS = float(DYNAMODB_CONNECT_SECONDS + DYNAMODB_READ_SECONDS)
 LIMITER_WAIT_SECONDS = 2.0
 STORE_SECONDS = DYNAMODB_ATTEMPT_SECONDS + 1.0
+# A function configured shorter than the budget (under 8 s) could never call DynamoDB under
+# it: there, what a check asks for is capped at this share of the invocation's whole time, and
+# the worst case (a held request) is no longer covered.
+MAX_SHARE = 0.5
 # Without a Lambda context (a local call, never in Lambda): Lambda's longest timeout.
 NO_CONTEXT_SECONDS = 900.0
 # botocore's standard backoff: rand(0, 1) * min(scale * 2 ** (attempt - 1), 20) seconds, the
@@ -82,9 +86,11 @@ class DeadlineExceeded(Throttled):
 
 @dataclass(frozen=True)
 class Deadline:
-    """The moment (``time.monotonic()``) by which the invocation must have answered."""
+    """The moment (``time.monotonic()``) by which the invocation must have answered, and the
+    invocation's whole time (seconds) until then."""
 
     at: float
+    total: float
 
     @classmethod
     def of(cls, context: _Context | object, limit_seconds: float | None = None) -> Deadline:
@@ -94,15 +100,19 @@ class Deadline:
         remaining = countdown() / 1000 if callable(countdown) else NO_CONTEXT_SECONDS
         if limit_seconds is not None:
             remaining = min(remaining, limit_seconds)
-        return cls(time.monotonic() + remaining)
+        return cls(time.monotonic() + remaining, remaining)
 
     def remaining(self) -> float:
         """Seconds until the deadline (negative once past it)."""
         return self.at - time.monotonic()
 
+    def needs(self, seconds: float) -> float:
+        """What must be left for ``seconds`` of work and the answer (see :data:`MAX_SHARE`)."""
+        return min(seconds + ANSWER_SECONDS, self.total * MAX_SHARE)
+
     def require(self, seconds: float, doing: str) -> None:
         """:class:`DeadlineExceeded` unless ``seconds`` and the answer still fit."""
-        if self.remaining() < seconds + ANSWER_SECONDS:
+        if self.remaining() < self.needs(seconds):
             raise DeadlineExceeded(f"no time left for {doing} before the deadline; retry later")
 
     def sleep(self, seconds: float, then_needs: float, doing: str) -> None:
@@ -173,7 +183,7 @@ def bounded(call: Callable[[], T], *, keep: float, late: Callable[[], Exception]
 
     threading.Thread(target=run, name="bounded-call", daemon=True).start()
     try:
-        succeeded, value = outcome.get(timeout=max(bound.remaining() - keep - ANSWER_SECONDS, 0))
+        succeeded, value = outcome.get(timeout=max(bound.remaining() - bound.needs(keep), 0))
     except queue.Empty:
         raise late() from None
     if not succeeded:
@@ -219,7 +229,7 @@ def _needs_retry(attempt: float, service: str) -> Callable[..., None]:
         if deadline is None or not _retryable(response, caught_exception):
             return
         backoff = min(2.0 ** (attempts - 1), MAX_BACKOFF_SECONDS)
-        if deadline.remaining() < backoff + attempt + ANSWER_SECONDS:
+        if deadline.remaining() < backoff + deadline.needs(attempt):
             error = DeadlineExceeded(f"no time left to retry {service} before the deadline")
             raise error from caught_exception
 
