@@ -2,7 +2,8 @@
 
 Order matters: backends first (DynamoDB with the stack's tables, the local model, the OIDC
 issuer), then the WebSocket management API (its URL goes into the websocket function's
-environment), then one warm worker per function, then the two APIs start accepting clients.
+environment), then one warm worker per function, then the event source mappings start reading
+the tables' streams (and the TTL sweeper its tables), then the two APIs start accepting clients.
 :meth:`DevServer.stop` stops all of it, workers included, in the reverse order.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from devserver import identity
 from devserver.bedrock import BedrockFake
@@ -26,7 +27,8 @@ from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SEC
 from devserver.moto import FAKE_CREDENTIAL, MotoServer
 from devserver.oidc import LocalIssuer
 from devserver.rest_gateway import RestGateway
-from devserver.stack import Stack, is_websocket_callback, load_stack
+from devserver.stack import Stack, StackError, is_websocket_callback, load_stack
+from devserver.streams import SWEEP_SECONDS, StreamPoller, TtlSweeper
 from devserver.websocket_gateway import Limits, WebSocketGateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +79,8 @@ class DevServer:
         self.functions: Lambda | None = None
         self.rest: RestGateway | None = None
         self.websocket: WebSocketGateway | None = None
+        self.pollers: list[StreamPoller] = []
+        self.ttl: TtlSweeper | None = None
         self._workdir: Path | None = None
         self._stopped = threading.Event()
 
@@ -123,6 +127,7 @@ class DevServer:
             env = self.stack.environment(function, self._override) | backend
             self.functions.add(function, env)
         self.functions.warm_all()
+        self._start_streams(dynamodb)
         self.websocket.start()
         self.rest = RestGateway(
             self.stack.rest,
@@ -132,6 +137,48 @@ class DevServer:
             access_log=lambda line: self.log("rest-api", line),
         ).start()
         self._write_endpoints()
+
+    def _start_streams(self, endpoint: str) -> None:
+        """A poller per event source mapping, and the TTL sweeper of every table with a TTL."""
+        assert self.functions is not None
+        functions = self.functions
+        env = self.backend_env(endpoint)
+        client = _client("dynamodb", endpoint, env)
+        tables = self.stack.tables.values()
+        self.ttl = TtlSweeper(
+            client,
+            {
+                table.name: (table.ttl_attribute, tuple(name for name, _ in table.key_schema))
+                for table in tables
+                if table.ttl_attribute
+            },
+        )
+        threading.Thread(target=self._sweep, name="ttl-sweeper", daemon=True).start()
+        streams = _client("dynamodbstreams", endpoint, env)
+        for mapping in self.stack.stream_mappings:
+            table = self.stack.tables[mapping.table]
+            arn = client.describe_table(TableName=table.name)["Table"].get("LatestStreamArn")
+            if not arn:
+                raise StackError(f"{table.name} has no stream at {endpoint}")
+            name = self.stack.function(mapping.function).name
+            poller = StreamPoller(
+                mapping,
+                table.name,
+                arn,
+                streams,
+                invoke=lambda event, target=mapping.function: functions.invoke(target, event),
+                log=lambda line, name=name: self.log(f"{name}-mapping", line),
+                sweeper=self.ttl,
+            )
+            self.pollers.append(poller.start())
+
+    def _sweep(self) -> None:
+        while not self._stopped.wait(SWEEP_SECONDS):
+            try:
+                if self.ttl is not None:
+                    self.ttl.sweep()
+            except Exception as error:  # the sweeper outlives a bad scan, as DynamoDB's does
+                self.log("ttl", f"sweeping failed: {error!r}")
 
     def _write_endpoints(self) -> None:
         """Where ``make chat`` finds the running server when given no URL."""
@@ -150,6 +197,8 @@ class DevServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        for poller in self.pollers:
+            poller.stop()
         for stop in (
             self.rest and self.rest.stop,
             self.websocket and self.websocket.stop,
@@ -297,19 +346,21 @@ def create_mac_keys(stack: Stack, endpoint: str | None, env: Mapping[str, str]) 
 
 
 def create_tables(stack: Stack, endpoint: str, env: Mapping[str, str]) -> None:
-    """Create the stack's tables (keys, GSIs, TTL) at ``endpoint``, keeping existing ones."""
-    import boto3
-
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID", FAKE_CREDENTIAL),
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", FAKE_CREDENTIAL),
-    )
+    """Create the stack's tables (keys, GSIs, TTL, stream) at ``endpoint``, keeping existing
+    ones (whose stream is turned on when the stack has one and they do not)."""
+    client = _client("dynamodb", endpoint, env)
     existing = set(client.list_tables().get("TableNames", []))
     for table in stack.tables.values():
         if table.name in existing:
+            described = client.describe_table(TableName=table.name)["Table"]
+            if table.stream_view_type and not described.get("LatestStreamArn"):
+                client.update_table(
+                    TableName=table.name,
+                    StreamSpecification={
+                        "StreamEnabled": True,
+                        "StreamViewType": table.stream_view_type,
+                    },
+                )
             continue
         client.create_table(**table.create_table_params())
         if table.ttl_attribute:
@@ -317,3 +368,16 @@ def create_tables(stack: Stack, endpoint: str, env: Mapping[str, str]) -> None:
                 TableName=table.name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
             )
+
+
+def _client(service: str, endpoint: str, env: Mapping[str, str]) -> Any:
+    """A client of the local DynamoDB (or its streams) with the functions' credentials."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID", FAKE_CREDENTIAL),
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", FAKE_CREDENTIAL),
+    )

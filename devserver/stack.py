@@ -4,8 +4,10 @@ the dev server serves.
 Everything comes from that JSON, never from ``compute/`` or the contract: the functions (zip,
 handler, runtime, timeout, memory, reserved concurrency, environment), the REST API's routes,
 methods, authorizers, gateway responses and stage, the WebSocket API's routes, authorizer and
-stage, and the tables' key schemas. So what ``make dev`` serves is what Terraform would deploy,
-and a change to the stack shows up locally without a second description to keep in step.
+stage, the tables' key schemas and streams, and the event source mappings from those streams
+to functions (filter, batch size, retries, failure destination). So what ``make dev`` serves
+is what Terraform would deploy, and a change to the stack shows up locally without a second
+description to keep in step.
 
 Terraform references (``${aws_dynamodb_table.x.name}``) are resolved to the values they take
 locally; a reference this reader does not know is an error rather than a silent empty string.
@@ -124,6 +126,7 @@ class Table:
     attributes: tuple[tuple[str, str], ...]  # (attribute, S|N|B)
     indexes: tuple[Mapping[str, Any], ...] = ()  # GlobalSecondaryIndexes entries
     ttl_attribute: str | None = None
+    stream_view_type: str | None = None  # None: no stream
 
     def create_table_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -136,6 +139,11 @@ class Table:
         }
         if self.indexes:
             params["GlobalSecondaryIndexes"] = [dict(index) for index in self.indexes]
+        if self.stream_view_type:
+            params["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": self.stream_view_type,
+            }
         return params
 
 
@@ -149,6 +157,22 @@ class MacKey:
 
 
 @dataclass(frozen=True)
+class StreamMapping:
+    """One ``aws_lambda_event_source_mapping`` from a table's stream to a function."""
+
+    function: str  # resource id of the function
+    table: str  # resource id of the table whose stream it reads
+    batch_size: int
+    starting_position: str  # TRIM_HORIZON or LATEST
+    patterns: tuple[Mapping[str, Any], ...]  # filter_criteria patterns; empty: every record
+    report_batch_item_failures: bool
+    bisect_batch_on_function_error: bool
+    maximum_retry_attempts: int  # -1: until the record expires
+    maximum_record_age_seconds: int  # -1: the stream's own 24 hours
+    failure_destination: str | None  # the on-failure destination's name (an SQS queue)
+
+
+@dataclass(frozen=True)
 class Stack:
     path: Path
     functions: Mapping[str, Function]
@@ -157,6 +181,7 @@ class Stack:
     tables: Mapping[str, Table]  # resource id -> table
     region: str
     mac_keys: Mapping[str, MacKey] = field(default_factory=dict)  # resource id -> key
+    stream_mappings: tuple[StreamMapping, ...] = ()
     # resource id -> ARN of the key created for it locally (bind_key)
     _key_arns: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -235,6 +260,7 @@ def load_stack(path: Path) -> Stack:
         tables=tables,
         region=region,
         mac_keys=mac_keys,
+        stream_mappings=_stream_mappings(resources, functions, tables),
     )
 
 
@@ -291,7 +317,46 @@ def _table(body: Mapping[str, Any]) -> Table:
         attributes=tuple((a["name"], a["type"]) for a in body.get("attribute", [])),
         indexes=tuple(indexes),
         ttl_attribute=ttl.get("attribute_name") if ttl.get("enabled") else None,
+        stream_view_type=body.get("stream_view_type") if body.get("stream_enabled") else None,
     )
+
+
+def _stream_mappings(
+    resources: Mapping[str, dict[str, Any]],
+    functions: Mapping[str, Function],
+    tables: Mapping[str, Table],
+) -> tuple[StreamMapping, ...]:
+    """The mappings whose source is a table's stream (the only kind the stack has)."""
+    queues = resources.get("aws_sqs_queue", {})
+    mappings = []
+    for rid, body in resources.get("aws_lambda_event_source_mapping", {}).items():
+        table = _referenced_id(body.get("event_source_arn"), "aws_dynamodb_table")
+        function = _referenced_id(body.get("function_name"), "aws_lambda_function")
+        if table not in tables or function not in functions:
+            raise StackError(f"event source mapping {rid}: not from a table's stream to a function")
+        destination = (
+            body.get("destination_config", {}).get("on_failure", {}).get("destination_arn")
+        )
+        queue = _referenced_id(destination, "aws_sqs_queue")
+        filters = body.get("filter_criteria", {}).get("filter", [])
+        mappings.append(
+            StreamMapping(
+                function=function,
+                table=table,
+                batch_size=int(body.get("batch_size", 100)),
+                starting_position=body.get("starting_position", "LATEST"),
+                patterns=tuple(json.loads(item["pattern"]) for item in filters),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in body.get("function_response_types", []),
+                bisect_batch_on_function_error=bool(
+                    body.get("bisect_batch_on_function_error", False)
+                ),
+                maximum_retry_attempts=int(body.get("maximum_retry_attempts", -1)),
+                maximum_record_age_seconds=int(body.get("maximum_record_age_in_seconds", -1)),
+                failure_destination=queues[queue]["name"] if queue in queues else destination,
+            )
+        )
+    return tuple(mappings)
 
 
 def _referenced_id(value: Any, kind: str) -> str | None:

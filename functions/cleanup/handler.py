@@ -34,7 +34,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.cleanup.settings import Settings
-from functions.shared import aws
+from functions.shared import aws, deadline
 from functions.shared.contract import SESSIONS
 from functions.shared.observability import count, logger, metrics, tracer
 from functions.shared.store import MessageRepository
@@ -91,9 +91,13 @@ def clean(record: DynamoDBRecord) -> int:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """``{"batchItemFailures": [...]}``: the sequence numbers of the records to retry."""
-    return dict(
-        process_partial_response(
-            event=event, record_handler=clean, processor=processor, context=context
+    """``{"batchItemFailures": [...]}``: the sequence numbers of the records to retry.
+
+    A record whose deletes would run past the deadline fails (and is retried) rather than
+    letting Lambda kill the invocation, which would retry the whole batch."""
+    with deadline.bound(deadline.Deadline.of(context)):
+        return dict(
+            process_partial_response(
+                event=event, record_handler=clean, processor=processor, context=context
+            )
         )
-    )

@@ -13,6 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from functions.main.app import app
+from functions.shared import deadline
+from functions.shared.contract import REST_INTEGRATION_TIMEOUT_SECONDS
 from functions.shared.observability import logger, metrics, tracer
 
 _asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
@@ -22,4 +24,8 @@ _asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
 @tracer.capture_lambda_handler(capture_response=False)  # answers hold users' chats
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _asgi(event, context)
+    """Answer within the invocation's deadline: Lambda's timeout or API Gateway's integration
+    timeout, whichever comes first (past the latter the client has API Gateway's 504)."""
+    limit = deadline.Deadline.of(context, REST_INTEGRATION_TIMEOUT_SECONDS)
+    with deadline.bound(limit):
+        return _asgi(event, context)

@@ -163,14 +163,16 @@ class MessageOut(_Output):
         description=(
             "Answers only (questions are always complete): `complete` when the model finished, "
             "`incomplete` when the answer stopped short (see `stop_reason`), `failed` (no "
-            "content) when the model call or stream failed."
+            "content) when the model call or stream failed, or when the turn ended without "
+            "storing its answer (stop reason `abandoned`)."
         )
     )
     stop_reason: str | None = Field(
         description=(
             "Why the answer ended: the model's stop reason (`end_turn`, `max_tokens`, "
             "`guardrail_intervened`, ...), `timeout` (the function ran out of time), "
-            "`interrupted` (the stream ended early), or for `failed` the error code. "
+            "`interrupted` (the stream ended early), or for `failed` the error code, or "
+            "`abandoned` (the slot was filled by a later turn or read). "
             "Null on questions."
         )
     )

@@ -12,7 +12,11 @@ is the WebSocket management API's, which API Gateway defines per API and stage.
 Retries use botocore's adaptive mode: exponential backoff with jitter, plus a client-side rate
 limiter that slows down after throttling, so a burst is absorbed before a 503 reaches the user.
 The number of attempts is botocore's own setting (``AWS_MAX_ATTEMPTS``, default 3 attempts and 4
-for DynamoDB), so it can be tuned per function without a code change.
+for DynamoDB), so it can be tuned per function without a code change. Whatever the number,
+no attempt starts, and no retry sleeps, past the invocation's deadline
+(:func:`functions.shared.deadline.install`): one call cannot outlive it. DynamoDB's timeouts are
+short (1 s to connect, 2 s to read: it answers in milliseconds), so a held request is given up
+while there is still time to try again or to answer.
 """
 
 from __future__ import annotations
@@ -20,14 +24,21 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from functions.shared import deadline
+
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
 CONNECT_TIMEOUT_SECONDS = 2
 DEFAULT_READ_TIMEOUT_SECONDS = 10
+CONNECT_TIMEOUTS = {"dynamodb": deadline.DYNAMODB_CONNECT_SECONDS}
 # Bedrock answers after the whole completion (converse) or between stream events; long answers
 # take tens of seconds, bounded anyway by the function's own timeout.
-READ_TIMEOUT_SECONDS = {"bedrock-runtime": 120, "bedrock-agent-runtime": 30}
+READ_TIMEOUT_SECONDS = {
+    "bedrock-runtime": 120,
+    "bedrock-agent-runtime": 30,
+    "dynamodb": deadline.DYNAMODB_READ_SECONDS,
+}
 MAX_POOL_CONNECTIONS = 20
 
 _lock = threading.Lock()
@@ -63,7 +74,7 @@ def _new_client(service: str, endpoint_url: str | None) -> BaseClient:
     from botocore.config import Config
 
     config = Config(
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        connect_timeout=CONNECT_TIMEOUTS.get(service, CONNECT_TIMEOUT_SECONDS),
         read_timeout=READ_TIMEOUT_SECONDS.get(service, DEFAULT_READ_TIMEOUT_SECONDS),
         retries={"mode": "adaptive"},
         max_pool_connections=MAX_POOL_CONNECTIONS,
@@ -71,4 +82,6 @@ def _new_client(service: str, endpoint_url: str | None) -> BaseClient:
     )
     if _session is None:
         _session = boto3.session.Session()
-    return _session.client(service, endpoint_url=endpoint_url, config=config)
+    created = _session.client(service, endpoint_url=endpoint_url, config=config)
+    deadline.install(created, service)
+    return created

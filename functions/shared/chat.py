@@ -27,9 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from functions.shared import aws
+from functions.shared import aws, deadline
 from functions.shared.contract import Metric
-from functions.shared.errors import BadRequest, NotFound, is_throttling, translate, upstream_errors
+from functions.shared.errors import (
+    BadRequest,
+    NotFound,
+    UpstreamError,
+    is_throttling,
+    translate,
+    upstream_errors,
+)
 from functions.shared.models import Citation, Message, MessageStatus, Session, Usage
 from functions.shared.observability import count, logger, record_turn
 from functions.shared.prompting import model_request, prompt_bytes
@@ -72,6 +79,7 @@ class _Turn:
     question: Message  # stored; the answer takes the next sequence number
     answer_id: str
     reservation: Reservation  # the budget the turn holds until its answer is stored
+    retried: bool = False  # the question was stored by an earlier turn whose answer failed
 
     @property
     def answer_seq(self) -> int:
@@ -337,7 +345,17 @@ class ChatService:
             runtime = aws.client("bedrock-runtime")
             call = runtime.converse_stream if streaming else runtime.converse
             with self._failing(turn), upstream_errors("the model call"):
-                response = call(**turn.request)
+                response = (
+                    call(**turn.request)
+                    if streaming  # the stream's reading is bounded by ChatStream
+                    else deadline.bounded(
+                        lambda: call(**turn.request),
+                        keep=deadline.STORE_SECONDS,
+                        late=lambda: UpstreamError(
+                            "the model did not answer within the time left; retry"
+                        ),
+                    )
+                )
         except BaseException:
             self.leases.release(lease)
             raise
@@ -349,8 +367,11 @@ class ChatService:
         budget = self.settings.history_budget_tokens * BYTES_PER_TOKEN - prompt_bytes(
             content, citations
         )
-        history = self.store.messages.recent(session_id, max(budget, 0))
+        history = self.store.repair(
+            user_id, session, self.store.messages.recent(session_id, max(budget, 0)), to_end=True
+        )
         question = failed_attempt(history, content)
+        retried = question is not None
         if question is not None:  # a retry: this question is stored, and its answer's slot failed
             history = history[:-2]
         model_id = (
@@ -372,7 +393,16 @@ class ChatService:
         except BaseException:
             self.ledger.release(reservation)
             raise
-        return _Turn(user_id, session, request, citations, question, str(uuid.uuid4()), reservation)
+        return _Turn(
+            user_id,
+            session,
+            request,
+            citations,
+            question,
+            str(uuid.uuid4()),
+            reservation,
+            retried=retried,
+        )
 
     def _finish(
         self,
@@ -396,7 +426,7 @@ class ChatService:
             stop_reason=stop_reason,
         )
         try:
-            self.store.finish_turn(turn.user_id, message)
+            self.store.finish_turn(turn.user_id, message, replaces_failed=turn.retried)
         finally:  # stored or not, the model call is paid for
             self.ledger.settle(turn.reservation, usage)
         record_turn(turn.request["modelId"], message)

@@ -157,6 +157,9 @@ IDEMPOTENCY = TableSchema(
     hash_key=Key("key", "S"),
 )
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600  # the IETF draft asks for at least a day
+# API Gateway REST's integration timeout: the stack leaves it at its default (and maximum
+# without a quota increase); the main function answers within it (functions/shared/deadline.py).
+REST_INTEGRATION_TIMEOUT_SECONDS = 29
 # Per user: one ledger item per budget period ("day#2026-12-02", "month#2026-12") and one
 # lease item per answer slot ("lease#0", "lease#1", ...), see functions.shared.quota.
 USAGE = TableSchema(

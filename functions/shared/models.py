@@ -93,6 +93,9 @@ class Message:
     usage: Usage | None = None
     status: MessageStatus = "complete"
     stop_reason: str | None = None
+    # Questions only: epoch seconds until which the turn that stored it may still fill its
+    # answer's slot (its invocation's deadline); after that an empty slot is a gap to repair.
+    answer_by: int | None = None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
-from functions.shared import aws
+from functions.shared import aws, deadline
 from functions.shared.contract import (
     CONNECTION_TTL_SECONDS,
     CONNECTIONS,
@@ -56,6 +56,7 @@ from functions.shared.models import (
     Session,
     Usage,
 )
+from functions.shared.observability import count, logger
 from functions.shared.pagination import TokenSigner, derived_key
 
 if TYPE_CHECKING:
@@ -70,8 +71,14 @@ FIRST_HISTORY_PAGE = 4
 MAX_HISTORY_PAGE = 1_000
 BATCH_WRITE_SIZE = 25  # DynamoDB's BatchWriteItem limit
 BATCH_WRITE_ATTEMPTS = 8
-# Attempts at a turn's transaction: enough for 20 concurrent turns in one session.
+# Attempts at a turn's transaction: enough for 20 concurrent turns in one session. Each try
+# and each pause also has to fit before the invocation's deadline (functions.shared.deadline).
 TURN_ATTEMPTS = 40
+# How long a question stored without a deadline (or before answer_by existed) keeps its empty
+# answer slot from repair: Lambda's longest timeout, past which no invocation can still write.
+MAX_INVOCATION_SECONDS = 15 * 60
+# The stop reason of the failed marker that fills an answer slot its turn left empty.
+ABANDONED = "abandoned"
 _SESSION_NOT_FOUND = "session not found"
 
 
@@ -310,20 +317,30 @@ class MessageRepository:
         self._table = table
         self._signer = signer
 
-    def put_request(self, message: Message) -> dict[str, Any]:
+    def put_request(self, message: Message, *, replaces_failed: bool = False) -> dict[str, Any]:
         """A transaction item storing a turn at a ``seq`` reserved by
         :meth:`SessionRepository.reserve`.
 
-        The condition makes a reuse of a sequence number fail instead of overwriting a turn;
-        only a ``failed`` marker may be replaced, by the answer of a retried question.
+        The condition makes a reuse of a sequence number fail instead of overwriting a turn.
+        Only the answer of a retried question (``replaces_failed``) may replace what is there,
+        and only a ``failed`` marker: so a turn's own late answer and the repair of its slot
+        (:meth:`Store.repair`) cannot both be stored, whichever comes first.
         """
+        condition: dict[str, Any] = {
+            "ConditionExpression": "attribute_not_exists(#seq)",
+            "ExpressionAttributeNames": {"#seq": SEQ},
+        }
+        if replaces_failed:
+            condition = {
+                "ConditionExpression": "attribute_not_exists(#seq) OR #status = :failed",
+                "ExpressionAttributeNames": {"#seq": SEQ, "#status": "status"},
+                "ExpressionAttributeValues": dynamodb_item({":failed": "failed"}),
+            }
         return {
             "Put": {
                 "TableName": self._table,
                 "Item": _message_item(message),
-                "ConditionExpression": "attribute_not_exists(#seq) OR #status = :failed",
-                "ExpressionAttributeNames": {"#seq": SEQ, "#status": "status"},
-                "ExpressionAttributeValues": dynamodb_item({":failed": "failed"}),
+                **condition,
                 # On a cancellation: whose message holds the seq (ours, on a retry?).
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -435,7 +452,9 @@ class MessageRepository:
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return len(requests)
-            time.sleep(min(0.05 * 2**attempt, 1.0))
+            deadline.pause(
+                min(0.05 * 2**attempt, 1.0), deadline.DYNAMODB_ATTEMPT_SECONDS, "a batch delete"
+            )
         raise Throttled("DynamoDB kept the batch delete unprocessed; retry later")
 
 
@@ -543,6 +562,7 @@ class Store:
                     role="user",
                     content=content,
                     created_at=timestamp(utc_now()),
+                    answer_by=_answer_by(),
                 )
             items = [
                 self.sessions.reserve(user_id, session.session_id, seen, 2),
@@ -556,13 +576,16 @@ class Store:
                 _pause(attempt)
         raise Throttled("too many concurrent turns in this session; retry later")
 
-    def finish_turn(self, user_id: str, message: Message) -> None:
+    def finish_turn(self, user_id: str, message: Message, *, replaces_failed: bool = False) -> None:
         """Store a turn's answer in its reserved slot, only while the session is the caller's
         and live: a session deleted during the turn gets nothing, and the turn is
-        :class:`NotFound`. Retried on transient failures, because the answer was paid for."""
+        :class:`NotFound`. Retried on transient failures, because the answer was paid for, as
+        long as the invocation's deadline leaves time (else
+        :class:`~functions.shared.deadline.DeadlineExceeded`, and the slot is repaired later).
+        ``replaces_failed``: the answer of a retried question, which fills a ``failed`` slot."""
         items = [
             self.sessions.fence(user_id, message.session_id),
-            self.messages.put_request(message),
+            self.messages.put_request(message, replaces_failed=replaces_failed),
         ]
         for attempt in range(TURN_ATTEMPTS):
             if self._attempt(user_id, message, items, attempt) is None:
@@ -585,6 +608,77 @@ class Store:
                 raise
         _pause(attempt)
         return _UNCHANGED
+
+    def repair(
+        self, user_id: str, session: Session, messages: list[Message], *, to_end: bool
+    ) -> list[Message]:
+        """``messages`` (one stretch of the session's turns, oldest first) with every answer
+        slot its turn left empty filled by a ``failed`` marker (stop reason ``abandoned``).
+
+        A slot is empty when its turn's invocation ended without filling it: killed at its
+        timeout, or DynamoDB refused every write until its deadline. A slot counts as
+        abandoned only once its question's ``answer_by`` (that invocation's deadline) has
+        passed, so a turn still running is left alone; the slot after the last message counts
+        only when the stretch reaches the session's end (``to_end``). Each marker is one
+        conditional put (``attribute_not_exists``) fenced on the live session, so a late
+        answer and the repair cannot both land: whichever comes second is refused. After it
+        ``message_count`` equals the stored messages again. Best effort: a marker that cannot
+        be written now is left for the next read or turn.
+        """
+        now = epoch_seconds(utc_now())
+        repaired: list[Message] = []
+        for index, message in enumerate(messages):
+            repaired.append(message)
+            following = messages[index + 1].seq if index + 1 < len(messages) else None
+            slot = message.seq + 1
+            empty = following > slot if following is not None else to_end
+            if (
+                message.role == "user"
+                and empty
+                and slot <= session.message_count
+                and _abandoned(message, now)
+            ):
+                marker = self._fill(user_id, message, slot)
+                if marker is not None:
+                    repaired.append(marker)
+        return repaired
+
+    def _fill(self, user_id: str, question: Message, slot: int) -> Message | None:
+        """Put the ``abandoned`` marker in ``slot``; what the slot holds afterwards (the marker,
+        or what got there first), or None when it could not be written now."""
+        marker = Message(
+            session_id=question.session_id,
+            seq=slot,
+            message_id=str(uuid.uuid4()),
+            role="assistant",
+            content="",
+            created_at=timestamp(utc_now()),
+            status="failed",
+            stop_reason=ABANDONED,
+        )
+        items = [
+            self.sessions.fence(user_id, question.session_id),
+            self.messages.put_request(marker),
+        ]
+        try:
+            self.sessions.client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            codes = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            if codes[:1] == ["ConditionalCheckFailed"]:
+                raise NotFound(_SESSION_NOT_FOUND) from None
+            if codes[1:2] == ["ConditionalCheckFailed"]:
+                return self.messages.get(question.session_id, slot)  # the answer came first
+            logger.warning("could not repair an abandoned answer slot", exc_info=True)
+            return None
+        except (ConnectionError, HTTPClientError, Throttled):
+            logger.warning("could not repair an abandoned answer slot", exc_info=True)
+            return None
+        logger.info(
+            "repaired an abandoned answer slot",
+            extra={"session_id": question.session_id, "seq": slot},
+        )
+        count("AnswerSlotsRepaired")
+        return marker
 
     def _transact(
         self, user_id: str, message: Message, items: list[dict[str, Any]]
@@ -660,8 +754,26 @@ _UNCHANGED = cast(Session, object())
 
 
 def _pause(attempt: int) -> None:
-    """Jittered backoff between attempts at a contended session."""
-    time.sleep(random.uniform(0, min(0.005 * 2**attempt, 0.1)))  # noqa: S311 - not crypto
+    """Jittered backoff between attempts at a contended session, if the next try still fits
+    before the deadline."""
+    seconds = random.uniform(0, min(0.005 * 2**attempt, 0.1))  # noqa: S311 - not crypto
+    deadline.pause(seconds, deadline.DYNAMODB_ATTEMPT_SECONDS, "the turn's transaction")
+
+
+def _answer_by() -> int:
+    """Until when (epoch seconds) the turn storing a question may still fill its answer slot:
+    the bound deadline, rounded up, else Lambda's longest timeout from now."""
+    bound = deadline.current()
+    left = bound.remaining() if bound is not None else MAX_INVOCATION_SECONDS
+    return math.ceil(time.time() + max(left, 0.0))
+
+
+def _abandoned(question: Message, now: int) -> bool:
+    """Whether the turn that stored ``question`` can no longer fill its answer slot."""
+    if question.answer_by is not None:
+        return now > question.answer_by
+    created = datetime.strptime(question.created_at, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return now > epoch_seconds(created) + MAX_INVOCATION_SECONDS
 
 
 def _keys_by_index(
@@ -783,6 +895,7 @@ def _message_item(message: Message) -> dict[str, Any]:
             "usage": message.usage.to_dict() if message.usage else None,
             "status": message.status if answer else None,
             "stop_reason": (message.stop_reason or None) if answer else None,
+            "answer_by": None if answer else message.answer_by,
         }
     )
 
@@ -805,4 +918,5 @@ def _message(item: Mapping[str, Any]) -> Message:
         usage=Usage(**usage) if usage else None,
         status=cast(MessageStatus, status) if status in MESSAGE_STATUSES else "complete",
         stop_reason=values.get("stop_reason"),
+        answer_by=values.get("answer_by"),
     )

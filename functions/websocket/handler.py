@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_websocket_event im
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.shared import aws
+from functions.shared import aws, deadline
 from functions.shared.chat import ChatService, validate_content
 from functions.shared.contract import Metric
 from functions.shared.errors import BadRequest, NotFound, client_input, for_client
@@ -44,9 +44,9 @@ from functions.websocket.settings import Settings
 MAX_SESSION_ID_CHARS = 128
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
 MAX_BODY_CHARS = MAX_MESSAGE_BYTES * 4 // 3 + 4  # the same, base64-encoded
-# Time kept back from the function's timeout to store the answer, post the last frames and
-# return: a few DynamoDB and management-API round trips, with retries.
-STOP_MARGIN_SECONDS = 2.0
+# Time kept back from the function's deadline to store the answer, post the last frame and
+# return: one DynamoDB attempt at its worst and the answer (functions.shared.deadline).
+STOP_MARGIN_SECONDS = deadline.STORE_SECONDS + deadline.ANSWER_SECONDS
 _OK = {"statusCode": 200}
 
 
@@ -138,7 +138,7 @@ def answer_once(
             poster,
             user_id,
             request,
-            time_left=partial(_time_left, context),
+            time_left=_time_left,
             lease_seconds=lease,
             flush_interval=flush_interval,
         )
@@ -201,9 +201,11 @@ def stream_answer(
     return reply.message
 
 
-def _time_left(context: LambdaContext) -> float:
+def _time_left() -> float:
     """Seconds the stream may still be read before the answer must be stored."""
-    return context.get_remaining_time_in_millis() / 1000 - STOP_MARGIN_SECONDS
+    bound = deadline.current()
+    assert bound is not None, "the handler binds the invocation's deadline"
+    return bound.remaining() - STOP_MARGIN_SECONDS
 
 
 def parse(event: APIGatewayWebSocketEvent) -> SendMessage | Ping:
@@ -255,4 +257,5 @@ _ROUTES = {"$connect": on_connect, "$disconnect": on_disconnect}
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     websocket = APIGatewayWebSocketEvent(event)
     on_route = _ROUTES.get(websocket.request_context.route_key)
-    return on_route(websocket) if on_route else on_message(websocket, context)
+    with deadline.bound(deadline.Deadline.of(context)):
+        return on_route(websocket) if on_route else on_message(websocket, context)

@@ -372,6 +372,11 @@ def test_websocket_api(dev: Synth) -> None:
     authorizer = only(dev, "aws_apigatewayv2_authorizer")
     assert authorizer["authorizer_type"] == "REQUEST"
     assert authorizer["authorizer_uri"] == function_ref(dev, AUTHORIZER.suffix, "invoke_arn")
+    # Not cached, deliberately: a WebSocket API's authorizer has no result cache (the TTL is an
+    # HTTP API setting), and identity sources would make API Gateway refuse every $connect
+    # that lacks any one of them, where the token may come as the header or the query string.
+    assert "identity_sources" not in authorizer
+    assert "authorizer_result_ttl_in_seconds" not in authorizer
     for key, route in routes.items():
         assert route["target"] == target
         if key == "$connect":

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
@@ -138,18 +139,37 @@ def bob(dev: DevServer) -> Iterator[Api]:
     api.http.close()
 
 
-def stream_fed(dev: DevServer) -> set[str]:
-    """Names of the functions an event source mapping feeds (the session cleanup, from the
-    sessions table's stream). The dev server runs what its two gateways invoke and polls no
-    DynamoDB stream, so these get a worker but no event locally."""
-    document = json.loads(dev.stack.path.read_text(encoding="utf-8"))
-    mappings = document.get("resource", {}).get("aws_lambda_event_source_mapping", {})
-    names = set()
-    for mapping in mappings.values():
-        target = re.fullmatch(r"\$\{aws_lambda_function\.([\w-]+)\.arn\}", mapping["function_name"])
-        assert target, f"a mapping to {mapping['function_name']!r}, not a function of the stack"
-        names.add(dev.stack.function(target[1]).name)
-    return names
+def wait_for(predicate: Any, timeout: float = 15) -> Any:
+    """``predicate()``'s first truthy value, polled until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def local_dynamodb(dev: DevServer) -> Any:
+    """A client of the dev server's DynamoDB, to check what is stored."""
+    assert dev.moto is not None
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=dev.moto.url,
+        region_name=dev.stack.region,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+
+
+def stored_message_count(dev: DevServer, session_id: str) -> int:
+    [table] = [t.name for t in dev.stack.tables.values() if t.name.endswith("-messages")]
+    return local_dynamodb(dev).query(
+        TableName=table,
+        KeyConditionExpression="session_id = :s",
+        ExpressionAttributeValues={":s": {"S": session_id}},
+        Select="COUNT",
+    )["Count"]
 
 
 def websocket(dev: DevServer, user: str, **kwargs: Any) -> ClientConnection:

@@ -14,7 +14,14 @@ import jwt
 from devserver.oidc import SigningKey
 from devserver.rest_gateway import policy_allows
 from devserver.server import DevServer
-from tests.dev.conftest import DEV_GROUP, Api, Logs, stream_fed
+from tests.dev.conftest import (
+    DEV_GROUP,
+    Api,
+    Logs,
+    local_dynamodb,
+    stored_message_count,
+    wait_for,
+)
 
 pytestmark = DEV_GROUP
 
@@ -163,10 +170,68 @@ def test_a_body_over_10_mb_is_413(dev: DevServer, alice: Api) -> None:
 
 
 def test_functions_log_under_their_names(dev: DevServer, logs: Logs) -> None:
-    Api(dev, "erin").http.get("/api/v1/sessions")
+    erin = Api(dev, "erin")
+    session_id = erin.create_session()["session_id"]
+    assert erin.http.delete(f"/api/v1/sessions/{session_id}").status_code == 204
     names = {f.name for f in dev.stack.functions.values() if not f.name.endswith("-websocket")}
-    assert names - stream_fed(dev) <= logs.sources()
+    wait_for(lambda: names <= logs.sources())  # the cleanup, from the stream, a moment later
     assert "rest-api" in logs.sources()
+
+
+def test_deleting_a_session_removes_its_messages_through_the_stream(
+    dev: DevServer, alice: Api, logs: Logs
+) -> None:
+    """The stream-fed cleanup runs locally as deployed: DELETE removes the session item, the
+    sessions table's stream passes the REMOVE to the cleanup function, which deletes the
+    messages."""
+    session_id = alice.create_session()["session_id"]
+    response = alice.http.post(f"/api/v1/sessions/{session_id}/messages", json={"content": "hi"})
+    assert response.status_code == 200, response.text
+    assert stored_message_count(dev, session_id) == 2
+    assert alice.http.delete(f"/api/v1/sessions/{session_id}").status_code == 204
+    wait_for(lambda: stored_message_count(dev, session_id) == 0)
+    assert _cleanup_logged(logs, session_id) == "delete"
+
+
+def test_delete_me_removes_every_message_through_the_stream(dev: DevServer) -> None:
+    frank = Api(dev, "frank")
+    sessions = [frank.create_session()["session_id"] for _ in range(2)]
+    for session_id in sessions:
+        response = frank.http.post(f"/api/v1/sessions/{session_id}/messages", json={"content": "x"})
+        assert response.status_code == 200, response.text
+    assert frank.http.delete("/api/v1/me").status_code == 204
+    wait_for(lambda: all(stored_message_count(dev, s) == 0 for s in sessions))
+
+
+def test_an_expired_session_is_removed_by_ttl_and_its_messages_by_the_stream(
+    dev: DevServer, alice: Api, logs: Logs
+) -> None:
+    """DynamoDB's TTL, emulated by the dev server's sweeper: the expired session goes, and
+    the cleanup sees the removal as a TTL expiry."""
+    session_id = alice.create_session()["session_id"]
+    response = alice.http.post(f"/api/v1/sessions/{session_id}/messages", json={"content": "hi"})
+    assert response.status_code == 200, response.text
+    [table] = [t.name for t in dev.stack.tables.values() if t.name.endswith("-sessions")]
+    local_dynamodb(dev).update_item(
+        TableName=table,
+        Key={"session_id": {"S": session_id}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
+    assert dev.ttl is not None
+    dev.ttl.sweep()
+    wait_for(lambda: stored_message_count(dev, session_id) == 0)
+    assert wait_for(lambda: _cleanup_logged(logs, session_id)) == "ttl"
+
+
+def _cleanup_logged(logs: Logs, session_id: str) -> str | None:
+    """The cause the cleanup function logged for the session's removal, if it did."""
+    for source, line in list(logs.lines):
+        if source.endswith("-session-cleanup") and session_id in line and line.startswith("{"):
+            record = json.loads(line)
+            if record.get("message") == "deleted the messages of a removed session":
+                return record["cause"]
+    return None
 
 
 def test_authorizer_policies_are_evaluated_as_iam_does() -> None:

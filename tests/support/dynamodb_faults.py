@@ -9,6 +9,8 @@ Usage::
         faults.fail(answer_write)                      # next matching request: 500, not applied
         faults.lose_reply(answer_write)                # applied, then answered 500
         faults.before(answer_write, lambda: delete())  # run delete() first, then forward
+        faults.throttle(answer_write, times=1000)     # ProvisionedThroughputExceeded
+        faults.hold(answer_write)                      # no reply until release(); dropped
         ... run the code ...
         faults.operations                              # every request seen, in order
 
@@ -38,11 +40,12 @@ _FORWARDED = ("content-type", "x-amz-target", "authorization", "x-amz-date")
 @dataclass
 class _Fault:
     match: Match
-    kind: str  # "fail", "lose_reply" or "before"
+    kind: str  # "fail", "lose_reply", "before" or "hold"
     remaining: int
     action: Callable[[], None] | None = None
     status: int = 500
     error_type: str = "InternalServerError"
+    apply: bool = False  # "hold": forward the request once released (a late write)
 
 
 def operation_is(name: str) -> Match:
@@ -69,6 +72,9 @@ class DynamoFaults(LoopbackServer):
         self._http = httpx.Client(base_url=upstream, timeout=30)
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
+        self._released = threading.Event()
+        self.held = threading.Event()  # set when a request is first held
+        self.late: list[int] = []  # DynamoDB's status for each held request applied late
         self.operations: list[str] = []
         self.injected: list[tuple[str, str]] = []  # (kind, operation) of each fault applied
 
@@ -86,6 +92,31 @@ class DynamoFaults(LoopbackServer):
         """Apply the next ``times`` matching requests, then answer 500 as if they had failed:
         the client cannot tell, and retries something that already happened."""
         self._add(_Fault(match, "lose_reply", times))
+
+    def throttle(self, match: Match, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests as a throttled table does (HTTP 400,
+        ``ProvisionedThroughputExceededException``), without applying them."""
+        self.fail(match, times, status=400, error_type="ProvisionedThroughputExceededException")
+
+    def hold(self, match: Match, times: int = 1, *, apply: bool = False) -> None:
+        """Hold the next ``times`` matching requests without a reply until :meth:`release`
+        (or the proxy stops), as a request lost in the network or stuck in the service is:
+        the client waits for its read timeout. Released, a request is dropped, or with
+        ``apply`` forwarded then (a write that lands late)."""
+        self._add(_Fault(match, "hold", times, apply=apply))
+
+    def clear(self) -> None:
+        """Forget every fault not yet used up: requests go through again."""
+        with self._lock:
+            self._faults.clear()
+
+    def release(self) -> None:
+        """Let every held request go on (dropped, or applied)."""
+        self._released.set()
+
+    def stop(self) -> None:
+        self.release()
+        super().stop()
 
     def before(self, match: Match, action: Callable[[], None], times: int = 1) -> None:
         """Run ``action`` (on the proxy's thread), then forward the matching request."""
@@ -113,7 +144,12 @@ class DynamoFaults(LoopbackServer):
             self.operations.append(operation)
         fault = self._take(operation, body)
         if fault is not None and fault.kind == "fail":
-            return error_response(fault.status, fault.error_type, "injected fault")
+            return _dynamodb_error(fault.status, fault.error_type)
+        if fault is not None and fault.kind == "hold":
+            self.held.set()
+            self._released.wait()
+            if not fault.apply:
+                return _dynamodb_error(500, "InternalServerError")
         if fault is not None and fault.action is not None:
             fault.action()
         upstream = self._http.post(
@@ -121,6 +157,9 @@ class DynamoFaults(LoopbackServer):
             content=request.body,
             headers={name: request.headers[name] for name in _FORWARDED if name in request.headers},
         )
+        if fault is not None and fault.kind == "hold":
+            with self._lock:
+                self.late.append(upstream.status_code)
         if fault is not None and fault.kind == "lose_reply":
             return error_response(500, "InternalServerError", "injected: the reply was lost")
         return Response(
@@ -128,6 +167,13 @@ class DynamoFaults(LoopbackServer):
             upstream.content,
             {"Content-Type": upstream.headers.get("content-type", "application/x-amz-json-1.0")},
         )
+
+
+def _dynamodb_error(status: int, error_type: str) -> Response:
+    """An error as DynamoDB's JSON protocol sends it: the type in the body's ``__type``."""
+    body = {"__type": f"com.amazonaws.dynamodb.v20120810#{error_type}", "message": "injected"}
+    response = error_response(status, error_type, "injected fault")
+    return Response(status, json.dumps(body).encode(), response.headers)
 
 
 @contextmanager

@@ -40,10 +40,11 @@ async def list_messages(
     limit: Limit = DEFAULT_PAGE_SIZE,
     next_token: NextToken = None,
 ) -> MessageList:
-    repositories.sessions.get(user, session_id)
+    session = repositories.sessions.get(user, session_id)
     page = repositories.messages.list(user, session_id, limit, next_token)
+    messages = repositories.repair(user, session, page.items, to_end=page.next_token is None)
     return MessageList(
-        messages=[MessageOut.of(message) for message in page.items], next_token=page.next_token
+        messages=[MessageOut.of(message) for message in messages], next_token=page.next_token
     )
 
 
