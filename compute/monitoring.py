@@ -337,6 +337,7 @@ SERVICE_METRIC_TITLES = {
     Metric.BUSY: "Turns refused: too many answers generating",
     Metric.CLIENT_GONE: "WebSocket clients gone mid-answer",
     Metric.USAGE_NOT_RECORDED: "Turns whose tokens the ledger missed",
+    Metric.ANSWER_SLOTS_REPAIRED: "Answers never stored (slots repaired)",
 }
 PER_MODEL_METRIC_TITLES = {
     Metric.CHAT_TURNS: "Chat turns stored",

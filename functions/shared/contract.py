@@ -59,6 +59,8 @@ class Metric:
     BUSY = "Busy"  # a turn refused: the user has as many answers generating as allowed
     CLIENT_GONE = "ClientGone"  # a WebSocket client vanished mid-answer
     USAGE_NOT_RECORDED = "UsageNotRecorded"  # a turn's tokens could not be added to the ledger
+    # an answer slot left empty past its turn's deadline, filled with a failed marker
+    ANSWER_SLOTS_REPAIRED = "AnswerSlotsRepaired"
     # Per model, one EMF document per stored answer (see functions.shared.observability):
     CHAT_TURNS = "ChatTurns"  # every answer stored, whatever its status
     INCOMPLETE_ANSWERS = "IncompleteAnswers"  # stored with status incomplete

@@ -40,6 +40,7 @@ from functions.shared.contract import (
     USER_INDEX,
     Index,
     Key,
+    Metric,
     TableSchema,
 )
 from functions.shared.errors import Conflict, NotFound, Throttled, error_code, translate
@@ -677,7 +678,7 @@ class Store:
             "repaired an abandoned answer slot",
             extra={"session_id": question.session_id, "seq": slot},
         )
-        count("AnswerSlotsRepaired")
+        count(Metric.ANSWER_SLOTS_REPAIRED)
         return marker
 
     def _transact(
