@@ -1,0 +1,66 @@
+"""moto on one address, with the AWS APIs the stacks need that moto lacks added first.
+
+Run as ``python -m tests.support.emulator --host 127.0.0.1 --port 4566`` (``--port 0``: any
+free port). It prints one line, ``emulator ready on http://<host>:<port>``, once the server
+answers, then serves until SIGINT or SIGTERM. Terraform's AWS provider, pointed at that URL for
+every service (``endpoints``), applies the synthesized stacks against it, code signing
+included (:mod:`tests.support.lambda_signing`).
+
+The extensions are installed in this process before moto's server builds its URL table,
+which is why this is a process of its own rather than the tests' shared in-process moto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+import httpx
+from moto.server import ThreadedMotoServer
+
+from tests.support import lambda_signing
+
+READY = "emulator ready on"
+
+
+def start(host: str, port: int) -> tuple[ThreadedMotoServer, str]:
+    """Install the extensions, start moto on ``host:port``; returns the server and its URL
+    once it answers."""
+    lambda_signing.install()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    bound_host, bound_port = server.get_host_and_port()
+    url = f"http://{bound_host}:{bound_port}"
+    httpx.get(f"{url}/moto-api/data.json", timeout=10).raise_for_status()
+    return server, url
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server, url = start(args.host, args.port)
+    print(f"{READY} {url}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
