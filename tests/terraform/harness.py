@@ -41,6 +41,7 @@ TERRAFORM_ENV = "TERRAFORM"
 MIRROR_ENV = "TF_PROVIDER_MIRROR"
 REQUIRE_ENV = "COMPUTE_REQUIRE_TERRAFORM"
 DEFAULT_MIRROR = Path("/opt/tf-plugins")
+ROOT = Path(__file__).resolve().parents[2]  # the project, from where the emulator imports
 AWS_SOURCE = "registry.terraform.io/hashicorp/aws"
 MIRROR_GLOB = f"{AWS_SOURCE}/*/*/terraform-provider-aws*"
 
@@ -151,8 +152,9 @@ def cli_config(tools: Tools, folder: Path) -> Path:
 
 
 def emulator_command(host: str, port: int) -> list[str]:
-    """The emulator's command line: the one place to change which emulator the cycles use."""
-    return [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
+    """The emulator's command line: the one place to change which emulator the cycles use.
+    moto's server plus the AWS APIs the stacks need that moto lacks (code signing)."""
+    return [sys.executable, "-m", "tests.support.emulator", "--host", host, "--port", str(port)]
 
 
 def free_port() -> int:
@@ -183,6 +185,7 @@ class Emulator:
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(
                 emulator_command(self.host, self.port),
+                cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "MOTO_CALL_RESET_API": "false"},
@@ -534,7 +537,7 @@ def planned(output: str) -> list[str]:
     return [
         f"{m['change']['resource']['addr']} {m['change']['action']}"
         for m in messages(output)
-        if m.get("type") == "planned_change"
+        if m.get("type") == "planned_change" and m["change"]["action"] != "read"
     ]
 
 
