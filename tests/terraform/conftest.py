@@ -113,5 +113,9 @@ def _write_timings(runs: Runs, path: Path) -> None:
     timings: dict[str, object] = {"wall_seconds": round(time.monotonic() - runs.started, 1)}
     for name, future in {**runs.cycles, **runs.plans}.items():
         if future.done() and future.exception() is None:
-            timings[name] = future.result().seconds
+            result = future.result()
+            timings[name] = result.seconds
+            if isinstance(result, Cycle):
+                timings[f"{name} slowest apply"] = result.slowest_apply
+                timings[f"{name} slowest destroy"] = result.slowest_destroy
     path.write_text(json.dumps(timings, indent=2))

@@ -555,9 +555,28 @@ def plan(tf: Terraform, *extra: str, details: bool = True) -> tuple[Run, list[st
     return run, plan_changes(tf) if details else planned(run.output)
 
 
+def state(tf: Terraform) -> dict[str, Any]:
+    """The local state file itself (format 4), read directly: ``terraform output`` and
+    ``state list`` would each start the 700 MB provider again for the same facts."""
+    path = tf.work / "terraform.tfstate"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def state_outputs(tf: Terraform) -> dict[str, Any]:
+    return {name: output["value"] for name, output in state(tf).get("outputs", {}).items()}
+
+
 def state_addresses(tf: Terraform) -> set[str]:
-    run = tf("state", "list", "-no-color", codes=(0, 1))
-    return set(run.output.split()) if run.code == 0 else set()
+    """Addresses as ``terraform state list`` prints them (data sources and modules too)."""
+    addresses = set()
+    for resource in state(tf).get("resources", []):
+        module = f"{resource['module']}." if resource.get("module") else ""
+        prefix = "data." if resource["mode"] == "data" else ""
+        base = f"{module}{prefix}{resource['type']}.{resource['name']}"
+        for instance in resource.get("instances", []):
+            key = instance.get("index_key")
+            addresses.add(base if key is None else f"{base}[{json.dumps(key)}]")
+    return addresses
 
 
 @dataclass
@@ -600,9 +619,7 @@ def cycle(
     result.apply_failed = failed_addresses(applied.output) if applied.code else {}
     if applied.code and not result.apply_failed:
         raise HarnessError(f"terraform apply exited {applied.code}:\n{_errors(applied)}")
-    result.outputs = {
-        k: v["value"] for k, v in json.loads(tf("output", "-json", "-no-color").output).items()
-    }
+    result.outputs = state_outputs(tf)
     _, result.second_plan = plan(tf)
     if readback is not None:
         try:
@@ -610,9 +627,14 @@ def cycle(
         except BaseException as exc:  # reported by the test that owns the read-back
             result.readback_error = exc
     if destroy:
+        # The second plan has just refreshed every resource; when it found nothing to change,
+        # the state is current and destroy's own refresh (a minute for prod on two busy
+        # cores) would read it all again.
+        fresh = ("-refresh=false",) if not result.second_plan else ()
         destroyed = tf(
-            "destroy", "-auto-approve", "-input=false", "-json", *PARALLELISM, check=False
-        )
+            "destroy", "-auto-approve", "-input=false", "-json", *PARALLELISM, *fresh,
+            check=False,
+        )  # fmt: skip
         result.destroy_output = destroyed.output
         result.slowest_destroy = slowest(destroyed.output)
         result.destroy_failed = failed_addresses(destroyed.output) if destroyed.code else {}
