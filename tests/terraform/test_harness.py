@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.terraform import harness
+from tests.terraform.conftest import Runs
 from tests.terraform.harness import HarnessError, Tools
 
 pytestmark = pytest.mark.xdist_group("terraform")
@@ -124,8 +125,12 @@ Workspace = AbstractContextManager[tuple[harness.Terraform, harness.Emulator, ha
 
 
 @pytest.fixture
-def workspace_for(terraform_tools: Tools, tmp_path: Path) -> Callable[[dict[str, Any]], Workspace]:
-    """A prepared work folder and an emulator for a one-file root."""
+def workspace_for(
+    terraform_tools: Tools, terraform_runs: Runs, tmp_path: Path
+) -> Callable[[dict[str, Any]], Workspace]:
+    """A prepared work folder and an emulator for a one-file root. Asks for the stacks' runs
+    only to start them first: these tests then overlap the minutes-long cycles instead of
+    delaying them (this file is collected before test_stacks.py)."""
 
     def open_(document: dict[str, Any]) -> Workspace:
         root = tmp_path / "root"
@@ -164,3 +169,26 @@ def test_an_attribute_the_mirrored_provider_lacks_fails_validate_by_name(
     message = str(failed.value)
     # In JSON, Terraform says "Extraneous JSON object property" (in HCL "Unsupported argument").
     assert "only_in_some_future" in message and "aws_sqs_queue.q" in message
+
+
+def test_a_second_plan_with_changes_names_resource_and_attribute(
+    workspace_for: Callable[[dict[str, Any]], Workspace],
+) -> None:
+    """What a perpetual diff looks like to the tests: here a drift made by hand after apply
+    (a log group's retention changed behind Terraform's back), which the second plan must
+    report with its address, attribute, and both values."""
+    document = {
+        "provider": {"aws": [{"region": "us-east-1"}]},
+        "resource": {
+            "aws_cloudwatch_log_group": {"g": {"name": "drifting", "retention_in_days": 7}}
+        },
+    }
+    with workspace_for(document) as (tf, emulator, _):
+        harness.init(tf)
+        tf("apply", "-auto-approve", "-input=false", "-no-color")
+        _, unchanged = harness.plan(tf)
+        assert unchanged == []
+        emulator.client("logs").put_retention_policy(logGroupName="drifting", retentionInDays=14)
+        run, changes = harness.plan(tf)
+    assert run.code == 2
+    assert changes == ["aws_cloudwatch_log_group.g update: retention_in_days: 14 -> 7"]
