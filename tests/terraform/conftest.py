@@ -69,6 +69,16 @@ def _plan_only(tools: Tools, root: Path, work: Path, cache: Path) -> VariantPlan
         return VariantPlan(name=work.name, changes=changes, seconds=tf.seconds())
 
 
+# Whether any selected test waits for the stacks' runs (set at collection).
+STACKS_SELECTED = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[STACKS_SELECTED] = any(
+        "terraform_runs" in getattr(item, "fixturenames", ()) for item in items
+    )
+
+
 @pytest.fixture(scope="session")
 def terraform_tools() -> Tools:
     return require_tools()

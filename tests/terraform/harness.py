@@ -188,7 +188,6 @@ class Emulator:
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "MOTO_CALL_RESET_API": "false"},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

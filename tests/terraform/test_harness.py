@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.terraform import harness
-from tests.terraform.conftest import Runs
+from tests.terraform.conftest import STACKS_SELECTED
 from tests.terraform.harness import HarnessError, Tools
 
 pytestmark = pytest.mark.xdist_group("terraform")
@@ -126,11 +126,13 @@ Workspace = AbstractContextManager[tuple[harness.Terraform, harness.Emulator, ha
 
 @pytest.fixture
 def workspace_for(
-    terraform_tools: Tools, terraform_runs: Runs, tmp_path: Path
+    terraform_tools: Tools, request: pytest.FixtureRequest, tmp_path: Path
 ) -> Callable[[dict[str, Any]], Workspace]:
-    """A prepared work folder and an emulator for a one-file root. Asks for the stacks' runs
-    only to start them first: these tests then overlap the minutes-long cycles instead of
-    delaying them (this file is collected before test_stacks.py)."""
+    """A prepared work folder and an emulator for a one-file root. When the session also runs
+    the stacks, their runs start first: these tests then overlap the minutes-long cycles
+    instead of delaying them (this file is collected before test_stacks.py)."""
+    if request.config.stash.get(STACKS_SELECTED, False):
+        request.getfixturevalue("terraform_runs")
 
     def open_(document: dict[str, Any]) -> Workspace:
         root = tmp_path / "root"
