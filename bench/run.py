@@ -294,6 +294,29 @@ def test_suite_figure() -> Figure:
     )
 
 
+def terraform_figure() -> Figure:
+    """The Terraform group alone (`pytest tests/terraform -n 0`): every environment's full
+    cycle and every variant's plan, as the suite runs them. Once: a run takes minutes. The
+    per-stack breakdown (init, validate, apply, plan, destroy) is printed, to show where the
+    time goes."""
+    with tempfile.TemporaryDirectory() as work:
+        timings = Path(work) / "terraform.json"
+        env = {**ORIGINAL_ENV, "COMPUTE_TERRAFORM_TIMINGS": str(timings)}
+        start = time.perf_counter()
+        result = subprocess.run(
+            [PYTHON, "-m", "pytest", "tests/terraform", "-q", "-n", "0"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            raise SystemExit(f"the Terraform tests failed:\n{result.stdout[-3000:]}")
+        print(timings.read_text())
+    return Figure(
+        "Terraform group", "`pytest tests/terraform -n 0` (all cycles and plans)", elapsed, None,
+        "<= 120 s",
+    )  # fmt: skip
+
+
 def streaming_figures(runs: int) -> tuple[list[Figure], list[dict[str, object]]]:
     """bench/streaming.py in a process of its own (it runs moto and the fakes, and sets the
     functions' environment): the streaming figures and the per-turn DynamoDB capacity rows."""
@@ -423,6 +446,9 @@ def main() -> int:
     parser.add_argument("--stream-runs", type=int, default=3, help="runs of each 7.8 s answer")
     parser.add_argument("--skip-suite", action="store_true", help="do not time `make test`")
     parser.add_argument(
+        "--skip-terraform", action="store_true", help="do not time the Terraform tests"
+    )
+    parser.add_argument(
         "--only",
         choices=["caching"],
         help="run one part only and replace its section of bench/results.md",
@@ -447,6 +473,8 @@ def main() -> int:
         ]
     if not args.skip_suite:
         figures.append(test_suite_figure())
+    if not args.skip_terraform:
+        figures.append(terraform_figure())
     table = render(figures, args.runs, args.stream_runs) + "\n" + render_capacity(capacity)
     table += "\n" + render_caching(caching_rows())
     results.write_text(table)

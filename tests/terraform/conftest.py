@@ -1,0 +1,131 @@
+"""One session-wide runner: every stack's Terraform run starts at once, in threads, and
+each test waits for its own. An apply costs tens of seconds, mostly the provider's own
+waits (an SQS queue polls six times, five seconds apart), so running the independent
+stacks side by side is what keeps the group's wall time near the slowest single cycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.terraform.harness import Cycle, Tools, cycle, init, plan, require_tools, validate
+from tests.terraform.harness import workspace as terraform_workspace
+from tests.terraform.readback import check_stack
+from tests.terraform.stacks import VARIANTS
+
+ROOT = Path(__file__).resolve().parents[2]
+# Where `make bench` asks for the per-stack timings (JSON), to show where the time goes.
+TIMINGS_ENV = "COMPUTE_TERRAFORM_TIMINGS"
+# Terraform runs at once. Each starts the 700 MB AWS provider several times, seconds of CPU
+# each: on two shared cores, eleven at once took longer than three (the two environments
+# and the variants one after another), which overlap the provider's sleeps and no more.
+JOBS_ENV = "COMPUTE_TERRAFORM_JOBS"
+DEFAULT_JOBS = 3
+
+
+@dataclass
+class VariantPlan:
+    """A variant's validate and plan against an empty emulator."""
+
+    name: str
+    changes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Runs:
+    """The futures of every run, by stack or variant name, and the synthesized roots."""
+
+    base: Path
+    roots: dict[str, Path] = field(default_factory=dict)
+    cycles: dict[str, Future[Cycle]] = field(default_factory=dict)
+    plans: dict[str, Future[VariantPlan]] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def cycle(self, name: str) -> Cycle:
+        return self.cycles[name].result()
+
+    def plan(self, name: str) -> VariantPlan:
+        return self.plans[name].result()
+
+
+def _full_cycle(tools: Tools, root: Path, work: Path, cache: Path) -> Cycle:
+    with terraform_workspace(root, work, tools, cache=cache) as (tf, emulator, _):
+        return cycle(tf, readback=lambda result: check_stack(emulator, result), name=work.name)
+
+
+def _plan_only(tools: Tools, root: Path, work: Path, cache: Path) -> VariantPlan:
+    with terraform_workspace(root, work, tools, cache=cache) as (tf, _, _):
+        init(tf)
+        validate(tf)
+        _, changes = plan(tf, details=False)
+        return VariantPlan(name=work.name, changes=changes, seconds=tf.seconds())
+
+
+# Whether any selected test waits for the stacks' runs (set at collection).
+STACKS_SELECTED = pytest.StashKey[bool]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[STACKS_SELECTED] = any(
+        "terraform_runs" in getattr(item, "fixturenames", ()) for item in items
+    )
+
+
+@pytest.fixture(scope="session")
+def terraform_tools() -> Tools:
+    return require_tools()
+
+
+@pytest.fixture(scope="session")
+def terraform_runs(
+    terraform_tools: Tools, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runs]:
+    """Synthesizes every environment and variant (in this thread: jsii is not thread-safe)
+    and hands each to a thread as soon as it exists; environments first, being the longest."""
+    from compute.config import load_environments
+    from compute.stack import build_app
+
+    runs = Runs(base=tmp_path_factory.mktemp("terraform"))
+    cache = runs.base / "plugin-cache"
+    configs = load_environments(ROOT / "config")
+    (runs.base / "synth").mkdir()
+    build_app(configs, outdir=str(runs.base / "synth")).synth()
+    jobs = int(os.environ.get(JOBS_ENV, DEFAULT_JOBS))
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="terraform") as pool:
+        for config in configs:
+            root = runs.base / "synth" / "stacks" / config.stack_name
+            runs.roots[config.environment] = root
+            runs.cycles[config.environment] = pool.submit(
+                _full_cycle, terraform_tools, root, runs.base / "work" / config.environment, cache
+            )
+        for name, config in VARIANTS.items():
+            (runs.base / "variants" / name).mkdir(parents=True)
+            build_app([config], outdir=str(runs.base / "variants" / name)).synth()
+            root = runs.base / "variants" / name / "stacks" / config.stack_name
+            runs.roots[name] = root
+            runs.plans[name] = pool.submit(
+                _plan_only, terraform_tools, root, runs.base / "work" / name, cache
+            )
+        yield runs
+    if os.environ.get(TIMINGS_ENV):
+        _write_timings(runs, Path(os.environ[TIMINGS_ENV]))
+
+
+def _write_timings(runs: Runs, path: Path) -> None:
+    timings: dict[str, object] = {"wall_seconds": round(time.monotonic() - runs.started, 1)}
+    for name, future in {**runs.cycles, **runs.plans}.items():
+        if future.done() and future.exception() is None:
+            result = future.result()
+            timings[name] = result.seconds
+            if isinstance(result, Cycle):
+                timings[f"{name} slowest apply"] = result.slowest_apply
+                timings[f"{name} slowest destroy"] = result.slowest_destroy
+    path.write_text(json.dumps(timings, indent=2))
