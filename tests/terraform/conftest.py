@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +20,17 @@ from tests.terraform.harness import Cycle, Tools, cycle, init, plan, require_too
 from tests.terraform.harness import workspace as terraform_workspace
 from tests.terraform.readback import check_stack
 from tests.terraform.stacks import VARIANTS
+
+HERE = Path(__file__).resolve().parent
+# The spec's usage root (its `module "compute"` block verbatim) and its stand-in layers.
+USAGE = HERE / "usage"
+# Roots that call the module with non-default, invalid, or inconsistent values; each is
+# assembled with the stand-in layers and the generated module (see module_root).
+MODULE_ROOTS = {
+    "module-values": HERE / "roots" / "module_values.tf",
+    "module-invalid": HERE / "roots" / "module_invalid.tf",
+    "module-guardrail-alone": HERE / "roots" / "module_guardrail_alone.tf",
+}
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where `make bench` asks for the per-stack timings (JSON), to show where the time goes.
@@ -40,6 +52,18 @@ class VariantPlan:
 
 
 @dataclass
+class ModulePlan:
+    """A plan of a root that calls the module: Terraform's exit code and output, and the
+    planned values (``terraform show -json``) when it planned."""
+
+    name: str
+    code: int
+    output: str
+    shown: dict | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class Runs:
     """The futures of every run, by stack or variant name, and the synthesized roots."""
 
@@ -47,6 +71,7 @@ class Runs:
     roots: dict[str, Path] = field(default_factory=dict)
     cycles: dict[str, Future[Cycle]] = field(default_factory=dict)
     plans: dict[str, Future[VariantPlan]] = field(default_factory=dict)
+    module_plans: dict[str, Future[ModulePlan]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
     def cycle(self, name: str) -> Cycle:
@@ -54,6 +79,9 @@ class Runs:
 
     def plan(self, name: str) -> VariantPlan:
         return self.plans[name].result()
+
+    def module_plan(self, name: str) -> ModulePlan:
+        return self.module_plans[name].result()
 
 
 def _full_cycle(tools: Tools, root: Path, work: Path, cache: Path) -> Cycle:
@@ -67,6 +95,25 @@ def _plan_only(tools: Tools, root: Path, work: Path, cache: Path) -> VariantPlan
         validate(tf)
         _, changes = plan(tf, details=False)
         return VariantPlan(name=work.name, changes=changes, seconds=tf.seconds())
+
+
+def _module_plan(tools: Tools, root: Path, work: Path, cache: Path) -> ModulePlan:
+    """init and plan, whatever the plan's outcome: the caller judges it."""
+    with terraform_workspace(root, work, tools, cache=cache) as (tf, _, _):
+        init(tf)
+        run = tf("plan", "-input=false", "-json", "-out=tfplan", check=False)
+        shown = json.loads(tf("show", "-json", "tfplan").output) if run.code == 0 else None
+        return ModulePlan(work.name, run.code, run.output, shown, tf.seconds())
+
+
+def module_root(base: Path, name: str, main: Path, module: Path) -> Path:
+    """A root of ``main`` beside the stand-in layers and the generated module, as a
+    caller's repository would have them (``./modules/compute``)."""
+    root = base / "module-roots" / name
+    shutil.copytree(USAGE / "modules", root / "modules")
+    shutil.copytree(module, root / "modules" / "compute")
+    shutil.copy(main, root / "main.tf")
+    return root
 
 
 # Whether any selected test waits for the stacks' runs (set at collection).
@@ -91,6 +138,7 @@ def terraform_runs(
     """Synthesizes every environment and variant (in this thread: jsii is not thread-safe)
     and hands each to a thread as soon as it exists; environments first, being the longest."""
     from compute.config import load_environments
+    from compute.module import write_module
     from compute.stack import build_app
 
     runs = Runs(base=tmp_path_factory.mktemp("terraform"))
@@ -98,6 +146,8 @@ def terraform_runs(
     configs = load_environments(ROOT / "config")
     (runs.base / "synth").mkdir()
     build_app(configs, outdir=str(runs.base / "synth")).synth()
+    # The module as `make module` writes it, from its generation defaults alone.
+    module = write_module(runs.base / "module", environ={})
     jobs = int(os.environ.get(JOBS_ENV, DEFAULT_JOBS))
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="terraform") as pool:
         for config in configs:
@@ -105,6 +155,17 @@ def terraform_runs(
             runs.roots[config.environment] = root
             runs.cycles[config.environment] = pool.submit(
                 _full_cycle, terraform_tools, root, runs.base / "work" / config.environment, cache
+            )
+        usage = module_root(runs.base, "usage", USAGE / "main.tf", module)
+        runs.roots["usage"] = usage
+        runs.cycles["usage"] = pool.submit(
+            _full_cycle, terraform_tools, usage, runs.base / "work" / "usage", cache
+        )
+        for name, main in MODULE_ROOTS.items():
+            root = module_root(runs.base, name, main, module)
+            runs.roots[name] = root
+            runs.module_plans[name] = pool.submit(
+                _module_plan, terraform_tools, root, runs.base / "work" / name, cache
             )
         for name, config in VARIANTS.items():
             (runs.base / "variants" / name).mkdir(parents=True)
@@ -121,7 +182,7 @@ def terraform_runs(
 
 def _write_timings(runs: Runs, path: Path) -> None:
     timings: dict[str, object] = {"wall_seconds": round(time.monotonic() - runs.started, 1)}
-    for name, future in {**runs.cycles, **runs.plans}.items():
+    for name, future in {**runs.cycles, **runs.plans, **runs.module_plans}.items():
         if future.done() and future.exception() is None:
             result = future.result()
             timings[name] = result.seconds
