@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import boto3
@@ -15,7 +14,7 @@ from devserver.model import answer
 from devserver.oidc import SigningKey
 from devserver.server import DevServer
 from devserver.websocket_gateway import MAX_FRAME_BYTES, Limits
-from tests.dev.conftest import DEV_GROUP, Api, Logs, frames_until_end, websocket
+from tests.dev.conftest import DEV_GROUP, Api, Logs, frames_until_end, wait_for, websocket
 
 pytestmark = DEV_GROUP
 
@@ -24,16 +23,6 @@ def chat(dev: DevServer, user: str, session_id: str, content: str) -> list[dict[
     with websocket(dev, user) as ws:
         ws.send(json.dumps({"action": "sendMessage", "session_id": session_id, "content": content}))
         return frames_until_end(ws)
-
-
-def wait_for(predicate: Any, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_connect_without_a_token_is_401(dev: DevServer) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from functions.shared.contract import Env
 from tests.terraform.harness import Cycle, Tools, cycle, init, plan, require_tools, validate
 from tests.terraform.harness import workspace as terraform_workspace
 from tests.terraform.readback import check_stack
@@ -24,6 +25,21 @@ from tests.terraform.stacks import VARIANTS
 HERE = Path(__file__).resolve().parent
 # The spec's usage root (its `module "compute"` block verbatim) and its stand-in layers.
 USAGE = HERE / "usage"
+# What the usage root's values and the module's defaults make of the functions' variables:
+# lists joined, unset optional values empty, numbers and booleans as text.
+USAGE_ENVIRONMENT = {
+    Env.BEDROCK_MODELS: (
+        "anthropic.claude-3-5-sonnet-20240620-v1:0,anthropic.claude-3-haiku-20240307-v1:0"
+    ),
+    Env.KNOWLEDGE_BASE_ID: "KB12345678",
+    Env.JWT_ISSUER: "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example",
+    Env.JWT_AUDIENCE: "ai-assistant-cli",
+    Env.BEDROCK_GUARDRAIL_ID: "",
+    Env.BEDROCK_GUARDRAIL_VERSION: "",
+    Env.BEDROCK_PROMPT_CACHING: "true",
+    Env.SESSION_TTL_DAYS: "30",
+    Env.CORS_ALLOWED_ORIGINS: "*",
+}
 # Roots that call the module with non-default, invalid, or inconsistent values; each is
 # assembled with the stand-in layers and the generated module (see module_root).
 MODULE_ROOTS = {
@@ -84,9 +100,15 @@ class Runs:
         return self.module_plans[name].result()
 
 
-def _full_cycle(tools: Tools, root: Path, work: Path, cache: Path) -> Cycle:
+def _full_cycle(
+    tools: Tools, root: Path, work: Path, cache: Path, environment: dict[str, str] | None = None
+) -> Cycle:
     with terraform_workspace(root, work, tools, cache=cache) as (tf, emulator, _):
-        return cycle(tf, readback=lambda result: check_stack(emulator, result), name=work.name)
+        return cycle(
+            tf,
+            readback=lambda result: check_stack(emulator, result, environment),
+            name=work.name,
+        )
 
 
 def _plan_only(tools: Tools, root: Path, work: Path, cache: Path) -> VariantPlan:
@@ -159,7 +181,12 @@ def terraform_runs(
         usage = module_root(runs.base, "usage", USAGE / "main.tf", module)
         runs.roots["usage"] = usage
         runs.cycles["usage"] = pool.submit(
-            _full_cycle, terraform_tools, usage, runs.base / "work" / "usage", cache
+            _full_cycle,
+            terraform_tools,
+            usage,
+            runs.base / "work" / "usage",
+            cache,
+            USAGE_ENVIRONMENT,
         )
         for name, main in MODULE_ROOTS.items():
             root = module_root(runs.base, name, main, module)

@@ -11,6 +11,7 @@ from typing import Any
 from functions.shared.contract import (
     AUTHORIZER,
     CLEANUP,
+    FUNCTION_ENV,
     MAIN,
     REST_ROUTES,
     SESSIONS,
@@ -20,15 +21,37 @@ from functions.shared.contract import (
 from tests.terraform.harness import Cycle, Emulator
 
 
-def check_stack(emulator: Emulator, cycle: Cycle) -> None:
-    """Every read-back; the first failing assertion says what differs."""
+def check_stack(
+    emulator: Emulator, cycle: Cycle, environment: dict[str, str] | None = None
+) -> None:
+    """Every read-back; the first failing assertion says what differs. ``environment``:
+    values some of the functions' variables must have (each where a function reads it)."""
     config = cycle.outputs["compute_config"]
     functions = {key: spec["arn"] for key, spec in config["lambda_functions"].items()}
     tables = config["dynamodb_table_names"]
+    check_environment(emulator, functions, tables, environment or {})
     check_rest_routes(emulator, functions)
     check_tables(emulator, tables)
     check_cleanup_mapping(emulator, tables[SESSIONS.suffix], functions[CLEANUP.key])
     check_alarm_dimensions(emulator, config)
+
+
+def check_environment(
+    emulator: Emulator,
+    functions: dict[str, str],
+    tables: dict[str, str],
+    expected: dict[str, str],
+) -> None:
+    """Each function holds exactly the variables its code reads (``contract.FUNCTION_ENV``),
+    the table variables name the stack's tables, and ``expected`` values are as given."""
+    lambdas = emulator.client("lambda")
+    table_env = {schema.env: tables[schema.suffix] for schema in TABLES}
+    for key, arn in functions.items():
+        variables = lambdas.get_function_configuration(FunctionName=arn)["Environment"]["Variables"]
+        assert set(variables) == set(FUNCTION_ENV[key]), (key, sorted(variables))
+        for name, value in {**table_env, **expected}.items():
+            if name in variables:
+                assert variables[name] == value, (key, name, variables[name], value)
 
 
 def check_rest_routes(emulator: Emulator, functions: dict[str, str]) -> None:
