@@ -1,4 +1,4 @@
-"""The hardening issue #4 asks for, read from the synthesized JSON: one customer-managed KMS
+"""The hardening, read from the synthesized JSON: one customer-managed KMS
 key for tables, logs, function environments and the alarm topic, with a key policy that
 lets CloudWatch Logs and CloudWatch alarms use it; request validators; the web firewall;
 code signing; scoped IAM where checkov found `*` resources."""

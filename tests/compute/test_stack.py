@@ -1,4 +1,4 @@
-"""The default (no input) stack: every resource and property the spec and issue #2 ask for."""
+"""The default (no input) stack: every resource and property the spec asks for."""
 
 from __future__ import annotations
 
