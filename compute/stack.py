@@ -17,13 +17,15 @@ from cdktf import (
 )
 from constructs import Construct
 
+from compute.alarms import Alarms, Monitored
 from compute.cleanup import SessionCleanup
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
+from compute.dashboard import Dashboard
 from compute.encryption import PaginationKey, StackKey
 from compute.expressions import joined, optional_text, text
 from compute.firewall import WebFirewall
 from compute.lambdas import Functions, Network
-from compute.monitoring import Alarms, Dashboard, LogGroups, Monitored, log_group_names
+from compute.logs import LogGroups, log_group_names
 from compute.provider import (
     AwsProvider,
     AwsProviderDefaultTags,
