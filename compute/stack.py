@@ -3,7 +3,6 @@ optional web firewall, alarms and the dashboard together, and declares the spec'
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from cdktf import (
@@ -229,8 +228,10 @@ class ComputeStack(TerraformStack):
         return {**config.tags, "Project": config.project_name, "Environment": config.environment}
 
     def _warn(self, message: str) -> None:
+        """Annotate the stack and print the warning on stdout: the CDKTF CLI shows everything
+        the app writes to stderr as an ``[ERROR]``, and a warning is not one."""
         Annotations.of(self).add_warning(message)
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {message}")
 
     def _backend(self) -> None:
         backend = self.config.backend

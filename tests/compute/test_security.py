@@ -303,10 +303,10 @@ def test_enforced_signing_warns_that_terraform_packages_are_unsigned(
             code_signing_profile_version_arns=[SIGNING_PROFILE], code_deployment_mode="external"
         )
     )
-    assert "Lambda rejects the unsigned packages Terraform deploys" in capsys.readouterr().err
+    assert "Lambda rejects the unsigned packages Terraform deploys" in capsys.readouterr().out
     synth_stack(
         ComputeConfig(
             code_signing_profile_version_arns=[SIGNING_PROFILE], code_signing_policy="Warn"
         )
     )
-    assert "unsigned packages" not in capsys.readouterr().err
+    assert "unsigned packages" not in capsys.readouterr().out
