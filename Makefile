@@ -52,6 +52,9 @@ node_modules/.installed: package-lock.json $(VENV)/bin/node
 
 setup: $(VENV)/.synced $(VENV)/bin/node node_modules/.installed
 
+# The CLI shows all the app writes to stderr as [ERROR]: the app prints its warnings on stdout,
+# and cdktf.json's app command adds --no-deprecation to NODE_OPTIONS so Node's deprecation
+# notices from jsii's process (DEP0044) are not shown as errors either.
 synth: setup
 	npx cdktf synth
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from functions.shared.contract import (
     DEFAULT_HISTORY_BUDGET_TOKENS,
@@ -726,33 +726,43 @@ class _Variables(ComputeConfig, BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, defer_build=True)
 
 
-class _Overrides(EnvSettingsSource):
+class _Overrides(PydanticBaseSettingsSource):
     """The ``<prefix><FIELD>`` variables of a given mapping (``os.environ``, or the tests'),
     with lists and tables decoded from JSON by pydantic-settings.
 
-    Names are matched exactly, upper case (``COMPUTE_LAMBDA_TIMEOUT``): pydantic-settings'
-    case-insensitive mode would also take ``compute_lambda_timeout``, and match the keys of
-    a JSON table case-insensitively, where validation rejects unknown keys.
+    A source of its own rather than ``EnvSettingsSource``, which reads only ``os.environ``.
+    Names are matched exactly, upper case (``COMPUTE_LAMBDA_TIMEOUT``): a case-insensitive
+    match would also take ``compute_lambda_timeout``, and match the keys of a JSON table
+    case-insensitively, where validation rejects unknown keys.
     """
 
     def __init__(self, environ: Mapping[str, str], prefix: str) -> None:
-        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
-        super().__init__(_Variables, case_sensitive=True, env_prefix=prefix)
+        super().__init__(_Variables)
+        self._environ = environ
+        self.prefix = prefix
 
     def variable(self, field_name: str) -> str:
-        return f"{self.env_prefix}{field_name.upper()}"
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return self._environ  # instead of os.environ, so the caller's mapping is the one read
+        return f"{self.prefix}{field_name.upper()}"
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self.env_vars.get(self.variable(field_name)), field_name, False
+        return self._environ.get(self.variable(field_name)), field_name, False
 
     def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
         try:
             return super().decode_complex_value(field_name, field, value)
         except ValueError:
             return value  # not JSON: validation rejects it as the field's type, naming the variable
+
+    def __call__(self) -> dict[str, Any]:
+        """Each field whose variable is set, its value decoded from JSON where the field is a
+        list, a table or a model (pydantic-settings' ``field_is_complex``)."""
+        found: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, key, value_is_complex = self.get_field_value(field, field_name)
+            value = self.prepare_field_value(field_name, field, value, value_is_complex)
+            if value is not None:
+                found[key] = value
+        return found
 
 
 class _EnvironmentOverrides(_Overrides):

@@ -3,7 +3,6 @@ optional web firewall, alarms and the dashboard together, and declares the spec'
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from cdktf import (
@@ -17,13 +16,15 @@ from cdktf import (
 )
 from constructs import Construct
 
+from compute.alarms import Alarms, Monitored
 from compute.cleanup import SessionCleanup
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
+from compute.dashboard import Dashboard
 from compute.encryption import PaginationKey, StackKey
 from compute.expressions import joined, optional_text, text
 from compute.firewall import WebFirewall
 from compute.lambdas import Functions, Network
-from compute.monitoring import Alarms, Dashboard, LogGroups, Monitored, log_group_names
+from compute.logs import LogGroups, log_group_names
 from compute.provider import (
     AwsProvider,
     AwsProviderDefaultTags,
@@ -227,8 +228,10 @@ class ComputeStack(TerraformStack):
         return {**config.tags, "Project": config.project_name, "Environment": config.environment}
 
     def _warn(self, message: str) -> None:
+        """Annotate the stack and print the warning on stdout: the CDKTF CLI shows everything
+        the app writes to stderr as an ``[ERROR]``, and a warning is not one."""
         Annotations.of(self).add_warning(message)
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {message}")
 
     def _backend(self) -> None:
         backend = self.config.backend

@@ -37,7 +37,8 @@ def _verifier_from(*values: str) -> TokenVerifier:
     Keyed by the variables' raw values: Lambda never changes them, so the settings are parsed
     and checked (URLs, loopback addresses) once, while tests that point the environment at a
     new issuer get a fresh verifier without a reset hook. A bad value raises, and exceptions are
-    not cached, so it is reported on every invocation.
+    not cached, so it is reported on every invocation. Not ``get_settings``, the other functions'
+    per-container cache: that one is keyed by class and needs a reset when the variables change.
     """
     environ = dict(zip(SETTINGS_VARIABLES, values, strict=True))
     return TokenVerifier(Settings.from_env(environ))

@@ -37,6 +37,7 @@ from functions.cleanup.settings import Settings
 from functions.shared import aws, deadline
 from functions.shared.contract import SESSIONS
 from functions.shared.observability import count, logger, metrics, tracer
+from functions.shared.settings import get_settings
 from functions.shared.store import MessageRepository
 
 # The identity DynamoDB puts on the REMOVE records of items its TTL deleted.
@@ -47,9 +48,8 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 @functools.cache
 def messages() -> MessageRepository:
-    """The container's repository of the messages table (read once per container)."""
-    settings = Settings.from_env()
-    return MessageRepository(aws.client("dynamodb"), settings.messages_table)
+    """The container's repository of the messages table, on the container's settings."""
+    return MessageRepository(aws.client("dynamodb"), get_settings(Settings).messages_table)
 
 
 def removal_cause(record: DynamoDBRecord) -> str:

@@ -18,7 +18,7 @@ class Env:
     CONNECTIONS_TABLE = "CONNECTIONS_TABLE_NAME"
     IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE_NAME"
     USAGE_TABLE = "USAGE_TABLE_NAME"
-    # Per-user limits (#12); 0 turns each off.
+    # Per-user token budgets and concurrent-answer cap; 0 turns each off.
     USER_DAILY_TOKEN_LIMIT = "USER_DAILY_TOKEN_LIMIT"  # noqa: S105 - a variable name
     USER_MONTHLY_TOKEN_LIMIT = "USER_MONTHLY_TOKEN_LIMIT"  # noqa: S105 - a variable name
     USER_MAX_CONCURRENT_ANSWERS = "USER_MAX_CONCURRENT_ANSWERS"

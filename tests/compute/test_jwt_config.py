@@ -147,7 +147,7 @@ def test_an_empty_audience_with_an_issuer_warns_naming_the_environment_and_the_r
     capsys: pytest.CaptureFixture,
 ) -> None:
     synth_stack(ComputeConfig(environment="qa", identity_center_issuer_url=OKTA))
-    err = capsys.readouterr().err
+    err = capsys.readouterr().out
 
     assert "compute-qa: jwt_audience is empty" in err
     assert "environment qa accepts tokens" in err
@@ -158,7 +158,7 @@ def test_an_empty_audience_with_an_issuer_warns_naming_the_environment_and_the_r
 
 def test_no_issuer_keeps_its_own_warning_only(capsys: pytest.CaptureFixture) -> None:
     synth_stack(ComputeConfig(environment="qa"))
-    err = capsys.readouterr().err
+    err = capsys.readouterr().out
 
     assert "the JWT authorizer denies every request" in err
     assert "jwt_audience is empty" not in err
@@ -169,11 +169,11 @@ def test_identity_center_issuer_warns(capsys: pytest.CaptureFixture) -> None:
     synth_stack(ComputeConfig(identity_center_issuer_url=issuer, jwt_audience="api"))
 
     assert f"identity_center_issuer_url {issuer} is IAM Identity Center itself" in (
-        capsys.readouterr().err
+        capsys.readouterr().out
     )
 
 
 def test_a_configured_audience_gives_no_audience_warning(capsys: pytest.CaptureFixture) -> None:
     synth_stack(ComputeConfig(identity_center_issuer_url=OKTA, jwt_audience="api://default"))
 
-    assert "warning" not in capsys.readouterr().err
+    assert "warning" not in capsys.readouterr().out

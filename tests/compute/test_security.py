@@ -1,4 +1,4 @@
-"""The hardening issue #4 asks for, read from the synthesized JSON: one customer-managed KMS
+"""The hardening, read from the synthesized JSON: one customer-managed KMS
 key for tables, logs, function environments and the alarm topic, with a key policy that
 lets CloudWatch Logs and CloudWatch alarms use it; request validators; the web firewall;
 code signing; scoped IAM where checkov found `*` resources."""
@@ -303,10 +303,10 @@ def test_enforced_signing_warns_that_terraform_packages_are_unsigned(
             code_signing_profile_version_arns=[SIGNING_PROFILE], code_deployment_mode="external"
         )
     )
-    assert "Lambda rejects the unsigned packages Terraform deploys" in capsys.readouterr().err
+    assert "Lambda rejects the unsigned packages Terraform deploys" in capsys.readouterr().out
     synth_stack(
         ComputeConfig(
             code_signing_profile_version_arns=[SIGNING_PROFILE], code_signing_policy="Warn"
         )
     )
-    assert "unsigned packages" not in capsys.readouterr().err
+    assert "unsigned packages" not in capsys.readouterr().out

@@ -95,7 +95,9 @@ def test_the_cdktf_cli_synthesizes_the_same_app(
     synths: dict[str, dict[str, bytes]], tmp_path: Path
 ) -> None:
     """`npx cdktf synth` (the README's `make synth`) runs the app from cdktf.json and gets the
-    very same stacks as the direct runs above."""
+    very same stacks as the direct runs above. The CLI shows all the app writes to stderr as
+    ``[ERROR]``: the app's own warnings show, but not as errors, and neither do Node's
+    deprecation notices from jsii's process."""
     if not (ROOT / "node_modules" / ".bin" / "cdktf").exists():
         pytest.fail("the CDKTF CLI is not installed: run `make setup`")
     env = {**os.environ, "CHECKPOINT_DISABLE": "1", "COMPUTE_CONFIG_DIR": str(ROOT / "config")}
@@ -104,6 +106,10 @@ def test_the_cdktf_cli_synthesizes_the_same_app(
         cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    errors = [line for line in output.splitlines() if "[ERROR]" in line]
+    assert "warning: compute-dev: identity_center_issuer_url is empty" in output
+    assert not [line for line in errors if "warning: " in line or "Deprecation" in line], errors
     cli = tree(tmp_path / "out")
     stacks = [name for name in synths["fast"] if name.startswith("stacks/")]
     assert stacks == [name for name in cli if name.startswith("stacks/")]

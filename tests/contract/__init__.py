@@ -1,2 +1,2 @@
 """The contract between the synthesized infrastructure and the code: routes, handlers,
-environment variables and table key schemas (issue #4, section 4)."""
+environment variables and table key schemas."""

@@ -1,2 +1,2 @@
 """Least privilege, proven: the synthesized role policies read as data, and the functions' real
-code run against a moto server that enforces them (issue #4, section 2)."""
+code run against a moto server that enforces them."""

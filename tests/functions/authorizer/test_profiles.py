@@ -62,7 +62,7 @@ def access(env: LocalIssuer, profile: str, **claims: Any) -> str:
 
 
 def test_aud_of_another_api_is_denied_whatever_the_client(env: LocalIssuer, profile: str) -> None:
-    """Issue #10, point 1: the client equal to the audience must not rescue a foreign aud."""
+    """Audience confusion: a client id equal to the audience must not rescue a foreign aud."""
     claim = CLIENT_CLAIM[profile]
     assert allowed(access(env, profile))
     assert not allowed(access(env, profile, aud="https://other.example.test", **{claim: AUDIENCE}))
@@ -107,7 +107,7 @@ def test_token_use_other_than_access_is_denied(
 def test_a_cognito_id_token_is_denied_with_the_client_id_as_audience(
     env: LocalIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue #10, point 2, as Cognito sends it: aud = the app client, token_use id."""
+    """An ID token as a bearer, as Cognito sends it: aud = the app client, token_use id."""
     id_token = {"aud": AUDIENCE, "token_use": "id", "cognito:username": "ada"}
     for provider in ("generic", "cognito"):
         set_rules(monkeypatch, provider=provider)

@@ -4,8 +4,9 @@
 Every token here comes from the provider's own token endpoint: client-credentials JWT access
 tokens for a resource indicator, and the authorization-code flow's access and ID tokens. Each
 profile gets tokens shaped like its provider's (claim names, header typ), so the same checks
-run for generic, cognito, okta and entra: the audience confusion of issue #10, ID tokens sent
-as bearer tokens, required scopes, allowed clients and tenants, and the claim mapping.
+run for generic, cognito, okta and entra: audience confusion (a foreign aud whose client is
+the audience), ID tokens sent as bearer tokens, required scopes, allowed clients and tenants,
+and the claim mapping.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def test_access_token_for_this_api_is_allowed(
 def test_a_token_for_another_api_is_denied_although_its_client_is_the_audience(
     provider: RealProvider, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
-    """Issue #10, point 1: aud names another API, the client is the configured audience."""
+    """Audience confusion: aud names another API, the client is the configured audience."""
     client = client_id(shape_of(shape))
     token = provider.client_credentials(client, resource=OTHER_API, scope="other/admin")
     _, claims = unverified(token)
@@ -141,7 +142,7 @@ def test_es256_access_tokens_are_verified(
 def test_id_tokens_are_denied_even_with_the_client_id_as_audience(
     provider: RealProvider, monkeypatch: pytest.MonkeyPatch, shape: str
 ) -> None:
-    """Issue #10, point 2. The audience is the client id (how Cognito must be configured), so
+    """ID tokens as bearers. The audience is the client id (how Cognito must be configured), so
     the ID token's aud matches; its kind gives it away: Cognito's token_use "id", and no client
     claim where Okta (cid) and Entra (azp/appid) always put one in access tokens."""
     client = client_id(shape_of(shape))
