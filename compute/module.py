@@ -19,6 +19,7 @@ generated, from the same ``COMPUTE_*`` variables as an environment's config
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -378,7 +379,7 @@ def _plain(description: str) -> str:
 def generation_config(environ: Mapping[str, str] | None = None) -> ComputeConfig:
     """The structural choices the module is generated with: ``MODULE_DEFAULTS``, overridden
     by ``COMPUTE_*`` variables like any environment's config."""
-    environ = dict(environ if environ is not None else __import__("os").environ)
+    environ = dict(os.environ if environ is None else environ)
     for name, value in MODULE_DEFAULTS.items():
         environ.setdefault(f"COMPUTE_{name.upper()}", json.dumps(value))
     return default_config(environ)
