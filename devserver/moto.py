@@ -47,12 +47,13 @@ REGION = "us-east-1"
 FAKE_CREDENTIAL = "testing"
 
 
-class _SerializedMotoServer(ThreadedMotoServer):
+class SerializedMotoServer(ThreadedMotoServer):
     """moto's threaded server, answering one request at a time.
 
     moto's ``UpdateItem`` is not atomic across threads: two concurrent ``ADD``s can return the
     same value, which DynamoDB never does. Serialized, concurrency tests check the project's
-    atomicity (conditions, counters, transactions) rather than moto's.
+    atomicity (conditions, counters, transactions) rather than moto's. The Terraform
+    emulator uses it too: the provider's parallel deletes raced inside moto's Lambda backend.
     """
 
     def _server_entry(self) -> None:
@@ -74,10 +75,10 @@ class _SerializedMotoServer(ThreadedMotoServer):
 
 class MotoServer:
     """moto's server on 127.0.0.1 with a free port, one request at a time (see
-    :class:`_SerializedMotoServer`); usable as a context manager."""
+    :class:`SerializedMotoServer`); usable as a context manager."""
 
     def __init__(self) -> None:
-        self._server = _SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._url: str | None = None
 
     @property

@@ -21,19 +21,21 @@ from collections.abc import Sequence
 from types import FrameType
 
 import httpx
-from moto.server import ThreadedMotoServer
 
+from devserver.moto import SerializedMotoServer
 from tests.support import lambda_signing
 
 READY = "emulator ready on"
 
 
-def start(host: str, port: int) -> tuple[ThreadedMotoServer, str]:
+def start(host: str, port: int) -> tuple[SerializedMotoServer, str]:
     """Install the extensions, start moto on ``host:port``; returns the server and its URL
     once it answers."""
     lambda_signing.install()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    # One request at a time: moto's backends are not thread-safe, and the provider sends
+    # up to -parallelism requests at once.
+    server = SerializedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()
     url = f"http://{bound_host}:{bound_port}"
