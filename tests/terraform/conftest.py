@@ -101,9 +101,9 @@ class Runs:
 
 
 def _full_cycle(
-    tools: Tools, root: Path, work: Path, cache: Path, environment: dict[str, str] | None = None
+    tools: Tools, root: Path, work: Path, environment: dict[str, str] | None = None
 ) -> Cycle:
-    with terraform_workspace(root, work, tools, cache=cache) as (tf, emulator, _):
+    with terraform_workspace(root, work, tools) as (tf, emulator, _):
         return cycle(
             tf,
             readback=lambda result: check_stack(emulator, result, environment),
@@ -111,17 +111,17 @@ def _full_cycle(
         )
 
 
-def _plan_only(tools: Tools, root: Path, work: Path, cache: Path) -> VariantPlan:
-    with terraform_workspace(root, work, tools, cache=cache) as (tf, _, _):
+def _plan_only(tools: Tools, root: Path, work: Path) -> VariantPlan:
+    with terraform_workspace(root, work, tools) as (tf, _, _):
         init(tf)
         validate(tf)
         _, changes = plan(tf, details=False)
         return VariantPlan(name=work.name, changes=changes, seconds=tf.seconds())
 
 
-def _module_plan(tools: Tools, root: Path, work: Path, cache: Path) -> ModulePlan:
+def _module_plan(tools: Tools, root: Path, work: Path) -> ModulePlan:
     """init and plan, whatever the plan's outcome: the caller judges it."""
-    with terraform_workspace(root, work, tools, cache=cache) as (tf, _, _):
+    with terraform_workspace(root, work, tools) as (tf, _, _):
         init(tf)
         run = tf("plan", "-input=false", "-json", "-out=tfplan", check=False)
         shown = json.loads(tf("show", "-json", "tfplan").output) if run.code == 0 else None
@@ -164,7 +164,6 @@ def terraform_runs(
     from compute.stack import build_app
 
     runs = Runs(base=tmp_path_factory.mktemp("terraform"))
-    cache = runs.base / "plugin-cache"
     configs = load_environments(ROOT / "config")
     (runs.base / "synth").mkdir()
     build_app(configs, outdir=str(runs.base / "synth")).synth()
@@ -176,7 +175,7 @@ def terraform_runs(
             root = runs.base / "synth" / "stacks" / config.stack_name
             runs.roots[config.environment] = root
             runs.cycles[config.environment] = pool.submit(
-                _full_cycle, terraform_tools, root, runs.base / "work" / config.environment, cache
+                _full_cycle, terraform_tools, root, runs.base / "work" / config.environment
             )
         usage = module_root(runs.base, "usage", USAGE / "main.tf", module)
         runs.roots["usage"] = usage
@@ -185,14 +184,13 @@ def terraform_runs(
             terraform_tools,
             usage,
             runs.base / "work" / "usage",
-            cache,
             USAGE_ENVIRONMENT,
         )
         for name, main in MODULE_ROOTS.items():
             root = module_root(runs.base, name, main, module)
             runs.roots[name] = root
             runs.module_plans[name] = pool.submit(
-                _module_plan, terraform_tools, root, runs.base / "work" / name, cache
+                _module_plan, terraform_tools, root, runs.base / "work" / name
             )
         for name, config in VARIANTS.items():
             (runs.base / "variants" / name).mkdir(parents=True)
@@ -200,7 +198,7 @@ def terraform_runs(
             root = runs.base / "variants" / name / "stacks" / config.stack_name
             runs.roots[name] = root
             runs.plans[name] = pool.submit(
-                _plan_only, terraform_tools, root, runs.base / "work" / name, cache
+                _plan_only, terraform_tools, root, runs.base / "work" / name
             )
         yield runs
     if os.environ.get(TIMINGS_ENV):

@@ -138,9 +138,7 @@ def workspace_for(
         root = tmp_path / "root"
         root.mkdir()
         (root / "main.tf.json").write_text(json.dumps(document))
-        return harness.workspace(
-            root, tmp_path / "w" / "work", terraform_tools, cache=tmp_path / "c"
-        )
+        return harness.workspace(root, tmp_path / "w" / "work", terraform_tools)
 
     return open_
 
