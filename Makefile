@@ -58,9 +58,9 @@ setup: $(VENV)/.synced $(VENV)/bin/node node_modules/.installed
 synth: setup
 	npx cdktf synth
 
-# The compute layer as a plain Terraform module in cdktf.out/module (README, "Using it as a
-# Terraform module"). Not part of synth: it packages every function for each supported
-# runtime, which the first time costs about half a minute more.
+# The compute layer as a plain Terraform module in cdktf.out/module (docs/module.md). Not
+# part of synth: it packages every function for each supported runtime, which the first time
+# costs about half a minute more.
 MODULE_OUT ?= cdktf.out/module
 module: setup
 	$(PY) -m compute.module --out $(MODULE_OUT)
@@ -103,21 +103,25 @@ checkov-lock:
 	mv $(CHECKOV_REQUIREMENTS).txt.new $(CHECKOV_REQUIREMENTS).txt
 	rm -rf $(TOOLS)/checkov-lock
 
-# The README's configuration tables, from the config model (tools/docs.py).
+# The docs site: the configuration tables of docs/configuration.md from the config model
+# (tools/docs.py), then every page built into site/; --strict (and mkdocs.yml's validation)
+# fails on any broken link or anchor. The build fetches nothing.
 docs: setup
 	$(PY) -m tools.docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 package: setup
 	$(PY) -m compute.packaging --out dist
 
 clean:
-	rm -rf cdktf.out build dist .pytest_cache
+	rm -rf cdktf.out build dist site .pytest_cache
 
 bench: setup
 	$(PY) bench/run.py
 
-# The dev environment's synthesized stack on 127.0.0.1 (see README, "Local development").
-# Synthesizes it first (seconds once the packages are built), then serves exactly that JSON.
+# The dev environment's synthesized stack on 127.0.0.1 (see docs/development.md, "Local
+# development"). Synthesizes it first (seconds once the packages are built), then serves
+# exactly that JSON.
 COMPUTE_DEV_ENV ?= dev
 export COMPUTE_DEV_ENV
 DEV_ARGS ?=

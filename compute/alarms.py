@@ -155,7 +155,7 @@ class Alarms(Construct):
             f"{key}-throttles",
             f"{key}-throttles",
             f"Lambda {key}: invocations throttled (reserved concurrency or the account's limit "
-            "reached; README, Capacity)",
+            "reached; docs/resources.md, Capacity)",
             namespace="AWS/Lambda", metric_name="Throttles", dimensions=dimensions,
             statistic="Sum", period=PERIOD, comparison_operator="GreaterThanThreshold",
             threshold=0,
@@ -168,7 +168,7 @@ class Alarms(Construct):
                 f"{key}-concurrency",
                 f"{key}-concurrency",
                 f"Lambda {key}: {text(busy)}+ concurrent executions, {CONCURRENCY_SHARE:.0%} of "
-                f"its reserved {text(reserved)} (README, Capacity)",
+                f"its reserved {text(reserved)} (docs/resources.md, Capacity)",
                 namespace="AWS/Lambda", metric_name="ConcurrentExecutions",
                 dimensions=dimensions, statistic="Maximum", period=PERIOD,
                 comparison_operator="GreaterThanOrEqualToThreshold", threshold=busy, count=count,
@@ -256,7 +256,7 @@ class Alarms(Construct):
     def _cleanup_alarms(self, function: LambdaFunction, queue_name: str) -> None:
         """The stream consumer falls behind (its records age), or gave up on a batch: the
         messages of those sessions are still there, and only an operator can remove them now
-        (README, *Deleting*), so one message in the failure queue is enough to page."""
+        (docs/functions.md, *Deleting*), so one message in the failure queue is enough to page."""
         self._alarm(
             f"{CLEANUP.key}-iterator-age",
             f"{CLEANUP.key}-iterator-age",

@@ -52,7 +52,7 @@ SIGNING_PROFILE_VERSION_ARN = (
 )
 
 
-# The issuer forms each profile's tokens carry in `iss` (README, Identity providers).
+# The issuer forms each profile's tokens carry in `iss` (docs/identity-providers.md).
 ISSUER_FORMS = {
     "cognito": (
         r"^https://cognito-idp\.[a-z]{2}(-[a-z]+)+-\d\.amazonaws\.com(\.cn)?/"
@@ -368,7 +368,7 @@ class ComputeConfig(_Strict):
         None,
         "The websocket function's own reserved concurrency; unset: "
         "`lambda_reserved_concurrency`. Each streamed answer holds one websocket instance for "
-        "its whole duration (README, Capacity).",
+        "its whole duration (docs/resources.md, Capacity).",
     )
     websocket_lambda_timeout: Annotated[int, Field(ge=1, le=900)] | None = extension(
         None,
@@ -393,7 +393,7 @@ class ComputeConfig(_Strict):
         DEFAULT_USER_DAILY_TOKEN_LIMIT,
         "Model tokens one user may use per UTC day (input plus output, cached input at its "
         "rate); 0: no limit. A turn is refused with `quota_exceeded` once it is reached "
-        "(README, Token budgets and concurrent answers).",
+        "(docs/functions.md, Token budgets and concurrent answers).",
     )
     user_monthly_token_limit: Annotated[int, Field(ge=0)] = extension(
         0,
@@ -403,12 +403,12 @@ class ComputeConfig(_Strict):
     user_max_concurrent_answers: Annotated[int, Field(ge=0, le=100)] = extension(
         DEFAULT_USER_MAX_CONCURRENT_ANSWERS,
         "Answers one user may have generating at once, over all their connections and REST "
-        "calls; the next is refused with `busy`. 0: no limit (README, Capacity).",
+        "calls; the next is refused with `busy`. 0: no limit (docs/resources.md, Capacity).",
     )
     bedrock_guardrail_id: Annotated[str, Field(pattern=r"^[a-z0-9]{1,64}$")] | None = extension(
         None,
         "Id of a Bedrock guardrail applied to every model call (set with "
-        "`bedrock_guardrail_version`); unset: none (README, Guardrails).",
+        "`bedrock_guardrail_version`); unset: none (docs/functions.md, Guardrails).",
     )
     bedrock_guardrail_version: (
         Annotated[str, Field(pattern=r"^([1-9][0-9]{0,7}|DRAFT)$")] | None
@@ -416,7 +416,7 @@ class ComputeConfig(_Strict):
     bedrock_prompt_caching: bool = extension(
         True,
         "Mark the system prompt and the stable history as cacheable, for the models that "
-        "support Bedrock prompt caching (README, Prompt caching).",
+        "support Bedrock prompt caching (docs/functions.md, Prompt caching).",
     )
     alarm_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = extension(
         None, "E-mail address subscribed to the alarm topic; unset: none."
@@ -548,8 +548,8 @@ class ComputeConfig(_Strict):
         if self.jwt_provider == "identity_center" and issuer and self.issuer_is_identity_center:
             raise ValueError(
                 f"jwt_provider 'identity_center' takes the trusted token issuer's URL (Okta, "
-                f"Entra, Cognito...), not Identity Center's own {issuer!r} (README, Identity "
-                "Center)"
+                f"Entra, Cognito...), not Identity Center's own {issuer!r} "
+                "(docs/identity-providers.md, Identity Center)"
             )
         rule = ISSUER_FORMS.get(self.jwt_provider)
         if issuer and rule and not re.match(rule[0], issuer):
@@ -567,7 +567,7 @@ class ComputeConfig(_Strict):
             raise ValueError(
                 "code_signing_policy 'Enforce' rejects the unsigned packages Terraform deploys in "
                 "bundled mode: use 'Warn', or code_deployment_mode = 'external' with a signing "
-                "pipeline (README, Code signing)"
+                "pipeline (docs/security.md, Code signing)"
             )
 
     def _check_origins(self) -> None:

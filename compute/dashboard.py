@@ -156,7 +156,7 @@ class Dashboard(Construct):
         self._header(
             "## Lambda functions\n"
             "Throttles mean the reserved concurrency (the line on the concurrency graph) or "
-            "the account's limit was reached (README, *Capacity*)."
+            "the account's limit was reached (docs/resources.md, *Capacity*)."
         )
         for key, function in watched.functions.items():
             self._function_row(key, function)

@@ -369,7 +369,7 @@ def _default(field: FieldInfo) -> Any:
 
 
 def _plain(description: str) -> str:
-    """A description without the README's Markdown emphasis."""
+    """A description without the docs' Markdown emphasis."""
     return re.sub(r"\*(\w[^*]*)\*", r"\1", description)
 
 

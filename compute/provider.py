@@ -1,7 +1,7 @@
 """Every class the constructs use from the prebuilt provider bindings, imported in one place.
 
 ``compute.provider_loader`` runs first, so that these imports load only the submodules
-named here instead of all 2,212 the stock package imports (see README, *Fast synthesis*).
+named here instead of all 2,212 the stock package imports (docs/performance.md, *Fast synthesis*).
 """
 
 from __future__ import annotations

@@ -50,12 +50,12 @@ IDENTITY_CENTER_ISSUER_WARNING = (
     "{stack}: identity_center_issuer_url {issuer} is IAM Identity Center itself. AWS documents no "
     "OIDC discovery or JWKS there for other APIs, and its CreateTokenWithIAM tokens are meant for "
     "AWS services; if discovery fails the authorizer denies every request. Configure the trusted "
-    "token issuer (Okta, Entra, Cognito...) instead (README, Identity Center)."
+    "token issuer (Okta, Entra, Cognito...) instead (docs/identity-providers.md, Identity Center)."
 )
 UNSIGNED_CODE_WARNING = (
     "{stack}: code_signing_policy is Enforce, so Lambda rejects the unsigned packages "
     "Terraform deploys ({mode} mode): deploy packages signed by the configured profiles "
-    "(README, Code signing)."
+    "(docs/security.md, Code signing)."
 )
 
 

@@ -1,10 +1,11 @@
-"""``make docs``: the README's configuration tables, generated from the config model.
+"""``make docs``: the configuration tables of ``docs/configuration.md``, generated from the
+config model.
 
 Each table sits between ``<!-- config-table:<name>:start -->`` and
 ``<!-- config-table:<name>:end -->``; everything outside the markers is left as written.
 The model (``compute/config.py``) is the one source: its fields' types, constraints,
 defaults, descriptions and origin (spec or extension), so the tables cannot drift from the
-code. ``tests/compute/test_docs.py`` fails when the README differs from what this writes.
+code. ``tests/compute/test_docs.py`` fails when the page differs from what this writes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pydantic_core import PydanticUndefined
 
 from compute.config import Backend, ComputeConfig, RemoteState, RemoteStateS3, field_origin
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 MARKER = re.compile(
     r"(?P<start><!-- config-table:(?P<name>[\w-]+):start -->\n)"
     r".*?"
@@ -169,36 +170,36 @@ def table(spec: Table) -> str:
     return "\n".join(rows) + "\n"
 
 
-def render(readme: str) -> str:
-    """``readme`` with every marked table regenerated; each known table must appear once."""
+def render(page: str) -> str:
+    """``page`` with every marked table regenerated; each known table must appear once."""
     found: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
         name = match["name"]
         if name not in TABLES:
             raise ValueError(
-                f"README marks an unknown config table {name!r}; known: {list(TABLES)}"
+                f"the page marks an unknown config table {name!r}; known: {list(TABLES)}"
             )
         found.append(name)
         # Blank lines around the table, so that no renderer reads a marker as one of its rows.
         return f"{match['start']}\n{table(TABLES[name])}\n{match['end']}"
 
-    rendered = MARKER.sub(replace, readme)
+    rendered = MARKER.sub(replace, page)
     missing = [name for name in TABLES if name not in found]
     twice = sorted({name for name in found if found.count(name) > 1})
     if missing or twice:
-        raise ValueError(f"README config tables: missing {missing}, marked twice {twice}")
+        raise ValueError(f"config tables: missing {missing}, marked twice {twice}")
     return rendered
 
 
 def main() -> int:
-    current = README.read_text()
+    current = PAGE.read_text()
     rendered = render(current)
     if rendered == current:
-        print(f"{README.name}: configuration tables up to date")
+        print(f"{PAGE.name}: configuration tables up to date")
     else:
-        README.write_text(rendered)
-        print(f"{README.name}: configuration tables regenerated")
+        PAGE.write_text(rendered)
+        print(f"{PAGE.name}: configuration tables regenerated")
     return 0
 
 

@@ -2,7 +2,7 @@
 tenant, and which extra checks a provider's tokens must pass.
 
 Every list is "first present claim wins" (user id, client) or "union of all" (scopes, groups,
-roles). The README's "Identity providers" section says what each provider sends.
+roles). docs/identity-providers.md says what each provider sends.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ PROFILES = {
             client_required=True,
         ),
         # The access token of the external trusted token issuer that IAM Identity Center trusts
-        # (README, "Identity Center"). Identity Center matches that issuer's tokens on `aud`,
+        # (docs/identity-providers.md). Identity Center matches that issuer's tokens on `aud`,
         # so this API does too: a client id never stands in for the audience.
         Profile(
             "identity_center",

@@ -269,11 +269,11 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
 CONNECTION_TTL_SECONDS = 2 * 3600 + 10 * 60
 DEFAULT_SESSION_TTL_DAYS = 30
 # About 12k tokens of history, system prompt and question per turn: a long chat's worth of
-# context, at a bounded price (see the README's "History budget").
+# context, at a bounded price (docs/functions.md, "History budget").
 DEFAULT_HISTORY_BUDGET_TOKENS = 12_000
 DEFAULT_STREAM_FLUSH_INTERVAL_MS = 100
 # About 80 turns a day at the full history budget: a heavy day's use, at a bounded price (see
-# the README's "Token budgets and concurrent answers").
+# docs/functions.md, "Token budgets and concurrent answers").
 DEFAULT_USER_DAILY_TOKEN_LIMIT = 1_000_000
 # Two: an answer streaming on one connection and one more (another device, a REST call).
 DEFAULT_USER_MAX_CONCURRENT_ANSWERS = 2

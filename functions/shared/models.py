@@ -48,7 +48,7 @@ class Citation:
 # What a cached input token costs against a user's token budget, relative to an uncached one:
 # Anthropic Claude's prices on Bedrock (a cache read is 10% of the input price, a five-minute
 # cache write 125%), so a budget tracks what the turns cost. Amazon Nova's reads cost 25% of
-# its input price and are undercounted: one rate for every model. README, "Prompt caching".
+# its input price and are undercounted: one rate for every model. docs/functions.md#prompt-caching
 CACHE_READ_BUDGET_RATE = 0.1
 CACHE_WRITE_BUDGET_RATE = 1.25
 

@@ -12,7 +12,7 @@ out of later history altogether, question and answer, so the model never sees un
 what the guardrail blocked. ``converse_stream`` uses ``streamProcessingMode: "async"``:
 deltas reach the client as the model writes them while the guardrail assesses them in the
 background (in ``sync`` mode it holds chunks back until assessed), at the cost that text
-already streamed may be what the guardrail then blocks (README, Guardrails).
+already streamed may be what the guardrail then blocks (docs/functions.md, Guardrails).
 
 **Prompt caching.** For the models in :data:`PROMPT_CACHING_MODELS` (and when
 ``prompt_caching`` is on), a ``cachePoint`` ends the system prompt and another ends the
@@ -53,7 +53,7 @@ PASSAGES_HEADING = "Passages retrieved for this question:"
 # Model ids, once a cross-region inference profile's geography is stripped, that support
 # Bedrock prompt caching with cachePoint blocks (Bedrock user guide, "Prompt caching for
 # faster model inference", supported models). Claude 3.5 Sonnet v2 is left out: caching on it
-# stayed a preview, for the accounts admitted to it. The README lists the same.
+# stayed a preview, for the accounts admitted to it. docs/functions.md lists the same.
 PROMPT_CACHING_MODELS = (
     "anthropic.claude-3-7-sonnet-",
     "anthropic.claude-3-5-haiku-",

@@ -15,7 +15,7 @@ from pathlib import Path
 from compute import provider
 from compute.provider_loader import PACKAGES
 
-# The stock AWS package's eager imports: the README's figure, and the package is frozen.
+# The stock AWS package's eager imports: docs/performance.md's figure, and the package is frozen.
 STOCK_AWS_SUBMODULES = 2212
 
 

@@ -1,5 +1,5 @@
-"""The README's configuration tables are the model's: every field documented, marked spec
-or extension, and the README exactly what ``make docs`` writes."""
+"""The configuration page's tables are the model's: every field documented, marked spec
+or extension, and ``docs/configuration.md`` exactly what ``make docs`` writes."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pydantic import BaseModel
 
 from compute.config import Backend, ComputeConfig, RemoteState, RemoteStateS3, field_origin
 from tests.support.spec import spec_text
-from tools.docs import README, TABLES, render, render_type
+from tools.docs import PAGE, TABLES, render, render_type
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = (ComputeConfig, Backend, RemoteState, RemoteStateS3)
 
 
-def test_readme_is_what_make_docs_writes() -> None:
-    current = README.read_text()
-    assert render(current) == current, "the README's config tables are stale: run `make docs`"
+def test_the_configuration_page_is_what_make_docs_writes() -> None:
+    current = PAGE.read_text()
+    assert render(current) == current, f"{PAGE.name}'s config tables are stale: run `make docs`"
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda model: model.__name__)
@@ -59,12 +59,12 @@ def test_types_render_as_a_config_author_reads_them(field: str, rendered: str) -
 
 
 def test_the_tables_replace_only_what_is_between_their_markers() -> None:
-    readme = "".join(
+    page = "".join(
         f"before {name}\n<!-- config-table:{name}:start -->\nstale\n"
         f"<!-- config-table:{name}:end -->\n"
         for name in TABLES
     )
-    rendered = render(readme)
+    rendered = render(page)
     assert "stale" not in rendered
     for name in TABLES:
         assert f"before {name}\n<!-- config-table:{name}:start -->\n\n| " in rendered
@@ -74,12 +74,12 @@ def test_the_tables_replace_only_what_is_between_their_markers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("readme", "complaint"),
+    ("page", "complaint"),
     [
         ("no markers at all", "missing"),
         ("<!-- config-table:nonsense:start -->\n<!-- config-table:nonsense:end -->", "unknown"),
     ],
 )
-def test_missing_or_unknown_tables_are_errors(readme: str, complaint: str) -> None:
+def test_missing_or_unknown_tables_are_errors(page: str, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
-        render(readme)
+        render(page)

@@ -6,7 +6,7 @@ runs those steps against a local AWS emulator, offline, with the one provider th
 mirrors. It knows nothing of CDKTF: hand :func:`prepare` any root folder of ``*.tf.json`` /
 ``*.tf`` files (nested ``modules/...`` folders included) and :func:`cycle` runs it.
 
-What it changes in the root, and nothing else (README, "Proven by Terraform"):
+What it changes in the root, and nothing else (docs/testing.md, "Proven by Terraform"):
 
 - the ``hashicorp/aws`` version pin of every module, to the mirrored version;
 - the backend, replaced by a local one in the work folder;

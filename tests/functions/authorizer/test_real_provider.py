@@ -74,7 +74,7 @@ def outcome(token: str, event: dict[str, Any] | None = None) -> dict[str, Any] |
         return None
 
 
-# Every profile; identity_center takes a generic provider's tokens (README, Identity Center).
+# Every profile; identity_center takes a generic provider's tokens (docs/identity-providers.md).
 PROFILE_NAMES = (*SHAPES, "identity_center")
 
 
