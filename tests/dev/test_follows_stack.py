@@ -30,7 +30,9 @@ pytestmark = DEV_GROUP
 STAGE = "beta"
 EDITED_LOGS = Logs()
 TIMEOUT_MS = 400
-WEBSOCKET_TIMEOUT_S = 1
+# Long enough that the turn's storage calls before the model call fit in the deadline's
+# share (half the timeout) even on a loaded machine; at 1 s they did not, under a load of 12.
+WEBSOCKET_TIMEOUT_S = 3
 AUDIENCE = "api://ai-assistant"
 ENTRA_RULES = {
     "provider": "entra",
@@ -201,13 +203,14 @@ def test_another_dynamodb_endpoint_is_used(dev: DevServer, edited: DevServer) ->
 
 
 def test_a_function_past_its_timeout_is_stopped(edited: DevServer) -> None:
-    """The websocket function's timeout (1 s here) ends the invocation, as Lambda does."""
+    """The websocket function's timeout (3 s here) ends the invocation, as Lambda does: the
+    model's first response comes after it."""
     assert edited.model is not None
     auth = {"Authorization": f"Bearer {edited.token('hank')}"}
     session_id = httpx.post(f"{edited.rest_url}/api/v1/sessions", json={}, headers=auth).json()[
         "session_id"
     ]
-    edited.model.response_delay = 1.6
+    edited.model.response_delay = WEBSOCKET_TIMEOUT_S + 0.6
     try:
         with websocket(edited, "hank") as ws:
             message = {"action": "sendMessage", "session_id": session_id, "content": "slow"}
@@ -221,7 +224,8 @@ def test_a_function_past_its_timeout_is_stopped(edited: DevServer) -> None:
     assert frames[-1]["message"] == "Internal server error"
     assert "type" not in frames[-1]
     lines = [line for source, line in EDITED_LOGS.lines if source.endswith("-websocket")]
-    assert any("Task timed out after 1.00 seconds" in line for line in lines), lines[-20:]
+    timed_out = f"Task timed out after {WEBSOCKET_TIMEOUT_S:.2f} seconds"
+    assert any(timed_out in line for line in lines), lines[-20:]
 
 
 def test_a_denying_policy_is_403_on_rest_and_websocket(edited: DevServer) -> None:
