@@ -38,9 +38,11 @@ class Run:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    """Three synths of the shipped config, run side by side: fast twice, stock once."""
+    """Two synths of the shipped config, run side by side: with the fast provider loader and
+    with the stock one. Two separate processes, so they also show that a synth is
+    reproducible: a third run, fast again, proved nothing more."""
     processes = {}
-    for name, stock in (("fast", "0"), ("again", "0"), ("stock", "1")):
+    for name, stock in (("fast", "0"), ("stock", "1")):
         folder = tmp_path_factory.mktemp(name)
         env = {
             **os.environ,
@@ -74,17 +76,11 @@ def test_one_synth_gives_one_stack_per_environment(synths: dict[str, dict[str, b
     assert len(zips) == 8 == 2 * len(FUNCTIONS)  # one package per function and environment
 
 
-def test_two_synths_are_byte_identical(synths: dict[str, dict[str, bytes]]) -> None:
-    assert list(synths["fast"]) == list(synths["again"])
-    for name, content in synths["fast"].items():
-        assert content == synths["again"][name], f"{name} differs between two synths"
-
-
-def test_fast_loader_gives_the_stock_output(runs: dict[str, Run]) -> None:
+def test_two_synths_are_byte_identical_with_either_provider_loader(runs: dict[str, Run]) -> None:
     fast, stock = runs["fast"], runs["stock"]
-    # The two runs really took the two paths: the fast ones imported exactly the façade's
+    # The two runs really took the two paths: the fast one imported exactly the façade's
     # submodules, the stock one every submodule both stock packages import eagerly.
-    assert fast.provider_submodules == runs["again"].provider_submodules == facade_submodules()
+    assert fast.provider_submodules == facade_submodules()
     assert stock.provider_submodules == stock_submodules() > facade_submodules()
     assert list(fast.files) == list(stock.files)
     for name, content in fast.files.items():
