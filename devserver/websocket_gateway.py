@@ -42,9 +42,9 @@ from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
 from devserver.lambda_pool import ACCOUNT_ID, FunctionError, InvocationError, Lambda
-from devserver.loopback import LoopbackServer, Request, Response, error_response, json_response
 from devserver.rest_gateway import policy_allows
 from devserver.stack import WebSocketApi
+from fakes.loopback import LoopbackServer, Request, Response, error_response, json_response
 
 MAX_FRAME_BYTES = 32 * 1024
 MAX_POST_BYTES = 128 * 1024  # the management API's payload limit

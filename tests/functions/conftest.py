@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from devserver.bedrock import BedrockFake
+from fakes.bedrock import BedrockFake
+from fakes.connections import WsManagementFake
+from fakes.dynamodb_streams import StreamReader, enable_stream, lambda_event
 from functions.cleanup import handler as cleanup
 from functions.shared import aws
 from functions.shared.contract import Env
@@ -22,8 +24,6 @@ from tests.functions.helpers import (
     WebSocket,
 )
 from tests.support.moto_server import create_pagination_key
-from tests.support.streams import StreamReader, enable_stream, lambda_event
-from tests.support.ws_management_fake import WsManagementFake
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,4 +1,4 @@
-"""Lambda's code-signing API on the emulator (``python -m tests.support.emulator``), driven
+"""Lambda's code-signing API on the emulator (``python -m fakes.emulator``), driven
 with boto3 as Terraform's provider drives it: a config's lifecycle, attaching one to a
 function at creation and afterwards, reading it back, tags, and the errors AWS answers."""
 
@@ -20,7 +20,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from tests.support.emulator import READY
+from fakes.emulator import READY
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -38,7 +38,7 @@ MISSING = f"arn:aws:lambda:{REGION}:{ACCOUNT}:code-signing-config:csc-0123456789
 def emulator() -> Iterator[str]:
     """The emulator as Terraform tests run it: its own process, any free port."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.emulator", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "fakes.emulator", "--host", "127.0.0.1", "--port", "0"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

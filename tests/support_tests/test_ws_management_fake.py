@@ -5,8 +5,8 @@ from typing import Any
 import boto3
 import pytest
 
+from fakes.connections import MAX_PAYLOAD_BYTES, WsManagementFake, WsRequest
 from functions.shared.contract import Env
-from tests.support.ws_management_fake import MAX_PAYLOAD_BYTES, WsManagementFake, WsRequest
 
 CONNECTION_ID = "BFaT_fALIAMCKug="  # shaped like a real one: '=' gets percent-encoded
 

@@ -154,7 +154,7 @@ def cli_config(tools: Tools, folder: Path) -> Path:
 def emulator_command(host: str, port: int) -> list[str]:
     """The emulator's command line: the one place to change which emulator the cycles use.
     moto's server plus the AWS APIs the stacks need that moto lacks (code signing)."""
-    return [sys.executable, "-m", "tests.support.emulator", "--host", host, "--port", str(port)]
+    return [sys.executable, "-m", "fakes.emulator", "--host", host, "--port", str(port)]
 
 
 def free_port() -> int:

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 
-from devserver.oidc import SigningKey
+from fakes.oidc import SigningKey
 
 LAUNCHER = Path(__file__).with_name("launcher.mjs")
 REPO_ROOT = Path(__file__).resolve().parents[4]

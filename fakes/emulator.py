@@ -1,10 +1,10 @@
 """moto on one address, with the AWS APIs the stacks need that moto lacks added first.
 
-Run as ``python -m tests.support.emulator --host 127.0.0.1 --port 4566`` (``--port 0``: any
+Run as ``python -m fakes.emulator --host 127.0.0.1 --port 4566`` (``--port 0``: any
 free port). It prints one line, ``emulator ready on http://<host>:<port>``, once the server
 answers, then serves until SIGINT or SIGTERM. Terraform's AWS provider, pointed at that URL for
 every service (``endpoints``), applies the synthesized stacks against it, code signing
-included (:mod:`tests.support.lambda_signing`).
+included (:mod:`fakes.lambda_signing`).
 
 The extensions are installed in this process before moto's server builds its URL table,
 which is why this is a process of its own rather than the tests' shared in-process moto.
@@ -22,8 +22,8 @@ from types import FrameType
 
 import httpx
 
-from devserver.moto import SerializedMotoServer
-from tests.support import lambda_signing
+from fakes import lambda_signing
+from fakes.moto import SerializedMotoServer
 
 READY = "emulator ready on"
 
@@ -44,7 +44,7 @@ def start(host: str, port: int) -> tuple[SerializedMotoServer, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.support.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fakes.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ Like the real API, a frame over 128 KiB answers 413 PayloadTooLargeException.
 Usage::
 
     import boto3
-    from tests.support.ws_management_fake import WsManagementFake
+    from fakes.connections import WsManagementFake
 
     with WsManagementFake(stage="v1") as ws:
         monkeypatch.setenv(Env.WEBSOCKET_CALLBACK_URL, ws.callback_url)  # http://127.0.0.1:P/v1
@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from devserver.loopback import LoopbackServer, Request, Response, error_response, json_response
+from fakes.loopback import LoopbackServer, Request, Response, error_response, json_response
 
 MAX_PAYLOAD_BYTES = 128 * 1024
 _ROUTE = re.compile(r"^(?P<stage>/.*)?/@connections/(?P<id>[^/]+)$")

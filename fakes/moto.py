@@ -5,14 +5,14 @@ the tests' contract-based table helpers stay in ``tests.support.moto_server``.
 
 Code under test builds ordinary boto3 clients; pointing ``AWS_ENDPOINT_URL`` at the server sends
 them all here (a service-specific ``AWS_ENDPOINT_URL_<SERVICE>`` still wins, which is how
-:mod:`devserver.bedrock` serves converse/converse_stream/retrieve, which moto
+:mod:`fakes.bedrock` serves converse/converse_stream/retrieve, which moto
 lacks). moto itself implements bedrock-agent ``create_knowledge_base`` and
 ``list_knowledge_bases`` with ``nextToken`` paging, so knowledge-base listings need no fake.
 
 Usage::
 
     import boto3
-    from devserver.moto import MotoServer, aws_env
+    from fakes.moto import MotoServer, aws_env
     from tests.support.moto_server import create_tables
 
     with MotoServer() as server:

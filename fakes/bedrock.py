@@ -34,7 +34,7 @@ splits the input into ``cacheReadInputTokens`` (the longest prefix cached before
 
 Usage::
 
-    from devserver.bedrock import BedrockFake, passage
+    from fakes.bedrock import BedrockFake, passage
 
     with BedrockFake(reply="Hi there") as bedrock:
         for name, value in bedrock.env().items():   # AWS_ENDPOINT_URL_BEDROCK_RUNTIME, ...
@@ -80,7 +80,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from devserver.loopback import (
+from fakes.loopback import (
     Abort,
     LoopbackServer,
     Request,
