@@ -13,7 +13,6 @@ which is why this is a process of its own rather than the tests' shared in-proce
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -23,24 +22,19 @@ from types import FrameType
 import httpx
 
 from fakes import lambda_signing
-from fakes.moto import SerializedMotoServer
+from fakes.moto import MotoServer
 
 READY = "emulator ready on"
 
 
-def start(host: str, port: int) -> tuple[SerializedMotoServer, str]:
-    """Install the extensions, start moto on ``host:port``; returns the server and its URL
-    once it answers."""
+def start(host: str, port: int) -> MotoServer:
+    """Install the extensions, start moto on ``host:port``; returns it once it answers."""
     lambda_signing.install()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    # One request at a time: moto's backends are not thread-safe, and the provider sends
-    # up to -parallelism requests at once.
-    server = SerializedMotoServer(ip_address=host, port=port, verbose=False)
-    server.start()
-    bound_host, bound_port = server.get_host_and_port()
-    url = f"http://{bound_host}:{bound_port}"
-    httpx.get(f"{url}/moto-api/data.json", timeout=10).raise_for_status()
-    return server, url
+    # One request at a time (MotoServer is serialized): moto's backends are not thread-safe,
+    # and the provider sends up to -parallelism requests at once.
+    server = MotoServer(host, port).start()
+    httpx.get(f"{server.url}/moto-api/data.json", timeout=10).raise_for_status()
+    return server
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server, url = start(args.host, args.port)
-    print(f"{READY} {url}", flush=True)
+    server = start(args.host, args.port)
+    print(f"{READY} {server.url}", flush=True)
     try:
         stop.wait()
     finally:

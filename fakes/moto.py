@@ -74,11 +74,12 @@ class SerializedMotoServer(ThreadedMotoServer):
 
 
 class MotoServer:
-    """moto's server on 127.0.0.1 with a free port, one request at a time (see
-    :class:`SerializedMotoServer`); usable as a context manager."""
+    """moto's server on ``host:port`` (by default 127.0.0.1 and a free port), one request at a
+    time (see :class:`SerializedMotoServer`); usable as a context manager. The only way the
+    project starts moto: the tests, ``make dev`` and the Terraform emulator all run this."""
 
-    def __init__(self) -> None:
-        self._server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = SerializedMotoServer(ip_address=host, port=port, verbose=False)
         self._url: str | None = None
 
     @property
