@@ -21,6 +21,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from fakes.emulator import READY
+from fakes.process import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -49,8 +50,7 @@ def emulator() -> Iterator[str]:
         assert line.startswith(READY), f"no ready line (exit code {process.poll()}): {line!r}"
         yield line.removeprefix(READY).strip()
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop_process(process, grace_seconds=20)
 
 
 def client(url: str, service: str) -> BaseClient:

@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from fakes.process import stop_process
+
 TERRAFORM_ENV = "TERRAFORM"
 MIRROR_ENV = "TF_PROVIDER_MIRROR"
 REQUIRE_ENV = "COMPUTE_REQUIRE_TERRAFORM"
@@ -204,13 +206,8 @@ class Emulator:
         raise HarnessError(f"emulator not answering on {self.url} after {timeout} s")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            stop_process(self._process, grace_seconds=10)
 
     def log_tail(self) -> str:
         return tail(self.log.read_text(errors="replace")) if self.log.exists() else ""
