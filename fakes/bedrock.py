@@ -11,7 +11,7 @@ moto implements neither bedrock-runtime ``converse``/``converse_stream`` nor bed
 * ``retrieve``        POST /knowledgebases/{knowledgeBaseId}/retrieve   restJson
 
 bedrock-agent ``list_knowledge_bases``/``create_knowledge_base`` are NOT here: moto implements them
-(with ``nextToken`` paging), see :mod:`tests.support.moto_server`.
+(with ``nextToken`` paging), see :mod:`fakes.moto`.
 
 Like the real service it rejects (400 ValidationException) a conversation that does not start
 with a user message, whose roles do not alternate, or that holds a blank text block, a content

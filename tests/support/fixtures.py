@@ -6,7 +6,7 @@ Add to the top-level ``tests/conftest.py``::
 
 Fixtures:
 
-* ``moto_server`` (session): one :class:`~tests.support.moto_server.MotoServer` per process.
+* ``moto_server`` (session): one :class:`~fakes.moto.MotoServer` per process.
 * ``moto_env`` (function): resets moto, points boto3 at it with fake credentials, creates every
   contract table named ``test-<suffix>`` and sets the table env vars; returns every variable set.
 * ``bedrock`` (function): a running :class:`~fakes.bedrock.BedrockFake` that the
