@@ -4,7 +4,7 @@ moto and the Bedrock fake, and sets the functions' environment).
 A 50-turn conversation through the real ChatService (``reply``, the REST path) with a model
 that caches (Claude 3.7 Sonnet: at least 1,024 tokens a cached prefix), once with
 ``BEDROCK_PROMPT_CACHING`` on and once off. Every figure is the fake's reported usage (one
-token a word, its prompt cache as described in devserver/bedrock.py): a token count, not a
+token a word, its prompt cache as described in fakes/bedrock.py): a token count, not a
 timing, so there is no floor. Billed input is what the budget counts (``Usage.budget_tokens``
 minus the output): uncached input, plus cache reads at ``CACHE_READ_BUDGET_RATE`` and cache
 writes at ``CACHE_WRITE_BUDGET_RATE``.
@@ -96,8 +96,8 @@ def main() -> int:
 
     import boto3
 
-    from devserver.bedrock import BedrockFake
-    from devserver.moto import MotoServer, aws_env
+    from fakes.bedrock import BedrockFake
+    from fakes.moto import MotoServer, aws_env
     from functions.shared.contract import Env
     from tests.support.moto_server import create_tables
 

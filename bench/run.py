@@ -161,7 +161,7 @@ def interleaved(
 def authorizer_warm_figure(runs: int) -> Figure:
     import jwt
 
-    from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
+    from fakes.oidc import AUDIENCE, LocalIssuer, SigningKey
     from functions.authorizer.handler import handler
     from tests.support.events import load_event
 
@@ -341,7 +341,7 @@ def render_capacity(rows: list[dict[str, object]]) -> str:
     lines = [
         "Per streamed turn (a ~2 KB question and a ~2 KB answer), by prior turns of ~2 KB: "
         "DynamoDB request units priced by DynamoDB's published rules from the requests a "
-        "recording proxy saw (tests/support/dynamodb_meter.py), and the model input sent.",
+        "recording proxy saw (fakes/dynamodb_meter.py), and the model input sent.",
         "",
         "| prior turns | read units | write units | requests | model input | history turns sent |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -9,7 +9,7 @@ whatever text accumulated, as fast as POSTs return) and the same sender flushing
 answered.
 
 DynamoDB: one streamed turn per history length, through a proxy that prices each request by
-DynamoDB's published rules (tests/support/dynamodb_meter.py), and the model input that turn
+DynamoDB's published rules (fakes/dynamodb_meter.py), and the model input that turn
 sent.
 
 Prints one JSON document as its last line: {"figures": [...], "capacity": [...]}.
@@ -131,7 +131,7 @@ def our_turn(rest: Any, socket: Any, bedrock: Any, ws: Any) -> Turn:
 
 
 def streaming_figures(runs: int, fakes: dict[str, Any]) -> list[dict[str, Any]]:
-    from devserver.bedrock import model_like_deltas
+    from fakes.bedrock import model_like_deltas
 
     bedrock, ws, rest, socket = fakes["bedrock"], fakes["ws"], fakes["rest"], fakes["socket"]
     bedrock.stream_chunks = model_like_deltas(DELTAS)
@@ -200,7 +200,7 @@ def _rows(latency: int, ours: list[Turn], ideal: list[Turn], hundred: list[Turn]
 
 def capacity_rows(fakes: dict[str, Any]) -> list[dict[str, Any]]:
     """Request units and model input of one streamed turn after N prior turns of ~2 KB."""
-    from devserver.bedrock import CONVERSE_STREAM
+    from fakes.bedrock import CONVERSE_STREAM
     from functions.shared import aws
     from functions.shared.chat import estimate_tokens
     from tests.functions.helpers import seed_history
@@ -253,14 +253,14 @@ def main() -> int:
 
     import boto3
 
-    from devserver.bedrock import BedrockFake
-    from devserver.moto import MotoServer, aws_env
+    from fakes.bedrock import BedrockFake
+    from fakes.connections import WsManagementFake
+    from fakes.dynamodb_meter import CapacityMeter
+    from fakes.moto import MotoServer, aws_env
     from functions.shared.contract import TABLES, Env
     from functions.shared.settings import get_settings
     from tests.functions.helpers import LambdaContext, Rest, WebSocket
-    from tests.support.dynamodb_meter import CapacityMeter
     from tests.support.moto_server import create_tables
-    from tests.support.ws_management_fake import WsManagementFake
 
     with MotoServer() as moto, BedrockFake() as bedrock, WsManagementFake() as ws:
         os.environ.update(aws_env(moto.url))

@@ -1,6 +1,6 @@
-"""``make dev``: the synthesized stack served on 127.0.0.1, and the local stand-ins it needs.
+"""``make dev``: the synthesized stack served on 127.0.0.1: its REST and WebSocket gateways, the
+Lambda runtime and worker pool, the stream mappings and TTL, the dev identity and local model.
 
-Also the home of the fakes the tests share with it (moto, the Bedrock fake, the OIDC issuer,
-the Lambda runtime stand-in): the dev server needs them outside the test suite, so they live
-here and the tests import them from here.
+The AWS doubles it runs on (moto, the Bedrock fake, the OIDC issuer, ``@connections``) are in
+:mod:`fakes`, shared with the tests.
 """

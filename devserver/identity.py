@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devserver.oidc import SigningKey
+from fakes.oidc import SigningKey
 
 KEY_FILE = "oidc-signing-key.pem"
 KID = "dev-server"

@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from devserver.lambda_runtime import extract, runtime_site
 from devserver.stack import Function
+from fakes.process import stop_process
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 READY_TIMEOUT_SECONDS = 30
@@ -191,13 +192,7 @@ class _Worker:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace_seconds=3)
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devserver.bedrock import BedrockFake, Pacing
+from fakes.bedrock import BedrockFake, Pacing
 
 DEFAULT_CHUNK_DELAY_SECONDS = 0.04  # ~25 words a second, about what Claude streams
 DEFAULT_FIRST_DELTA_SECONDS = 0.3  # a model's time to first token

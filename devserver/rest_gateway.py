@@ -33,8 +33,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from devserver.lambda_pool import ACCOUNT_ID, FunctionError, InvocationError, Lambda, Throttled
-from devserver.loopback import QuietHTTPServer
 from devserver.stack import RestApi, RestRoute, TokenAuthorizer
+from fakes.loopback import QuietHTTPServer
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway REST's payload quota
 API_ID = "devrestapi"

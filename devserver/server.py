@@ -21,15 +21,15 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from devserver import identity
-from devserver.bedrock import BedrockFake
 from devserver.lambda_pool import Lambda, LogSink, print_log
 from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SECONDS, local_model
-from devserver.moto import FAKE_CREDENTIAL, MotoServer
-from devserver.oidc import LocalIssuer
 from devserver.rest_gateway import RestGateway
 from devserver.stack import Stack, StackError, is_websocket_callback, load_stack
 from devserver.streams import SWEEP_SECONDS, StreamPoller, TtlSweeper
 from devserver.websocket_gateway import Limits, WebSocketGateway
+from fakes.bedrock import BedrockFake
+from fakes.moto import FAKE_CREDENTIAL, MotoServer
+from fakes.oidc import LocalIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".dev"

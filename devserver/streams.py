@@ -24,21 +24,19 @@ those deletes with the identity DynamoDB gives them (``Service``,
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from devserver.lambda_pool import InvocationError
 from devserver.stack import StackError, StreamMapping
+from fakes.dynamodb_streams import StreamReader, as_ttl_expiry, lambda_record
 
 POLL_SECONDS = 0.2
 SWEEP_SECONDS = 5.0
-TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 
 Invoke = Callable[[dict[str, Any]], Any]
 Log = Callable[[str], None]
@@ -117,13 +115,16 @@ class StreamPoller:
     log: Log
     sweeper: TtlSweeper | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
-    _delivered: set[str] = field(default_factory=set)
     _stopped: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _reader: StreamReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._reader = StreamReader(self.streams, self.stream_arn)
 
     def start(self) -> StreamPoller:
         if self.mapping.starting_position == "LATEST":
-            self._delivered.update(record["dynamodb"]["SequenceNumber"] for record in self._read())
+            self._reader.read()  # what was written before is never delivered
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
         self._thread.start()
         return self
@@ -142,46 +143,18 @@ class StreamPoller:
 
     def poll(self) -> int:
         """Deliver the records written since the last poll; returns how many were passed on."""
-        records = [
-            r for r in self._read() if r["dynamodb"]["SequenceNumber"] not in self._delivered
-        ]
-        self._delivered.update(record["dynamodb"]["SequenceNumber"] for record in records)
+        records = [self._as_delivered(record) for record in self._reader.read()]
         wanted = [r for r in records if self._selected(r)]
         size = self.mapping.batch_size
         for start in range(0, len(wanted), size):
             self._deliver(wanted[start : start + size], self.mapping.maximum_retry_attempts)
         return len(wanted)
 
-    def _read(self) -> list[dict[str, Any]]:
-        """Every record of every shard. moto answered a kept shard iterator with fewer records
-        than were written (seen in the functions' tests), so each poll reads from the start
-        and skips the records already delivered."""
-        description = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
-        records: list[dict[str, Any]] = []
-        for shard in description["Shards"]:
-            iterator = self.streams.get_shard_iterator(
-                StreamArn=self.stream_arn,
-                ShardId=shard["ShardId"],
-                ShardIteratorType="TRIM_HORIZON",
-            )["ShardIterator"]
-            while iterator:
-                page = self.streams.get_records(ShardIterator=iterator)
-                if not page["Records"]:
-                    break
-                records.extend(self._as_delivered(record) for record in page["Records"])
-                iterator = page.get("NextShardIterator")
-        return records
-
     def _as_delivered(self, record: dict[str, Any]) -> dict[str, Any]:
-        event = copy.deepcopy(record)
-        stream = event["dynamodb"]
-        created = stream.get("ApproximateCreationDateTime")
-        if isinstance(created, datetime):
-            stream["ApproximateCreationDateTime"] = int(created.timestamp())
-        event["eventSourceARN"] = self.stream_arn
+        event = lambda_record(record, self.stream_arn)
         expired = event.get("eventName") == "REMOVE" and self.sweeper is not None
-        if expired and self.sweeper.was_expired(self.table_name, stream.get("Keys", {})):
-            event["userIdentity"] = dict(TTL_IDENTITY)
+        if expired and self.sweeper.was_expired(self.table_name, event["dynamodb"].get("Keys", {})):
+            return as_ttl_expiry(event)
         return event
 
     def _selected(self, record: dict[str, Any]) -> bool:

@@ -1,5 +1,5 @@
 """The WebSocket API on 127.0.0.1, emulating API Gateway WebSocket in front of the stack's
-functions, and its management API (``@connections``).
+functions, and its management API (``@connections``, the double in :mod:`fakes.connections`).
 
 What API Gateway does and this does too: ``$connect`` runs the REQUEST authorizer (the token in
 the ``Authorization`` header or ``?token=``, as the function reads it) and refuses the upgrade
@@ -9,8 +9,8 @@ connection too; messages are routed by the stack's route selection expression (`
 when no route matches) with the real event shapes and connection ids, and the authorizer's
 context on every event; ``$disconnect`` runs when either side closes; a failed integration
 sends the client ``{"message": "Internal server error", ...}`` as API Gateway does. The
-management API answers ``POST``/``GET``/``DELETE @connections/{id}`` with 410 ``GoneException``
-for a closed connection and 413 over 128 KB.
+management API delivers ``POST``/``GET``/``DELETE @connections/{id}`` to the connection's socket
+and answers 410 ``GoneException`` for a closed connection and 413 over 128 KB.
 
 Limits, as documented refusals: a client message over 32 KB closes the connection with 1009
 (API Gateway allows 128 KB messages sent as 32 KB frames; clients here send one frame per
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -42,12 +42,11 @@ from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
 from devserver.lambda_pool import ACCOUNT_ID, FunctionError, InvocationError, Lambda
-from devserver.loopback import LoopbackServer, Request, Response, error_response, json_response
 from devserver.rest_gateway import policy_allows
 from devserver.stack import WebSocketApi
+from fakes.connections import WsManagementFake
 
 MAX_FRAME_BYTES = 32 * 1024
-MAX_POST_BYTES = 128 * 1024  # the management API's payload limit
 IDLE_TIMEOUT_SECONDS = 10 * 60
 MAX_CONNECTION_SECONDS = 2 * 60 * 60
 API_ID = "devwsapi"
@@ -111,7 +110,10 @@ class WebSocketGateway:
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self.management = ManagementApi(self, management_port)
+        # The same @connections double the tests use, delivering to this gateway's sockets.
+        self.management = WsManagementFake(
+            api.stage, connections=self, port=management_port, record=False
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -421,31 +423,6 @@ class WebSocketGateway:
             "lastActiveAt": datetime.fromtimestamp(connection.last_active, UTC).isoformat(),
             "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
         }
-
-
-class ManagementApi(LoopbackServer):
-    """``{callback URL}/@connections/{connectionId}``: what ``apigatewaymanagementapi`` calls."""
-
-    def __init__(self, gateway: WebSocketGateway, port: int = 0) -> None:
-        super().__init__(port)
-        self.gateway = gateway
-
-    def handle(self, request: Request) -> Response:
-        prefix = f"/{self.gateway.api.stage}/@connections/"
-        if not request.path.startswith(prefix):
-            return error_response(404, "NotFoundException", f"{request.method} {request.path}")
-        connection_id = unquote(request.path[len(prefix) :])
-        gone = error_response(410, "GoneException", f"connection {connection_id} is gone")
-        if request.method == "POST":
-            if len(request.body) > MAX_POST_BYTES:
-                return error_response(413, "PayloadTooLargeException", "Message too long")
-            return Response(200) if self.gateway.post(connection_id, request.body) else gone
-        if request.method == "DELETE":
-            return Response(204) if self.gateway.close(connection_id) else gone
-        if request.method == "GET":
-            description = self.gateway.describe(connection_id)
-            return gone if description is None else json_response(description)
-        return error_response(404, "NotFoundException", f"{request.method} {request.path}")
 
 
 def _refuse(socket: ServerConnection, status: HTTPStatus, message: str) -> WsResponse:

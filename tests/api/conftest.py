@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from devserver.bedrock import BedrockFake, passage
+from fakes.bedrock import BedrockFake, passage
 from functions.shared.observability import metrics
 from tests.functions.conftest import app_env, context, pytest_configure, rest, single_attempt
 from tests.functions.helpers import USER_B, Rest

@@ -57,7 +57,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from devserver.bedrock import CONVERSE, BedrockFake
+from fakes.bedrock import CONVERSE, BedrockFake
 from functions.main.app import app
 from functions.shared import aws
 from tests.api.conftest import Seeded

@@ -76,7 +76,8 @@ def test_package_layout(spec: FunctionSpec) -> None:
     }
     assert not [e for e in entries if e.endswith(".dist-info/RECORD") or e.startswith("bin/")]
     assert not [e for e in entries if e.split("/")[0] in RUNTIME_PROVIDED]
-    assert not [e for e in entries if e.startswith(("functions/placeholder", "tests/"))]
+    never_shipped = ("functions/placeholder", "tests/", "fakes/", "devserver/")  # test, dev code
+    assert not [e for e in entries if e.startswith(never_shipped)]
     others = {s.key for s in FUNCTIONS} - {spec.key}
     assert not [e for e in entries if e.split("/")[:2] in ([["functions", o] for o in others])]
     with zipfile.ZipFile(package.path) as archive:

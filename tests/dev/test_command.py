@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devserver.moto import FAKE_CREDENTIAL
 from devserver.server import DevServer, Settings
 from devserver.stack import stack_file
+from fakes.moto import FAKE_CREDENTIAL
 from tests.dev.conftest import DEV_GROUP
 
 pytestmark = DEV_GROUP

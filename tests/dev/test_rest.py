@@ -11,9 +11,9 @@ import boto3
 import httpx
 import jwt
 
-from devserver.oidc import SigningKey
 from devserver.rest_gateway import policy_allows
 from devserver.server import DevServer
+from fakes.oidc import SigningKey
 from tests.dev.conftest import (
     DEV_GROUP,
     Api,

@@ -12,13 +12,13 @@ import boto3
 import pytest
 
 from devserver.lambda_pool import FunctionError
-from devserver.moto import MotoServer, aws_env
 from devserver.stack import StackError, StreamMapping
 from devserver.streams import StreamPoller, TtlSweeper, matches
+from fakes.dynamodb_streams import TTL_USER_IDENTITY
+from fakes.moto import MotoServer, aws_env
 from functions.shared.contract import SESSIONS
 from tests.dev.conftest import DEV_GROUP
 from tests.support.moto_server import create_table
-from tests.support.streams import TTL_USER_IDENTITY
 
 pytestmark = DEV_GROUP
 

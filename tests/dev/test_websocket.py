@@ -11,9 +11,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from devserver.model import answer
-from devserver.oidc import SigningKey
 from devserver.server import DevServer
 from devserver.websocket_gateway import MAX_FRAME_BYTES, Limits
+from fakes.oidc import SigningKey
 from tests.dev.conftest import DEV_GROUP, Api, Logs, frames_until_end, wait_for, websocket
 
 pytestmark = DEV_GROUP

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from devserver.bedrock import BedrockFake
+from fakes.bedrock import BedrockFake
+from fakes.connections import WsManagementFake
+from fakes.dynamodb_streams import StreamReader, enable_stream, lambda_event
 from functions.cleanup import handler as cleanup
 from functions.shared import aws
 from functions.shared.contract import Env
@@ -22,8 +24,6 @@ from tests.functions.helpers import (
     WebSocket,
 )
 from tests.support.moto_server import create_pagination_key
-from tests.support.streams import StreamReader, enable_stream, lambda_event
-from tests.support.ws_management_fake import WsManagementFake
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,15 +101,10 @@ class SessionCleanup:
 
     def __init__(self, sessions_table: str) -> None:
         self._arn = enable_stream(boto3.client("dynamodb"), sessions_table)
-        self._delivered: set[str] = set()
+        self._reader = StreamReader(boto3.client("dynamodbstreams"), self._arn)
 
     def drain(self) -> None:
-        # Each drain reads the whole stream again and delivers the records not delivered
-        # before: a shard iterator kept between reads missed later records under moto (seen
-        # in the concurrent-delete test; the cause is not established).
-        everything = StreamReader(boto3.client("dynamodbstreams"), self._arn).read()
-        records = [r for r in everything if r["dynamodb"]["SequenceNumber"] not in self._delivered]
-        self._delivered.update(r["dynamodb"]["SequenceNumber"] for r in records)
+        records = self._reader.read()
         if records:
             answer = cleanup.handler(lambda_event(records, self._arn), LambdaContext())
             assert answer == {"batchItemFailures": []}, answer

@@ -18,12 +18,12 @@ from typing import Any
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
+from fakes.connections import WsManagementFake
 from functions.main.handler import handler as main_handler
 from functions.shared import aws
 from functions.shared.contract import API_BASE_PATH, Env
 from functions.websocket.handler import handler as websocket_handler
 from tests.support.events import load_event
-from tests.support.ws_management_fake import WsManagementFake
 
 MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0")
 DEFAULT_KNOWLEDGE_BASE_ID = "KBDEFAULT1"

@@ -8,7 +8,7 @@ import json
 import boto3
 import pytest
 
-from devserver.bedrock import CONVERSE, RETRIEVE, BedrockFake, passage
+from fakes.bedrock import CONVERSE, RETRIEVE, BedrockFake, passage
 from functions.shared.contract import Env
 from functions.shared.observability import logger
 from functions.shared.prompting import GROUNDING_PROMPT, SYSTEM_PROMPT

@@ -1,5 +1,5 @@
 """The session cleanup function against moto, fed with records read from moto's own stream of
-the sessions table (tests/support/streams.py), as the event source mapping would deliver them.
+the sessions table (fakes/dynamodb_streams.py), as the event source mapping would deliver them.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from fakes.dynamodb_streams import StreamReader, as_ttl_expiry, enable_stream, lambda_event
 from functions.cleanup import handler as cleanup
 from functions.shared import aws
 from functions.shared.contract import Env
 from tests.functions.helpers import LambdaContext, dynamodb_throttled
-from tests.support.streams import StreamReader, as_ttl_expiry, enable_stream, lambda_event
 
 PAGE = 25  # BatchWriteItem's limit: 260 messages take 11 batches and several query pages
 

@@ -24,8 +24,11 @@ import pytest
 from botocore.retries.standard import DEFAULT_MAX_ATTEMPTS
 
 from compute.config import ComputeConfig
-from devserver.bedrock import BedrockFake
-from devserver.moto import MotoServer
+from fakes.bedrock import BedrockFake
+from fakes.connections import WsManagementFake
+from fakes.dynamodb_faults import DynamoFaults, Match, routed_through_faults
+from fakes.dynamodb_streams import StreamReader, enable_stream, lambda_event
+from fakes.moto import MotoServer
 from functions.cleanup import handler as cleanup
 from functions.main.handler import handler as main_handler
 from functions.shared.contract import REST_INTEGRATION_TIMEOUT_SECONDS, Env
@@ -38,11 +41,8 @@ from tests.functions.helpers import (
     stored_session,
     table,
 )
-from tests.support.dynamodb_faults import DynamoFaults, Match, routed_through_faults
 from tests.support.events import load_event
 from tests.support.lambda_clock import Invocation, invoke
-from tests.support.streams import StreamReader, enable_stream, lambda_event
-from tests.support.ws_management_fake import WsManagementFake
 
 # The stack's default timeout of every function (lambda_timeout), and a short one that the
 # configuration allows too, for the tests that run many turns into their deadline.

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from devserver.bedrock import BedrockFake
-from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
+from fakes.bedrock import BedrockFake
+from fakes.oidc import AUDIENCE, LocalIssuer, SigningKey
 from functions.authorizer.handler import handler as authorizer_handler
 from functions.shared.contract import API_BASE_PATH, Env
 from functions.websocket.handler import handler as websocket_handler

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devserver.bedrock import BedrockFake
+from fakes.bedrock import BedrockFake
 from tests.functions.helpers import MODELS, HttpResponse, Rest, WebSocket
 
 FIELDS = ("title", "model_id", "knowledge_base_id", "content", "action", "session_id")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
+from fakes.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
 from functions.main.settings import Settings
 from functions.shared.contract import Env
 from functions.shared.settings import get_settings

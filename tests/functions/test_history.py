@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from devserver.bedrock import CONVERSE, BedrockFake
-from devserver.moto import MotoServer
+from fakes.bedrock import CONVERSE, BedrockFake
+from fakes.dynamodb_meter import CapacityMeter
+from fakes.moto import MotoServer
 from functions.main.settings import Settings
 from functions.shared import aws
 from functions.shared.chat import BYTES_PER_TOKEN, ChatService
@@ -24,7 +25,6 @@ from tests.functions.helpers import (
     stored_session,
     table,
 )
-from tests.support.dynamodb_meter import CapacityMeter
 
 TURNS = 1_000
 TURN_CHARS = 2_048

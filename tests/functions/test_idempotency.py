@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
+from fakes.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
 from tests.functions.helpers import USER_B, Rest, WebSocket, stored_messages
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devserver.bedrock import BedrockFake
+from fakes.bedrock import BedrockFake
 from tests.functions.helpers import (
     USER_A,
     USER_B,

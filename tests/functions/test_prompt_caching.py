@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from devserver.bedrock import CONVERSE, BedrockFake
+from fakes.bedrock import CONVERSE, BedrockFake
 from functions.main.settings import Settings
 from functions.shared.contract import Env
 from functions.shared.settings import get_settings

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from devserver.bedrock import minimum_cached_tokens
+from fakes.bedrock import minimum_cached_tokens
 from functions.main.settings import Settings
 from functions.shared.contract import Env
 from functions.shared.models import Citation, Message, Role

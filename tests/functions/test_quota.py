@@ -13,8 +13,9 @@ from typing import Any
 import boto3
 import pytest
 
-from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
-from devserver.moto import MotoServer
+from fakes.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
+from fakes.dynamodb_faults import DynamoFaults, Match, routed_through_faults
+from fakes.moto import MotoServer
 from functions.shared import aws
 from functions.shared.contract import USAGE, Env, Metric
 from functions.shared.quota import (
@@ -34,7 +35,6 @@ from tests.functions.helpers import (
     stored_session,
     table,
 )
-from tests.support.dynamodb_faults import DynamoFaults, Match, routed_through_faults
 
 LIMIT = 10_000
 

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from devserver.bedrock import BedrockFake, model_like_deltas
+from fakes.bedrock import BedrockFake, model_like_deltas
+from fakes.connections import WsManagementFake
 from functions.websocket.frames import MAX_FRAME_BYTES
 from functions.websocket.handler import STOP_MARGIN_SECONDS
 from tests.functions.helpers import LambdaContext, Rest, WebSocket, stored_messages
-from tests.support.ws_management_fake import WsManagementFake
 
 POST_LATENCY_MS = 15
 

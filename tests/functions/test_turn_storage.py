@@ -13,8 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
-from devserver.moto import MotoServer
+from fakes.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
+from fakes.dynamodb_faults import (
+    DynamoFaults,
+    Match,
+    routed_through_faults,
+    transaction_putting,
+)
+from fakes.moto import MotoServer
 from functions.shared.contract import Env
 from functions.shared.settings import get_settings
 from functions.shared.store import TURN_ATTEMPTS
@@ -24,12 +30,6 @@ from tests.functions.helpers import (
     WebSocket,
     stored_messages,
     stored_session,
-)
-from tests.support.dynamodb_faults import (
-    DynamoFaults,
-    Match,
-    routed_through_faults,
-    transaction_putting,
 )
 
 QUESTION = transaction_putting("user")

@@ -9,7 +9,8 @@ import time
 import boto3
 import pytest
 
-from devserver.bedrock import CONVERSE_STREAM, BedrockFake, passage
+from fakes.bedrock import CONVERSE_STREAM, BedrockFake, passage
+from fakes.connections import WsManagementFake
 from functions.shared.contract import CONNECTION_TTL_SECONDS, Env
 from functions.shared.prompting import SYSTEM_PROMPT
 from functions.shared.settings import get_settings
@@ -24,7 +25,6 @@ from tests.functions.helpers import (
     stored_messages,
 )
 from tests.support.events import load_event
-from tests.support.ws_management_fake import WsManagementFake
 
 OK = {"statusCode": 200}
 

@@ -31,7 +31,9 @@ from botocore import xform_name
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from devserver.bedrock import BedrockFake
+from fakes.bedrock import BedrockFake
+from fakes.connections import WsManagementFake
+from fakes.dynamodb_streams import StreamReader, lambda_event
 from functions.shared import aws
 from functions.shared.contract import (
     CLEANUP,
@@ -54,8 +56,6 @@ from tests.security.enforcing_moto import (
 from tests.security.iam import Call
 from tests.security.recording import environment_reads, recording_session
 from tests.security.synthesized import Stack, Statement, contract_env_names, synthesized
-from tests.support.streams import StreamReader, lambda_event
-from tests.support.ws_management_fake import WsManagementFake
 
 # Variables that would send boto3 elsewhere or change how it signs (a session token would
 # turn the user's key into a temporary credential moto does not know).

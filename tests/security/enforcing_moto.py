@@ -23,25 +23,27 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.client import BaseClient
 
-from devserver.moto import FAKE_CREDENTIAL
+from fakes.moto import FAKE_CREDENTIAL
+from fakes.process import stop_process
 from functions.shared.contract import TABLES
 from tests.security.synthesized import MacKey, Statement
 from tests.support.moto_server import create_table
 
+ROOT = Path(__file__).resolve().parents[2]
 TRANSACTION_ITEM_ACTIONS = ("PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem")
 
 # The HMAC keys are put in the KMS backend directly, under the stack's made-up ARNs (KMS
 # assigns key ids, and its API cannot choose one); that spends none of the setup budget.
 _SERVER = """
-import json, logging, os, sys
+import json, os, sys
 from moto.kms.models import kms_backends
-from moto.server import ThreadedMotoServer
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
+from fakes.moto import MotoServer
 for seed in json.loads(os.environ["SEEDED_MAC_KEYS"]):
     _, _, _, region, account, resource = seed["arn"].split(":", 5)
     backend = kms_backends[account][region]
@@ -49,9 +51,7 @@ for seed in json.loads(os.environ["SEEDED_MAC_KEYS"]):
     del backend.keys[key.id]
     key.id, key.arn = resource.removeprefix("key/"), seed["arn"]
     backend.keys[key.id] = key
-server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-server.start()
-print("%s:%s" % server.get_host_and_port(), flush=True)
+print(MotoServer().start().url, flush=True)
 sys.stdin.read()  # until the parent closes stdin or goes away
 os._exit(0)
 """
@@ -105,15 +105,16 @@ def enforcing_moto(unauthenticated_calls: int, mac_keys: Sequence[MacKey] = ()) 
         stdout=subprocess.PIPE,
         env=env,
         text=True,
+        cwd=ROOT,  # where ``fakes`` imports from
     )
     try:
         assert process.stdout is not None
-        address = process.stdout.readline().strip()
-        assert address, f"the moto server did not start (exit code {process.poll()})"
-        yield f"http://{address}"
+        url = process.stdout.readline().strip()
+        assert url, f"the moto server did not start (exit code {process.poll()})"
+        yield url
     finally:
-        process.terminate()  # werkzeug's graceful shutdown polls for ~1 s; nothing to save
-        process.wait(timeout=10)
+        # werkzeug's graceful shutdown polls for ~1 s; nothing to save
+        stop_process(process, grace_seconds=10)
 
 
 def admin_client(service: str, url: str, region: str) -> BaseClient:

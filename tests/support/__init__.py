@@ -1,7 +1,7 @@
-"""Test-support helpers shared by every test package: AWS event samples, moto tables, the
-WebSocket management fake.
+"""Test-support helpers shared by every test package: AWS event samples, the spec, moto tables
+from the contract, the Lambda clock.
 
 Import them absolutely (``from tests.support.events import load_event``); ready-made pytest
-fixtures built on them live in :mod:`tests.support.fixtures`. The fakes ``make dev`` uses too
-(moto, Bedrock, the OIDC issuer, the Lambda runtime stand-in) live in :mod:`devserver`.
+fixtures live in :mod:`tests.support.fixtures`. The AWS doubles themselves (moto, Bedrock, the
+OIDC issuer, ``@connections``, DynamoDB faults and metering) live in :mod:`fakes`.
 """

@@ -6,13 +6,13 @@ Add to the top-level ``tests/conftest.py``::
 
 Fixtures:
 
-* ``moto_server`` (session): one :class:`~tests.support.moto_server.MotoServer` per process.
+* ``moto_server`` (session): one :class:`~fakes.moto.MotoServer` per process.
 * ``moto_env`` (function): resets moto, points boto3 at it with fake credentials, creates every
   contract table named ``test-<suffix>`` and sets the table env vars; returns every variable set.
-* ``bedrock`` (function): a running :class:`~devserver.bedrock.BedrockFake` that the
+* ``bedrock`` (function): a running :class:`~fakes.bedrock.BedrockFake` that the
   bedrock-runtime and bedrock-agent-runtime clients reach through their endpoint variables.
 * ``ws_management`` (function): a running
-  :class:`~tests.support.ws_management_fake.WsManagementFake` whose callback URL is in
+  :class:`~fakes.connections.WsManagementFake` whose callback URL is in
   ``WEBSOCKET_CALLBACK_URL``.
 
 Environment variables are set through ``monkeypatch`` so each test gets them undone. Code that
@@ -26,11 +26,11 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from devserver.bedrock import BedrockFake
-from devserver.moto import MotoServer, aws_env
+from fakes.bedrock import BedrockFake
+from fakes.connections import WsManagementFake
+from fakes.moto import MotoServer, aws_env
 from functions.shared.contract import Env
 from tests.support.moto_server import create_tables
-from tests.support.ws_management_fake import WsManagementFake
 
 TABLE_PREFIX = "test"
 

@@ -1,10 +1,10 @@
 """DynamoDB tables for the function tests, created from ``contract.TABLES`` on the moto server
-of :mod:`devserver.moto`.
+of :mod:`fakes.moto`.
 
 Usage::
 
     import boto3
-    from devserver.moto import MotoServer, aws_env
+    from fakes.moto import MotoServer, aws_env
     from tests.support.moto_server import create_tables
 
     with MotoServer() as server:

@@ -7,7 +7,7 @@ from botocore.config import Config
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer, EventStreamMessage
 from botocore.exceptions import ClientError, EventStreamError
 
-from devserver.bedrock import (
+from fakes.bedrock import (
     CONVERSE,
     CONVERSE_STREAM,
     RETRIEVE,

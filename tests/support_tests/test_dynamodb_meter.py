@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from devserver.moto import MotoServer, aws_env
+from fakes.dynamodb_meter import CapacityMeter, attribute_size, item_size
+from fakes.moto import MotoServer, aws_env
 from functions.shared.contract import MESSAGES, SESSIONS
-from tests.support.dynamodb_meter import CapacityMeter, attribute_size, item_size
 from tests.support.moto_server import create_table
 
 

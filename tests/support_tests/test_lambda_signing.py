@@ -1,4 +1,4 @@
-"""Lambda's code-signing API on the emulator (``python -m tests.support.emulator``), driven
+"""Lambda's code-signing API on the emulator (``python -m fakes.emulator``), driven
 with boto3 as Terraform's provider drives it: a config's lifecycle, attaching one to a
 function at creation and afterwards, reading it back, tags, and the errors AWS answers."""
 
@@ -20,7 +20,8 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from tests.support.emulator import READY
+from fakes.emulator import READY
+from fakes.process import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -38,7 +39,7 @@ MISSING = f"arn:aws:lambda:{REGION}:{ACCOUNT}:code-signing-config:csc-0123456789
 def emulator() -> Iterator[str]:
     """The emulator as Terraform tests run it: its own process, any free port."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.emulator", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "fakes.emulator", "--host", "127.0.0.1", "--port", "0"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -49,8 +50,7 @@ def emulator() -> Iterator[str]:
         assert line.startswith(READY), f"no ready line (exit code {process.poll()}): {line!r}"
         yield line.removeprefix(READY).strip()
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop_process(process, grace_seconds=20)
 
 
 def client(url: str, service: str) -> BaseClient:

@@ -3,7 +3,7 @@ from typing import Any
 import boto3
 import pytest
 
-from devserver.moto import MotoServer
+from fakes.moto import MotoServer
 from functions.shared.contract import TABLES, Key, TableSchema
 from tests.support.fixtures import TABLE_PREFIX
 

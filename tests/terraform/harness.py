@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from fakes.process import stop_process
+
 TERRAFORM_ENV = "TERRAFORM"
 MIRROR_ENV = "TF_PROVIDER_MIRROR"
 REQUIRE_ENV = "COMPUTE_REQUIRE_TERRAFORM"
@@ -154,7 +156,7 @@ def cli_config(tools: Tools, folder: Path) -> Path:
 def emulator_command(host: str, port: int) -> list[str]:
     """The emulator's command line: the one place to change which emulator the cycles use.
     moto's server plus the AWS APIs the stacks need that moto lacks (code signing)."""
-    return [sys.executable, "-m", "tests.support.emulator", "--host", host, "--port", str(port)]
+    return [sys.executable, "-m", "fakes.emulator", "--host", host, "--port", str(port)]
 
 
 def free_port() -> int:
@@ -204,13 +206,8 @@ class Emulator:
         raise HarnessError(f"emulator not answering on {self.url} after {timeout} s")
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            stop_process(self._process, grace_seconds=10)
 
     def log_tail(self) -> str:
         return tail(self.log.read_text(errors="replace")) if self.log.exists() else ""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devserver.oidc import b64url, b64url_json
+from fakes.oidc import b64url, b64url_json
 from functions.shared.contract import Env
 from tests.support.events import load_event
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
+from fakes.oidc import AUDIENCE, LocalIssuer, SigningKey
 from functions.authorizer.handler import handler
 from tests.functions.authorizer.helpers import (
     bearer_event,

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey
+from fakes.oidc import AUDIENCE, LocalIssuer, SigningKey
 from functions.authorizer.errors import Denied, InvalidToken, KeysUnavailable
 from functions.authorizer.handler import handler
 from functions.authorizer.keys import KEYS_MAX_AGE_SECONDS, REFETCH_INTERVAL_SECONDS

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devserver.oidc import AUDIENCE, LocalIssuer
+from fakes.oidc import AUDIENCE, LocalIssuer
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import MAX_CONTEXT_FIELD_CHARS

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from devserver.oidc import SigningKey
+from fakes.oidc import SigningKey
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import TokenVerifier

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devserver.oidc import LocalIssuer, SigningKey
+from fakes.oidc import LocalIssuer, SigningKey
 from functions.authorizer.handler import handler
 from functions.shared.contract import REST_ROUTES
 from tests.functions.authorizer.helpers import (

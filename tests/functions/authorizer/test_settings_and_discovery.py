@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from devserver.oidc import AUDIENCE, LocalIssuer
+from fakes.oidc import AUDIENCE, LocalIssuer
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
 from functions.shared.contract import Env

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from devserver.oidc import AUDIENCE, LocalIssuer, SigningKey, b64url
+from fakes.oidc import AUDIENCE, LocalIssuer, SigningKey, b64url
 from functions.authorizer.errors import InvalidToken
 from functions.authorizer.handler import handler
 from functions.authorizer.keys import JwksStore

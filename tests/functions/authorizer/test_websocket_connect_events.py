@@ -6,7 +6,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-from devserver.oidc import LocalIssuer
+from fakes.oidc import LocalIssuer
 from functions.authorizer.handler import handler
 from tests.functions.authorizer.helpers import (
     WEBSOCKET_ARN,

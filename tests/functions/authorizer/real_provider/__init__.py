@@ -27,7 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 
-from devserver.oidc import SigningKey
+from fakes.oidc import SigningKey
+from fakes.process import stop_process
 
 LAUNCHER = Path(__file__).with_name("launcher.mjs")
 REPO_ROOT = Path(__file__).resolve().parents[4]
@@ -155,12 +156,7 @@ class RealProvider:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process, grace_seconds=10)
             self._process = None
         if self._folder is not None:
             self._folder.cleanup()

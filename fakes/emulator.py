@@ -1,10 +1,10 @@
 """moto on one address, with the AWS APIs the stacks need that moto lacks added first.
 
-Run as ``python -m tests.support.emulator --host 127.0.0.1 --port 4566`` (``--port 0``: any
+Run as ``python -m fakes.emulator --host 127.0.0.1 --port 4566`` (``--port 0``: any
 free port). It prints one line, ``emulator ready on http://<host>:<port>``, once the server
 answers, then serves until SIGINT or SIGTERM. Terraform's AWS provider, pointed at that URL for
 every service (``endpoints``), applies the synthesized stacks against it, code signing
-included (:mod:`tests.support.lambda_signing`).
+included (:mod:`fakes.lambda_signing`).
 
 The extensions are installed in this process before moto's server builds its URL table,
 which is why this is a process of its own rather than the tests' shared in-process moto.
@@ -13,7 +13,6 @@ which is why this is a process of its own rather than the tests' shared in-proce
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -22,29 +21,24 @@ from types import FrameType
 
 import httpx
 
-from devserver.moto import SerializedMotoServer
-from tests.support import lambda_signing
+from fakes import lambda_signing
+from fakes.moto import MotoServer
 
 READY = "emulator ready on"
 
 
-def start(host: str, port: int) -> tuple[SerializedMotoServer, str]:
-    """Install the extensions, start moto on ``host:port``; returns the server and its URL
-    once it answers."""
+def start(host: str, port: int) -> MotoServer:
+    """Install the extensions, start moto on ``host:port``; returns it once it answers."""
     lambda_signing.install()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    # One request at a time: moto's backends are not thread-safe, and the provider sends
-    # up to -parallelism requests at once.
-    server = SerializedMotoServer(ip_address=host, port=port, verbose=False)
-    server.start()
-    bound_host, bound_port = server.get_host_and_port()
-    url = f"http://{bound_host}:{bound_port}"
-    httpx.get(f"{url}/moto-api/data.json", timeout=10).raise_for_status()
-    return server, url
+    # One request at a time (MotoServer is serialized): moto's backends are not thread-safe,
+    # and the provider sends up to -parallelism requests at once.
+    server = MotoServer(host, port).start()
+    httpx.get(f"{server.url}/moto-api/data.json", timeout=10).raise_for_status()
+    return server
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.support.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fakes.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     args = parser.parse_args(argv)
@@ -55,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server, url = start(args.host, args.port)
-    print(f"{READY} {url}", flush=True)
+    server = start(args.host, args.port)
+    print(f"{READY} {server.url}", flush=True)
     try:
         stop.wait()
     finally:

@@ -5,14 +5,14 @@ the tests' contract-based table helpers stay in ``tests.support.moto_server``.
 
 Code under test builds ordinary boto3 clients; pointing ``AWS_ENDPOINT_URL`` at the server sends
 them all here (a service-specific ``AWS_ENDPOINT_URL_<SERVICE>`` still wins, which is how
-:mod:`devserver.bedrock` serves converse/converse_stream/retrieve, which moto
+:mod:`fakes.bedrock` serves converse/converse_stream/retrieve, which moto
 lacks). moto itself implements bedrock-agent ``create_knowledge_base`` and
 ``list_knowledge_bases`` with ``nextToken`` paging, so knowledge-base listings need no fake.
 
 Usage::
 
     import boto3
-    from devserver.moto import MotoServer, aws_env
+    from fakes.moto import MotoServer, aws_env
     from tests.support.moto_server import create_tables
 
     with MotoServer() as server:
@@ -74,11 +74,12 @@ class SerializedMotoServer(ThreadedMotoServer):
 
 
 class MotoServer:
-    """moto's server on 127.0.0.1 with a free port, one request at a time (see
-    :class:`SerializedMotoServer`); usable as a context manager."""
+    """moto's server on ``host:port`` (by default 127.0.0.1 and a free port), one request at a
+    time (see :class:`SerializedMotoServer`); usable as a context manager. The only way the
+    project starts moto: the tests, ``make dev`` and the Terraform emulator all run this."""
 
-    def __init__(self) -> None:
-        self._server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = SerializedMotoServer(ip_address=host, port=port, verbose=False)
         self._url: str | None = None
 
     @property

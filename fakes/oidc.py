@@ -168,7 +168,7 @@ class LocalIssuer:
 
 def _handler_for(issuer: LocalIssuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        disable_nagle_algorithm = True  # headers and body are two sends (see devserver.loopback)
+        disable_nagle_algorithm = True  # headers and body are two sends (see fakes.loopback)
 
         def do_GET(self) -> None:
             status, body = issuer.answer(self.path)

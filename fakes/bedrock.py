@@ -11,7 +11,7 @@ moto implements neither bedrock-runtime ``converse``/``converse_stream`` nor bed
 * ``retrieve``        POST /knowledgebases/{knowledgeBaseId}/retrieve   restJson
 
 bedrock-agent ``list_knowledge_bases``/``create_knowledge_base`` are NOT here: moto implements them
-(with ``nextToken`` paging), see :mod:`tests.support.moto_server`.
+(with ``nextToken`` paging), see :mod:`fakes.moto`.
 
 Like the real service it rejects (400 ValidationException) a conversation that does not start
 with a user message, whose roles do not alternate, or that holds a blank text block, a content
@@ -34,7 +34,7 @@ splits the input into ``cacheReadInputTokens`` (the longest prefix cached before
 
 Usage::
 
-    from devserver.bedrock import BedrockFake, passage
+    from fakes.bedrock import BedrockFake, passage
 
     with BedrockFake(reply="Hi there") as bedrock:
         for name, value in bedrock.env().items():   # AWS_ENDPOINT_URL_BEDROCK_RUNTIME, ...
@@ -80,7 +80,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from devserver.loopback import (
+from fakes.loopback import (
     Abort,
     LoopbackServer,
     Request,

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devserver.loopback import LoopbackServer, Request, Response, error_response
+from fakes.loopback import LoopbackServer, Request, Response, error_response
 from functions.shared import aws
 
 Match = Callable[[str, dict[str, Any]], bool]

@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from devserver.loopback import LoopbackServer, Request, Response
+from fakes.loopback import LoopbackServer, Request, Response
 from functions.shared.contract import TableSchema
 
 READ_UNIT_BYTES = 4096
