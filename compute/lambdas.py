@@ -31,7 +31,7 @@ from compute.provider import (
     LambdaFunctionVpcConfig,
     LambdaPermission,
 )
-from functions.shared.contract import FUNCTION_ENV, FUNCTIONS, FunctionSpec
+from functions.contract import FUNCTION_ENV, FUNCTIONS, FunctionSpec
 
 CODE_ATTRIBUTES = ["filename", "source_code_hash"]
 

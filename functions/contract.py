@@ -61,7 +61,7 @@ class Metric:
     USAGE_NOT_RECORDED = "UsageNotRecorded"  # a turn's tokens could not be added to the ledger
     # an answer slot left empty past its turn's deadline, filled with a failed marker
     ANSWER_SLOTS_REPAIRED = "AnswerSlotsRepaired"
-    # Per model, one EMF document per stored answer (see functions.shared.observability):
+    # Per model, one EMF document per stored answer (see functions.core.observability):
     CHAT_TURNS = "ChatTurns"  # every answer stored, whatever its status
     INCOMPLETE_ANSWERS = "IncompleteAnswers"  # stored with status incomplete
     FAILED_ANSWERS = "FailedAnswers"  # stored as a failed marker (the model call failed)
@@ -160,10 +160,10 @@ IDEMPOTENCY = TableSchema(
 )
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600  # the IETF draft asks for at least a day
 # API Gateway REST's integration timeout: the stack leaves it at its default (and maximum
-# without a quota increase); the main function answers within it (functions/shared/deadline.py).
+# without a quota increase); the main function answers within it (functions/core/deadline.py).
 REST_INTEGRATION_TIMEOUT_SECONDS = 29
 # Per user: one ledger item per budget period ("day#2026-12-02", "month#2026-12") and one
-# lease item per answer slot ("lease#0", "lease#1", ...), see functions.shared.quota.
+# lease item per answer slot ("lease#0", "lease#1", ...), see functions.data.quota.
 USAGE = TableSchema(
     suffix="usage",
     env=Env.USAGE_TABLE,

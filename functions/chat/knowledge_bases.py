@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from functions.shared import aws
-from functions.shared.errors import upstream_errors
-from functions.shared.models import KnowledgeBase
+from functions.chat.upstream import upstream_errors
+from functions.core import aws
+from functions.domain.models import KnowledgeBase
 
 if TYPE_CHECKING:
-    from functions.shared.chat_settings import ChatSettings
+    from functions.core.chat_settings import ChatSettings
 
 
 class KnowledgeBaseService:

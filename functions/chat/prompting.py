@@ -34,13 +34,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from functions.shared.contract import INFERENCE_PROFILE_PREFIXES
-from functions.shared.observability import GUARDRAIL_INTERVENED
-from functions.shared.store import content_bytes
+from functions.contract import INFERENCE_PROFILE_PREFIXES
+from functions.core.observability import GUARDRAIL_INTERVENED
+from functions.domain.models import content_bytes
 
 if TYPE_CHECKING:
-    from functions.shared.chat_settings import ChatSettings, Guardrail
-    from functions.shared.models import Citation, Message, Role
+    from functions.core.chat_settings import ChatSettings, Guardrail
+    from functions.domain.models import Citation, Message, Role
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 GROUNDING_PROMPT = (

@@ -3,7 +3,7 @@
 A turn goes: load the caller's session (someone else's is "not found"), retrieve knowledge-base
 passages when the session has a knowledge base, read the most recent history that fits the
 context budget, take the turn's two sequence numbers and store the user's turn, call the model
-(with the request :mod:`functions.shared.prompting` builds), store the assistant's turn. The
+(with the request :mod:`functions.chat.prompting` builds), store the assistant's turn. The
 user's turn is stored before the model call so it survives a model failure. The assistant's
 turn is stored with a status: ``complete`` only when the model said it was done,
 ``incomplete`` (with the reason) when the answer stopped short, or a ``failed`` marker without
@@ -27,25 +27,20 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from functions.shared import aws, deadline
-from functions.shared.contract import Metric
-from functions.shared.errors import (
-    BadRequest,
-    NotFound,
-    UpstreamError,
-    is_throttling,
-    translate,
-    upstream_errors,
-)
-from functions.shared.models import Citation, Message, MessageStatus, Session, Usage
-from functions.shared.observability import count, logger, record_turn
-from functions.shared.prompting import model_request, prompt_bytes
-from functions.shared.quota import AnswerLeases, Lease, Reservation, UsageLedger
-from functions.shared.store import content_bytes, timestamp, utc_now
+from functions.chat.prompting import model_request, prompt_bytes
+from functions.chat.upstream import upstream_errors
+from functions.contract import Metric
+from functions.core import aws, deadline
+from functions.core.aws_errors import is_throttling, translate
+from functions.core.clock import timestamp, utc_now
+from functions.core.observability import count, logger, record_turn
+from functions.data.quota import AnswerLeases, Lease, Reservation, UsageLedger
+from functions.domain.errors import BadRequest, NotFound, UpstreamError
+from functions.domain.models import Citation, Message, MessageStatus, Session, Usage, content_bytes
 
 if TYPE_CHECKING:
-    from functions.shared.chat_settings import ChatSettings
-    from functions.shared.store import Store
+    from functions.core.chat_settings import ChatSettings
+    from functions.data.turns import Store
 
 MAX_CONTENT_CHARS = 50_000  # far below DynamoDB's 400 KB item limit, even in 4-byte UTF-8
 BYTES_PER_TOKEN = 4
@@ -267,11 +262,11 @@ def _close(events: Iterable[dict[str, Any]]) -> None:
 
 @dataclass
 class ChatService:
-    """Chat turns over a :class:`~functions.shared.store.Store` and the Bedrock clients.
+    """Chat turns over a :class:`~functions.data.turns.Store` and the Bedrock clients.
 
     Every turn first takes one of the user's answer slots (:class:`AnswerLeases`, else
-    :class:`~functions.shared.errors.Busy`) and reserves its input in the user's token budget
-    (:class:`UsageLedger`, else :class:`~functions.shared.errors.QuotaExceeded`), both before
+    :class:`~functions.domain.errors.Busy`) and reserves its input in the user's token budget
+    (:class:`UsageLedger`, else :class:`~functions.domain.errors.QuotaExceeded`), both before
     anything is stored or the model is called.
     """
 
@@ -282,16 +277,10 @@ class ChatService:
     leases: AnswerLeases = field(init=False)
 
     def __post_init__(self) -> None:
-        client = self.store.sessions.client
-        self.ledger = UsageLedger(
-            client,
-            self.settings.usage_table,
-            daily_limit=self.settings.user_daily_token_limit,
-            monthly_limit=self.settings.user_monthly_token_limit,
-        )
-        self.leases = AnswerLeases(
-            client, self.settings.usage_table, self.settings.user_max_concurrent_answers
-        )
+        if self.store.ledger is None or self.store.leases is None:
+            raise RuntimeError("chat turns need the usage table; this store has none")
+        self.ledger = self.store.ledger
+        self.leases = self.store.leases
 
     def reply(
         self, user_id: str, session_id: str, content: str, *, lease_seconds: int

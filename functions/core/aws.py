@@ -14,7 +14,7 @@ limiter that slows down after throttling, so a burst is absorbed before a 503 re
 The number of attempts is botocore's own setting (``AWS_MAX_ATTEMPTS``, default 3 attempts and 4
 for DynamoDB), so it can be tuned per function without a code change. Whatever the number,
 no attempt starts, and no retry sleeps, past the invocation's deadline
-(:func:`functions.shared.deadline.install`): one call cannot outlive it. DynamoDB's timeouts are
+(:func:`functions.core.deadline.install`): one call cannot outlive it. DynamoDB's timeouts are
 short (1 s to connect, 2 s to read: it answers in milliseconds), so a held request is given up
 while there is still time to try again or to answer.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from functions.shared import deadline
+from functions.core import deadline
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient

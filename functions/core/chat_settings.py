@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from functions.shared.contract import (
+from functions.contract import (
     DEFAULT_HISTORY_BUDGET_TOKENS,
     DEFAULT_SESSION_TTL_DAYS,
     DEFAULT_USER_DAILY_TOKEN_LIMIT,
     DEFAULT_USER_MAX_CONCURRENT_ANSWERS,
     Env,
 )
-from functions.shared.settings import (
+from functions.core.settings import (
     ConfigurationError,
     FunctionSettings,
     boolean,

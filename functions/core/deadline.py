@@ -1,7 +1,7 @@
 """The invocation's deadline, and the time budget every AWS call and retry loop keeps to it.
 
 Lambda kills a function at its timeout, and API Gateway gives a REST integration at most
-:data:`~functions.shared.contract.REST_INTEGRATION_TIMEOUT_SECONDS` before it answers the
+:data:`~functions.contract.REST_INTEGRATION_TIMEOUT_SECONDS` before it answers the
 client a 504 of its own, whatever the function does after. So each invocation binds a
 :class:`Deadline` (the earlier of the two), and nothing that could retry runs into it:
 
@@ -12,7 +12,7 @@ client a 504 of its own, whatever the function does after. So each invocation bi
 * the store's own loops (turn transactions, batch writes) check the same budget before each
   try and before each pause.
 
-What is refused raises :class:`DeadlineExceeded`, a :class:`~functions.shared.errors.Throttled`:
+What is refused raises :class:`DeadlineExceeded`, a :class:`~functions.domain.errors.Throttled`:
 REST answers 503 with ``Retry-After``, the WebSocket an ``error`` frame, each inside the
 :data:`ANSWER_SECONDS` kept for it.
 
@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
-from functions.shared.errors import Throttled, is_throttling
-from functions.shared.observability import tracer
+from functions.core.aws_errors import is_throttling
+from functions.core.observability import tracer
+from functions.domain.errors import Throttled
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from functions.shared.contract import AuthorizerContext as Ctx
+from functions.contract import AuthorizerContext as Ctx
 
 
 def _authorizer(event: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from functions.shared.contract import MODEL_DIMENSION, Metric
+from functions.contract import MODEL_DIMENSION, Metric
 
 if TYPE_CHECKING:
-    from functions.shared.models import Message
+    from functions.domain.models import Message
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))

@@ -3,7 +3,7 @@ environment variable each, and the one configuration error.
 
 Each function has one settings class, ``functions.<function>.settings.Settings``, which reads
 the variables ``contract.FUNCTION_ENV`` lists for that function and no other (tests/contract
-proves it). The variable *names* come from :mod:`functions.shared.contract`, so the stack and the
+proves it). The variable *names* come from :mod:`functions.contract`, so the stack and the
 code cannot drift apart. Standard library only: the authorizer builds on this module, and its
 cold start must not pay for pydantic or boto3.
 """

@@ -27,8 +27,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from functions.shared import aws
-from functions.shared.errors import BadRequest
+from functions.core import aws
+from functions.domain.errors import BadRequest
 
 _VERSION = 1
 MAX_TOKEN_LENGTH = 4096
@@ -138,3 +138,10 @@ def _b64encode(raw: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def required(signer: TokenSigner | None) -> TokenSigner:
+    """The signer a listing needs; a function deployed without a pagination key has none."""
+    if signer is None:
+        raise RuntimeError("listing needs a pagination key; this function has none")
+    return signer

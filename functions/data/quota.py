@@ -31,16 +31,17 @@ from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import ClientError
 
-from functions.shared.contract import USAGE, Metric
-from functions.shared.errors import Busy, QuotaExceeded, QuotaState, error_code
-from functions.shared.items import dynamodb_item, plain_item
-from functions.shared.observability import count, logger
-from functions.shared.store import epoch_seconds, timestamp, utc_now
+from functions.contract import USAGE, Metric
+from functions.core.aws_errors import error_code
+from functions.core.clock import epoch_seconds, timestamp, utc_now
+from functions.core.observability import count, logger
+from functions.data.items import dynamodb_item, plain_item
+from functions.domain.errors import Busy, QuotaExceeded, QuotaState
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
-    from functions.shared.models import Usage
+    from functions.domain.models import Usage
 
 PeriodKind = Literal["day", "month"]
 Clock = Callable[[], datetime]

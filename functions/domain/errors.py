@@ -1,51 +1,21 @@
-"""Domain errors raised by the business logic, and the one place AWS errors are classified.
+"""The domain errors: every failure a client can be told about, each with its meaning for both
+transports.
 
 The store and the chat service raise these; the REST layer turns them into HTTP responses and the
 WebSocket layer into error frames, both from the same attributes of the error (``code`` and
-``status``), so the two transports cannot disagree on what went wrong.
+``status``), so the two transports cannot disagree on what went wrong. Which AWS and library
+failures map to which of them is :mod:`functions.core.aws_errors`; this module is pure, so any
+layer can raise these without loading botocore or Powertools.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from botocore.eventstream import ParserError
-from botocore.exceptions import (
-    ClientError,
-    ConnectionError,
-    HTTPClientError,
-    ResponseStreamingError,
-)
-from urllib3.exceptions import HTTPError as Urllib3Error
-
-from functions.shared.observability import count, logger
-
 DEFAULT_RETRY_AFTER_SECONDS = 2
-
-# Error codes AWS uses for "slow down", after botocore's adaptive retries gave up. Bedrock's
-# event streams spell them in camelCase (``throttlingException``), hence the case-folding.
-_THROTTLING_CODES = frozenset(
-    code.lower()
-    for code in (
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-        "ServiceQuotaExceededException",
-        "ServiceUnavailableException",
-        "ModelNotReadyException",
-    )
-)
-_THROTTLING_STATUSES = frozenset({429, 503})
-# A response stream that breaks mid-way: the connection reset or closed (botocore wraps what
-# urllib3 raises), or an event-stream frame that fails its length or CRC checks.
-_STREAM_TRANSPORT_ERRORS = (ResponseStreamingError, ParserError, Urllib3Error)
 
 
 class DomainError(Exception):
@@ -193,81 +163,6 @@ ERRORS: tuple[type[DomainError], ...] = (*_hierarchy(DomainError)[1:], DomainErr
 ERROR_CODES: tuple[str, ...] = tuple(dict.fromkeys(kind.code for kind in ERRORS))
 
 
-def is_throttling(error: ClientError) -> bool:
-    """Whether an AWS error means "too many requests" rather than "this request is wrong"."""
-    code = str(error.response.get("Error", {}).get("Code", "")).lower()
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in _THROTTLING_CODES or status in _THROTTLING_STATUSES
-
-
-def error_code(error: ClientError) -> str:
-    """The AWS error code, e.g. ``ConditionalCheckFailedException``."""
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-_Matcher = Callable[[Exception], bool]
-_Maker = Callable[[Exception], DomainError]
-
-
-def _status(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-
-
-def _aws_throttling(error: Exception) -> bool:
-    return isinstance(error, ClientError) and is_throttling(error)
-
-
-def _aws_server_error(error: Exception) -> bool:
-    return isinstance(error, ClientError) and _status(error) >= 500
-
-
-def _operation(error: Exception) -> str:
-    return getattr(error, "operation_name", None) or "AWS"
-
-
-# The one table of library exceptions a client can act on, first match wins; anything else
-# that escapes the business logic is a bug. Throttling is the only AWS failure a client can
-# act on (by waiting), and waiting is also the right reaction to AWS's own failures and to an
-# unreachable endpoint. Client input that fails to decode (JSON, base64, UTF-8, pydantic) is
-# mapped where it is read, by :func:`client_input` and :func:`invalid_request`: the same
-# exceptions raised anywhere else are bugs, not the client's fault.
-_LIBRARY_ERRORS: tuple[tuple[_Matcher, _Maker], ...] = (
-    (_aws_throttling, lambda error: Throttled(f"{_operation(error)} is throttled; retry later")),
-    (
-        _aws_server_error,
-        lambda error: Throttled(f"{_operation(error)} failed on AWS's side; retry later"),
-    ),
-    (
-        lambda error: isinstance(error, ConnectionError | HTTPClientError),
-        lambda _: Throttled("an AWS dependency is unreachable; retry later"),
-    ),
-    (
-        lambda error: isinstance(error, _STREAM_TRANSPORT_ERRORS),
-        lambda _: UpstreamError("the model stream broke off (a transport error); retry"),
-    ),
-)
-
-
-def translate(error: Exception) -> DomainError | None:
-    """Map an exception escaping the business logic to a domain error, or None if it is a bug."""
-    if isinstance(error, DomainError):
-        return error
-    return next((make(error) for matches, make in _LIBRARY_ERRORS if matches(error)), None)
-
-
-def for_client(error: Exception) -> DomainError:
-    """What either transport tells the client about ``error``: its domain error, or for a bug
-    ``internal`` (logged with its traceback and counted as ``ServerErrors``)."""
-    domain = translate(error)
-    if domain is None:
-        logger.exception("unhandled error")
-        count("ServerErrors")
-        return DomainError("internal error")
-    if isinstance(domain, Throttled):
-        count("Throttled")
-    return domain
-
-
 @contextmanager
 def client_input(rule: str) -> Iterator[None]:
     """Decode what a client sent (JSON, base64, UTF-8): a failure, including JSON nested too
@@ -288,25 +183,3 @@ def invalid_request(problems: Iterable[Mapping[str, Any]]) -> BadRequest:
         for problem in problems
     )
     return BadRequest("the request is invalid", details)
-
-
-@contextmanager
-def upstream_errors(what: str, not_found: str | None = None) -> Iterator[None]:
-    """Classify a failed call to a dependency (Bedrock): throttling stays retryable (503), a
-    missing resource the client named is its mistake (``not_found`` is then the message of a
-    :class:`BadRequest`), anything else is the dependency's failure (:class:`UpstreamError`).
-    """
-    try:
-        yield
-    except DomainError:
-        raise
-    except Exception as error:
-        domain = translate(error)
-        if domain is not None:
-            raise domain from error
-        if not isinstance(error, ClientError):
-            raise
-        code = error_code(error)
-        if not_found and code == "ResourceNotFoundException":
-            raise BadRequest(not_found) from error
-        raise UpstreamError(f"{what} failed ({code})") from error

@@ -123,3 +123,8 @@ class Page(Generic[T]):
 
     items: list[T]
     next_token: str | None
+
+
+def content_bytes(text: str) -> int:
+    """The size the history budget counts: UTF-8 bytes (a lone surrogate counts as one)."""
+    return len(text.encode("utf-8", "replace"))

@@ -15,7 +15,7 @@ from devserver.lambda_pool import FunctionError
 from devserver.moto import MotoServer, aws_env
 from devserver.stack import StackError, StreamMapping
 from devserver.streams import StreamPoller, TtlSweeper, matches
-from functions.shared.contract import SESSIONS
+from functions.contract import SESSIONS
 from tests.dev.conftest import DEV_GROUP
 from tests.support.moto_server import create_table
 from tests.support.streams import TTL_USER_IDENTITY

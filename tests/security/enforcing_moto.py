@@ -29,7 +29,7 @@ import boto3
 from botocore.client import BaseClient
 
 from devserver.moto import FAKE_CREDENTIAL
-from functions.shared.contract import TABLES
+from functions.contract import TABLES
 from tests.security.synthesized import MacKey, Statement
 from tests.support.moto_server import create_table
 

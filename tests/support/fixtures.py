@@ -28,7 +28,7 @@ import pytest
 
 from devserver.bedrock import BedrockFake
 from devserver.moto import MotoServer, aws_env
-from functions.shared.contract import Env
+from functions.contract import Env
 from tests.support.moto_server import create_tables
 from tests.support.ws_management_fake import WsManagementFake
 

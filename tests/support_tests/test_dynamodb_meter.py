@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from devserver.moto import MotoServer, aws_env
-from functions.shared.contract import MESSAGES, SESSIONS
+from functions.contract import MESSAGES, SESSIONS
 from tests.support.dynamodb_meter import CapacityMeter, attribute_size, item_size
 from tests.support.moto_server import create_table
 

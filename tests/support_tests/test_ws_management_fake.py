@@ -5,7 +5,7 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.shared.contract import Env
+from functions.contract import Env
 from tests.support.ws_management_fake import MAX_PAYLOAD_BYTES, WsManagementFake, WsRequest
 
 CONNECTION_ID = "BFaT_fALIAMCKug="  # shaped like a real one: '=' gets percent-encoded

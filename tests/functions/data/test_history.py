@@ -8,14 +8,14 @@ import pytest
 
 from devserver.bedrock import CONVERSE, BedrockFake
 from devserver.moto import MotoServer
+from functions.chat.prompting import conversation
+from functions.chat.service import BYTES_PER_TOKEN, ChatService
+from functions.contract import DEFAULT_HISTORY_BUDGET_TOKENS, TABLES, Env
+from functions.core import aws
+from functions.core.settings import get_settings
+from functions.data.turns import Store
+from functions.domain.models import Message, Role
 from functions.main.settings import Settings
-from functions.shared import aws
-from functions.shared.chat import BYTES_PER_TOKEN, ChatService
-from functions.shared.contract import DEFAULT_HISTORY_BUDGET_TOKENS, TABLES, Env
-from functions.shared.models import Message, Role
-from functions.shared.prompting import conversation
-from functions.shared.settings import get_settings
-from functions.shared.store import Store
 from tests.functions.helpers import (
     USER_A,
     Rest,
@@ -85,7 +85,7 @@ def test_twenty_concurrent_turns_lose_nothing(
     rest: Rest, bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Twenty writers on one session, as twenty Lambda containers would be. One user may not
-    have twenty answers generating at once (tests/functions/test_quota.py), so the limit is off
+    have twenty answers generating at once (tests/functions/data/test_quota.py), so the limit is off
     here: this is about the session's storage."""
     monkeypatch.setenv(Env.USER_MAX_CONCURRENT_ANSWERS, "0")
     get_settings.cache_clear()

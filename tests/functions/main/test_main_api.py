@@ -11,9 +11,9 @@ import boto3
 import pytest
 from fastapi.routing import iter_route_contexts
 
+from functions.contract import REST_ROUTES, Env
+from functions.core.settings import get_settings
 from functions.main.app import app
-from functions.shared.contract import REST_ROUTES, Env
-from functions.shared.settings import get_settings
 from tests.functions.helpers import (
     DEFAULT_KNOWLEDGE_BASE_ID,
     MODELS,

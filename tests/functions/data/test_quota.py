@@ -1,4 +1,4 @@
-"""Per-user token budgets and answer leases (functions/shared/quota.py), through both
+"""Per-user token budgets and answer leases (functions/data/quota.py), through both
 transports against moto and the Bedrock fake, with faults on the usage table's writes."""
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ import pytest
 
 from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
 from devserver.moto import MotoServer
-from functions.shared import aws
-from functions.shared.contract import USAGE, Env, Metric
-from functions.shared.quota import (
+from functions.contract import USAGE, Env, Metric
+from functions.core import aws
+from functions.core.clock import epoch_seconds, timestamp
+from functions.core.settings import get_settings
+from functions.data.quota import (
     ANSWER_CAP_TOKENS,
     RETENTION,
     AnswerLeases,
     periods,
 )
-from functions.shared.settings import get_settings
-from functions.shared.store import epoch_seconds, timestamp
 from tests.functions.helpers import (
     USER_A,
     USER_B,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from functions.shared.errors import (
+from functions.data.sessions import SessionRepository
+from functions.domain.errors import (
     ERROR_CODES,
     ERRORS,
     BadRequest,
@@ -13,7 +14,6 @@ from functions.shared.errors import (
     QuotaExceeded,
     QuotaState,
 )
-from functions.shared.store import SessionRepository
 from tests.functions.helpers import Rest, WebSocket
 
 CASES = [kind for kind in ERRORS if kind is not DomainError]

@@ -13,8 +13,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from functions.cleanup import handler as cleanup
-from functions.shared import aws
-from functions.shared.contract import Env
+from functions.contract import Env
+from functions.core import aws
 from tests.functions.helpers import LambdaContext, dynamodb_throttled
 from tests.support.streams import StreamReader, as_ttl_expiry, enable_stream, lambda_event
 

@@ -1,4 +1,4 @@
-"""functions/shared/identity.py: what the functions read of the authorizer's context."""
+"""functions/core/identity.py: what the functions read of the authorizer's context."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from functions.shared.identity import Caller, caller_from, user_id_from
+from functions.core.identity import Caller, caller_from, user_id_from
 
 
 def event(authorizer: object) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from devserver.bedrock import BedrockFake, model_like_deltas
 from functions.websocket.frames import MAX_FRAME_BYTES
-from functions.websocket.handler import STOP_MARGIN_SECONDS
+from functions.websocket.turn import STOP_MARGIN_SECONDS
 from tests.functions.helpers import LambdaContext, Rest, WebSocket, stored_messages
 from tests.support.ws_management_fake import WsManagementFake
 

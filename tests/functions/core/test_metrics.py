@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
-from functions.shared.contract import MODEL_DIMENSION, SERVICE_DIMENSION, Env, Metric
+from functions.contract import MODEL_DIMENSION, SERVICE_DIMENSION, Env, Metric
 from tests.functions.helpers import Rest, WebSocket, dynamodb_throttled
 
 

@@ -9,10 +9,10 @@ import boto3
 import pytest
 
 from devserver.bedrock import CONVERSE, RETRIEVE, BedrockFake, passage
-from functions.shared.contract import Env
-from functions.shared.observability import logger
-from functions.shared.prompting import GROUNDING_PROMPT, SYSTEM_PROMPT
-from functions.shared.settings import get_settings
+from functions.chat.prompting import GROUNDING_PROMPT, SYSTEM_PROMPT
+from functions.contract import Env
+from functions.core.observability import logger
+from functions.core.settings import get_settings
 from tests.functions.conftest import SessionCleanup
 from tests.functions.helpers import (
     DEFAULT_KNOWLEDGE_BASE_ID,

@@ -1,4 +1,4 @@
-"""The Bedrock request of a turn, built by functions.shared.prompting: guardrail configuration
+"""The Bedrock request of a turn, built by functions.chat.prompting: guardrail configuration
 and guardContent, cache points per model family, and where the knowledge-base passages go."""
 
 from __future__ import annotations
@@ -9,10 +9,7 @@ from typing import Any
 import pytest
 
 from devserver.bedrock import minimum_cached_tokens
-from functions.main.settings import Settings
-from functions.shared.contract import Env
-from functions.shared.models import Citation, Message, Role
-from functions.shared.prompting import (
+from functions.chat.prompting import (
     GROUNDING_PROMPT,
     PROMPT_CACHING_MODELS,
     SYSTEM_PROMPT,
@@ -20,8 +17,11 @@ from functions.shared.prompting import (
     model_request,
     supports_prompt_caching,
 )
+from functions.contract import Env
+from functions.domain.models import Citation, Message, Role
+from functions.main.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CACHE = {"cachePoint": {"type": "default"}}
 CLAUDE_37 = "anthropic.claude-3-7-sonnet-20250219-v1:0"
 CACHING = (

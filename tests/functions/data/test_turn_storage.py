@@ -15,9 +15,9 @@ import pytest
 
 from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
 from devserver.moto import MotoServer
-from functions.shared.contract import Env
-from functions.shared.settings import get_settings
-from functions.shared.store import TURN_ATTEMPTS
+from functions.contract import Env
+from functions.core.settings import get_settings
+from functions.data.turns import TURN_ATTEMPTS
 from tests.functions.conftest import SessionCleanup
 from tests.functions.helpers import (
     Rest,
@@ -128,7 +128,7 @@ def test_any_single_dynamodb_fault_leaves_the_session_consistent(
     transactions), then check the invariant and that the model was called at most once.
 
     The answer-slot limit is off: a lease write that fails holds its slot until the lease
-    runs out, by design, and that is tested with the same faults in tests/functions/test_quota.py.
+    runs out, by design, and that is tested with the same faults in data/test_quota.py.
     The budget writes stay in the turn."""
     monkeypatch.setenv(Env.USER_MAX_CONCURRENT_ANSWERS, "0")
     get_settings.cache_clear()

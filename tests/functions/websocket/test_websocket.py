@@ -10,9 +10,9 @@ import boto3
 import pytest
 
 from devserver.bedrock import CONVERSE_STREAM, BedrockFake, passage
-from functions.shared.contract import CONNECTION_TTL_SECONDS, Env
-from functions.shared.prompting import SYSTEM_PROMPT
-from functions.shared.settings import get_settings
+from functions.chat.prompting import SYSTEM_PROMPT
+from functions.contract import CONNECTION_TTL_SECONDS, Env
+from functions.core.settings import get_settings
 from functions.websocket.frames import MAX_FRAME_BYTES
 from functions.websocket.handler import handler
 from tests.functions.helpers import (

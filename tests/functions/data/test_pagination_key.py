@@ -9,16 +9,16 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.shared import aws
-from functions.shared.errors import BadRequest
-from functions.shared.pagination import (
+from functions.core import aws
+from functions.core.settings import get_settings
+from functions.data.pagination import (
     KEY_DERIVATION_MESSAGE,
     MAC_ALGORITHM,
     KmsDerivedKey,
     TokenSigner,
     derived_key,
 )
-from functions.shared.settings import get_settings
+from functions.domain.errors import BadRequest
 from tests.functions.helpers import USER_A, Rest
 from tests.support.moto_server import create_pagination_key
 

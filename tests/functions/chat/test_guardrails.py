@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from devserver.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
+from functions.contract import Env
+from functions.core.settings import get_settings
+from functions.data.turns import Store
 from functions.main.settings import Settings
-from functions.shared.contract import Env
-from functions.shared.settings import get_settings
-from functions.shared.store import Store
 from tests.functions.helpers import Rest, WebSocket
 
 GUARDRAIL_ID = "gr0123abcd"

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from devserver.bedrock import CONVERSE, BedrockFake
+from functions.contract import Env
+from functions.core.settings import get_settings
+from functions.data.turns import Store
 from functions.main.settings import Settings
-from functions.shared.contract import Env
-from functions.shared.settings import get_settings
-from functions.shared.store import Store
 from tests.functions.helpers import Rest, WebSocket, seed_history
 
 CACHING_MODELS = ("anthropic.claude-3-7-sonnet-20250219-v1:0", "us.amazon.nova-pro-v1:0")

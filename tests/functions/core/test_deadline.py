@@ -27,8 +27,8 @@ from compute.config import ComputeConfig
 from devserver.bedrock import BedrockFake
 from devserver.moto import MotoServer
 from functions.cleanup import handler as cleanup
+from functions.contract import REST_INTEGRATION_TIMEOUT_SECONDS, Env
 from functions.main.handler import handler as main_handler
-from functions.shared.contract import REST_INTEGRATION_TIMEOUT_SECONDS, Env
 from functions.websocket.handler import handler as websocket_handler
 from tests.functions.helpers import (
     LambdaContext,

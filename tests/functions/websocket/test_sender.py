@@ -17,7 +17,7 @@ from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
 from botocore.exceptions import ClientError
 
-from functions.shared.observability import tracer
+from functions.core.observability import tracer
 from functions.websocket import frames
 from functions.websocket.frames import MAX_FRAME_BYTES
 from functions.websocket.sender import Poster, StreamSender
