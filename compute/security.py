@@ -37,7 +37,7 @@ from functions.contract import (
 )
 
 # What each function's code calls on each table, and on each index as "<table>/<index>"
-# (see functions/data/turns.py; tests/security proves it against the code's real calls).
+# (see the repositories in functions/data/; tests/security proves it against the code's real calls).
 TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     MAIN.key: {
         "sessions": (
