@@ -70,7 +70,7 @@ class MessageRepository:
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": message_item(message),
+                "Item": _message_item(message),
                 **condition,
                 # On a cancellation: whose message holds the seq (ours, on a retry?).
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -84,7 +84,7 @@ class MessageRepository:
             Key=dynamodb_item({MESSAGE_SESSION: session_id, SEQ: seq}),
             ConsistentRead=True,
         ).get("Item")
-        return message_from_item(item) if item else None
+        return _message(item) if item else None
 
     def list(
         self, user_id: str, session_id: str, limit: int, next_token: str | None = None
@@ -103,7 +103,7 @@ class MessageRepository:
         response = self._client.query(**params)
         last_key = response.get("LastEvaluatedKey")
         return Page(
-            items=[message_from_item(item) for item in response.get("Items", [])],
+            items=[_message(item) for item in response.get("Items", [])],
             next_token=(
                 signer.encode("messages", user_id, session_id, last_key) if last_key else None
             ),
@@ -135,7 +135,7 @@ class MessageRepository:
         while budget_bytes > 0:
             response = self._client.query(**params)
             for item in response.get("Items", []):
-                message = message_from_item(item)
+                message = _message(item)
                 used += content_bytes(message.content)
                 if used > budget_bytes:
                     return selected[::-1]
@@ -203,7 +203,7 @@ def _in_session(session_id: str, projection: str | None = None) -> dict[str, Any
     }
 
 
-def message_item(message: Message) -> dict[str, Any]:
+def _message_item(message: Message) -> dict[str, Any]:
     answer = message.role == "assistant"
     return dynamodb_item(
         {
@@ -228,7 +228,7 @@ def message_item(message: Message) -> dict[str, Any]:
     )
 
 
-def message_from_item(item: Mapping[str, Any]) -> Message:
+def _message(item: Mapping[str, Any]) -> Message:
     values = plain_item(item)
     usage = values.get("usage")
     role: Role = "assistant" if values.get("role") == "assistant" else "user"

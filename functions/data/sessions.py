@@ -153,9 +153,9 @@ class SessionRepository:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": _session_key(checked(session_id)),
+                "Key": _session_key(_checked(session_id)),
                 "UpdateExpression": "SET #count = :new, " + ", ".join(activity),
-                **owned(user_id, names, values, extra="#count = :seen"),
+                **_owned(user_id, names, values, extra="#count = :seen"),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
@@ -166,8 +166,8 @@ class SessionRepository:
         return {
             "ConditionCheck": {
                 "TableName": self._table,
-                "Key": _session_key(checked(session_id)),
-                **owned(user_id, {}, {}),
+                "Key": _session_key(_checked(session_id)),
+                **_owned(user_id, {}, {}),
             }
         }
 
@@ -182,7 +182,7 @@ class SessionRepository:
         try:
             self._client.delete_item(
                 TableName=self._table,
-                Key=_session_key(checked(session_id)),
+                Key=_session_key(_checked(session_id)),
                 ConditionExpression="#user = :user",
                 ExpressionAttributeNames={"#user": OWNER},
                 ExpressionAttributeValues=dynamodb_item({":user": user_id}),
@@ -206,9 +206,9 @@ class SessionRepository:
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key=_session_key(checked(session_id)),
+                Key=_session_key(_checked(session_id)),
                 UpdateExpression=expression,
-                **owned(user_id, names, values),
+                **_owned(user_id, names, values),
                 ReturnValues=returning,
             )
         except ClientError as error:
@@ -234,14 +234,14 @@ def _session_key(session_id: str) -> dict[str, Any]:
     return dynamodb_item({SESSION_ID: session_id})
 
 
-def checked(session_id: str) -> str:
+def _checked(session_id: str) -> str:
     """``session_id`` if it can name a session at all; anything else is simply not found."""
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise NotFound(SESSION_NOT_FOUND)
     return session_id
 
 
-def owned(
+def _owned(
     user_id: str, names: dict[str, str], values: dict[str, Any], extra: str | None = None
 ) -> dict[str, Any]:
     """Condition parameters: the session exists, ``user_id`` owns it, it has not expired (and
