@@ -11,7 +11,7 @@ writes at ``CACHE_WRITE_BUDGET_RATE``.
 
 Two conversations: turns of ~130 words, which all fit the default history budget, and turns
 of ~330 words, which outgrow it after about 20 turns, from when on old turns drop out (for
-caching requests five at a time, see functions/shared/prompting.py).
+caching requests five at a time, see functions/chat/prompting.py).
 
 Prints one JSON document as its last line: {"caching": [...]}.
 """
@@ -49,11 +49,11 @@ def _words(count: int, seed: int) -> str:
 
 def conversation(bedrock: Any, question_words: int, answer_words: int, caching: bool) -> list:
     """The usage of each of the conversation's turns."""
+    from functions.chat.service import ChatService
+    from functions.contract import Env
+    from functions.core.settings import get_settings
+    from functions.data.turns import Store
     from functions.main.settings import Settings
-    from functions.shared.chat import ChatService
-    from functions.shared.contract import Env
-    from functions.shared.settings import get_settings
-    from functions.shared.store import Store
 
     os.environ[Env.BEDROCK_PROMPT_CACHING] = str(caching).lower()
     get_settings.cache_clear()
@@ -98,7 +98,7 @@ def main() -> int:
 
     from fakes.bedrock import BedrockFake
     from fakes.moto import MotoServer, aws_env
-    from functions.shared.contract import Env
+    from functions.contract import Env
     from tests.support.moto_server import create_tables
 
     with MotoServer() as moto, BedrockFake() as bedrock:

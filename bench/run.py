@@ -109,7 +109,7 @@ def cold_import(statement: str, paths: list[Path], function_name: str) -> float:
 def cold_figures(runs: int, work: Path) -> list[Figure]:
     from compute.packaging import Target, build_function
     from devserver.lambda_runtime import extract, runtime_site
-    from functions.shared.contract import AUTHORIZER, MAIN, WEBSOCKET
+    from functions.contract import AUTHORIZER, MAIN, WEBSOCKET
 
     runtime = runtime_site(work / "runtime")
     cases = [
@@ -203,7 +203,7 @@ def main_warm_figure(runs: int) -> Figure:
     import boto3
     from botocore.stub import Stubber
 
-    from functions.shared.contract import Env
+    from functions.contract import Env
 
     os.environ.update({
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -216,8 +216,8 @@ def main_warm_figure(runs: int) -> Figure:
         Env.PAGINATION_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/bench",
         Env.POWERTOOLS_SERVICE_NAME: "bench", Env.POWERTOOLS_METRICS_NAMESPACE: "bench",
     })  # fmt: skip
+    from functions.core import aws
     from functions.main.handler import handler
-    from functions.shared import aws
     from tests.functions.helpers import LambdaContext, Rest
 
     client = boto3.client("dynamodb", region_name="us-east-1")
@@ -373,7 +373,7 @@ def caching_rows() -> list[dict[str, object]]:
 
 def render_caching(conversations: list[dict[str, object]]) -> str:
     from bench.caching import MODEL
-    from functions.shared.models import CACHE_READ_BUDGET_RATE, CACHE_WRITE_BUDGET_RATE
+    from functions.domain.models import CACHE_READ_BUDGET_RATE, CACHE_WRITE_BUDGET_RATE
 
     lines = [
         f"{CACHING_HEADING} prompt caching, through the real ChatService and the Bedrock "
@@ -411,7 +411,7 @@ def with_caching_section(results: str, section: str) -> str:
 
 def size_figures() -> list[Figure]:
     from compute.packaging import Target, build_function
-    from functions.shared.contract import FUNCTIONS, MAIN
+    from functions.contract import FUNCTIONS, MAIN
 
     figures = []
     for spec in FUNCTIONS:

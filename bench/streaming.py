@@ -70,7 +70,7 @@ def _is_text(frame: dict[str, Any]) -> bool:
 def floor_turn(bedrock: Any, ws: Any, connection_id: str, interval: float) -> Turn:
     """The floor: converse_stream read in this thread, a second thread posting the text that
     accumulated (at most every ``interval`` s). No storage, no splitting, no control frames."""
-    from functions.shared import aws
+    from functions.core import aws
 
     runtime = aws.client("bedrock-runtime")
     management = aws.client("apigatewaymanagementapi", endpoint_url=ws.callback_url)
@@ -201,8 +201,8 @@ def _rows(latency: int, ours: list[Turn], ideal: list[Turn], hundred: list[Turn]
 def capacity_rows(fakes: dict[str, Any]) -> list[dict[str, Any]]:
     """Request units and model input of one streamed turn after N prior turns of ~2 KB."""
     from fakes.bedrock import CONVERSE_STREAM
-    from functions.shared import aws
-    from functions.shared.chat import estimate_tokens
+    from functions.chat.service import estimate_tokens
+    from functions.core import aws
     from tests.functions.helpers import seed_history
 
     bedrock, ws, rest, socket, meter = (
@@ -257,8 +257,8 @@ def main() -> int:
     from fakes.connections import WsManagementFake
     from fakes.dynamodb_meter import CapacityMeter
     from fakes.moto import MotoServer, aws_env
-    from functions.shared.contract import TABLES, Env
-    from functions.shared.settings import get_settings
+    from functions.contract import TABLES, Env
+    from functions.core.settings import get_settings
     from tests.functions.helpers import LambdaContext, Rest, WebSocket
     from tests.support.moto_server import create_tables
 

@@ -25,7 +25,7 @@ from compute.provider import (
     SnsTopic,
     SnsTopicSubscription,
 )
-from functions.shared.contract import CLEANUP, Metric
+from functions.contract import CLEANUP, Metric
 
 PERIOD = 300
 NULL = Token.null_value()
@@ -189,7 +189,7 @@ class Alarms(Construct):
             threshold=config.alarm_lambda_errors_threshold,
         )  # fmt: skip
         # The budgets are only as good as the ledger: a turn whose tokens it missed is not
-        # counted against its user's limit (functions/shared/quota.py).
+        # counted against its user's limit (functions/data/quota.py).
         self._alarm(
             "usage-not-recorded",
             "usage-not-recorded",

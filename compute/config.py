@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from functions.shared.contract import (
+from functions.contract import (
     DEFAULT_HISTORY_BUDGET_TOKENS,
     DEFAULT_STREAM_FLUSH_INTERVAL_MS,
     DEFAULT_USER_DAILY_TOKEN_LIMIT,

@@ -22,7 +22,7 @@ from compute.alarms import (
 from compute.config import ComputeConfig
 from compute.expressions import is_expression, labelled, product
 from compute.provider import CloudwatchDashboard, LambdaFunction
-from functions.shared.contract import CLEANUP, MODEL_DIMENSION, SERVICE_DIMENSION, Metric
+from functions.contract import CLEANUP, MODEL_DIMENSION, SERVICE_DIMENSION, Metric
 
 # The dashboard's grid is 24 units wide; a metric widget of this height shows a readable graph.
 GRID_WIDTH = 24

@@ -1,6 +1,6 @@
 """The stack's customer-managed KMS keys: the stack key, which encrypts tables, log groups,
 Lambda environment variables and the alarm topic, and the pagination key, an HMAC key the main
-function derives its ``next_token`` signing key from (``functions/shared/pagination.py``), so
+function derives its ``next_token`` signing key from (``functions/data/pagination.py``), so
 that no secret sits in Terraform state or in a function's environment.
 
 Each key policy is written as a JSON document on the key itself, not through

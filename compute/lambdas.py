@@ -1,4 +1,5 @@
-"""The three Lambda functions, deployed from reproducible packages (see ``packaging``).
+"""The four Lambda functions (authorizer, main, websocket, cleanup), deployed from
+reproducible packages (see ``packaging``).
 
 In ``external`` code-deployment mode the functions start from a placeholder package and
 Terraform ignores later code changes, so a pipeline's ``update-function-code`` survives
@@ -31,7 +32,7 @@ from compute.provider import (
     LambdaFunctionVpcConfig,
     LambdaPermission,
 )
-from functions.shared.contract import FUNCTION_ENV, FUNCTIONS, FunctionSpec
+from functions.contract import FUNCTION_ENV, FUNCTIONS, FunctionSpec
 
 CODE_ATTRIBUTES = ["filename", "source_code_hash"]
 

@@ -11,7 +11,7 @@ from constructs import Construct
 from compute.config import ComputeConfig
 from compute.encryption import StackKey
 from compute.provider import CloudwatchLogGroup
-from functions.shared.contract import FUNCTIONS
+from functions.contract import FUNCTIONS
 
 REST_API_LOGS = "rest-api"
 WEBSOCKET_API_LOGS = "websocket-api"

@@ -51,7 +51,7 @@ from compute.config import (
 from compute.expressions import either
 from compute.lambdas import Network
 from compute.stack import ComputeStack, Inputs
-from functions.shared.contract import FUNCTIONS, VALIDATION_KEYS, WEBSOCKET
+from functions.contract import FUNCTIONS, VALIDATION_KEYS, WEBSOCKET
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_STACK = "module"

@@ -14,6 +14,7 @@ so a repeated synth only re-reads files.
 from __future__ import annotations
 
 import argparse
+import ast
 import base64
 import hashlib
 import json
@@ -27,13 +28,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from functions.shared.contract import FUNCTIONS, FunctionSpec
+from functions.contract import FUNCTIONS, FunctionSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644 << 16
-BUILD_FORMAT = "2"  # bump to invalidate cached zips when the layout rules below change
+BUILD_FORMAT = "3"  # bump to invalidate cached zips when the layout rules below change
 LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the zip; compiled code names files there
 
 # glibc of the Lambda images: python3.11 runs on Amazon Linux 2 (2.26), later on AL2023 (2.34).
@@ -87,14 +88,66 @@ class PackagingError(Exception):
 
 
 def build_function(spec: FunctionSpec, target: Target) -> Package:
-    """The deployable zip of one function: its code, the shared code and its dependencies."""
+    """The deployable zip of one function: the project modules its handler imports, and its
+    dependencies."""
     deps = _install_dependencies(ROOT / spec.requirements, target)
-    sources = [
-        ROOT / "functions" / "__init__.py",
-        ROOT / "functions" / "shared",
-        ROOT / "functions" / spec.key,
-    ]
+    handler_module = spec.handler.rsplit(".", 1)[0]
+    sources = [ROOT / module_file(name) for name in sorted(import_closure(handler_module))]
     return _build_zip(spec.suffix, target, _entries(ROOT, sources) + _entries(deps, [deps]))
+
+
+def import_closure(module: str, package: str = "functions") -> set[str]:
+    """``module`` and every module of ``package`` it imports, directly or not, with the
+    packages (``__init__``) that hold them: what Python loads importing it, found statically.
+
+    Every import statement counts, also the lazy ones inside functions and those under
+    ``TYPE_CHECKING`` (annotations a library may resolve at runtime), so the closure only errs
+    on the side of shipping a module too many. So a function's zip carries no code of a layer
+    it does not use: the authorizer's has no chat, data or boto3-backed module.
+    """
+    found: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        if name in found or not (ROOT / module_file(name)).is_file():
+            continue
+        found.add(name)
+        parts = name.split(".")
+        pending += [".".join(parts[:depth]) for depth in range(1, len(parts))]
+        pending += [
+            imported
+            for imported in _imports(ROOT / module_file(name), name)
+            if imported == package or imported.startswith(package + ".")
+        ]
+    return found
+
+
+def module_file(module: str) -> Path:
+    """The source file of a project module, relative to the repository: a package's
+    ``__init__.py`` or a module's ``.py``."""
+    path = Path(*module.split("."))
+    return path / "__init__.py" if (ROOT / path).is_dir() else path.with_suffix(".py")
+
+
+def _imports(source: Path, module: str) -> Iterator[str]:
+    """The modules an import statement of ``source`` may load: ``from a import b`` names both
+    ``a`` and ``a.b``, since ``b`` may be a submodule (a name that is not one has no file)."""
+    is_package = source.name == "__init__.py"
+    for node in ast.walk(ast.parse(source.read_bytes(), filename=str(source))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, module, is_package)
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    if not node.level:
+        return node.module or ""
+    parts = module.split(".")
+    anchor = parts[: len(parts) - node.level + (1 if is_package else 0)]
+    return ".".join([*anchor, *([node.module] if node.module else [])])
 
 
 def build_placeholder(target: Target) -> Package:

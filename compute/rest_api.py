@@ -43,7 +43,7 @@ from compute.provider import (
     LambdaFunction,
 )
 from compute.security import assume_role_policy
-from functions.shared.contract import REST_ROUTES
+from functions.contract import REST_ROUTES
 
 # One JSON line per request: what an operator needs to trace a call end to end.
 ACCESS_LOG_FORMAT = json.dumps(

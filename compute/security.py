@@ -23,7 +23,7 @@ from compute.provider import (
     IamRole,
     IamRolePolicy,
 )
-from functions.shared.contract import (
+from functions.contract import (
     AUTHORIZER,
     CLEANUP,
     FUNCTIONS,
@@ -37,7 +37,7 @@ from functions.shared.contract import (
 )
 
 # What each function's code calls on each table, and on each index as "<table>/<index>"
-# (see functions/shared/store.py; tests/security proves it against the code's real calls).
+# (see the repositories in functions/data/; tests/security proves it against the code's real calls).
 TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     MAIN.key: {
         "sessions": (
@@ -48,10 +48,10 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "messages": ("dynamodb:PutItem", "dynamodb:Query"),  # deletes: the session cleanup
         "connections": ("dynamodb:DeleteItem",),  # DELETE /me
         f"connections/{USER_CONNECTIONS.name}": ("dynamodb:Query",),
-        # Idempotency-Key: claim, result, release (functions/shared/idempotency.py)
+        # Idempotency-Key: claim, result, release (functions/data/idempotency.py)
         "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         # Budgets: reserve and settle (UpdateItem), GET /usage (GetItem); answer leases: take
-        # (PutItem) and free (DeleteItem) (functions/shared/quota.py)
+        # (PutItem) and free (DeleteItem) (functions/data/quota.py)
         "usage": (
             "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem",
         ),
@@ -177,7 +177,7 @@ class FunctionRoles(Construct):
         statements = [self._logs(keys), self._encryption(keys)]
         statements += self._tables(keys)
         if MAIN.key in keys:
-            # functions/shared/pagination.py: one GenerateMac per container, on this key only.
+            # functions/data/pagination.py: one GenerateMac per container, on this key only.
             statements.append(
                 DataAwsIamPolicyDocumentStatement(
                     sid="PaginationKey",

@@ -35,7 +35,7 @@ from compute.rest_api import RestApi, api_gateway_account
 from compute.security import FunctionRoles, Grants
 from compute.storage import Storage
 from compute.websocket_api import WebSocketApi
-from functions.shared.contract import AUTHORIZER, CLEANUP, MAIN, TABLES, WEBSOCKET, Env
+from functions.contract import AUTHORIZER, CLEANUP, MAIN, TABLES, WEBSOCKET, Env
 
 NO_ISSUER_WARNING = (
     "{stack}: identity_center_issuer_url is empty, so the JWT authorizer denies every "

@@ -1,4 +1,4 @@
-"""DynamoDB tables, built from the key schemas in ``functions.shared.contract`` so the
+"""DynamoDB tables, built from the key schemas in ``functions.contract`` so the
 infrastructure and the code that queries it cannot drift. Encrypted with the stack's key."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from compute.provider import (
     DynamodbTableServerSideEncryption,
     DynamodbTableTtl,
 )
-from functions.shared.contract import SESSIONS, TABLES, TableSchema
+from functions.contract import SESSIONS, TABLES, TableSchema
 
 # The sessions table's stream feeds the cleanup function, which needs only the removed
 # session's key: KEYS_ONLY keeps titles and user ids out of the stream (and of the failure

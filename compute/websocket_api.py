@@ -23,7 +23,7 @@ from compute.provider import (
     CloudwatchLogGroup,
     LambdaFunction,
 )
-from functions.shared.contract import WEBSOCKET_ROUTES
+from functions.contract import WEBSOCKET_ROUTES
 
 ACCESS_LOG_FORMAT = json.dumps(
     {

@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from fakes.loopback import LoopbackServer, Request, Response, error_response
-from functions.shared import aws
+from functions.core import aws
 
 Match = Callable[[str, dict[str, Any]], bool]
 _FORWARDED = ("content-type", "x-amz-target", "authorization", "x-amz-date")

@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 
 from fakes.loopback import LoopbackServer, Request, Response
-from functions.shared.contract import TableSchema
+from functions.contract import TableSchema
 
 READ_UNIT_BYTES = 4096
 WRITE_UNIT_BYTES = 1024

@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from functions.shared.contract import FUNCTIONS
+from functions.contract import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 # What compute/packaging.py installs into each package.

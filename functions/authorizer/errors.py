@@ -1,5 +1,5 @@
 """Why a request is denied. The handler turns each of these, and the settings'
-``ConfigurationError`` (``functions.shared.settings``), into API Gateway's 401."""
+``ConfigurationError`` (``functions.core.settings``), into API Gateway's 401."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from functions.authorizer.logs import log
 from functions.authorizer.policy import MethodArn, build_policy, route_patterns
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import Identity, TokenVerifier
-from functions.shared.contract import WEBSOCKET_CONNECT_ACCESS, Env
-from functions.shared.settings import ConfigurationError
+from functions.contract import WEBSOCKET_CONNECT_ACCESS, Env
+from functions.core.settings import ConfigurationError
 
 SETTINGS_VARIABLES = (Env.JWT_ISSUER, Env.JWT_AUDIENCE, Env.JWKS_URL, Env.JWT_VALIDATION)
 

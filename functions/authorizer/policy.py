@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.authorizer.errors import MalformedEvent
-from functions.shared.contract import REST_ROUTES, ROUTE_ACCESS
+from functions.contract import REST_ROUTES, ROUTE_ACCESS
 
 _PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
 

@@ -14,8 +14,8 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from functions.authorizer.profiles import DEFAULT_PROFILE, PROFILES, Profile
-from functions.shared.contract import CHAT, READ, VALIDATION_KEYS, Env
-from functions.shared.settings import ConfigurationError, FunctionSettings, optional
+from functions.contract import CHAT, READ, VALIDATION_KEYS, Env
+from functions.core.settings import ConfigurationError, FunctionSettings, optional
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 

@@ -21,7 +21,7 @@ from functions.authorizer.keys import (
 )
 from functions.authorizer.profiles import ACCESS_TOKEN_TYPS, ACCESS_TOKEN_USE
 from functions.authorizer.settings import Settings
-from functions.shared.contract import AuthorizerContext as Ctx
+from functions.contract import AuthorizerContext as Ctx
 
 LEEWAY_SECONDS = 60  # clock skew allowed on exp, nbf and iat
 # Real access and ID tokens are a few KB; API Gateway caps headers near 10 KB anyway. Anything

@@ -34,11 +34,11 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.cleanup.settings import Settings
-from functions.shared import aws, deadline
-from functions.shared.contract import SESSIONS
-from functions.shared.observability import count, logger, metrics, tracer
-from functions.shared.settings import get_settings
-from functions.shared.store import MessageRepository
+from functions.contract import SESSIONS
+from functions.core import aws, deadline
+from functions.core.observability import count, logger, metrics, tracer
+from functions.core.settings import get_settings
+from functions.data.messages import MessageRepository
 
 # The identity DynamoDB puts on the REMOVE records of items its TTL deleted.
 TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}

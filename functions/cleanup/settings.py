@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
 
-from functions.shared.contract import Env
-from functions.shared.settings import FunctionSettings, required
+from functions.contract import Env
+from functions.core.settings import FunctionSettings, required
 
 
 @dataclass(frozen=True)

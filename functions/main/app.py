@@ -10,10 +10,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from functions.contract import REST_ROUTES
 from functions.main import errors
 from functions.main.routers import health, knowledge_bases, me, messages, sessions, usage
 from functions.main.settings import cors_origins
-from functions.shared.contract import REST_ROUTES
 
 app = FastAPI(
     title="AI Assistant API",

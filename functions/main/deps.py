@@ -15,16 +15,16 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPBearer
 
+from functions.chat.knowledge_bases import KnowledgeBaseService
+from functions.chat.service import ChatService
+from functions.contract import IDEMPOTENCY_WINDOW_SECONDS
+from functions.core.identity import user_id_from
+from functions.core.settings import get_settings
+from functions.data.idempotency import KEY_PATTERN
+from functions.data.pagination import MAX_TOKEN_LENGTH
+from functions.data.turns import Store
+from functions.domain.errors import Unauthorized
 from functions.main.settings import Settings
-from functions.shared.chat import ChatService
-from functions.shared.contract import IDEMPOTENCY_WINDOW_SECONDS
-from functions.shared.errors import Unauthorized
-from functions.shared.idempotency import KEY_PATTERN
-from functions.shared.identity import user_id_from
-from functions.shared.knowledge_bases import KnowledgeBaseService
-from functions.shared.pagination import MAX_TOKEN_LENGTH
-from functions.shared.settings import get_settings
-from functions.shared.store import Store
 
 DEFAULT_PAGE_SIZE = 20
 DEFAULT_LEASE_SECONDS = 30  # without a Lambda context (never in Lambda)

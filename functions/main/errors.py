@@ -1,6 +1,6 @@
 """Every REST error, in one body shape: ``{"error": {"code", "message", "details"?}}``.
 
-Status and code come from the domain error itself (:mod:`functions.shared.errors`), the same
+Status and code come from the domain error itself (:mod:`functions.domain.errors`), the same
 attributes the WebSocket function answers with. Request validation failures are 400 (not
 FastAPI's 422), the status of the semantic checks too (e.g. an unknown ``model_id``), so clients
 see one status for "fix your request". Throttling is 503 with ``Retry-After``.
@@ -16,16 +16,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from functions.main.schemas import ErrorResponse
-from functions.shared.errors import (
+from functions.core.aws_errors import for_client
+from functions.domain.errors import (
     BadRequest,
     DomainError,
     MethodNotAllowed,
     NotFound,
     Unauthorized,
-    for_client,
     invalid_request,
 )
+from functions.main.schemas import ErrorResponse
 
 # The errors the router itself raises (no route, wrong method...), by status.
 _FRAMEWORK_ERRORS = {

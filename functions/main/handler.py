@@ -12,10 +12,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
+from functions.contract import REST_INTEGRATION_TIMEOUT_SECONDS
+from functions.core import deadline
+from functions.core.observability import logger, metrics, tracer
 from functions.main.app import app
-from functions.shared import deadline
-from functions.shared.contract import REST_INTEGRATION_TIMEOUT_SECONDS
-from functions.shared.observability import logger, metrics, tracer
 
 _asgi = Mangum(app, lifespan="off", api_gateway_base_path="/")
 

@@ -10,9 +10,9 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from functions.shared.chat import MAX_CONTENT_CHARS, content_problem
-from functions.shared.errors import ERROR_CODES
-from functions.shared.models import MessageStatus
+from functions.chat.service import MAX_CONTENT_CHARS, content_problem
+from functions.domain.errors import ERROR_CODES
+from functions.domain.models import MessageStatus
 
 MAX_TITLE_CHARS = 200
 DEFAULT_TITLE = "New session"
@@ -25,7 +25,7 @@ Title = Annotated[
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 KnowledgeBaseId = Annotated[str, StringConstraints(pattern=KNOWLEDGE_BASE_ID_PATTERN)]
 
-# Every code of the one error model (functions.shared.errors), in its order.
+# Every code of the one error model (functions.domain.errors), in its order.
 ErrorCode = Literal[ERROR_CODES]  # type: ignore[valid-type]
 
 
@@ -110,7 +110,7 @@ class MessageCreate(_Request):
 
 
 class _Output(BaseModel):
-    """A response model read straight off a domain object (``functions.shared.models``): the
+    """A response model read straight off a domain object (``functions.domain.models``): the
     fields it shares by name are copied, nested ones included, so no mapper repeats them."""
 
     model_config = ConfigDict(from_attributes=True)

@@ -8,16 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
 
-from functions.shared.chat_settings import ChatSettings
-from functions.shared.contract import Env
-from functions.shared.settings import listed, required
+from functions.contract import Env
+from functions.core.chat_settings import ChatSettings
+from functions.core.settings import listed, required
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings(ChatSettings):
     """Everything the main function reads from its environment, but the CORS origins."""
 
-    # The KMS HMAC key that next_token's signing key is derived from (functions.shared.pagination).
+    # The KMS HMAC key that next_token's signing key is derived from (functions.data.pagination).
     pagination_key_arn: str
 
     @classmethod

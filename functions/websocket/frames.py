@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from functions.shared.models import Message, Usage
+from functions.domain.models import Message, Usage
 
 MAX_FRAME_BYTES = 32 * 1024
 

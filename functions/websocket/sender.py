@@ -30,8 +30,8 @@ from typing import Any, Self
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from functions.shared.errors import error_code
-from functions.shared.observability import logger, tracer
+from functions.core.aws_errors import error_code
+from functions.core.observability import logger, tracer
 from functions.websocket import frames
 
 Frame = dict[str, Any]

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
 
-from functions.shared.chat_settings import ChatSettings
-from functions.shared.contract import DEFAULT_STREAM_FLUSH_INTERVAL_MS, Env
-from functions.shared.settings import integer, required
+from functions.contract import DEFAULT_STREAM_FLUSH_INTERVAL_MS, Env
+from functions.core.chat_settings import ChatSettings
+from functions.core.settings import integer, required
 
 
 @dataclass(frozen=True, kw_only=True)

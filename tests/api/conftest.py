@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from fakes.bedrock import BedrockFake, passage
-from functions.shared.observability import metrics
+from functions.core.observability import metrics
 from tests.functions.conftest import app_env, context, pytest_configure, rest, single_attempt
 from tests.functions.helpers import USER_B, Rest
 

@@ -58,8 +58,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from fakes.bedrock import CONVERSE, BedrockFake
+from functions.core import aws
 from functions.main.app import app
-from functions.shared import aws
 from tests.api.conftest import Seeded
 from tests.functions.helpers import MODELS, USER_A, Rest, authorizer_context, dynamodb_throttled
 from tests.support.events import load_event

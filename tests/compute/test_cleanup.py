@@ -10,7 +10,7 @@ import pytest
 
 from compute.config import ComputeConfig
 from compute.packaging import Target, build_function
-from functions.shared.contract import CLEANUP, FUNCTION_ENV, Env
+from functions.contract import CLEANUP, FUNCTION_ENV, Env
 from tests.compute.synth import Synth, by, only, ref, resources, synth_stack
 from tests.compute.test_stack import PREFIX, function, function_ref, statements_of_role
 from tests.compute.test_variants import PROD
@@ -194,7 +194,7 @@ def test_the_cleanup_package_is_small_and_carries_no_other_function() -> None:
     with zipfile.ZipFile(package.path) as archive:
         names = archive.namelist()
     assert "functions/cleanup/handler.py" in names
-    assert "functions/shared/store.py" in names
+    assert "functions/data/messages.py" in names
     assert not [n for n in names if n.startswith(("functions/main/", "functions/websocket/"))]
     assert not [n for n in names if n.startswith(("fastapi/", "pydantic/", "jwt/", "boto3/"))]
 

@@ -1,6 +1,6 @@
 """The operations dashboard: one per environment, and every graph on it a metric someone
 publishes, under the names and dimensions AWS documents or the functions emit
-(tests/functions/test_metrics.py checks the emitting side), for resources of the stack.
+(tests/functions/core/test_metrics.py checks the emitting side), for resources of the stack.
 
 A CloudWatch dashboard accepts any metric name and dimension without complaint and then
 shows an empty graph, which reads as "all quiet": so the allow-lists below are explicit."""
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from compute.config import ComputeConfig, load_environments
-from functions.shared.contract import (
+from functions.contract import (
     FUNCTIONS,
     MAIN,
     MODEL_DIMENSION,

@@ -10,7 +10,7 @@ import pytest
 
 from compute.config import ComputeConfig
 from functions.authorizer.settings import Settings
-from functions.shared.contract import AUTHORIZER, Env
+from functions.contract import AUTHORIZER, Env
 from tests.compute.synth import synth_stack
 from tests.compute.test_config import assert_rejected
 

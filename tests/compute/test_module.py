@@ -22,7 +22,7 @@ from compute.module import (
     terraform_type,
     write_module,
 )
-from functions.shared.contract import FUNCTIONS
+from functions.contract import FUNCTIONS
 from tests.support.spec import spec_outputs, spec_variables
 
 # The spec's optional defaults as its table writes them, and as Terraform holds them.

@@ -21,10 +21,12 @@ from compute.packaging import (
     _bytecode,
     build_function,
     build_placeholder,
+    import_closure,
+    module_file,
     write_zip,
 )
 from devserver.lambda_runtime import extract, runtime_site
-from functions.shared.contract import AUTHORIZER, FUNCTIONS, FunctionSpec
+from functions.contract import AUTHORIZER, FUNCTIONS, FunctionSpec
 from tests.support.events import load_event
 
 X86 = Target("python3.11", "x86_64")
@@ -57,7 +59,7 @@ def test_package_layout(spec: FunctionSpec) -> None:
     entries = names(package.path)
     module = spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py"
     assert module in entries
-    assert "functions/__init__.py" in entries and "functions/shared/contract.py" in entries
+    assert "functions/__init__.py" in entries and "functions/contract.py" in entries
     assert entries == sorted(entries)
     assert not [e for e in entries if e.endswith(".pyi")]
     # Bytecode only as compiled by the build, one per shipped source, for this runtime.
@@ -86,6 +88,34 @@ def test_package_layout(spec: FunctionSpec) -> None:
             assert info.external_attr >> 16 == 0o100644
 
 
+def test_the_authorizer_ships_no_chat_or_data_code() -> None:
+    """Its zip is its import closure: the authorizer and the contract, no layer it never uses."""
+    entries = names(build_function(AUTHORIZER, X86).path)
+    project = {e for e in entries if e.startswith("functions/") and e.endswith(".py")}
+    assert "functions/contract.py" in project
+    layers = ("functions/chat/", "functions/data/", "functions/domain/", "functions/main/")
+    assert not [e for e in project if e.startswith(layers)]
+    assert sorted(e for e in project if e.startswith("functions/core/")) == [
+        "functions/core/__init__.py",
+        "functions/core/settings.py",
+    ]
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_each_zip_ships_exactly_its_handlers_import_closure(spec: FunctionSpec) -> None:
+    entries = names(build_function(spec, X86).path)
+    project = {e for e in entries if e.startswith("functions/") and e.endswith(".py")}
+    closure = import_closure(spec.handler.rsplit(".", 1)[0])
+    assert project == {module_file(name).as_posix() for name in closure}
+
+
+def test_the_import_closure_follows_lazy_and_from_imports() -> None:
+    closure = import_closure("functions.main.handler")
+    assert {"functions", "functions.main", "functions.main.routers.sessions"} <= closure
+    assert "functions.data.turns" in closure  # through main.deps, not named by the handler
+    assert not [m for m in closure if m.startswith(("functions.websocket", "functions.cleanup"))]
+
+
 @pytest.mark.parametrize(
     ("target", "machine"), [(X86, "x86_64"), (ARM, "arm64")], ids=["x86_64", "arm64"]
 )
@@ -101,13 +131,13 @@ def test_native_code_matches_the_architecture(target: Target, machine: str) -> N
 
 
 def test_bytecode_is_reproducible_and_names_the_lambda_task_root(tmp_path: Path) -> None:
-    entries = [("functions/shared/contract.py", ROOT / "functions" / "shared" / "contract.py")]
+    entries = [("functions/contract.py", ROOT / "functions" / "contract.py")]
     first = _bytecode(entries, X86, tmp_path / "one")
     second = _bytecode(entries, X86, tmp_path / "two")
-    assert [name for name, _ in first] == ["functions/shared/__pycache__/contract.cpython-311.pyc"]
+    assert [name for name, _ in first] == ["functions/__pycache__/contract.cpython-311.pyc"]
     assert first[0][1].read_bytes() == second[0][1].read_bytes()
     code = marshal.loads(first[0][1].read_bytes()[16:])  # noqa: S302 -- our own build output
-    assert code.co_filename == "/var/task/functions/shared/contract.py"
+    assert code.co_filename == "/var/task/functions/contract.py"
     assert _bytecode(entries, Target("python3.12", "x86_64"), tmp_path / "three") == []
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from compute.config import ComputeConfig, load_config
-from functions.shared.contract import AUTHORIZER, FUNCTIONS, MAIN, WEBSOCKET
+from functions.contract import AUTHORIZER, FUNCTIONS, MAIN, WEBSOCKET
 from tests.compute.conftest import ROOT
 from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
 from tests.compute.test_config import assert_rejected

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from compute.config import ComputeConfig
-from functions.shared.contract import (
+from functions.contract import (
     API_BASE_PATH,
     AUTHORIZER,
     FUNCTION_ENV,
@@ -517,7 +517,7 @@ def test_the_emf_alarms_read_the_metrics_the_functions_emit(
     dev: Synth, name: str, metric: str, threshold: int
 ) -> None:
     """The namespace and ``service`` dimension the functions' Powertools is given, and the
-    names tests/functions/test_metrics.py and test_quota.py see them emit."""
+    names tests/functions/core/test_metrics.py and data/test_quota.py see them emit."""
     alarm = _alarms(dev)[name]
     for spec in (MAIN, WEBSOCKET):
         variables = function(dev, spec.suffix)["environment"]["variables"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.shared.contract import FUNCTIONS
+from functions.contract import FUNCTIONS
 from tests.compute.provider_modules import (
     facade_submodules,
     imported_in,

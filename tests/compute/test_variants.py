@@ -10,7 +10,7 @@ import pytest
 
 from compute.config import ComputeConfig, RemoteState, RemoteStateS3
 from compute.stack import IncompleteNetwork
-from functions.shared.contract import AUTHORIZER, CLEANUP, FUNCTIONS, MAIN, WEBSOCKET, Env
+from functions.contract import AUTHORIZER, CLEANUP, FUNCTIONS, MAIN, WEBSOCKET, Env
 from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
 from tests.compute.test_stack import function, statements_of_role
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.shared.contract import FUNCTIONS, Env, FunctionSpec
+from functions.contract import FUNCTIONS, Env, FunctionSpec
 from tests.security.code_paths import Run
 from tests.security.synthesized import ROOT, Stack, contract_env_names
 

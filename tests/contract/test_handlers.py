@@ -18,7 +18,7 @@ import pytest
 
 from compute.packaging import Target, build_function
 from devserver.lambda_runtime import extract, runtime_site
-from functions.shared.contract import FUNCTIONS, MAIN, FunctionSpec
+from functions.contract import FUNCTIONS, MAIN, FunctionSpec
 from tests.security.synthesized import Stack, synthesized
 from tests.support.events import load_event
 

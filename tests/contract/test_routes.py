@@ -14,9 +14,9 @@ from typing import Any
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
+from functions.contract import API_BASE_PATH, AUTHORIZER, MAIN, WEBSOCKET, WEBSOCKET_ROUTES
 from functions.main.app import app
 from functions.main.deps import current_user
-from functions.shared.contract import API_BASE_PATH, AUTHORIZER, MAIN, WEBSOCKET, WEBSOCKET_ROUTES
 from tests.security.synthesized import Stack
 
 _RESOURCE = re.compile(r"\$\{aws_api_gateway_resource\.([\w-]+)\.id\}")

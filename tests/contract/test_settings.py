@@ -16,9 +16,7 @@ import pytest
 from functions.authorizer import handler as authorizer_handler
 from functions.authorizer.settings import Settings as AuthorizerSettings
 from functions.cleanup.settings import Settings as CleanupSettings
-from functions.main.settings import Settings as MainSettings
-from functions.main.settings import cors_origins
-from functions.shared.contract import (
+from functions.contract import (
     AUTHORIZER,
     CLEANUP,
     FUNCTION_ENV,
@@ -28,6 +26,8 @@ from functions.shared.contract import (
     Env,
     FunctionSpec,
 )
+from functions.main.settings import Settings as MainSettings
+from functions.main.settings import cors_origins
 from functions.websocket.settings import Settings as WebSocketSettings
 from tests.contract.test_environment import POWERTOOLS_READS
 from tests.security.recording import environment_reads

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.shared.contract import TABLES, TableSchema
+from functions.contract import TABLES, TableSchema
 from tests.security.code_paths import Run
 from tests.security.synthesized import Stack
 

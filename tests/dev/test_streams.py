@@ -16,7 +16,7 @@ from devserver.stack import StackError, StreamMapping
 from devserver.streams import StreamPoller, TtlSweeper, matches
 from fakes.dynamodb_streams import TTL_USER_IDENTITY
 from fakes.moto import MotoServer, aws_env
-from functions.shared.contract import SESSIONS
+from functions.contract import SESSIONS
 from tests.dev.conftest import DEV_GROUP
 from tests.support.moto_server import create_table
 

@@ -12,10 +12,10 @@ from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
 from fakes.dynamodb_streams import StreamReader, enable_stream, lambda_event
 from functions.cleanup import handler as cleanup
-from functions.shared import aws
-from functions.shared.contract import Env
-from functions.shared.pagination import derived_key
-from functions.shared.settings import get_settings
+from functions.contract import Env
+from functions.core import aws
+from functions.core.settings import get_settings
+from functions.data.pagination import derived_key
 from tests.functions.helpers import (
     DEFAULT_KNOWLEDGE_BASE_ID,
     MODELS,

@@ -19,9 +19,9 @@ import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
 from fakes.connections import WsManagementFake
+from functions.contract import API_BASE_PATH, Env
+from functions.core import aws
 from functions.main.handler import handler as main_handler
-from functions.shared import aws
-from functions.shared.contract import API_BASE_PATH, Env
 from functions.websocket.handler import handler as websocket_handler
 from tests.support.events import load_event
 

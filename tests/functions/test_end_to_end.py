@@ -13,7 +13,7 @@ import pytest
 from fakes.bedrock import BedrockFake
 from fakes.oidc import AUDIENCE, LocalIssuer, SigningKey
 from functions.authorizer.handler import handler as authorizer_handler
-from functions.shared.contract import API_BASE_PATH, Env
+from functions.contract import API_BASE_PATH, Env
 from functions.websocket.handler import handler as websocket_handler
 from tests.functions.helpers import HttpResponse, LambdaContext, Rest, WebSocket
 from tests.support.events import load_event

@@ -34,8 +34,7 @@ from botocore.exceptions import ClientError
 from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
 from fakes.dynamodb_streams import StreamReader, lambda_event
-from functions.shared import aws
-from functions.shared.contract import (
+from functions.contract import (
     CLEANUP,
     CONNECTIONS,
     FUNCTIONS,
@@ -44,7 +43,8 @@ from functions.shared.contract import (
     SESSIONS,
     WEBSOCKET,
 )
-from functions.shared.settings import get_settings
+from functions.core import aws
+from functions.core.settings import get_settings
 from tests.functions.helpers import USER_A, HttpResponse, LambdaContext, Rest, WebSocket
 from tests.security.enforcing_moto import (
     Credentials,
@@ -389,7 +389,7 @@ def _cleanup_handler() -> Any:
 def _derived_key() -> Any:
     """Imported late for the same reason as the cleanup handler (pagination imports the error
     model, which imports Powertools)."""
-    from functions.shared.pagination import derived_key
+    from functions.data.pagination import derived_key
 
     return derived_key
 

@@ -31,7 +31,7 @@ from botocore.client import BaseClient
 
 from fakes.moto import FAKE_CREDENTIAL
 from fakes.process import stop_process
-from functions.shared.contract import TABLES
+from functions.contract import TABLES
 from tests.security.synthesized import MacKey, Statement
 from tests.support.moto_server import create_table
 

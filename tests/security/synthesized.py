@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from compute.config import ComputeConfig, default_config, load_config
-from functions.shared.contract import FUNCTIONS, TABLES, Env, FunctionSpec
+from functions.contract import FUNCTIONS, TABLES, Env, FunctionSpec
 from tests.compute.synth import Synth, synth_stack
 
 ROOT = Path(__file__).resolve().parents[2]

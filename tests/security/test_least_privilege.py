@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from functions.shared.contract import CLEANUP, MAIN, SESSIONS, WEBSOCKET, FunctionSpec
+from functions.contract import CLEANUP, MAIN, SESSIONS, WEBSOCKET, FunctionSpec
 from tests.security.code_paths import NEVER_GRANTED, Run
 from tests.security.enforcing_moto import moto_action
 from tests.security.iam import Call, allows, authorizations, request_arns

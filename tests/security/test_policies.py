@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from functions.shared.contract import FUNCTIONS, WEBSOCKET, FunctionSpec
+from functions.contract import FUNCTIONS, WEBSOCKET, FunctionSpec
 from tests.security.iam import allows, guardrail_arn, knowledge_base_arn, model_arns
 from tests.security.synthesized import (
     ACCOUNT,

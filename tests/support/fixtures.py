@@ -29,7 +29,7 @@ import pytest
 from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
 from fakes.moto import MotoServer, aws_env
-from functions.shared.contract import Env
+from functions.contract import Env
 from tests.support.moto_server import create_tables
 
 TABLE_PREFIX = "test"

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from functions.shared import aws
+from functions.core import aws
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from functions.shared.contract import TABLES, Index, Key, TableSchema
+from functions.contract import TABLES, Index, Key, TableSchema
 
 
 def _key_schema(hash_key: Key, range_key: Key | None) -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ import pytest
 
 from fakes.dynamodb_meter import CapacityMeter, attribute_size, item_size
 from fakes.moto import MotoServer, aws_env
-from functions.shared.contract import MESSAGES, SESSIONS
+from functions.contract import MESSAGES, SESSIONS
 from tests.support.moto_server import create_table
 
 

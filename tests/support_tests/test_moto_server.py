@@ -4,7 +4,7 @@ import boto3
 import pytest
 
 from fakes.moto import MotoServer
-from functions.shared.contract import TABLES, Key, TableSchema
+from functions.contract import TABLES, Key, TableSchema
 from tests.support.fixtures import TABLE_PREFIX
 
 

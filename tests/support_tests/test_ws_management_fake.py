@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from fakes.connections import MAX_PAYLOAD_BYTES, WsManagementFake, WsRequest
-from functions.shared.contract import Env
+from functions.contract import Env
 
 CONNECTION_ID = "BFaT_fALIAMCKug="  # shaped like a real one: '=' gets percent-encoded
 

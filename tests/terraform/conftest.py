@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.shared.contract import Env
+from functions.contract import Env
 from tests.terraform.harness import Cycle, Tools, cycle, init, plan, require_tools, validate
 from tests.terraform.harness import workspace as terraform_workspace
 from tests.terraform.readback import check_stack

@@ -1,5 +1,5 @@
 """Read-backs after apply, as Terratest does them: what Terraform created, asked of the
-emulator with boto3, compared with ``functions.shared.contract`` (the single source of the
+emulator with boto3, compared with ``functions.contract`` (the single source of the
 routes and tables), not with the synthesized JSON, so a wiring mistake the JSON repeats
 faithfully still shows up."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from functions.shared.contract import (
+from functions.contract import (
     AUTHORIZER,
     CLEANUP,
     FUNCTION_ENV,

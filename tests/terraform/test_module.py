@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from functions.shared.contract import FUNCTIONS, TABLES, WEBSOCKET
+from functions.contract import FUNCTIONS, TABLES, WEBSOCKET
 from tests.support.spec import spec_text
 from tests.terraform.conftest import USAGE, ModulePlan, Runs
 from tests.terraform.harness import error_diagnostics

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
+from functions.contract import API_BASE_PATH
 from functions.main.errors import ERROR_RESPONSES
 from functions.main.schemas import HealthResponse
-from functions.shared.contract import API_BASE_PATH
 
 router = APIRouter(prefix=API_BASE_PATH)
 

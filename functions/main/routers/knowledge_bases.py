@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from functions.contract import API_BASE_PATH
 from functions.main.deps import KnowledgeBases, User
 from functions.main.errors import AUTH_RESPONSES
 from functions.main.schemas import KnowledgeBaseList, KnowledgeBaseOut
-from functions.shared.contract import API_BASE_PATH
 
 router = APIRouter(prefix=API_BASE_PATH)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from functions.contract import API_BASE_PATH
+from functions.core.observability import count
 from functions.main.deps import Repositories, User
 from functions.main.errors import AUTH_RESPONSES
-from functions.shared.contract import API_BASE_PATH
-from functions.shared.observability import count
 
 router = APIRouter(prefix=API_BASE_PATH)
 

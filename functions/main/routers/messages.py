@@ -6,6 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from functions.contract import API_BASE_PATH
+from functions.core.observability import logger
+from functions.data.idempotency import Scope, once
 from functions.main.deps import (
     DEFAULT_PAGE_SIZE,
     Chat,
@@ -25,9 +28,6 @@ from functions.main.schemas import (
     MessageOut,
     UsageOut,
 )
-from functions.shared.contract import API_BASE_PATH
-from functions.shared.idempotency import once
-from functions.shared.observability import logger
 
 router = APIRouter(prefix=API_BASE_PATH)
 
@@ -91,7 +91,7 @@ async def send_message(
         return response.model_dump(mode="json")
 
     lease = lease_seconds(request)
-    claim = (user, "POST /sessions/{session_id}/messages", idempotency_key)
+    scope = Scope(user, "POST /sessions/{session_id}/messages", idempotency_key)
     payload = {"session_id": session_id, "content": body.content}
-    result = once(chat.store.idempotency, claim, payload, lease, answer)
-    return ChatResponse.model_validate(result)
+    outcome = once(chat.store.idempotency, scope, payload, answer, lease_seconds=lease)
+    return ChatResponse.model_validate(outcome.result)

@@ -6,6 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from functions.contract import API_BASE_PATH
+from functions.core.observability import count
+from functions.data.idempotency import Scope, once
+from functions.domain.errors import BadRequest
 from functions.main.deps import (
     DEFAULT_PAGE_SIZE,
     Config,
@@ -25,10 +29,6 @@ from functions.main.schemas import (
     SessionUpdate,
 )
 from functions.main.settings import Settings
-from functions.shared.contract import API_BASE_PATH
-from functions.shared.errors import BadRequest
-from functions.shared.idempotency import once
-from functions.shared.observability import count
 
 router = APIRouter(prefix=API_BASE_PATH)
 
@@ -58,10 +58,12 @@ async def create_session(
         count("SessionsCreated")
         return SessionOut.of(session).model_dump(mode="json")
 
-    claim = (user, "POST /sessions", idempotency_key)
+    scope = Scope(user, "POST /sessions", idempotency_key)
     payload = body.model_dump(mode="json", exclude_unset=True)
-    result = once(repositories.idempotency, claim, payload, lease_seconds(request), create)
-    return SessionOut.model_validate(result)
+    outcome = once(
+        repositories.idempotency, scope, payload, create, lease_seconds=lease_seconds(request)
+    )
+    return SessionOut.model_validate(outcome.result)
 
 
 @router.get("/sessions", responses=AUTH_RESPONSES)

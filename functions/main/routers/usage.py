@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from functions.contract import API_BASE_PATH
+from functions.core.clock import timestamp
 from functions.main.deps import Chat, User
 from functions.main.errors import AUTH_RESPONSES
 from functions.main.schemas import PeriodUsageOut, UsageResponse
-from functions.shared.contract import API_BASE_PATH
-from functions.shared.store import timestamp
 
 router = APIRouter(prefix=API_BASE_PATH)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fakes.oidc import AUDIENCE, LocalIssuer, SigningKey
-from functions.shared.contract import Env
+from functions.contract import Env
 from tests.functions.authorizer.helpers import FakeClock
 
 

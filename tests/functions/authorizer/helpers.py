@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fakes.oidc import b64url, b64url_json
-from functions.shared.contract import Env
+from functions.contract import Env
 from tests.support.events import load_event
 
 REST_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef123/v1/GET/api/v1/sessions"

@@ -19,7 +19,7 @@ from functions.authorizer.handler import handler
 from functions.authorizer.keys import KEYS_MAX_AGE_SECONDS, REFETCH_INTERVAL_SECONDS
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import TokenVerifier
-from functions.shared.contract import Env
+from functions.contract import Env
 from tests.functions.authorizer.helpers import FakeClock, bearer_event, denied
 
 

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from devserver.lambda_runtime import RUNTIME_DISTRIBUTIONS
-from functions.shared.contract import AUTHORIZER
+from functions.contract import AUTHORIZER
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 HEAVY_MODULES = ("boto3", "botocore", "fastapi", "pydantic", "aws_lambda_powertools", "mangum")

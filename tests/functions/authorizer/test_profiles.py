@@ -13,9 +13,9 @@ from fakes.oidc import AUDIENCE, LocalIssuer
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import MAX_CONTEXT_FIELD_CHARS
-from functions.shared.contract import REST_ROUTES, ROUTE_ACCESS, WEBSOCKET_CONNECT_ACCESS, Env
-from functions.shared.identity import caller_from
-from functions.shared.settings import ConfigurationError
+from functions.contract import REST_ROUTES, ROUTE_ACCESS, WEBSOCKET_CONNECT_ACCESS, Env
+from functions.core.identity import caller_from
+from functions.core.settings import ConfigurationError
 from tests.functions.authorizer.helpers import REST_ARN, bearer_event, connect_event, set_rules
 
 PROFILES = ("generic", "cognito", "okta", "entra", "identity_center")

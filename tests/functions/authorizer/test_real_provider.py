@@ -22,7 +22,7 @@ from fakes.oidc import SigningKey
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import TokenVerifier
-from functions.shared.contract import REST_ROUTES, ROUTE_ACCESS, Env
+from functions.contract import REST_ROUTES, ROUTE_ACCESS, Env
 from tests.functions.authorizer.helpers import REST_ARN, FakeClock, bearer_event, connect_event
 from tests.functions.authorizer.real_provider import (
     API,

@@ -9,7 +9,7 @@ import pytest
 
 from fakes.oidc import LocalIssuer, SigningKey
 from functions.authorizer.handler import handler
-from functions.shared.contract import REST_ROUTES
+from functions.contract import REST_ROUTES
 from tests.functions.authorizer.helpers import (
     REST_ARN,
     REST_WILDCARD,

@@ -11,8 +11,8 @@ import pytest
 from fakes.oidc import AUDIENCE, LocalIssuer
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
-from functions.shared.contract import Env
-from functions.shared.settings import ConfigurationError
+from functions.contract import Env
+from functions.core.settings import ConfigurationError
 from tests.functions.authorizer.helpers import bearer_event, denied
 
 

@@ -15,7 +15,7 @@ from functions.authorizer.errors import InvalidToken
 from functions.authorizer.handler import handler
 from functions.authorizer.keys import JwksStore
 from functions.authorizer.settings import Settings
-from functions.shared.contract import Env
+from functions.contract import Env
 from tests.functions.authorizer.helpers import (
     bearer_event,
     denied,

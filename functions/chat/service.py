@@ -1,0 +1,513 @@
+"""The one chat service behind both transports: REST (``converse``) and WebSocket (streaming).
+
+A turn goes: load the caller's session (someone else's is "not found"), retrieve knowledge-base
+passages when the session has a knowledge base, read the most recent history that fits the
+context budget, take the turn's two sequence numbers and store the user's turn, call the model
+(with the request :mod:`functions.chat.prompting` builds), store the assistant's turn. The
+user's turn is stored before the model call so it survives a model failure. The assistant's
+turn is stored with a status: ``complete`` only when the model said it was done,
+``incomplete`` (with the reason) when the answer stopped short, or a ``failed`` marker without
+content when the model call or stream failed, so every turn's answer slot is visibly filled.
+
+The history budget is in estimated tokens: UTF-8 bytes / :data:`BYTES_PER_TOKEN`. Four bytes a
+token is the usual rule for English text and the Claude tokenizers; other scripts cost more
+bytes per character, and the estimate scales with them.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from functions.chat.prompting import model_request, prompt_bytes
+from functions.chat.upstream import upstream_errors
+from functions.contract import Metric
+from functions.core import aws, deadline
+from functions.core.aws_errors import is_throttling, translate
+from functions.core.clock import timestamp, utc_now
+from functions.core.observability import count, logger, record_turn
+from functions.data.quota import AnswerLeases, Lease, Reservation, UsageLedger
+from functions.domain.errors import BadRequest, NotFound, UpstreamError
+from functions.domain.models import Citation, Message, MessageStatus, Session, Usage, content_bytes
+
+if TYPE_CHECKING:
+    from functions.core.chat_settings import ChatSettings
+    from functions.data.turns import Store
+
+MAX_CONTENT_CHARS = 50_000  # far below DynamoDB's 400 KB item limit, even in 4-byte UTF-8
+BYTES_PER_TOKEN = 4
+RETRIEVAL_RESULTS = 5
+# The model's stop reasons that mean "done"; any other, or none, stores the answer incomplete.
+COMPLETE_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
+# Our own stop reasons, for answers the model did not end.
+TIMEOUT = "timeout"  # the function's time ran out (see ChatStream)
+INTERRUPTED = "interrupted"  # the stream ended without messageStop
+
+TimeLeft = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """A completed turn: the stored assistant message, its sources and the token usage."""
+
+    message: Message
+    citations: tuple[Citation, ...]
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """Everything decided before the model call."""
+
+    user_id: str
+    session: Session
+    request: dict[str, Any]
+    citations: tuple[Citation, ...]
+    question: Message  # stored; the answer takes the next sequence number
+    answer_id: str
+    reservation: Reservation  # the budget the turn holds until its answer is stored
+    retried: bool = False  # the question was stored by an earlier turn whose answer failed
+
+    @property
+    def answer_seq(self) -> int:
+        return self.question.seq + 1
+
+
+def content_problem(content: object) -> str | None:
+    """What is wrong with a user's text, or None: the one rule both transports apply.
+
+    Bedrock rejects blank text blocks, and text with a lone surrogate cannot be encoded as
+    UTF-8, so DynamoDB and Bedrock would both refuse it after the turn had started.
+    """
+    if not isinstance(content, str) or not content.strip():
+        return "content must be a non-blank string"
+    if len(content) > MAX_CONTENT_CHARS:
+        return f"content must be at most {MAX_CONTENT_CHARS} characters"
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        return "content must be valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
+def validate_content(content: object) -> str:
+    """The user's text, or :class:`BadRequest` naming what is wrong with it."""
+    problem = content_problem(content)
+    if problem is not None:
+        raise BadRequest(problem)
+    return content  # type: ignore[return-value]  # content_problem checked it is a str
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(content_bytes(text) / BYTES_PER_TOKEN)
+
+
+def request_tokens(request: dict[str, Any]) -> int:
+    """Estimated input tokens of a Bedrock request: every text of its system prompt and
+    messages, wherever a content block nests it."""
+    return sum(estimate_tokens(text) for text in _texts((request["system"], request["messages"])))
+
+
+def _texts(value: object) -> Iterator[str]:
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            if name == "text" and isinstance(inner, str):
+                yield inner
+            else:
+                yield from _texts(inner)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            yield from _texts(inner)
+
+
+@dataclass(frozen=True)
+class _StreamFailed:
+    error: BaseException
+
+
+_STREAM_END = object()
+
+
+class ChatStream:
+    """A streaming turn in progress: iterate it for text deltas, then call :meth:`complete`.
+
+    A reader thread takes the model's events off the connection as they arrive, so the
+    consumer never holds the stream up, and the consumer waits for them only as long as
+    ``time_left`` allows: when it runs out, iteration ends even if the model is silent, and
+    :meth:`complete` stores what arrived as ``incomplete`` (reason ``timeout``) while there is
+    still time to store it.
+    """
+
+    def __init__(
+        self,
+        service: ChatService,
+        turn: _Turn,
+        events: Iterable[dict[str, Any]],
+        time_left: TimeLeft | None = None,
+        lease: Lease | None = None,
+    ) -> None:
+        self._service = service
+        self._turn = turn
+        self._events = events
+        self._time_left = time_left
+        self._lease = lease
+        self._parts: list[str] = []
+        self._usage = Usage()
+        self._stop_reason: str | None = None
+        self._deltas = self._read()
+
+    @property
+    def session_id(self) -> str:
+        return self._turn.session.session_id
+
+    @property
+    def message_id(self) -> str:
+        return self._turn.answer_id
+
+    @property
+    def citations(self) -> tuple[Citation, ...]:
+        return self._turn.citations
+
+    def __iter__(self) -> Iterator[str]:
+        return self._deltas
+
+    def complete(self) -> ChatReply:
+        """Read whatever the consumer did not, then store the answer with its status."""
+        for _ in self._deltas:
+            pass
+        reason = self._stop_reason or INTERRUPTED
+        status: MessageStatus = "complete" if reason in COMPLETE_STOP_REASONS else "incomplete"
+        return self._service._finish(
+            self._turn, "".join(self._parts), self._usage, status=status, stop_reason=reason
+        )
+
+    def _free_lease(self) -> None:
+        """The model is done with this answer (ended, failed or abandoned): free its slot."""
+        lease, self._lease = self._lease, None
+        self._service.leases.release(lease)
+
+    def _read(self) -> Iterator[str]:
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        cancelled = threading.Event()
+        reader = threading.Thread(
+            target=_pump, args=(self._events, inbox, cancelled), name="model-stream", daemon=True
+        )
+        reader.start()
+        try:
+            with self._service._failing(self._turn), upstream_errors("the model stream"):
+                while (item := self._next(inbox)) is not _STREAM_END:
+                    if isinstance(item, _StreamFailed):
+                        raise item.error
+                    text = item.get("contentBlockDelta", {}).get("delta", {}).get("text")
+                    if text:
+                        self._parts.append(text)
+                        yield text
+                    elif "messageStop" in item:
+                        self._stop_reason = item["messageStop"].get("stopReason")
+                    elif "metadata" in item:
+                        self._usage = _usage(item["metadata"].get("usage"))
+        finally:
+            cancelled.set()
+            self._free_lease()
+            if reader.is_alive():  # stopped early: stop the model too, without waiting on it
+                threading.Thread(target=_close, args=(self._events,), daemon=True).start()
+
+    def _next(self, inbox: queue.SimpleQueue[Any]) -> Any:
+        """The next event, or the end of the stream once time is up."""
+        if self._time_left is None:
+            return inbox.get()
+        try:
+            left = self._time_left()
+            if left <= 0:
+                raise queue.Empty
+            return inbox.get(timeout=left)
+        except queue.Empty:
+            self._stop_reason = TIMEOUT
+            return _STREAM_END
+
+
+def _pump(
+    events: Iterable[dict[str, Any]], inbox: queue.SimpleQueue[Any], cancelled: threading.Event
+) -> None:
+    """The reader thread: events, then the end or the failure, into ``inbox``."""
+    try:
+        for event in events:
+            if cancelled.is_set():
+                return
+            inbox.put(event)
+    except BaseException as error:  # handed to the consumer, which classifies it
+        inbox.put(_StreamFailed(error))
+    else:
+        inbox.put(_STREAM_END)
+
+
+def _close(events: Iterable[dict[str, Any]]) -> None:
+    """Close an abandoned stream, ending the model's answer. Closing waits for the reader's
+    pending read (the buffered reader's lock), hence its own thread."""
+    close = getattr(events, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # best effort on a stream being abandoned
+            logger.debug("closing the abandoned model stream failed", exc_info=True)
+
+
+@dataclass
+class ChatService:
+    """Chat turns over a :class:`~functions.data.turns.Store` and the Bedrock clients.
+
+    Every turn first takes one of the user's answer slots (:class:`AnswerLeases`, else
+    :class:`~functions.domain.errors.Busy`) and reserves its input in the user's token budget
+    (:class:`UsageLedger`, else :class:`~functions.domain.errors.QuotaExceeded`), both before
+    anything is stored or the model is called.
+    """
+
+    settings: ChatSettings
+    store: Store
+    retrieval_results: int = RETRIEVAL_RESULTS
+    ledger: UsageLedger = field(init=False)
+    leases: AnswerLeases = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.store.ledger is None or self.store.leases is None:
+            raise RuntimeError("chat turns need the usage table; this store has none")
+        self.ledger = self.store.ledger
+        self.leases = self.store.leases
+
+    def reply(
+        self, user_id: str, session_id: str, content: str, *, lease_seconds: int
+    ) -> ChatReply:
+        """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
+        may be held (the invocation's remaining time)."""
+        turn, response, lease = self._call_model(
+            user_id, session_id, content, lease_seconds=lease_seconds, streaming=False
+        )
+        self.leases.release(lease)
+        blocks = response.get("output", {}).get("message", {}).get("content", [])
+        text = "".join(block.get("text", "") for block in blocks)
+        reason = response.get("stopReason") or INTERRUPTED
+        return self._finish(
+            turn,
+            text,
+            _usage(response.get("usage")),
+            status="complete" if reason in COMPLETE_STOP_REASONS else "incomplete",
+            stop_reason=reason,
+        )
+
+    def stream(
+        self,
+        user_id: str,
+        session_id: str,
+        content: str,
+        time_left: TimeLeft | None = None,
+        *,
+        lease_seconds: int,
+    ) -> ChatStream:
+        """Start a turn with ``converse_stream``; errors before the first delta raise here.
+
+        ``time_left`` (seconds) bounds how long the stream is read (see :class:`ChatStream`);
+        ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
+        model's stream ends.
+        """
+        turn, response, lease = self._call_model(
+            user_id, session_id, content, lease_seconds=lease_seconds, streaming=True
+        )
+        return ChatStream(self, turn, response["stream"], time_left, lease)
+
+    def _call_model(
+        self, user_id: str, session_id: str, content: str, *, lease_seconds: int, streaming: bool
+    ) -> tuple[_Turn, dict[str, Any], Lease | None]:
+        """Take an answer slot, prepare the turn and call the model; the slot is given back if
+        any of that fails, else it is the caller's to give back when the model is done."""
+        content = validate_content(content)
+        lease = self.leases.acquire(user_id, lease_seconds)
+        try:
+            turn = self._prepare(user_id, session_id, content, streaming=streaming)
+            runtime = aws.client("bedrock-runtime")
+            call = runtime.converse_stream if streaming else runtime.converse
+            with self._failing(turn), upstream_errors("the model call"):
+                response = (
+                    call(**turn.request)
+                    if streaming  # the stream's reading is bounded by ChatStream
+                    else deadline.bounded(
+                        lambda: call(**turn.request),
+                        keep=deadline.STORE_SECONDS,
+                        late=lambda: UpstreamError(
+                            "the model did not answer within the time left; retry"
+                        ),
+                    )
+                )
+        except BaseException:
+            self.leases.release(lease)
+            raise
+        return turn, response, lease
+
+    def _prepare(self, user_id: str, session_id: str, content: str, *, streaming: bool) -> _Turn:
+        session = self.store.sessions.get(user_id, session_id)
+        citations = self._retrieve(session, content)
+        budget = self.settings.history_budget_tokens * BYTES_PER_TOKEN - prompt_bytes(
+            content, citations
+        )
+        history = self.store.repair(
+            user_id, session, self.store.messages.recent(session_id, max(budget, 0)), to_end=True
+        )
+        question = failed_attempt(history, content)
+        retried = question is not None
+        if question is not None:  # a retry: this question is stored, and its answer's slot failed
+            history = history[:-2]
+        model_id = (
+            session.model_id
+            if session.model_id in self.settings.bedrock_models
+            else self.settings.default_model
+        )
+        request = model_request(
+            model_id, history, content, citations, self.settings, streaming=streaming
+        )
+        reservation = self.ledger.reserve(user_id, request_tokens(request))
+        if reservation.max_tokens is not None:
+            request["inferenceConfig"] = {"maxTokens": reservation.max_tokens}
+        try:
+            if question is None:
+                question = self.store.begin_turn(user_id, session, content)
+            else:
+                self.store.sessions.update(user_id, session_id, {})  # fenced; marks the activity
+        except BaseException:
+            self.ledger.release(reservation)
+            raise
+        return _Turn(
+            user_id,
+            session,
+            request,
+            citations,
+            question,
+            str(uuid.uuid4()),
+            reservation,
+            retried=retried,
+        )
+
+    def _finish(
+        self,
+        turn: _Turn,
+        text: str,
+        usage: Usage | None,
+        *,
+        status: MessageStatus,
+        stop_reason: str,
+    ) -> ChatReply:
+        message = Message(
+            session_id=turn.session.session_id,
+            seq=turn.answer_seq,
+            message_id=turn.answer_id,
+            role="assistant",
+            content=text,
+            created_at=timestamp(utc_now()),
+            citations=turn.citations,
+            usage=usage,
+            status=status,
+            stop_reason=stop_reason,
+        )
+        try:
+            self.store.finish_turn(turn.user_id, message, replaces_failed=turn.retried)
+        finally:  # stored or not, the model call is paid for
+            self.ledger.settle(turn.reservation, usage)
+        record_turn(turn.request["modelId"], message)
+        return ChatReply(message=message, citations=turn.citations, usage=usage or Usage())
+
+    @contextmanager
+    def _failing(self, turn: _Turn) -> Iterator[None]:
+        """On a failed model call or stream, fill the answer's slot with a ``failed`` marker
+        (no content; the reason is the error's code) before the error goes on."""
+        try:
+            yield
+        except Exception as error:
+            domain = translate(error)
+            reason = domain.code if domain is not None else "internal"
+            if _model_throttled(error):
+                count(Metric.MODEL_THROTTLED)
+            try:
+                self._finish(turn, "", None, status="failed", stop_reason=reason)
+            except NotFound:
+                pass  # the session was deleted meanwhile: there is no slot to fill
+            except Exception:  # the original error is the one to report
+                logger.exception("storing the failed-turn marker failed")
+            raise
+
+    def _retrieve(self, session: Session, query: str) -> tuple[Citation, ...]:
+        knowledge_base_id = session.knowledge_base_id
+        if not knowledge_base_id or not self.settings.knowledge_bases_enabled:
+            return ()
+        with upstream_errors(
+            "the knowledge-base retrieval",
+            not_found=f"knowledge base {knowledge_base_id} does not exist",
+        ):
+            response = aws.client("bedrock-agent-runtime").retrieve(
+                knowledgeBaseId=knowledge_base_id,
+                retrievalQuery={"text": query},
+                retrievalConfiguration={
+                    "vectorSearchConfiguration": {"numberOfResults": self.retrieval_results}
+                },
+            )
+        return tuple(
+            Citation(
+                index=number,
+                text=result.get("content", {}).get("text", ""),
+                source=_source(result.get("location", {})),
+                score=result.get("score"),
+            )
+            for number, result in enumerate(response.get("retrievalResults", []), start=1)
+        )
+
+
+def failed_attempt(history: list[Message], content: str) -> Message | None:
+    """The latest question, if it asked exactly ``content`` and its answer failed.
+
+    A client that retries after an error (a 503, a throttled frame) sends the same question
+    again; the turn then reuses the stored question and fills the failed answer's slot, so
+    the question is stored once and the model sees it once.
+    """
+    if len(history) < 2:
+        return None
+    question, answer = history[-2:]
+    retried = (
+        question.role == "user"
+        and question.content == content
+        and answer.role == "assistant"
+        and answer.status == "failed"
+        and answer.seq == question.seq + 1
+    )
+    return question if retried else None
+
+
+def _model_throttled(error: BaseException) -> bool:
+    """Bedrock said "slow down", as the error itself or as the cause of its domain error."""
+    causes = (error, error.__cause__)
+    return any(isinstance(cause, ClientError) and is_throttling(cause) for cause in causes)
+
+
+def _usage(raw: dict[str, Any] | None) -> Usage:
+    raw = raw or {}
+    return Usage(
+        input_tokens=int(raw.get("inputTokens", 0)),
+        output_tokens=int(raw.get("outputTokens", 0)),
+        total_tokens=int(raw.get("totalTokens", 0)),
+        cache_read_input_tokens=int(raw.get("cacheReadInputTokens", 0)),
+        cache_write_input_tokens=int(raw.get("cacheWriteInputTokens", 0)),
+    )
+
+
+def _source(location: dict[str, Any]) -> str | None:
+    """The URI/URL of a retrieved passage, whatever the data source type (S3, web, ...)."""
+    for value in location.values():
+        if isinstance(value, dict):
+            for name in ("uri", "url", "id"):
+                if isinstance(value.get(name), str):
+                    return value[name]
+    return None

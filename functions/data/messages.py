@@ -1,0 +1,250 @@
+"""The messages table: one item per turn, keyed (session_id, seq).
+
+A session's history is so unbounded instead of capped by the 400 KB item limit. Messages carry
+no TTL: a long-lived session must not lose its oldest turns while it is still in use. They are
+deleted with their session (the cleanup function). Ownership is checked on the session first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from functions.contract import MESSAGES
+from functions.core import deadline
+from functions.data.items import dynamodb_item, key_name, plain_item
+from functions.data.pagination import TokenSigner, required
+from functions.domain.errors import Throttled
+from functions.domain.models import (
+    MESSAGE_STATUSES,
+    Citation,
+    Message,
+    MessageStatus,
+    Page,
+    Role,
+    Usage,
+    content_bytes,
+)
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+# History pages (see MessageRepository.recent): the first measures, the rest are sized.
+FIRST_HISTORY_PAGE = 4
+MAX_HISTORY_PAGE = 1_000
+BATCH_WRITE_SIZE = 25  # DynamoDB's BatchWriteItem limit
+BATCH_WRITE_ATTEMPTS = 8
+MESSAGE_SESSION = MESSAGES.hash_key.name
+SEQ = key_name(MESSAGES.range_key)
+
+
+class MessageRepository:
+    """The turns of a session, ordered by ``seq``. Ownership is checked on the session first."""
+
+    def __init__(self, client: BaseClient, table: str, signer: TokenSigner | None = None) -> None:
+        self._client = client
+        self._table = table
+        self._signer = signer
+
+    def put_request(self, message: Message, *, replaces_failed: bool = False) -> dict[str, Any]:
+        """A transaction item storing a turn at a ``seq`` reserved by
+        :meth:`SessionRepository.reserve`.
+
+        The condition makes a reuse of a sequence number fail instead of overwriting a turn.
+        Only the answer of a retried question (``replaces_failed``) may replace what is there,
+        and only a ``failed`` marker: so a turn's own late answer and the repair of its slot
+        (:meth:`Store.repair`) cannot both be stored, whichever comes first.
+        """
+        condition: dict[str, Any] = {
+            "ConditionExpression": "attribute_not_exists(#seq)",
+            "ExpressionAttributeNames": {"#seq": SEQ},
+        }
+        if replaces_failed:
+            condition = {
+                "ConditionExpression": "attribute_not_exists(#seq) OR #status = :failed",
+                "ExpressionAttributeNames": {"#seq": SEQ, "#status": "status"},
+                "ExpressionAttributeValues": dynamodb_item({":failed": "failed"}),
+            }
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _message_item(message),
+                **condition,
+                # On a cancellation: whose message holds the seq (ours, on a retry?).
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def get(self, session_id: str, seq: int) -> Message | None:
+        """One stored turn (the caller must own ``session_id``), or None."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key=dynamodb_item({MESSAGE_SESSION: session_id, SEQ: seq}),
+            ConsistentRead=True,
+        ).get("Item")
+        return _message(item) if item else None
+
+    def list(
+        self, user_id: str, session_id: str, limit: int, next_token: str | None = None
+    ) -> Page[Message]:
+        """One page of the history, oldest first; the caller must own ``session_id``."""
+        signer = required(self._signer)
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            **_in_session(session_id),
+            "ScanIndexForward": True,
+            "ConsistentRead": True,
+            "Limit": limit,
+        }
+        if next_token:
+            params["ExclusiveStartKey"] = signer.decode(next_token, "messages", user_id, session_id)
+        response = self._client.query(**params)
+        last_key = response.get("LastEvaluatedKey")
+        return Page(
+            items=[_message(item) for item in response.get("Items", [])],
+            next_token=(
+                signer.encode("messages", user_id, session_id, last_key) if last_key else None
+            ),
+        )
+
+    def recent(self, session_id: str, budget_bytes: int) -> list[Message]:
+        """The newest turns whose contents fit in ``budget_bytes`` (UTF-8) together, oldest
+        first.
+
+        Reads backwards and stops at the first turn that does not fit. Pages are sized to the
+        budget: a small first page measures this session's turns, and the next page asks for
+        as many turns of that average size as the rest of the budget holds (plus the one that
+        will not fit), so a turn rarely reads items it throws away.
+
+        Only the first page is a strongly consistent read: it holds the newest turns, which
+        may have been written a moment ago (the answer the user is replying to). Older turns
+        are immutable and were written earlier, so an eventually consistent read, half the
+        read units, returns the same items.
+        """
+        selected: list[Message] = []
+        used = 0
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            **_in_session(session_id),
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+            "Limit": FIRST_HISTORY_PAGE,
+        }
+        while budget_bytes > 0:
+            response = self._client.query(**params)
+            for item in response.get("Items", []):
+                message = _message(item)
+                used += content_bytes(message.content)
+                if used > budget_bytes:
+                    return selected[::-1]
+                selected.append(message)
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key:
+                break
+            average = max(used / max(len(selected), 1), 1.0)
+            params.update(
+                ExclusiveStartKey=last_key,
+                ConsistentRead=False,
+                Limit=min(math.floor((budget_bytes - used) / average) + 1, MAX_HISTORY_PAGE),
+            )
+        return selected[::-1]
+
+    def delete_all(self, session_id: str) -> int:
+        """Delete every turn of a session; returns how many were deleted."""
+        paginator = self._client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            **_in_session(session_id, projection="#session, #seq"),
+            ConsistentRead=True,
+        )
+        deleted = 0
+        batch: list[dict[str, Any]] = []
+        for page in pages:
+            for key in page.get("Items", []):
+                batch.append({"DeleteRequest": {"Key": key}})
+                if len(batch) == BATCH_WRITE_SIZE:
+                    deleted += self._write_batch(batch)
+                    batch = []
+        if batch:
+            deleted += self._write_batch(batch)
+        return deleted
+
+    def _write_batch(self, requests: list[dict[str, Any]]) -> int:
+        """BatchWriteItem until every request is processed, backing off on leftovers.
+
+        BatchWriteItem answers 200 with ``UnprocessedItems`` when it is throttled, which
+        botocore's retries do not see, so the leftovers are retried here.
+        """
+        pending = {self._table: requests}
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            response = self._client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return len(requests)
+            deadline.pause(
+                min(0.05 * 2**attempt, 1.0), deadline.DYNAMODB_ATTEMPT_SECONDS, "a batch delete"
+            )
+        raise Throttled("DynamoDB kept the batch delete unprocessed; retry later")
+
+
+def _in_session(session_id: str, projection: str | None = None) -> dict[str, Any]:
+    """Query parameters selecting one session's messages (and projecting ``projection``)."""
+    names = {"#session": MESSAGE_SESSION}
+    params: dict[str, Any] = {"KeyConditionExpression": "#session = :session"}
+    if projection:
+        names["#seq"] = SEQ
+        params["ProjectionExpression"] = projection
+    return {
+        **params,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": dynamodb_item({":session": session_id}),
+    }
+
+
+def _message_item(message: Message) -> dict[str, Any]:
+    answer = message.role == "assistant"
+    return dynamodb_item(
+        {
+            MESSAGE_SESSION: message.session_id,
+            SEQ: message.seq,
+            "message_id": message.message_id,
+            "role": message.role,
+            "content": message.content,
+            "created_at": message.created_at,
+            # Opaque to DynamoDB and holding floats (scores), which DynamoDB's number type would
+            # force through Decimal: one JSON string is simpler and smaller.
+            "citations": (
+                json.dumps([citation.to_dict() for citation in message.citations])
+                if message.citations
+                else None
+            ),
+            "usage": message.usage.to_dict() if message.usage else None,
+            "status": message.status if answer else None,
+            "stop_reason": (message.stop_reason or None) if answer else None,
+            "answer_by": None if answer else message.answer_by,
+        }
+    )
+
+
+def _message(item: Mapping[str, Any]) -> Message:
+    values = plain_item(item)
+    usage = values.get("usage")
+    role: Role = "assistant" if values.get("role") == "assistant" else "user"
+    status = values.get("status")  # absent on answers stored before statuses existed
+    return Message(
+        session_id=values.get(MESSAGE_SESSION, ""),
+        seq=values.get(SEQ, 0),
+        message_id=values.get("message_id", ""),
+        role=role,
+        content=values.get("content", ""),
+        created_at=values.get("created_at", ""),
+        citations=tuple(
+            Citation(**citation) for citation in json.loads(values.get("citations") or "[]")
+        ),
+        usage=Usage(**usage) if usage else None,
+        status=cast(MessageStatus, status) if status in MESSAGE_STATUSES else "complete",
+        stop_reason=values.get("stop_reason"),
+        answer_by=values.get("answer_by"),
+    )

@@ -1,0 +1,119 @@
+"""One chat turn over the WebSocket: the answer streamed as frames while it is generated and
+stored whatever the client does, or, for a repeated ``idempotency_key``, the stored answer
+replayed as the same frames without a model call.
+
+When the client vanishes mid-answer (``GoneException``), posting stops but the model stream is
+still read to its end, so the stored assistant message is complete. When the function's own
+time runs short (:data:`STOP_MARGIN_SECONDS` before its deadline), it stops reading, stores the
+answer so far as ``incomplete`` (``timeout``) and says so in the ``end`` frame, instead of being
+killed with nothing stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.chat.service import ChatService
+from functions.core import deadline
+from functions.core.observability import logger
+from functions.data.idempotency import Scope, once
+from functions.domain.errors import NotFound
+from functions.domain.models import Message, Usage
+from functions.websocket import frames
+from functions.websocket.protocol import SendMessage
+from functions.websocket.sender import Poster, StreamSender
+
+# Time kept back from the function's deadline to store the answer, post the last frame and
+# return: one DynamoDB attempt at its worst and the answer (functions.core.deadline).
+STOP_MARGIN_SECONDS = deadline.STORE_SECONDS + deadline.ANSWER_SECONDS
+
+
+def answer(
+    chat: ChatService,
+    poster: Poster,
+    user_id: str,
+    request: SendMessage,
+    context: LambdaContext,
+    *,
+    flush_interval: float,
+) -> None:
+    """Stream the answer, or with an ``idempotency_key`` already answered, replay the stored
+    answer as start, chunk and end frames without a model call."""
+
+    def stream() -> dict[str, Any]:
+        message = stream_answer(
+            chat,
+            poster,
+            user_id,
+            request,
+            time_left=_time_left,
+            lease_seconds=lease,
+            flush_interval=flush_interval,
+        )
+        return {"session_id": message.session_id, "seq": message.seq}
+
+    scope = Scope(user_id, "sendMessage", request.idempotency_key)
+    payload = {"session_id": request.session_id, "content": request.content}
+    lease = context.get_remaining_time_in_millis() // 1000 + 1
+    outcome = once(chat.store.idempotency, scope, payload, stream, lease_seconds=lease)
+    if outcome.replayed:
+        replay(chat, poster, outcome.result["session_id"], outcome.result["seq"])
+
+
+def replay(chat: ChatService, poster: Poster, session_id: str, seq: int) -> None:
+    """The frames of a stored answer, as they went out the first time."""
+    message = chat.store.messages.get(session_id, seq)
+    if message is None:
+        raise NotFound("the answer of this idempotency key no longer exists")
+    poster.send(frames.start(session_id, message.message_id))
+    for frame in frames.chunks(session_id, message.message_id, message.content):
+        if not poster.send(frame):
+            return
+    poster.send(frames.end(message, message.usage or Usage()))
+
+
+def stream_answer(
+    chat: ChatService,
+    poster: Poster,
+    user_id: str,
+    request: SendMessage,
+    *,
+    time_left: Callable[[], float],
+    lease_seconds: int,
+    flush_interval: float,
+) -> Message:
+    """Stream one chat turn to the client; the answer is stored whatever the client does."""
+    stream = chat.stream(
+        user_id, request.session_id, request.content, time_left, lease_seconds=lease_seconds
+    )
+    chunks = partial(frames.chunks, stream.session_id, stream.message_id)
+    with StreamSender(poster, chunks, flush_interval) as sender:
+        sender.send(frames.start(stream.session_id, stream.message_id))
+        for delta in stream:
+            sender.write(delta)
+        reply = stream.complete()
+        sender.send(frames.end(reply.message, reply.usage))
+    logger.info(
+        "chat turn stored",
+        extra={
+            "session_id": stream.session_id,
+            "seq": reply.message.seq,
+            "status": reply.message.status,
+            "stop_reason": reply.message.stop_reason,
+            "usage": reply.usage.to_dict(),
+            "client_gone": poster.gone,
+            "posts": poster.posts,
+        },
+    )
+    return reply.message
+
+
+def _time_left() -> float:
+    """Seconds the stream may still be read before the answer must be stored."""
+    bound = deadline.current()
+    assert bound is not None, "the handler binds the invocation's deadline"
+    return bound.remaining() - STOP_MARGIN_SECONDS

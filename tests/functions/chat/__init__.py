@@ -1,0 +1,1 @@
+"""Tests of functions/chat: chat turns, the Bedrock request, prompt caching, guardrails."""

@@ -1,0 +1,1 @@
+"""Tests of functions/core: settings, AWS error classification, identity, the deadline, metrics."""

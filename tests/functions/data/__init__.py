@@ -1,0 +1,1 @@
+"""Tests of functions/data: turn storage, history, idempotency, quotas, pagination, isolation."""

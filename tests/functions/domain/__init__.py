@@ -1,0 +1,1 @@
+"""Tests of functions/domain: one error model across both transports."""

@@ -1,0 +1,1 @@
+"""Tests of the main (REST) function: routes, CORS, fuzzed requests."""

@@ -1,0 +1,44 @@
+"""The layers of ``functions/`` (docs/code-layout.md): each imports only the ones below it.
+
+The rules are import-linter contracts in ``pyproject.toml``; running them here makes a
+wrong-way import fail the suite, not only a separate lint step.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+from importlinter.cli import lint_imports
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = REPO_ROOT / "functions"
+
+
+def test_the_import_contracts_are_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    status = lint_imports(config_filename=str(REPO_ROOT / "pyproject.toml"), no_cache=True)
+    assert status == 0, capsys.readouterr().out
+
+
+def _top_level_imports(source: Path) -> set[str]:
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_bytes())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            imported.add((node.module or "").split(".")[0])
+    return imported
+
+
+@pytest.mark.parametrize(
+    "source",
+    [FUNCTIONS / "contract.py", *sorted((FUNCTIONS / "domain").glob("*.py"))],
+    ids=lambda path: path.relative_to(FUNCTIONS).as_posix(),
+)
+def test_the_bottom_layers_need_only_the_standard_library(source: Path) -> None:
+    """The contract is imported by compute/ and the authorizer, the domain by every layer: no
+    third-party package (boto3, Powertools, pydantic) may come in through them."""
+    allowed = set(sys.stdlib_module_names) | {"__future__", "functions"}
+    assert _top_level_imports(source) <= allowed

@@ -1,0 +1,1 @@
+"""Tests of the WebSocket function: protocol, frames, sender, streaming."""
