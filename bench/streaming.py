@@ -115,10 +115,18 @@ def floor_turn(bedrock: Any, ws: Any, connection_id: str, interval: float) -> Tu
     return _measure(bedrock, ws, connection_id, time.monotonic() - started)
 
 
-def our_turn(rest: Any, socket: Any, bedrock: Any, ws: Any) -> Turn:
+def fresh_clocks(*invokers: Any) -> None:
+    """Give each invoker a new Lambda context: every invocation has its own clock, and one
+    shared for the whole run would reach its deadline minutes in (the handlers then refuse
+    with ``no time left``)."""
     from tests.functions.helpers import LambdaContext
 
-    socket.context = LambdaContext(timeout_ms=120_000)  # each invocation has its own clock
+    for invoker in invokers:
+        invoker.context = LambdaContext(timeout_ms=120_000)
+
+
+def our_turn(rest: Any, socket: Any, bedrock: Any, ws: Any) -> Turn:
+    fresh_clocks(rest, socket)
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     connection_id = socket.open()
     payload = {"action": "sendMessage", "session_id": session_id, "content": "Tell me a story"}
@@ -213,6 +221,7 @@ def capacity_rows(fakes: dict[str, Any]) -> list[dict[str, Any]]:
     ws.latency_ms = 0
     rows = []
     for prior in HISTORY_LENGTHS:
+        fresh_clocks(rest, socket)
         session_id = rest.create_session(knowledge_base_id=None)["session_id"]
         seed_history(session_id, prior, lambda seq: f"turn {seq:04d} ".ljust(TURN_CHARS, "x"))
         connection_id = socket.open()
