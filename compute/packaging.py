@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -114,14 +115,23 @@ def import_closure(module: str, package: str = "functions") -> set[str]:
         found.add(name)
         parts = name.split(".")
         pending += [".".join(parts[:depth]) for depth in range(1, len(parts))]
+        source = ROOT / module_file(name)
         pending += [
             imported
-            for imported in _imports(ROOT / module_file(name), name)
+            for imported in _parsed_imports(source, name, source.stat().st_mtime_ns)
             if imported == package or imported.startswith(package + ".")
         ]
     return found
 
 
+@functools.cache
+def _parsed_imports(source: Path, module: str, mtime_ns: int) -> tuple[str, ...]:
+    """:func:`_imports`, parsed once per file version: a synth packages four functions per
+    environment over the same layers, and parsing them each time cost 0.4 s of a 4.5 s synth."""
+    return tuple(_imports(source, module))
+
+
+@functools.cache
 def module_file(module: str) -> Path:
     """The source file of a project module, relative to the repository: a package's
     ``__init__.py`` or a module's ``.py``."""
