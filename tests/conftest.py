@@ -1,10 +1,22 @@
 """Suite-wide setup. The provider bindings load once per test process (through the fast
-loader in compute.provider_loader), never per test."""
+loader in compute.provider_loader), never per test.
+
+Powertools reads its configuration when ``functions.core.observability`` is first imported,
+which can happen while any test package is collected (``tests/security`` imports the functions
+directly), so its variables are set here, before every test module.
+"""
 
 from __future__ import annotations
 
 import os
 
+from functions.contract import Env
+
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
+os.environ.setdefault(Env.POWERTOOLS_SERVICE_NAME, "ai-assistant-test")
+os.environ.setdefault(Env.POWERTOOLS_METRICS_NAMESPACE, "AiAssistantTest")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+# Read when the main app is built (tests/functions/main/test_cors.py).
+os.environ.setdefault(Env.CORS_ALLOWED_ORIGINS, "https://app.example.com,https://admin.example.com")
 
 pytest_plugins = ["tests.support.fixtures"]

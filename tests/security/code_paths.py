@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
 from fakes.dynamodb_streams import StreamReader, lambda_event
+from functions.cleanup import handler as cleanup_handler
 from functions.contract import (
     CLEANUP,
     CONNECTIONS,
@@ -45,6 +46,7 @@ from functions.contract import (
 )
 from functions.core import aws
 from functions.core.settings import get_settings
+from functions.data.pagination import derived_key
 from tests.functions.helpers import USER_A, HttpResponse, LambdaContext, Rest, WebSocket
 from tests.security.enforcing_moto import (
     Credentials,
@@ -378,22 +380,6 @@ def _orphan_messages(
     client.delete_item(TableName=sessions, Key=key)
 
 
-def _cleanup_handler() -> Any:
-    """Imported after tests.functions (which sets Powertools' variables, read at import, as
-    the stack does before Lambda imports a handler)."""
-    from functions.cleanup import handler
-
-    return handler
-
-
-def _derived_key() -> Any:
-    """Imported late for the same reason as the cleanup handler (pagination imports the error
-    model, which imports Powertools)."""
-    from functions.data.pagination import derived_key
-
-    return derived_key
-
-
 def cleanup_paths(run: Run, created: Setup, url: str, main: BaseClient) -> None:
     """Every session removed so far (DELETE /sessions/{id}, DELETE /me) and one whose item
     goes now with its messages left behind, as DynamoDB's TTL leaves them (written and
@@ -440,7 +426,7 @@ def cleanup_paths(run: Run, created: Setup, url: str, main: BaseClient) -> None:
     event = steps.check("poll the sessions stream (mapping)", removals, bool)
     steps.check(
         "REMOVE records",
-        lambda: _cleanup_handler().handler(event or {"Records": []}, LambdaContext()),
+        lambda: cleanup_handler.handler(event or {"Records": []}, LambdaContext()),
         {"batchItemFailures": []}.__eq__,
     )
 
@@ -468,8 +454,8 @@ def _become(
         patch.setenv(name, value)
     get_settings.cache_clear()
     aws.reset_clients()
-    _derived_key().cache_clear()
-    _cleanup_handler().messages.cache_clear()
+    derived_key.cache_clear()
+    cleanup_handler.messages.cache_clear()
     # The container's boto3 session, created fresh so it reads this function's credentials.
     patch.setattr(aws, "_session", recording_session(record.calls))
 
