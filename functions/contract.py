@@ -183,12 +183,13 @@ Method = Literal["GET", "POST", "PATCH", "DELETE"]
 @dataclass(frozen=True)
 class Route:
     method: Method
-    path: str  # relative to API_BASE_PATH, with {placeholders}
+    path: str  # relative to base, with {placeholders}
     authorized: bool = True
+    base: str = API_BASE_PATH
 
     @property
     def full_path(self) -> str:
-        return API_BASE_PATH + self.path
+        return self.base + self.path
 
 
 REST_ROUTES = (
@@ -203,6 +204,14 @@ REST_ROUTES = (
     Route("GET", "/knowledge-bases"),
     Route("GET", "/usage"),
     Route("DELETE", "/me"),
+)
+
+# The OpenAI-compatible endpoints, served by their own function (OPENAI_API). They sit outside
+# API_BASE_PATH so that a client's base URL is the stage URL plus "/v1", as OpenAI's own is.
+OPENAI_BASE_PATH = "/v1"
+OPENAI_ROUTES = (
+    Route("GET", "/models", base=OPENAI_BASE_PATH),
+    Route("POST", "/chat/completions", base=OPENAI_BASE_PATH),
 )
 
 WEBSOCKET_ROUTES = ("$connect", "$disconnect", "$default")
@@ -227,6 +236,9 @@ AUTHORIZER = FunctionSpec("authorizer", "jwt-authorizer", "functions.authorizer.
 # Fed by the sessions table's stream: removes the messages of every deleted or expired session.
 CLEANUP = FunctionSpec("cleanup", "session-cleanup", "functions.cleanup.handler.handler")
 FUNCTIONS = (MAIN, WEBSOCKET, AUTHORIZER, CLEANUP)
+# The OpenAI-compatible API: an ASGI app under uvicorn behind the Lambda Web Adapter, which
+# streams the response (a Python handler cannot); run.sh, in its zip, starts uvicorn.
+OPENAI_API = FunctionSpec("openai_api", "openai-api", "run.sh")
 
 # What both chat functions (main for REST, websocket) read: ChatSettings.
 _CHAT_ENV = (
