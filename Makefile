@@ -130,7 +130,7 @@ COMPUTE_DEV_ENV ?= dev
 export COMPUTE_DEV_ENV
 DEV_ARGS ?=
 dev: setup
-	@COMPUTE_ENVIRONMENTS=$(COMPUTE_DEV_ENV) NODE_OPTIONS="$${NODE_OPTIONS:-} --no-deprecation" \
+	COMPUTE_ENVIRONMENTS=$(COMPUTE_DEV_ENV) NODE_OPTIONS="$${NODE_OPTIONS:-} --no-deprecation" \
 		$(PY) main.py
 	$(PY) -m devserver $(DEV_ARGS)
 
