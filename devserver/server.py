@@ -34,7 +34,6 @@ from functions.contract import Env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".dev"
-ENDPOINTS_FILE = endpoints.ENDPOINTS_FILE
 # A knowledge-base id the configuration accepts, for trying the knowledge-base path locally.
 EXAMPLE_KNOWLEDGE_BASE_ID = "LOCALKB001"
 KNOWLEDGE_BASE_HINT = (
