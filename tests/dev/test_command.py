@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devserver.model import answer
 from devserver.server import DevServer, Settings
 from devserver.stack import stack_file
 from fakes.moto import FAKE_CREDENTIAL
@@ -153,3 +154,13 @@ def test_bedrock_aws_uses_the_callers_credentials_and_no_local_model(
     assert "AWS_ACCESS_KEY_ID" not in env or env["AWS_ACCESS_KEY_ID"] != FAKE_CREDENTIAL
     local = DevServer(settings).backend_env("http://127.0.0.1:9")
     assert local["AWS_ACCESS_KEY_ID"] == FAKE_CREDENTIAL
+
+
+def test_the_local_models_hint_is_a_command_make_accepts() -> None:
+    """``make dev --bedrock aws`` is an option to make itself, which make refuses: the hint
+    names DEV_ARGS, which the dev target passes on to the dev server."""
+    text = answer({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+    assert 'make dev DEV_ARGS="--bedrock aws"' in text
+    assert "make dev with --bedrock" not in text
+    recipe = (ROOT / "Makefile").read_text().split("\ndev: setup\n", 1)[1].split("\n\n", 1)[0]
+    assert "$(PY) -m devserver $(DEV_ARGS)" in recipe
