@@ -43,7 +43,7 @@ from compute.provider import (
     LambdaFunction,
 )
 from compute.security import assume_role_policy
-from functions.contract import REST_ROUTES
+from functions.contract import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, REST_ROUTES
 
 # One JSON line per request: what an operator needs to trace a call end to end.
 ACCESS_LOG_FORMAT = json.dumps(
@@ -64,7 +64,9 @@ ACCESS_LOG_FORMAT = json.dumps(
     },
     separators=(",", ":"),
 )
-CORS_HEADERS = "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"
+# The same lists as the main function's CORS middleware (one source: the contract).
+CORS_HEADERS = ",".join(CORS_ALLOW_HEADERS)
+CORS_EXPOSED_HEADERS = ",".join(CORS_EXPOSE_HEADERS)
 CORS_METHODS = "GET,POST,PATCH,DELETE,OPTIONS"
 CORS_RESPONSE_TYPES = ("UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX")
 PATH_PARAMETER = re.compile(r"\{(\w+)\}")
@@ -191,6 +193,9 @@ class RestApi(Construct):
                         "gatewayresponse.header.Access-Control-Allow-Origin": origin,
                         "gatewayresponse.header.Access-Control-Allow-Headers": f"'{CORS_HEADERS}'",
                         "gatewayresponse.header.Access-Control-Allow-Methods": f"'{CORS_METHODS}'",
+                        "gatewayresponse.header.Access-Control-Expose-Headers": (
+                            f"'{CORS_EXPOSED_HEADERS}'"
+                        ),
                     },
                 )
             )

@@ -206,6 +206,13 @@ REST_ROUTES = (
     Route("DELETE", "/me"),
 )
 
+# CORS, for the REST API's own answers (the main function's middleware) and API Gateway's
+# (its gateway responses) alike: every request header the API documents, so a browser's
+# preflight for any documented request succeeds, and every response header a client must read
+# (browsers hide the others from scripts).
+CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
+CORS_EXPOSE_HEADERS = ("Retry-After",)
+
 # The OpenAI-compatible endpoints, served by their own function (OPENAI_API). They sit outside
 # API_BASE_PATH so that a client's base URL is the stage URL plus "/v1", as OpenAI's own is.
 OPENAI_BASE_PATH = "/v1"

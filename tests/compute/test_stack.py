@@ -10,6 +10,8 @@ from compute.config import ComputeConfig
 from functions.contract import (
     API_BASE_PATH,
     AUTHORIZER,
+    CORS_ALLOW_HEADERS,
+    CORS_EXPOSE_HEADERS,
     FUNCTION_ENV,
     FUNCTIONS,
     MAIN,
@@ -305,10 +307,15 @@ def test_gateway_errors_carry_cors_headers(dev: Synth) -> None:
     }
     assert {"UNAUTHORIZED", "ACCESS_DENIED"} <= set(responses)
     for response in responses.values():
-        assert (
-            response["response_parameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
-            == "'*'"
-        )
+        headers = {
+            name.removeprefix("gatewayresponse.header."): value
+            for name, value in response["response_parameters"].items()
+        }
+        assert headers["Access-Control-Allow-Origin"] == "'*'"
+        # The main function's lists (contract.CORS_*), so API Gateway's own 401s and 5xx let
+        # a browser send Idempotency-Key and read Retry-After as the function's answers do.
+        assert headers["Access-Control-Allow-Headers"] == f"'{','.join(CORS_ALLOW_HEADERS)}'"
+        assert headers["Access-Control-Expose-Headers"] == f"'{','.join(CORS_EXPOSE_HEADERS)}'"
 
 
 def test_deployment_and_stage(dev: Synth) -> None:
