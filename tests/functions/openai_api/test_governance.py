@@ -23,6 +23,7 @@ from functions.contract import (
 )
 from functions.core.settings import get_settings
 from functions.data.items import plain_item
+from functions.openai_api import app as app_module
 from tests.functions.helpers import (
     DEFAULT_KNOWLEDGE_BASE_ID,
     MODELS,
@@ -452,3 +453,57 @@ def test_the_usage_ledger_counts_stateless_turns(api: Api, bedrock: BedrockFake)
     items = boto3.client("dynamodb").scan(TableName=table(Env.USAGE_TABLE))["Items"]
     day = [item for item in items if item["period"]["S"].startswith("day#")]
     assert day and int(day[0]["turns"]["N"]) == 1
+
+
+@pytest.mark.parametrize(("stream", "limit"), [(False, 29), (True, 900)])
+def test_only_a_stream_may_outlast_rests_integration_timeout(
+    api: Api, bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch, stream: bool, limit: int
+) -> None:
+    """With 15 minutes left to the function, a body must still be ready within REST's 29 s;
+    a stream (a streaming integration) may use the function's whole time."""
+    seen: list[float] = []
+
+    def recording(original: Any) -> Any:
+        def run(turn: Any, bound: Any) -> Any:
+            seen.append(bound.total)
+            return original(turn, bound)
+
+        return run
+
+    monkeypatch.setattr(app_module, "answer", recording(app_module.answer))
+    monkeypatch.setattr(app_module, "start_stream", recording(app_module.start_stream))
+    headers = adapter_headers(deadline_in=900)
+
+    response = httpx.post(
+        f"{api.base_url}/chat/completions", json=ask(stream=stream), headers=headers, timeout=30
+    )
+
+    assert response.status_code == 200
+    [total] = seen
+    assert limit - 5 < total <= limit
+
+
+def test_a_throttled_model_before_the_stream_starts_is_503_with_retry_after(
+    api: Api, bedrock: BedrockFake, single_attempt: None
+) -> None:
+    bedrock.throttle(1, operation=CONVERSE_STREAM)
+
+    response = api.post(ask(stream=True))
+
+    error = openai_error(response, 503, "throttled")
+    assert error["type"] == "server_error"
+    assert response.headers["retry-after"]
+    with pytest.raises(openai.InternalServerError):
+        bedrock.throttle(1, operation=CONVERSE_STREAM)
+        api.client().chat.completions.create(**ask(stream=True))
+
+
+def test_a_knowledge_base_header_with_a_session_is_refused(api: Api, rest: Rest) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    headers = {
+        OPENAI_SESSION_HEADER: session_id,
+        OPENAI_KNOWLEDGE_BASE_HEADER: DEFAULT_KNOWLEDGE_BASE_ID,
+    }
+
+    error = openai_error(api.post(ask(), headers=headers), 400, "bad_request")
+    assert error["param"] == OPENAI_KNOWLEDGE_BASE_HEADER
