@@ -69,13 +69,12 @@ async def chat_completions(request: Request) -> Response:
     binding = Binding.of(request.headers)
     if not completion.stream:
         # A REST integration answers within 29 s, whatever the function's own timeout.
-        limit = deadline.Deadline.of(
-            invocation.lambda_context(request.headers), REST_INTEGRATION_TIMEOUT_SECONDS
-        )
+        limit = invocation.invocation_deadline(request.headers, REST_INTEGRATION_TIMEOUT_SECONDS)
         turn, result = await run_in_threadpool(
             partial(_bound, limit, _answer, user_id, completion, binding)
         )
         return JSONResponse(result, headers=turn.headers)
+    # A streaming integration may run until the function's own timeout.
     limit = invocation.invocation_deadline(request.headers, None)
     turn, lines, context = await run_in_threadpool(
         partial(_bound, limit, _start, user_id, completion, binding)
@@ -94,7 +93,8 @@ def _bound(limit: deadline.Deadline, work: Callable[..., T], *args: Any) -> T:
 
 def _turn(user_id: str, completion: CompletionRequest, binding: Binding) -> Turn:
     settings = get_settings(Settings)
-    return Turn(ChatService(settings, Store.from_settings(settings)), user_id, completion, binding)
+    chat = ChatService(settings, Store.from_settings(settings))
+    return Turn.resolve(chat, user_id, completion, binding)
 
 
 def _answer(

@@ -83,35 +83,41 @@ class Binding:
         return cls(session_id, knowledge_base_id, None if key is None else checked_key(key))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Turn:
-    """A request resolved against the caller's session (if bound) and the configuration."""
+    """A request checked against the caller's session (if bound) and the configuration."""
 
     chat: ChatService
     user_id: str
     request: CompletionRequest
     binding: Binding
 
-    def __post_init__(self) -> None:
-        settings = self.chat.settings
-        if self.binding.session_id is not None:
-            session = self.chat.store.sessions.get(self.user_id, self.binding.session_id)
+    @classmethod
+    def resolve(
+        cls, chat: ChatService, user_id: str, request: CompletionRequest, binding: Binding
+    ) -> Turn:
+        """The turn, or the error for a model or knowledge base it may not use (a session
+        that is not the caller's is :class:`~functions.domain.errors.NotFound`)."""
+        settings = chat.settings
+        if binding.session_id is not None:
+            session = chat.store.sessions.get(user_id, binding.session_id)
             model = (
                 session.model_id
                 if session.model_id in settings.bedrock_models
                 else settings.default_model
             )
-            if self.request.model != model:
+            if request.model != model:
                 raise InvalidParameter(
                     "model", f"session {session.session_id} answers with {model}: send that model"
                 )
-        elif self.request.model not in settings.bedrock_models:
+        elif request.model not in settings.bedrock_models:
             allowed = ", ".join(settings.bedrock_models)
             raise InvalidParameter("model", f"model must be one of: {allowed}")
-        if self.binding.knowledge_base_id is not None and not settings.knowledge_bases_enabled:
+        if binding.knowledge_base_id is not None and not settings.knowledge_bases_enabled:
             raise InvalidParameter(
                 OPENAI_KNOWLEDGE_BASE_HEADER, "knowledge bases are not enabled on this deployment"
             )
+        return cls(chat, user_id, request, binding)
 
     @property
     def headers(self) -> dict[str, str]:
