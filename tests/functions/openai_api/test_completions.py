@@ -13,6 +13,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from fakes.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
 from functions.chat.prompting import SYSTEM_PROMPT
+from functions.contract import Env
+from functions.core.settings import get_settings
 from tests.functions.helpers import MODELS, Rest
 from tests.functions.openai_api.conftest import Api, ask
 
@@ -205,3 +207,31 @@ def test_each_answer_emits_the_per_model_metrics(
     [turn] = [document for document in documents if "ChatTurns" in document]
     assert turn["model"] == MODELS[1]
     assert turn["OutputTokens"] == [3.0]
+
+
+def test_a_stateless_conversation_is_cached_like_a_stored_one(
+    api: Api, bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a caching model the caller's system texts sit inside the cached system prefix, and
+    the client's history ends with the second cache point, as a session's would."""
+    caching_model = "anthropic.claude-3-7-sonnet-20250219-v1:0"
+    monkeypatch.setenv(Env.BEDROCK_MODELS, caching_model)
+    get_settings.cache_clear()
+
+    api.client().chat.completions.create(
+        model=caching_model,
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "Again?"},
+        ],
+    )
+
+    [request] = bedrock.requests_for(CONVERSE)
+    assert request.body["system"] == [
+        {"text": SYSTEM_PROMPT},
+        {"text": "Be brief."},
+        {"cachePoint": {"type": "default"}},
+    ]
+    assert request.body["messages"][-2]["content"][-1] == {"cachePoint": {"type": "default"}}
