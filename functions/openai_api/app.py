@@ -9,8 +9,9 @@ them. Identity and the invocation's deadline come from the adapter's headers
 
 The blocking work (boto3) never runs on the event loop: a request's turn is started on a worker
 thread, and a stream's lines are produced on a thread of their own, which hands each line to
-the loop as soon as it exists. The producer reads the model to the end even when the client
-goes away, so the answer is stored (and its budget settled) whatever the client does.
+the loop as soon as it exists (:class:`Relay`). The producer reads the model to the end even
+when the client goes away, and the request ends only after it, so the answer is stored (and
+its budget settled) whatever the client does.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from functions.chat.service import ChatService
@@ -79,10 +81,12 @@ async def chat_completions(request: Request) -> Response:
     turn, lines, context = await run_in_threadpool(
         partial(_bound, limit, _start, user_id, completion, binding)
     )
+    relay = Relay(lines, context)
     return StreamingResponse(
-        _relay(lines, context),
+        relay.lines(),
         media_type="text/event-stream",
         headers=SSE_HEADERS | turn.headers,
+        background=BackgroundTask(relay.finished),
     )
 
 
@@ -112,24 +116,40 @@ def _start(
     return turn, start_stream(turn, limit), contextvars.copy_context()
 
 
-async def _relay(lines: Iterator[bytes], context: contextvars.Context) -> AsyncIterator[bytes]:
-    """Each line as soon as the producer thread has it."""
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+class Relay:
+    """The stream's lines, produced on a thread of their own (with the bound deadline) and
+    handed to the event loop one by one as they exist.
 
-    def hand_over(line: bytes | None) -> None:
+    The request ends only once the producer has (:meth:`finished`, run after the response
+    even when the client went away): the answer is read to its end, stored and charged
+    before the invocation is over.
+    """
+
+    def __init__(self, lines: Iterator[bytes], context: contextvars.Context) -> None:
+        self._lines = lines
+        self._loop = asyncio.get_running_loop()
+        self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._produce,), name="sse", daemon=True
+        )
+        self._thread.start()
+
+    def _hand_over(self, line: bytes | None) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens any more
-            loop.call_soon_threadsafe(inbox.put_nowait, line)
+            self._loop.call_soon_threadsafe(self._inbox.put_nowait, line)
 
-    def produce() -> None:
+    def _produce(self) -> None:
         try:
-            for line in lines:
-                hand_over(line)
+            for line in self._lines:
+                self._hand_over(line)
         except Exception:  # the lines end with an error event themselves; this is a bug
             logger.exception("producing the stream failed")
         finally:
-            hand_over(None)
+            self._hand_over(None)
 
-    threading.Thread(target=context.run, args=(produce,), name="sse", daemon=True).start()
-    while (line := await inbox.get()) is not None:
-        yield line
+    async def lines(self) -> AsyncIterator[bytes]:
+        while (line := await self._inbox.get()) is not None:
+            yield line
+
+    async def finished(self) -> None:
+        await run_in_threadpool(self._thread.join)
