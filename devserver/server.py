@@ -132,7 +132,9 @@ class DevServer:
             env = self.stack.environment(function, self._override) | backend
             self.functions.add(function, env)
         self.functions.warm_all()
-        self.openai = self._openai_app(backend).start()
+        self.openai = self._openai_app(backend)
+        if self.openai is not None:
+            self.openai.start()
         self._start_streams(dynamodb)
         self.websocket.start()
         self.rest = RestGateway(
@@ -145,17 +147,23 @@ class DevServer:
         ).start()
         self._write_endpoints()
 
-    def _openai_app(self, backend: Mapping[str, str]) -> OpenAIApp:
+    def _openai_app(self, backend: Mapping[str, str]) -> OpenAIApp | None:
         """The OpenAI-compatible app with its function's environment and timeout, or, while
-        the stack has no such function, the main function's (the same chat settings)."""
+        the stack has no such function, the main function's (the same chat settings); None
+        for a stack with neither."""
         functions = self.stack.functions.values()
         function = next((f for f in functions if f.handler == OPENAI_API.handler), None)
         if function is None:
             main = next(
-                route.function
-                for route in self.stack.rest.routes
-                if route.path == f"{API_BASE_PATH}/sessions" and route.function
+                (
+                    route.function
+                    for route in self.stack.rest.routes
+                    if route.path == f"{API_BASE_PATH}/sessions" and route.function
+                ),
+                None,
             )
+            if main is None:
+                return None
             function = self.stack.function(main)
         env = self.stack.environment(function, self._override) | backend
         return OpenAIApp(env, function.timeout, lambda line: self.log(OPENAI_API.suffix, line))
