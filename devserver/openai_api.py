@@ -63,7 +63,14 @@ class OpenAIApp:
         self.timeout_seconds = timeout_seconds  # the function's: each request's deadline
         self._log = log
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        self._env = {**env, "PORT": str(self.port), "PATH": path, "PYTHONPATH": str(ROOT)}
+        self._env = {
+            **env,
+            "PORT": str(self.port),
+            "PATH": path,
+            "PYTHONPATH": str(ROOT),
+            # X-Ray is not emulated (as for the Lambda workers): the SDK would only complain.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> OpenAIApp:
