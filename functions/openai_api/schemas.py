@@ -210,11 +210,17 @@ def _text(content: object, param: str) -> str:
         texts = []
         for index, part in enumerate(content):
             kind = part.get("type") if isinstance(part, Mapping) else None
-            if kind != "text" or set(part) != {"type", "text"}:
+            if kind != "text":
                 raise InvalidParameter(
                     f"{param}[{index}]",
                     f"content parts must be text ({{'type': 'text', 'text': ...}}), "
                     f"not {kind or 'this'}: this API takes no images, audio or files",
+                )
+            extra = sorted(set(part) - {"type", "text"})
+            if extra:
+                raise InvalidParameter(
+                    f"{param}[{index}].{extra[0]}",
+                    f"a text part holds only type and text, not {', '.join(extra)}",
                 )
             texts.append(part["text"])
         if not all(isinstance(text, str) for text in texts):
@@ -274,7 +280,7 @@ def _fraction(body: Mapping[str, Any], name: str) -> float | None:
 
 
 def _stop(raw: object) -> tuple[str, ...]:
-    if raw is None:
+    if raw is None or raw == []:
         return ()
     stops = [raw] if isinstance(raw, str) else raw
     if (

@@ -116,6 +116,15 @@ IMAGE_PART = {"type": "image_url", "image_url": {"url": "https://example.com/a.p
         ),
         ({"messages": [{"role": "user", "content": "  "}]}, "messages[0].content", "non-blank"),
         (
+            {
+                "messages": [
+                    {"role": "user", "content": [TEXT_PART | {"cache_control": {"type": "x"}}]}
+                ]
+            },
+            "messages[0].content[0].cache_control",
+            "not cache_control",
+        ),
+        (
             {"messages": [{"role": "user", "content": "x", "name": "bob"}]},
             "messages[0].name",
             "not supported",
@@ -155,6 +164,7 @@ def test_fields_clients_send_at_their_off_value_are_accepted(api: Api) -> None:
         response_format={"type": "text"},
         tools=[],
         service_tier="auto",
+        stop=[],
     )
     body["messages"].insert(0, {"role": "assistant", "content": "hi", "refusal": None})
 
