@@ -32,6 +32,7 @@ class Endpoints:
     """What clients need of a running dev server."""
 
     rest_url: str
+    openai_base_url: str  # the OpenAI-compatible API's base URL (the stage URL + /v1)
     ws_url: str
     issuer: str
     token_shape: dict[str, Any]

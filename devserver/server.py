@@ -22,6 +22,7 @@ from typing import Any, Literal, Self
 from devserver import endpoints, identity
 from devserver.lambda_pool import Lambda, LogSink, print_log
 from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SECONDS, local_model
+from devserver.openai_api import OpenAIApp
 from devserver.rest_gateway import RestGateway
 from devserver.stack import Stack, StackError, is_websocket_callback, load_stack
 from devserver.streams import SWEEP_SECONDS, StreamPoller, TtlSweeper
@@ -30,7 +31,7 @@ from fakes.bedrock import BedrockFake
 from fakes.knowledge_base import BUILT_IN, Corpus, KnowledgeBaseFake
 from fakes.moto import FAKE_CREDENTIAL, MotoServer
 from fakes.oidc import LocalIssuer
-from functions.contract import Env
+from functions.contract import API_BASE_PATH, OPENAI_API, OPENAI_BASE_PATH, Env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".dev"
@@ -88,6 +89,7 @@ class DevServer:
         self.token_shape = identity.TokenShape()
         self.functions: Lambda | None = None
         self.rest: RestGateway | None = None
+        self.openai: OpenAIApp | None = None
         self.websocket: WebSocketGateway | None = None
         self.pollers: list[StreamPoller] = []
         self.ttl: TtlSweeper | None = None
@@ -138,9 +140,14 @@ class DevServer:
         self.websocket.management.start()
         backend = self.backend_env(dynamodb)
         for function in self.stack.functions.values():
+            if function.handler == OPENAI_API.handler:
+                continue  # an HTTP app, not a handler: served by self.openai
             env = self.stack.environment(function, self._override) | backend
             self.functions.add(function, env)
         self.functions.warm_all()
+        self.openai = self._openai_app(backend)
+        if self.openai is not None:
+            self.openai.start()
         self._start_streams(dynamodb)
         self.websocket.start()
         self.rest = RestGateway(
@@ -149,8 +156,30 @@ class DevServer:
             self.stack.region,
             port=settings.rest_port,
             access_log=lambda line: self.log("rest-api", line),
+            openai=self.openai,
         ).start()
         self._write_endpoints()
+
+    def _openai_app(self, backend: Mapping[str, str]) -> OpenAIApp | None:
+        """The OpenAI-compatible app with its function's environment and timeout, or, while
+        the stack has no such function, the main function's (the same chat settings); None
+        for a stack with neither."""
+        functions = self.stack.functions.values()
+        function = next((f for f in functions if f.handler == OPENAI_API.handler), None)
+        if function is None:
+            main = next(
+                (
+                    route.function
+                    for route in self.stack.rest.routes
+                    if route.path == f"{API_BASE_PATH}/sessions" and route.function
+                ),
+                None,
+            )
+            if main is None:
+                return None
+            function = self.stack.function(main)
+        env = self.stack.environment(function, self._override) | backend
+        return OpenAIApp(env, function.timeout, lambda line: self.log(OPENAI_API.suffix, line))
 
     def _start_streams(self, endpoint: str) -> None:
         """A poller per event source mapping, and the TTL sweeper of every table with a TTL."""
@@ -200,6 +229,7 @@ class DevServer:
         assert self.issuer is not None
         found = endpoints.Endpoints(
             rest_url=self.rest_url,
+            openai_base_url=self.openai_base_url,
             ws_url=self.ws_url,
             issuer=self.issuer.url,
             token_shape=self.token_shape.to_json(),
@@ -216,6 +246,7 @@ class DevServer:
             poller.stop()
         for stop in (
             self.rest and self.rest.stop,
+            self.openai and self.openai.stop,
             self.websocket and self.websocket.stop,
             self.functions and self.functions.close,
             self.issuer and self.issuer.stop,
@@ -341,6 +372,11 @@ class DevServer:
         return self.rest.url
 
     @property
+    def openai_base_url(self) -> str:
+        """What OpenAI clients take as their base URL: the stage URL and ``/v1``."""
+        return self.rest_url + OPENAI_BASE_PATH
+
+    @property
     def ws_url(self) -> str:
         assert self.websocket is not None
         return self.websocket.url
@@ -361,6 +397,7 @@ class DevServer:
                 "",
                 f"ai-assistant dev server: stack {self.stack.path}",
                 f"  REST API       {self.rest_url}",
+                f"  OpenAI API     {self.openai_base_url}  (base URL; the token is the key)",
                 f"  WebSocket API  {self.ws_url}",
                 f"  OIDC issuer    {self.issuer.url if self.issuer else ''}"
                 "  (the authorizer's JWT_ISSUER here, whatever the stack says)",
@@ -377,6 +414,8 @@ class DevServer:
                 f'  .venv/bin/python -m websockets "{self.ws_url}?token=$AI_ASSISTANT_TOKEN"',
                 '      then send {"action": "ping"}',
                 "  make chat",
+                f"  OPENAI_BASE_URL={self.openai_base_url} OPENAI_API_KEY=$AI_ASSISTANT_TOKEN"
+                " <any OpenAI client>  (docs/openai.md)",
                 "",
                 "Ctrl-C stops everything.",
                 "",

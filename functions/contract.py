@@ -220,6 +220,17 @@ OPENAI_ROUTES = (
     Route("GET", "/models", base=OPENAI_BASE_PATH),
     Route("POST", "/chat/completions", base=OPENAI_BASE_PATH),
 )
+# Request headers of /v1/chat/completions beyond OpenAI's (docs/openai.md): the session a turn
+# is stored in, and the knowledge base a stateless turn is grounded on.
+OPENAI_SESSION_HEADER = "X-Session-Id"
+OPENAI_KNOWLEDGE_BASE_HEADER = "X-Knowledge-Base-Id"
+# Response header of a session-bound turn: how many of the request's messages were not sent to
+# the model because the session's stored history stands in for them.
+OPENAI_REPLACED_MESSAGES_HEADER = "X-Session-Replaced-Messages"
+# Behind the Lambda Web Adapter: API Gateway's requestContext (with the authorizer's answer)
+# and the Lambda context (with the invocation's deadline), each as JSON in a request header.
+REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
+LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 
 WEBSOCKET_ROUTES = ("$connect", "$disconnect", "$default")
 
@@ -330,7 +341,12 @@ ROUTE_ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/knowledge-bases"): READ,
     ("GET", "/usage"): READ,
     ("DELETE", "/me"): CHAT,  # deletes data, like the other writes
+    # OPENAI_ROUTES, relative to OPENAI_BASE_PATH
+    ("GET", "/models"): READ,
+    ("POST", "/chat/completions"): CHAT,
 }
+# Every route the JWT authorizer guards: ROUTE_ACCESS says which kind of access each needs.
+AUTHORIZED_ROUTES = tuple(route for route in (*REST_ROUTES, *OPENAI_ROUTES) if route.authorized)
 WEBSOCKET_CONNECT_ACCESS = CHAT  # a WebSocket connection exists to chat
 
 # Keys of Env.JWT_VALIDATION: the config fields of the same names with the `jwt_` prefix.

@@ -20,6 +20,7 @@ from devserver.endpoints import Endpoints, NoDevServer
 def _write(state: Path, pid: int, port: int) -> Endpoints:
     found = Endpoints(
         rest_url=f"http://127.0.0.1:{port}/v1",
+        openai_base_url=f"http://127.0.0.1:{port}/v1/v1",
         ws_url=f"ws://127.0.0.1:{port + 1}/v1",
         issuer="http://127.0.0.1:3002",
         token_shape={"audience": "a", "user_claims": ["sub"], "claims": {}, "typ": "JWT"},
