@@ -6,4 +6,8 @@ It has no routes: every request is a 404 (which the adapter's readiness check ac
 
 from fastapi import FastAPI
 
-app = FastAPI(title="OpenAI-compatible API (stand-in)")
+from functions.contract import OPENAI_BASE_PATH
+
+app = FastAPI(
+    title="OpenAI-compatible API (stand-in)", description=f"Routes under {OPENAI_BASE_PATH}"
+)
