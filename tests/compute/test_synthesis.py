@@ -73,7 +73,7 @@ def test_one_synth_gives_one_stack_per_environment(synths: dict[str, dict[str, b
     prod = json.loads(synths["fast"]["stacks/compute-prod/cdk.tf.json"])
     assert dev["terraform"]["backend"] != prod["terraform"]["backend"]
     zips = [name for name in synths["fast"] if name.endswith(".zip")]
-    assert len(zips) == 8 == 2 * len(FUNCTIONS)  # one package per function and environment
+    assert len(zips) == 10 == 2 * len(FUNCTIONS)  # one package per function and environment
 
 
 def test_two_synths_are_byte_identical_with_either_provider_loader(runs: dict[str, Run]) -> None:
