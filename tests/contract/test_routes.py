@@ -1,9 +1,12 @@
 """API Gateway's routes, as synthesized, against the routes the code serves.
 
 The REST tree is rebuilt from ``aws_api_gateway_resource`` parent links and compared with
-the app's routes (``functions.main.app.app``, through all its routers); whether a route needs an
-authorizer is read from the code (does it depend on ``current_user``?), not from the contract,
-so the two sides are judged independently.
+the routes of the two apps behind it: the main app (``functions.main.app.app``, through all its
+routers) under ``API_BASE_PATH``, and the OpenAI-compatible app (``functions.openai_api.app``)
+under ``OPENAI_BASE_PATH``. Whether a main route needs an authorizer is read from the code (does
+it depend on ``current_user``?), not from the contract, so the two sides are judged
+independently; every OpenAI-compatible route needs one, since that app reads its caller only
+from the request context the authorizer fills in.
 """
 
 from __future__ import annotations
@@ -14,9 +17,18 @@ from typing import Any
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
-from functions.contract import API_BASE_PATH, AUTHORIZER, MAIN, WEBSOCKET, WEBSOCKET_ROUTES
+from functions.contract import (
+    API_BASE_PATH,
+    AUTHORIZER,
+    MAIN,
+    OPENAI_API,
+    OPENAI_BASE_PATH,
+    WEBSOCKET,
+    WEBSOCKET_ROUTES,
+)
 from functions.main.app import app
 from functions.main.deps import current_user
+from functions.openai_api.app import app as openai_app
 from tests.security.synthesized import Stack
 
 _RESOURCE = re.compile(r"\$\{aws_api_gateway_resource\.([\w-]+)\.id\}")
@@ -46,14 +58,18 @@ def gateway_methods(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
     return methods
 
 
-def app_routes() -> dict[tuple[str, str], RouteContext]:
+def app_routes(served_by: Any = app) -> dict[tuple[str, str], RouteContext]:
     """(HTTP method, full path) -> the route, through every included router."""
     return {
         (method, route.path): route
-        for route in iter_route_contexts(app.routes)
+        for route in iter_route_contexts(served_by.routes)
         if isinstance(route.original_route, APIRoute)
         for method in route.methods or ()
     }
+
+
+def is_openai(path: str) -> bool:
+    return path.startswith(OPENAI_BASE_PATH + "/")
 
 
 def needs_caller(dependant: Dependant) -> bool:
@@ -67,7 +83,8 @@ def needs_caller(dependant: Dependant) -> bool:
 def test_every_gateway_route_is_served_by_the_app(stack: Stack) -> None:
     """Mutations caught: a route renamed in API Gateway (``/session``) or in the app, a method
     added to the gateway that the app does not serve (it would answer 404/405)."""
-    missing = set(gateway_methods(stack)) - set(app_routes())
+    served = set(app_routes()) | set(app_routes(openai_app))
+    missing = set(gateway_methods(stack)) - served
     assert not missing, f"API Gateway exposes routes the app does not serve: {sorted(missing)}"
 
 
@@ -77,8 +94,11 @@ def test_every_app_route_is_exposed_by_the_gateway(stack: Stack) -> None:
     routes = app_routes()
     outside = [key for key in routes if not key[1].startswith(API_BASE_PATH + "/")]
     assert not outside, f"routes outside {API_BASE_PATH}: {outside}"
-    missing = set(routes) - set(gateway_methods(stack))
-    assert not missing, f"the app serves routes API Gateway does not expose: {sorted(missing)}"
+    openai_routes = app_routes(openai_app)
+    outside = [key for key in openai_routes if not is_openai(key[1])]
+    assert not outside, f"OpenAI-compatible routes outside {OPENAI_BASE_PATH}: {outside}"
+    missing = (set(routes) | set(openai_routes)) - set(gateway_methods(stack))
+    assert not missing, f"the apps serve routes API Gateway does not expose: {sorted(missing)}"
 
 
 def test_authorization_matches_what_each_route_needs(stack: Stack) -> None:
@@ -93,7 +113,7 @@ def test_authorization_matches_what_each_route_needs(stack: Stack) -> None:
     methods = gateway_methods(stack)
     assert methods
     for key, method in methods.items():
-        if not needs_caller(routes[key].dependant):
+        if not is_openai(key[1]) and not needs_caller(routes[key].dependant):
             assert method["authorization"] == "NONE", key
             continue
         assert method["authorization"] == "CUSTOM", key
@@ -107,21 +127,36 @@ def test_authorization_matches_what_each_route_needs(stack: Stack) -> None:
     assert open_routes == {("GET", f"{API_BASE_PATH}/health")}
 
 
-def test_every_rest_method_invokes_main(stack: Stack) -> None:
-    """Every method, preflights included (the app answers them), is a Lambda proxy
-    integration of the main function. Mutations caught: a route wired to the WebSocket
-    function, a non-proxy integration (the app would never see the path)."""
+def test_every_rest_method_invokes_its_function(stack: Stack) -> None:
+    """Every method is a Lambda proxy integration: of the main function, preflights included
+    (the app's CORS middleware answers them on any path), except the OpenAI-compatible routes,
+    which stream from their own function (``response-streaming-invocations``, ``STREAM``).
+
+    Mutations caught: a route wired to the WebSocket function, a non-proxy integration (the
+    app would never see the path), a streamed route buffered (the answer would arrive whole)
+    or pointed at main."""
     main_uri = f"${{aws_lambda_function.{stack.function_id(MAIN)}.invoke_arn}}"
+    openai_arn = f"aws_lambda_function.{stack.function_id(OPENAI_API)}.arn"
     integrations = {
         (i["resource_id"], i["http_method"]): i
         for i in stack.resources("aws_api_gateway_integration").values()
     }
+    streamed = 0
     for id_, method in stack.resources("aws_api_gateway_method").items():
         http_method = f"${{aws_api_gateway_method.{id_}.http_method}}"
         integration = integrations.get((method["resource_id"], http_method))
         assert integration, f"no integration for {id_}"
         assert integration["type"] == "AWS_PROXY"
-        assert integration["uri"] == main_uri
+        path = resource_path(stack, method["resource_id"])
+        if is_openai(path) and method["http_method"] != CORS_PREFLIGHT:
+            streamed += 1
+            assert integration.get("response_transfer_mode") == "STREAM", id_
+            assert openai_arn in integration["uri"], integration["uri"]
+            assert "/response-streaming-invocations" in integration["uri"], integration["uri"]
+        else:
+            assert integration["uri"] == main_uri, id_
+            assert integration.get("response_transfer_mode", "BUFFERED") == "BUFFERED", id_
+    assert streamed == len(app_routes(openai_app))
 
 
 def test_websocket_routes_reach_the_websocket_function(stack: Stack) -> None:
