@@ -1,6 +1,7 @@
-"""Run every code path of the main, WebSocket and session cleanup functions, each with the
-credentials of a moto IAM user that carries that function's synthesized statements, against a
-moto server that enforces IAM; record what each function called and which variables it read.
+"""Run every code path of the main, WebSocket, OpenAI-compatible and session cleanup functions,
+each with the credentials of a moto IAM user that carries that function's synthesized
+statements, against a moto server that enforces IAM; record what each function called and which
+variables it read.
 
 The cleanup function is driven as its event source mapping drives it: the mapping's poller
 reads the sessions table's stream with the cleanup function's credentials (its role, in AWS),
@@ -20,6 +21,7 @@ its :class:`Run`.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ import pytest
 from botocore import xform_name
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
+from starlette.testclient import TestClient
 
 from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
@@ -41,13 +44,26 @@ from functions.contract import (
     FUNCTIONS,
     MAIN,
     MESSAGES,
+    OPENAI_API,
+    OPENAI_BASE_PATH,
+    OPENAI_KNOWLEDGE_BASE_HEADER,
+    OPENAI_SESSION_HEADER,
+    REQUEST_CONTEXT_HEADER,
     SESSIONS,
     WEBSOCKET,
 )
 from functions.core import aws
 from functions.core.settings import get_settings
 from functions.data.pagination import derived_key
-from tests.functions.helpers import USER_A, HttpResponse, LambdaContext, Rest, WebSocket
+from functions.openai_api.app import app as openai_app
+from tests.functions.helpers import (
+    USER_A,
+    HttpResponse,
+    LambdaContext,
+    Rest,
+    WebSocket,
+    authorizer_context,
+)
 from tests.security.enforcing_moto import (
     Credentials,
     Setup,
@@ -355,6 +371,68 @@ def websocket_paths(run: Run, management: WsManagementFake, session: str | None)
     )
 
 
+def openai_paths(
+    run: Run,
+    bedrock: BedrockFake,
+    models: tuple[str, ...],
+    session: str | None,
+    knowledge_base: str | None,
+) -> None:
+    """Both routes of the OpenAI-compatible app, called as the Lambda Web Adapter calls it:
+    stateless and in a stored session, one body and a stream, an Idempotency-Key first and
+    repeated, and grounded on the knowledge base where the stack has one."""
+    steps = _Steps(run, OPENAI_API.key)
+    client = TestClient(openai_app, raise_server_exceptions=False)
+    context = {
+        "stage": "v1",
+        "requestId": "least-privilege",
+        "authorizer": authorizer_context(USER_A),
+    }
+    caller = {REQUEST_CONTEXT_HEADER: json.dumps(context)}
+    url = f"{OPENAI_BASE_PATH}/chat/completions"
+
+    def ask(stream: bool, **headers: str) -> Callable[[], Any]:
+        body = {"model": models[0], "messages": [{"role": "user", "content": "Hello?"}]}
+        return lambda: client.post(url, json={**body, "stream": stream}, headers=caller | headers)
+
+    def answered(response: Any) -> bool:
+        if response.status_code != 200:
+            return False
+        if response.headers["content-type"].startswith("text/event-stream"):
+            return (
+                response.text.rstrip().endswith("data: [DONE]") and '"error"' not in response.text
+            )
+        return bool(response.json()["choices"][0]["message"]["content"])
+
+    steps.check(
+        "GET /v1/models",
+        lambda: client.get(f"{OPENAI_BASE_PATH}/models", headers=caller),
+        lambda r: r.status_code == 200 and [m["id"] for m in r.json()["data"]] == list(models),
+    )
+    steps.check("POST /v1/chat/completions (stateless)", ask(False), answered)
+    steps.check("POST /v1/chat/completions (stateless, streamed)", ask(True), answered)
+    bound = {OPENAI_SESSION_HEADER: session or _NO_SESSION}
+    steps.check("POST /v1/chat/completions (in a session)", ask(False, **bound), answered)
+    for attempt in ("first", "repeat"):
+        keyed = bound | {"Idempotency-Key": "least-privilege-openai"}
+        steps.check(
+            f"POST /v1/chat/completions (in a session, streamed, Idempotency-Key, {attempt})",
+            ask(True, **keyed),
+            answered,
+        )
+    bedrock.fail(400, "ValidationException", operation="converse")
+    steps.check(
+        "POST /v1/chat/completions (Idempotency-Key, the model refusing: releases it)",
+        ask(False, **{"Idempotency-Key": "least-privilege-failing"}),
+        lambda r: r.status_code == 502 and r.json()["error"]["code"] == "upstream_error",
+    )
+    if knowledge_base:
+        grounded = {OPENAI_KNOWLEDGE_BASE_HEADER: knowledge_base}
+        steps.check(
+            "POST /v1/chat/completions (on the knowledge base)", ask(False, **grounded), answered
+        )
+
+
 def main_final_paths(run: Run) -> None:
     """After the WebSocket run, which leaves a session and a connection of the user behind:
     DELETE /me removes both."""
@@ -501,6 +579,14 @@ def _run(stack: Stack) -> Run:
                 else:
                     websocket_paths(run, management, session)
             record.environment_reads = set(reads)
+        record = run.functions[OPENAI_API.key] = FunctionRun()
+        variables = stack.environment(OPENAI_API, websocket_callback_url="")
+        _become(patch, {**variables, **endpoints, **credentials[OPENAI_API.key].env()}, record)
+        with environment_reads() as reads:
+            models = tuple(stack.config.bedrock_models)
+            knowledge_base = stack.config.knowledge_base_id or None
+            openai_paths(run, bedrock, models, session, knowledge_base)
+        record.environment_reads = set(reads)
         record = run.functions[MAIN.key]
         variables = stack.environment(MAIN, websocket_callback_url=management.callback_url)
         _become(patch, {**variables, **endpoints, **credentials[MAIN.key].env()}, record)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import pytest
 
-from functions.contract import CLEANUP, MAIN, SESSIONS, WEBSOCKET, FunctionSpec
+from functions.contract import CLEANUP, MAIN, OPENAI_API, SESSIONS, WEBSOCKET, FunctionSpec
 from tests.security.code_paths import NEVER_GRANTED, Run
 from tests.security.enforcing_moto import moto_action
 from tests.security.iam import Call, allows, authorizations, request_arns
 from tests.security.synthesized import ACCOUNT, PARTITION, Stack
 
-CODE_FUNCTIONS = (MAIN, WEBSOCKET, CLEANUP)  # the authorizer makes no AWS call
+CODE_FUNCTIONS = (MAIN, WEBSOCKET, OPENAI_API, CLEANUP)  # the authorizer makes no AWS call
 # What Lambda's event source mapping does with the role of the function it feeds.
 STREAM_ACTIONS = (
     "dynamodb:DescribeStream",
@@ -115,11 +115,16 @@ def test_actions_outside_the_policy_are_refused(run: Run) -> None:
 
     Mutations caught: a policy granting ``dynamodb:*`` or one function's actions to another;
     a setup budget too large, which would let the functions' calls through unchecked."""
-    for function in ("main", "websocket", "authorizer", "cleanup"):
+    for function in ("main", "websocket", "openai_api", "authorizer", "cleanup"):
         for action in NEVER_GRANTED:
             assert (function, action) in run.refusals
     assert ("websocket", "dynamodb:BatchWriteItem") in run.refusals
-    for function in ("main", "websocket", "authorizer"):  # only the cleanup's mapping reads
+    for function in (
+        "main",
+        "websocket",
+        "openai_api",
+        "authorizer",
+    ):  # only the cleanup's mapping reads
         for action in (*STREAM_ACTIONS, "sqs:SendMessage"):
             assert (function, action) in run.refusals
     for (function, action), answer in run.refusals.items():
