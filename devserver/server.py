@@ -166,6 +166,7 @@ class DevServer:
         for a stack with neither."""
         functions = self.stack.functions.values()
         function = next((f for f in functions if f.handler == OPENAI_API.handler), None)
+        source = function.name if function else OPENAI_API.suffix  # as Lambda names its logs
         if function is None:
             main = next(
                 (
@@ -179,7 +180,7 @@ class DevServer:
                 return None
             function = self.stack.function(main)
         env = self.stack.environment(function, self._override) | backend
-        return OpenAIApp(env, function.timeout, lambda line: self.log(OPENAI_API.suffix, line))
+        return OpenAIApp(env, function.timeout, lambda line: self.log(source, line))
 
     def _start_streams(self, endpoint: str) -> None:
         """A poller per event source mapping, and the TTL sweeper of every table with a TTL."""

@@ -26,6 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from devserver.server import DevServer, Settings
 from devserver.stack import stack_file
+from functions.contract import OPENAI_API, Env
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_GROUP = pytest.mark.xdist_group("dev")
@@ -189,3 +190,16 @@ def frames_until_end(ws: ClientConnection, timeout: float = 20) -> list[dict[str
         frames.append(frame)
         if frame.get("type") in ("end", "error"):
             return frames
+
+
+def ask_openai(dev: DevServer, user: str) -> None:
+    """One stateless completion through the OpenAI-compatible app, which logs its turn."""
+    function = next(f for f in dev.stack.functions.values() if f.handler == OPENAI_API.handler)
+    model = function.environment[Env.BEDROCK_MODELS].split(",")[0]
+    response = httpx.post(
+        f"{dev.openai_base_url}/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {dev.token(user)}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text

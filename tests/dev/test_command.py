@@ -4,6 +4,7 @@ stopping every process it started."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,7 +110,9 @@ def test_each_stop_signal_stops_everything_cleanly(
     try:
         marker = "ai-assistant dev server: REST" if options else "Ctrl-C stops everything"
         lines = read_until(process, marker)
-        rest_url = next(w for line in lines for w in line.split() if w.startswith("http://"))
+        # The banner's REST URL (the OpenAI app's uvicorn prints a URL of its own before it).
+        found = (re.search(r"REST(?: API)?\s+(http://\S+)", line) for line in lines)
+        rest_url = next(match[1] for match in found if match)
         endpoints = tmp_path / "state" / "endpoints.json"
         assert endpoints.is_file()
         assert os.listdir(tmp_path / "tmp"), "no temporary folder to remove"

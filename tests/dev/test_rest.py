@@ -20,6 +20,7 @@ from tests.dev.conftest import (
     DEV_GROUP,
     Api,
     Logs,
+    ask_openai,
     local_dynamodb,
     stored_message_count,
     wait_for,
@@ -216,6 +217,7 @@ def test_functions_log_under_their_names(dev: DevServer, logs: Logs) -> None:
     erin = Api(dev, "erin")
     session_id = erin.create_session()["session_id"]
     assert erin.http.delete(f"/api/v1/sessions/{session_id}").status_code == 204
+    ask_openai(dev, "erin")
     names = {f.name for f in dev.stack.functions.values() if not f.name.endswith("-websocket")}
     wait_for(lambda: names <= logs.sources())  # the cleanup, from the stream, a moment later
     assert "rest-api" in logs.sources()

@@ -14,7 +14,15 @@ from devserver.model import answer
 from devserver.server import DevServer
 from devserver.websocket_gateway import MAX_FRAME_BYTES, Limits
 from fakes.oidc import SigningKey
-from tests.dev.conftest import DEV_GROUP, Api, Logs, frames_until_end, wait_for, websocket
+from tests.dev.conftest import (
+    DEV_GROUP,
+    Api,
+    Logs,
+    ask_openai,
+    frames_until_end,
+    wait_for,
+    websocket,
+)
 
 pytestmark = DEV_GROUP
 
@@ -168,6 +176,7 @@ def test_every_function_logs_under_its_name(dev: DevServer, logs: Logs) -> None:
         ws.recv(timeout=10)
     session_id = Api(dev, "alice").create_session()["session_id"]
     Api(dev, "alice").http.delete(f"/api/v1/sessions/{session_id}")
+    ask_openai(dev, "alice")
     names = {function.name for function in dev.stack.functions.values()}
     wait_for(lambda: names <= logs.sources())  # the cleanup, from the stream, a moment later
 
