@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from functions.core import aws, deadline
 from functions.core.aws_errors import is_throttling, translate
 from functions.core.clock import timestamp, utc_now
 from functions.core.observability import count, logger, record_turn
+from functions.data.answers import Generating, GeneratingAnswers
 from functions.data.quota import AnswerLeases, Lease, Reservation, UsageLedger
 from functions.domain.errors import BadRequest, NotFound, UpstreamError
 from functions.domain.models import Citation, Message, MessageStatus, Session, Usage, content_bytes
@@ -49,7 +51,7 @@ RETRIEVAL_RESULTS = 5
 COMPLETE_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 # Our own stop reasons, for answers the model did not end.
 TIMEOUT = "timeout"  # the function's time ran out (see ChatStream)
-INTERRUPTED = "interrupted"  # the stream ended without messageStop
+INTERRUPTED = "interrupted"  # the stream ended without messageStop, or the user cancelled it
 
 TimeLeft = Callable[[], float]
 
@@ -128,6 +130,29 @@ def _texts(value: object) -> Iterator[str]:
             yield from _texts(inner)
 
 
+@dataclass
+class CancelWatch:
+    """How a streaming turn learns that its user cancelled it: a look at its record in the
+    usage table (:mod:`functions.data.answers`) every ``every`` seconds while the model is
+    read. The looks are what a cancel costs: bounded by the interval, not by the model's pace."""
+
+    answers: GeneratingAnswers
+    answer: Generating
+    every: float
+    next_look: float = 0.0
+
+    def asked(self) -> bool:
+        """Whether the user asked to stop, looked up at most once per interval."""
+        now = time.monotonic()
+        if now < self.next_look:
+            return False
+        self.next_look = now + self.every
+        return self.answers.cancel_requested(self.answer)
+
+    def until_look(self) -> float:
+        return max(self.next_look - time.monotonic(), 0.0)
+
+
 @dataclass(frozen=True)
 class _StreamFailed:
     error: BaseException
@@ -143,7 +168,8 @@ class ChatStream:
     consumer never holds the stream up, and the consumer waits for them only as long as
     ``time_left`` allows: when it runs out, iteration ends even if the model is silent, and
     :meth:`complete` stores what arrived as ``incomplete`` (reason ``timeout``) while there is
-    still time to store it.
+    still time to store it. With a :class:`CancelWatch`, a cancel by the user ends iteration
+    the same way (reason ``interrupted``), and the model stream is closed.
     """
 
     def __init__(
@@ -153,12 +179,16 @@ class ChatStream:
         events: Iterable[dict[str, Any]],
         time_left: TimeLeft | None = None,
         lease: Lease | None = None,
+        *,
+        watch: CancelWatch | None = None,
     ) -> None:
         self._service = service
         self._turn = turn
         self._events = events
         self._time_left = time_left
         self._lease = lease
+        self._watch = watch
+        self.cancelled = False
         self._parts: list[str] = []
         self._usage = Usage()
         self._stop_reason: str | None = None
@@ -185,8 +215,21 @@ class ChatStream:
             pass
         reason = self._stop_reason or INTERRUPTED
         status: MessageStatus = "complete" if reason in COMPLETE_STOP_REASONS else "incomplete"
-        return self._service._finish(
-            self._turn, "".join(self._parts), self._usage, status=status, stop_reason=reason
+        text = "".join(self._parts)
+        usage = self._usage
+        if self.cancelled and usage == Usage():
+            usage = self._used_so_far(text)
+        return self._service._finish(self._turn, text, usage, status=status, stop_reason=reason)
+
+    def _used_so_far(self, text: str) -> Usage:
+        """A cancelled stream ends before the model reports its usage, yet the input and the
+        text generated so far are billed: settle the budget to their estimate."""
+        input_tokens = request_tokens(self._turn.request)
+        output_tokens = estimate_tokens(text)
+        return Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
         )
 
     def _free_lease(self) -> None:
@@ -217,21 +260,31 @@ class ChatStream:
         finally:
             cancelled.set()
             self._free_lease()
+            if self._watch is not None:
+                self._watch.answers.finish(self._watch.answer)
             if reader.is_alive():  # stopped early: stop the model too, without waiting on it
                 threading.Thread(target=_close, args=(self._events,), daemon=True).start()
 
     def _next(self, inbox: queue.SimpleQueue[Any]) -> Any:
-        """The next event, or the end of the stream once time is up."""
-        if self._time_left is None:
-            return inbox.get()
-        try:
-            left = self._time_left()
-            if left <= 0:
-                raise queue.Empty
-            return inbox.get(timeout=left)
-        except queue.Empty:
-            self._stop_reason = TIMEOUT
-            return _STREAM_END
+        """The next event, or the end of the stream once time is up or the user cancelled."""
+        while True:
+            if self._watch is not None and self._stop_reason is None and self._watch.asked():
+                self._stop_reason = INTERRUPTED
+                self.cancelled = True
+                return _STREAM_END
+            left = None if self._time_left is None else self._time_left()
+            if left is not None and left <= 0:
+                self._stop_reason = TIMEOUT
+                return _STREAM_END
+            waits = [wait for wait in (left, self._look_in()) if wait is not None]
+            try:
+                return inbox.get(timeout=min(waits) if waits else None)
+            except queue.Empty:
+                continue
+
+    def _look_in(self) -> float | None:
+        """Seconds until the next look for a cancel, None without a watch."""
+        return None if self._watch is None else self._watch.until_look()
 
 
 def _pump(
@@ -310,17 +363,45 @@ class ChatService:
         time_left: TimeLeft | None = None,
         *,
         lease_seconds: int,
+        cancel_every: float | None = None,
     ) -> ChatStream:
         """Start a turn with ``converse_stream``; errors before the first delta raise here.
 
         ``time_left`` (seconds) bounds how long the stream is read (see :class:`ChatStream`);
         ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
-        model's stream ends.
+        model's stream ends. ``cancel_every`` (seconds): record the answer as generating and
+        look for the user's cancel that often (:class:`CancelWatch`).
         """
         turn, response, lease = self._call_model(
             user_id, session_id, content, lease_seconds=lease_seconds, streaming=True
         )
-        return ChatStream(self, turn, response["stream"], time_left, lease)
+        watch = None
+        if cancel_every is not None:
+            watch = self._watch(user_id, turn.answer_id, lease_seconds, cancel_every)
+        return ChatStream(self, turn, response["stream"], time_left, lease, watch=watch)
+
+    def _watch(
+        self, user_id: str, message_id: str, seconds: int, every: float
+    ) -> CancelWatch | None:
+        """Record the answer as generating; without the record (no table, or the write failed)
+        the answer simply cannot be cancelled, which is no reason to fail it."""
+        if self.store.answers is None:
+            return None
+        try:
+            answer = self.store.answers.begin(user_id, message_id, seconds)
+        except Exception:
+            logger.warning("recording the answer as generating failed", exc_info=True)
+            return None
+        return CancelWatch(self.store.answers, answer, every, time.monotonic() + every)
+
+    def cancel(self, user_id: str, message_id: str) -> None:
+        """Ask the invocation generating the caller's answer ``message_id`` to stop it.
+
+        :class:`NotFound` for an answer of the caller's that is not generating (or someone
+        else's), :class:`~functions.domain.errors.Conflict` for one already finished."""
+        if self.store.answers is None:
+            raise RuntimeError("cancelling needs the usage table; this store has none")
+        self.store.answers.request_cancel(user_id, message_id)
 
     def _call_model(
         self, user_id: str, session_id: str, content: str, *, lease_seconds: int, streaming: bool
