@@ -37,6 +37,7 @@ from functions.core.clock import timestamp, utc_now
 from functions.core.observability import count, logger, record_turn
 from functions.data.answers import Generating, GeneratingAnswers
 from functions.data.quota import AnswerLeases, Lease, Reservation, UsageLedger
+from functions.domain.content import content_problem
 from functions.domain.errors import BadRequest, NotFound, UpstreamError
 from functions.domain.models import Citation, Message, MessageStatus, Session, Usage, content_bytes
 
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from functions.core.chat_settings import ChatSettings
     from functions.data.turns import Store
 
-MAX_CONTENT_CHARS = 50_000  # far below DynamoDB's 400 KB item limit, even in 4-byte UTF-8
 BYTES_PER_TOKEN = 4
 RETRIEVAL_RESULTS = 5
 # The model's stop reasons that mean "done"; any other, or none, stores the answer incomplete.
@@ -81,23 +81,6 @@ class _Turn:
     @property
     def answer_seq(self) -> int:
         return self.question.seq + 1
-
-
-def content_problem(content: object) -> str | None:
-    """What is wrong with a user's text, or None: the one rule both transports apply.
-
-    Bedrock rejects blank text blocks, and text with a lone surrogate cannot be encoded as
-    UTF-8, so DynamoDB and Bedrock would both refuse it after the turn had started.
-    """
-    if not isinstance(content, str) or not content.strip():
-        return "content must be a non-blank string"
-    if len(content) > MAX_CONTENT_CHARS:
-        return f"content must be at most {MAX_CONTENT_CHARS} characters"
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError:
-        return "content must be valid Unicode text (it holds a lone surrogate)"
-    return None
 
 
 def validate_content(content: object) -> str:

@@ -10,9 +10,10 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from functions.contract import MAX_WEBSOCKET_FRAME_BYTES
 from functions.domain.models import Message, Usage
 
-MAX_FRAME_BYTES = 32 * 1024
+MAX_FRAME_BYTES = MAX_WEBSOCKET_FRAME_BYTES
 
 
 def encode(frame: dict[str, Any]) -> bytes:

@@ -24,12 +24,13 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_websocket_event im
 )
 
 from functions.chat.service import validate_content
+from functions.contract import MAX_WEBSOCKET_MESSAGE_BYTES
 from functions.data.idempotency import checked_key
 from functions.domain.errors import BadRequest, client_input
 
 MAX_SESSION_ID_CHARS = 128
 MAX_MESSAGE_ID_CHARS = 128
-MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
+MAX_MESSAGE_BYTES = MAX_WEBSOCKET_MESSAGE_BYTES
 MAX_BODY_CHARS = MAX_MESSAGE_BYTES * 4 // 3 + 4  # the same, base64-encoded
 
 

@@ -103,7 +103,11 @@ def _day_tokens(user: str) -> int:
 
 @pytest.fixture
 def cancelled(
-    ws: WebSocket, rest: Rest, slow_model: BedrockFake, ws_management: WsManagementFake, session: str
+    ws: WebSocket,
+    rest: Rest,
+    slow_model: BedrockFake,
+    ws_management: WsManagementFake,
+    session: str,
 ) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
     """An answer cancelled after its first chunk: (session, connection, its frames)."""
     connection_id = ws.open()
@@ -147,7 +151,7 @@ def test_a_cancelled_answer_settles_the_budget_to_what_was_used_and_frees_its_sl
     # The only answer slot is free again: the next turn is answered, not refused as busy.
     ws.send(connection_id, _send(session_id, key="turn-2"))
     after = ws.frames(connection_id)[len(frames) :]
-    assert [f["type"] for f in after][0] == "start", after
+    assert after[0]["type"] == "start", after
     assert after[-1]["status"] == "complete"
 
 
