@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.table import Table
 
-from chatclient.client import ApiError, AssistantClient
+from chatclient.client import ApiError, AssistantClient, check
 from chatclient.connection import token_subject
 from chatclient.editor import KEYS_HELP
 from chatclient.safe import clean, plain
@@ -285,6 +285,7 @@ class Chat:
     # ---- a turn --------------------------------------------------------------------------
 
     def send(self, content: str) -> None:
+        check(content)  # before a session is created for it
         if self.session is None:
             title = " ".join(content.split())[:60]
             self.session = self.client.create_session(

@@ -209,13 +209,14 @@ class AssistantClient:
         return response.json() if response.content else None
 
     def health(self) -> dict[str, Any]:
-        """``GET /health``, which needs no token. API Gateway answers an unknown path with 403
-        ``Missing Authentication Token``, so that answer here means the URL is wrong (most
-        often the stage), not the token."""
+        """``GET /health``, which needs no token. API Gateway answers a path it does not know
+        with 403 (``Missing Authentication Token`` for an unknown resource, ``Forbidden`` for an
+        unknown stage), so a 403 here means the URL is wrong (most often the stage), never the
+        token."""
         try:
             return self._call("GET", "/health")
         except ApiError as error:
-            if error.status == 403 and "Missing Authentication Token" in error.detail:
+            if error.status == 403:
                 detail = f"{self.rest_url}{API_BASE_PATH}/health does not exist"
                 raise ApiError("wrong_url", detail, error.status) from None
             raise
@@ -289,12 +290,7 @@ class AssistantClient:
 
     def stream(self, session_id: str, content: str) -> Turn:
         """Send one message; the returned :class:`Turn` yields the answer as it streams."""
-        length = too_long(content)
-        if length is not None:
-            raise ApiError("too_long", length)
-        problem = content_problem(content)
-        if problem is not None:
-            raise ApiError("bad_request", problem)
+        check(content)
         key = str(uuid.uuid4())
         self._send(
             {
@@ -369,6 +365,17 @@ class AssistantClient:
         except ValueError:
             return None
         return frame if isinstance(frame, dict) else None
+
+
+def check(content: str) -> None:
+    """:class:`ApiError` (``too_long`` or ``bad_request``) for a message the API would refuse,
+    before anything is sent or created for it."""
+    length = too_long(content)
+    if length is not None:
+        raise ApiError("too_long", length)
+    problem = content_problem(content)
+    if problem is not None:
+        raise ApiError("bad_request", problem)
 
 
 def _fragments(message: str) -> Iterator[str]:

@@ -4,8 +4,9 @@ A terminal in its default (canonical) mode hands a program at most 4,095 charact
 and sends each pasted line as its own Enter; prompt_toolkit reads the keyboard raw instead, and
 with bracketed paste a paste arrives as one piece, newlines and indentation included. So:
 
-* Enter sends; Alt-Enter (Esc then Enter) or Ctrl-J inserts a newline; a paste is inserted as
-  it is, however many lines, and sent with the next Enter;
+* Enter (or Ctrl-J) sends; Alt-Enter (or Esc then Enter) inserts a newline; a paste is
+  inserted as it is, however many lines, and sent with the next Enter. Ctrl-J sends because a
+  terminal turns an Enter typed ahead, while an answer streams, into one;
 * Up and Down walk the history, kept in a file (:func:`history_file`) or, with ``None``, for
   this run only;
 * Ctrl-C clears what is typed, and at an empty prompt quits, as Ctrl-D does.
@@ -22,7 +23,7 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 KEYS_HELP = (
-    "Enter sends; Alt-Enter (Esc, Enter) or Ctrl-J starts a new line; a paste stays whole; "
+    "Enter sends; Alt-Enter (or Esc, Enter) starts a new line; a paste stays whole; "
     "Up/Down: history; Ctrl-C cancels an answer, clears the line, or at an empty prompt "
     "quits (as Ctrl-D does)"
 )
@@ -38,11 +39,11 @@ def _bindings() -> KeyBindings:
     keys = KeyBindings()
 
     @keys.add("enter")
+    @keys.add("c-j")
     def _send(event: KeyPressEvent) -> None:
         event.current_buffer.validate_and_handle()
 
     @keys.add("escape", "enter")
-    @keys.add("c-j")
     def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 

@@ -11,7 +11,7 @@ import sys
 from typing import TextIO
 
 from chatclient.chat import _ctrl_c_sets
-from chatclient.client import ApiError, AssistantClient
+from chatclient.client import ApiError, AssistantClient, check
 from chatclient.safe import clean
 from chatclient.status import Exit, of_error
 
@@ -38,6 +38,7 @@ def ask(
 ) -> Exit:
     """Send ``prompt`` (in session ``session_id``, else a new one) and print the answer."""
     try:
+        check(prompt)  # before a session is created for it
         if session_id is None:
             title = " ".join(prompt.split())[:60]
             session = client.create_session(
