@@ -318,3 +318,21 @@ def test_the_module_help_documents_the_exit_statuses() -> None:
     )
     assert result.returncode == 0
     assert "7 incomplete answer" in " ".join(result.stdout.split())
+
+
+def test_make_chat_passes_args_through_as_a_one_shot_prompt(dev: DevServer) -> None:
+    """``make chat ARGS="…"``: the recipe ``make`` would run (``-n``: printed, not run, and
+    ``-o setup``: no install), then that command, as the shell would run it."""
+    env = {k: v for k, v in _env().items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    recipe = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-o", "setup", "chat", f"REST_URL={dev.rest_url}",
+         f"WS_URL={dev.ws_url}", f"TOKEN={dev.token('peggy')}", "ARGS=hello from make"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert recipe.endswith("hello from make"), recipe
+    result = subprocess.run(  # noqa: S602 - the recipe, run by the shell as make would
+        recipe, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _expected("hello from make", 1) + "\n"
