@@ -154,6 +154,29 @@ def test_a_paste_over_the_limit_is_refused_before_it_is_sent(
     assert _sessions(Api(dev, "erin")) == []  # nothing sent, not even a session created
 
 
+def test_up_recalls_the_last_message_and_ctrl_c_clears_then_quits(
+    chat: Callable[[str], Any], dev: DevServer
+) -> None:
+    terminal = chat("nina")
+    terminal.send("remember me\r")
+    terminal.expect("tokens:")
+    terminal.expect("you> ")
+    terminal.send("\x1b[A")  # Up: the last message, not "^[[A"
+    terminal.send("\r")
+    terminal.expect("tokens:")
+    terminal.expect("you> ")
+    terminal.send("half typed")
+    terminal.sendintr()  # clears the line ...
+    terminal.sendintr()  # ... then, at an empty prompt, quits
+    terminal.expect(pexpect.EOF)
+    terminal.close()
+    assert terminal.exitstatus == 0
+    nina = Api(dev, "nina")
+    [session] = _sessions(nina)
+    questions = [m["content"] for m in nina.messages(session["session_id"]) if m["role"] == "user"]
+    assert questions == ["remember me", "remember me"]
+
+
 HOSTILE = "BEFORE\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b]0;pwned\x07\x1b[5;41mred\x9b2JAFTER"
 FORBIDDEN = ("\x1b]52", "\x1b]0;", "\x1b]2;", "pwned", "\x1b[5;41m", "Y3VybCBldmlsIHwgc2g=", "\x9b")
 

@@ -4,6 +4,7 @@ what was asked."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from typing import Any
@@ -205,3 +206,58 @@ def test_commands_say_what_is_wrong_and_what_to_do(command: str, said: str) -> N
     chat, _, out = _chat(answer=True)
     chat.command(command)
     assert said in out.getvalue()
+
+
+class Settable:
+    """A client recording the sessions created and the changes made to them."""
+
+    rest_url = "http://example"
+    token = "h." + base64.urlsafe_b64encode(b'{"sub":"alice"}').decode().rstrip("=") + ".s"
+
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
+
+    def create_session(self, title: str | None, **fields: Any) -> dict[str, Any]:
+        self.created.append(fields)
+        return {"session_id": "s-1", "title": title, "model_id": fields["model_id"] or "m-default"}
+
+    def update(self, session_id: str, **changes: Any) -> dict[str, Any]:
+        if changes.get("model_id") == "no-such-model":
+            raise ApiError("bad_request", "model_id must be one of: m-default, m-other", 400)
+        self.updates.append(changes)
+        return {"session_id": session_id, "title": "t", "model_id": "m-other", **changes}
+
+    def knowledge_bases(self) -> list[dict[str, Any]]:
+        return [{"knowledge_base_id": "KB12345678", "name": "docs", "status": "ACTIVE"}]
+
+
+def test_model_and_knowledge_base_apply_to_the_session_and_new_ones() -> None:
+    out = io.StringIO()
+    client = Settable()
+    chat = Chat(client, Console(file=out, width=200))  # type: ignore[arg-type]
+    chat.command("/kb")
+    chat.command("/kb 1")
+    chat.command("/model m-other")
+    chat.command("/new first")
+    assert client.created == [{"model_id": "m-other", "knowledge_base_id": "KB12345678"}]
+    chat.command("/model")
+    assert "model: m-other (new sessions: m-other)" in out.getvalue()
+    chat.command("/kb none")
+    assert client.updates == [{"knowledge_base_id": None}]
+    with pytest.raises(ApiError) as refused:
+        chat.command("/model no-such-model")
+    assert "must be one of: m-default, m-other" in str(refused.value)
+
+
+def test_whoami_names_the_user_server_and_session() -> None:
+    out = io.StringIO()
+    chat = Chat(Settable(), Console(file=out, width=200))  # type: ignore[arg-type]
+    chat.command("/whoami")
+    chat.command("/new notes")
+    chat.command("/whoami")
+    shown = out.getvalue()
+    assert "user: alice" in shown
+    assert "server: http://example" in shown
+    assert "session: none yet" in shown
+    assert "session: notes (s-1)" in shown
