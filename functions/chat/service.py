@@ -113,27 +113,48 @@ def _texts(value: object) -> Iterator[str]:
             yield from _texts(inner)
 
 
-@dataclass
 class CancelWatch:
     """How a streaming turn learns that its user cancelled it: a look at its record in the
     usage table (:mod:`functions.data.answers`) every ``every`` seconds while the model is
-    read. The looks are what a cancel costs: bounded by the interval, not by the model's pace."""
+    read. The looks are what a cancel costs: bounded by the interval, not by the model's pace.
 
-    answers: GeneratingAnswers
-    answer: Generating
-    every: float
-    next_look: float = 0.0
+    The record is written before the model is called (one small write, milliseconds), so an
+    answer can be cancelled from its first frame on.
+    """
+
+    def __init__(self, answers: GeneratingAnswers, answer: Generating, every: float) -> None:
+        self._answers = answers
+        self._answer = answer
+        self._every = every
+        self._next_look = time.monotonic() + every
+
+    @classmethod
+    def begin(
+        cls, answers: GeneratingAnswers, answer: Generating, seconds: int, every: float
+    ) -> CancelWatch | None:
+        """Record the answer as generating and watch it; None when the record could not be
+        written: the answer just cannot be cancelled, which is no reason to fail it."""
+        try:
+            answers.begin(answer.user_id, answer.message_id, seconds)
+        except Exception:
+            logger.warning("recording the answer as generating failed", exc_info=True)
+            return None
+        return cls(answers, answer, every)
 
     def asked(self) -> bool:
         """Whether the user asked to stop, looked up at most once per interval."""
         now = time.monotonic()
-        if now < self.next_look:
+        if now < self._next_look:
             return False
-        self.next_look = now + self.every
-        return self.answers.cancel_requested(self.answer)
+        self._next_look = now + self._every
+        return self._answers.cancel_requested(self._answer)
 
     def until_look(self) -> float:
-        return max(self.next_look - time.monotonic(), 0.0)
+        return max(self._next_look - time.monotonic(), 0.0)
+
+    def finish(self) -> None:
+        """The answer is stored (or failed): a cancel from now on is told it is finished."""
+        self._answers.finish(self._answer)
 
 
 @dataclass(frozen=True)
@@ -202,7 +223,14 @@ class ChatStream:
         usage = self._usage
         if self.cancelled and usage == Usage():
             usage = self._used_so_far(text)
-        return self._service._finish(self._turn, text, usage, status=status, stop_reason=reason)
+        try:
+            return self._service._finish(self._turn, text, usage, status=status, stop_reason=reason)
+        finally:
+            self._finish_watch()
+
+    def _finish_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.finish()
 
     def _used_so_far(self, text: str) -> Usage:
         """A cancelled stream ends before the model reports its usage, yet the input and the
@@ -228,7 +256,11 @@ class ChatStream:
         )
         reader.start()
         try:
-            with self._service._failing(self._turn), upstream_errors("the model stream"):
+            with (
+                self._failed_watch(),
+                self._service._failing(self._turn),
+                upstream_errors("the model stream"),
+            ):
                 while (item := self._next(inbox)) is not _STREAM_END:
                     if isinstance(item, _StreamFailed):
                         raise item.error
@@ -243,19 +275,26 @@ class ChatStream:
         finally:
             cancelled.set()
             self._free_lease()
-            if self._watch is not None:
-                self._watch.answers.finish(self._watch.answer)
             if reader.is_alive():  # stopped early: stop the model too, without waiting on it
                 threading.Thread(target=_close, args=(self._events,), daemon=True).start()
+
+    @contextmanager
+    def _failed_watch(self) -> Iterator[None]:
+        """A failed stream (its marker stored by ``_failing``) finishes the watch too."""
+        try:
+            yield
+        except BaseException:
+            self._finish_watch()
+            raise
 
     def _next(self, inbox: queue.SimpleQueue[Any]) -> Any:
         """The next event, or the end of the stream once time is up or the user cancelled."""
         while True:
-            if self._watch is not None and self._stop_reason is None and self._watch.asked():
+            left = None if self._time_left is None else self._time_left()
+            if self._may_look(left) and self._watch is not None and self._watch.asked():
                 self._stop_reason = INTERRUPTED
                 self.cancelled = True
                 return _STREAM_END
-            left = None if self._time_left is None else self._time_left()
             if left is not None and left <= 0:
                 self._stop_reason = TIMEOUT
                 return _STREAM_END
@@ -264,6 +303,13 @@ class ChatStream:
                 return inbox.get(timeout=min(waits) if waits else None)
             except queue.Empty:
                 continue
+
+    def _may_look(self, left: float | None) -> bool:
+        """Whether to look for a cancel now: not once the model has stopped, nor when a look
+        at its slowest (one DynamoDB attempt) could run into the time kept for storing."""
+        return self._stop_reason is None and (
+            left is None or left > deadline.DYNAMODB_ATTEMPT_SECONDS
+        )
 
     def _look_in(self) -> float | None:
         """Seconds until the next look for a cancel, None without a watch."""
@@ -323,7 +369,7 @@ class ChatService:
     ) -> ChatReply:
         """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
         may be held (the invocation's remaining time)."""
-        turn, response, lease = self._call_model(
+        turn, response, lease, _ = self._call_model(
             user_id, session_id, content, lease_seconds=lease_seconds, streaming=False
         )
         self.leases.release(lease)
@@ -355,27 +401,25 @@ class ChatService:
         model's stream ends. ``cancel_every`` (seconds): record the answer as generating and
         look for the user's cancel that often (:class:`CancelWatch`).
         """
-        turn, response, lease = self._call_model(
-            user_id, session_id, content, lease_seconds=lease_seconds, streaming=True
+        turn, response, lease, watch = self._call_model(
+            user_id,
+            session_id,
+            content,
+            lease_seconds=lease_seconds,
+            streaming=True,
+            cancel_every=cancel_every,
         )
-        watch = None
-        if cancel_every is not None:
-            watch = self._watch(user_id, turn.answer_id, lease_seconds, cancel_every)
         return ChatStream(self, turn, response["stream"], time_left, lease, watch=watch)
 
     def _watch(
         self, user_id: str, message_id: str, seconds: int, every: float
     ) -> CancelWatch | None:
-        """Record the answer as generating; without the record (no table, or the write failed)
-        the answer simply cannot be cancelled, which is no reason to fail it."""
+        """Watch for a cancel of the answer (no table: it cannot be cancelled)."""
         if self.store.answers is None:
             return None
-        try:
-            answer = self.store.answers.begin(user_id, message_id, seconds)
-        except Exception:
-            logger.warning("recording the answer as generating failed", exc_info=True)
-            return None
-        return CancelWatch(self.store.answers, answer, every, time.monotonic() + every)
+        return CancelWatch.begin(
+            self.store.answers, Generating(user_id, message_id), seconds, every
+        )
 
     def cancel(self, user_id: str, message_id: str) -> None:
         """Ask the invocation generating the caller's answer ``message_id`` to stop it.
@@ -387,14 +431,25 @@ class ChatService:
         self.store.answers.request_cancel(user_id, message_id)
 
     def _call_model(
-        self, user_id: str, session_id: str, content: str, *, lease_seconds: int, streaming: bool
-    ) -> tuple[_Turn, dict[str, Any], Lease | None]:
-        """Take an answer slot, prepare the turn and call the model; the slot is given back if
-        any of that fails, else it is the caller's to give back when the model is done."""
+        self,
+        user_id: str,
+        session_id: str,
+        content: str,
+        *,
+        lease_seconds: int,
+        streaming: bool,
+        cancel_every: float | None = None,
+    ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
+        """Take an answer slot, prepare the turn, with ``cancel_every`` watch it for a cancel,
+        and call the model; the slot is given back if any of that fails, else it is the
+        caller's to give back when the model is done."""
         content = validate_content(content)
         lease = self.leases.acquire(user_id, lease_seconds)
+        watch = None
         try:
             turn = self._prepare(user_id, session_id, content, streaming=streaming)
+            if cancel_every is not None:
+                watch = self._watch(user_id, turn.answer_id, lease_seconds, cancel_every)
             runtime = aws.client("bedrock-runtime")
             call = runtime.converse_stream if streaming else runtime.converse
             with self._failing(turn), upstream_errors("the model call"):
@@ -411,8 +466,10 @@ class ChatService:
                 )
         except BaseException:
             self.leases.release(lease)
+            if watch is not None:
+                watch.finish()
             raise
-        return turn, response, lease
+        return turn, response, lease, watch
 
     def _prepare(self, user_id: str, session_id: str, content: str, *, streaming: bool) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)
