@@ -84,7 +84,7 @@ def _sessions(api: Api) -> list[dict[str, Any]]:
 def test_ctrl_c_cancels_the_answer_and_the_next_turns_show_their_own_answers(
     chat: Callable[[str], Any], dev: DevServer, model: Any
 ) -> None:
-    terminal = chat("carol")
+    terminal = chat("chat-carol")
     model.pacing = SLOW
     terminal.send("first question\r")
     terminal.expect("You said")  # the answer is streaming
@@ -99,7 +99,7 @@ def test_ctrl_c_cancels_the_answer_and_the_next_turns_show_their_own_answers(
         shown.append(" ".join(_shown(terminal).split("assistant>", 1)[-1].split()))
         terminal.expect("you> ")
 
-    carol = Api(dev, "carol")
+    carol = Api(dev, "chat-carol")
     [session] = _sessions(carol)
     messages = wait_for(lambda: (m := carol.messages(session["session_id"])) and len(m) == 6 and m)
     first, second, third = messages[1::2]
@@ -130,13 +130,13 @@ def _code(lines: int) -> str:
 def test_a_multi_line_paste_is_one_message_with_its_indentation(
     chat: Callable[[str], Any], dev: DevServer
 ) -> None:
-    terminal = chat("dave")
+    terminal = chat("chat-dave")
     pasted = _code(400)  # about 19 KB: many times a terminal line's 4,095 characters
     _paste(terminal, pasted)
     terminal.send("\r")
     terminal.expect("tokens:", timeout=60)
     terminal.expect("you> ")
-    dave = Api(dev, "dave")
+    dave = Api(dev, "chat-dave")
     [session] = _sessions(dave)
     messages = dave.messages(session["session_id"])
     assert [m["role"] for m in messages] == ["user", "assistant"]  # one turn, not 400
@@ -146,18 +146,18 @@ def test_a_multi_line_paste_is_one_message_with_its_indentation(
 def test_a_paste_over_the_limit_is_refused_before_it_is_sent(
     chat: Callable[[str], Any], dev: DevServer
 ) -> None:
-    terminal = chat("erin")
+    terminal = chat("chat-erin")
     _paste(terminal, _code(5000))  # about 240 KB
     terminal.send("\r")
     terminal.expect("too long to send", timeout=120)
     terminal.expect("the limit is 50,000")
-    assert _sessions(Api(dev, "erin")) == []  # nothing sent, not even a session created
+    assert _sessions(Api(dev, "chat-erin")) == []  # nothing sent, not even a session created
 
 
 def test_up_recalls_the_last_message_and_ctrl_c_clears_then_quits(
     chat: Callable[[str], Any], dev: DevServer
 ) -> None:
-    terminal = chat("nina")
+    terminal = chat("chat-nina")
     terminal.send("remember me\r")
     terminal.expect("tokens:")
     terminal.expect("you> ")
@@ -171,7 +171,7 @@ def test_up_recalls_the_last_message_and_ctrl_c_clears_then_quits(
     terminal.expect(pexpect.EOF)
     terminal.close()
     assert terminal.exitstatus == 0
-    nina = Api(dev, "nina")
+    nina = Api(dev, "chat-nina")
     [session] = _sessions(nina)
     questions = [m["content"] for m in nina.messages(session["session_id"]) if m["role"] == "user"]
     assert questions == ["remember me", "remember me"]
@@ -184,9 +184,9 @@ FORBIDDEN = ("\x1b]52", "\x1b]0;", "\x1b]2;", "pwned", "\x1b[5;41m", "Y3VybCBldm
 def test_hostile_strings_do_not_reach_the_terminal(
     chat: Callable[[str], Any], dev: DevServer, model: Any
 ) -> None:
-    terminal = chat("frank")
-    frank = Api(dev, "frank")
-    frank.create_session(title=f"title {HOSTILE} [bold]markup[/bold]")
+    terminal = chat("chat-trudy")
+    trudy = Api(dev, "chat-trudy")
+    trudy.create_session(title=f"title {HOSTILE} [bold]markup[/bold]")
     model.reply = lambda body: HOSTILE
     received = []
     terminal.logfile_read = Recorder(received)
@@ -239,23 +239,23 @@ def _run(args: list[str], stdin: str = "", timeout: float = 60) -> subprocess.Co
 
 
 def test_one_shot_prints_the_answer_on_stdout_and_exits_0(dev: DevServer) -> None:
-    result = _run([*_connection(dev, "grace"), "what", "is", "this?"])
+    result = _run([*_connection(dev, "chat-grace"), "what", "is", "this?"])
     assert result.returncode == 0, result.stderr
     assert result.stdout == _expected("what is this?", 1) + "\n"
 
 
 def test_piped_input_follows_the_prompt(dev: DevServer) -> None:
     diff = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-    old()\n+    new()\n"
-    result = _run([*_connection(dev, "heidi"), "review this"], stdin=diff)
+    result = _run([*_connection(dev, "chat-heidi"), "review this"], stdin=diff)
     assert result.returncode == 0, result.stderr
-    heidi = Api(dev, "heidi")
+    heidi = Api(dev, "chat-heidi")
     [session] = _sessions(heidi)
     assert heidi.messages(session["session_id"])[0]["content"] == f"review this\n\n{diff}"
     assert result.stdout.startswith('You said: "review this --- a/x.py')
 
 
 def test_piped_input_alone_is_the_prompt(dev: DevServer) -> None:
-    result = _run(_connection(dev, "ivan"), stdin="just the pipe\n")
+    result = _run(_connection(dev, "chat-ivan"), stdin="just the pipe\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout == _expected("just the pipe", 1) + "\n"
 
@@ -264,7 +264,7 @@ def test_an_incomplete_answer_exits_7(dev: DevServer, model: Any) -> None:
     saved = model.stop_reason
     model.stop_reason = "max_tokens"
     try:
-        result = _run([*_connection(dev, "judy"), "hello"])
+        result = _run([*_connection(dev, "chat-judy"), "hello"])
     finally:
         model.stop_reason = saved
     assert result.returncode == 7, result.stderr
@@ -284,7 +284,7 @@ def test_failures_exit_with_their_documented_status(
     dev: DevServer, args: list[str], status: int, said: str
 ) -> None:
     base = ["--rest-url", dev.rest_url, "--ws-url", dev.ws_url]
-    token = [] if "--token" in args else ["--token", dev.token("mallory")]
+    token = [] if "--token" in args else ["--token", dev.token("chat-mallory")]
     result = _run([*base, *token, *args])
     assert result.returncode == status, result.stdout + result.stderr
     assert said in result.stderr
@@ -292,7 +292,7 @@ def test_failures_exit_with_their_documented_status(
 
 
 def test_the_dev_server_is_found_through_its_endpoints_file(dev: DevServer) -> None:
-    result = _run(["--state-dir", str(dev.settings.state_dir), "--user", "oscar", "hi"])
+    result = _run(["--state-dir", str(dev.settings.state_dir), "--user", "chat-oscar", "hi"])
     assert result.returncode == 0, result.stderr
     assert result.stdout == _expected("hi", 1) + "\n"
 
@@ -349,7 +349,7 @@ def test_make_chat_passes_args_through_as_a_one_shot_prompt(dev: DevServer) -> N
     env = {k: v for k, v in _env().items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     recipe = subprocess.run(
         ["make", "-n", "--no-print-directory", "-o", "setup", "chat", f"REST_URL={dev.rest_url}",
-         f"WS_URL={dev.ws_url}", f"TOKEN={dev.token('peggy')}", "ARGS=hello from make"],
+         f"WS_URL={dev.ws_url}", f"TOKEN={dev.token('chat-peggy')}", "ARGS=hello from make"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
     ).stdout.strip()  # fmt: skip
     assert recipe.endswith("hello from make"), recipe
