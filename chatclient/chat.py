@@ -295,7 +295,7 @@ class Chat:
         turn = self.client.stream(self.session["session_id"], content)
         self.console.print("[bold magenta]assistant>[/] ", end="")
         try:
-            with _ctrl_c_sets(self.client):
+            with ctrl_c_interrupts(self.client):
                 for text in turn:
                     self.console.out(clean(text), end="", highlight=False)
                     self.console.file.flush()
@@ -325,7 +325,7 @@ class Chat:
 
 
 @contextmanager
-def _ctrl_c_sets(client: AssistantClient) -> Iterator[None]:
+def ctrl_c_interrupts(client: AssistantClient) -> Iterator[None]:
     """While an answer streams, Ctrl-C only sets the client's ``interrupt`` flag, which the
     client turns into ``KeyboardInterrupt`` between two frames (none is lost half-read)."""
     try:

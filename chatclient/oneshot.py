@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from chatclient.chat import _ctrl_c_sets
+from chatclient.chat import ctrl_c_interrupts
 from chatclient.client import ApiError, AssistantClient, check
 from chatclient.safe import clean
 from chatclient.status import Exit, of_error
@@ -47,7 +47,7 @@ def ask(
             session_id = session["session_id"]
         turn = client.stream(session_id, prompt)
         try:
-            with _ctrl_c_sets(client):
+            with ctrl_c_interrupts(client):
                 for text in turn:
                     out.write(clean(text))
                     out.flush()
