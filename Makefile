@@ -124,18 +124,22 @@ bench: setup
 
 # The dev environment's synthesized stack on 127.0.0.1 (see docs/development.md, "Local
 # development"). Synthesizes it first (seconds once the packages are built), then serves
-# exactly that JSON.
+# exactly that JSON. Options go in DEV_ARGS, e.g. DEV_ARGS="--quiet --kb-dir docs"; a knowledge
+# base needs one in the stack: make dev COMPUTE_DEV__KNOWLEDGE_BASE_ID=LOCALKB001.
 COMPUTE_DEV_ENV ?= dev
 export COMPUTE_DEV_ENV
 DEV_ARGS ?=
 dev: setup
-	COMPUTE_ENVIRONMENTS=$(COMPUTE_DEV_ENV) $(PY) main.py
+	COMPUTE_ENVIRONMENTS=$(COMPUTE_DEV_ENV) NODE_OPTIONS="$${NODE_OPTIONS:-} --no-deprecation" \
+		$(PY) main.py
 	$(PY) -m devserver $(DEV_ARGS)
 
-# A token the dev server accepts, for USER (default "developer").
+# A token the dev server accepts, for USER (default "developer"); EXPIRES=15m sets its lifetime
+# (default 12h) and SCOPES="read chat" the exact scopes it carries.
 USER_NAME := $(if $(filter command line,$(origin USER)),$(USER),developer)
+TOKEN_ARGS = $(if $(EXPIRES),--expires '$(EXPIRES)') $(if $(SCOPES),--scopes '$(SCOPES)')
 dev-token: setup
-	@$(PY) -m devserver.token $(USER_NAME)
+	@$(PY) -m devserver.token $(USER_NAME) $(TOKEN_ARGS)
 
 # The terminal chat client and the post-deploy smoke test: the dev server by default, or a
 # deployment with REST_URL=… WS_URL=… TOKEN=… (or AI_ASSISTANT_TOKEN in the environment).

@@ -337,6 +337,32 @@ def streaming_figures(runs: int) -> tuple[list[Figure], list[dict[str, object]]]
     return figures, document["capacity"]
 
 
+def sse_figures(runs: int) -> list[Figure]:
+    """bench/sse.py in a process of its own: the OpenAI-compatible API's streaming over SSE and
+    its cold start under uvicorn, each against its floor."""
+    result = subprocess.run(
+        [PYTHON, str(ROOT / "bench" / "sse.py"), "--runs", str(runs)],
+        cwd=ROOT, env=ORIGINAL_ENV, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"bench/sse.py failed:\n{result.stderr[-3000:]}")
+    return [
+        Figure(**figure) for figure in json.loads(result.stdout.strip().splitlines()[-1])["figures"]
+    ]
+
+
+def with_figure_rows(results: str, rows: str) -> str:
+    """``results`` with the rows of the same figures (by name) replaced by ``rows``, which
+    end the figures table (the first table)."""
+    names = {line.split(" | ", 1)[0] for line in rows.splitlines()}
+    lines = [line for line in results.splitlines() if line.split(" | ", 1)[0] not in names]
+    first_row = next((i for i, line in enumerate(lines) if line.startswith("| ")), len(lines))
+    end = first_row
+    while end < len(lines) and lines[end].startswith("| "):
+        end += 1
+    return "\n".join([*lines[:end], *rows.splitlines(), *lines[end:]]) + "\n"
+
+
 def render_capacity(rows: list[dict[str, object]]) -> str:
     lines = [
         "Per streamed turn (a ~2 KB question and a ~2 KB answer), by prior turns of ~2 KB: "
@@ -456,11 +482,17 @@ def main() -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["caching"],
+        choices=["caching", "sse"],
         help="run one part only and replace its section of bench/results.md",
     )
     args = parser.parse_args()
     results = ROOT / "bench" / "results.md"
+    if args.only == "sse":
+        rows = render(sse_figures(args.stream_runs), args.runs, args.stream_runs).splitlines()[4:]
+        previous = results.read_text() if results.exists() else ""
+        results.write_text(with_figure_rows(previous, "\n".join(rows)))
+        print("\n".join(rows))
+        return 0
     if args.only == "caching":
         section = render_caching(caching_rows())
         previous = results.read_text() if results.exists() else ""
@@ -476,6 +508,7 @@ def main() -> int:
             main_warm_figure(args.runs),
             *size_figures(),
             *streaming,
+            *sse_figures(args.stream_runs),
         ]
     if not args.skip_suite:
         figures.append(test_suite_figure())

@@ -27,6 +27,7 @@ from functions.contract import (
     DEFAULT_USER_DAILY_TOKEN_LIMIT,
     DEFAULT_USER_MAX_CONCURRENT_ANSWERS,
     FUNCTIONS,
+    OPENAI_API,
     VALIDATION_KEYS,
     WEBSOCKET,
 )
@@ -51,6 +52,18 @@ SIGNING_PROFILE_VERSION_ARN = (
     r":/signing-profiles/\w{2,64}/[A-Za-z0-9]{10}$"
 )
 
+# arn:aws:lambda:<region>:<account>:layer:<name>:<version>
+LAYER_VERSION_ARN = r"^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:layer:[\w-]{1,140}:\d+$"
+# The Lambda Web Adapter's public layers (AWS's account for them in the commercial regions),
+# as its guide lists them: awslabs/aws-lambda-web-adapter, docs/guide/src/getting-started/
+# zip-packages.md. Other partitions have other accounts: set lambda_web_adapter_layer_arn.
+WEB_ADAPTER_ACCOUNT = "753240598075"
+WEB_ADAPTER_VERSION = 26
+WEB_ADAPTER_LAYERS = {"x86_64": "LambdaAdapterLayerX86", "arm64": "LambdaAdapterLayerArm64"}
+# The openai-api function's timeout is its streaming integration's, which the pinned provider
+# (6.25) validates to at most 300,000 ms even with response_transfer_mode STREAM; API Gateway
+# takes 900,000 there (hashicorp/terraform-provider-aws#45472, fixed by #45482 after 6.25).
+OPENAI_TIMEOUT_MAX = 300
 
 # The issuer forms each profile's tokens carry in `iss` (docs/identity-providers.md).
 ISSUER_FORMS = {
@@ -376,6 +389,23 @@ class ComputeConfig(_Strict):
         "answer can outlast a REST call (which API Gateway cuts at 29 s), and a turn killed "
         "mid-stream stores no answer at all.",
     )
+    openai_lambda_timeout: Annotated[int, Field(ge=1, le=OPENAI_TIMEOUT_MAX)] = extension(
+        300,
+        "The openai-api function's timeout (seconds), which is also its streaming routes' "
+        "integration timeout: the longest answer a client receives. API Gateway streams for "
+        f"up to 15 minutes, but the pinned AWS provider accepts at most {OPENAI_TIMEOUT_MAX} s "
+        "(see *Streaming limits*).",
+    )
+    lambda_web_adapter_layer_arn: Annotated[str, Field(pattern=LAYER_VERSION_ARN)] | None = (
+        extension(
+            None,
+            "The Lambda Web Adapter layer version of the openai-api function, in `aws_region`; "
+            "unset: AWS's public layer for the region and `lambda_architecture` "
+            f"(`arn:aws:lambda:<region>:{WEB_ADAPTER_ACCOUNT}:layer:LambdaAdapterLayerX86:"
+            f"{WEB_ADAPTER_VERSION}`, `LambdaAdapterLayerArm64` on arm64; see *The Lambda Web "
+            "Adapter*).",
+        )
+    )
     session_ttl_days: Annotated[int, Field(ge=1, le=3650)] = extension(
         30, "Days an idle session lives before DynamoDB's TTL removes it."
     )
@@ -475,7 +505,28 @@ class ComputeConfig(_Strict):
         self._check_origins()
         self._check_signing()
         self._check_guardrail()
+        self._check_web_adapter_layer()
         return self
+
+    def _check_web_adapter_layer(self) -> None:
+        """Lambda attaches layers of the function's own region only, and AWS's public adapter
+        layers are built for one architecture each."""
+        arn = self.lambda_web_adapter_layer_arn
+        if arn is None:
+            return
+        _, _, _, region, account, _, name, _ = arn.split(":")
+        if region != self.aws_region:
+            raise ValueError(
+                f"lambda_web_adapter_layer_arn is in {region}, the functions in {self.aws_region}: "
+                "Lambda attaches layers of the function's region only"
+            )
+        wanted = WEB_ADAPTER_LAYERS[self.lambda_architecture]
+        public = account == WEB_ADAPTER_ACCOUNT and name in WEB_ADAPTER_LAYERS.values()
+        if public and name != wanted:
+            raise ValueError(
+                f"lambda_web_adapter_layer_arn names {name}, but lambda_architecture is "
+                f"{self.lambda_architecture}: use {wanted}"
+            )
 
     def _check_guardrail(self) -> None:
         if (self.bedrock_guardrail_id is None) != (self.bedrock_guardrail_version is None):
@@ -623,7 +674,16 @@ class ComputeConfig(_Strict):
         """Seconds a function may run: ``lambda_timeout``, or its own override."""
         if function_key == WEBSOCKET.key and self.websocket_lambda_timeout is not None:
             return self.websocket_lambda_timeout
+        if function_key == OPENAI_API.key:
+            return self.openai_lambda_timeout
         return self.lambda_timeout
+
+    @property
+    def web_adapter_layer_arn(self) -> str:
+        """The adapter layer of the ``web_adapter`` functions: the configured one, or AWS's."""
+        if self.lambda_web_adapter_layer_arn is not None:
+            return self.lambda_web_adapter_layer_arn
+        return web_adapter_layer(self.aws_region, self.lambda_architecture)
 
     @property
     def jwt_validation(self) -> str:
@@ -643,6 +703,13 @@ class ComputeConfig(_Strict):
     def package_runtimes(self) -> tuple[str, ...]:
         """The runtimes the function packages are built for: an environment's own."""
         return (self.lambda_runtime,)
+
+
+def web_adapter_layer(region: str, architecture: str) -> str:
+    """AWS's public Lambda Web Adapter layer for a region and architecture (any may be a
+    Terraform expression)."""
+    name = WEB_ADAPTER_LAYERS[architecture]
+    return f"arn:aws:lambda:{region}:{WEB_ADAPTER_ACCOUNT}:layer:{name}:{WEB_ADAPTER_VERSION}"
 
 
 # Loading -------------------------------------------------------------------------------

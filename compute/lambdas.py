@@ -1,5 +1,9 @@
-"""The four Lambda functions (authorizer, main, websocket, cleanup), deployed from
+"""The five Lambda functions (authorizer, main, websocket, cleanup, openai-api), deployed from
 reproducible packages (see ``packaging``).
+
+The openai-api function runs its ASGI app behind the Lambda Web Adapter: the adapter's layer,
+its exec wrapper and its variables (``contract.ADAPTER_ENV``) make Lambda start ``run.sh``
+and stream what the app writes.
 
 In ``external`` code-deployment mode the functions start from a placeholder package and
 Terraform ignores later code changes, so a pipeline's ``update-function-code`` survives
@@ -32,7 +36,7 @@ from compute.provider import (
     LambdaFunctionVpcConfig,
     LambdaPermission,
 )
-from functions.contract import FUNCTION_ENV, FUNCTIONS, FunctionSpec
+from functions.contract import ADAPTER_ENV, FUNCTION_ENV, FUNCTIONS, FunctionSpec
 
 CODE_ATTRIBUTES = ["filename", "source_code_hash"]
 
@@ -50,7 +54,7 @@ class MissingEnvironmentValue(Exception):
 
 
 class Functions(Construct):
-    """main, websocket and jwt-authorizer, each with its role, log group and environment."""
+    """Every function of ``contract.FUNCTIONS``, each with its role, log group and environment."""
 
     def __init__(
         self,
@@ -137,6 +141,7 @@ class Functions(Construct):
             role=role_arn,
             handler=spec.handler,
             runtime=config.lambda_runtime,
+            layers=[config.web_adapter_layer_arn] if spec.web_adapter else None,
             architectures=[config.lambda_architecture],
             filename=filename,
             source_code_hash=source_code_hash,
@@ -192,9 +197,13 @@ def allow_api_gateway(
 
 
 def _variables_for(spec: FunctionSpec, environment: dict[str, str]) -> dict[str, str]:
-    """Exactly the variables the function's code reads, so none is forgotten or leaked."""
+    """Exactly the variables the function's code reads, so none is forgotten or leaked, and
+    the adapter's own for a function behind it."""
     names = FUNCTION_ENV[spec.key]
     missing = [name for name in names if name not in environment]
     if missing:
         raise MissingEnvironmentValue(f"{spec.key}: no value for {missing}")
-    return {name: environment[name] for name in names}
+    variables = {name: environment[name] for name in names}
+    if spec.web_adapter:
+        variables.update(ADAPTER_ENV)
+    return variables

@@ -47,11 +47,12 @@ from compute.config import (
     LOG_RETENTION_DAYS,
     ComputeConfig,
     default_config,
+    web_adapter_layer,
 )
 from compute.expressions import either
 from compute.lambdas import Network
 from compute.stack import ComputeStack, Inputs
-from functions.contract import FUNCTIONS, VALIDATION_KEYS, WEBSOCKET
+from functions.contract import FUNCTIONS, OPENAI_API, VALIDATION_KEYS, WEBSOCKET
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_STACK = "module"
@@ -216,6 +217,14 @@ CROSS_CHECKS: dict[str, list[tuple[str, str]]] = {
             "The jwks_url variable must be empty or an https:// URL.",
         )
     ],
+    "lambda_web_adapter_layer_arn": [
+        (
+            "var.lambda_web_adapter_layer_arn == null || "
+            'try(split(":", var.lambda_web_adapter_layer_arn)[3] == var.aws_region, false)',
+            "The lambda_web_adapter_layer_arn variable must name a layer in aws_region: Lambda "
+            "attaches layers of the function's region only.",
+        )
+    ],
     "cors_allowed_origins": [
         (
             'alltrue([for origin in var.cors_allowed_origins : origin == "*" || '
@@ -269,7 +278,16 @@ class ModuleConfig(ComputeConfig):
     def timeout_for(self, function_key: str) -> Any:
         if function_key == WEBSOCKET.key:
             return Token.as_number(either(self.websocket_lambda_timeout, self.lambda_timeout))
+        if function_key == OPENAI_API.key:
+            return self.openai_lambda_timeout
         return self.lambda_timeout
+
+    @property
+    def web_adapter_layer_arn(self) -> str:
+        """The variable, or AWS's public layer for the caller's region (the architecture is
+        fixed when the module is generated)."""
+        default = web_adapter_layer(self.aws_region, self.lambda_architecture)
+        return Token.as_string(either(self.lambda_web_adapter_layer_arn, default))
 
     def reserved_concurrency_for(self, function_key: str) -> Any:
         if function_key == WEBSOCKET.key:

@@ -35,7 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644 << 16
-BUILD_FORMAT = "3"  # bump to invalidate cached zips when the layout rules below change
+# Start scripts (a web_adapter function's handler, run.sh) must be executable: Lambda execs them.
+SCRIPT_MODE = 0o100755 << 16
+SCRIPT_SUFFIXES = (".sh",)
+BUILD_FORMAT = "4"  # bump to invalidate cached zips when the layout rules below change
 LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the zip; compiled code names files there
 
 # glibc of the Lambda images: python3.11 runs on Amazon Linux 2 (2.26), later on AL2023 (2.34).
@@ -89,12 +92,18 @@ class PackagingError(Exception):
 
 
 def build_function(spec: FunctionSpec, target: Target) -> Package:
-    """The deployable zip of one function: the project modules its handler imports, and its
+    """The deployable zip of one function: the project modules its code imports (from its
+    handler's module, or its ASGI app's), its start script if it has one, and its
     dependencies."""
     deps = _install_dependencies(ROOT / spec.requirements, target)
-    handler_module = spec.handler.rsplit(".", 1)[0]
-    sources = [ROOT / module_file(name) for name in sorted(import_closure(handler_module))]
-    return _build_zip(spec.suffix, target, _entries(ROOT, sources) + _entries(deps, [deps]))
+    closure = import_closure(spec.module)
+    if spec.module not in closure:
+        raise PackagingError(f"{spec.key}: no module {spec.module} ({module_file(spec.module)})")
+    sources = [ROOT / module_file(name) for name in sorted(closure)]
+    entries = _entries(ROOT, sources) + _entries(deps, [deps])
+    if spec.web_adapter:
+        entries.append((spec.handler, ROOT / "functions" / spec.key / spec.handler))
+    return _build_zip(spec.suffix, target, entries)
 
 
 def import_closure(module: str, package: str = "functions") -> set[str]:
@@ -164,11 +173,20 @@ def build_placeholder(target: Target) -> Package:
     """The stand-in deployed in ``external`` mode until a pipeline uploads the real code.
 
     It answers at every function's real handler path, so the pipeline only swaps the code
-    and never has to touch the handler setting.
+    and never has to touch the handler setting. A ``web_adapter`` function's handler is a
+    start script: the placeholder's starts a small server (``functions.placeholder.web``) that
+    tells the adapter it is ready and answers every request 503, as the handler does.
     """
     folder = ROOT / "functions" / "placeholder"
     entries = [("functions/__init__.py", ROOT / "functions" / "__init__.py")]
     for spec in FUNCTIONS:
+        if spec.web_adapter:
+            entries.append((spec.handler, folder / "run.sh"))
+            entries += [
+                (f"functions/placeholder/{name}", folder / name)
+                for name in ("__init__.py", "handler.py", "web.py")
+            ]
+            continue
         module = spec.handler.rsplit(".", 1)[0].replace(".", "/")
         entries.append((f"{module}.py", folder / "handler.py"))
         package = module.rsplit("/", 1)[0]
@@ -179,7 +197,8 @@ def build_placeholder(target: Target) -> Package:
 
 
 def write_zip(entries: list[tuple[str, Path]], destination: Path) -> None:
-    """Write entries (archive name, file) sorted, with fixed time, mode and compression."""
+    """Write entries (archive name, file) sorted, with fixed time, mode and compression: every
+    file 0644 but start scripts, 0755 (never the checkout's modes, which vary by machine)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     # A private temporary name: parallel synths (pytest -n, several stacks) may build the
     # same zip at once, and each must publish a whole file.
@@ -190,7 +209,7 @@ def write_zip(entries: list[tuple[str, Path]], destination: Path) -> None:
     with zipfile.ZipFile(partial, "w") as archive:
         for name, file in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-            info.external_attr = FILE_MODE
+            info.external_attr = SCRIPT_MODE if name.endswith(SCRIPT_SUFFIXES) else FILE_MODE
             info.create_system = 3
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, file.read_bytes(), compresslevel=6)

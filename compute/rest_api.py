@@ -1,6 +1,11 @@
 """The REST API: the routes of ``contract.REST_ROUTES`` as Lambda proxy integrations to the
 main function, guarded by a TOKEN authorizer on the jwt-authorizer function.
 
+The routes of ``contract.OPENAI_ROUTES`` go to the openai-api function behind the same
+authorizer, as streamed integrations: API Gateway calls Lambda's InvokeWithResponseStream
+(``response-streaming-invocations``) and passes the answer on as it is written, for as long as
+the function's timeout.
+
 CORS preflights go to the main function too (unauthenticated): only the application can
 answer for a list of allowed origins, and it must add the same headers to real responses.
 
@@ -18,7 +23,7 @@ from cdktf import Fn, Op, TerraformResourceLifecycle, Token
 from constructs import Construct
 
 from compute.config import ComputeConfig
-from compute.expressions import is_expression
+from compute.expressions import is_expression, product, text
 from compute.lambdas import allow_api_gateway
 from compute.provider import (
     ApiGatewayAccount,
@@ -43,7 +48,14 @@ from compute.provider import (
     LambdaFunction,
 )
 from compute.security import assume_role_policy
-from functions.contract import REST_ROUTES
+from functions.contract import (
+    CORS_ALLOW_HEADERS,
+    CORS_EXPOSE_HEADERS,
+    OPENAI_API,
+    OPENAI_ROUTES,
+    REST_ROUTES,
+    Route,
+)
 
 # One JSON line per request: what an operator needs to trace a call end to end.
 ACCESS_LOG_FORMAT = json.dumps(
@@ -64,7 +76,9 @@ ACCESS_LOG_FORMAT = json.dumps(
     },
     separators=(",", ":"),
 )
-CORS_HEADERS = "Authorization,Content-Type,X-Amz-Date,X-Amz-Security-Token,X-Api-Key"
+# The same lists as the main function's CORS middleware (one source: the contract).
+CORS_HEADERS = ",".join(CORS_ALLOW_HEADERS)
+CORS_EXPOSED_HEADERS = ",".join(CORS_EXPOSE_HEADERS)
 CORS_METHODS = "GET,POST,PATCH,DELETE,OPTIONS"
 CORS_RESPONSE_TYPES = ("UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX")
 PATH_PARAMETER = re.compile(r"\{(\w+)\}")
@@ -80,6 +94,7 @@ class RestApi(Construct):
         *,
         config: ComputeConfig,
         main: LambdaFunction,
+        openai: LambdaFunction,
         authorizer: LambdaFunction,
         access_logs: CloudwatchLogGroup,
         account: ApiGatewayAccount | None,
@@ -118,10 +133,17 @@ class RestApi(Construct):
         self._fingerprint: list[str] = []  # what forces a new deployment when it changes
         for route in REST_ROUTES:
             self._method(route.full_path, route.method, main, authorized=route.authorized)
-        for path in sorted({route.full_path for route in REST_ROUTES}):
+        for route in OPENAI_ROUTES:
+            self._method(
+                route.full_path, route.method, openai, authorized=route.authorized, streamed=True
+            )
+        # Preflights of every path, the OpenAI-compatible ones too: main's CORS middleware
+        # answers them for the configured origins, whatever the path.
+        for path in sorted({route.full_path for route in (*REST_ROUTES, *OPENAI_ROUTES)}):
             self._method(path, "OPTIONS", main, authorized=False)
         self._gateway_responses()
         self._permissions(main, authorizer)
+        self._openai_permissions(openai)
         self.stage = self._deploy(access_logs, account)
 
     def _resource(self, path: str) -> str:
@@ -140,8 +162,17 @@ class RestApi(Construct):
             )
         return self._resources[path].id
 
-    def _method(self, path: str, verb: str, target: LambdaFunction, *, authorized: bool) -> None:
+    def _method(
+        self,
+        path: str,
+        verb: str,
+        target: LambdaFunction,
+        *,
+        authorized: bool,
+        streamed: bool = False,
+    ) -> None:
         resource_id = self._resource(path)
+        streaming = self._streaming() if streamed else {}
         node_id = f"{verb.lower()}{path.replace('/', '-').replace('{', '').replace('}', '')}"
         method = ApiGatewayMethod(
             self,
@@ -165,7 +196,8 @@ class RestApi(Construct):
             http_method=method.http_method,
             type="AWS_PROXY",
             integration_http_method="POST",
-            uri=target.invoke_arn,
+            uri=streaming_invoke_arn(target) if streamed else target.invoke_arn,
+            **streaming,
         )
         self._parts += [method, integration]
         self._fingerprint += [
@@ -175,6 +207,16 @@ class RestApi(Construct):
             integration.id,
             integration.uri,
         ]
+        # The streaming settings as set rather than as attribute references: the trigger then
+        # names no attribute that only the 6.x provider has (the 5.x Terraform tests drop it).
+        self._fingerprint += [text(value) for _, value in sorted(streaming.items())]
+
+    def _streaming(self) -> dict[str, Any]:
+        """A streamed integration's settings: API Gateway passes the answer on as it comes,
+        and waits for it as long as the function may run (300 s at most: see
+        ``config.OPENAI_TIMEOUT_MAX``), where a buffered one stops at 29 s."""
+        timeout = self._config.timeout_for(OPENAI_API.key)
+        return {"response_transfer_mode": "STREAM", "timeout_milliseconds": product(timeout, 1000)}
 
     def _gateway_responses(self) -> None:
         """API Gateway's own 401/403/4xx/5xx need CORS headers too, or browsers hide them."""
@@ -191,6 +233,9 @@ class RestApi(Construct):
                         "gatewayresponse.header.Access-Control-Allow-Origin": origin,
                         "gatewayresponse.header.Access-Control-Allow-Headers": f"'{CORS_HEADERS}'",
                         "gatewayresponse.header.Access-Control-Allow-Methods": f"'{CORS_METHODS}'",
+                        "gatewayresponse.header.Access-Control-Expose-Headers": (
+                            f"'{CORS_EXPOSED_HEADERS}'"
+                        ),
                     },
                 )
             )
@@ -210,6 +255,18 @@ class RestApi(Construct):
             function=authorizer,
             source_arn=f"{self.api.execution_arn}/authorizers/{self.authorizer.id}",
         )
+
+    def _openai_permissions(self, openai: LambdaFunction) -> None:
+        """Only its own routes may invoke the openai-api function (``lambda:InvokeFunction``
+        covers InvokeWithResponseStream), from any stage of this API."""
+        for route in OPENAI_ROUTES:
+            allow_api_gateway(
+                self,
+                f"invoke-openai-{_node_suffix(route)}",
+                statement_id=f"AllowRestApiInvoke{_node_suffix(route).title().replace('-', '')}",
+                function=openai,
+                source_arn=f"{self.api.execution_arn}/*/{route.method}{route.full_path}",
+            )
 
     def _deploy(
         self, access_logs: CloudwatchLogGroup, account: ApiGatewayAccount | None
@@ -293,6 +350,22 @@ def api_gateway_account(
     return ApiGatewayAccount(
         scope, "apigw-account", cloudwatch_role_arn=role.arn, depends_on=[policy]
     )
+
+
+def streaming_invoke_arn(function: LambdaFunction) -> str:
+    """The integration URI of Lambda's InvokeWithResponseStream for ``function``, in the
+    function's own partition and region (the provider's ``response_streaming_invoke_arn``
+    attribute comes after the pinned version)."""
+    parts = Fn.split(":", function.arn)
+    return Fn.format(
+        "arn:%s:apigateway:%s:lambda:path/2021-11-15/functions/%s/response-streaming-invocations",
+        [Fn.element(parts, 1), Fn.element(parts, 3), function.arn],
+    )
+
+
+def _node_suffix(route: Route) -> str:
+    """``post-v1-chat-completions``: a route's method and path as a construct id part."""
+    return f"{route.method.lower()}{route.full_path.replace('/', '-')}"
 
 
 def _origin_header(origins: Any) -> str:

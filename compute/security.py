@@ -29,6 +29,7 @@ from functions.contract import (
     FUNCTIONS,
     INFERENCE_PROFILE_PREFIXES,
     MAIN,
+    OPENAI_API,
     SESSIONS,
     TABLES,
     USER_CONNECTIONS,
@@ -64,6 +65,15 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "usage": ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
     },
     AUTHORIZER.key: {},
+    # A chat turn, as main's POST .../messages takes one: a session-bound turn loads, fences and
+    # touches its session and stores question and answer; a stateless one only budgets and
+    # leases; both claim their Idempotency-Key. Nothing of listing, deleting or GET /usage.
+    OPENAI_API.key: {
+        "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"),
+        "messages": ("dynamodb:PutItem", "dynamodb:Query"),
+        "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        "usage": ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+    },
     # MessageRepository.delete_all: Query the session's keys, BatchWriteItem the deletes. Not
     # one item action on the sessions table: the removed session's key is in the record.
     CLEANUP.key: {"messages": ("dynamodb:Query", "dynamodb:BatchWriteItem")},
@@ -73,6 +83,8 @@ BEDROCK_ACTIONS: dict[str, tuple[str, ...]] = {
     WEBSOCKET.key: ("bedrock:InvokeModelWithResponseStream",),  # converse_stream
     AUTHORIZER.key: (),
     CLEANUP.key: (),
+    # converse for "stream": false, converse_stream for "stream": true
+    OPENAI_API.key: ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"),
 }
 
 
@@ -310,7 +322,8 @@ class FunctionRoles(Construct):
                 sid="Models", actions=actions, resources=self.model_arns()
             )
         ]
-        # Only the functions that converse with a model (main, websocket) have actions here.
+        # Only the functions that converse with a model (main, websocket, openai-api) have
+        # actions here.
         if self._grants.knowledge_base_id:
             statements.append(
                 DataAwsIamPolicyDocumentStatement(

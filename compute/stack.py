@@ -35,7 +35,7 @@ from compute.rest_api import RestApi, api_gateway_account
 from compute.security import FunctionRoles, Grants
 from compute.storage import Storage
 from compute.websocket_api import WebSocketApi
-from functions.contract import AUTHORIZER, CLEANUP, MAIN, TABLES, WEBSOCKET, Env
+from functions.contract import AUTHORIZER, CLEANUP, MAIN, OPENAI_API, TABLES, WEBSOCKET, Env
 
 NO_ISSUER_WARNING = (
     "{stack}: identity_center_issuer_url is empty, so the JWT authorizer denies every "
@@ -56,6 +56,13 @@ UNSIGNED_CODE_WARNING = (
     "{stack}: code_signing_policy is Enforce, so Lambda rejects the unsigned packages "
     "Terraform deploys ({mode} mode): deploy packages signed by the configured profiles "
     "(docs/security.md, Code signing)."
+)
+
+UNSIGNED_LAYER_WARNING = (
+    "{stack}: code_signing_policy is Enforce, and Lambda checks a function's layers too: AWS's "
+    "public Lambda Web Adapter layer is not signed by the configured profiles, so the "
+    "openai-api function cannot be deployed with it. Publish a signed copy and set "
+    "lambda_web_adapter_layer_arn (docs/security.md, Code signing)."
 )
 
 
@@ -164,6 +171,7 @@ class ComputeStack(TerraformStack):
             "rest",
             config=config,
             main=functions[MAIN.key],
+            openai=functions[OPENAI_API.key],
             authorizer=functions[AUTHORIZER.key],
             access_logs=self.logs.rest_api,
             account=account,
@@ -206,6 +214,8 @@ class ComputeStack(TerraformStack):
                     stack=config.stack_name, mode=config.code_deployment_mode
                 )
             )
+            if config.lambda_web_adapter_layer_arn is None:
+                self._warn(UNSIGNED_LAYER_WARNING.format(stack=config.stack_name))
 
     def _configure(self, config: ComputeConfig) -> ComputeConfig:
         """The settings the constructs read: an environment's literals (the module declares

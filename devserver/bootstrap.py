@@ -9,12 +9,20 @@ Protocol: one JSON line per invocation on stdin (``{"id", "event", "deadline_ms"
 "request_id"}``), one JSON line per answer on the original stdout (``{"id", "result"}`` or
 ``{"id", "error": {"errorMessage", "errorType"}}``). The handler's own stdout is sent to stderr,
 which the parent prints prefixed with the function's name, as CloudWatch would hold it.
+
+Logging is set up as Lambda's Python runtime sets it up before it loads the handler: a handler on
+the root logger, in the runtime's text format (level, UTC time, request id, message), so what a
+function logs through the standard ``logging`` module (the authorizer's reasons for a refusal)
+shows as it would in CloudWatch. A TOKEN or REQUEST authorizer's ``Exception("Unauthorized")``
+is API Gateway's way of answering 401, not a failure: it is logged as one line, without a stack
+trace.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -41,6 +49,39 @@ class LambdaContext:
         return max(0, self._deadline_ms - int(time.time() * 1000))
 
 
+LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+REFUSAL = "Unauthorized"  # the one exception message API Gateway turns into a 401
+
+
+class _RequestId(logging.Filter):
+    """Stamps every record with the current invocation's request id, as the runtime does."""
+
+    current = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = self.current
+        return True
+
+
+def install_root_handler() -> _RequestId:
+    """The Lambda runtime's root handler: records of every logger reach the function's log
+    (stderr here) in the runtime's format, at the levels the loggers themselves allow."""
+    formatter = logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT)
+    formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    request_id = _RequestId()
+    handler.addFilter(request_id)
+    logging.getLogger().addHandler(handler)
+    return request_id
+
+
+def is_refusal(error: BaseException) -> bool:
+    """An authorizer's ``raise Exception("Unauthorized")``: an answer, not a failure."""
+    return type(error) is Exception and str(error) == REFUSAL
+
+
 def _error(error: BaseException) -> dict[str, Any]:
     return {
         "errorMessage": str(error),
@@ -56,6 +97,7 @@ def main() -> None:
     os.dup2(2, 1)  # the handler's prints join its logs
     sys.stdout = os.fdopen(1, "w", encoding="utf-8", buffering=1)
     os.chdir(task_root)
+    request_id = install_root_handler()
     handler: Any = None
     init_error: dict[str, Any] | None = None
     try:
@@ -73,13 +115,17 @@ def main() -> None:
             answer["error"] = init_error
         else:
             context = LambdaContext(request["request_id"], request["deadline_ms"])
+            request_id.current = context.aws_request_id
             print(f"START RequestId: {context.aws_request_id} Version: $LATEST", file=sys.stderr)
             started = time.monotonic()
             try:
                 answer["result"] = handler(request["event"], context)
             except Exception as error:
                 answer["error"] = _error(error)
-                print(json.dumps(answer["error"]), file=sys.stderr)
+                if is_refusal(error):  # the reason is the authorizer's own log line above
+                    print(f"{REFUSAL}: the request is refused (401)", file=sys.stderr)
+                else:
+                    print(json.dumps(answer["error"]), file=sys.stderr)
             elapsed = (time.monotonic() - started) * 1000
             print(
                 f"END RequestId: {context.aws_request_id}\n"

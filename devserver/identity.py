@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class TokenShape:
     user_claims: tuple[str, ...] = ("sub",)  # each set to the user
     claims: Mapping[str, Any] = field(default_factory=lambda: {"scope": " ".join(BASE_SCOPES)})
     typ: str = "JWT"
+    scope_claim: str = "scope"  # the claim among ``claims`` that holds the scopes
 
     @classmethod
     def for_authorizer(cls, environment: Mapping[str, str]) -> TokenShape:
@@ -90,7 +91,13 @@ class TokenShape:
             user_claims=tuple(dict.fromkeys(("sub", *profile.user_id_claims))),
             claims=claims,
             typ="at+jwt" if settings.require_access_token_typ else "JWT",
+            scope_claim=profile.permission_claims[0],
         )
+
+    def with_scopes(self, scopes: Sequence[str]) -> TokenShape:
+        """The same shape carrying exactly ``scopes`` (a token with fewer rights than the
+        stack's routes ask for, to try a refusal)."""
+        return replace(self, claims={**self.claims, self.scope_claim: " ".join(scopes)})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +105,7 @@ class TokenShape:
             "user_claims": list(self.user_claims),
             "claims": dict(self.claims),
             "typ": self.typ,
+            "scope_claim": self.scope_claim,
         }
 
     @classmethod
@@ -107,6 +115,7 @@ class TokenShape:
             user_claims=tuple(document["user_claims"]),
             claims=dict(document["claims"]),
             typ=document["typ"],
+            scope_claim=document.get("scope_claim", "scope"),
         )
 
 

@@ -133,6 +133,9 @@ class _Worker:
             env=dict(env),
             cwd=task_root,
             text=True,
+            # Out of the terminal's process group: Ctrl-C or a closed terminal signals the dev
+            # server, which stops its workers itself (no KeyboardInterrupt in each of them).
+            start_new_session=True,
             bufsize=1,
         )
         self.answers: queue.Queue[dict[str, Any] | None] = queue.Queue()

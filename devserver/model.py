@@ -2,18 +2,25 @@
 streamed at a model's pace, with usage counted as the fake counts it (one token a word).
 
 Deterministic, so a turn can be compared with what was stored; long enough (about 60 words)
-that streaming is visible in a terminal.
+that streaming is visible in a terminal. A turn grounded on knowledge-base passages quotes the
+first one and cites it as ``[1]``, as a grounded model's answer would.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fakes.bedrock import BedrockFake, Pacing
+from functions.chat.prompting import PASSAGES_HEADING
 
 DEFAULT_CHUNK_DELAY_SECONDS = 0.04  # ~25 words a second, about what Claude streams
 DEFAULT_FIRST_DELTA_SECONDS = 0.3  # a model's time to first token
 _QUOTE_CHARS = 120
+# functions.chat.prompting.passages numbers each passage "[n]" (with its source) on a line.
+_FIRST_PASSAGE = re.compile(
+    r"^\[1\](?: \(source: [^\n]*\))?\n(?P<text>.*?)(?:\n\n\[2\]|\Z)", re.M | re.S
+)
 
 
 def _texts(message: dict[str, Any]) -> list[str]:
@@ -26,19 +33,32 @@ def _texts(message: dict[str, Any]) -> list[str]:
     return [block["text"] for block in blocks if isinstance(block.get("text"), str)]
 
 
+def _quote(text: str) -> str:
+    """``text`` on one line, cut to a readable length."""
+    text = " ".join(text.split())
+    return text if len(text) <= _QUOTE_CHARS else text[: _QUOTE_CHARS - 1] + "…"
+
+
+def _grounding(passages: list[str]) -> str:
+    """A sentence quoting the first retrieved passage, cited as [1]; empty without passages."""
+    found = _FIRST_PASSAGE.search("\n\n".join(passages))
+    return f'The knowledge base says: "{_quote(found["text"])}" [1]. ' if found else ""
+
+
 def answer(body: dict[str, Any]) -> str:
     """The reply to a converse/converse_stream request body."""
     messages = body.get("messages", [])
     turn = sum(1 for message in messages if message.get("role") == "user")
-    question = " ".join(_texts(messages[-1])) if messages else ""
-    question = " ".join(question.split())
-    if len(question) > _QUOTE_CHARS:
-        question = question[: _QUOTE_CHARS - 1] + "…"
+    texts = _texts(messages[-1]) if messages else []
+    passages = [text for text in texts if text.startswith(PASSAGES_HEADING)]
+    question = _quote(" ".join(text for text in texts if text not in passages))
     return (
-        f'You said: "{question}". This is turn {turn} of this session, answered by the dev '
+        f'You said: "{question}". {_grounding(passages)}'
+        f"This is turn {turn} of this session, answered by the dev "
         "server's local model rather than Bedrock: it streams this fixed text word by word at "
         "a steady pace, so that streaming, storage, history and usage can all be tried without "
-        "AWS. Start make dev with --bedrock aws to talk to a real model instead."
+        "AWS. To talk to a real model instead, start the dev server with "
+        'make dev DEV_ARGS="--bedrock aws" (and AWS credentials).'
     )
 
 

@@ -11,6 +11,11 @@ for the stack's TTL (and a cached policy evaluated against each new method ARN),
 504; a request body over 10 MB as 413; a throttled function as 500 and a failed or malformed
 integration answer as 502.
 
+The OpenAI-compatible routes (``contract.OPENAI_ROUTES``) go to the app ``run.sh`` serves
+(:mod:`devserver.openai_api`), as the Lambda Web Adapter's streaming integration does: after
+the stack's TOKEN authorizer, with API Gateway's request context in a header, and the answer
+relayed as it arrives (chunked), not buffered.
+
 Not emulated: stage throttling and WAF (their limits are far above a developer's traffic), the
 request validators (the routes already require their path parameters), X-Ray and access logs
 to CloudWatch (one line per request is printed instead), IAM.
@@ -30,11 +35,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from devserver.lambda_pool import ACCOUNT_ID, FunctionError, InvocationError, Lambda, Throttled
+from devserver.openai_api import OpenAIApp, Upstream
 from devserver.stack import RestApi, RestRoute, TokenAuthorizer
 from fakes.loopback import QuietHTTPServer
+from functions.contract import OPENAI_ROUTES, REST_INTEGRATION_TIMEOUT_SECONDS
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway REST's payload quota
 API_ID = "devrestapi"
@@ -132,9 +139,23 @@ class RestGateway:
         *,
         port: int = 0,
         access_log: AccessLog | None = None,
+        openai: OpenAIApp | None = None,
     ) -> None:
         self.api = api
         self.functions = functions
+        self.openai = openai
+        # The OpenAI-compatible routes, behind the authorizer the stack's other routes use.
+        authorizer = next((route.authorizer for route in api.routes if route.authorizer), None)
+        self.openai_routes = {
+            (route.method, route.full_path): RestRoute(
+                route.method,
+                route.full_path,
+                None,
+                authorizer,
+                REST_INTEGRATION_TIMEOUT_SECONDS * 1000,
+            )
+            for route in OPENAI_ROUTES
+        }
         self.region = region
         self.cache = TokenAuthorizerCache()
         self.authorizer_invocations = 0
@@ -168,6 +189,8 @@ class RestGateway:
     # ---- one request ---------------------------------------------------------------------
 
     def route(self, method: str, path: str) -> tuple[RestRoute, dict[str, str]]:
+        if self.openai is not None and (method, path) in self.openai_routes:
+            return self.openai_routes[(method, path)], {}
         for route in self._routes:
             match = self._patterns[route].match(path)
             if match and route.method in (method, "ANY"):
@@ -318,6 +341,26 @@ def proxy_event(
     }
 
 
+def _forward(
+    app: OpenAIApp,
+    *,
+    method: str,
+    parts: SplitResult,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    event: Mapping[str, Any],
+) -> Upstream:
+    """Send an authorized request on to the OpenAI-compatible app, as the adapter does."""
+    path = parts.path.removeprefix(f"/{event['requestContext']['stage']}")
+    target = f"{path}?{parts.query}" if parts.query else path
+    try:
+        return app.forward(method, target, headers, body, event["requestContext"])
+    except TimeoutError:
+        raise TIMEOUT from None
+    except OSError:
+        raise BAD_GATEWAY from None
+
+
 def _handler_class(gateway: RestGateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -360,10 +403,36 @@ def _handler_class(gateway: RestGateway) -> type[BaseHTTPRequestHandler]:
                     source_ip=self.client_address[0],
                     decision=decision,
                 )
+                if gateway.openai is not None and route.function is None:
+                    upstream = _forward(
+                        gateway.openai,
+                        method=self.command,
+                        parts=parts,
+                        headers=headers,
+                        body=body,
+                        event=event,
+                    )
+                    return self._relay(upstream)
                 result = gateway.integrate(route, event)
             except GatewayResponse as response:
                 return self._gateway_response(response)
             return self._integration_response(result)
+
+        def _relay(self, upstream: Upstream) -> int:
+            """The app's answer as it arrives: chunk by chunk when it is a stream."""
+            if not upstream.streamed:
+                self._send(upstream.status, upstream.headers, b"".join(upstream.body))
+                return upstream.status
+            self.send_response(upstream.status)
+            for name, value in upstream.headers:
+                self.send_header(name, value)
+            self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in upstream.body:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            return upstream.status
 
         def _gateway_response(self, response: GatewayResponse) -> int:
             headers = gateway.api.response_headers(response.response_type, response.status)

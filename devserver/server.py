@@ -9,7 +9,6 @@ the tables' streams (and the TTL sweeper its tables), then the two APIs start ac
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -20,20 +19,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from devserver import identity
+from devserver import endpoints, identity
 from devserver.lambda_pool import Lambda, LogSink, print_log
 from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SECONDS, local_model
+from devserver.openai_api import OpenAIApp
 from devserver.rest_gateway import RestGateway
 from devserver.stack import Stack, StackError, is_websocket_callback, load_stack
 from devserver.streams import SWEEP_SECONDS, StreamPoller, TtlSweeper
 from devserver.websocket_gateway import Limits, WebSocketGateway
 from fakes.bedrock import BedrockFake
+from fakes.knowledge_base import BUILT_IN, Corpus, KnowledgeBaseFake
 from fakes.moto import FAKE_CREDENTIAL, MotoServer
 from fakes.oidc import LocalIssuer
+from functions.contract import API_BASE_PATH, OPENAI_API, OPENAI_BASE_PATH, Env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".dev"
-ENDPOINTS_FILE = "endpoints.json"
+# A knowledge-base id the configuration accepts, for trying the knowledge-base path locally.
+EXAMPLE_KNOWLEDGE_BASE_ID = "LOCALKB001"
+KNOWLEDGE_BASE_HINT = (
+    f"synthesize dev with one: make dev COMPUTE_DEV__KNOWLEDGE_BASE_ID={EXAMPLE_KNOWLEDGE_BASE_ID}"
+)
 # Variables of the caller's environment that carry AWS credentials, for --bedrock aws.
 _CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -61,6 +67,9 @@ class Settings:
     chunk_delay: float = DEFAULT_CHUNK_DELAY_SECONDS
     first_delta: float = DEFAULT_FIRST_DELTA_SECONDS
     limits: Limits = field(default_factory=Limits)
+    # The local knowledge base's corpus: None is the built-in one (with the local model; with
+    # --bedrock aws the stack's knowledge base is AWS's unless a folder is given).
+    kb_dir: Path | None = None
 
 
 class DevServer:
@@ -74,10 +83,13 @@ class DevServer:
         # KMS for the pagination key when DynamoDB is elsewhere (moto serves it otherwise).
         self.kms_moto: MotoServer | None = None
         self.model: BedrockFake | None = None
+        self.knowledge_base: KnowledgeBaseFake | None = None
+        self.corpus = self._corpus()
         self.issuer: LocalIssuer | None = None
         self.token_shape = identity.TokenShape()
         self.functions: Lambda | None = None
         self.rest: RestGateway | None = None
+        self.openai: OpenAIApp | None = None
         self.websocket: WebSocketGateway | None = None
         self.pollers: list[StreamPoller] = []
         self.ttl: TtlSweeper | None = None
@@ -107,6 +119,10 @@ class DevServer:
             create_mac_keys(self.stack, self.kms_endpoint, self.backend_env(dynamodb))
         if settings.bedrock == "local":
             self.model = local_model(settings.chunk_delay, settings.first_delta).start()
+        if self.corpus is not None:
+            self.knowledge_base = KnowledgeBaseFake(
+                self.knowledge_base_id, self.corpus, region=self.stack.region
+            ).start()
         key = identity.signing_key(settings.state_dir)
         self.issuer = LocalIssuer(keys=[key]).start(settings.oidc_port)
         self.token_shape = token_shape(self.stack, self.issuer.url)
@@ -124,9 +140,14 @@ class DevServer:
         self.websocket.management.start()
         backend = self.backend_env(dynamodb)
         for function in self.stack.functions.values():
+            if function.handler == OPENAI_API.handler:
+                continue  # an HTTP app, not a handler: served by self.openai
             env = self.stack.environment(function, self._override) | backend
             self.functions.add(function, env)
         self.functions.warm_all()
+        self.openai = self._openai_app(backend)
+        if self.openai is not None:
+            self.openai.start()
         self._start_streams(dynamodb)
         self.websocket.start()
         self.rest = RestGateway(
@@ -135,8 +156,30 @@ class DevServer:
             self.stack.region,
             port=settings.rest_port,
             access_log=lambda line: self.log("rest-api", line),
+            openai=self.openai,
         ).start()
         self._write_endpoints()
+
+    def _openai_app(self, backend: Mapping[str, str]) -> OpenAIApp | None:
+        """The OpenAI-compatible app with its function's environment and timeout, or, while
+        the stack has no such function, the main function's (the same chat settings); None
+        for a stack with neither."""
+        functions = self.stack.functions.values()
+        function = next((f for f in functions if f.handler == OPENAI_API.handler), None)
+        if function is None:
+            main = next(
+                (
+                    route.function
+                    for route in self.stack.rest.routes
+                    if route.path == f"{API_BASE_PATH}/sessions" and route.function
+                ),
+                None,
+            )
+            if main is None:
+                return None
+            function = self.stack.function(main)
+        env = self.stack.environment(function, self._override) | backend
+        return OpenAIApp(env, function.timeout, lambda line: self.log(OPENAI_API.suffix, line))
 
     def _start_streams(self, endpoint: str) -> None:
         """A poller per event source mapping, and the TTL sweeper of every table with a TTL."""
@@ -181,16 +224,18 @@ class DevServer:
                 self.log("ttl", f"sweeping failed: {error!r}")
 
     def _write_endpoints(self) -> None:
-        """Where ``make chat`` finds the running server when given no URL."""
+        """Where ``make chat`` finds the running server when given no URL
+        (:func:`devserver.endpoints.running`)."""
         assert self.issuer is not None
-        endpoints = {
-            "rest_url": self.rest_url,
-            "ws_url": self.ws_url,
-            "issuer": self.issuer.url,
-            "token_shape": self.token_shape.to_json(),
-        }
-        path = self.settings.state_dir / ENDPOINTS_FILE
-        path.write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
+        found = endpoints.Endpoints(
+            rest_url=self.rest_url,
+            openai_base_url=self.openai_base_url,
+            ws_url=self.ws_url,
+            issuer=self.issuer.url,
+            token_shape=self.token_shape.to_json(),
+            pid=os.getpid(),
+        )
+        endpoints.write(self.settings.state_dir, found)
 
     def stop(self) -> None:
         """Stop everything started, in reverse order; safe to call twice."""
@@ -201,10 +246,12 @@ class DevServer:
             poller.stop()
         for stop in (
             self.rest and self.rest.stop,
+            self.openai and self.openai.stop,
             self.websocket and self.websocket.stop,
             self.functions and self.functions.close,
             self.issuer and self.issuer.stop,
             self.model and self.model.stop,
+            self.knowledge_base and self.knowledge_base.stop,
             self.moto and self.moto.stop,
             self.kms_moto and self.kms_moto.stop,
         ):
@@ -212,7 +259,7 @@ class DevServer:
                 stop()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
-        (self.settings.state_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+        endpoints.remove(self.settings.state_dir)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -257,7 +304,7 @@ class DevServer:
         if self.settings.bedrock == "aws":
             env |= {n: os.environ[n] for n in _CREDENTIAL_VARIABLES if n in os.environ}
             env["AWS_REGION"] = os.environ.get("AWS_REGION", self.stack.region)
-            return env
+            return env | self._knowledge_base_env()
         env |= {
             "AWS_ACCESS_KEY_ID": FAKE_CREDENTIAL,
             "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIAL,
@@ -265,7 +312,52 @@ class DevServer:
         }
         if self.model is not None:
             env |= self.model.env()
-        return env
+        return env | self._knowledge_base_env()
+
+    # ---- the knowledge base ----------------------------------------------------------------
+
+    @property
+    def knowledge_base_id(self) -> str:
+        """The stack's knowledge base (the functions' ``KNOWLEDGE_BASE_ID``); empty: none."""
+        ids = {
+            function.environment.get(Env.KNOWLEDGE_BASE_ID, "")
+            for function in self.stack.functions.values()
+        }
+        return max(ids, default="")
+
+    def _corpus(self) -> Corpus | None:
+        """What the local knowledge base serves, or None when it does not run: the stack has
+        no knowledge base, or real Bedrock serves it (``--bedrock aws`` without ``--kb-dir``).
+        """
+        kb_dir = self.settings.kb_dir
+        if not self.knowledge_base_id:
+            if kb_dir is not None:
+                raise StackError(
+                    f"--kb-dir {kb_dir}: the stack {self.stack.path} has no knowledge base, so "
+                    f"no function would ask it anything; {KNOWLEDGE_BASE_HINT}"
+                )
+            return None
+        if kb_dir is not None:
+            return Corpus.from_folder(kb_dir)
+        return BUILT_IN if self.settings.bedrock == "local" else None
+
+    def _knowledge_base_env(self) -> dict[str, str]:
+        return self.knowledge_base.env() if self.knowledge_base is not None else {}
+
+    def _knowledge_base_line(self) -> str:
+        corpus = self.knowledge_base.corpus if self.knowledge_base is not None else None
+        if corpus is not None:
+            passages = len(corpus.passages)
+            return f"{self.knowledge_base_id}, local: {corpus.description} ({passages} passages)"
+        if self.knowledge_base_id:
+            return f"{self.knowledge_base_id}, AWS (your credentials)"
+        return f"none in this stack ({KNOWLEDGE_BASE_HINT})"
+
+    def data_line(self) -> str:
+        """Where the data lives, and so whether a restart keeps it."""
+        if self.moto is not None:
+            return "in memory (moto), lost when the dev server stops"
+        return f"in the DynamoDB at {self.settings.dynamodb_endpoint}, kept across restarts"
 
     # ---- for people and tests ------------------------------------------------------------
 
@@ -280,9 +372,21 @@ class DevServer:
         return self.rest.url
 
     @property
+    def openai_base_url(self) -> str:
+        """What OpenAI clients take as their base URL: the stage URL and ``/v1``."""
+        return self.rest_url + OPENAI_BASE_PATH
+
+    @property
     def ws_url(self) -> str:
         assert self.websocket is not None
         return self.websocket.url
+
+    def ready_line(self) -> str:
+        """The one line ``--quiet`` prints: where to connect, and that the data is temporary."""
+        return (
+            f"ai-assistant dev server: REST {self.rest_url}  WebSocket {self.ws_url}  "
+            f"(data {self.data_line()}; Ctrl-C stops)"
+        )
 
     def banner(self, user: str = "developer") -> str:
         token = self.token(user)
@@ -293,11 +397,14 @@ class DevServer:
                 "",
                 f"ai-assistant dev server: stack {self.stack.path}",
                 f"  REST API       {self.rest_url}",
+                f"  OpenAI API     {self.openai_base_url}  (base URL; the token is the key)",
                 f"  WebSocket API  {self.ws_url}",
                 f"  OIDC issuer    {self.issuer.url if self.issuer else ''}"
                 "  (the authorizer's JWT_ISSUER here, whatever the stack says)",
                 f"  DynamoDB       {dynamodb}",
                 f"  Bedrock        {'local model' if self.model else 'AWS (your credentials)'}",
+                f"  Knowledge base {self._knowledge_base_line()}",
+                f"  Data           {self.data_line()}",
                 "",
                 f"Token for user {user!r} (make dev-token USER=<name> for another):",
                 f"  export AI_ASSISTANT_TOKEN={token}",
@@ -307,6 +414,8 @@ class DevServer:
                 f'  .venv/bin/python -m websockets "{self.ws_url}?token=$AI_ASSISTANT_TOKEN"',
                 '      then send {"action": "ping"}',
                 "  make chat",
+                f"  OPENAI_BASE_URL={self.openai_base_url} OPENAI_API_KEY=$AI_ASSISTANT_TOKEN"
+                " <any OpenAI client>  (docs/openai.md)",
                 "",
                 "Ctrl-C stops everything.",
                 "",

@@ -14,6 +14,10 @@ JWKS fetch) on 127.0.0.1, rather than patching the client. What each emulates fa
   are produced, a model's pacing (time to first delta, deltas a second) and latency, the
   service's validation errors, guardrails, prompt caching and its usage split, and faults
   (throttling, errors, a stream broken, cut, reset or held mid-way).
+* :mod:`fakes.knowledge_base`: one Bedrock knowledge base, bedrock-agent ``ListKnowledgeBases``
+  and ``GetKnowledgeBase`` and bedrock-agent-runtime ``Retrieve``, over a built-in corpus or a
+  folder of text files, passages ranked by the terms they share with the query (``make dev``'s
+  knowledge-base path).
 * :mod:`fakes.connections`: the WebSocket management API (``@connections``): frames recorded
   one by one with when each was answered, 410 GoneException for a deleted or closed
   connection (or after N frames, on demand), 413 over 128 KiB, a per-call latency. With the

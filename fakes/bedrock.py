@@ -500,6 +500,7 @@ class BedrockFake(LoopbackServer):
         self._interventions: list[_Intervention] = []
         self.clock: Callable[[], float] = time.monotonic  # the prompt cache's clock
         self._cache: dict[tuple[str, str], float] = {}  # (model, prefix digest) -> expiry
+        self._arrivals: dict[Operation, threading.Event] = {}
 
     # ---- programming the fake -------------------------------------------------------------
 
@@ -586,6 +587,13 @@ class BedrockFake(LoopbackServer):
         with self._lock:
             self._interventions.append(_Intervention(after_chunks, message, times))
 
+    def arrival(self, operation: Operation) -> threading.Event:
+        """Set when a request for ``operation`` arrives, before ``response_delay`` and the
+        answer: the moment a caller is waiting on the model, which a test can act on without
+        polling anything."""
+        with self._lock:
+            return self._arrivals.setdefault(operation, threading.Event())
+
     @property
     def streams(self) -> list[StreamRecord]:
         """Every converse_stream answer sent so far, oldest first."""
@@ -605,6 +613,7 @@ class BedrockFake(LoopbackServer):
             self._blocked_terms = ()
             self._interventions.clear()
             self._cache.clear()
+            self._arrivals.clear()
         self.pacing = None
 
     @property
@@ -619,9 +628,11 @@ class BedrockFake(LoopbackServer):
     # ---- serving ---------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        route = self._route(request)
+        if route is not None:
+            self.arrival(route[0]).set()
         if self.response_delay > 0:
             time.sleep(self.response_delay)
-        route = self._route(request)
         if route is None:
             return error_response(
                 404, "UnknownOperationException", f"{request.method} {request.path}"

@@ -4,7 +4,8 @@ Run as ``python -m fakes.emulator --host 127.0.0.1 --port 4566`` (``--port 0``: 
 free port). It prints one line, ``emulator ready on http://<host>:<port>``, once the server
 answers, then serves until SIGINT or SIGTERM. Terraform's AWS provider, pointed at that URL for
 every service (``endpoints``), applies the synthesized stacks against it, code signing
-included (:mod:`fakes.lambda_signing`).
+included (:mod:`fakes.lambda_signing`), and AWS's public Lambda Web Adapter layers
+(:mod:`fakes.public_layers`).
 
 The extensions are installed in this process before moto's server builds its URL table,
 which is why this is a process of its own rather than the tests' shared in-process moto.
@@ -21,7 +22,7 @@ from types import FrameType
 
 import httpx
 
-from fakes import lambda_signing
+from fakes import lambda_signing, public_layers
 from fakes.moto import MotoServer
 
 READY = "emulator ready on"
@@ -30,6 +31,7 @@ READY = "emulator ready on"
 def start(host: str, port: int) -> MotoServer:
     """Install the extensions, start moto on ``host:port``; returns it once it answers."""
     lambda_signing.install()
+    public_layers.install()
     # One request at a time (MotoServer is serialized): moto's backends are not thread-safe,
     # and the provider sends up to -parallelism requests at once.
     server = MotoServer(host, port).start()

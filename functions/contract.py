@@ -210,6 +210,13 @@ REST_ROUTES = (
     Route("DELETE", "/me"),
 )
 
+# CORS, for the REST API's own answers (the main function's middleware) and API Gateway's
+# (its gateway responses) alike: every request header the API documents, so a browser's
+# preflight for any documented request succeeds, and every response header a client must read
+# (browsers hide the others from scripts).
+CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
+CORS_EXPOSE_HEADERS = ("Retry-After",)
+
 # The OpenAI-compatible endpoints, served by their own function (OPENAI_API). They sit outside
 # API_BASE_PATH so that a client's base URL is the stage URL plus "/v1", as OpenAI's own is.
 OPENAI_BASE_PATH = "/v1"
@@ -217,6 +224,17 @@ OPENAI_ROUTES = (
     Route("GET", "/models", base=OPENAI_BASE_PATH),
     Route("POST", "/chat/completions", base=OPENAI_BASE_PATH),
 )
+# Request headers of /v1/chat/completions beyond OpenAI's (docs/openai.md): the session a turn
+# is stored in, and the knowledge base a stateless turn is grounded on.
+OPENAI_SESSION_HEADER = "X-Session-Id"
+OPENAI_KNOWLEDGE_BASE_HEADER = "X-Knowledge-Base-Id"
+# Response header of a session-bound turn: how many of the request's messages were not sent to
+# the model because the session's stored history stands in for them.
+OPENAI_REPLACED_MESSAGES_HEADER = "X-Session-Replaced-Messages"
+# Behind the Lambda Web Adapter: API Gateway's requestContext (with the authorizer's answer)
+# and the Lambda context (with the invocation's deadline), each as JSON in a request header.
+REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
+LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 
 WEBSOCKET_ROUTES = ("$connect", "$disconnect", "$default")
 
@@ -227,11 +245,33 @@ class FunctionSpec:
 
     key: str  # folder under functions/
     suffix: str  # ${project}-${env}-<suffix>
-    handler: str
+    handler: str  # Lambda's handler: "module.function", or the start script the adapter runs
+    # Behind the Lambda Web Adapter: the ASGI app the start script serves ("module:attribute",
+    # as uvicorn names it). Empty for a Python handler.
+    asgi_app: str = ""
 
     @property
     def requirements(self) -> str:
         return f"functions/{self.key}/requirements.txt"
+
+    @property
+    def web_adapter(self) -> bool:
+        """Runs behind the Lambda Web Adapter (its layer, its wrapper and its variables)."""
+        return bool(self.asgi_app)
+
+    @property
+    def entry(self) -> tuple[str, str]:
+        """(module, attribute) the function's code starts from: the handler, or the ASGI app
+        (a start script imports no Python itself). Its zip ships this module's imports."""
+        if self.asgi_app:
+            module, _, attribute = self.asgi_app.partition(":")
+        else:
+            module, _, attribute = self.handler.rpartition(".")
+        return module, attribute
+
+    @property
+    def module(self) -> str:
+        return self.entry[0]
 
 
 MAIN = FunctionSpec("main", "main", "functions.main.handler.handler")
@@ -239,10 +279,33 @@ WEBSOCKET = FunctionSpec("websocket", "websocket", "functions.websocket.handler.
 AUTHORIZER = FunctionSpec("authorizer", "jwt-authorizer", "functions.authorizer.handler.handler")
 # Fed by the sessions table's stream: removes the messages of every deleted or expired session.
 CLEANUP = FunctionSpec("cleanup", "session-cleanup", "functions.cleanup.handler.handler")
-FUNCTIONS = (MAIN, WEBSOCKET, AUTHORIZER, CLEANUP)
 # The OpenAI-compatible API: an ASGI app under uvicorn behind the Lambda Web Adapter, which
 # streams the response (a Python handler cannot); run.sh, in its zip, starts uvicorn.
-OPENAI_API = FunctionSpec("openai_api", "openai-api", "run.sh")
+OPENAI_API = FunctionSpec(
+    "openai_api", "openai-api", "run.sh", asgi_app="functions.openai_api.app:app"
+)
+FUNCTIONS = (MAIN, WEBSOCKET, AUTHORIZER, CLEANUP, OPENAI_API)
+
+
+class AdapterEnv:
+    """Variables read by the Lambda Web Adapter (its layer's ``/opt/bootstrap`` and the
+    extension), not by our code; the stack sets them on every ``web_adapter`` function."""
+
+    EXEC_WRAPPER = "AWS_LAMBDA_EXEC_WRAPPER"  # Lambda runs the handler through this wrapper
+    INVOKE_MODE = "AWS_LWA_INVOKE_MODE"  # response_stream: the answer streams as it is written
+    PORT = "PORT"  # where the app listens (the adapter's AWS_LWA_PORT falls back to it); run.sh
+    READINESS_CHECK_PATH = "AWS_LWA_READINESS_CHECK_PATH"  # polled until the app answers
+
+
+# Their values: the wrapper's path in the adapter's layer, streaming, the port run.sh binds
+# (uvicorn's and the adapter's default), and a route the app answers without AWS calls. The
+# adapter takes any status below 500 as ready, so the authorizer-less check passes.
+ADAPTER_ENV = {
+    AdapterEnv.EXEC_WRAPPER: "/opt/bootstrap",
+    AdapterEnv.INVOKE_MODE: "response_stream",
+    AdapterEnv.PORT: "8080",
+    AdapterEnv.READINESS_CHECK_PATH: f"{OPENAI_BASE_PATH}/models",
+}
 
 # What both chat functions (main for REST, websocket) read: ChatSettings.
 _CHAT_ENV = (
@@ -280,6 +343,9 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.POWERTOOLS_SERVICE_NAME,
         Env.POWERTOOLS_METRICS_NAMESPACE,
     ),
+    # The chat settings (main answers its routes' CORS preflights). The adapter's own
+    # variables (ADAPTER_ENV) come on top.
+    OPENAI_API.key: _CHAT_ENV,
 }
 
 CONNECTION_TTL_SECONDS = 2 * 3600 + 10 * 60
@@ -327,7 +393,12 @@ ROUTE_ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/knowledge-bases"): READ,
     ("GET", "/usage"): READ,
     ("DELETE", "/me"): CHAT,  # deletes data, like the other writes
+    # OPENAI_ROUTES, relative to OPENAI_BASE_PATH
+    ("GET", "/models"): READ,
+    ("POST", "/chat/completions"): CHAT,
 }
+# Every route the JWT authorizer guards: ROUTE_ACCESS says which kind of access each needs.
+AUTHORIZED_ROUTES = tuple(route for route in (*REST_ROUTES, *OPENAI_ROUTES) if route.authorized)
 WEBSOCKET_CONNECT_ACCESS = CHAT  # a WebSocket connection exists to chat
 
 # Keys of Env.JWT_VALIDATION: the config fields of the same names with the `jwt_` prefix.

@@ -9,22 +9,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.authorizer.errors import MalformedEvent
-from functions.contract import REST_ROUTES, ROUTE_ACCESS
+from functions.contract import AUTHORIZED_ROUTES, ROUTE_ACCESS
 
 _PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
 
 
 @functools.cache
 def route_patterns() -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
-    """Per kind of access: each authorized REST route as a policy resource suffix
-    (``GET/api/v1/sessions/*``) and the regex that matches its concrete method ARN routes.
+    """Per kind of access: each authorized REST route (the OpenAI-compatible ones too) as a
+    policy resource suffix (``GET/api/v1/sessions/*``) and the regex that matches its concrete
+    method ARN routes.
 
     Built on first use: only per-route scopes need them, and compiling regexes at import time
     would slow every cold start."""
     kinds: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
-    for route in REST_ROUTES:
-        if not route.authorized:
-            continue
+    for route in AUTHORIZED_ROUTES:
         kind = ROUTE_ACCESS[(route.method, route.path)]
         path = route.full_path.removeprefix("/")
         resource = f"{route.method}/{_PLACEHOLDER.sub('*', path)}"

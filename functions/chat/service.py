@@ -66,6 +66,51 @@ class ChatReply:
 
 
 @dataclass(frozen=True)
+class TurnOptions:
+    """What a caller may choose for one model call (the OpenAI-compatible API's fields).
+
+    ``max_tokens`` only lowers the cap the budget sets (``maxTokens``), never raises it;
+    ``instructions`` are the caller's own system texts, sent after the service's prompt.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    instructions: tuple[str, ...] = ()
+
+    def inference_config(self, cap: int | None) -> dict[str, Any]:
+        """Bedrock's ``inferenceConfig``: the lower of the caller's and the budget's cap."""
+        limits = [limit for limit in (self.max_tokens, cap) if limit is not None]
+        config: dict[str, Any] = {"maxTokens": min(limits)} if limits else {}
+        if self.temperature is not None:
+            config["temperature"] = self.temperature
+        if self.top_p is not None:
+            config["topP"] = self.top_p
+        if self.stop:
+            config["stopSequences"] = list(self.stop)
+        return config
+
+    def instruction_bytes(self) -> int:
+        return sum(content_bytes(text) for text in self.instructions)
+
+
+NO_OPTIONS = TurnOptions()
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A turn whose history the client holds and sends: nothing of it is stored, but it is
+    budgeted, leased, guarded and measured like a stored one. ``history`` is numbered from 1,
+    the question comes after it."""
+
+    model_id: str
+    history: tuple[Message, ...]
+    content: str
+    knowledge_base_id: str | None = None
+
+
+@dataclass(frozen=True)
 class _Turn:
     """Everything decided before the model call."""
 
@@ -77,6 +122,7 @@ class _Turn:
     answer_id: str
     reservation: Reservation  # the budget the turn holds until its answer is stored
     retried: bool = False  # the question was stored by an earlier turn whose answer failed
+    stored: bool = True  # False: a client-held conversation, nothing of it is stored
 
     @property
     def answer_seq(self) -> int:
@@ -365,13 +411,62 @@ class ChatService:
         self.leases = self.store.leases
 
     def reply(
-        self, user_id: str, session_id: str, content: str, *, lease_seconds: int
+        self,
+        user_id: str,
+        session_id: str,
+        content: str,
+        *,
+        lease_seconds: int,
+        options: TurnOptions = NO_OPTIONS,
     ) -> ChatReply:
         """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
         may be held (the invocation's remaining time)."""
         turn, response, lease, _ = self._call_model(
-            user_id, session_id, content, lease_seconds=lease_seconds, streaming=False
+            user_id,
+            session_id,
+            content,
+            lease_seconds=lease_seconds,
+            streaming=False,
+            options=options,
         )
+        return self._replied(turn, response, lease)
+
+    def reply_unstored(
+        self,
+        user_id: str,
+        conversation: Conversation,
+        *,
+        lease_seconds: int,
+        options: TurnOptions = NO_OPTIONS,
+    ) -> ChatReply:
+        """:meth:`reply` to a conversation the client holds; nothing is stored."""
+        turn, response, lease, _ = self._start(
+            user_id,
+            lambda: self._prepare_unstored(user_id, conversation, streaming=False, options=options),
+            lease_seconds=lease_seconds,
+            streaming=False,
+        )
+        return self._replied(turn, response, lease)
+
+    def stream_unstored(
+        self,
+        user_id: str,
+        conversation: Conversation,
+        time_left: TimeLeft | None = None,
+        *,
+        lease_seconds: int,
+        options: TurnOptions = NO_OPTIONS,
+    ) -> ChatStream:
+        """:meth:`stream` of a conversation the client holds; nothing is stored."""
+        turn, response, lease, _ = self._start(
+            user_id,
+            lambda: self._prepare_unstored(user_id, conversation, streaming=True, options=options),
+            lease_seconds=lease_seconds,
+            streaming=True,
+        )
+        return ChatStream(self, turn, response["stream"], time_left, lease)
+
+    def _replied(self, turn: _Turn, response: dict[str, Any], lease: Lease | None) -> ChatReply:
         self.leases.release(lease)
         blocks = response.get("output", {}).get("message", {}).get("content", [])
         text = "".join(block.get("text", "") for block in blocks)
@@ -392,6 +487,7 @@ class ChatService:
         time_left: TimeLeft | None = None,
         *,
         lease_seconds: int,
+        options: TurnOptions = NO_OPTIONS,
         cancel_every: float | None = None,
     ) -> ChatStream:
         """Start a turn with ``converse_stream``; errors before the first delta raise here.
@@ -407,6 +503,7 @@ class ChatService:
             content,
             lease_seconds=lease_seconds,
             streaming=True,
+            options=options,
             cancel_every=cancel_every,
         )
         return ChatStream(self, turn, response["stream"], time_left, lease, watch=watch)
@@ -438,16 +535,38 @@ class ChatService:
         *,
         lease_seconds: int,
         streaming: bool,
+        options: TurnOptions = NO_OPTIONS,
         cancel_every: float | None = None,
     ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
-        """Take an answer slot, prepare the turn, with ``cancel_every`` watch it for a cancel,
-        and call the model; the slot is given back if any of that fails, else it is the
-        caller's to give back when the model is done."""
+        """A stored turn: prepared in the session, then :meth:`_start`; with ``cancel_every``,
+        watched for a cancel (:class:`CancelWatch`)."""
         content = validate_content(content)
+        return self._start(
+            user_id,
+            lambda: self._prepare(
+                user_id, session_id, content, streaming=streaming, options=options
+            ),
+            lease_seconds=lease_seconds,
+            streaming=streaming,
+            cancel_every=cancel_every,
+        )
+
+    def _start(
+        self,
+        user_id: str,
+        prepare: Callable[[], _Turn],
+        *,
+        lease_seconds: int,
+        streaming: bool,
+        cancel_every: float | None = None,
+    ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
+        """Take an answer slot, prepare the turn, with ``cancel_every`` record it as generating
+        and watch it for a cancel, and call the model; the slot is given back if any of that
+        fails, else it is the caller's to give back when the model is done."""
         lease = self.leases.acquire(user_id, lease_seconds)
         watch = None
         try:
-            turn = self._prepare(user_id, session_id, content, streaming=streaming)
+            turn = prepare()
             if cancel_every is not None:
                 watch = self._watch(user_id, turn.answer_id, lease_seconds, cancel_every)
             runtime = aws.client("bedrock-runtime")
@@ -471,11 +590,21 @@ class ChatService:
             raise
         return turn, response, lease, watch
 
-    def _prepare(self, user_id: str, session_id: str, content: str, *, streaming: bool) -> _Turn:
+    def _prepare(
+        self,
+        user_id: str,
+        session_id: str,
+        content: str,
+        *,
+        streaming: bool,
+        options: TurnOptions = NO_OPTIONS,
+    ) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)
         citations = self._retrieve(session, content)
-        budget = self.settings.history_budget_tokens * BYTES_PER_TOKEN - prompt_bytes(
-            content, citations
+        budget = (
+            self.settings.history_budget_tokens * BYTES_PER_TOKEN
+            - prompt_bytes(content, citations)
+            - options.instruction_bytes()
         )
         history = self.store.repair(
             user_id, session, self.store.messages.recent(session_id, max(budget, 0)), to_end=True
@@ -492,9 +621,8 @@ class ChatService:
         request = model_request(
             model_id, history, content, citations, self.settings, streaming=streaming
         )
-        reservation = self.ledger.reserve(user_id, request_tokens(request))
-        if reservation.max_tokens is not None:
-            request["inferenceConfig"] = {"maxTokens": reservation.max_tokens}
+        _add_instructions(request, options)
+        reservation = self._reserve(user_id, request, options)
         try:
             if question is None:
                 question = self.store.begin_turn(user_id, session, content)
@@ -513,6 +641,69 @@ class ChatService:
             reservation,
             retried=retried,
         )
+
+    def _prepare_unstored(
+        self, user_id: str, conversation: Conversation, *, streaming: bool, options: TurnOptions
+    ) -> _Turn:
+        """The turn of a conversation the client sent: refused when it is longer than the
+        history budget (stored sessions drop their oldest turns instead; a client's history is
+        the client's to shorten)."""
+        content = validate_content(conversation.content)
+        session = Session(
+            session_id="",
+            user_id=user_id,
+            title="",
+            model_id=conversation.model_id,
+            knowledge_base_id=conversation.knowledge_base_id,
+            created_at="",
+            last_activity="",
+            expires_at=0,
+            message_count=len(conversation.history),
+        )
+        citations = self._retrieve(session, content)
+        request = model_request(
+            conversation.model_id,
+            list(conversation.history),
+            content,
+            citations,
+            self.settings,
+            streaming=streaming,
+        )
+        _add_instructions(request, options)
+        estimate = request_tokens(request)
+        if estimate > self.settings.history_budget_tokens:
+            raise BadRequest(
+                f"the messages hold about {estimate} tokens (4 bytes a token), more than the "
+                f"{self.settings.history_budget_tokens} this service sends a model in one turn; "
+                "send fewer or shorter messages"
+            )
+        reservation = self._reserve(user_id, request, options)
+        question = Message(
+            session_id="",
+            seq=len(conversation.history) + 1,
+            message_id=str(uuid.uuid4()),
+            role="user",
+            content=content,
+            created_at=timestamp(utc_now()),
+        )
+        return _Turn(
+            user_id,
+            session,
+            request,
+            citations,
+            question,
+            str(uuid.uuid4()),
+            reservation,
+            stored=False,
+        )
+
+    def _reserve(self, user_id: str, request: dict[str, Any], options: TurnOptions) -> Reservation:
+        """Hold the request's tokens in the user's budget and cap its answer to the hold."""
+        reservation = self.ledger.reserve(user_id, request_tokens(request))
+        config = options.inference_config(reservation.max_tokens)
+        if config:
+            request["inferenceConfig"] = config
+        return reservation
 
     def _finish(
         self,
@@ -536,7 +727,8 @@ class ChatService:
             stop_reason=stop_reason,
         )
         try:
-            self.store.finish_turn(turn.user_id, message, replaces_failed=turn.retried)
+            if turn.stored:
+                self.store.finish_turn(turn.user_id, message, replaces_failed=turn.retried)
         finally:  # stored or not, the model call is paid for
             self.ledger.settle(turn.reservation, usage)
         record_turn(turn.request["modelId"], message)
@@ -605,6 +797,12 @@ def failed_attempt(history: list[Message], content: str) -> Message | None:
         and answer.seq == question.seq + 1
     )
     return question if retried else None
+
+
+def _add_instructions(request: dict[str, Any], options: TurnOptions) -> None:
+    """The caller's system texts, after the service's prompt and before its cache point, so
+    they are part of the cached prefix."""
+    request["system"][1:1] = [{"text": text} for text in options.instructions]
 
 
 def _model_throttled(error: BaseException) -> bool:

@@ -13,9 +13,11 @@ from functions.domain.errors import BadRequest, DomainError, UpstreamError
 
 @contextmanager
 def upstream_errors(what: str, not_found: str | None = None) -> Iterator[None]:
-    """Classify a failed call to a dependency (Bedrock): throttling stays retryable (503), a
-    missing resource the client named is its mistake (``not_found`` is then the message of a
-    :class:`BadRequest`), anything else is the dependency's failure (:class:`UpstreamError`).
+    """Classify a failed call to a dependency (Bedrock): throttling stays retryable (503), an
+    endpoint that cannot be connected to is :class:`DependencyUnreachable` (502, from
+    :func:`translate`), a missing resource the client named is its mistake (``not_found`` is
+    then the message of a :class:`BadRequest`), anything else is the dependency's failure
+    (:class:`UpstreamError`).
     """
     try:
         yield

@@ -9,6 +9,7 @@ so the domain layer stays free of botocore and Powertools.
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from botocore.eventstream import ParserError
 from botocore.exceptions import (
@@ -20,7 +21,7 @@ from botocore.exceptions import (
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from functions.core.observability import count, logger
-from functions.domain.errors import DomainError, Throttled, UpstreamError
+from functions.domain.errors import DependencyUnreachable, DomainError, Throttled, UpstreamError
 
 # Error codes AWS uses for "slow down", after botocore's adaptive retries gave up. Bedrock's
 # event streams spell them in camelCase (``throttlingException``), hence the case-folding.
@@ -77,10 +78,29 @@ def _operation(error: Exception) -> str:
     return getattr(error, "operation_name", None) or "AWS"
 
 
+def _host(error: Exception) -> str:
+    """The host botocore could not connect to (its endpoint or proxy URL), else "AWS"."""
+    kwargs = getattr(error, "kwargs", {})
+    url = str(kwargs.get("endpoint_url") or kwargs.get("proxy_url") or "")
+    return urlsplit(url).netloc or "AWS"
+
+
+def _unreachable(error: Exception) -> DependencyUnreachable:
+    """Logged for the operator, who can fix it; the client is told what happened."""
+    host = _host(error)
+    logger.warning("an AWS endpoint is unreachable", extra={"host": host, "error": str(error)})
+    return DependencyUnreachable(
+        f"a dependency is unreachable: could not connect to {host}; if this persists, the "
+        "deployment's network or endpoint settings need fixing"
+    )
+
+
 # The one table of library exceptions a client can act on, first match wins; anything else
 # that escapes the business logic is a bug. Throttling is the only AWS failure a client can
 # act on (by waiting), and waiting is also the right reaction to AWS's own failures and to an
-# unreachable endpoint. Client input that fails to decode (JSON, base64, UTF-8, pydantic) is
+# endpoint that did not answer in time. An endpoint that cannot be connected to at all is the
+# deployment's failure (its network, VPC endpoints or endpoint URL): a dependency failure of
+# its own code, not throttling. Client input that fails to decode (JSON, base64, UTF-8, pydantic) is
 # mapped where it is read, by :func:`client_input` and :func:`invalid_request`: the same
 # exceptions raised anywhere else are bugs, not the client's fault.
 _LIBRARY_ERRORS: tuple[tuple[_Matcher, _Maker], ...] = (
@@ -89,9 +109,10 @@ _LIBRARY_ERRORS: tuple[tuple[_Matcher, _Maker], ...] = (
         _aws_server_error,
         lambda error: Throttled(f"{_operation(error)} failed on AWS's side; retry later"),
     ),
+    (lambda error: isinstance(error, ConnectionError), _unreachable),
     (
-        lambda error: isinstance(error, ConnectionError | HTTPClientError),
-        lambda _: Throttled("an AWS dependency is unreachable; retry later"),
+        lambda error: isinstance(error, HTTPClientError),
+        lambda _: Throttled("an AWS dependency did not answer in time; retry later"),
     ),
     (
         lambda error: isinstance(error, _STREAM_TRANSPORT_ERRORS),

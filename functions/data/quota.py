@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -150,11 +150,16 @@ class UsageLedger:
         spend more than the limit. A period refuses when its use plus the input would reach
         the limit: a user at or over it, or with too little left for even the question.
         """
+        limited = self.current_periods()
+        for period in limited:
+            if estimate >= period.limit:  # the hold's condition misses it on a first turn
+                used = self._ledger(user_id, period).get(_TOKENS, 0)
+                raise _refusal(period, used, estimate, self._clock())
         reservation_id = str(uuid.uuid4())
         holds: list[Hold] = []
         cap = ANSWER_CAP_TOKENS
         try:
-            for period in self.current_periods():
+            for period in limited:
                 hold = self._hold(user_id, period, estimate, reservation_id)
                 holds.append(hold)
                 cap = min(cap, hold.tokens - estimate)
@@ -198,10 +203,7 @@ class UsageLedger:
         """The caller's use in each limited period (strongly consistent reads)."""
         found = []
         for period in self.current_periods():
-            item = self._client.get_item(
-                TableName=self._table, Key=_key(user_id, period.key), ConsistentRead=True
-            ).get("Item")
-            values = plain_item(item or {})
+            values = self._ledger(user_id, period)
             found.append(
                 PeriodUsage(
                     period=period,
@@ -211,6 +213,12 @@ class UsageLedger:
                 )
             )
         return found
+
+    def _ledger(self, user_id: str, period: Period) -> dict[str, Any]:
+        item = self._client.get_item(
+            TableName=self._table, Key=_key(user_id, period.key), ConsistentRead=True
+        ).get("Item")
+        return plain_item(item or {})
 
     def _hold(self, user_id: str, period: Period, estimate: int, reservation_id: str) -> Hold:
         """Add the input and a whole answer to the period's use if the input fits under the
@@ -317,11 +325,16 @@ class UsageLedger:
 def _refusal(period: Period, used: int, estimate: int, now: datetime) -> QuotaExceeded:
     count(Metric.QUOTA_EXCEEDED)
     resets_at = timestamp(period.resets_at)
-    why = (
-        "the token budget is spent"
-        if used >= period.limit
-        else f"the rest of the budget does not cover this turn's input (about {estimate} tokens)"
-    )
+    if used >= period.limit:
+        why = "the token budget is spent"
+    elif estimate >= period.limit:
+        why = (
+            f"this turn's input (about {estimate} tokens, with its history) is more than the "
+            f"whole {period.kind}'s budget of {period.limit} tokens, so waiting will not help: "
+            "send a shorter message or start a new session"
+        )
+    else:
+        why = f"the rest of the budget does not cover this turn's input (about {estimate} tokens)"
     return QuotaExceeded(
         f"{why}: {used} of {period.limit} tokens used this {period.kind} (UTC); "
         f"it resets at {resets_at}",

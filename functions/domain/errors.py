@@ -154,6 +154,14 @@ class UpstreamError(DomainError):
     status = 502
 
 
+class DependencyUnreachable(UpstreamError):
+    """A dependency's endpoint could not be connected to at all (a network, VPC endpoint or
+    endpoint-URL problem of the deployment): a dependency failure, not throttling, so no
+    ``Retry-After`` promises it will pass."""
+
+    code = "dependency_unreachable"
+
+
 def _hierarchy(kind: type[DomainError]) -> list[type[DomainError]]:
     return [kind] + [sub for child in kind.__subclasses__() for sub in _hierarchy(child)]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from functions.contract import REST_ROUTES
+from functions.contract import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, REST_ROUTES
 from functions.main import errors
 from functions.main.routers import health, knowledge_bases, me, messages, sessions, usage
 from functions.main.settings import cors_origins
@@ -36,6 +36,7 @@ app.add_middleware(
     CORSMiddleware,
     allow_origins=cors_origins(),
     allow_methods=sorted({route.method for route in REST_ROUTES}),
-    allow_headers=["Authorization", "Content-Type"],
+    allow_headers=list(CORS_ALLOW_HEADERS),
+    expose_headers=list(CORS_EXPOSE_HEADERS),
     max_age=600,
 )

@@ -3,7 +3,8 @@
 Status and code come from the domain error itself (:mod:`functions.domain.errors`), the same
 attributes the WebSocket function answers with. Request validation failures are 400 (not
 FastAPI's 422), the status of the semantic checks too (e.g. an unknown ``model_id``), so clients
-see one status for "fix your request". Throttling is 503 with ``Retry-After``.
+see one status for "fix your request". Throttling is 503 with ``Retry-After``; a dependency
+that fails or cannot be reached is 502.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"t
 # Documented on every route. "default" also stops FastAPI from documenting its own 422 shape.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {**ERROR, "description": "The request is malformed or not allowed."},
+    502: {
+        **ERROR,
+        "description": (
+            "A dependency failed: `dependency_unreachable` when DynamoDB or Bedrock could not "
+            "be connected to at all (the deployment's network or endpoint settings), "
+            "`upstream_error` when it refused the request."
+        ),
+    },
     503: {
         **ERROR,
         "description": "Throttled; retry after `Retry-After`.",

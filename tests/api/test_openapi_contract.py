@@ -16,7 +16,8 @@ the Hypothesis fuzzing phase, each with valid and invalid data. Every response m
 
 The generated values are aimed at seeded data half the time (:func:`aim_at_seeded_data`), so
 200s are checked as well as 404s, and some requests meet AWS in trouble (:func:`trouble_for`),
-so the documented 503 (with ``Retry-After``) and 502 are checked too; only then is a 5xx the
+so the documented 503 (with ``Retry-After``) and 502 (a refusing model, an unreachable
+DynamoDB) are checked too; only then is a 5xx the
 right answer. A second, smaller run goes without an authorizer context and checks the 401s.
 
 Checks that do not apply here are left out on purpose:
@@ -38,6 +39,7 @@ the ASGI scope; :func:`behind_api_gateway` plays that part.
 from __future__ import annotations
 
 import enum
+import socket
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
@@ -168,15 +170,36 @@ class Trouble(enum.Enum):
     NONE = "none"
     DYNAMODB_THROTTLED = "dynamodb-throttled"  # documented: 503 with Retry-After
     MODEL_REFUSES = "model-refuses"  # documented: 502 (only chat turns call the model)
+    DYNAMODB_UNREACHABLE = "dynamodb-unreachable"  # documented: 502 dependency_unreachable
 
 
 def trouble_for(case: schemathesis.Case) -> Trouble:
-    """One request in eight meets a throttled DynamoDB and one in eight a model that refuses
-    every call, so those documented answers are checked too. Decided on the generated request,
-    before :func:`aim_at_seeded_data` puts this run's session ids in it."""
+    """One request in eight meets a throttled DynamoDB, one in eight a model that refuses
+    every call and one in eight a DynamoDB nothing listens for, so those documented answers are
+    checked too. Decided on the generated request, before :func:`aim_at_seeded_data` puts this
+    run's session ids in it."""
     body = None if isinstance(case.body, NotSet) else case.body
     pick = _pick((case.path_parameters, case.query, body), "trouble", 8)
-    return {0: Trouble.DYNAMODB_THROTTLED, 1: Trouble.MODEL_REFUSES}.get(pick, Trouble.NONE)
+    troubles = {
+        0: Trouble.DYNAMODB_THROTTLED,
+        1: Trouble.MODEL_REFUSES,
+        2: Trouble.DYNAMODB_UNREACHABLE,
+    }
+    return troubles.get(pick, Trouble.NONE)
+
+
+@contextmanager
+def dynamodb_unreachable() -> Iterator[None]:
+    """The functions' DynamoDB endpoint on a port that refuses every connection."""
+    with socket.socket() as closed, pytest.MonkeyPatch.context() as patch:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening
+        patch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        aws.reset_clients()
+        try:
+            yield
+        finally:
+            patch.undo()
+            aws.reset_clients()
 
 
 @contextmanager
@@ -189,6 +212,9 @@ def aws_in(trouble: Trouble, bedrock: BedrockFake) -> Iterator[frozenset[int]]:
         finally:
             # Fresh clients: the throttled one's adaptive rate limiter would slow the next calls.
             aws.reset_clients()
+    elif trouble is Trouble.DYNAMODB_UNREACHABLE:
+        with dynamodb_unreachable():
+            yield frozenset({502})
     elif trouble is Trouble.MODEL_REFUSES:
         bedrock.fail(400, "ValidationException", "refused", operation=CONVERSE, times=None)
         try:

@@ -159,6 +159,23 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
             "but not ['lambda_security_group_id']: a networking layer supplies all of its inputs",
         ),
         ("lambda_timeout = ", "", "not valid TOML"),
+        ("openai_lambda_timeout = 301", "openai_lambda_timeout", "less than or equal to 300"),
+        (
+            'lambda_web_adapter_layer_arn = "arn:aws:lambda:us-east-1:753240598075:layer:X"',
+            "lambda_web_adapter_layer_arn",
+            "should match pattern",
+        ),
+        (
+            'lambda_web_adapter_layer_arn = "arn:aws:lambda:eu-west-1:123456789012:layer:lwa:3"',
+            "(file)",
+            "is in eu-west-1, the functions in us-east-1",
+        ),
+        (
+            'lambda_architecture = "arm64"\nlambda_web_adapter_layer_arn = '
+            '"arn:aws:lambda:us-east-1:753240598075:layer:LambdaAdapterLayerX86:26"',
+            "(file)",
+            "names LambdaAdapterLayerX86, but lambda_architecture is arm64",
+        ),
     ],
 )
 def test_bad_values_name_field_file_and_rule(
@@ -263,3 +280,24 @@ def test_a_bad_file_stops_synthesis_before_anything_is_written(tmp_path: Path) -
 def test_shipped_configs_are_valid() -> None:
     configs = load_environments(ROOT / "config", {})
     assert [c.environment for c in configs] == ["dev", "prod"]
+
+
+@pytest.mark.parametrize(
+    ("text", "layer"),
+    [
+        ("", "arn:aws:lambda:us-east-1:753240598075:layer:LambdaAdapterLayerX86:26"),
+        (
+            'aws_region = "eu-west-1"\nlambda_architecture = "arm64"',
+            "arn:aws:lambda:eu-west-1:753240598075:layer:LambdaAdapterLayerArm64:26",
+        ),
+        (
+            'lambda_web_adapter_layer_arn = "arn:aws:lambda:us-east-1:123456789012:layer:lwa:7"',
+            "arn:aws:lambda:us-east-1:123456789012:layer:lwa:7",
+        ),
+    ],
+    ids=["default", "region-and-architecture", "own-copy"],
+)
+def test_web_adapter_layer_is_the_public_one_unless_set(
+    tmp_path: Path, text: str, layer: str
+) -> None:
+    assert load_config(write(tmp_path, text), {}).web_adapter_layer_arn == layer

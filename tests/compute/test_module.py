@@ -22,7 +22,7 @@ from compute.module import (
     terraform_type,
     write_module,
 )
-from functions.contract import FUNCTIONS
+from functions.contract import FUNCTIONS, OPENAI_ROUTES
 from tests.support.spec import spec_outputs, spec_variables
 
 # The spec's optional defaults as its table writes them, and as Terraform holds them.
@@ -147,3 +147,30 @@ def test_packages_are_carried_for_every_runtime_and_named_under_path_module(
         for runtime, path in paths:
             data = (module_dir / path).read_bytes()
             assert hashes[runtime] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def test_the_openai_function_takes_its_layer_and_timeout_from_variables(module) -> None:
+    """The adapter's layer: the variable, or AWS's public one in the caller's region; the
+    function's timeout is its streamed integrations' too."""
+    variables = module["variable"]
+    assert variables["lambda_web_adapter_layer_arn"]["default"] is None
+    assert variables["openai_lambda_timeout"]["default"] == 300
+    checks = [v["condition"] for v in variables["lambda_web_adapter_layer_arn"]["validation"]]
+    assert any("var.aws_region" in condition for condition in checks)
+    (function,) = [
+        f for f in module["resource"]["aws_lambda_function"].values() if f["handler"] == "run.sh"
+    ]
+    (layer,) = function["layers"]
+    assert layer == (
+        "${coalesce(var.lambda_web_adapter_layer_arn, "
+        '"arn:aws:lambda:${var.aws_region}:753240598075:layer:LambdaAdapterLayerX86:26")}'
+    )
+    assert function["timeout"] == "${var.openai_lambda_timeout}"
+    streamed = [
+        i
+        for i in module["resource"]["aws_api_gateway_integration"].values()
+        if i.get("response_transfer_mode") == "STREAM"
+    ]
+    assert len(streamed) == len(OPENAI_ROUTES)
+    for integration in streamed:
+        assert "var.openai_lambda_timeout" in str(integration["timeout_milliseconds"])

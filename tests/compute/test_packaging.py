@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import marshal
 import os
+import socket
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -26,7 +31,8 @@ from compute.packaging import (
     write_zip,
 )
 from devserver.lambda_runtime import extract, runtime_site
-from functions.contract import AUTHORIZER, FUNCTIONS, FunctionSpec
+from fakes.process import stop_process
+from functions.contract import ADAPTER_ENV, AUTHORIZER, FUNCTIONS, OPENAI_API, FunctionSpec
 from tests.support.events import load_event
 
 X86 = Target("python3.11", "x86_64")
@@ -57,8 +63,7 @@ def test_package_layout(spec: FunctionSpec) -> None:
     content = package.path.read_bytes()
     assert package.source_code_hash == base64.b64encode(hashlib.sha256(content).digest()).decode()
     entries = names(package.path)
-    module = spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py"
-    assert module in entries
+    assert module_file(spec.module).as_posix() in entries
     assert "functions/__init__.py" in entries and "functions/contract.py" in entries
     assert entries == sorted(entries)
     assert not [e for e in entries if e.endswith(".pyi")]
@@ -85,7 +90,23 @@ def test_package_layout(spec: FunctionSpec) -> None:
     with zipfile.ZipFile(package.path) as archive:
         for info in archive.infolist():
             assert info.date_time == FIXED_TIME
-            assert info.external_attr >> 16 == 0o100644
+            assert info.external_attr >> 16 == (0o100755 if info.filename == "run.sh" else 0o100644)
+
+
+def test_the_adapter_function_ships_its_start_script_executable_and_its_server() -> None:
+    """Lambda execs the handler ``run.sh`` (through the adapter's wrapper): it must be there,
+    be the function's own script, and be executable, whatever the checkout's mode was."""
+    package = build_function(OPENAI_API, X86)
+    with zipfile.ZipFile(package.path) as archive:
+        script = archive.getinfo(OPENAI_API.handler)
+        assert script.external_attr >> 16 == 0o100755
+        content = archive.read(script)
+        entries = archive.namelist()
+    assert content == (ROOT / "functions" / OPENAI_API.key / "run.sh").read_bytes()
+    assert b"functions.openai_api.app:app" in content  # the app the closure starts from
+    assert OPENAI_API.module == "functions.openai_api.app"
+    assert "functions/openai_api/app.py" in entries
+    assert "uvicorn/__init__.py" in entries and "fastapi/__init__.py" in entries
 
 
 def test_the_authorizer_ships_no_chat_or_data_code() -> None:
@@ -105,7 +126,7 @@ def test_the_authorizer_ships_no_chat_or_data_code() -> None:
 def test_each_zip_ships_exactly_its_handlers_import_closure(spec: FunctionSpec) -> None:
     entries = names(build_function(spec, X86).path)
     project = {e for e in entries if e.startswith("functions/") and e.endswith(".py")}
-    closure = import_closure(spec.handler.rsplit(".", 1)[0])
+    closure = import_closure(spec.module)
     assert project == {module_file(name).as_posix() for name in closure}
 
 
@@ -183,7 +204,8 @@ def _call_in_fresh_interpreter(
 
 @pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
 def test_handler_imports_from_its_package_alone(spec: FunctionSpec, tmp_path: Path) -> None:
-    module, attribute = spec.handler.rsplit(".", 1)
+    """The handler, or the ASGI app a start script serves (an app is callable too)."""
+    module, attribute = spec.entry
     code = (
         "import sys, importlib\n"
         "sys.path[:0] = sys.stdin.read().split()\n"
@@ -200,9 +222,9 @@ def test_handler_imports_from_its_package_alone(spec: FunctionSpec, tmp_path: Pa
 def test_cold_start_imports_shipped_bytecode(spec: FunctionSpec, tmp_path: Path) -> None:
     """With its source replaced by garbage, the handler still imports: from the shipped pyc."""
     tree = extract(build_function(spec, X86).path, tmp_path / "task")
-    source = tree / (spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
+    source = tree / module_file(spec.module)
     source.write_text("raise SystemExit('compiled at cold start: no bytecode shipped')\n")
-    code = f"import sys; sys.path[:0] = sys.argv[1:]; import {spec.handler.rsplit('.', 1)[0]}"
+    code = f"import sys; sys.path[:0] = sys.argv[1:]; import {spec.module}"
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-B", "-c", code, str(tree), str(runtime_site(tmp_path))],
         env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"},
@@ -220,7 +242,7 @@ def test_placeholder_answers_503_and_denies_authorization(tmp_path: Path) -> Non
         "import sys, json, importlib\n"
         "paths = sys.stdin.readline().split(); sys.path[:0] = paths\n"
         "events = json.loads(sys.stdin.read())\n"
-        f"for handler in {[s.handler for s in FUNCTIONS]!r}:\n"
+        f"for handler in {[s.handler for s in FUNCTIONS if not s.web_adapter]!r}:\n"
         "    module, name = handler.rsplit('.', 1)\n"
         "    fn = getattr(importlib.import_module(module), name)\n"
         "    answer = fn(events['rest'], None)\n"
@@ -248,3 +270,51 @@ def test_placeholder_answers_503_and_denies_authorization(tmp_path: Path) -> Non
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_placeholder_behind_the_adapter_is_ready_and_answers_503(tmp_path: Path) -> None:
+    """The placeholder's run.sh (at the adapter function's handler path, executable) starts a
+    server that passes the adapter's readiness check and answers every other request 503."""
+    package = build_placeholder(X86)
+    with zipfile.ZipFile(package.path) as archive:
+        assert archive.getinfo(OPENAI_API.handler).external_attr >> 16 == 0o100755
+    tree = extract(package.path, tmp_path / "placeholder")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**ADAPTER_ENV, "PORT": str(port), "PATH": os.path.dirname(sys.executable) + ":/bin"}
+    env = {key: value for key, value in env.items() if key != "AWS_LAMBDA_EXEC_WRAPPER"}
+    server = subprocess.Popen(
+        ["/bin/sh", str(tree / OPENAI_API.handler)],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ready = _get_when_up(
+            f"http://127.0.0.1:{port}{ADAPTER_ENV['AWS_LWA_READINESS_CHECK_PATH']}"
+        )
+        assert ready.status == 200
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310 -- a local test server
+        assert refused.value.code == 503
+        assert json.loads(refused.value.read())["error"]["code"] == "not_deployed"
+        assert refused.value.headers["Retry-After"] == "60"
+    finally:
+        stop_process(server, grace_seconds=5)
+
+
+def _get_when_up(url: str) -> http.client.HTTPResponse:
+    """GET ``url`` once the server listens (it starts a Python process first)."""
+    for _ in range(200):
+        try:
+            return urllib.request.urlopen(url, timeout=10)  # noqa: S310 -- a local test server
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError):
+                raise
+            threading.Event().wait(0.05)
+    raise AssertionError(f"nothing listened at {url}")

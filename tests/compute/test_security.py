@@ -310,3 +310,19 @@ def test_enforced_signing_warns_that_terraform_packages_are_unsigned(
         )
     )
     assert "unsigned packages" not in capsys.readouterr().out
+
+
+def test_enforced_signing_warns_while_the_adapter_layer_is_the_public_one(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Lambda checks layers' signatures too: AWS's public adapter layer is not signed by the
+    configured profiles, so an enforcing environment needs a signed copy of its own."""
+    enforcing = {
+        "code_signing_profile_version_arns": [SIGNING_PROFILE],
+        "code_deployment_mode": "external",
+    }
+    synth_stack(ComputeConfig(**enforcing))
+    assert "public Lambda Web Adapter layer is not signed" in capsys.readouterr().out
+    own = "arn:aws:lambda:us-east-1:123456789012:layer:signed-web-adapter:1"
+    synth_stack(ComputeConfig(**enforcing, lambda_web_adapter_layer_arn=own))
+    assert "Web Adapter layer" not in capsys.readouterr().out

@@ -8,11 +8,16 @@ import pytest
 
 from compute.config import ComputeConfig
 from functions.contract import (
+    ADAPTER_ENV,
     API_BASE_PATH,
     AUTHORIZER,
+    CORS_ALLOW_HEADERS,
+    CORS_EXPOSE_HEADERS,
     FUNCTION_ENV,
     FUNCTIONS,
     MAIN,
+    OPENAI_API,
+    OPENAI_ROUTES,
     REST_ROUTES,
     TABLES,
     WEBSOCKET,
@@ -64,7 +69,7 @@ def test_function_settings(dev: Synth, spec) -> None:
     fn = function(dev, spec.suffix)
     assert fn["handler"] == spec.handler
     assert fn["runtime"] == "python3.11"
-    assert fn["timeout"] == 30
+    assert fn["timeout"] == (300 if spec is OPENAI_API else 30)
     assert fn["memory_size"] == 512
     assert fn["reserved_concurrent_executions"] == 10
     assert fn["architectures"] == ["x86_64"]
@@ -72,7 +77,24 @@ def test_function_settings(dev: Synth, spec) -> None:
     assert "vpc_config" not in fn
     assert "lifecycle" not in fn
     assert fn["filename"].startswith("assets/") and fn["filename"].endswith(".zip")
-    assert set(fn["environment"]["variables"]) == set(FUNCTION_ENV[spec.key])
+    adapter = set(ADAPTER_ENV) if spec.web_adapter else set()
+    assert set(fn["environment"]["variables"]) == set(FUNCTION_ENV[spec.key]) | adapter
+    assert ("layers" in fn) is spec.web_adapter
+
+
+def test_openai_function_runs_behind_the_web_adapter(dev: Synth) -> None:
+    """The adapter's public layer for the region and architecture, its wrapper, streaming."""
+    fn = function(dev, OPENAI_API.suffix)
+    assert fn["handler"] == "run.sh"
+    assert fn["layers"] == ["arn:aws:lambda:us-east-1:753240598075:layer:LambdaAdapterLayerX86:26"]
+    variables = fn["environment"]["variables"]
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert variables["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert variables["PORT"] == "8080"
+    assert variables["AWS_LWA_READINESS_CHECK_PATH"] == "/v1/models"
+    main = function(dev, MAIN.suffix)["environment"]["variables"]
+    for name in FUNCTION_ENV[OPENAI_API.key]:
+        assert variables[name] == main[name], name  # the chat settings, as main has them
 
 
 @pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
@@ -265,10 +287,11 @@ def test_rest_routes_methods_and_authorization(dev: Synth) -> None:
         (m["http_method"], paths[m["resource_id"]]): m
         for m in resources(dev, "aws_api_gateway_method").values()
     }
-    expected = {(r.method, r.full_path) for r in REST_ROUTES}
-    expected |= {("OPTIONS", r.full_path) for r in REST_ROUTES}
+    routes = (*REST_ROUTES, *OPENAI_ROUTES)
+    expected = {(r.method, r.full_path) for r in routes}
+    expected |= {("OPTIONS", r.full_path) for r in routes}
     assert set(found) == expected
-    for route in REST_ROUTES:
+    for route in routes:
         method = found[(route.method, route.full_path)]
         if route.authorized:
             assert (method["authorization"], method["authorizer_id"]) == ("CUSTOM", authorizer)
@@ -280,15 +303,85 @@ def test_rest_routes_methods_and_authorization(dev: Synth) -> None:
             assert found[(verb, path)]["authorization"] == "NONE"
 
 
+def integrations_by_route(synth: Synth) -> dict[tuple[str, str], dict]:
+    """Every integration by its method's verb and path (it names its method by reference)."""
+    paths = rest_paths(synth)
+    methods = resources(synth, "aws_api_gateway_method")
+    found = {}
+    for integration in resources(synth, "aws_api_gateway_integration").values():
+        method = integration["http_method"].removeprefix("${aws_api_gateway_method.")
+        verb = methods[method.removesuffix(".http_method}")]["http_method"]
+        found[(verb, paths[integration["resource_id"]])] = integration
+    return found
+
+
 def test_rest_integrations_are_lambda_proxies_to_main(dev: Synth) -> None:
-    integrations = resources(dev, "aws_api_gateway_integration").values()
-    assert len(integrations) == 2 * len({r.full_path for r in REST_ROUTES}) + len(
-        REST_ROUTES
-    ) - len({r.full_path for r in REST_ROUTES})
-    for integration in integrations:
+    """Every route of REST_ROUTES, and every preflight (the OpenAI-compatible paths' too)."""
+    integrations = integrations_by_route(dev)
+    routes = (*REST_ROUTES, *OPENAI_ROUTES)
+    assert len(integrations) == len(routes) + len({r.full_path for r in routes})
+    streamed = {(r.method, r.full_path) for r in OPENAI_ROUTES}
+    for route, integration in integrations.items():
         assert integration["type"] == "AWS_PROXY"
         assert integration["integration_http_method"] == "POST"
-        assert integration["uri"] == function_ref(dev, MAIN.suffix, "invoke_arn")
+        if route not in streamed:
+            assert integration["uri"] == function_ref(dev, MAIN.suffix, "invoke_arn"), route
+            assert "response_transfer_mode" not in integration
+            assert "timeout_milliseconds" not in integration  # the default (and maximum) 29 s
+
+
+@pytest.mark.parametrize("variant", ["dev", "prod"])
+def test_openai_routes_stream_from_the_openai_function(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    """InvokeWithResponseStream's path, built from the function's own ARN, in STREAM mode, for
+    as long as the function may run."""
+    synth: Synth = request.getfixturevalue(variant)
+    prefix = f"ai-assistant-cli-{variant}"
+    integrations = integrations_by_route(synth)
+    arn = function_ref(synth, OPENAI_API.suffix, "arn", prefix)[2:-1]
+    uri = (
+        '${format("arn:%s:apigateway:%s:lambda:path/2021-11-15/functions/%s/'
+        'response-streaming-invocations", '
+        f'element(split(":", {arn}), 1), element(split(":", {arn}), 3), {arn})}}'
+    )
+    timeout = function(synth, OPENAI_API.suffix, prefix)["timeout"]
+    for route in OPENAI_ROUTES:
+        integration = integrations[(route.method, route.full_path)]
+        assert integration["uri"] == uri
+        assert integration["response_transfer_mode"] == "STREAM"
+        assert integration["timeout_milliseconds"] == timeout * 1000 == 300_000
+
+
+def test_openai_function_may_be_invoked_by_its_routes_only(dev: Synth) -> None:
+    api = ref(dev, "aws_api_gateway_rest_api", "execution_arn", name=f"{PREFIX}-api")
+    name = function_ref(dev, OPENAI_API.suffix, "function_name")
+    permissions = [
+        p for p in resources(dev, "aws_lambda_permission").values() if p["function_name"] == name
+    ]
+    assert sorted(p["source_arn"] for p in permissions) == sorted(
+        f"{api}/*/{route.method}{route.full_path}" for route in OPENAI_ROUTES
+    )
+    for permission in permissions:
+        assert permission["action"] == "lambda:InvokeFunction"
+        assert permission["principal"] == "apigateway.amazonaws.com"
+
+
+def test_redeployment_follows_the_streamed_integrations(dev: Synth) -> None:
+    """A new route, URI, transfer mode or timeout redeploys the stage: none is live before."""
+    trigger = only(dev, "aws_api_gateway_deployment")["triggers"]["redeployment"]
+    streamed = {
+        key: integration
+        for key, integration in resources(dev, "aws_api_gateway_integration").items()
+        if "response_transfer_mode" in integration
+    }
+    assert len(streamed) == len(OPENAI_ROUTES)
+    for key in streamed:
+        for attribute in ("id", "uri"):
+            assert f"aws_api_gateway_integration.{key}.{attribute}" in trigger, attribute
+    # Their transfer mode and timeout as set: no reference to the 6.x-only attribute.
+    assert '"STREAM"' in trigger and '"300000"' in trigger
+    assert "response_transfer_mode" not in trigger
 
 
 def test_token_authorizer(dev: Synth) -> None:
@@ -305,10 +398,15 @@ def test_gateway_errors_carry_cors_headers(dev: Synth) -> None:
     }
     assert {"UNAUTHORIZED", "ACCESS_DENIED"} <= set(responses)
     for response in responses.values():
-        assert (
-            response["response_parameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
-            == "'*'"
-        )
+        headers = {
+            name.removeprefix("gatewayresponse.header."): value
+            for name, value in response["response_parameters"].items()
+        }
+        assert headers["Access-Control-Allow-Origin"] == "'*'"
+        # The main function's lists (contract.CORS_*), so API Gateway's own 401s and 5xx let
+        # a browser send Idempotency-Key and read Retry-After as the function's answers do.
+        assert headers["Access-Control-Allow-Headers"] == f"'{','.join(CORS_ALLOW_HEADERS)}'"
+        assert headers["Access-Control-Expose-Headers"] == f"'{','.join(CORS_EXPOSE_HEADERS)}'"
 
 
 def test_deployment_and_stage(dev: Synth) -> None:
@@ -353,6 +451,8 @@ def test_lambda_permissions_are_scoped_to_their_api(dev: Synth) -> None:
         (function_ref(dev, WEBSOCKET.suffix, "function_name"), f"{ws}/*"),
         (function_ref(dev, AUTHORIZER.suffix, "function_name"), f"{ws}/authorizers/{ws_auth}"),
     }
+    openai = function_ref(dev, OPENAI_API.suffix, "function_name")
+    expected |= {(openai, f"{rest}/*/{r.method}{r.full_path}") for r in OPENAI_ROUTES}
     assert {(p["function_name"], p["source_arn"]) for p in permissions} == expected
     assert all(p["principal"] == "apigateway.amazonaws.com" for p in permissions)
 

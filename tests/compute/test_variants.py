@@ -10,7 +10,7 @@ import pytest
 
 from compute.config import ComputeConfig, RemoteState, RemoteStateS3
 from compute.stack import IncompleteNetwork
-from functions.contract import AUTHORIZER, CLEANUP, FUNCTIONS, MAIN, WEBSOCKET, Env
+from functions.contract import AUTHORIZER, CLEANUP, FUNCTIONS, MAIN, OPENAI_API, WEBSOCKET, Env
 from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
 from tests.compute.test_stack import function, statements_of_role
 
@@ -52,7 +52,7 @@ def test_prod_functions_run_in_the_vpc_on_arm64(prod: Synth, spec) -> None:
     }
     assert fn["architectures"] == ["arm64"]
     assert fn["memory_size"] == 1024
-    assert fn["timeout"] == (120 if spec.key == WEBSOCKET.key else 30)
+    assert fn["timeout"] == {WEBSOCKET.key: 120, OPENAI_API.key: 300}.get(spec.key, 30)
     assert fn["role"] == ref(prod, "aws_iam_role", "arn", name=f"{PROD}-{spec.suffix}")
     statements = {s["sid"] for s in statements_of_role(prod, f"{PROD}-{spec.suffix}")}
     assert "VpcNetworkInterfaces" in statements
@@ -68,7 +68,9 @@ def test_the_websocket_timeout_drives_its_alarm_and_the_outputs(prod: Synth) -> 
         "websocket": 120,
         "authorizer": 30,
         "cleanup": 30,
+        "openai_api": 300,
     }
+    assert alarms[f"{PROD}-openai_api-duration-p99"]["threshold"] == 240000  # 80 % of 300 s
 
 
 def test_prod_knowledge_base_issuer_and_models(prod: Synth) -> None:

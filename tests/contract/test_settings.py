@@ -22,12 +22,14 @@ from functions.contract import (
     FUNCTION_ENV,
     FUNCTIONS,
     MAIN,
+    OPENAI_API,
     WEBSOCKET,
     Env,
     FunctionSpec,
 )
 from functions.main.settings import Settings as MainSettings
 from functions.main.settings import cors_origins
+from functions.openai_api.settings import Settings as OpenAISettings
 from functions.websocket.settings import Settings as WebSocketSettings
 from tests.contract.test_environment import POWERTOOLS_READS
 from tests.security.recording import environment_reads
@@ -41,6 +43,7 @@ READERS: dict[str, tuple[Reader, ...]] = {
     WEBSOCKET.key: (WebSocketSettings.from_env,),
     AUTHORIZER.key: (AuthorizerSettings.from_env,),
     CLEANUP.key: (CleanupSettings.from_env,),
+    OPENAI_API.key: (OpenAISettings.from_env,),
 }
 # A valid value for every variable of the contract, so that every read succeeds and none is
 # skipped because an earlier one failed.

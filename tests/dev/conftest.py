@@ -67,10 +67,15 @@ def stacks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def start_server(
-    stack_path: Path, state_dir: Path, logs: Logs, dynamodb_endpoint: str | None = None
+    stack_path: Path,
+    state_dir: Path,
+    logs: Logs,
+    dynamodb_endpoint: str | None = None,
+    kb_dir: Path | None = None,
 ) -> DevServer:
     settings = Settings(
         dynamodb_endpoint=dynamodb_endpoint,
+        kb_dir=kb_dir,
         stack_path=stack_path,
         rest_port=0,
         ws_port=0,

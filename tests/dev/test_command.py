@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devserver.model import answer
 from devserver.server import DevServer, Settings
 from devserver.stack import stack_file
 from fakes.moto import FAKE_CREDENTIAL
@@ -41,34 +42,96 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def test_banner_and_ctrl_c_stops_everything(stacks_dir: Path, tmp_path: Path) -> None:
+def spawn(stacks_dir: Path, tmp_path: Path, *options: str) -> subprocess.Popen[str]:
+    """``python -m devserver`` as ``make dev`` runs it from a terminal: its own process group
+    (the terminal's foreground job), its temporary folders under ``tmp_path / "tmp"``."""
     command = [sys.executable, "-m", "devserver", "--stacks-dir", str(stacks_dir)]
-    command += ["--state-dir", str(tmp_path)]
+    command += ["--state-dir", str(tmp_path / "state"), *options]
     for port in ("--rest-port", "--ws-port", "--oidc-port", "--management-port"):
         command += [port, "0"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    (tmp_path / "tmp").mkdir()
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
+
+
+def read_until(process: subprocess.Popen[str], marker: str) -> list[str]:
+    """The lines printed up to the first holding ``marker``."""
+    lines: list[str] = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    while not any(marker in line for line in lines):
+        assert time.monotonic() < deadline and process.poll() is None, "".join(lines)
+        lines.append(process.stdout.readline())
+    return lines
+
+
+def test_the_banner_says_how_to_connect(stacks_dir: Path, tmp_path: Path) -> None:
+    process = spawn(stacks_dir, tmp_path)
     try:
-        lines: list[str] = []
-        assert process.stdout is not None
-        deadline = time.monotonic() + 60
-        while not any("Ctrl-C stops everything" in line for line in lines):
-            assert time.monotonic() < deadline and process.poll() is None, "".join(lines)
-            lines.append(process.stdout.readline())
+        lines = read_until(process, "Ctrl-C stops everything")
         banner = "".join(lines)
         rest_url = next(line.split()[-1] for line in lines if "REST API" in line)
         assert "WebSocket API  ws://127.0.0.1:" in banner
         assert "export AI_ASSISTANT_TOKEN=ey" in banner
         assert f'curl -s -H "Authorization: Bearer $AI_ASSISTANT_TOKEN" {rest_url}' in banner
         assert 'python -m websockets "ws://127.0.0.1:' in banner
+        assert "lost when the dev server stops" in banner
         assert httpx.get(f"{rest_url}/api/v1/health").status_code == 200
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_group", "options"),
+    [
+        (signal.SIGINT, True, ()),  # Ctrl-C: the terminal signals its whole foreground job
+        (signal.SIGHUP, True, ()),  # the terminal closed
+        (signal.SIGTERM, False, ("--quiet",)),  # kill, a process manager
+    ],
+    ids=["ctrl-c", "hang-up", "sigterm-quiet"],
+)
+def test_each_stop_signal_stops_everything_cleanly(
+    stacks_dir: Path, tmp_path: Path, signum: int, to_group: bool, options: tuple[str, ...]
+) -> None:
+    """No traceback, every worker ended, the temporary folder and endpoints.json removed.
+    Mutations caught: workers in the terminal's process group (a KeyboardInterrupt traceback
+    each), SIGHUP not handled (the folder and the file left behind), an untimed wait that a
+    signal delivered to another thread never ends."""
+    process = spawn(stacks_dir, tmp_path, *options)
+    try:
+        marker = "ai-assistant dev server: REST" if options else "Ctrl-C stops everything"
+        lines = read_until(process, marker)
+        rest_url = next(w for line in lines for w in line.split() if w.startswith("http://"))
+        endpoints = tmp_path / "state" / "endpoints.json"
+        assert endpoints.is_file()
+        assert os.listdir(tmp_path / "tmp"), "no temporary folder to remove"
+        refused = httpx.get(
+            f"{rest_url}/api/v1/sessions", headers={"Authorization": "Bearer not-a-jwt"}
+        )
+        assert refused.status_code == 401  # threads busy: the case an untimed wait missed
         children = descendants(process.pid)
         assert len(children) >= 3  # a warm worker per function
-        process.send_signal(signal.SIGINT)
+        if to_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
         assert process.wait(timeout=30) == 0
-        assert not children & descendants(os.getpid()), "processes left behind"
+        assert process.stdout is not None
+        after = process.stdout.read()
+        assert "Traceback" not in after and "KeyboardInterrupt" not in after, after
+        assert not endpoints.exists()
+        assert os.listdir(tmp_path / "tmp") == []
         assert all(not Path(f"/proc/{pid}").exists() for pid in children)
+        if options:  # --quiet: the refusal's INFO lines and the access log are not shown
+            assert [line for line in after.splitlines() if line.strip()] == ["stopping..."]
     finally:
         if process.poll() is None:
             process.kill()
@@ -91,3 +154,13 @@ def test_bedrock_aws_uses_the_callers_credentials_and_no_local_model(
     assert "AWS_ACCESS_KEY_ID" not in env or env["AWS_ACCESS_KEY_ID"] != FAKE_CREDENTIAL
     local = DevServer(settings).backend_env("http://127.0.0.1:9")
     assert local["AWS_ACCESS_KEY_ID"] == FAKE_CREDENTIAL
+
+
+def test_the_local_models_hint_is_a_command_make_accepts() -> None:
+    """``make dev --bedrock aws`` is an option to make itself, which make refuses: the hint
+    names DEV_ARGS, which the dev target passes on to the dev server."""
+    text = answer({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+    assert 'make dev DEV_ARGS="--bedrock aws"' in text
+    assert "make dev with --bedrock" not in text
+    recipe = (ROOT / "Makefile").read_text().split("\ndev: setup\n", 1)[1].split("\n\n", 1)[0]
+    assert "$(PY) -m devserver $(DEV_ARGS)" in recipe

@@ -10,10 +10,12 @@ from pathlib import Path
 import boto3
 import httpx
 import jwt
+import pytest
 
 from devserver.rest_gateway import policy_allows
 from devserver.server import DevServer
 from fakes.oidc import SigningKey
+from functions.contract import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, REST_ROUTES, Route
 from tests.dev.conftest import (
     DEV_GROUP,
     Api,
@@ -28,6 +30,8 @@ pytestmark = DEV_GROUP
 CORS = {
     "access-control-allow-origin": "*",
     "access-control-allow-methods": "GET,POST,PATCH,DELETE,OPTIONS",
+    "access-control-allow-headers": ",".join(CORS_ALLOW_HEADERS),
+    "access-control-expose-headers": ",".join(CORS_EXPOSE_HEADERS),
 }
 
 
@@ -49,16 +53,55 @@ def test_no_token_is_401_with_cors_headers(dev: DevServer) -> None:
     assert_cors(response)
 
 
-def test_a_token_the_authorizer_rejects_is_401(dev: DevServer) -> None:
-    """The real authorizer raises Unauthorized, which API Gateway answers 401 (not 403)."""
+def test_a_token_the_authorizer_rejects_is_401(dev: DevServer, logs: Logs) -> None:
+    """The real authorizer raises Unauthorized, which API Gateway answers 401 (not 403); its
+    reason is logged as Lambda's runtime logs it (a root handler, ``[INFO]`` and the request
+    id), and the refusal is one line, not a stack trace."""
     assert dev.issuer is not None
+    [authorizer] = [f.name for f in dev.stack.functions.values() if "authorizer" in f.name]
     forged = SigningKey.rsa("dev-server").sign(dev.issuer.claims(sub="mallory"))
     for token in (forged, "not-a-jwt"):
+        before = len(logs.lines)
         response = httpx.get(
             f"{dev.rest_url}/api/v1/sessions", headers={"Authorization": f"Bearer {token}"}
         )
         assert response.status_code == 401, token
         assert_cors(response)
+        printed = wait_for(lambda start=before: _invocation(logs, authorizer, start))
+        reasons = [line for line in printed if line.startswith("[INFO]\t")]
+        assert len(reasons) == 1, printed
+        _, timestamp, request_id, record = reasons[0].split("\t")
+        assert timestamp.endswith("Z")
+        assert json.loads(record)["reason"]
+        assert request_id == json.loads(record)["request_id"]
+        assert "Unauthorized: the request is refused (401)" in printed
+        assert not [line for line in printed if "Traceback" in line or "stackTrace" in line]
+
+
+def _invocation(logs: Logs, source: str, start: int) -> list[str] | None:
+    """The lines of ``source``'s first invocation logged after line ``start``, once ended."""
+    lines = [line for name, line in logs.lines[start:] if name == source]
+    ends = [i for i, line in enumerate(lines) if line.startswith("REPORT RequestId:")]
+    return lines[: ends[0]] if ends else None
+
+
+@pytest.mark.parametrize("route", REST_ROUTES, ids=lambda r: f"{r.method} {r.path}")
+def test_a_browser_preflight_with_every_documented_header_passes(
+    dev: DevServer, route: Route
+) -> None:
+    """Through API Gateway's OPTIONS methods to the main function, as deployed."""
+    path = route.full_path.replace("{session_id}", "0b515f04-62f1-415e-a225-f6913c371fab")
+    response = httpx.options(
+        f"{dev.rest_url}{path}",
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": route.method,
+            "Access-Control-Request-Headers": ",".join(CORS_ALLOW_HEADERS).lower(),
+        },
+    )
+    assert response.status_code == 200, response.text
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert all(name.lower() in allowed for name in CORS_ALLOW_HEADERS)
 
 
 def test_unknown_routes_methods_and_stages_are_403(dev: DevServer, alice: Api) -> None:

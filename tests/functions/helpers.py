@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import threading
@@ -200,13 +201,30 @@ def table(env_name: str) -> str:
     return os.environ[env_name]
 
 
+def _dynamodb() -> Any:
+    """The tests' own DynamoDB client, for the endpoint the environment names now.
+
+    One per endpoint rather than one per call: tests poll the tables while a forked function
+    runs, and building a client each time costs tens of milliseconds of CPU that the function
+    under its countdown needs, and takes botocore's and the import system's locks in a thread
+    of the process that forks it.
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+    return _dynamodb_at(endpoint)
+
+
+@functools.cache
+def _dynamodb_at(endpoint: str | None) -> Any:
+    return boto3.client("dynamodb", endpoint_url=endpoint)
+
+
 def seed_history(session_id: str, turns: int, text: Callable[[int], str]) -> None:
     """Write ``turns`` alternating turns straight into DynamoDB, in the layout the store uses.
 
     Seeding only: 1,000 appends through the counter would take seconds against moto. Reading,
     paging and the model's context are all exercised through the real code afterwards.
     """
-    client = boto3.client("dynamodb")
+    client = _dynamodb()
     table = os.environ[Env.MESSAGES_TABLE]
     requests = [
         {
@@ -237,7 +255,7 @@ def seed_history(session_id: str, turns: int, text: Callable[[int], str]) -> Non
 
 def stored_messages(session_id: str) -> list[dict[str, Any]]:
     """Every item of a session in the messages table, read directly (not through the code)."""
-    client = boto3.client("dynamodb")
+    client = _dynamodb()
     paginator = client.get_paginator("query")
     items: list[dict[str, Any]] = []
     for page in paginator.paginate(
@@ -250,7 +268,7 @@ def stored_messages(session_id: str) -> list[dict[str, Any]]:
 
 
 def stored_session(session_id: str) -> dict[str, Any] | None:
-    client = boto3.client("dynamodb")
+    client = _dynamodb()
     return client.get_item(
         TableName=table(Env.SESSIONS_TABLE), Key={"session_id": {"S": session_id}}
     ).get("Item")

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from functions.contract import FUNCTIONS, WEBSOCKET, FunctionSpec
+from functions.contract import FUNCTIONS, MAIN, OPENAI_API, WEBSOCKET, FunctionSpec
 from tests.security.iam import allows, guardrail_arn, knowledge_base_arn, model_arns
 from tests.security.synthesized import (
     ACCOUNT,
@@ -271,3 +271,42 @@ def test_apply_guardrail_only_on_the_configured_guardrail(stack: Stack, spec: Fu
         )
     else:
         assert "bedrock:ApplyGuardrail" not in granted
+
+
+# What a chat turn of main's POST .../messages does, and websocket's streamed one. Nothing of
+# listing or deleting sessions, DELETE /me, GET /usage, pagination or @connections.
+CHAT_TURN_EXCLUDES = {
+    "dynamodb:DeleteItem": ("sessions", "connections"),
+    "dynamodb:Query": ("/index/",),
+    "dynamodb:GetItem": ("usage", "connections"),
+    "dynamodb:PutItem": ("connections",),
+}
+NOT_A_CHAT_TURN = {"bedrock:ListKnowledgeBases", "kms:GenerateMac", "execute-api:ManageConnections"}
+
+
+def test_the_openai_function_may_do_no_more_than_a_chat_turn(stack: Stack) -> None:
+    """Its role is bounded by the chat functions': every action on every resource it is
+    granted, main or websocket is granted too (its own log group aside), and none of what only
+    main's other routes or websocket's connections need. Mutations caught: the openai-api role
+    given main's whole table grants (DeleteItem on sessions, the UserIndex query), GenerateMac on
+    the pagination key, ListKnowledgeBases, ManageConnections, a model or table no chat function
+    may use. Its own code paths, run against enforcing moto, belong in test_least_privilege once
+    its app lands."""
+    chat = stack.statements(MAIN) + stack.statements(WEBSOCKET)
+    statements = stack.statements(OPENAI_API)
+    assert model_actions(statements) == {
+        "bedrock:InvokeModel",
+        "bedrock:InvokeModelWithResponseStream",
+    }
+    for statement in statements:
+        assert not NOT_A_CHAT_TURN & set(statement.actions), statement.sid
+        if statement.sid == "Logs" or statement.resources == ("*",):
+            continue
+        for resource in statement.resources:
+            arn = stack.concrete(resource)
+            for action in statement.actions:
+                assert allows(stack, chat, action, arn), f"{action} on {arn}"
+                excluded = CHAT_TURN_EXCLUDES.get(action, ())
+                assert not [part for part in excluded if part in arn], f"{action} on {arn}"
+    stars = {frozenset(s.actions) for s in statements if s.resources == ("*",)}
+    assert stars <= {frozenset(s.actions) for s in chat if s.resources == ("*",)}

@@ -1,3 +1,4 @@
+import threading
 from typing import Any
 
 import boto3
@@ -88,6 +89,24 @@ def test_converse_answers_in_the_wire_format(runtime: Any, bedrock: BedrockFake)
     [request] = bedrock.requests
     assert (request.operation, request.resource_id, request.status) == (CONVERSE, MODEL_ID, 200)
     assert request.body["messages"] == [_user("What is the capital of France?")]
+
+
+def test_arrival_is_set_before_a_slow_model_answers(runtime: Any, bedrock: BedrockFake) -> None:
+    """A test can act while a caller waits on the model: the arrival comes first, the answer
+    only after ``response_delay``."""
+    bedrock.response_delay = 2
+    arrived = bedrock.arrival(CONVERSE)
+    caller = threading.Thread(
+        target=lambda: runtime.converse(modelId=MODEL_ID, messages=[_user("hi")])
+    )
+    caller.start()
+    assert arrived.wait(5)
+    assert not bedrock.requests_for(CONVERSE)  # recorded when answered
+    caller.join()
+    assert len(bedrock.requests_for(CONVERSE)) == 1
+    assert not bedrock.arrival(CONVERSE_STREAM).is_set()
+    bedrock.reset()
+    assert not bedrock.arrival(CONVERSE).is_set()
 
 
 def test_converse_reply_may_depend_on_the_request(runtime: Any, bedrock: BedrockFake) -> None:

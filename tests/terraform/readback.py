@@ -9,10 +9,14 @@ import json
 from typing import Any
 
 from functions.contract import (
+    ADAPTER_ENV,
     AUTHORIZER,
     CLEANUP,
     FUNCTION_ENV,
+    FUNCTIONS,
     MAIN,
+    OPENAI_API,
+    OPENAI_ROUTES,
     REST_ROUTES,
     SESSIONS,
     TABLES,
@@ -43,12 +47,19 @@ def check_environment(
     expected: dict[str, str],
 ) -> None:
     """Each function holds exactly the variables its code reads (``contract.FUNCTION_ENV``),
-    the table variables name the stack's tables, and ``expected`` values are as given."""
+    and a function behind the Lambda Web Adapter the adapter's as well, with its layer; the
+    table variables name the stack's tables, and ``expected`` values are as given."""
     lambdas = emulator.client("lambda")
     table_env = {schema.env: tables[schema.suffix] for schema in TABLES}
+    adapted = {spec.key for spec in FUNCTIONS if spec.web_adapter}
     for key, arn in functions.items():
-        variables = lambdas.get_function_configuration(FunctionName=arn)["Environment"]["Variables"]
-        assert set(variables) == set(FUNCTION_ENV[key]), (key, sorted(variables))
+        configuration = lambdas.get_function_configuration(FunctionName=arn)
+        variables = configuration["Environment"]["Variables"]
+        adapter = ADAPTER_ENV if key in adapted else {}
+        assert set(variables) == set(FUNCTION_ENV[key]) | set(adapter), (key, sorted(variables))
+        assert {name: variables[name] for name in adapter} == adapter, key
+        layers = [layer["Arn"] for layer in configuration.get("Layers", [])]
+        assert len(layers) == (key in adapted), (key, layers)
         for name, value in {**table_env, **expected}.items():
             if name in variables:
                 assert variables[name] == value, (key, name, variables[name], value)
@@ -86,6 +97,26 @@ def check_rest_routes(emulator: Emulator, functions: dict[str, str]) -> None:
             ), f"{where} is authorized by {authorizer['authorizerUri']}"
         else:
             assert method["authorizationType"] == "NONE", where
+    check_openai_routes(client, api["id"], resources, functions)
+
+
+def check_openai_routes(
+    client: Any, api_id: str, resources: dict[str, Any], functions: dict[str, str]
+) -> None:
+    """The OpenAI-compatible routes: behind the same authorizer, each invoking the openai-api
+    function through InvokeWithResponseStream's path (the transfer mode itself is a 6.x-only
+    attribute the 5.x run drops: see ``harness.SIX_ONLY_ATTRIBUTES``)."""
+    streaming = f"/2021-11-15/functions/{functions[OPENAI_API.key]}/response-streaming-invocations"
+    for route in OPENAI_ROUTES:
+        where = f"{route.method} {route.full_path}"
+        assert route.full_path in resources, f"no resource {route.full_path}"
+        method = client.get_method(
+            restApiId=api_id, resourceId=resources[route.full_path]["id"], httpMethod=route.method
+        )
+        assert method["authorizationType"] == ("CUSTOM" if route.authorized else "NONE"), where
+        integration = method["methodIntegration"]
+        assert integration["type"] == "AWS_PROXY", where
+        assert integration["uri"].endswith(streaming), f"{where} invokes {integration['uri']}"
 
 
 def check_tables(emulator: Emulator, names: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from functions.contract import FUNCTIONS, TABLES, WEBSOCKET
+from functions.contract import FUNCTIONS, OPENAI_API, TABLES, WEBSOCKET
 from tests.support.spec import spec_text
 from tests.terraform.conftest import USAGE, ModulePlan, Runs
 from tests.terraform.harness import error_diagnostics
@@ -83,7 +83,9 @@ def test_settings_decided_in_terraform_take_the_callers_values(terraform_runs: R
         assert function["runtime"] == "python3.12"
         assert "-code-python312_" in function["filename"]
         websocket = function["function_name"].endswith(f"-{WEBSOCKET.suffix}")
-        assert function["timeout"] == (120 if websocket else 30)
+        openai = function["function_name"].endswith(f"-{OPENAI_API.suffix}")
+        # openai_lambda_timeout is not set there: its default, not lambda_timeout
+        assert function["timeout"] == (120 if websocket else 300 if openai else 30)
         assert function["reserved_concurrent_executions"] == (20 if websocket else 0)
         assert function["tags"] == {
             "Team": "assistants",

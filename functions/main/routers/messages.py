@@ -61,7 +61,13 @@ async def list_messages(
                 "`conflict`: another attempt at this question was answered first."
             ),
         },
-        502: {**ERROR, "description": "The model call failed."},
+        502: {
+            **ERROR,
+            "description": (
+                "`upstream_error`: the model call or the knowledge-base retrieval failed; "
+                "`dependency_unreachable`: DynamoDB or Bedrock could not be connected to."
+            ),
+        },
     },
 )
 async def send_message(

@@ -13,7 +13,13 @@ from fakes.oidc import AUDIENCE, LocalIssuer
 from functions.authorizer.handler import handler
 from functions.authorizer.settings import Settings
 from functions.authorizer.verifier import MAX_CONTEXT_FIELD_CHARS
-from functions.contract import REST_ROUTES, ROUTE_ACCESS, WEBSOCKET_CONNECT_ACCESS, Env
+from functions.contract import (
+    AUTHORIZED_ROUTES,
+    OPENAI_ROUTES,
+    ROUTE_ACCESS,
+    WEBSOCKET_CONNECT_ACCESS,
+    Env,
+)
 from functions.core.identity import caller_from
 from functions.core.settings import ConfigurationError
 from tests.functions.authorizer.helpers import REST_ARN, bearer_event, connect_event, set_rules
@@ -315,10 +321,9 @@ PREFIX = REST_ARN.split("/v1/")[0] + "/v1/"
 
 def route_arns() -> dict[str, str]:
     arns = {}
-    for route in REST_ROUTES:
-        if route.authorized:
-            path = route.full_path.replace("{session_id}", "3f2a-b")
-            arns[f"{PREFIX}{route.method}{path}"] = ROUTE_ACCESS[(route.method, route.path)]
+    for route in AUTHORIZED_ROUTES:
+        path = route.full_path.replace("{session_id}", "3f2a-b")
+        arns[f"{PREFIX}{route.method}{path}"] = ROUTE_ACCESS[(route.method, route.path)]
     return arns
 
 
@@ -358,6 +363,7 @@ def test_a_cached_policy_never_opens_a_route_that_needs_more(
     for arn, kind in arns.items():
         assert covers(policies[0], arn) is (kind in kinds), arn
     assert not covers(policies[0], f"{PREFIX}GET/api/v1/unknown") or kinds == {"read", "chat"}
+    assert not covers(policies[0], f"{PREFIX}POST/v1/completions") or kinds == {"read", "chat"}
     assert not covers(policies[0], REST_ARN.replace("/v1/", "/prod/"))
 
 
@@ -383,8 +389,12 @@ def test_websocket_connect_needs_the_connect_scopes(
 
 
 def test_every_authorized_route_has_an_access_kind() -> None:
-    authorized = {(route.method, route.path) for route in REST_ROUTES if route.authorized}
+    authorized = {(route.method, route.path) for route in AUTHORIZED_ROUTES}
     assert set(ROUTE_ACCESS) == authorized
+    assert len(authorized) == len(AUTHORIZED_ROUTES)  # no two bases share a relative path
+    assert {route.full_path for route in OPENAI_ROUTES} <= {
+        route.full_path for route in AUTHORIZED_ROUTES
+    }
     assert set(ROUTE_ACCESS.values()) == {"read", "chat"}
 
 

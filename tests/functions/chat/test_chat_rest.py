@@ -4,6 +4,7 @@ and how Bedrock and DynamoDB failures reach the client."""
 from __future__ import annotations
 
 import json
+import socket
 
 import boto3
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from fakes.bedrock import CONVERSE, RETRIEVE, BedrockFake, passage
 from functions.chat.prompting import GROUNDING_PROMPT, SYSTEM_PROMPT
 from functions.contract import Env
+from functions.core import aws
 from functions.core.observability import logger
 from functions.core.settings import get_settings
 from tests.functions.conftest import SessionCleanup
@@ -286,6 +288,26 @@ def test_no_knowledge_bases_when_the_feature_is_off(
     monkeypatch.setenv(Env.KNOWLEDGE_BASE_ID, "")
     get_settings.cache_clear()
     assert rest.call("GET", "/knowledge-bases").json == {"knowledge_bases": []}
+
+
+def test_an_unreachable_knowledge_base_service_is_named_as_such(
+    rest: Rest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens at bedrock-agent's endpoint: the listing says the dependency is
+    unreachable (502), not that it is throttled (503)."""
+    with socket.socket() as closed:  # bound, never listening: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_AGENT", url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        aws.reset_clients()
+        try:
+            response = rest.call("GET", "/knowledge-bases")
+        finally:
+            aws.reset_clients()
+    body = response.assert_error(502, "dependency_unreachable")
+    assert f"could not connect to 127.0.0.1:{url.rsplit(':', 1)[1]}" in body["message"]
+    assert "retry-after" not in response.headers
 
 
 def test_observability_logs_carry_the_request_id_and_metrics_are_emf(

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from functions.core.aws_errors import translate
-from functions.domain.errors import Throttled
+from functions.domain.errors import DependencyUnreachable, Throttled
 
 
 def _client_error(code: str, status: int) -> ClientError:
@@ -35,4 +40,23 @@ def test_throttling_errors_become_throttled(code: str, status: int) -> None:
 def test_other_errors_are_not_translated() -> None:
     assert translate(_client_error("ValidationException", 400)) is None
     assert translate(ValueError("bug")) is None
-    assert isinstance(translate(EndpointConnectionError(endpoint_url="http://x")), Throttled)
+
+
+@pytest.mark.parametrize("kind", [EndpointConnectionError, ConnectTimeoutError])
+def test_an_endpoint_that_cannot_be_connected_to_is_unreachable_not_throttled(
+    kind: type[Exception],
+) -> None:
+    """A dependency failure (502) naming the host, never ``throttled``: no amount of waiting
+    fixes a wrong endpoint or a missing network route."""
+    url = "https://bedrock-agent.us-east-1.amazonaws.com/knowledgebases/"
+    error = translate(kind(endpoint_url=url))
+    assert isinstance(error, DependencyUnreachable)
+    assert (error.code, error.status, error.retry_after) == ("dependency_unreachable", 502, None)
+    assert "could not connect to bedrock-agent.us-east-1.amazonaws.com" in error.message
+    assert "network or endpoint settings" in error.message
+
+
+def test_an_endpoint_that_answers_too_slowly_is_still_throttled() -> None:
+    error = translate(ReadTimeoutError(endpoint_url="http://127.0.0.1:9"))
+    assert isinstance(error, Throttled)
+    assert "did not answer in time" in error.message

@@ -276,17 +276,11 @@ def test_a_rest_turn_killed_mid_call_leaves_a_slot_that_the_next_read_repairs(
     """The function dies while the model answers (a crash; API Gateway's 502 or 504). Listing
     the session's messages after that invocation's deadline fills the empty slot, and says so."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    bedrock.response_delay = 3  # the model is still answering when the question is stored
-    question_stored = threading.Event()
-    watcher = threading.Thread(
-        target=_set_when,
-        args=(question_stored, lambda: _count_and_stored(session_id) == (2, [1])),
-        daemon=True,
-    )
-    watcher.start()
-    killed = _rest_turn(rest, session_id, SHORT_TIMEOUT_MS, kill_when=question_stored)
+    bedrock.response_delay = 3  # the model is still answering when the function dies
+    killed = _rest_turn(rest, session_id, SHORT_TIMEOUT_MS, kill_when=bedrock.arrival("converse"))
     bedrock.response_delay = 0
     assert killed.killed
+    assert killed.remaining_ms > 0, "ran into its timeout before it called the model"
     assert _count_and_stored(session_id) == (2, [1])
     _wait_past_answer_by(session_id)
     listing = rest.call("GET", f"/sessions/{session_id}/messages")
@@ -328,7 +322,7 @@ def test_a_slot_whose_turn_may_still_answer_is_not_repaired(
         target=lambda: outcome.append(_rest_turn(rest, session_id, SHORT_TIMEOUT_MS))
     )
     turn.start()
-    _set_when(threading.Event(), lambda: _count_and_stored(session_id)[0] == 2)
+    assert bedrock.arrival("converse").wait(30), "the turn never called the model"
     listing = rest.call("GET", f"/sessions/{session_id}/messages")
     assert [m["role"] for m in listing.json["messages"]] == ["user"]
     turn.join()

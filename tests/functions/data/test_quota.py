@@ -183,6 +183,26 @@ def test_too_little_left_for_the_question_is_refused(
     assert _ledger(USER_A, _day_key(_today()))["tokens"] == LIMIT - 5
 
 
+@pytest.mark.parametrize("period", ["day", "month"])
+def test_an_input_larger_than_a_whole_budget_is_refused_on_the_periods_first_turn(
+    period: str, rest: Rest, bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ledger item yet for the period: the hold's condition passed on attribute_not_exists
+    alone, the answer's cap came out negative and the model call failed with a 500."""
+    tiny = 50
+    _limits(
+        monkeypatch, daily=tiny if period == "day" else 0, monthly=tiny if period == "month" else 0
+    )
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    error = _post(rest, session_id, _words(200)).assert_error(429, "quota_exceeded")
+    assert f"more than the whole {period}'s budget of {tiny} tokens" in error["message"]
+    assert error["quota"]["period"] == period
+    assert bedrock.requests == []
+    assert stored_messages(session_id) == []
+    keys = {"day": _day_key(_today()), "month": _today().strftime("month#%Y-%m")}
+    assert _ledger(USER_A, keys[period]).get("tokens", 0) == 0
+
+
 def test_two_concurrent_turns_at_the_edge_cannot_spend_more_than_the_limit(
     ws: WebSocket, rest: Rest, bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:

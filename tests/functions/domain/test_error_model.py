@@ -3,6 +3,8 @@ answer with exactly those, from the same raise."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from functions.data.sessions import SessionRepository
@@ -16,6 +18,7 @@ from functions.domain.errors import (
 )
 from tests.functions.helpers import Rest, WebSocket
 
+ROOT = Path(__file__).resolve().parents[3]
 CASES = [kind for kind in ERRORS if kind is not DomainError]
 
 
@@ -25,6 +28,18 @@ def test_every_error_has_its_own_status_and_a_code_in_the_documented_list() -> N
     for kind in CASES:
         assert 400 <= kind.status < 600, kind
         assert kind.code != DomainError.code, kind
+
+
+def test_the_docs_error_table_lists_every_code_with_its_status() -> None:
+    """docs/functions.md's "Error codes" table: one row per code, with the status it answers."""
+    page = (ROOT / "docs" / "functions.md").read_text(encoding="utf-8")
+    table = page.split("### Error codes", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    rows = {
+        cells[0].strip("` "): int(cells[1])
+        for line in table.splitlines()[2:]
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    assert rows == {kind.code: kind.status for kind in ERRORS}
 
 
 QUOTA = QuotaState("day", limit=1000, used=1000, resets_at="2026-12-03T00:00:00.000000Z")

@@ -64,6 +64,7 @@ def test_openapi_documents_the_error_shape_and_no_validation_422() -> None:
             }
             if path != "/api/v1/health":  # the only route that touches no AWS service
                 assert "Retry-After" in responses["503"]["headers"]
+                assert "dependency_unreachable" in responses["502"]["description"]
 
 
 def test_health_needs_no_identity(rest: Rest) -> None:
