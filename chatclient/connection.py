@@ -19,10 +19,6 @@ from chatclient.client import ApiError, AssistantClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_STATE = ROOT / ".dev"
-NO_SERVER = (
-    "no dev server is running; start `make dev` or pass REST_URL/WS_URL/TOKEN "
-    "(--rest-url, --ws-url, --token)"
-)
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -49,17 +45,14 @@ class Connection:
 
 
 class NoServer(Exception):
-    """Neither URLs given nor a dev server found (no endpoints file, or nothing listening at
-    the URLs it names)."""
+    """Neither URLs given nor a running dev server found; the message says what to do."""
 
-    def __init__(self, rest_url: str | None = None) -> None:
-        super().__init__(rest_url)
-        self.rest_url = rest_url
+    def __init__(self, why: str = "no dev server is running") -> None:
+        super().__init__(why)
+        self.why = why
 
     def __str__(self) -> str:
-        if self.rest_url is None:
-            return NO_SERVER
-        return NO_SERVER.replace("running", f"running at {self.rest_url}", 1)
+        return f"{self.why}; or pass REST_URL/WS_URL/TOKEN (--rest-url, --ws-url, --token)"
 
 
 def checked(connection: Connection, client: AssistantClient) -> dict[str, Any]:
@@ -69,7 +62,9 @@ def checked(connection: Connection, client: AssistantClient) -> dict[str, Any]:
         return client.health()
     except ApiError as error:
         if connection.local and error.kind == "unavailable":
-            raise NoServer(connection.rest_url) from None
+            raise NoServer(
+                f"no dev server is running at {connection.rest_url}: start `make dev`"
+            ) from None
         raise
 
 
@@ -77,25 +72,23 @@ def resolve(args: argparse.Namespace) -> Connection:
     """The given URLs and token, completed from the running dev server; :class:`NoServer`."""
     if args.rest_url is not None and args.ws_url is not None:
         return Connection(args.rest_url, args.ws_url, args.token, local=False)
-    local = local_dev_server(args.state_dir, args.user)
-    if local is None:
-        raise NoServer
-    rest, ws, token = local
+    rest, ws, token = local_dev_server(args.state_dir, args.user)
     return Connection(args.rest_url or rest, args.ws_url or ws, args.token or token, local=True)
 
 
-def local_dev_server(state_dir: Path, user: str) -> tuple[str, str, str] | None:
-    """The running dev server's URLs (written at its start) and a token from its key."""
-    path = state_dir / "endpoints.json"
-    if not path.is_file():
-        return None
-    endpoints = json.loads(path.read_text())
-    from devserver import identity  # the dev server's signing key; only for local use
+def local_dev_server(state_dir: Path, user: str) -> tuple[str, str, str]:
+    """The running dev server's URLs and a token for ``user`` from its key (the dev server's
+    own reader of its endpoints file, which checks that the server is alive)."""
+    from devserver import endpoints, identity  # the dev server's files; only for local use
 
+    try:
+        found = endpoints.running(state_dir)
+    except endpoints.NoDevServer as error:
+        raise NoServer(str(error)) from None
     key = identity.signing_key(state_dir)
-    shape = identity.TokenShape.from_json(endpoints["token_shape"])
-    token = identity.mint(key, endpoints["issuer"], user, shape)
-    return endpoints["rest_url"], endpoints["ws_url"], token
+    shape = identity.TokenShape.from_json(found.token_shape)
+    token = identity.mint(key, found.issuer, user, shape)
+    return found.rest_url, found.ws_url, token
 
 
 def token_subject(token: str | None) -> str | None:
