@@ -143,10 +143,13 @@ dev-token: setup
 
 # The terminal chat client and the post-deploy smoke test: the dev server by default, or a
 # deployment with REST_URL=… WS_URL=… TOKEN=… (or AI_ASSISTANT_TOKEN in the environment).
+# ARGS goes to the chat client as it is: a prompt asks once (`make chat ARGS="explain CDKTF in one line"`),
+# options too (`ARGS="--model …"`); see docs/chat-client.md.
 CLIENT_ARGS = $(if $(REST_URL),--rest-url '$(REST_URL)') $(if $(WS_URL),--ws-url '$(WS_URL)') \
 	$(if $(TOKEN),--token '$(TOKEN)') --user $(USER_NAME)
+ARGS ?=
 chat: setup
-	@$(PY) -m chatclient $(CLIENT_ARGS)
+	@$(PY) -m chatclient $(CLIENT_ARGS) $(ARGS)
 
 smoke: setup
 	@$(PY) -m chatclient.smoke $(CLIENT_ARGS)

@@ -8,14 +8,16 @@ or names the failed check and exits 1.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 from collections.abc import Callable
 
 import httpx
 
-from chatclient.__main__ import connection_from_args
 from chatclient.client import ApiError, AssistantClient
+from chatclient.connection import NoServer, add_connection_options, checked, resolve
+from chatclient.safe import clean
 
 PROMPT = "Smoke test: answer in one short sentence."
 
@@ -77,7 +79,7 @@ def run_checks(client: AssistantClient, report: Callable[[str], None]) -> bool:
         try:
             check()
         except (CheckFailed, ApiError, KeyError, ValueError) as error:
-            report(f"FAILED {name}: {error}")
+            report(f"FAILED {name}: {clean(error)}")
             if "id" in state and name != "delete":
                 with contextlib.suppress(ApiError):
                     client.delete(state["id"])
@@ -87,9 +89,23 @@ def run_checks(client: AssistantClient, report: Callable[[str], None]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _, client = connection_from_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="make smoke", description="Check a deployment (or the dev server) end to end."
+    )
+    add_connection_options(parser)
     try:
+        connection = resolve(parser.parse_args(argv))
+        client = connection.client()
+    except NoServer as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        if connection.local:
+            checked(connection, client)  # a dev server that stopped is said so, not "FAILED"
         passed = run_checks(client, print)
+    except NoServer as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     finally:
         client.close()
     print("smoke test passed" if passed else "smoke test failed")

@@ -173,6 +173,10 @@ USAGE = TableSchema(
 TABLES = (SESSIONS, MESSAGES, CONNECTIONS, IDEMPOTENCY, USAGE)
 
 API_BASE_PATH = "/api/v1"
+# API Gateway's WebSocket quotas: a client message (possibly sent as several frames) and one
+# frame, either way.
+MAX_WEBSOCKET_MESSAGE_BYTES = 128 * 1024
+MAX_WEBSOCKET_FRAME_BYTES = 32 * 1024
 
 # Cross-region inference profile ids start with a geography, e.g. "us.anthropic.claude…".
 INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -34,7 +35,9 @@ from functions.core import aws, deadline
 from functions.core.aws_errors import is_throttling, translate
 from functions.core.clock import timestamp, utc_now
 from functions.core.observability import count, logger, record_turn
+from functions.data.answers import Generating, GeneratingAnswers
 from functions.data.quota import AnswerLeases, Lease, Reservation, UsageLedger
+from functions.domain.content import content_problem
 from functions.domain.errors import BadRequest, NotFound, UpstreamError
 from functions.domain.models import Citation, Message, MessageStatus, Session, Usage, content_bytes
 
@@ -42,14 +45,13 @@ if TYPE_CHECKING:
     from functions.core.chat_settings import ChatSettings
     from functions.data.turns import Store
 
-MAX_CONTENT_CHARS = 50_000  # far below DynamoDB's 400 KB item limit, even in 4-byte UTF-8
 BYTES_PER_TOKEN = 4
 RETRIEVAL_RESULTS = 5
 # The model's stop reasons that mean "done"; any other, or none, stores the answer incomplete.
 COMPLETE_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 # Our own stop reasons, for answers the model did not end.
 TIMEOUT = "timeout"  # the function's time ran out (see ChatStream)
-INTERRUPTED = "interrupted"  # the stream ended without messageStop
+INTERRUPTED = "interrupted"  # the stream ended without messageStop, or the user cancelled it
 
 TimeLeft = Callable[[], float]
 
@@ -127,23 +129,6 @@ class _Turn:
         return self.question.seq + 1
 
 
-def content_problem(content: object) -> str | None:
-    """What is wrong with a user's text, or None: the one rule both transports apply.
-
-    Bedrock rejects blank text blocks, and text with a lone surrogate cannot be encoded as
-    UTF-8, so DynamoDB and Bedrock would both refuse it after the turn had started.
-    """
-    if not isinstance(content, str) or not content.strip():
-        return "content must be a non-blank string"
-    if len(content) > MAX_CONTENT_CHARS:
-        return f"content must be at most {MAX_CONTENT_CHARS} characters"
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError:
-        return "content must be valid Unicode text (it holds a lone surrogate)"
-    return None
-
-
 def validate_content(content: object) -> str:
     """The user's text, or :class:`BadRequest` naming what is wrong with it."""
     problem = content_problem(content)
@@ -174,6 +159,50 @@ def _texts(value: object) -> Iterator[str]:
             yield from _texts(inner)
 
 
+class CancelWatch:
+    """How a streaming turn learns that its user cancelled it: a look at its record in the
+    usage table (:mod:`functions.data.answers`) every ``every`` seconds while the model is
+    read. The looks are what a cancel costs: bounded by the interval, not by the model's pace.
+
+    The record is written before the model is called (one small write, milliseconds), so an
+    answer can be cancelled from its first frame on.
+    """
+
+    def __init__(self, answers: GeneratingAnswers, answer: Generating, every: float) -> None:
+        self._answers = answers
+        self._answer = answer
+        self._every = every
+        self._next_look = time.monotonic() + every
+
+    @classmethod
+    def begin(
+        cls, answers: GeneratingAnswers, answer: Generating, seconds: int, every: float
+    ) -> CancelWatch | None:
+        """Record the answer as generating and watch it; None when the record could not be
+        written: the answer just cannot be cancelled, which is no reason to fail it."""
+        try:
+            answers.begin(answer.user_id, answer.message_id, seconds)
+        except Exception:
+            logger.warning("recording the answer as generating failed", exc_info=True)
+            return None
+        return cls(answers, answer, every)
+
+    def asked(self) -> bool:
+        """Whether the user asked to stop, looked up at most once per interval."""
+        now = time.monotonic()
+        if now < self._next_look:
+            return False
+        self._next_look = now + self._every
+        return self._answers.cancel_requested(self._answer)
+
+    def until_look(self) -> float:
+        return max(self._next_look - time.monotonic(), 0.0)
+
+    def finish(self) -> None:
+        """The answer is stored (or failed): a cancel from now on is told it is finished."""
+        self._answers.finish(self._answer)
+
+
 @dataclass(frozen=True)
 class _StreamFailed:
     error: BaseException
@@ -189,7 +218,8 @@ class ChatStream:
     consumer never holds the stream up, and the consumer waits for them only as long as
     ``time_left`` allows: when it runs out, iteration ends even if the model is silent, and
     :meth:`complete` stores what arrived as ``incomplete`` (reason ``timeout``) while there is
-    still time to store it.
+    still time to store it. With a :class:`CancelWatch`, a cancel by the user ends iteration
+    the same way (reason ``interrupted``), and the model stream is closed.
     """
 
     def __init__(
@@ -199,12 +229,16 @@ class ChatStream:
         events: Iterable[dict[str, Any]],
         time_left: TimeLeft | None = None,
         lease: Lease | None = None,
+        *,
+        watch: CancelWatch | None = None,
     ) -> None:
         self._service = service
         self._turn = turn
         self._events = events
         self._time_left = time_left
         self._lease = lease
+        self._watch = watch
+        self.cancelled = False
         self._parts: list[str] = []
         self._usage = Usage()
         self._stop_reason: str | None = None
@@ -231,8 +265,28 @@ class ChatStream:
             pass
         reason = self._stop_reason or INTERRUPTED
         status: MessageStatus = "complete" if reason in COMPLETE_STOP_REASONS else "incomplete"
-        return self._service._finish(
-            self._turn, "".join(self._parts), self._usage, status=status, stop_reason=reason
+        text = "".join(self._parts)
+        usage = self._usage
+        if self.cancelled and usage == Usage():
+            usage = self._used_so_far(text)
+        try:
+            return self._service._finish(self._turn, text, usage, status=status, stop_reason=reason)
+        finally:
+            self._finish_watch()
+
+    def _finish_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.finish()
+
+    def _used_so_far(self, text: str) -> Usage:
+        """A cancelled stream ends before the model reports its usage, yet the input and the
+        text generated so far are billed: settle the budget to their estimate."""
+        input_tokens = request_tokens(self._turn.request)
+        output_tokens = estimate_tokens(text)
+        return Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
         )
 
     def _free_lease(self) -> None:
@@ -248,7 +302,11 @@ class ChatStream:
         )
         reader.start()
         try:
-            with self._service._failing(self._turn), upstream_errors("the model stream"):
+            with (
+                self._failed_watch(),
+                self._service._failing(self._turn),
+                upstream_errors("the model stream"),
+            ):
                 while (item := self._next(inbox)) is not _STREAM_END:
                     if isinstance(item, _StreamFailed):
                         raise item.error
@@ -266,18 +324,42 @@ class ChatStream:
             if reader.is_alive():  # stopped early: stop the model too, without waiting on it
                 threading.Thread(target=_close, args=(self._events,), daemon=True).start()
 
-    def _next(self, inbox: queue.SimpleQueue[Any]) -> Any:
-        """The next event, or the end of the stream once time is up."""
-        if self._time_left is None:
-            return inbox.get()
+    @contextmanager
+    def _failed_watch(self) -> Iterator[None]:
+        """A failed stream (its marker stored by ``_failing``) finishes the watch too."""
         try:
-            left = self._time_left()
-            if left <= 0:
-                raise queue.Empty
-            return inbox.get(timeout=left)
-        except queue.Empty:
-            self._stop_reason = TIMEOUT
-            return _STREAM_END
+            yield
+        except BaseException:
+            self._finish_watch()
+            raise
+
+    def _next(self, inbox: queue.SimpleQueue[Any]) -> Any:
+        """The next event, or the end of the stream once time is up or the user cancelled."""
+        while True:
+            left = None if self._time_left is None else self._time_left()
+            if self._may_look(left) and self._watch is not None and self._watch.asked():
+                self._stop_reason = INTERRUPTED
+                self.cancelled = True
+                return _STREAM_END
+            if left is not None and left <= 0:
+                self._stop_reason = TIMEOUT
+                return _STREAM_END
+            waits = [wait for wait in (left, self._look_in()) if wait is not None]
+            try:
+                return inbox.get(timeout=min(waits) if waits else None)
+            except queue.Empty:
+                continue
+
+    def _may_look(self, left: float | None) -> bool:
+        """Whether to look for a cancel now: not once the model has stopped, nor when a look
+        at its slowest (one DynamoDB attempt) could run into the time kept for storing."""
+        return self._stop_reason is None and (
+            left is None or left > deadline.DYNAMODB_ATTEMPT_SECONDS
+        )
+
+    def _look_in(self) -> float | None:
+        """Seconds until the next look for a cancel, None without a watch."""
+        return None if self._watch is None else self._watch.until_look()
 
 
 def _pump(
@@ -339,7 +421,7 @@ class ChatService:
     ) -> ChatReply:
         """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
         may be held (the invocation's remaining time)."""
-        turn, response, lease = self._call_model(
+        turn, response, lease, _ = self._call_model(
             user_id,
             session_id,
             content,
@@ -358,7 +440,7 @@ class ChatService:
         options: TurnOptions = NO_OPTIONS,
     ) -> ChatReply:
         """:meth:`reply` to a conversation the client holds; nothing is stored."""
-        turn, response, lease = self._start(
+        turn, response, lease, _ = self._start(
             user_id,
             lambda: self._prepare_unstored(user_id, conversation, streaming=False, options=options),
             lease_seconds=lease_seconds,
@@ -376,7 +458,7 @@ class ChatService:
         options: TurnOptions = NO_OPTIONS,
     ) -> ChatStream:
         """:meth:`stream` of a conversation the client holds; nothing is stored."""
-        turn, response, lease = self._start(
+        turn, response, lease, _ = self._start(
             user_id,
             lambda: self._prepare_unstored(user_id, conversation, streaming=True, options=options),
             lease_seconds=lease_seconds,
@@ -406,22 +488,44 @@ class ChatService:
         *,
         lease_seconds: int,
         options: TurnOptions = NO_OPTIONS,
+        cancel_every: float | None = None,
     ) -> ChatStream:
         """Start a turn with ``converse_stream``; errors before the first delta raise here.
 
         ``time_left`` (seconds) bounds how long the stream is read (see :class:`ChatStream`);
         ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
-        model's stream ends.
+        model's stream ends. ``cancel_every`` (seconds): record the answer as generating and
+        look for the user's cancel that often (:class:`CancelWatch`).
         """
-        turn, response, lease = self._call_model(
+        turn, response, lease, watch = self._call_model(
             user_id,
             session_id,
             content,
             lease_seconds=lease_seconds,
             streaming=True,
             options=options,
+            cancel_every=cancel_every,
         )
-        return ChatStream(self, turn, response["stream"], time_left, lease)
+        return ChatStream(self, turn, response["stream"], time_left, lease, watch=watch)
+
+    def _watch(
+        self, user_id: str, message_id: str, seconds: int, every: float
+    ) -> CancelWatch | None:
+        """Watch for a cancel of the answer (no table: it cannot be cancelled)."""
+        if self.store.answers is None:
+            return None
+        return CancelWatch.begin(
+            self.store.answers, Generating(user_id, message_id), seconds, every
+        )
+
+    def cancel(self, user_id: str, message_id: str) -> None:
+        """Ask the invocation generating the caller's answer ``message_id`` to stop it.
+
+        :class:`NotFound` for an answer of the caller's that is not generating (or someone
+        else's), :class:`~functions.domain.errors.Conflict` for one already finished."""
+        if self.store.answers is None:
+            raise RuntimeError("cancelling needs the usage table; this store has none")
+        self.store.answers.request_cancel(user_id, message_id)
 
     def _call_model(
         self,
@@ -432,7 +536,10 @@ class ChatService:
         lease_seconds: int,
         streaming: bool,
         options: TurnOptions = NO_OPTIONS,
-    ) -> tuple[_Turn, dict[str, Any], Lease | None]:
+        cancel_every: float | None = None,
+    ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
+        """A stored turn: prepared in the session, then :meth:`_start`; with ``cancel_every``,
+        watched for a cancel (:class:`CancelWatch`)."""
         content = validate_content(content)
         return self._start(
             user_id,
@@ -441,16 +548,27 @@ class ChatService:
             ),
             lease_seconds=lease_seconds,
             streaming=streaming,
+            cancel_every=cancel_every,
         )
 
     def _start(
-        self, user_id: str, prepare: Callable[[], _Turn], *, lease_seconds: int, streaming: bool
-    ) -> tuple[_Turn, dict[str, Any], Lease | None]:
-        """Take an answer slot, prepare the turn and call the model; the slot is given back if
-        any of that fails, else it is the caller's to give back when the model is done."""
+        self,
+        user_id: str,
+        prepare: Callable[[], _Turn],
+        *,
+        lease_seconds: int,
+        streaming: bool,
+        cancel_every: float | None = None,
+    ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
+        """Take an answer slot, prepare the turn, with ``cancel_every`` record it as generating
+        and watch it for a cancel, and call the model; the slot is given back if any of that
+        fails, else it is the caller's to give back when the model is done."""
         lease = self.leases.acquire(user_id, lease_seconds)
+        watch = None
         try:
             turn = prepare()
+            if cancel_every is not None:
+                watch = self._watch(user_id, turn.answer_id, lease_seconds, cancel_every)
             runtime = aws.client("bedrock-runtime")
             call = runtime.converse_stream if streaming else runtime.converse
             with self._failing(turn), upstream_errors("the model call"):
@@ -467,8 +585,10 @@ class ChatService:
                 )
         except BaseException:
             self.leases.release(lease)
+            if watch is not None:
+                watch.finish()
             raise
-        return turn, response, lease
+        return turn, response, lease, watch
 
     def _prepare(
         self,

@@ -19,6 +19,7 @@ from functions.core import aws, deadline
 from functions.core.aws_errors import error_code, translate
 from functions.core.clock import epoch_seconds, parse_timestamp, timestamp, utc_now
 from functions.core.observability import count, logger
+from functions.data.answers import GeneratingAnswers
 from functions.data.connections import ConnectionRepository
 from functions.data.idempotency import IdempotencyStore
 from functions.data.items import plain_item
@@ -51,7 +52,8 @@ class Store:
     connections: ConnectionRepository | None = None
     idempotency: IdempotencyStore | None = None
     ledger: UsageLedger | None = None  # the usage table: token budgets ...
-    leases: AnswerLeases | None = None  # ... and answer slots
+    leases: AnswerLeases | None = None  # ... and answer slots ...
+    answers: GeneratingAnswers | None = None  # ... and the answers generating (cancel)
 
     @classmethod
     def from_settings(cls, settings: ChatSettings) -> Store:
@@ -80,6 +82,7 @@ class Store:
                 monthly_limit=settings.user_monthly_token_limit,
             ),
             leases=AnswerLeases(client, settings.usage_table, settings.user_max_concurrent_answers),
+            answers=GeneratingAnswers(client, settings.usage_table),
         )
 
     def begin_turn(self, user_id: str, session: Session, content: str) -> Message:

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from functions.chat.service import MAX_CONTENT_CHARS, content_problem
+from functions.domain.content import MAX_CONTENT_CHARS, content_problem
 from functions.domain.errors import ERROR_CODES
 from functions.domain.models import MessageStatus
 

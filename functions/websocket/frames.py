@@ -10,9 +10,10 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from functions.contract import MAX_WEBSOCKET_FRAME_BYTES
 from functions.domain.models import Message, Usage
 
-MAX_FRAME_BYTES = 32 * 1024
+MAX_FRAME_BYTES = MAX_WEBSOCKET_FRAME_BYTES
 
 
 def encode(frame: dict[str, Any]) -> bytes:
@@ -21,8 +22,13 @@ def encode(frame: dict[str, Any]) -> bytes:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
 
 
-def start(session_id: str, message_id: str) -> dict[str, Any]:
-    return {"type": "start", "session_id": session_id, "message_id": message_id}
+def start(session_id: str, message_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
+    """The answer's first frame; it echoes the request's ``idempotency_key``, if any, so the
+    client knows which of its requests this answer is."""
+    frame = {"type": "start", "session_id": session_id, "message_id": message_id}
+    if idempotency_key is not None:
+        frame["idempotency_key"] = idempotency_key
+    return frame
 
 
 def chunks(session_id: str, message_id: str, text: str) -> Iterator[dict[str, Any]]:

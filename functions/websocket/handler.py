@@ -4,9 +4,11 @@ message.
 ``$connect`` registers the connection under the authorizer's user, ``$disconnect`` forgets it.
 A message is parsed (:mod:`functions.websocket.protocol`) and answered with frames
 (:mod:`functions.websocket.frames`): ``pong``, a chat turn (:mod:`functions.websocket.turn`),
-or ``error`` with a code from :data:`functions.domain.errors.ERROR_CODES`, the same code REST
-answers with. Message routes always answer 200: the outcome travels in the frames. A client
-found gone while answering has its connection record deleted.
+nothing for an accepted cancel (the cancelled answer's ``end`` frame tells it), or ``error``
+with a code from :data:`functions.domain.errors.ERROR_CODES`, the same code REST answers with,
+echoing the request's ``idempotency_key`` or ``message_id``. Message routes always answer 200:
+the outcome travels in the frames. A client found gone while answering has its connection
+record deleted.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from functions.data.connections import ConnectionRepository
 from functions.data.turns import Store
 from functions.domain.errors import BadRequest
 from functions.websocket import frames
-from functions.websocket.protocol import Ping, parse
+from functions.websocket.protocol import Cancel, Ping, echo, parse
 from functions.websocket.sender import Poster
 from functions.websocket.settings import Settings
 from functions.websocket.turn import answer
@@ -75,6 +77,10 @@ def on_message(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[
         request = parse(event)
         if isinstance(request, Ping):
             poster.send(frames.pong())
+        elif isinstance(request, Cancel):
+            ChatService(config, Store.from_settings(config)).cancel(
+                _user_of(event, config), request.message_id
+            )
         else:
             answer(
                 ChatService(config, Store.from_settings(config)),
@@ -86,9 +92,8 @@ def on_message(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[
             )
     except Exception as error:
         domain = for_client(error)
-        poster.send(
-            frames.error(domain.code, domain.message, domain.retry_after, **domain.fields())
-        )
+        fields = echo(event) | domain.fields()
+        poster.send(frames.error(domain.code, domain.message, domain.retry_after, **fields))
     if poster.gone:
         count(Metric.CLIENT_GONE)
         connections(config).delete(connection_id)

@@ -6,7 +6,9 @@ When the client vanishes mid-answer (``GoneException``), posting stops but the m
 still read to its end, so the stored assistant message is complete. When the function's own
 time runs short (:data:`STOP_MARGIN_SECONDS` before its deadline), it stops reading, stores the
 answer so far as ``incomplete`` (``timeout``) and says so in the ``end`` frame, instead of being
-killed with nothing stored.
+killed with nothing stored. When the user cancels the answer (the ``cancel`` action, handled by
+another invocation), the turn sees it at its next look (every :func:`cancel_interval`), stops
+reading and stores the answer so far as ``incomplete`` (``interrupted``) the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ from functions.websocket.sender import Poster, StreamSender
 # Time kept back from the function's deadline to store the answer, post the last frame and
 # return: one DynamoDB attempt at its worst and the answer (functions.core.deadline).
 STOP_MARGIN_SECONDS = deadline.STORE_SECONDS + deadline.ANSWER_SECONDS
+# Least time between two looks for a cancel. Each look is one small DynamoDB write, so the flush
+# cadence (0.1 s by default) is too often to pay for; half a second is still within what a user
+# pressing Ctrl-C notices.
+MIN_CANCEL_INTERVAL_SECONDS = 0.5
+
+
+def cancel_interval(flush_interval: float) -> float:
+    """Seconds between two looks for a cancel: the flush cadence, at least
+    :data:`MIN_CANCEL_INTERVAL_SECONDS`."""
+    return max(flush_interval, MIN_CANCEL_INTERVAL_SECONDS)
 
 
 def answer(
@@ -61,15 +73,23 @@ def answer(
     lease = context.get_remaining_time_in_millis() // 1000 + 1
     outcome = once(chat.store.idempotency, scope, payload, stream, lease_seconds=lease)
     if outcome.replayed:
-        replay(chat, poster, outcome.result["session_id"], outcome.result["seq"])
+        replay(
+            chat,
+            poster,
+            outcome.result["session_id"],
+            outcome.result["seq"],
+            request.idempotency_key,
+        )
 
 
-def replay(chat: ChatService, poster: Poster, session_id: str, seq: int) -> None:
+def replay(
+    chat: ChatService, poster: Poster, session_id: str, seq: int, idempotency_key: str | None
+) -> None:
     """The frames of a stored answer, as they went out the first time."""
     message = chat.store.messages.get(session_id, seq)
     if message is None:
         raise NotFound("the answer of this idempotency key no longer exists")
-    poster.send(frames.start(session_id, message.message_id))
+    poster.send(frames.start(session_id, message.message_id, idempotency_key))
     for frame in frames.chunks(session_id, message.message_id, message.content):
         if not poster.send(frame):
             return
@@ -88,11 +108,16 @@ def stream_answer(
 ) -> Message:
     """Stream one chat turn to the client; the answer is stored whatever the client does."""
     stream = chat.stream(
-        user_id, request.session_id, request.content, time_left, lease_seconds=lease_seconds
+        user_id,
+        request.session_id,
+        request.content,
+        time_left,
+        lease_seconds=lease_seconds,
+        cancel_every=cancel_interval(flush_interval),
     )
     chunks = partial(frames.chunks, stream.session_id, stream.message_id)
     with StreamSender(poster, chunks, flush_interval) as sender:
-        sender.send(frames.start(stream.session_id, stream.message_id))
+        sender.send(frames.start(stream.session_id, stream.message_id, request.idempotency_key))
         for delta in stream:
             sender.write(delta)
         reply = stream.complete()
@@ -106,6 +131,7 @@ def stream_answer(
             "stop_reason": reply.message.stop_reason,
             "usage": reply.usage.to_dict(),
             "client_gone": poster.gone,
+            "cancelled": stream.cancelled,
             "posts": poster.posts,
         },
     )

@@ -6,6 +6,7 @@ cover what the dev stack cannot produce (no knowledge base, no throttling, no qu
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from chatclient.__main__ import Chat
+from chatclient.chat import Chat
 from chatclient.client import ApiError, Turn, _error_of
 
 
@@ -62,7 +63,8 @@ def test_errors_are_told_in_plain_words(answer: httpx.Response, words: str) -> N
     ],
 )
 def test_an_error_frame_is_told_in_plain_words(code: str, words: str) -> None:
-    turn = Turn(iter([{"type": "error", "code": code, "message": "the detail"}]), "s")
+    frame = {"type": "error", "code": code, "message": "the detail", "idempotency_key": "k"}
+    turn = Turn(iter([frame]), "s", "k")
     with pytest.raises(ApiError) as error:
         list(turn)
     assert words in str(error.value)
@@ -116,13 +118,16 @@ class FakeClient:
 
     def __init__(self, frames: list[dict[str, Any]]) -> None:
         self.frames = frames
+        self.interrupt = threading.Event()
 
-    def create_session(self, title: str | None) -> dict[str, Any]:
+    def create_session(
+        self, title: str | None, *, model_id: str | None, knowledge_base_id: str | None
+    ) -> dict[str, Any]:
         return {"session_id": "s-1", "title": title}
 
     def stream(self, session_id: str, content: str) -> Turn:
         frames: Iterator[dict[str, Any]] = iter(self.frames)
-        return Turn(frames, session_id)
+        return Turn(frames, session_id, "k")
 
 
 def printed(frames: list[dict[str, Any]]) -> str:
@@ -135,10 +140,11 @@ def printed(frames: list[dict[str, Any]]) -> str:
 def test_citations_usage_and_an_incomplete_answer_are_shown() -> None:
     text = printed(
         [
-            {"type": "start", "message_id": "m"},
-            {"type": "chunk", "content": "Paris [1]"},
+            {"type": "start", "message_id": "m", "idempotency_key": "k"},
+            {"type": "chunk", "content": "Paris [1]", "message_id": "m"},
             {
                 "type": "end",
+                "message_id": "m",
                 "status": "incomplete",
                 "stop_reason": "max_tokens",
                 "usage": {"input_tokens": 7, "output_tokens": 2},
@@ -153,5 +159,11 @@ def test_citations_usage_and_an_incomplete_answer_are_shown() -> None:
 
 
 def test_a_complete_answer_says_nothing_about_status() -> None:
-    text = printed([{"type": "chunk", "content": "ok"}, {"type": "end", "status": "complete"}])
+    text = printed(
+        [
+            {"type": "start", "message_id": "m", "idempotency_key": "k"},
+            {"type": "chunk", "content": "ok", "message_id": "m"},
+            {"type": "end", "status": "complete", "message_id": "m"},
+        ]
+    )
     assert "incomplete" not in text and "answer is" not in text
