@@ -62,7 +62,11 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem"),  # get: replay
         "connections": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
         "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-        "usage": ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+        # Budgets and leases as main; a streamed answer's record and the look for a cancel
+        # (GetItem, functions/data/answers.py)
+        "usage": (
+            "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
+        ),
     },
     AUTHORIZER.key: {},
     # A chat turn, as main's POST .../messages takes one: a session-bound turn loads, fences and

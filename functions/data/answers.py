@@ -14,9 +14,9 @@ streaming the answer, so a cancel cannot reach the streaming invocation in memor
   the item finished (:meth:`GeneratingAnswers.finish`), so a late cancel is told the answer is
   already finished.
 
-The poll is an ``UpdateItem`` returning the item rather than a ``GetItem``: a write is strongly
-consistent by nature, and the WebSocket function's role is granted exactly the usage table's
-write actions (``compute/security.py``).
+The poll is a strongly consistent ``GetItem`` (half a read unit: a look every half second of
+a streamed answer costs less than its own writes), which the WebSocket function's role is
+granted for it on the usage table (``compute/security.py``).
 """
 
 from __future__ import annotations
@@ -107,19 +107,16 @@ class GeneratingAnswers:
         A failure counts as "no": the answer goes on, and the next poll looks again.
         """
         try:
-            found = self._client.update_item(
+            found = self._client.get_item(
                 TableName=self._table,
                 Key=_key(answer.user_id, answer.message_id),
-                UpdateExpression="SET polls = if_not_exists(polls, :zero) + :one",
-                ConditionExpression="attribute_exists(#user)",
-                ExpressionAttributeNames={"#user": _USER},
-                ExpressionAttributeValues=dynamodb_item({":zero": 0, ":one": 1}),
-                ReturnValues="ALL_NEW",
+                ConsistentRead=True,
+                ProjectionExpression="cancel_requested",
             )
         except Exception:
             logger.warning("looking for a cancel request failed", exc_info=True)
             return False
-        return bool(plain_item(found.get("Attributes") or {}).get("cancel_requested"))
+        return bool(plain_item(found.get("Item") or {}).get("cancel_requested"))
 
     def finish(self, answer: Generating) -> None:
         """Mark ``answer`` finished, so a cancel arriving now is told so; logged on failure

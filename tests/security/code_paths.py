@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from starlette.testclient import TestClient
 
-from fakes.bedrock import BedrockFake
+from fakes.bedrock import BedrockFake, model_like_deltas
 from fakes.connections import WsManagementFake
 from fakes.dynamodb_streams import StreamReader, lambda_event
 from functions.cleanup import handler as cleanup_handler
@@ -311,9 +312,11 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
     return kept.json["session_id"] if kept else None
 
 
-def websocket_paths(run: Run, management: WsManagementFake, session: str | None) -> None:
+def websocket_paths(
+    run: Run, management: WsManagementFake, bedrock: BedrockFake, session: str | None
+) -> None:
     """$connect, a streamed answer twice (user from the event, then from the connection
-    record), ping, $disconnect."""
+    record), an answer cancelled mid-stream, ping, $disconnect."""
     steps, ws = _Steps(run, WEBSOCKET.key), WebSocket(LambdaContext(), management)
     connection = ws.new_connection_id()
     accepted = {"statusCode": 200}.__eq__
@@ -362,6 +365,11 @@ def websocket_paths(run: Run, management: WsManagementFake, session: str | None)
         ),
         ["error"].__eq__,
     )
+    steps.check(
+        "sendMessage, then cancel from another invocation (interrupted)",
+        lambda: _cancelled_answer(ws, management, bedrock, connection, message),
+        ("incomplete", "interrupted").__eq__,
+    )
     steps.check("ping", frames_of(lambda: ws.send(connection, {"action": "ping"})), ["pong"].__eq__)
     steps.check("$disconnect", lambda: ws.disconnect(connection), accepted)
     steps.check(
@@ -369,6 +377,41 @@ def websocket_paths(run: Run, management: WsManagementFake, session: str | None)
         lambda: ws.connect(ws.new_connection_id(), USER_A),
         accepted,
     )
+
+
+def _cancelled_answer(
+    ws: WebSocket,
+    management: WsManagementFake,
+    bedrock: BedrockFake,
+    connection: str,
+    message: dict[str, Any],
+) -> tuple[str, str]:
+    """A long answer, paced like a model, streaming in an invocation of its own while another
+    cancels it once its first chunk is out (the record's write, then the streaming side's
+    looks); the status and stop reason of its ``end`` frame."""
+    first_chunk = threading.Event()
+
+    def on_frame(_: str, body: bytes) -> None:
+        if b'"type":"chunk"' in body:
+            first_chunk.set()
+
+    management.on_frame = on_frame
+    bedrock.stream_chunks = model_like_deltas(1000, seed=5)
+    bedrock.pace(first_delta_ms=50, deltas_per_second=100)  # ten seconds of answer
+    before = len(ws.frames(connection))
+    streaming = threading.Thread(target=ws.send, args=(connection, message))
+    streaming.start()
+    try:
+        assert first_chunk.wait(30), "the answer never started"
+        [start] = [f for f in ws.frames(connection)[before:] if f["type"] == "start"]
+        cancel = {"action": "cancel", "message_id": start["message_id"]}
+        assert ws.send(connection, cancel) == {"statusCode": 200}
+    finally:
+        streaming.join(60)
+        management.on_frame = None
+        bedrock.pacing, bedrock.stream_chunks = None, None
+    end = ws.frames(connection)[-1]
+    return end.get("status"), end.get("stop_reason")
 
 
 def openai_paths(
@@ -577,7 +620,7 @@ def _run(stack: Stack) -> Run:
                 if spec is MAIN:
                     session = main_paths(run, tuple(stack.config.bedrock_models))
                 else:
-                    websocket_paths(run, management, session)
+                    websocket_paths(run, management, bedrock, session)
             record.environment_reads = set(reads)
         record = run.functions[OPENAI_API.key] = FunctionRun()
         variables = stack.environment(OPENAI_API, websocket_callback_url="")
