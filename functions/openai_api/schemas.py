@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.chat.prompting import base_model
-from functions.chat.service import COMPLETE_STOP_REASONS, TurnOptions, content_problem
+from functions.chat.service import COMPLETE_STOP_REASONS, TurnOptions
 from functions.core.observability import GUARDRAIL_INTERVENED
+from functions.domain.content import content_problem
 from functions.domain.models import Role, Usage
 from functions.openai_api.errors import InvalidParameter
 
