@@ -12,10 +12,10 @@ sends the client ``{"message": "Internal server error", ...}`` as API Gateway do
 management API delivers ``POST``/``GET``/``DELETE @connections/{id}`` to the connection's socket
 and answers 410 ``GoneException`` for a closed connection and 413 over 128 KB.
 
-Limits, as documented refusals: a client message over 32 KB closes the connection with 1009
-(API Gateway allows 128 KB messages sent as 32 KB frames; clients here send one frame per
-message, so the 32 KB frame limit is what applies); a connection idle for 10 minutes, or open
-for 2 hours, is closed with 1001 (``Going away``).
+Limits, as documented refusals: a client frame over 32 KB, or a message over 128 KB (a message
+may arrive as several frames, which are put together as API Gateway does), closes the
+connection with 1009; a connection idle for 10 minutes, or open for 2 hours, is closed with
+1001 (``Going away``).
 
 Not emulated: route throttling, IAM on the management API (no SigV4 check), route responses.
 """
@@ -45,8 +45,9 @@ from devserver.lambda_pool import ACCOUNT_ID, FunctionError, InvocationError, La
 from devserver.rest_gateway import policy_allows
 from devserver.stack import WebSocketApi
 from fakes.connections import WsManagementFake
+from functions.contract import MAX_WEBSOCKET_FRAME_BYTES, MAX_WEBSOCKET_MESSAGE_BYTES
 
-MAX_FRAME_BYTES = 32 * 1024
+MAX_FRAME_BYTES = MAX_WEBSOCKET_FRAME_BYTES
 IDLE_TIMEOUT_SECONDS = 10 * 60
 MAX_CONNECTION_SECONDS = 2 * 60 * 60
 API_ID = "devwsapi"
@@ -59,6 +60,7 @@ class Limits:
     """API Gateway's WebSocket quotas; tests shorten the clocks."""
 
     max_frame_bytes: int = MAX_FRAME_BYTES
+    max_message_bytes: int = MAX_WEBSOCKET_MESSAGE_BYTES
     idle_seconds: float = IDLE_TIMEOUT_SECONDS
     max_seconds: float = MAX_CONNECTION_SECONDS
 
@@ -130,7 +132,7 @@ class WebSocketGateway:
             "127.0.0.1",
             self._port,
             process_request=self._process_request,
-            max_size=self.limits.max_frame_bytes,
+            max_size=(self.limits.max_message_bytes, self.limits.max_frame_bytes),
             ping_interval=None,  # API Gateway answers pings but sends none
             server_header=None,
         )

@@ -131,7 +131,9 @@ def test_a_multi_line_paste_is_one_message_with_its_indentation(
     chat: Callable[[str], Any], dev: DevServer
 ) -> None:
     terminal = chat("chat-dave")
-    pasted = _code(400)  # about 19 KB: many times a terminal line's 4,095 characters
+    # About 46 KB: many times a terminal line's 4,095 characters, and more than one 32 KB
+    # WebSocket frame, so the client sends it in pieces and the gateway puts them together.
+    pasted = _code(1100)
     _paste(terminal, pasted)
     terminal.send("\r")
     terminal.expect("tokens:", timeout=60)

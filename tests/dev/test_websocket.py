@@ -14,6 +14,7 @@ from devserver.model import answer
 from devserver.server import DevServer
 from devserver.websocket_gateway import MAX_FRAME_BYTES, Limits
 from fakes.oidc import SigningKey
+from functions.contract import MAX_WEBSOCKET_MESSAGE_BYTES
 from tests.dev.conftest import (
     DEV_GROUP,
     Api,
@@ -106,9 +107,41 @@ def test_a_long_delta_is_split_into_frames_of_at_most_32_kb(
     assert "".join(c["content"] for c in chunks) == alice.messages(session_id)[-1]["content"]
 
 
-def test_a_client_message_over_32_kb_closes_the_connection(dev: DevServer) -> None:
+def _fragments(message: str) -> list[str]:
+    """``message`` as frames of at most 32 KB, as API Gateway asks clients to send it."""
+    size = MAX_FRAME_BYTES // 2  # ASCII here: one byte a character, with room to spare
+    return [message[start : start + size] for start in range(0, len(message), size)]
+
+
+def test_a_client_frame_over_32_kb_closes_the_connection(dev: DevServer) -> None:
     with websocket(dev, "alice") as ws:
         ws.send(json.dumps({"action": "ping", "pad": "x" * MAX_FRAME_BYTES}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009
+
+
+def test_a_message_of_32_kb_frames_up_to_128_kb_arrives_whole(dev: DevServer, alice: Api) -> None:
+    """The chat client sends a long paste as several frames; API Gateway puts them together."""
+    session_id = alice.create_session()["session_id"]
+    content = "\n".join(f"    line {n:05d} of a pasted file" for n in range(1_300))  # ~43 KB
+    frame = json.dumps({"action": "sendMessage", "session_id": session_id, "content": content})
+    assert MAX_FRAME_BYTES < len(frame) < MAX_WEBSOCKET_MESSAGE_BYTES
+    with websocket(dev, "alice") as ws:
+        ws.send(_fragments(frame))
+        types = [json.loads(ws.recv(timeout=20))["type"]]
+        while types[-1] not in ("end", "error"):
+            types.append(json.loads(ws.recv(timeout=20))["type"])
+    assert types[0] == "start" and types[-1] == "end", types
+    assert alice.messages(session_id)[0]["content"] == content
+
+
+def test_a_message_over_128_kb_closes_the_connection_even_in_small_frames(dev: DevServer) -> None:
+    with websocket(dev, "alice") as ws:
+        ws.send(
+            _fragments(json.dumps({"action": "ping", "pad": "x" * MAX_WEBSOCKET_MESSAGE_BYTES}))
+        )
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
     assert closed.value.rcvd is not None
