@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from functions.core.aws_errors import for_client
+from functions.core.asgi import ErrorsBeforeStart
 from functions.domain.errors import (
     BadRequest,
     DomainError,
@@ -123,35 +122,8 @@ async def _on_http_error(_: Request, error: Exception) -> JSONResponse:
     return response
 
 
-class ErrorsAsJson:
-    """Turn every exception a route raises into the one error shape; only bugs are 500s.
-
-    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` (``@app.middleware``) costs a
-    task group and memory streams on every request, a large share of a warm invocation.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched)
-        except Exception as error:
-            if started or scope["type"] != "http":
-                raise
-            response: Response = error_response(for_client(error))
-            await response(scope, receive, send)
-
-
 def install(app: FastAPI) -> None:
     """Route every error of ``app`` through :func:`error_response`."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_middleware(ErrorsAsJson)
+    app.add_middleware(ErrorsBeforeStart, respond=error_response)

@@ -14,9 +14,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from functions.core.aws_errors import for_client
+from functions.core.asgi import ErrorsBeforeStart
 from functions.domain.errors import BadRequest, DomainError, MethodNotAllowed, NotFound
 
 # OpenAI's error type per status (what its SDKs and the clients on them branch on).
@@ -73,29 +72,6 @@ async def _on_http_error(_: Request, error: Exception) -> JSONResponse:
     return response
 
 
-class ErrorsAsOpenAI:
-    """Every exception a route raises, before the response started, as an OpenAI error; only
-    bugs are 500s. (Once a stream has started, the stream itself ends with an error event.)"""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched)
-        except Exception as error:
-            if started or scope["type"] != "http":
-                raise
-            await error_response(for_client(error))(scope, receive, send)
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_middleware(ErrorsAsOpenAI)
+    app.add_middleware(ErrorsBeforeStart, respond=error_response)
