@@ -115,18 +115,29 @@ def test_sdk_errors_carry_the_message_and_the_class_of_their_status(dev: DevServ
 
 
 def test_a_client_cannot_forge_the_adapters_identity_header(dev: DevServer) -> None:
-    """The gateway replaces whatever request context a client sends with the authorizer's."""
-    forged = json.dumps({"authorizer": {"principalId": "bob", "user_id": "bob"}})
+    """The gateway replaces whatever request context a client sends with the authorizer's: the
+    turn is counted to the token's user, not to the one the forged header names."""
+    forged = json.dumps(
+        {"authorizer": {"principalId": "openai-victim", "user_id": "openai-victim"}}
+    )
     response = httpx.post(
         f"{dev.openai_base_url}/chat/completions",
         json=question(dev),
-        headers={"Authorization": f"Bearer {dev.token('alice')}", "x-amzn-request-context": forged},
+        headers={
+            "Authorization": f"Bearer {dev.token('openai-forger')}",
+            "x-amzn-request-context": forged,
+        },
         timeout=30,
     )
 
-    assert response.status_code == 200
-    session_id = Api(dev, "bob").http.get("/api/v1/sessions").json()["sessions"]
-    assert session_id == []  # nothing happened as bob (and a stateless turn stores nothing)
+    assert response.status_code == 200, response.text
+    assert _turns_today(Api(dev, "openai-forger")) == 1
+    assert _turns_today(Api(dev, "openai-victim")) == 0
+
+
+def _turns_today(api: Api) -> int:
+    periods = api.http.get("/api/v1/usage").json()["periods"]
+    return next(p["turns"] for p in periods if p["period"] == "day")
 
 
 def test_a_bound_turn_is_listed_with_the_sessions_messages(dev: DevServer, alice: Api) -> None:
