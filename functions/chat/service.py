@@ -617,10 +617,9 @@ class ChatService:
     ) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)
         replaced = None if replaces is None else self._replaceable(user_id, session, replaces)
-        if content is None:
-            if replaced is None:
-                raise BadRequest("content is required")  # unreachable: _call_model validated it
+        if replaced is not None and content is None:
             content = replaced[0].content  # regenerate: the same question again
+        assert content is not None, "_call_model requires content without replaces"
         citations = self._retrieve(session, content)
         budget = (
             self.settings.history_budget_tokens * BYTES_PER_TOKEN

@@ -106,7 +106,13 @@ class SessionUpdate(_Request):
 
 
 class MessageCreate(_Request):
-    # Optional only with ``replaces`` (a regenerate); an explicit null is refused.
+    # ``content`` may be left out only with ``replaces`` (a regenerate); an explicit null is
+    # refused. The document says so too, so the fuzzer generates bodies accordingly.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["content"]}, {"required": ["replaces"]}]},
+    )
+
     content: (
         Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS)]
         | SkipJsonSchema[None]
