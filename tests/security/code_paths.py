@@ -391,8 +391,9 @@ def websocket_paths(
 
 
 def _edit_last(message: dict[str, Any]) -> dict[str, Any]:
-    """``message`` as an edit of its session's last question (read straight from the table)."""
-    items = boto3.client("dynamodb").query(
+    """``message`` as an edit of its session's last question, read from the table as the
+    function would (its credentials; a Query it is granted anyway)."""
+    items = aws.client("dynamodb").query(
         TableName=os.environ[MESSAGES.env],
         KeyConditionExpression="session_id = :session",
         ExpressionAttributeValues={":session": {"S": message["session_id"]}},
