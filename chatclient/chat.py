@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.table import Table
 
-from chatclient.client import ApiError, AssistantClient, check
+from chatclient.client import ApiError, AssistantClient, Turn, check
 from chatclient.connection import token_subject
 from chatclient.editor import KEYS_HELP
 from chatclient.safe import clean, plain
@@ -28,6 +28,8 @@ HELP = f"""Commands:
   /delete            delete the current session (asks first)
   /model [id]        show the current session's model, or switch to another
   /kb [n|id|none]    list the knowledge bases, or ground this and new sessions on one
+  /retry             answer the last question again (the old answer is kept)
+  /edit              change the last question in the editor, then answer it again
   /usage             your token budget and how many answers you may have generating
   /whoami            who you are talking as, to which server, in which session
   /help              this text
@@ -38,7 +40,7 @@ NO_SESSION = "no current session: /new starts one, /resume continues one"
 
 
 class Reader(Protocol):
-    def read(self) -> str: ...
+    def read(self, default: str = "") -> str: ...
 
 
 class Chat:
@@ -112,6 +114,8 @@ class Chat:
             "/model": self.model,
             "/kb": self.kb,
             "/whoami": lambda _: self.whoami(),
+            "/retry": lambda _: self.retry(),
+            "/edit": lambda _: self.edit(),
         }
         if name in ("/quit", "/exit"):
             return False
@@ -166,6 +170,8 @@ class Chat:
             return
         self.say(f"resumed {self.session.get('title') or session_id}", "green")
         for message in self.client.messages(session_id):
+            if message.get("superseded_by"):  # an older version of a regenerated turn
+                continue
             style = "cyan" if message["role"] == "user" else ""
             self.say(f"{message['role']}> {message['content']}", style)
 
@@ -292,7 +298,44 @@ class Chat:
                 title, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
             )
             self.say(f"new session {self.session['session_id']}", "dim")
-        turn = self.client.stream(self.session["session_id"], content)
+        self.answer(self.client.stream(self.session["session_id"], content))
+
+    def retry(self) -> None:
+        """Regenerate the last answer: the last question again, as a new version."""
+        question = self._last_question()
+        if question is not None:
+            session_id = self.session["session_id"]  # type: ignore[index]
+            self.answer(self.client.stream(session_id, None, replaces=question["message_id"]))
+
+    def edit(self) -> None:
+        """Edit the last question in the line editor, then answer it as a new version."""
+        question = self._last_question()
+        if question is None:
+            return
+        assert self.reader is not None, "/edit needs a line editor"
+        try:
+            content = self.reader.read(question["content"])
+        except (EOFError, KeyboardInterrupt):
+            content = ""
+        if not content.strip():
+            self.say("edit abandoned; the question stays as it was", "dim")
+            return
+        check(content)
+        session_id = self.session["session_id"]  # type: ignore[index]
+        self.answer(self.client.stream(session_id, content, replaces=question["message_id"]))
+
+    def _last_question(self) -> dict[str, Any] | None:
+        """The current session's last question, or None after saying why there is none."""
+        if self.session is None:
+            self.say(NO_SESSION, "yellow")
+            return None
+        question = self.client.last_question(self.session["session_id"])
+        if question is None:
+            self.say("no question yet in this session: ask one first", "yellow")
+        return question
+
+    def answer(self, turn: Turn) -> None:
+        """Show ``turn``'s answer as it streams; Ctrl-C cancels it."""
         self.console.print("[bold magenta]assistant>[/] ", end="")
         try:
             with ctrl_c_interrupts(self.client):

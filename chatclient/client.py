@@ -1,7 +1,8 @@
 """The API client: REST with httpx, the streamed turn over WebSocket with the websockets library.
 
 Every failure becomes an :class:`ApiError` whose ``kind`` is one of a few plain categories
-(``unauthorized``, ``forbidden``, ``not_found``, ``bad_request``, ``throttled``, ``quota``,
+(``unauthorized``, ``forbidden``, ``not_found``, ``bad_request``, ``conflict``, ``throttled``,
+``quota``,
 ``quota_exceeded``, ``busy``, ``unavailable``, ``timeout``, ``internal``, ``wrong_url``,
 ``too_long``), so the terminal can say what happened in words whether API Gateway, the function
 or the network answered.
@@ -37,6 +38,7 @@ Kind = Literal[
     "forbidden",
     "not_found",
     "bad_request",
+    "conflict",
     "throttled",
     "quota",
     "quota_exceeded",
@@ -56,6 +58,7 @@ _MESSAGES: dict[Kind, str] = {
     "forbidden": "this token may not do that",
     "not_found": "no such session (it may have been deleted, or belong to someone else)",
     "bad_request": "the request was refused as invalid",
+    "conflict": "the session changed meanwhile (another answer came, or this turn was replaced)",
     "throttled": "the service is busy (throttled); wait a few seconds and try again",
     "quota": "the request quota or rate limit is used up; try again later",
     "quota_exceeded": "your token budget is spent until it resets (/usage shows it)",
@@ -83,6 +86,7 @@ _STATUS_KINDS: dict[int, Kind] = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    409: "conflict",
     429: "quota",  # API Gateway's usage-plan quota and rate limits
     503: "throttled",  # the function's answer once Bedrock or DynamoDB throttle
     504: "timeout",
@@ -259,6 +263,21 @@ class AssistantClient:
             "GET", f"/sessions/{quote(session_id, safe='')}/messages", params={"limit": limit}
         )["messages"]
 
+    def last_question(self, session_id: str) -> dict[str, Any] | None:
+        """The session's current last question (the one ``/retry`` and ``/edit`` replace):
+        the last one not superseded, read through every page of the listing."""
+        path = f"/sessions/{quote(session_id, safe='')}/messages"
+        params: dict[str, Any] = {"limit": 100}
+        last = None
+        while True:
+            page = self._call("GET", path, params=params)
+            for message in page["messages"]:
+                if message["role"] == "user" and not message.get("superseded_by"):
+                    last = message
+            if not page.get("next_token"):
+                return last
+            params["next_token"] = page["next_token"]
+
     # ---- WebSocket -----------------------------------------------------------------------
 
     def _socket(self) -> ClientConnection:
@@ -288,18 +307,18 @@ class AssistantClient:
             self._ws = None
             self._socket().send(fragments if len(fragments) > 1 else fragments[0])
 
-    def stream(self, session_id: str, content: str) -> Turn:
-        """Send one message; the returned :class:`Turn` yields the answer as it streams."""
-        check(content)
+    def stream(self, session_id: str, content: str | None, *, replaces: str | None = None) -> Turn:
+        """Send one message; the returned :class:`Turn` yields the answer as it streams.
+        ``replaces``: the last question's ``message_id``, answered again as a new version,
+        with ``content`` as its edit, or with None as it was (regenerate)."""
+        request: dict[str, Any] = {"action": "sendMessage", "session_id": session_id}
+        if content is not None:
+            check(content)
+            request["content"] = content
+        if replaces is not None:
+            request["replaces"] = replaces
         key = str(uuid.uuid4())
-        self._send(
-            {
-                "action": "sendMessage",
-                "session_id": session_id,
-                "content": content,
-                "idempotency_key": key,
-            }
-        )
+        self._send({**request, "idempotency_key": key})
         return Turn(self._frames(), session_id, key, stray=self._stray)
 
     def abandon(self, turn: Turn, wait: float = START_WAIT_SECONDS) -> None:

@@ -46,7 +46,9 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             "dynamodb:ConditionCheckItem",  # a turn's transactions fence on the session
         ),
         f"sessions/{USER_INDEX.name}": ("dynamodb:Query",),
-        "messages": ("dynamodb:PutItem", "dynamodb:Query"),  # deletes: the session cleanup
+        # Deletes: the session cleanup. UpdateItem: a regenerate or edit marks the replaced
+        # turn superseded (functions/data/turns.py, replace_turn).
+        "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         "connections": ("dynamodb:DeleteItem",),  # DELETE /me
         f"connections/{USER_CONNECTIONS.name}": ("dynamodb:Query",),
         # Idempotency-Key: claim, result, release (functions/data/idempotency.py)
@@ -59,7 +61,10 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     WEBSOCKET.key: {
         "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"),
-        "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem"),  # get: replay
+        # get: replay; update: a regenerate or edit, as main
+        "messages": (
+            "dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem",
+        ),
         "connections": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
         "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         # Budgets and leases as main; a streamed answer's record and the look for a cancel

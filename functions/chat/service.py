@@ -37,8 +37,9 @@ from functions.core.clock import timestamp, utc_now
 from functions.core.observability import count, logger, record_turn
 from functions.data.answers import Generating, GeneratingAnswers
 from functions.data.quota import AnswerLeases, Lease, Reservation, UsageLedger
+from functions.data.turns import NOT_LAST_TURN
 from functions.domain.content import content_problem
-from functions.domain.errors import BadRequest, NotFound, UpstreamError
+from functions.domain.errors import BadRequest, Conflict, NotFound, UpstreamError
 from functions.domain.models import Citation, Message, MessageStatus, Session, Usage, content_bytes
 
 if TYPE_CHECKING:
@@ -414,13 +415,16 @@ class ChatService:
         self,
         user_id: str,
         session_id: str,
-        content: str,
+        content: str | None,
         *,
         lease_seconds: int,
         options: TurnOptions = NO_OPTIONS,
+        replaces: str | None = None,
     ) -> ChatReply:
         """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
-        may be held (the invocation's remaining time)."""
+        may be held (the invocation's remaining time). ``replaces``: the ``message_id`` of the
+        session's last question, answered again as a new version (:meth:`_replaceable`); its
+        content when ``content`` is None (regenerate), else ``content`` (edit)."""
         turn, response, lease, _ = self._call_model(
             user_id,
             session_id,
@@ -428,6 +432,7 @@ class ChatService:
             lease_seconds=lease_seconds,
             streaming=False,
             options=options,
+            replaces=replaces,
         )
         return self._replied(turn, response, lease)
 
@@ -483,19 +488,21 @@ class ChatService:
         self,
         user_id: str,
         session_id: str,
-        content: str,
+        content: str | None,
         time_left: TimeLeft | None = None,
         *,
         lease_seconds: int,
         options: TurnOptions = NO_OPTIONS,
         cancel_every: float | None = None,
+        replaces: str | None = None,
     ) -> ChatStream:
         """Start a turn with ``converse_stream``; errors before the first delta raise here.
 
         ``time_left`` (seconds) bounds how long the stream is read (see :class:`ChatStream`);
         ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
         model's stream ends. ``cancel_every`` (seconds): record the answer as generating and
-        look for the user's cancel that often (:class:`CancelWatch`).
+        look for the user's cancel that often (:class:`CancelWatch`). ``replaces`` as for
+        :meth:`reply`.
         """
         turn, response, lease, watch = self._call_model(
             user_id,
@@ -505,6 +512,7 @@ class ChatService:
             streaming=True,
             options=options,
             cancel_every=cancel_every,
+            replaces=replaces,
         )
         return ChatStream(self, turn, response["stream"], time_left, lease, watch=watch)
 
@@ -531,20 +539,27 @@ class ChatService:
         self,
         user_id: str,
         session_id: str,
-        content: str,
+        content: str | None,
         *,
         lease_seconds: int,
         streaming: bool,
         options: TurnOptions = NO_OPTIONS,
         cancel_every: float | None = None,
+        replaces: str | None = None,
     ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
         """A stored turn: prepared in the session, then :meth:`_start`; with ``cancel_every``,
         watched for a cancel (:class:`CancelWatch`)."""
-        content = validate_content(content)
+        if content is not None or replaces is None:
+            content = validate_content(content)
         return self._start(
             user_id,
             lambda: self._prepare(
-                user_id, session_id, content, streaming=streaming, options=options
+                user_id,
+                session_id,
+                content,
+                streaming=streaming,
+                options=options,
+                replaces=replaces,
             ),
             lease_seconds=lease_seconds,
             streaming=streaming,
@@ -594,22 +609,32 @@ class ChatService:
         self,
         user_id: str,
         session_id: str,
-        content: str,
+        content: str | None,
         *,
         streaming: bool,
         options: TurnOptions = NO_OPTIONS,
+        replaces: str | None = None,
     ) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)
+        replaced = None if replaces is None else self._replaceable(user_id, session, replaces)
+        if replaced is not None and content is None:
+            content = replaced[0].content  # regenerate: the same question again
+        assert content is not None, "_call_model requires content without replaces"
         citations = self._retrieve(session, content)
         budget = (
             self.settings.history_budget_tokens * BYTES_PER_TOKEN
             - prompt_bytes(content, citations)
             - options.instruction_bytes()
         )
+        if replaced is not None:  # read with the history, then left out of it
+            budget += sum(content_bytes(message.content) for message in replaced)
         history = self.store.repair(
             user_id, session, self.store.messages.recent(session_id, max(budget, 0)), to_end=True
         )
-        question = failed_attempt(history, content)
+        if replaced is not None:
+            ids = {message.message_id for message in replaced}
+            history = [message for message in history if message.message_id not in ids]
+        question = None if replaced is not None else failed_attempt(history, content)
         retried = question is not None
         if question is not None:  # a retry: this question is stored, and its answer's slot failed
             history = history[:-2]
@@ -624,7 +649,9 @@ class ChatService:
         _add_instructions(request, options)
         reservation = self._reserve(user_id, request, options)
         try:
-            if question is None:
+            if replaced is not None:
+                question = self.store.replace_turn(user_id, session, replaced, content)
+            elif question is None:
                 question = self.store.begin_turn(user_id, session, content)
             else:
                 self.store.sessions.update(user_id, session_id, {})  # fenced; marks the activity
@@ -641,6 +668,34 @@ class ChatService:
             reservation,
             retried=retried,
         )
+
+    def _replaceable(
+        self, user_id: str, session: Session, message_id: str
+    ) -> tuple[Message, Message]:
+        """The session's last turn, question and answer, if its question is ``message_id``:
+        the only turn a new version may replace.
+
+        An answer slot its turn abandoned is repaired first, so that turn can be replaced
+        too. Refusals: :class:`NotFound` for an id that is no message of the session,
+        :class:`Conflict` for any other message of it (an older or superseded question, an
+        answer) and for a last answer still being generated.
+        """
+        last = self.store.messages.last(session.session_id, 2)
+        question = next((m for m in last if m.message_id == message_id), None)
+        if question is None or question.role != "user":
+            if self.store.messages.find(session.session_id, message_id) is None:
+                raise NotFound("message not found in this session")
+            raise Conflict(NOT_LAST_TURN)
+        if question.seq + 1 != session.message_count:
+            raise Conflict(NOT_LAST_TURN)
+        turn = [m for m in last if m.seq == question.seq + 1] or self.store.repair(
+            user_id, session, [question], to_end=True
+        )[1:]
+        if not turn:
+            raise Conflict(
+                "the answer to this question is still being generated; wait for it or cancel it"
+            )
+        return question, turn[0]
 
     def _prepare_unstored(
         self, user_id: str, conversation: Conversation, *, streaming: bool, options: TurnOptions
@@ -725,6 +780,7 @@ class ChatService:
             usage=usage,
             status=status,
             stop_reason=stop_reason,
+            version=turn.question.version,
         )
         try:
             if turn.stored:

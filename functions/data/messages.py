@@ -77,6 +77,48 @@ class MessageRepository:
             }
         }
 
+    def supersede_request(self, replaced: Message, by: str) -> dict[str, Any]:
+        """A transaction item marking ``replaced`` (a question or its answer) as superseded by
+        the question ``by``: only while it is still the message the caller read and no other
+        version replaced it yet."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": dynamodb_item({MESSAGE_SESSION: replaced.session_id, SEQ: replaced.seq}),
+                "UpdateExpression": "SET #superseded = :by",
+                "ConditionExpression": "#id = :id AND attribute_not_exists(#superseded)",
+                "ExpressionAttributeNames": {"#id": "message_id", "#superseded": "superseded_by"},
+                "ExpressionAttributeValues": dynamodb_item({":id": replaced.message_id, ":by": by}),
+            }
+        }
+
+    def last(self, session_id: str, count: int) -> list[Message]:
+        """The session's last ``count`` slots that hold a message, oldest first (one strongly
+        consistent query: they may have been written a moment ago)."""
+        response = self._client.query(
+            TableName=self._table,
+            **_in_session(session_id),
+            ScanIndexForward=False,
+            ConsistentRead=True,
+            Limit=count,
+        )
+        return [_message(item) for item in response.get("Items", [])][::-1]
+
+    def find(self, session_id: str, message_id: str) -> Message | None:
+        """The session's message ``message_id``, or None: a read of the whole session, for
+        explaining a refusal only (message ids are not keyed)."""
+        paginator = self._client.get_paginator("query")
+        params = _in_session(session_id)
+        params["ExpressionAttributeNames"]["#id"] = "message_id"
+        params["ExpressionAttributeValues"].update(dynamodb_item({":id": message_id}))
+        pages = paginator.paginate(
+            TableName=self._table, **params, FilterExpression="#id = :id", ConsistentRead=True
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                return _message(item)
+        return None
+
     def get(self, session_id: str, seq: int) -> Message | None:
         """One stored turn (the caller must own ``session_id``), or None."""
         item = self._client.get_item(
@@ -111,7 +153,8 @@ class MessageRepository:
 
     def recent(self, session_id: str, budget_bytes: int) -> list[Message]:
         """The newest turns whose contents fit in ``budget_bytes`` (UTF-8) together, oldest
-        first.
+        first. Superseded versions (a regenerated or edited turn) are skipped: the history is
+        the current branch only.
 
         Reads backwards and stops at the first turn that does not fit. Pages are sized to the
         budget: a small first page measures this session's turns, and the next page asks for
@@ -136,6 +179,8 @@ class MessageRepository:
             response = self._client.query(**params)
             for item in response.get("Items", []):
                 message = _message(item)
+                if message.superseded_by:
+                    continue
                 used += content_bytes(message.content)
                 if used > budget_bytes:
                     return selected[::-1]
@@ -224,6 +269,10 @@ def _message_item(message: Message) -> dict[str, Any]:
             "status": message.status if answer else None,
             "stop_reason": (message.stop_reason or None) if answer else None,
             "answer_by": None if answer else message.answer_by,
+            # Absent on a first version, and on every message stored before versions existed.
+            "version": message.version if message.version > 1 else None,
+            "replaces": message.replaces,
+            "superseded_by": message.superseded_by,
         }
     )
 
@@ -247,4 +296,7 @@ def _message(item: Mapping[str, Any]) -> Message:
         status=cast(MessageStatus, status) if status in MESSAGE_STATUSES else "complete",
         stop_reason=values.get("stop_reason"),
         answer_by=values.get("answer_by"),
+        version=values.get("version", 1),
+        replaces=values.get("replaces"),
+        superseded_by=values.get("superseded_by"),
     )

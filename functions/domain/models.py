@@ -96,6 +96,13 @@ class Message:
     # Questions only: epoch seconds until which the turn that stored it may still fill its
     # answer's slot (its invocation's deadline); after that an empty slot is a gap to repair.
     answer_by: int | None = None
+    # Versions of a turn (regenerate, edit): a replacement is a new turn at the end; its
+    # question names the question it ``replaces`` and counts ``version`` from 1 (its answer
+    # carries the same version). The replaced question and answer get ``superseded_by``, the
+    # replacing question's id, and leave the history the model sees.
+    version: int = 1
+    replaces: str | None = None
+    superseded_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from functions.domain.content import MAX_CONTENT_CHARS, content_problem
@@ -23,6 +30,7 @@ Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)
 ]
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 KnowledgeBaseId = Annotated[str, StringConstraints(pattern=KNOWLEDGE_BASE_ID_PATTERN)]
 
 # Every code of the one error model (functions.domain.errors), in its order.
@@ -98,15 +106,51 @@ class SessionUpdate(_Request):
 
 
 class MessageCreate(_Request):
-    content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS)]
+    # ``content`` may be left out only with ``replaces`` (a regenerate); an explicit null is
+    # refused. The document says so too, so the fuzzer generates bodies accordingly.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["content"]}, {"required": ["replaces"]}]},
+    )
+
+    content: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS)]
+        | SkipJsonSchema[None]
+    ) = Field(
+        default=None,
+        description="The question. Required, except to regenerate (with `replaces`).",
+    )
+    replaces: MessageId | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "The `message_id` of the session's last question, to answer it again as a new "
+            "version: without `content` the same question (regenerate), with it the edited one. "
+            "The replaced question and answer are kept, with `superseded_by`."
+        ),
+    )
 
     @field_validator("content")
     @classmethod
-    def _valid(cls, value: str) -> str:
+    def _valid(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("may be omitted (with replaces) but not null")
         problem = content_problem(value)
         if problem is not None:
             raise ValueError(problem)
         return value
+
+    @field_validator("replaces")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+    @model_validator(mode="after")
+    def _content_or_replaces(self) -> Self:
+        if self.content is None and self.replaces is None:
+            raise ValueError("content is required (it may be omitted only with replaces)")
+        return self
 
 
 class _Output(BaseModel):
@@ -174,6 +218,21 @@ class MessageOut(_Output):
             "`interrupted` (the stream ended early), or for `failed` the error code, or "
             "`abandoned` (the slot was filled by a later turn or read). "
             "Null on questions."
+        )
+    )
+    version: int = Field(
+        description=(
+            "Which version of its turn this message is, from 1; a regenerate or edit adds one, "
+            "and an answer has its question's version."
+        )
+    )
+    replaces: str | None = Field(
+        description="Questions of version 2 and later: the `message_id` of the question replaced."
+    )
+    superseded_by: str | None = Field(
+        description=(
+            "Set on a replaced question and its answer: the `message_id` of the question that "
+            "replaced them. The current conversation is the messages without it."
         )
     )
 

@@ -70,6 +70,8 @@ def answer(
 
     scope = Scope(user_id, "sendMessage", request.idempotency_key)
     payload = {"session_id": request.session_id, "content": request.content}
+    if request.replaces is not None:  # as before for a plain turn: its stored keys still match
+        payload["replaces"] = request.replaces
     lease = context.get_remaining_time_in_millis() // 1000 + 1
     outcome = once(chat.store.idempotency, scope, payload, stream, lease_seconds=lease)
     if outcome.replayed:
@@ -114,6 +116,7 @@ def stream_answer(
         time_left,
         lease_seconds=lease_seconds,
         cancel_every=cancel_interval(flush_interval),
+        replaces=request.replaces,
     )
     chunks = partial(frames.chunks, stream.session_id, stream.message_id)
     with StreamSender(poster, chunks, flush_interval) as sender:

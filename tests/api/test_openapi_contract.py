@@ -253,7 +253,11 @@ def test_anonymous_requests_match_the_document(case: schemathesis.Case, seeded: 
 
 @pytest.mark.parametrize(
     ("method", "path", "body_schema"),
-    [("POST", "/sessions", "SessionCreate"), ("PATCH", "/sessions/{id}", "SessionUpdate")],
+    [
+        ("POST", "/sessions", "SessionCreate"),
+        ("PATCH", "/sessions/{id}", "SessionUpdate"),
+        ("POST", "/sessions/{id}/messages", "MessageCreate"),
+    ],
 )
 def test_null_is_documented_exactly_where_it_is_accepted(
     rest: Rest, method: str, path: str, body_schema: str

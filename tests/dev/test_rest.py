@@ -340,3 +340,35 @@ def test_the_dev_token_command_prints_a_token_the_server_accepts(
     )
     assert response.status_code == 200
     assert jwt.decode(token, options={"verify_signature": False})["sub"] == "zoe"
+
+
+def test_regenerate_over_rest_and_edit_through_the_chat_client(dev: DevServer, alice: Api) -> None:
+    """Both transports and the chat client's calls, as API Gateway serves them: the old
+    versions are listed, the current one is what the client resumes from."""
+    from chatclient.client import AssistantClient
+
+    session_id = alice.create_session()["session_id"]
+    path = f"/api/v1/sessions/{session_id}/messages"
+    assert alice.http.post(path, json={"content": "hi"}).status_code == 200
+    question = alice.messages(session_id)[0]["message_id"]
+    regenerated = alice.http.post(path, json={"replaces": question})
+    assert regenerated.status_code == 200, regenerated.text
+    assert regenerated.json()["message"]["version"] == 2
+    assert alice.http.post(path, json={"replaces": question}).status_code == 409
+
+    client = AssistantClient(dev.rest_url, dev.ws_url, alice.token)
+    try:
+        last = client.last_question(session_id)
+        assert last is not None
+        turn = client.stream(session_id, "hi, edited", replaces=last["message_id"])
+        assert "".join(turn)
+        assert turn.end["status"] == "complete"
+    finally:
+        client.close()
+    stored = alice.messages(session_id)
+    assert [(m["content"], m["version"], bool(m["superseded_by"])) for m in stored[::2]] == [
+        ("hi", 1, True),
+        ("hi", 2, True),
+        ("hi, edited", 3, False),
+    ]
+    assert stored_message_count(dev, session_id) == 6

@@ -275,10 +275,16 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         lambda: rest.call("POST", f"{path}/messages", body={"content": "Hello?"}),
         _status(200),
     )
-    steps.check(
+    listed = steps.check(
         "GET /sessions/{id}/messages",
         lambda: rest.call("GET", f"{path}/messages"),
         lambda r: r.status == 200 and len(r.json["messages"]) == 2,
+    )
+    question = listed.json["messages"][0]["message_id"] if listed else "none"
+    steps.check(
+        "POST /sessions/{id}/messages with replaces (regenerate)",
+        lambda: rest.call("POST", f"{path}/messages", body={"replaces": question}),
+        lambda r: r.status == 200 and r.json["message"]["version"] == 2,
     )
     keyed = {"headers": {"Idempotency-Key": "least-privilege"}, "body": {"content": "Again?"}}
     for attempt in ("first", "repeat"):
@@ -344,6 +350,11 @@ def websocket_paths(
         frames_of(lambda: ws.send(connection, message)),
         streamed,
     )
+    steps.check(
+        "sendMessage with replaces (edit of the last question)",
+        frames_of(lambda: ws.send(connection, _edit_last(message))),
+        streamed,
+    )
     keyed = {**message, "idempotency_key": "least-privilege"}
     steps.check(
         "sendMessage with an idempotency_key",
@@ -377,6 +388,21 @@ def websocket_paths(
         lambda: ws.connect(ws.new_connection_id(), USER_A),
         accepted,
     )
+
+
+def _edit_last(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` as an edit of its session's last question, read from the table as the
+    function would (its credentials; a Query it is granted anyway)."""
+    items = aws.client("dynamodb").query(
+        TableName=os.environ[MESSAGES.env],
+        KeyConditionExpression="session_id = :session",
+        ExpressionAttributeValues={":session": {"S": message["session_id"]}},
+        ScanIndexForward=False,
+        Limit=2,
+    )["Items"]
+    question = next((item for item in items if item["role"]["S"] == "user"), None)
+    replaces = question["message_id"]["S"] if question else "none"
+    return {**message, "content": "Hi, edited", "replaces": replaces}
 
 
 def _cancelled_answer(

@@ -389,3 +389,86 @@ def _nth_matching(operation_name: str, n: int) -> Match:
         return operation == operation_name and next(seen) == n
 
     return match
+
+
+def _last_question(session_id: str) -> str:
+    questions = [i for i in stored_messages(session_id) if i["role"]["S"] == "user"]
+    return max(questions, key=lambda item: int(item["seq"]["N"]))["message_id"]["S"]
+
+
+def _regenerate(rest: Rest, session_id: str, replaces: str):
+    body = {"replaces": replaces}
+    return rest.call("POST", f"/sessions/{session_id}/messages", body=body)
+
+
+def _version(item: dict) -> int:
+    return int(item.get("version", {"N": "1"})["N"])  # absent on a first version
+
+
+def _current(items: list[dict]) -> list[dict]:
+    """The current branch: at most one version of each turn is not superseded."""
+    current = [item for item in items if "superseded_by" not in item]
+    replaced = {item["replaces"]["S"] for item in current if "replaces" in item}
+    assert all(item["message_id"]["S"] not in replaced for item in current)
+    return current
+
+
+def test_a_regenerate_whose_transaction_keeps_failing_stores_nothing(
+    rest: Rest, bedrock: BedrockFake, faults: DynamoFaults
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    assert _post(rest, session_id).status == 200
+    question = _last_question(session_id)
+    faults.fail(QUESTION, times=TURN_ATTEMPTS)
+    _regenerate(rest, session_id, question).assert_error(503, "throttled")
+    items = _consistent(session_id)
+    assert len(items) == 2
+    assert _current(items) == items  # nothing superseded: the old version still stands
+    assert len(bedrock.requests_for(CONVERSE)) == 1
+
+
+def test_a_regenerate_whose_reply_is_lost_is_stored_once(
+    rest: Rest, bedrock: BedrockFake, faults: DynamoFaults
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    assert _post(rest, session_id).status == 200
+    question = _last_question(session_id)
+    faults.lose_reply(QUESTION)  # applied, but the function is told it failed
+    response = _regenerate(rest, session_id, question)
+    assert response.status == 200, response.text
+    items = _consistent(session_id)
+    assert [("superseded_by" in item, _version(item)) for item in items] == [
+        (True, 1),
+        (True, 1),
+        (False, 2),
+        (False, 2),
+    ]
+
+
+@pytest.mark.parametrize("fault", ["fail", "lose_reply"])
+def test_any_single_dynamodb_fault_on_a_regenerate_leaves_the_session_consistent(
+    rest: Rest,
+    bedrock: BedrockFake,
+    faults: DynamoFaults,
+    fault: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As for a plain turn: the fault at each DynamoDB request of a regenerate in turn; the
+    count equals the stored messages, one version of each turn is current, and the model was
+    called at most once."""
+    monkeypatch.setenv(Env.USER_MAX_CONCURRENT_ANSWERS, "0")
+    get_settings.cache_clear()
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    assert _post(rest, session_id).status == 200
+    question = _last_question(session_id)
+    seen_before = len(faults.operations)
+    assert _regenerate(rest, session_id, question).status == 200
+    requests_in_a_regenerate = len(faults.operations) - seen_before
+    for index in range(requests_in_a_regenerate):
+        question = _last_question(session_id)
+        getattr(faults, fault)(_nth_request(index))
+        calls_before = len(bedrock.requests_for(CONVERSE))
+        response = _regenerate(rest, session_id, question)
+        assert response.status in (200, 503), response.text
+        assert len(bedrock.requests_for(CONVERSE)) - calls_before <= 1
+        assert len(_current(_consistent(session_id))) == 2
