@@ -46,7 +46,9 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             "dynamodb:ConditionCheckItem",  # a turn's transactions fence on the session
         ),
         f"sessions/{USER_INDEX.name}": ("dynamodb:Query",),
-        "messages": ("dynamodb:PutItem", "dynamodb:Query"),  # deletes: the session cleanup
+        # Turns (PutItem), listings, exports and the feedback's lookup (Query), feedback
+        # (UpdateItem); deletes: the session cleanup
+        "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         "connections": ("dynamodb:DeleteItem",),  # DELETE /me
         f"connections/{USER_CONNECTIONS.name}": ("dynamodb:Query",),
         # Idempotency-Key: claim, result, release (functions/data/idempotency.py)

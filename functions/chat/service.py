@@ -725,6 +725,7 @@ class ChatService:
             usage=usage,
             status=status,
             stop_reason=stop_reason,
+            model_id=turn.request["modelId"],
         )
         try:
             if turn.stored:

@@ -30,7 +30,7 @@ pytestmark = DEV_GROUP
 
 CORS = {
     "access-control-allow-origin": "*",
-    "access-control-allow-methods": "GET,POST,PATCH,DELETE,OPTIONS",
+    "access-control-allow-methods": "GET,POST,PUT,PATCH,DELETE,OPTIONS",
     "access-control-allow-headers": ",".join(CORS_ALLOW_HEADERS),
     "access-control-expose-headers": ",".join(CORS_EXPOSE_HEADERS),
 }
