@@ -178,7 +178,7 @@ class Chat:
             style = "cyan" if message["role"] == "user" else ""
             self.say(f"{message['role']}> {message['content']}", style)
             if message["role"] == "assistant":
-                self.last_answer_id = message["message_id"]
+                self.last_answer_id = message.get("message_id")
 
     def rename(self, title: str) -> None:
         if self.session is None:
