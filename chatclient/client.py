@@ -278,6 +278,32 @@ class AssistantClient:
                 return last
             params["next_token"] = page["next_token"]
 
+    def feedback(
+        self, session_id: str, message_id: str, rating: str, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Rate an answer; a second rating replaces the first."""
+        body = {"rating": rating} | ({"comment": comment} if comment else {})
+        path = f"/sessions/{quote(session_id, safe='')}/messages/{quote(message_id, safe='')}"
+        return self._call("PUT", f"{path}/feedback", json=body)
+
+    def export_pages(self, session_id: str, export_format: str) -> Iterator[httpx.Response]:
+        """Every page of a session's export, following each page's ``Link: <...>; rel="next"``
+        header (relative to the page's URL) until a page has none."""
+        path = f"{API_BASE_PATH}/sessions/{quote(session_id, safe='')}/export"
+        url = self.http.build_request("GET", path, params={"format": export_format}).url
+        while True:
+            try:
+                response = self.http.get(url)
+            except httpx.HTTPError as error:
+                raise ApiError("unavailable", f"{self.rest_url}: {error}") from None
+            if response.status_code >= 400:
+                raise _error_of(response)
+            yield response
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return
+            url = response.url.join(following)
+
     # ---- WebSocket -----------------------------------------------------------------------
 
     def _socket(self) -> ClientConnection:

@@ -46,8 +46,9 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             "dynamodb:ConditionCheckItem",  # a turn's transactions fence on the session
         ),
         f"sessions/{USER_INDEX.name}": ("dynamodb:Query",),
-        # Deletes: the session cleanup. UpdateItem: a regenerate or edit marks the replaced
-        # turn superseded (functions/data/turns.py, replace_turn).
+        # Turns (PutItem), listings, exports and the feedback's lookup (Query); feedback, and
+        # a regenerate or edit marking the replaced turn superseded (UpdateItem); deletes: the
+        # session cleanup
         "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         "connections": ("dynamodb:DeleteItem",),  # DELETE /me
         f"connections/{USER_CONNECTIONS.name}": ("dynamodb:Query",),

@@ -70,6 +70,9 @@ class Metric:
     OUTPUT_TOKENS = "OutputTokens"
     CACHE_READ_INPUT_TOKENS = "CacheReadInputTokens"
     CACHE_WRITE_INPUT_TOKENS = "CacheWriteInputTokens"
+    # Per model, one EMF document per feedback stored (PUT .../feedback), for its new rating:
+    POSITIVE_FEEDBACK = "PositiveFeedback"  # rated up
+    NEGATIVE_FEEDBACK = "NegativeFeedback"  # rated down
 
     PER_MODEL = (
         CHAT_TURNS,
@@ -80,6 +83,8 @@ class Metric:
         OUTPUT_TOKENS,
         CACHE_READ_INPUT_TOKENS,
         CACHE_WRITE_INPUT_TOKENS,
+        POSITIVE_FEEDBACK,
+        NEGATIVE_FEEDBACK,
     )
 
 
@@ -181,7 +186,7 @@ MAX_WEBSOCKET_FRAME_BYTES = 32 * 1024
 # Cross-region inference profile ids start with a geography, e.g. "us.anthropic.claude…".
 INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
 
-Method = Literal["GET", "POST", "PATCH", "DELETE"]
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,8 @@ REST_ROUTES = (
     Route("GET", "/knowledge-bases"),
     Route("GET", "/usage"),
     Route("DELETE", "/me"),
+    Route("PUT", "/sessions/{session_id}/messages/{message_id}/feedback"),
+    Route("GET", "/sessions/{session_id}/export"),
 )
 
 # CORS, for the REST API's own answers (the main function's middleware) and API Gateway's
@@ -215,7 +222,7 @@ REST_ROUTES = (
 # preflight for any documented request succeeds, and every response header a client must read
 # (browsers hide the others from scripts).
 CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
-CORS_EXPOSE_HEADERS = ("Retry-After",)
+CORS_EXPOSE_HEADERS = ("Retry-After", "Link", "Content-Disposition")
 
 # The OpenAI-compatible endpoints, served by their own function (OPENAI_API). They sit outside
 # API_BASE_PATH so that a client's base URL is the stage URL plus "/v1", as OpenAI's own is.
@@ -393,6 +400,8 @@ ROUTE_ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/knowledge-bases"): READ,
     ("GET", "/usage"): READ,
     ("DELETE", "/me"): CHAT,  # deletes data, like the other writes
+    ("PUT", "/sessions/{session_id}/messages/{message_id}/feedback"): CHAT,  # writes
+    ("GET", "/sessions/{session_id}/export"): READ,
     # OPENAI_ROUTES, relative to OPENAI_BASE_PATH
     ("GET", "/models"): READ,
     ("POST", "/chat/completions"): CHAT,

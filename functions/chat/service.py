@@ -781,6 +781,7 @@ class ChatService:
             status=status,
             stop_reason=stop_reason,
             version=turn.question.version,
+            model_id=turn.request["modelId"],
         )
         try:
             if turn.stored:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
+
+from botocore.exceptions import ClientError
 
 from functions.contract import MESSAGES
 from functions.core import deadline
+from functions.core.aws_errors import error_code
 from functions.data.items import dynamodb_item, key_name, plain_item
 from functions.data.pagination import TokenSigner, required
-from functions.domain.errors import Throttled
+from functions.domain.errors import NotFound, Throttled
 from functions.domain.models import (
     MESSAGE_STATUSES,
+    RATINGS,
     Citation,
+    Feedback,
     Message,
     MessageStatus,
     Page,
@@ -38,6 +43,7 @@ BATCH_WRITE_SIZE = 25  # DynamoDB's BatchWriteItem limit
 BATCH_WRITE_ATTEMPTS = 8
 MESSAGE_SESSION = MESSAGES.hash_key.name
 SEQ = key_name(MESSAGES.range_key)
+MESSAGE_NOT_FOUND = "message not found"
 
 
 class MessageRepository:
@@ -105,14 +111,23 @@ class MessageRepository:
         return [_message(item) for item in response.get("Items", [])][::-1]
 
     def find(self, session_id: str, message_id: str) -> Message | None:
-        """The session's message ``message_id``, or None: a read of the whole session, for
-        explaining a refusal only (message ids are not keyed)."""
+        """The session's message ``message_id``, or None.
+
+        Messages are keyed by ``seq``, not by id, so the session's items are queried with a
+        filter on the id, newest first (the last question, recent answers) until it is found:
+        DynamoDB reads, and bills, every item before it. Used to explain a refusal and to rate
+        an answer, both rare next to turns.
+        """
         paginator = self._client.get_paginator("query")
         params = _in_session(session_id)
         params["ExpressionAttributeNames"]["#id"] = "message_id"
         params["ExpressionAttributeValues"].update(dynamodb_item({":id": message_id}))
         pages = paginator.paginate(
-            TableName=self._table, **params, FilterExpression="#id = :id", ConsistentRead=True
+            TableName=self._table,
+            **params,
+            FilterExpression="#id = :id",
+            ScanIndexForward=False,
+            ConsistentRead=True,
         )
         for page in pages:
             for item in page.get("Items", []):
@@ -150,6 +165,90 @@ class MessageRepository:
                 signer.encode("messages", user_id, session_id, last_key) if last_key else None
             ),
         )
+
+    def export_page(
+        self,
+        user_id: str,
+        session_id: str,
+        *,
+        max_items: int,
+        max_bytes: int,
+        size: Callable[[Message], int],
+        next_token: str | None = None,
+    ) -> Page[Message]:
+        """One page of an export, oldest first: whole messages, at most ``max_items`` of them
+        and at most ``max_bytes`` as ``size`` counts them (at least one, whatever its size);
+        the caller must own ``session_id``.
+
+        An export's pages are bounded by bytes as well as by count, because the whole page is
+        one Lambda response (6 MB at most); DynamoDB's own pages (1 MB) are read until the page
+        is full, and the ``next_token`` names the last message the page holds.
+        """
+        signer = required(self._signer)
+        start = signer.decode(next_token, "export", user_id, session_id) if next_token else None
+        selected: list[Message] = []
+        used = 0
+        while True:
+            params: dict[str, Any] = {
+                "TableName": self._table,
+                **_in_session(session_id),
+                "ScanIndexForward": True,
+                "ConsistentRead": True,
+                "Limit": max_items - len(selected),
+            }
+            if start:
+                params["ExclusiveStartKey"] = start
+            response = self._client.query(**params)
+            for item in response.get("Items", []):
+                message = _message(item)
+                cost = size(message)
+                if selected and used + cost > max_bytes:
+                    return Page(selected, self._export_token(signer, user_id, selected[-1]))
+                selected.append(message)
+                used += cost
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return Page(selected, None)
+            if len(selected) >= max_items:
+                return Page(selected, self._export_token(signer, user_id, selected[-1]))
+
+    @staticmethod
+    def _export_token(signer: TokenSigner, user_id: str, last: Message) -> str:
+        key = dynamodb_item({MESSAGE_SESSION: last.session_id, SEQ: last.seq})
+        return signer.encode("export", user_id, last.session_id, key)
+
+    def set_feedback(self, session_id: str, seq: int, feedback: Feedback) -> Message:
+        """Store ``feedback`` on the answer at ``seq``, replacing any earlier one; the answer as
+        stored now. One conditional UpdateItem: the item must still be there and be an answer
+        that is not a ``failed`` marker, so a PUT repeated or raced is harmless."""
+        values = {
+            ":feedback": _feedback_value(feedback),
+            ":at": feedback.given_at,
+            ":assistant": "assistant",
+            ":failed": "failed",
+        }
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key=dynamodb_item({MESSAGE_SESSION: session_id, SEQ: seq}),
+                UpdateExpression="SET #feedback = :feedback, #feedback_at = :at",
+                ConditionExpression=(
+                    "#role = :assistant AND (attribute_not_exists(#status) OR #status <> :failed)"
+                ),
+                ExpressionAttributeNames={
+                    "#feedback": "feedback",
+                    "#feedback_at": "feedback_at",
+                    "#role": "role",
+                    "#status": "status",
+                },
+                ExpressionAttributeValues=dynamodb_item(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            raise NotFound(MESSAGE_NOT_FOUND) from None  # removed since it was found
+        return _message(response["Attributes"])
 
     def recent(self, session_id: str, budget_bytes: int) -> list[Message]:
         """The newest turns whose contents fit in ``budget_bytes`` (UTF-8) together, oldest
@@ -273,7 +372,28 @@ def _message_item(message: Message) -> dict[str, Any]:
             "version": message.version if message.version > 1 else None,
             "replaces": message.replaces,
             "superseded_by": message.superseded_by,
+            "model_id": message.model_id if answer else None,
+            "feedback": _feedback_value(message.feedback) if message.feedback else None,
+            "feedback_at": message.feedback.given_at if message.feedback else None,
         }
+    )
+
+
+def _feedback_value(feedback: Feedback) -> dict[str, str]:
+    """The ``feedback`` map of an answer's item; its time is ``feedback_at``, beside it."""
+    value = {"rating": feedback.rating, "category": feedback.category, "comment": feedback.comment}
+    return {name: text for name, text in value.items() if text is not None}
+
+
+def _feedback(values: Mapping[str, Any]) -> Feedback | None:
+    stored = values.get("feedback")
+    if not isinstance(stored, dict) or stored.get("rating") not in RATINGS:
+        return None
+    return Feedback(
+        rating=stored["rating"],
+        given_at=values.get("feedback_at", ""),
+        category=stored.get("category"),
+        comment=stored.get("comment"),
     )
 
 
@@ -299,4 +419,6 @@ def _message(item: Mapping[str, Any]) -> Message:
         version=values.get("version", 1),
         replaces=values.get("replaces"),
         superseded_by=values.get("superseded_by"),
+        model_id=values.get("model_id"),
+        feedback=_feedback(values),
     )

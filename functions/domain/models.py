@@ -16,6 +16,12 @@ Role = Literal["user", "assistant"]
 # failed: the model call or stream failed; no answer is stored, only this marker.
 MessageStatus = Literal["complete", "incomplete", "failed"]
 MESSAGE_STATUSES: tuple[MessageStatus, ...] = get_args(MessageStatus)
+# A user's rating of one answer (PUT .../feedback), and what it was about.
+Rating = Literal["up", "down"]
+RATINGS: tuple[Rating, ...] = get_args(Rating)
+FeedbackCategory = Literal["helpful", "inaccurate", "incomplete", "harmful", "off_topic", "other"]
+FEEDBACK_CATEGORIES: tuple[FeedbackCategory, ...] = get_args(FeedbackCategory)
+MAX_FEEDBACK_COMMENT_CHARS = 2_000
 T = TypeVar("T")
 
 
@@ -80,6 +86,16 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """The caller's rating of one answer; a new one replaces it. ``given_at`` says when."""
+
+    rating: Rating
+    given_at: str
+    category: FeedbackCategory | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
 class Message:
     """One stored turn; ``seq`` (1, 2, ...) orders a session's turns, allocated atomically."""
 
@@ -103,6 +119,10 @@ class Message:
     version: int = 1
     replaces: str | None = None
     superseded_by: str | None = None
+    # Answers only: the model that wrote it (absent on answers stored before it was recorded:
+    # the session's model stands in), and the caller's rating of it, if any.
+    model_id: str | None = None
+    feedback: Feedback | None = None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,13 @@ from pydantic.json_schema import SkipJsonSchema
 
 from functions.domain.content import MAX_CONTENT_CHARS, content_problem
 from functions.domain.errors import ERROR_CODES
-from functions.domain.models import MessageStatus
+from functions.domain.models import (
+    FEEDBACK_CATEGORIES,
+    MAX_FEEDBACK_COMMENT_CHARS,
+    FeedbackCategory,
+    MessageStatus,
+    Rating,
+)
 
 MAX_TITLE_CHARS = 200
 DEFAULT_TITLE = "New session"
@@ -153,6 +159,29 @@ class MessageCreate(_Request):
         return self
 
 
+class FeedbackIn(_Request):
+    rating: Rating = Field(description="`up` or `down`.")
+    category: FeedbackCategory | None = Field(
+        default=None, description="What the rating is about, optional."
+    )
+    comment: Annotated[str, StringConstraints(max_length=MAX_FEEDBACK_COMMENT_CHARS)] | None = (
+        Field(
+            default=None,
+            description=f"Optional, at most {MAX_FEEDBACK_COMMENT_CHARS:,} characters.",
+        )
+    )
+
+    @field_validator("comment")
+    @classmethod
+    def _encodable(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+        return value
+
+
 class _Output(BaseModel):
     """A response model read straight off a domain object (``functions.domain.models``): the
     fields it shares by name are copied, nested ones included, so no mapper repeats them."""
@@ -195,6 +224,15 @@ class UsageOut(_Output):
     cache_write_input_tokens: int = Field(0, description="Input tokens written to the cache.")
 
 
+class FeedbackOut(_Output):
+    rating: Rating
+    category: FeedbackCategory | None = Field(
+        description=f"One of {', '.join(f'`{name}`' for name in FEEDBACK_CATEGORIES)}, or null."
+    )
+    comment: str | None
+    given_at: str = Field(description="When it was given or last replaced (ISO-8601 UTC).")
+
+
 class MessageOut(_Output):
     message_id: str
     session_id: str
@@ -235,11 +273,25 @@ class MessageOut(_Output):
             "replaced them. The current conversation is the messages without it."
         )
     )
+    feedback: FeedbackOut | None = Field(
+        default=None,
+        description="Answers only: the caller's rating (`PUT .../feedback`), null when none.",
+    )
 
 
 class MessageList(BaseModel):
     messages: list[MessageOut]
     next_token: str | None
+
+
+class SessionExport(BaseModel):
+    """One page of a session's export in JSON (``GET .../export?format=json``)."""
+
+    session: SessionOut
+    messages: list[MessageOut] = Field(description="Whole messages, oldest first.")
+    next_token: str | None = Field(
+        description="Names the next page (also in the `Link` header); null on the last one."
+    )
 
 
 class ChatResponse(BaseModel):

@@ -286,6 +286,17 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         lambda: rest.call("POST", f"{path}/messages", body={"replaces": question}),
         lambda r: r.status == 200 and r.json["message"]["version"] == 2,
     )
+    answer = listed.json["messages"][1]["message_id"] if listed else _NO_SESSION
+    steps.check(
+        "PUT /sessions/{id}/messages/{message_id}/feedback",
+        lambda: rest.call("PUT", f"{path}/messages/{answer}/feedback", body={"rating": "up"}),
+        lambda r: r.status == 200 and r.json["rating"] == "up",
+    )
+    steps.check(
+        "GET /sessions/{id}/export (two pages)",
+        lambda: rest.call("GET", f"{path}/export", query={"format": "md", "limit": "1"}),
+        lambda r: r.status == 200 and 'rel="next"' in r.headers["link"],
+    )
     keyed = {"headers": {"Idempotency-Key": "least-privilege"}, "body": {"content": "Again?"}}
     for attempt in ("first", "repeat"):
         steps.check(
