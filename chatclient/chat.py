@@ -286,10 +286,10 @@ class Chat:
 
     def send(self, content: str) -> None:
         check(content)  # before a session is created for it
-        if self.session is None:
-            title = " ".join(content.split())[:60]
+        created = self.session is None
+        if self.session is None:  # untitled: the server names it after the first answer
             self.session = self.client.create_session(
-                title, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
+                None, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
             )
             self.say(f"new session {self.session['session_id']}", "dim")
         turn = self.client.stream(self.session["session_id"], content)
@@ -306,6 +306,15 @@ class Chat:
             return
         self.say("")
         self.summary(turn.citations, turn.usage, turn.end)
+        if created and turn.end.get("status") == "complete":
+            self.show_title(self.session)
+
+    def show_title(self, session: dict[str, Any]) -> None:
+        """The title the server gave a new session after its first answer, printed once."""
+        title = self.client.title(session["session_id"])
+        if title:
+            session["title"] = title
+            self.say(f"  title: {title}", "green")
 
     def summary(
         self, citations: list[dict[str, Any]], usage: dict[str, Any], end: dict[str, Any]
