@@ -379,3 +379,41 @@ def test_the_models_output_is_sanitized(output: str, title: str | None) -> None:
 
 def test_the_title_prompt_is_short_and_fixed() -> None:
     assert len(json.dumps(titles.PROMPT)) < 300
+
+
+# What a title costs a REST turn ----------------------------------------------------------------
+
+ANSWER_SECONDS = 1.5  # a short answer of a chat model
+TITLE_SECONDS = 0.8  # a small model's title, slow for one (Claude 3 Haiku: 0.3 to 0.5 s)
+
+
+def test_a_rest_turn_is_not_longer_for_its_title(
+    rest: Rest, bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's latencies made realistic (the fake sleeps before each reply): a REST turn
+    that names its session takes the answer's time, not the answer's plus the title's,
+    because the title is generated beside the answer. The figures are printed (``-s``)."""
+
+    def reply(body: dict[str, Any]) -> str:
+        time.sleep(TITLE_SECONDS if is_title_call(body) else ANSWER_SECONDS)
+        return "Capital of France" if is_title_call(body) else "Paris is the capital."
+
+    bedrock.reply = reply
+
+    def turns(titles_on: bool) -> list[float]:
+        took = []
+        for _ in range(3):
+            session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+            started = time.monotonic()
+            answer = post(rest, session_id)
+            took.append(time.monotonic() - started)
+            assert (answer["title"] is not None) is titles_on
+        return took
+
+    untitled = turns(titles_on=False)
+    monkeypatch.setenv(Env.TITLE_MODEL_ID, TITLE_MODEL)
+    get_settings.cache_clear()
+    titled = turns(titles_on=True)
+    overhead = min(titled) - min(untitled)
+    print(f"REST turn: {min(untitled):.3f} s without titles, {min(titled):.3f} s with")
+    assert overhead < TITLE_SECONDS / 2, (untitled, titled)
