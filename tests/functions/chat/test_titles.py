@@ -23,6 +23,7 @@ from functions.core.settings import get_settings
 from functions.data.quota import periods
 from tests.functions.core.test_metrics import _emitted
 from tests.functions.helpers import (
+    TITLE_MODEL,
     USER_A,
     USER_B,
     Rest,
@@ -31,14 +32,6 @@ from tests.functions.helpers import (
     stored_session,
     table,
 )
-
-TITLE_MODEL = "amazon.nova-micro-v1:0"  # none of the chat models: the setting is what is used
-
-
-@pytest.fixture
-def titles_on(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(Env.TITLE_MODEL_ID, TITLE_MODEL)
-    get_settings.cache_clear()
 
 
 def is_title_call(body: dict[str, Any]) -> bool:
