@@ -343,14 +343,14 @@ class Chat:
 
     def send(self, content: str) -> None:
         check(content)  # before a session is created for it
-        if self.session is None:
-            title = " ".join(content.split())[:60]
+        created = self.session is None
+        if self.session is None:  # untitled: the server names it after the first answer
             self.session = self.client.create_session(
-                title, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
+                None, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
             )
             self.last_answer_id = None
             self.say(f"new session {self.session['session_id']}", "dim")
-        self.answer(self.client.stream(self.session["session_id"], content))
+        self.answer(self.client.stream(self.session["session_id"], content), new_session=created)
 
     def retry(self) -> None:
         """Regenerate the last answer: the last question again, as a new version."""
@@ -386,8 +386,9 @@ class Chat:
             self.say("no question yet in this session: ask one first", "yellow")
         return question
 
-    def answer(self, turn: Turn) -> None:
-        """Show ``turn``'s answer as it streams; Ctrl-C cancels it."""
+    def answer(self, turn: Turn, *, new_session: bool = False) -> None:
+        """Show ``turn``'s answer as it streams; Ctrl-C cancels it. The first complete answer
+        of a session this client created is followed by the title the server gives it."""
         self.console.print("[bold magenta]assistant>[/] ", end="")
         try:
             with ctrl_c_interrupts(self.client):
@@ -402,6 +403,15 @@ class Chat:
         self.say("")
         self.last_answer_id = turn.message_id
         self.summary(turn.citations, turn.usage, turn.end)
+        if new_session and turn.end.get("status") == "complete":
+            self.show_title(self.session)
+
+    def show_title(self, session: dict[str, Any]) -> None:
+        """The title the server gave a new session after its first answer, printed once."""
+        title = self.client.title(session["session_id"])
+        if title:
+            session["title"] = title
+            self.say(f"  title: {title}", "green")
 
     def summary(
         self, citations: list[dict[str, Any]], usage: dict[str, Any], end: dict[str, Any]

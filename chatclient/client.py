@@ -52,6 +52,9 @@ Kind = Literal[
 TURN_TIMEOUT_SECONDS = 180  # between two frames of one answer
 RECV_SLICE_SECONDS = 0.2  # how soon a Ctrl-C is noticed while waiting for a frame
 START_WAIT_SECONDS = 5.0  # how long an abandoned turn waits for its message_id to cancel it
+# How long the first answer of a new session waits for the server's title frame: it comes
+# right after the end frame when the server names sessions (a small model's call).
+TITLE_WAIT_SECONDS = 3.0
 
 _MESSAGES: dict[Kind, str] = {
     "unauthorized": "the token was refused (missing, expired or from another issuer)",
@@ -191,6 +194,7 @@ class AssistantClient:
         self.http = httpx.Client(base_url=self.rest_url, headers=headers, timeout=60)
         self._ws: ClientConnection | None = None
         self._abandoned_keys: set[str] = set()  # turns left before their start frame came
+        self.titles: dict[str, str] = {}  # session_id -> the title the server gave it
         self.interrupt = threading.Event()  # set by the terminal's Ctrl-C during an answer
 
     def close(self) -> None:
@@ -371,8 +375,26 @@ class AssistantClient:
         with contextlib.suppress(ConnectionClosed, ApiError):
             self._send({"action": "cancel", "message_id": message_id})
 
+    def title(self, session_id: str, wait: float = TITLE_WAIT_SECONDS) -> str | None:
+        """The title the server gave ``session_id`` (its ``title`` frame, which follows the
+        first answer's ``end``), waiting up to ``wait`` seconds for it; None if none came."""
+        deadline = time.monotonic() + wait
+        with contextlib.suppress(ApiError):
+            while session_id not in self.titles:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                frame = self._next_frame(min(left, RECV_SLICE_SECONDS))
+                if frame is not None:
+                    self._stray(frame)
+        return self.titles.get(session_id)
+
     def _stray(self, frame: dict[str, Any]) -> None:
-        """A frame of another turn: the start of an abandoned one gets it cancelled."""
+        """A frame of another turn: the start of an abandoned one gets it cancelled; a title
+        is kept for :meth:`title`."""
+        if frame.get("type") == "title" and isinstance(frame.get("title"), str):
+            self.titles[str(frame.get("session_id"))] = frame["title"]
+            return
         key = frame.get("idempotency_key")
         if frame.get("type") == "start" and key in self._abandoned_keys:
             self._abandoned_keys.discard(key)

@@ -9,6 +9,7 @@ granted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cdktf import Fn
@@ -332,6 +333,16 @@ class FunctionRoles(Construct):
                 sid="Models", actions=actions, resources=self.model_arns()
             )
         ]
+        if self._config.title_model_id:
+            # Session titles: one converse call on the title model after a complete answer
+            # (functions/chat/titles.py), from every chat function, the streaming one too.
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid="TitleModel",
+                    actions=["bedrock:InvokeModel"],
+                    resources=self._arns_of((self._config.title_model_id,)),
+                )
+            )
         # Only the functions that converse with a model (main, websocket, openai-api) have
         # actions here.
         if self._grants.knowledge_base_id:
@@ -366,9 +377,13 @@ class FunctionRoles(Construct):
 
     def model_arns(self) -> list[str]:
         """Foundation-model ARNs, plus the profile ARN for cross-region inference profiles."""
+        return self._arns_of(self._config.bedrock_models)
+
+    def _arns_of(self, models: Iterable[str]) -> list[str]:
+        """The ARNs IAM checks when a request names one of ``models``."""
         grants, region = self._grants, self._config.aws_region
         arns: list[str] = []
-        for model in self._config.bedrock_models:
+        for model in models:
             profile = model.startswith(INFERENCE_PROFILE_PREFIXES)
             if profile:
                 arns.append(

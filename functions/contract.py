@@ -28,6 +28,7 @@ class Env:
     BEDROCK_PROMPT_CACHING = "BEDROCK_PROMPT_CACHING"  # "true" or "false"
     BEDROCK_MODELS = "BEDROCK_MODELS"  # comma-separated model ids; the first is the default
     KNOWLEDGE_BASE_ID = "KNOWLEDGE_BASE_ID"  # empty: knowledge-base features are off
+    TITLE_MODEL_ID = "TITLE_MODEL_ID"  # the model that names untitled sessions; empty: off
     SESSION_TTL_DAYS = "SESSION_TTL_DAYS"
     HISTORY_BUDGET_TOKENS = "HISTORY_BUDGET_TOKENS"  # estimated tokens of context per turn
     STREAM_FLUSH_INTERVAL_MS = "STREAM_FLUSH_INTERVAL_MS"  # 0: post as fast as POSTs return
@@ -59,6 +60,9 @@ class Metric:
     BUSY = "Busy"  # a turn refused: the user has as many answers generating as allowed
     CLIENT_GONE = "ClientGone"  # a WebSocket client vanished mid-answer
     USAGE_NOT_RECORDED = "UsageNotRecorded"  # a turn's tokens could not be added to the ledger
+    # a session title that could not be generated (the title model failed, throttled or was
+    # too slow); the turn itself is unaffected
+    TITLE_FAILED = "TitleFailed"
     # an answer slot left empty past its turn's deadline, filled with a failed marker
     ANSWER_SLOTS_REPAIRED = "AnswerSlotsRepaired"
     # Per model, one EMF document per stored answer (see functions.core.observability):
@@ -333,6 +337,7 @@ _CHAT_ENV = (
     Env.BEDROCK_PROMPT_CACHING,
     Env.POWERTOOLS_SERVICE_NAME,
     Env.POWERTOOLS_METRICS_NAMESPACE,
+    Env.TITLE_MODEL_ID,
 )
 # Environment variables each function reads; the stack sets exactly these.
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions.chat.prompting import model_request, prompt_bytes
+from functions.chat.titles import PendingTitle, Titles
 from functions.chat.upstream import upstream_errors
 from functions.contract import Metric
 from functions.core import aws, deadline
@@ -40,7 +41,15 @@ from functions.data.quota import AnswerLeases, Lease, Reservation, UsageLedger
 from functions.data.turns import NOT_LAST_TURN
 from functions.domain.content import content_problem
 from functions.domain.errors import BadRequest, Conflict, NotFound, UpstreamError
-from functions.domain.models import Citation, Message, MessageStatus, Session, Usage, content_bytes
+from functions.domain.models import (
+    Citation,
+    Message,
+    MessageStatus,
+    Session,
+    Usage,
+    content_bytes,
+    untitled,
+)
 
 if TYPE_CHECKING:
     from functions.core.chat_settings import ChatSettings
@@ -59,11 +68,13 @@ TimeLeft = Callable[[], float]
 
 @dataclass(frozen=True)
 class ChatReply:
-    """A completed turn: the stored assistant message, its sources and the token usage."""
+    """A completed turn: the stored assistant message, its sources and the token usage, and
+    the title it gave its session (REST; the WebSocket's comes after, :meth:`ChatStream.title`)."""
 
     message: Message
     citations: tuple[Citation, ...]
     usage: Usage
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,7 @@ class _Turn:
     reservation: Reservation  # the budget the turn holds until its answer is stored
     retried: bool = False  # the question was stored by an earlier turn whose answer failed
     stored: bool = True  # False: a client-held conversation, nothing of it is stored
+    title: PendingTitle | None = None  # the session's title, generated beside the answer
 
     @property
     def answer_seq(self) -> int:
@@ -275,6 +287,11 @@ class ChatStream:
         finally:
             self._finish_watch()
 
+    def title(self, reply: ChatReply) -> str | None:
+        """After the answer went out: the title this turn gives its untitled session, from the
+        question and the answer (see :mod:`functions.chat.titles`); None when it gives none."""
+        return self._service._title_after(self._turn, reply)
+
     def _finish_watch(self) -> None:
         if self._watch is not None:
             self._watch.finish()
@@ -404,12 +421,14 @@ class ChatService:
     retrieval_results: int = RETRIEVAL_RESULTS
     ledger: UsageLedger = field(init=False)
     leases: AnswerLeases = field(init=False)
+    titles: Titles = field(init=False)
 
     def __post_init__(self) -> None:
         if self.store.ledger is None or self.store.leases is None:
             raise RuntimeError("chat turns need the usage table; this store has none")
         self.ledger = self.store.ledger
         self.leases = self.store.leases
+        self.titles = Titles(self.settings, self.ledger, self.store.sessions)
 
     def reply(
         self,
@@ -495,6 +514,7 @@ class ChatService:
         options: TurnOptions = NO_OPTIONS,
         cancel_every: float | None = None,
         replaces: str | None = None,
+        title_beside: bool = True,
     ) -> ChatStream:
         """Start a turn with ``converse_stream``; errors before the first delta raise here.
 
@@ -502,7 +522,9 @@ class ChatService:
         ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
         model's stream ends. ``cancel_every`` (seconds): record the answer as generating and
         look for the user's cancel that often (:class:`CancelWatch`). ``replaces`` as for
-        :meth:`reply`.
+        :meth:`reply`. ``title_beside``: an untitled session's title is generated beside the
+        answer, as for :meth:`reply`; False (the WebSocket): the caller asks for it after the
+        answer (:meth:`ChatStream.title`).
         """
         turn, response, lease, watch = self._call_model(
             user_id,
@@ -513,6 +535,7 @@ class ChatService:
             options=options,
             cancel_every=cancel_every,
             replaces=replaces,
+            title_beside=title_beside,
         )
         return ChatStream(self, turn, response["stream"], time_left, lease, watch=watch)
 
@@ -546,6 +569,7 @@ class ChatService:
         options: TurnOptions = NO_OPTIONS,
         cancel_every: float | None = None,
         replaces: str | None = None,
+        title_beside: bool = True,
     ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
         """A stored turn: prepared in the session, then :meth:`_start`; with ``cancel_every``,
         watched for a cancel (:class:`CancelWatch`)."""
@@ -560,6 +584,7 @@ class ChatService:
                 streaming=streaming,
                 options=options,
                 replaces=replaces,
+                title_beside=title_beside,
             ),
             lease_seconds=lease_seconds,
             streaming=streaming,
@@ -614,6 +639,7 @@ class ChatService:
         streaming: bool,
         options: TurnOptions = NO_OPTIONS,
         replaces: str | None = None,
+        title_beside: bool = True,
     ) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)
         replaced = None if replaces is None else self._replaceable(user_id, session, replaces)
@@ -658,6 +684,7 @@ class ChatService:
         except BaseException:
             self.ledger.release(reservation)
             raise
+        wanted = title_beside and self._wants_title(session)
         return _Turn(
             user_id,
             session,
@@ -667,6 +694,7 @@ class ChatService:
             str(uuid.uuid4()),
             reservation,
             retried=retried,
+            title=self.titles.start(user_id, content) if wanted else None,
         )
 
     def _replaceable(
@@ -789,7 +817,35 @@ class ChatService:
         finally:  # stored or not, the model call is paid for
             self.ledger.settle(turn.reservation, usage)
         record_turn(turn.request["modelId"], message)
-        return ChatReply(message=message, citations=turn.citations, usage=usage or Usage())
+        return ChatReply(
+            message=message,
+            citations=turn.citations,
+            usage=usage or Usage(),
+            title=self._title_beside(turn, message),
+        )
+
+    def _wants_title(self, session: Session) -> bool:
+        return self.titles.enabled and untitled(session.title)
+
+    def _title_beside(self, turn: _Turn, answer: Message) -> str | None:
+        """The title generated beside a stored answer, kept only for a complete one and only
+        while the session has no other (a title not ready in time is dropped)."""
+        if turn.title is None or answer.status != "complete":
+            return None
+        title = turn.title.result()
+        if title is None or not self.titles.store(turn.user_id, turn.session.session_id, title):
+            return None
+        return title
+
+    def _title_after(self, turn: _Turn, reply: ChatReply) -> str | None:
+        """A title from the whole exchange, once the answer is out (the WebSocket)."""
+        wanted = turn.stored and turn.title is None and self._wants_title(turn.session)
+        if not wanted or reply.message.status != "complete":
+            return None
+        title = self.titles.generate(turn.user_id, turn.question.content, reply.message.content)
+        if title is None or not self.titles.store(turn.user_id, turn.session.session_id, title):
+            return None
+        return title
 
     @contextmanager
     def _failing(self, turn: _Turn) -> Iterator[None]:
@@ -869,14 +925,7 @@ def _model_throttled(error: BaseException) -> bool:
 
 
 def _usage(raw: dict[str, Any] | None) -> Usage:
-    raw = raw or {}
-    return Usage(
-        input_tokens=int(raw.get("inputTokens", 0)),
-        output_tokens=int(raw.get("outputTokens", 0)),
-        total_tokens=int(raw.get("totalTokens", 0)),
-        cache_read_input_tokens=int(raw.get("cacheReadInputTokens", 0)),
-        cache_write_input_tokens=int(raw.get("cacheWriteInputTokens", 0)),
-    )
+    return Usage.of_bedrock(raw)
 
 
 def _source(location: dict[str, Any]) -> str | None:

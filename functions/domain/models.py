@@ -25,6 +25,16 @@ MAX_FEEDBACK_COMMENT_CHARS = 2_000
 T = TypeVar("T")
 
 
+# What a session created without a title is called until it gets one: the REST API's default,
+# which counts as no title when the session is named after its first answer.
+DEFAULT_TITLE = "New session"
+
+
+def untitled(title: str | None) -> bool:
+    """Whether a session still waits for a title: none, empty, or the default one."""
+    return not title or title == DEFAULT_TITLE
+
+
 @dataclass(frozen=True)
 class Session:
     session_id: str
@@ -70,6 +80,18 @@ class Usage:
     total_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_write_input_tokens: int = 0
+
+    @classmethod
+    def of_bedrock(cls, raw: dict[str, Any] | None) -> Usage:
+        """The ``usage`` of a Converse response or stream (camelCase, fields may be absent)."""
+        raw = raw or {}
+        return cls(
+            input_tokens=int(raw.get("inputTokens", 0)),
+            output_tokens=int(raw.get("outputTokens", 0)),
+            total_tokens=int(raw.get("totalTokens", 0)),
+            cache_read_input_tokens=int(raw.get("cacheReadInputTokens", 0)),
+            cache_write_input_tokens=int(raw.get("cacheWriteInputTokens", 0)),
+        )
 
     @property
     def budget_tokens(self) -> int:

@@ -28,7 +28,6 @@ from functions.domain.models import (
 )
 
 MAX_TITLE_CHARS = 200
-DEFAULT_TITLE = "New session"
 # Bedrock knowledge-base ids are ten alphanumerics; anything else cannot name one.
 KNOWLEDGE_BASE_ID_PATTERN = r"^[0-9A-Za-z]{10}$"
 
@@ -298,6 +297,13 @@ class ChatResponse(BaseModel):
     message: MessageOut = Field(description="The stored assistant message.")
     citations: list[CitationOut]
     usage: UsageOut
+    title: str | None = Field(
+        default=None,
+        description=(
+            "The title this turn gave its untitled session (generated from its first complete "
+            "answer, docs/functions.md, Session titles); null when it gave none."
+        ),
+    )
 
 
 class KnowledgeBaseOut(_Output):

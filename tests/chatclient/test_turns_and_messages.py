@@ -357,3 +357,37 @@ def test_retry_without_a_session_says_so() -> None:
     chat.command("/retry")
     assert socket.sent == []
     assert NO_SESSION in out.getvalue()
+
+
+def test_the_title_frame_after_the_first_answer_is_printed_once() -> None:
+    """A new session is created untitled; the server's ``title`` frame, after the answer's
+    ``end``, is shown once and becomes the session's title; the next turn waits for none."""
+    out = io.StringIO()
+    socket = Socket([])
+    client = _client(socket)
+    created: list[Any] = []
+
+    def create_session(title: str | None, **_: Any) -> dict[str, Any]:
+        created.append(title)
+        return {"session_id": "s-1", "title": "New session"}
+
+    client.create_session = create_session  # type: ignore[method-assign]
+    chat = Chat(client, Console(file=out, width=200))
+    title = {"type": "title", "session_id": "s-1", "title": "Capital of France"}
+    original_send = socket.send
+
+    def send(message: str | list[str]) -> None:
+        """The server: the answer's frames, then for the session's first a title."""
+        original_send(message)
+        frames = _frames("m", socket.sent[-1]["idempotency_key"], "Paris.")
+        extra = [title] if len(socket.sent) == 1 else []
+        socket.incoming += [json.dumps(frame) for frame in (*frames, *extra)]
+
+    socket.send = send  # type: ignore[method-assign]
+    chat.send("Capital of France?")
+    chat.send("And of Spain?")
+
+    assert created == [None]  # untitled: the server names it
+    assert out.getvalue().count("title: Capital of France") == 1
+    assert chat.session is not None and chat.session["title"] == "Capital of France"
+    assert socket.incoming == []

@@ -247,10 +247,16 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
     )
     # A listing of two pages: the first signs a next_token, the second verifies it, which
     # derives the token key from the stack's pagination key (kms:GenerateMac).
-    steps.check(
+    second = steps.check(
         "POST /sessions (a second, to page through)",
         lambda: rest.call("POST", "/sessions", body={}),
         _status(201),
+    )
+    untitled = second.json["session_id"] if second else _NO_SESSION
+    steps.check(
+        "POST /sessions/{id}/messages (an untitled session: names it)",
+        lambda: rest.call("POST", f"/sessions/{untitled}/messages", body={"content": "Hi"}),
+        lambda r: r.status == 200 and bool(r.json["title"]),
     )
     first_page = steps.check(
         "GET /sessions?limit=1 (signs a next_token)",
@@ -349,12 +355,16 @@ def websocket_paths(
     def streamed(types: list[str]) -> bool:
         return types[:1] == ["start"] and types[-1:] == ["end"]
 
+    def titled(types: list[str]) -> bool:
+        """The untitled session's first answer, then its title (the title model's call)."""
+        return types[:1] == ["start"] and types[-2:] == ["end", "title"]
+
     message = {"action": "sendMessage", "session_id": session or _NO_SESSION, "content": "Hi"}
     steps.check("$connect", lambda: ws.connect(connection, USER_A), accepted)
     steps.check(
-        "sendMessage (user in the event)",
+        "sendMessage (user in the event; names the session)",
         frames_of(lambda: ws.send(connection, message, user=USER_A)),
-        streamed,
+        titled,
     )
     steps.check(
         "sendMessage (user of the connection)",

@@ -104,6 +104,7 @@ async def send_message(
             message=MessageOut.of(reply.message),
             citations=[CitationOut.of(citation) for citation in reply.citations],
             usage=UsageOut.of(reply.usage),
+            title=reply.title,
         )
         return response.model_dump(mode="json")
 
