@@ -108,7 +108,7 @@ class MessageRepository:
             ConsistentRead=True,
             Limit=count,
         )
-        return [_message(item) for item in response.get("Items", [])][::-1]
+        return [message_from_item(item) for item in response.get("Items", [])][::-1]
 
     def find(self, session_id: str, message_id: str) -> Message | None:
         """The session's message ``message_id``, or None.
@@ -131,7 +131,7 @@ class MessageRepository:
         )
         for page in pages:
             for item in page.get("Items", []):
-                return _message(item)
+                return message_from_item(item)
         return None
 
     def get(self, session_id: str, seq: int) -> Message | None:
@@ -141,7 +141,7 @@ class MessageRepository:
             Key=dynamodb_item({MESSAGE_SESSION: session_id, SEQ: seq}),
             ConsistentRead=True,
         ).get("Item")
-        return _message(item) if item else None
+        return message_from_item(item) if item else None
 
     def list(
         self, user_id: str, session_id: str, limit: int, next_token: str | None = None
@@ -160,7 +160,7 @@ class MessageRepository:
         response = self._client.query(**params)
         last_key = response.get("LastEvaluatedKey")
         return Page(
-            items=[_message(item) for item in response.get("Items", [])],
+            items=[message_from_item(item) for item in response.get("Items", [])],
             next_token=(
                 signer.encode("messages", user_id, session_id, last_key) if last_key else None
             ),
@@ -200,7 +200,7 @@ class MessageRepository:
                 params["ExclusiveStartKey"] = start
             response = self._client.query(**params)
             for item in response.get("Items", []):
-                message = _message(item)
+                message = message_from_item(item)
                 cost = size(message)
                 if selected and used + cost > max_bytes:
                     return Page(selected, self._export_token(signer, user_id, selected[-1]))
@@ -248,7 +248,7 @@ class MessageRepository:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
             raise NotFound(MESSAGE_NOT_FOUND) from None  # removed since it was found
-        return _message(response["Attributes"])
+        return message_from_item(response["Attributes"])
 
     def recent(self, session_id: str, budget_bytes: int) -> list[Message]:
         """The newest turns whose contents fit in ``budget_bytes`` (UTF-8) together, oldest
@@ -277,7 +277,7 @@ class MessageRepository:
         while budget_bytes > 0:
             response = self._client.query(**params)
             for item in response.get("Items", []):
-                message = _message(item)
+                message = message_from_item(item)
                 if message.superseded_by:
                     continue
                 used += content_bytes(message.content)
@@ -397,7 +397,9 @@ def _feedback(values: Mapping[str, Any]) -> Feedback | None:
     )
 
 
-def _message(item: Mapping[str, Any]) -> Message:
+def message_from_item(item: Mapping[str, Any]) -> Message:
+    """A stored turn, from its DynamoDB item (as GetItem, Query or a cancelled transaction
+    return it)."""
     values = plain_item(item)
     usage = values.get("usage")
     role: Role = "assistant" if values.get("role") == "assistant" else "user"

@@ -23,7 +23,7 @@ from functions.data.answers import GeneratingAnswers
 from functions.data.connections import ConnectionRepository
 from functions.data.idempotency import IdempotencyStore
 from functions.data.items import plain_item
-from functions.data.messages import MessageRepository
+from functions.data.messages import MessageRepository, message_from_item
 from functions.data.pagination import TokenSigner, derived_key
 from functions.data.quota import AnswerLeases, UsageLedger
 from functions.data.sessions import SESSION_NOT_FOUND, SessionRepository, session_from_item
@@ -253,11 +253,15 @@ class Store:
         try:
             self.sessions.client.transact_write_items(TransactItems=items)
         except ClientError as error:
-            codes = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            reasons = error.response.get("CancellationReasons", [])
+            codes = [reason.get("Code") for reason in reasons]
             if codes[:1] == ["ConditionalCheckFailed"]:
                 raise NotFound(SESSION_NOT_FOUND) from None
             if codes[1:2] == ["ConditionalCheckFailed"]:
-                return self.messages.get(question.session_id, slot)  # the answer came first
+                # The answer came first; the refusal carries it (ALL_OLD), so no read is needed
+                # (main's role may not GetItem messages).
+                answer = reasons[1].get("Item")
+                return message_from_item(answer) if answer else None
             logger.warning("could not repair an abandoned answer slot", exc_info=True)
             return None
         except (ConnectionError, HTTPClientError, Throttled):

@@ -5,6 +5,7 @@ equals the messages stored, and nothing is left in a deleted session."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -23,9 +24,11 @@ from fakes.dynamodb_faults import (
 from fakes.moto import MotoServer
 from functions.contract import Env
 from functions.core.settings import get_settings
-from functions.data.turns import TURN_ATTEMPTS
+from functions.data.turns import TURN_ATTEMPTS, Store
+from functions.main.settings import Settings
 from tests.functions.conftest import SessionCleanup
 from tests.functions.helpers import (
+    USER_A,
     Rest,
     WebSocket,
     stored_messages,
@@ -472,3 +475,26 @@ def test_any_single_dynamodb_fault_on_a_regenerate_leaves_the_session_consistent
         assert response.status in (200, 503), response.text
         assert len(bedrock.requests_for(CONVERSE)) - calls_before <= 1
         assert len(_current(_consistent(session_id))) == 2
+
+
+def test_a_repair_that_loses_to_the_answer_returns_the_answer_without_reading_it(
+    rest: Rest,
+) -> None:
+    """The slot was read empty, but the answer landed before the marker: the marker's put is
+    refused, and the refusal carries the answer, so the repair reads nothing more (main's
+    role has no GetItem on messages) and lists the answer, not a failure."""
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    assert _post(rest, session_id).status == 200
+    store = Store.from_settings(get_settings(Settings))
+    session = store.sessions.get(USER_A, session_id)
+    question, answer = store.messages.last(session_id, 2)
+    calls: list[str] = []
+    store.sessions.client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    stale = dataclasses.replace(question, answer_by=0)  # its turn's deadline long past
+    repaired = store.repair(USER_A, session, [stale], to_end=True)
+    assert [m.message_id for m in repaired] == [question.message_id, answer.message_id]
+    assert repaired[1].status == "complete"
+    assert calls == ["TransactWriteItems"]
+    assert [item["status"]["S"] for item in _consistent(session_id)[1:]] == ["complete"]
