@@ -35,6 +35,7 @@ SERVICE_METRIC_TITLES = {
     Metric.CLIENT_GONE: "WebSocket clients gone mid-answer",
     Metric.USAGE_NOT_RECORDED: "Turns whose tokens the ledger missed",
     Metric.ANSWER_SLOTS_REPAIRED: "Answers never stored (slots repaired)",
+    Metric.TITLE_FAILED: "Session titles not generated (call failed)",
 }
 PER_MODEL_METRIC_TITLES = {
     Metric.CHAT_TURNS: "Chat turns stored",
