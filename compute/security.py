@@ -24,6 +24,7 @@ from compute.provider import (
     IamRolePolicy,
 )
 from functions.contract import (
+    ATTACHMENTS_ROOT,
     AUTHORIZER,
     CLEANUP,
     FUNCTIONS,
@@ -106,6 +107,7 @@ class Grants:
     key_arn: str  # the stack's KMS key: environment variables and tables
     cleanup_failures_arn: str  # the SQS queue the sessions stream mapping sends failures to
     pagination_key_arn: str  # the HMAC key main derives its next_token signing key from
+    attachments_bucket_arn: str  # the bucket of attachment uploads (compute/attachments.py)
 
 
 def assume_role_policy(scope: Construct, id_: str, service: str) -> DataAwsIamPolicyDocument:
@@ -201,6 +203,8 @@ class FunctionRoles(Construct):
                     resources=[self._grants.pagination_key_arn],
                 )
             )
+        if MAIN.key in keys:
+            statements.append(self._attachment_uploads())
         if WEBSOCKET.key in keys:
             statements.append(
                 DataAwsIamPolicyDocumentStatement(
@@ -281,6 +285,16 @@ class FunctionRoles(Construct):
                 resources=[self._grants.cleanup_failures_arn],
             ),
         ]
+
+    def _attachment_uploads(self) -> DataAwsIamPolicyDocumentStatement:
+        """The presigned POSTs main signs are authorized as PutObject with main's role, so the
+        role may put objects under the sessions' prefixes only (SSE-KMS under the stack key:
+        GenerateDataKey, which ``_encryption`` grants main for its tables)."""
+        return DataAwsIamPolicyDocumentStatement(
+            sid="AttachmentUploads",
+            actions=["s3:PutObject"],
+            resources=[f"{self._grants.attachments_bucket_arn}/{ATTACHMENTS_ROOT}*"],
+        )
 
     def _encryption(self, keys: list[str]) -> DataAwsIamPolicyDocumentStatement:
         """Decrypt the environment variables; read and write tables encrypted with the key."""

@@ -12,7 +12,15 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from functions.contract import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, REST_ROUTES
 from functions.main import errors
-from functions.main.routers import health, knowledge_bases, me, messages, sessions, usage
+from functions.main.routers import (
+    attachments,
+    health,
+    knowledge_bases,
+    me,
+    messages,
+    sessions,
+    usage,
+)
 from functions.main.settings import cors_origins
 
 app = FastAPI(
@@ -26,7 +34,7 @@ app = FastAPI(
     # cookie-authenticated browsers against CSRF; this API takes bearer tokens only.)
     strict_content_type=False,
 )
-for resource in (health, sessions, messages, me, knowledge_bases, usage):
+for resource in (health, sessions, messages, me, knowledge_bases, usage, attachments):
     app.include_router(resource.router)
 
 errors.install(app)

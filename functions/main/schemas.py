@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from functions.domain.attachments import MAX_NAME_CHARS
 from functions.domain.content import MAX_CONTENT_CHARS, content_problem
 from functions.domain.errors import ERROR_CODES
 from functions.domain.models import MessageStatus
@@ -226,3 +227,28 @@ class UsageResponse(BaseModel):
     max_concurrent_answers: int | None = Field(
         description="Answers the caller may have generating at once; null: no limit."
     )
+
+
+class AttachmentCreate(_Request):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)] = Field(
+        description="The file's name; kept (ASCII letters, digits, spaces, `._()[]-`) as the "
+        "object's `x-amz-meta-name`."
+    )
+    content_type: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        description="One of the accepted types (docs/functions.md, Attachments); the upload "
+        "must send exactly this `Content-Type`."
+    )
+    size: int = Field(ge=1, description="Bytes; at most the format's limit.")
+
+
+class PresignedPostOut(BaseModel):
+    url: str = Field(description="Where to POST the form (multipart/form-data).")
+    fields: dict[str, str] = Field(
+        description="Form fields to send as they are, before the file field (`file`)."
+    )
+
+
+class AttachmentUploadOut(BaseModel):
+    attachment_id: str = Field(description="What a message names the attachment by.")
+    upload: PresignedPostOut
+    expires_at: int = Field(description="Epoch seconds: the upload form is refused after it.")

@@ -20,6 +20,7 @@ its :class:`Run`.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -297,6 +298,7 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         ),
         _status(404),
     )
+    attachment_upload(run, steps, rest, path)
     steps.check("GET /knowledge-bases", lambda: rest.call("GET", "/knowledge-bases"), _status(200))
     steps.check(
         "GET /usage",
@@ -310,6 +312,25 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         _status(201),
     )
     return kept.json["session_id"] if kept else None
+
+
+def attachment_upload(run: Run, steps: _Steps, rest: Rest, path: str) -> None:
+    """POST .../attachments signs a form (no AWS call); S3 authorizes the upload it allows as
+    ``s3:PutObject`` on the form's bucket and key with main's credentials, so that is the call
+    recorded for main, read off the signed form itself."""
+    declared = {"name": "notes.md", "content_type": "text/markdown", "size": 12}
+    answer = steps.check(
+        "POST /sessions/{id}/attachments",
+        lambda: rest.call("POST", f"{path}/attachments", body=declared),
+        lambda r: r.status == 200 and r.json["upload"]["fields"]["key"].startswith("sessions/"),
+    )
+    if not answer:
+        return
+    upload = answer.json["upload"]
+    policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+    [bucket] = [c["bucket"] for c in policy["conditions"] if isinstance(c, dict) and "bucket" in c]
+    params = {"Bucket": bucket, "Key": upload["fields"]["key"]}
+    run.functions[MAIN.key].calls.append(Call("s3", "s3", "PutObject", params, upload["url"]))
 
 
 def websocket_paths(

@@ -131,6 +131,10 @@ def request_arns(  # noqa: PLR0911 - one rule per service, as AWS's reference li
         key = params["KeyId"]
         assert key.startswith("arn:"), f"{call.operation} names {key!r}, not a key ARN"
         return [key]
+    if call.service == "s3":
+        # Object actions are authorized on the object's ARN (S3 has no region or account in
+        # its ARNs).
+        return [f"arn:{PARTITION}:s3:::{params['Bucket']}/{params['Key']}"]
     if call.service == "apigatewaymanagementapi":
         stage = re.sub(r"^https?://[^/]+/", "", call.url).split("/@connections/")[0]
         method = _CONNECTION_METHODS[call.operation]
