@@ -18,6 +18,7 @@ from compute.config import ComputeConfig
 from compute.provider import (
     DataAwsIamPolicyDocument,
     DataAwsIamPolicyDocumentStatement,
+    DataAwsIamPolicyDocumentStatementCondition,
     DataAwsIamPolicyDocumentStatementPrincipals,
     DynamodbTable,
     IamRole,
@@ -215,6 +216,7 @@ class FunctionRoles(Construct):
             )
         if CLEANUP.key in keys:
             statements += self._sessions_stream()
+            statements += self._attachment_cleanup()
         if own_only:
             return statements
         statements += self._bedrock(keys)
@@ -295,6 +297,28 @@ class FunctionRoles(Construct):
             actions=["s3:PutObject"],
             resources=[f"{self._grants.attachments_bucket_arn}/{ATTACHMENTS_ROOT}*"],
         )
+
+    def _attachment_cleanup(self) -> list[DataAwsIamPolicyDocumentStatement]:
+        """A removed session's attachments: list its prefix (only prefixes under the sessions
+        root may be listed) and delete what is there (DeleteObjects is authorized per key)."""
+        bucket = self._grants.attachments_bucket_arn
+        return [
+            DataAwsIamPolicyDocumentStatement(
+                sid="AttachmentListing",
+                actions=["s3:ListBucket"],
+                resources=[bucket],
+                condition=[
+                    DataAwsIamPolicyDocumentStatementCondition(
+                        test="StringLike", variable="s3:prefix", values=[f"{ATTACHMENTS_ROOT}*"]
+                    )
+                ],
+            ),
+            DataAwsIamPolicyDocumentStatement(
+                sid="AttachmentDeletes",
+                actions=["s3:DeleteObject"],
+                resources=[f"{bucket}/{ATTACHMENTS_ROOT}*"],
+            ),
+        ]
 
     def _encryption(self, keys: list[str]) -> DataAwsIamPolicyDocumentStatement:
         """Decrypt the environment variables; read and write tables encrypted with the key."""

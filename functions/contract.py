@@ -419,9 +419,11 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.JWKS_URL,
         Env.JWT_VALIDATION,
     ),
-    # Only the messages table: the session's key arrives in the stream record itself.
+    # The messages table and the attachments bucket: the session's key arrives in the stream
+    # record itself.
     CLEANUP.key: (
         Env.MESSAGES_TABLE,
+        Env.ATTACHMENTS_BUCKET,
         Env.POWERTOOLS_SERVICE_NAME,
         Env.POWERTOOLS_METRICS_NAMESPACE,
     ),

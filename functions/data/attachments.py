@@ -12,13 +12,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from functions.contract import ATTACHMENT_UPLOAD_EXPIRY_SECONDS, AttachmentFormat, attachment_key
+from functions.contract import (
+    ATTACHMENT_UPLOAD_EXPIRY_SECONDS,
+    AttachmentFormat,
+    attachment_key,
+    attachments_prefix,
+)
+from functions.core import deadline
+from functions.domain.errors import Throttled
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
 # The object metadata holding the uploader's file name (sanitized), as S3 returns it.
 NAME_METADATA = "name"
+# DeleteObjects takes at most this many keys per request.
+DELETE_BATCH_SIZE = 1_000
+# Tries at a batch whose keys S3 answered with per-key errors (SlowDown, InternalError): those
+# are in a 200 response, which botocore's retries never see.
+DELETE_ATTEMPTS = 5
+# What one more DeleteObjects of a full batch needs after a pause: S3 answers it in well under
+# a second; this keeps a retry from starting where it could not end before the deadline.
+DELETE_ATTEMPT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -60,3 +75,39 @@ class AttachmentStore:
             ExpiresIn=ATTACHMENT_UPLOAD_EXPIRY_SECONDS,
         )
         return PresignedUpload(url=signed["url"], fields=dict(signed["fields"]))
+
+    def delete_session(self, session_id: str) -> int:
+        """Delete every attachment of a session (its prefix); returns how many were deleted.
+
+        Idempotent: a session without attachments, or one already cleaned, costs one list.
+        """
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self._bucket, Prefix=attachments_prefix(session_id))
+        deleted = 0
+        batch: list[str] = []
+        for page in pages:
+            for listed in page.get("Contents", []):
+                batch.append(listed["Key"])
+                if len(batch) == DELETE_BATCH_SIZE:
+                    deleted += self._delete_batch(batch)
+                    batch = []
+        if batch:
+            deleted += self._delete_batch(batch)
+        return deleted
+
+    def _delete_batch(self, keys: list[str]) -> int:
+        """DeleteObjects until every key is gone, backing off on the keys S3 reported failed."""
+        pending = keys
+        for attempt in range(DELETE_ATTEMPTS):
+            response = self._client.delete_objects(
+                Bucket=self._bucket,
+                Delete={"Objects": [{"Key": key} for key in pending], "Quiet": True},
+            )
+            failed = {error["Key"] for error in response.get("Errors", [])}
+            if not failed:
+                return len(keys)
+            pending = [key for key in pending if key in failed]
+            deadline.pause(
+                min(0.05 * 2**attempt, 1.0), DELETE_ATTEMPT_SECONDS, "a batch of attachment deletes"
+            )
+        raise Throttled("S3 kept failing to delete attachments; retry later")

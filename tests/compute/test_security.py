@@ -168,8 +168,9 @@ def test_every_rest_method_has_the_parameter_validator(dev: Synth) -> None:
         if parameters is not None:
             assert parameters == {"method.request.path.session_id": True}
             with_session += 1
-    # GET/PATCH/DELETE/OPTIONS on {session_id}, GET/POST/OPTIONS on {session_id}/messages
-    assert with_session == 7
+    # GET/PATCH/DELETE/OPTIONS on {session_id}, GET/POST/OPTIONS on {session_id}/messages,
+    # POST/OPTIONS on {session_id}/attachments
+    assert with_session == 9
 
 
 def test_rest_api_is_created_before_it_is_destroyed(dev: Synth) -> None:

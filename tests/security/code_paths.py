@@ -53,6 +53,8 @@ from functions.contract import (
     REQUEST_CONTEXT_HEADER,
     SESSIONS,
     WEBSOCKET,
+    attachment_key,
+    attachments_prefix,
 )
 from functions.core import aws
 from functions.core.settings import get_settings
@@ -547,6 +549,10 @@ def cleanup_paths(run: Run, created: Setup, url: str, main: BaseClient) -> None:
     sessions, messages = tables[SESSIONS.env], tables[MESSAGES.env]
     session = _EXPIRED_SESSION
     _orphan_messages(main, sessions, messages, session, count=30)
+    [bucket] = stack.bucket_names()
+    uploads = user_client(url, stack.region, created.credentials[MAIN.key], "s3")
+    for name in ("a.txt", "b.png"):  # as clients upload them, with main's signed forms
+        uploads.put_object(Bucket=bucket, Key=attachment_key(session, name), Body=b"x")
     streams = mapping_client("dynamodbstreams")
 
     def removals() -> dict[str, Any]:
@@ -573,6 +579,13 @@ def cleanup_paths(run: Run, created: Setup, url: str, main: BaseClient) -> None:
     )
 
     steps.check("the removed session's messages are gone", left, (0).__eq__)
+
+    def attachments_left() -> int:
+        listed = uploads_lister.list_objects_v2(Bucket=bucket, Prefix=attachments_prefix(session))
+        return int(listed.get("KeyCount", 0))
+
+    uploads_lister = user_client(url, stack.region, keys, "s3")  # the cleanup may list them
+    steps.check("the removed session's attachments are gone", attachments_left, (0).__eq__)
     failure = {"DDBStreamBatchInfo": {"shardId": "shardId-1", "batchSize": 1}}
     [queue] = created.queues.values()
     steps.check(
@@ -598,6 +611,7 @@ def _become(
     aws.reset_clients()
     derived_key.cache_clear()
     cleanup_handler.messages.cache_clear()
+    cleanup_handler.attachments.cache_clear()
     # The container's boto3 session, created fresh so it reads this function's credentials.
     patch.setattr(aws, "_session", recording_session(record.calls))
 
@@ -605,9 +619,11 @@ def _become(
 def _run(stack: Stack) -> Run:
     run = Run(stack)
     users = {spec.key: stack.statements(spec) for spec in FUNCTIONS}
-    queues = stack.queue_names()
+    queues, buckets = stack.queue_names(), stack.bucket_names()
     with (
-        enforcing_moto(setup_budget(len(users), len(queues)), stack.mac_keys()) as url,
+        enforcing_moto(
+            setup_budget(len(users), len(queues), len(buckets)), stack.mac_keys()
+        ) as url,
         BedrockFake() as bedrock,
         WsManagementFake(stage=stack.websocket_stage().name) as management,
         pytest.MonkeyPatch.context() as patch,
@@ -619,6 +635,7 @@ def _run(stack: Stack) -> Run:
             users,
             stream_view_types=stack.stream_view_types(),
             queues=queues,
+            buckets=buckets,
         )
         credentials = created.credentials
         clients = {key: user_client(url, stack.region, keys) for key, keys in credentials.items()}

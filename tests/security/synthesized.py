@@ -256,6 +256,9 @@ class Stack:
             if tables[name].get("stream_enabled")
         }
 
+    def bucket_names(self) -> list[str]:
+        return sorted(bucket["bucket"] for bucket in self.resources("aws_s3_bucket").values())
+
     def queue_names(self) -> list[str]:
         return sorted(queue["name"] for queue in self.resources("aws_sqs_queue").values())
 
