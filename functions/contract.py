@@ -214,7 +214,6 @@ MAX_DOCUMENTS_PER_MESSAGE = 5
 MAX_IMAGE_BYTES = 3_750_000
 MAX_IMAGES_PER_MESSAGE = 20
 MAX_IMAGE_SIDE_PIXELS = 8_000
-MAX_ATTACHMENTS_PER_MESSAGE = MAX_DOCUMENTS_PER_MESSAGE + MAX_IMAGES_PER_MESSAGE
 ATTACHMENT_FORMATS = (
     AttachmentFormat("pdf", "document", "application/pdf"),
     AttachmentFormat("csv", "document", "text/csv", text=True),

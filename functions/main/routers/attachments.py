@@ -39,10 +39,9 @@ async def create_attachment(
     repositories: Repositories,
     attachments: Attachments,
 ) -> AttachmentUploadOut:
-    """A presigned S3 upload for one file of the caller's session, and its id for messages.
+    """A presigned S3 upload for one file of the caller's session, and the id that names it.
 
-    Nothing is stored until the client uploads; an id never uploaded is refused when a message
-    names it.
+    Nothing is stored until the client uploads; the session cleanup deletes what was.
     """
     repositories.sessions.get(user, session_id)
     attachment_format = declared_format(body.content_type, body.size)
