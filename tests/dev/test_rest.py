@@ -275,7 +275,7 @@ def _cleanup_logged(logs: Logs, session_id: str) -> str | None:
     for source, line in list(logs.lines):
         if source.endswith("-session-cleanup") and session_id in line and line.startswith("{"):
             record = json.loads(line)
-            if record.get("message") == "deleted the messages of a removed session":
+            if record.get("message") == "deleted the messages and attachments of a removed session":
                 return record["cause"]
     return None
 
