@@ -7,15 +7,17 @@ else's reaches the terminal.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
 
-from chatclient.client import ApiError, AssistantClient, check
+from chatclient.client import ApiError, AssistantClient, Turn, check
 from chatclient.connection import token_subject
 from chatclient.editor import KEYS_HELP
 from chatclient.safe import clean, plain
@@ -28,6 +30,10 @@ HELP = f"""Commands:
   /delete            delete the current session (asks first)
   /model [id]        show the current session's model, or switch to another
   /kb [n|id|none]    list the knowledge bases, or ground this and new sessions on one
+  /retry             answer the last question again (the old answer is kept)
+  /edit              change the last question in the editor, then answer it again
+  /feedback up|down [comment]  rate the session's last answer (again: replaces it)
+  /export md|json <path>       write the whole session to a file
   /usage             your token budget and how many answers you may have generating
   /whoami            who you are talking as, to which server, in which session
   /help              this text
@@ -38,7 +44,7 @@ NO_SESSION = "no current session: /new starts one, /resume continues one"
 
 
 class Reader(Protocol):
-    def read(self) -> str: ...
+    def read(self, default: str = "") -> str: ...
 
 
 class Chat:
@@ -63,6 +69,7 @@ class Chat:
         self.knowledge_bases: list[dict[str, Any]] = []
         self.model_id = model_id  # for new sessions; None: the deployment's default
         self.knowledge_base_id = knowledge_base_id  # for new sessions
+        self.last_answer_id: str | None = None  # of the current session, for /feedback
 
     # ---- output --------------------------------------------------------------------------
 
@@ -112,6 +119,10 @@ class Chat:
             "/model": self.model,
             "/kb": self.kb,
             "/whoami": lambda _: self.whoami(),
+            "/retry": lambda _: self.retry(),
+            "/edit": lambda _: self.edit(),
+            "/feedback": self.feedback,
+            "/export": self.export,
         }
         if name in ("/quit", "/exit"):
             return False
@@ -128,6 +139,7 @@ class Chat:
         self.session = self.client.create_session(
             title or None, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
         )
+        self.last_answer_id = None
         self.say(f"new session {self.session['session_id']}", "green")
 
     def list_sessions(self) -> None:
@@ -165,9 +177,14 @@ class Chat:
             self.say(f"no session {session_id} of yours; /sessions lists them", "yellow")
             return
         self.say(f"resumed {self.session.get('title') or session_id}", "green")
+        self.last_answer_id = None
         for message in self.client.messages(session_id):
+            if message.get("superseded_by"):  # an older version of a regenerated turn
+                continue
             style = "cyan" if message["role"] == "user" else ""
             self.say(f"{message['role']}> {message['content']}", style)
+            if message["role"] == "assistant":
+                self.last_answer_id = message.get("message_id")
 
     def rename(self, title: str) -> None:
         if self.session is None:
@@ -189,6 +206,7 @@ class Chat:
         self.client.delete(self.session["session_id"])
         self.say(f"deleted session {self.session['session_id']}", "green")
         self.session = None
+        self.last_answer_id = None
 
     def _ask(self, question: str) -> bool:
         try:
@@ -260,6 +278,45 @@ class Chat:
         self.say(f"model: {session.get('model_id')}")
         self.say(f"knowledge base: {session.get('knowledge_base_id') or 'none'}")
 
+    # ---- feedback and export -------------------------------------------------------------
+
+    def feedback(self, arguments: str) -> None:
+        rating, _, comment = arguments.partition(" ")
+        if rating not in ("up", "down"):
+            self.say("rate it how? /feedback up|down [comment]", "yellow")
+        elif self.session is None:
+            self.say(NO_SESSION, "yellow")
+        elif self.last_answer_id is None:
+            self.say("no answer to rate in this session yet", "yellow")
+        else:
+            self.client.feedback(
+                self.session["session_id"], self.last_answer_id, rating, comment.strip() or None
+            )
+            self.say(f"rated the last answer {rating}", "green")
+
+    def export(self, arguments: str) -> None:
+        export_format, _, path = arguments.partition(" ")
+        if export_format not in ("md", "json") or not path.strip():
+            self.say("export how, and where? /export md|json <path>", "yellow")
+            return
+        if self.session is None:
+            self.say(NO_SESSION, "yellow")
+            return
+        pages = list(self.client.export_pages(self.session["session_id"], export_format))
+        target = Path(path.strip()).expanduser()
+        if export_format == "md":
+            target.write_text("".join(page.text for page in pages), encoding="utf-8")
+            # Markdown carries no count; the session's is the export's once it is repaired.
+            count = self.client.session(self.session["session_id"])["message_count"]
+        else:
+            bodies = [page.json() for page in pages]
+            messages = [message for body in bodies for message in body["messages"]]
+            count = len(messages)
+            document = {"session": bodies[0]["session"], "messages": messages}
+            target.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
+        pages_said = f"{len(pages)} page{'s' if len(pages) != 1 else ''}"
+        self.say(f"exported {count} messages to {target} ({pages_said})", "green")
+
     # ---- usage ---------------------------------------------------------------------------
 
     def show_usage(self) -> None:
@@ -286,13 +343,52 @@ class Chat:
 
     def send(self, content: str) -> None:
         check(content)  # before a session is created for it
-        if self.session is None:
-            title = " ".join(content.split())[:60]
+        created = self.session is None
+        if self.session is None:  # untitled: the server names it after the first answer
             self.session = self.client.create_session(
-                title, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
+                None, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
             )
+            self.last_answer_id = None
             self.say(f"new session {self.session['session_id']}", "dim")
-        turn = self.client.stream(self.session["session_id"], content)
+        self.answer(self.client.stream(self.session["session_id"], content), new_session=created)
+
+    def retry(self) -> None:
+        """Regenerate the last answer: the last question again, as a new version."""
+        question = self._last_question()
+        if question is not None:
+            session_id = self.session["session_id"]  # type: ignore[index]
+            self.answer(self.client.stream(session_id, None, replaces=question["message_id"]))
+
+    def edit(self) -> None:
+        """Edit the last question in the line editor, then answer it as a new version."""
+        question = self._last_question()
+        if question is None:
+            return
+        assert self.reader is not None, "/edit needs a line editor"
+        try:
+            content = self.reader.read(question["content"])
+        except (EOFError, KeyboardInterrupt):
+            content = ""
+        if not content.strip():
+            self.say("edit abandoned; the question stays as it was", "dim")
+            return
+        check(content)
+        session_id = self.session["session_id"]  # type: ignore[index]
+        self.answer(self.client.stream(session_id, content, replaces=question["message_id"]))
+
+    def _last_question(self) -> dict[str, Any] | None:
+        """The current session's last question, or None after saying why there is none."""
+        if self.session is None:
+            self.say(NO_SESSION, "yellow")
+            return None
+        question = self.client.last_question(self.session["session_id"])
+        if question is None:
+            self.say("no question yet in this session: ask one first", "yellow")
+        return question
+
+    def answer(self, turn: Turn, *, new_session: bool = False) -> None:
+        """Show ``turn``'s answer as it streams; Ctrl-C cancels it. The first complete answer
+        of a session this client created is followed by the title the server gives it."""
         self.console.print("[bold magenta]assistant>[/] ", end="")
         try:
             with ctrl_c_interrupts(self.client):
@@ -305,7 +401,17 @@ class Chat:
             self.say("(interrupted: the answer was cancelled; what came so far is kept)", "yellow")
             return
         self.say("")
+        self.last_answer_id = turn.message_id
         self.summary(turn.citations, turn.usage, turn.end)
+        if new_session and turn.end.get("status") == "complete":
+            self.show_title(self.session)
+
+    def show_title(self, session: dict[str, Any]) -> None:
+        """The title the server gave a new session after its first answer, printed once."""
+        title = self.client.title(session["session_id"])
+        if title:
+            session["title"] = title
+            self.say(f"  title: {title}", "green")
 
     def summary(
         self, citations: list[dict[str, Any]], usage: dict[str, Any], end: dict[str, Any]

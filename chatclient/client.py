@@ -1,7 +1,8 @@
 """The API client: REST with httpx, the streamed turn over WebSocket with the websockets library.
 
 Every failure becomes an :class:`ApiError` whose ``kind`` is one of a few plain categories
-(``unauthorized``, ``forbidden``, ``not_found``, ``bad_request``, ``throttled``, ``quota``,
+(``unauthorized``, ``forbidden``, ``not_found``, ``bad_request``, ``conflict``, ``throttled``,
+``quota``,
 ``quota_exceeded``, ``busy``, ``unavailable``, ``timeout``, ``internal``, ``wrong_url``,
 ``too_long``), so the terminal can say what happened in words whether API Gateway, the function
 or the network answered.
@@ -37,6 +38,7 @@ Kind = Literal[
     "forbidden",
     "not_found",
     "bad_request",
+    "conflict",
     "throttled",
     "quota",
     "quota_exceeded",
@@ -50,12 +52,16 @@ Kind = Literal[
 TURN_TIMEOUT_SECONDS = 180  # between two frames of one answer
 RECV_SLICE_SECONDS = 0.2  # how soon a Ctrl-C is noticed while waiting for a frame
 START_WAIT_SECONDS = 5.0  # how long an abandoned turn waits for its message_id to cancel it
+# How long the first answer of a new session waits for the server's title frame: it comes
+# right after the end frame when the server names sessions (a small model's call).
+TITLE_WAIT_SECONDS = 3.0
 
 _MESSAGES: dict[Kind, str] = {
     "unauthorized": "the token was refused (missing, expired or from another issuer)",
     "forbidden": "this token may not do that",
     "not_found": "no such session (it may have been deleted, or belong to someone else)",
     "bad_request": "the request was refused as invalid",
+    "conflict": "the session changed meanwhile (another answer came, or this turn was replaced)",
     "throttled": "the service is busy (throttled); wait a few seconds and try again",
     "quota": "the request quota or rate limit is used up; try again later",
     "quota_exceeded": "your token budget is spent until it resets (/usage shows it)",
@@ -83,6 +89,7 @@ _STATUS_KINDS: dict[int, Kind] = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    409: "conflict",
     429: "quota",  # API Gateway's usage-plan quota and rate limits
     503: "throttled",  # the function's answer once Bedrock or DynamoDB throttle
     504: "timeout",
@@ -187,6 +194,7 @@ class AssistantClient:
         self.http = httpx.Client(base_url=self.rest_url, headers=headers, timeout=60)
         self._ws: ClientConnection | None = None
         self._abandoned_keys: set[str] = set()  # turns left before their start frame came
+        self.titles: dict[str, str] = {}  # session_id -> the title the server gave it
         self.interrupt = threading.Event()  # set by the terminal's Ctrl-C during an answer
 
     def close(self) -> None:
@@ -259,6 +267,47 @@ class AssistantClient:
             "GET", f"/sessions/{quote(session_id, safe='')}/messages", params={"limit": limit}
         )["messages"]
 
+    def last_question(self, session_id: str) -> dict[str, Any] | None:
+        """The session's current last question (the one ``/retry`` and ``/edit`` replace):
+        the last one not superseded, read through every page of the listing."""
+        path = f"/sessions/{quote(session_id, safe='')}/messages"
+        params: dict[str, Any] = {"limit": 100}
+        last = None
+        while True:
+            page = self._call("GET", path, params=params)
+            for message in page["messages"]:
+                if message["role"] == "user" and not message.get("superseded_by"):
+                    last = message
+            if not page.get("next_token"):
+                return last
+            params["next_token"] = page["next_token"]
+
+    def feedback(
+        self, session_id: str, message_id: str, rating: str, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Rate an answer; a second rating replaces the first."""
+        body = {"rating": rating} | ({"comment": comment} if comment else {})
+        path = f"/sessions/{quote(session_id, safe='')}/messages/{quote(message_id, safe='')}"
+        return self._call("PUT", f"{path}/feedback", json=body)
+
+    def export_pages(self, session_id: str, export_format: str) -> Iterator[httpx.Response]:
+        """Every page of a session's export, following each page's ``Link: <...>; rel="next"``
+        header (relative to the page's URL) until a page has none."""
+        path = f"{API_BASE_PATH}/sessions/{quote(session_id, safe='')}/export"
+        url = self.http.build_request("GET", path, params={"format": export_format}).url
+        while True:
+            try:
+                response = self.http.get(url)
+            except httpx.HTTPError as error:
+                raise ApiError("unavailable", f"{self.rest_url}: {error}") from None
+            if response.status_code >= 400:
+                raise _error_of(response)
+            yield response
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return
+            url = response.url.join(following)
+
     # ---- WebSocket -----------------------------------------------------------------------
 
     def _socket(self) -> ClientConnection:
@@ -288,18 +337,18 @@ class AssistantClient:
             self._ws = None
             self._socket().send(fragments if len(fragments) > 1 else fragments[0])
 
-    def stream(self, session_id: str, content: str) -> Turn:
-        """Send one message; the returned :class:`Turn` yields the answer as it streams."""
-        check(content)
+    def stream(self, session_id: str, content: str | None, *, replaces: str | None = None) -> Turn:
+        """Send one message; the returned :class:`Turn` yields the answer as it streams.
+        ``replaces``: the last question's ``message_id``, answered again as a new version,
+        with ``content`` as its edit, or with None as it was (regenerate)."""
+        request: dict[str, Any] = {"action": "sendMessage", "session_id": session_id}
+        if content is not None:
+            check(content)
+            request["content"] = content
+        if replaces is not None:
+            request["replaces"] = replaces
         key = str(uuid.uuid4())
-        self._send(
-            {
-                "action": "sendMessage",
-                "session_id": session_id,
-                "content": content,
-                "idempotency_key": key,
-            }
-        )
+        self._send({**request, "idempotency_key": key})
         return Turn(self._frames(), session_id, key, stray=self._stray)
 
     def abandon(self, turn: Turn, wait: float = START_WAIT_SECONDS) -> None:
@@ -326,8 +375,26 @@ class AssistantClient:
         with contextlib.suppress(ConnectionClosed, ApiError):
             self._send({"action": "cancel", "message_id": message_id})
 
+    def title(self, session_id: str, wait: float = TITLE_WAIT_SECONDS) -> str | None:
+        """The title the server gave ``session_id`` (its ``title`` frame, which follows the
+        first answer's ``end``), waiting up to ``wait`` seconds for it; None if none came."""
+        deadline = time.monotonic() + wait
+        with contextlib.suppress(ApiError):
+            while session_id not in self.titles:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                frame = self._next_frame(min(left, RECV_SLICE_SECONDS))
+                if frame is not None:
+                    self._stray(frame)
+        return self.titles.get(session_id)
+
     def _stray(self, frame: dict[str, Any]) -> None:
-        """A frame of another turn: the start of an abandoned one gets it cancelled."""
+        """A frame of another turn: the start of an abandoned one gets it cancelled; a title
+        is kept for :meth:`title`."""
+        if frame.get("type") == "title" and isinstance(frame.get("title"), str):
+            self.titles[str(frame.get("session_id"))] = frame["title"]
+            return
         key = frame.get("idempotency_key")
         if frame.get("type") == "start" and key in self._abandoned_keys:
             self._abandoned_keys.discard(key)

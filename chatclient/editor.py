@@ -74,7 +74,8 @@ class LineEditor:
             enable_open_in_editor=False,
         )
 
-    def read(self) -> str:
-        """The next message; ``EOFError`` (Ctrl-D) or ``KeyboardInterrupt`` (Ctrl-C at an
-        empty prompt) when the user leaves."""
-        return self._session.prompt(FormattedText([("bold ansicyan", "you> ")]))
+    def read(self, default: str = "") -> str:
+        """The next message, starting from ``default`` (the question ``/edit`` changes);
+        ``EOFError`` (Ctrl-D) or ``KeyboardInterrupt`` (Ctrl-C at an empty prompt) when the
+        user leaves."""
+        return self._session.prompt(FormattedText([("bold ansicyan", "you> ")]), default=default)

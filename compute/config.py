@@ -448,6 +448,13 @@ class ComputeConfig(_Strict):
         "Mark the system prompt and the stable history as cacheable, for the models that "
         "support Bedrock prompt caching (docs/functions.md, Prompt caching).",
     )
+    title_model_id: Annotated[str, Field(pattern=r"^([a-z0-9.-]+\.[\w.:-]+)?$")] = extension(
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "Bedrock model (model ID or cross-region inference profile ID) that names a session "
+        "after its first complete answer, when it has no title; empty: titles off. The "
+        "default is the smallest, cheapest model of the default `bedrock_models`, so it needs "
+        "no more model access than they do (docs/functions.md, Session titles).",
+    )
     alarm_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = extension(
         None, "E-mail address subscribed to the alarm topic; unset: none."
     )

@@ -46,6 +46,11 @@ PER_MODEL_METRIC_TITLES = {
     Metric.INCOMPLETE_ANSWERS: "Incomplete answers",
     Metric.FAILED_ANSWERS: "Failed answers",
 }
+# Users' ratings of answers (PUT .../feedback), per model, on a row of their own.
+FEEDBACK_METRIC_TITLES = {
+    Metric.POSITIVE_FEEDBACK: "Answers rated up",
+    Metric.NEGATIVE_FEEDBACK: "Answers rated down",
+}
 
 Widget = dict[str, Any]
 MetricLine = list[Any]  # [namespace, name, dimension, value, ..., {options}]
@@ -294,6 +299,12 @@ class Dashboard(Construct):
         half = len(per_model) // 2
         self._row(*per_model[:half])
         self._row(*per_model[half:])
+        self._row(
+            *(
+                self._graph(title, self._per_model(namespace, name, service))
+                for name, title in FEEDBACK_METRIC_TITLES.items()
+            )
+        )
 
     def _per_model(self, namespace: str, name: str, service: dict[str, str]) -> Any:
         """One line per configured model; the module's model list is a variable, so there the

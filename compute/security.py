@@ -9,6 +9,7 @@ granted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cdktf import Fn
@@ -48,7 +49,10 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             "dynamodb:ConditionCheckItem",  # a turn's transactions fence on the session
         ),
         f"sessions/{USER_INDEX.name}": ("dynamodb:Query",),
-        "messages": ("dynamodb:PutItem", "dynamodb:Query"),  # deletes: the session cleanup
+        # Turns (PutItem), listings, exports and the feedback's lookup (Query); feedback, and
+        # a regenerate or edit marking the replaced turn superseded (UpdateItem); deletes: the
+        # session cleanup
+        "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         "connections": ("dynamodb:DeleteItem",),  # DELETE /me
         f"connections/{USER_CONNECTIONS.name}": ("dynamodb:Query",),
         # Idempotency-Key: claim, result, release (functions/data/idempotency.py)
@@ -61,7 +65,10 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     WEBSOCKET.key: {
         "sessions": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"),
-        "messages": ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem"),  # get: replay
+        # get: replay; update: a regenerate or edit, as main
+        "messages": (
+            "dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem",
+        ),
         "connections": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
         "idempotency": ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         # Budgets and leases as main; a streamed answer's record and the look for a cancel
@@ -364,6 +371,16 @@ class FunctionRoles(Construct):
                 sid="Models", actions=actions, resources=self.model_arns()
             )
         ]
+        if self._config.title_model_id:
+            # Session titles: one converse call on the title model after a complete answer
+            # (functions/chat/titles.py), from every chat function, the streaming one too.
+            statements.append(
+                DataAwsIamPolicyDocumentStatement(
+                    sid="TitleModel",
+                    actions=["bedrock:InvokeModel"],
+                    resources=self._arns_of((self._config.title_model_id,)),
+                )
+            )
         # Only the functions that converse with a model (main, websocket, openai-api) have
         # actions here.
         if self._grants.knowledge_base_id:
@@ -398,9 +415,13 @@ class FunctionRoles(Construct):
 
     def model_arns(self) -> list[str]:
         """Foundation-model ARNs, plus the profile ARN for cross-region inference profiles."""
+        return self._arns_of(self._config.bedrock_models)
+
+    def _arns_of(self, models: Iterable[str]) -> list[str]:
+        """The ARNs IAM checks when a request names one of ``models``."""
         grants, region = self._grants, self._config.aws_region
         arns: list[str] = []
-        for model in self._config.bedrock_models:
+        for model in models:
             profile = model.startswith(INFERENCE_PROFILE_PREFIXES)
             if profile:
                 arns.append(

@@ -353,6 +353,7 @@ class ComputeStack(TerraformStack):
             Env.BEDROCK_GUARDRAIL_ID: optional_text(config.bedrock_guardrail_id),
             Env.BEDROCK_GUARDRAIL_VERSION: optional_text(config.bedrock_guardrail_version),
             Env.BEDROCK_PROMPT_CACHING: text(config.bedrock_prompt_caching),
+            Env.TITLE_MODEL_ID: text(config.title_model_id),
             Env.STREAM_FLUSH_INTERVAL_MS: text(config.websocket_flush_interval_ms),
             Env.PAGINATION_KEY_ARN: self.pagination_key.arn,
             Env.ATTACHMENTS_BUCKET: self.attachments.name,

@@ -3,7 +3,8 @@ streamed at a model's pace, with usage counted as the fake counts it (one token 
 
 Deterministic, so a turn can be compared with what was stored; long enough (about 60 words)
 that streaming is visible in a terminal. A turn grounded on knowledge-base passages quotes the
-first one and cites it as ``[1]``, as a grounded model's answer would.
+first one and cites it as ``[1]``, as a grounded model's answer would. A session title request
+is answered with the first words of its question.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from fakes.bedrock import BedrockFake, Pacing
 from functions.chat.prompting import PASSAGES_HEADING
+from functions.chat.titles import PROMPT as TITLE_PROMPT
 
 DEFAULT_CHUNK_DELAY_SECONDS = 0.04  # ~25 words a second, about what Claude streams
 DEFAULT_FIRST_DELTA_SECONDS = 0.3  # a model's time to first token
@@ -45,8 +47,17 @@ def _grounding(passages: list[str]) -> str:
     return f'The knowledge base says: "{_quote(found["text"])}" [1]. ' if found else ""
 
 
+def _title(body: dict[str, Any]) -> str:
+    """A session title (functions.chat.titles): the question's first six words."""
+    text = " ".join(_texts(body["messages"][-1]))
+    question = text.removeprefix("Question:").split("\n\nAnswer:", 1)[0]
+    return " ".join(question.split()[:6])
+
+
 def answer(body: dict[str, Any]) -> str:
-    """The reply to a converse/converse_stream request body."""
+    """The reply to a converse/converse_stream request body; to a title request, a title."""
+    if body.get("system") == [{"text": TITLE_PROMPT}]:
+        return _title(body)
     messages = body.get("messages", [])
     turn = sum(1 for message in messages if message.get("role") == "user")
     texts = _texts(messages[-1]) if messages else []

@@ -178,6 +178,7 @@ class _Failure:
     message: str
     operation: Operation | None
     remaining: int | None  # None: until reset()
+    model: str | None = None  # only requests for this model id (None: any)
 
 
 @dataclass(frozen=True)
@@ -590,9 +591,14 @@ class BedrockFake(LoopbackServer):
             "AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME": self.url,
         }
 
-    def throttle(self, n: int = 1, operation: Operation | None = None) -> None:
-        """Answer the next ``n`` requests (of ``operation``, or any) 429 ThrottlingException."""
-        self.fail(429, "ThrottlingException", "Too many requests, please wait.", operation, n)
+    def throttle(
+        self, n: int = 1, operation: Operation | None = None, *, model: str | None = None
+    ) -> None:
+        """Answer the next ``n`` requests (of ``operation`` and ``model``, or any) 429
+        ThrottlingException."""
+        self.fail(
+            429, "ThrottlingException", "Too many requests, please wait.", operation, n, model=model
+        )
 
     def fail(
         self,
@@ -601,12 +607,17 @@ class BedrockFake(LoopbackServer):
         message: str | None = None,
         operation: Operation | None = None,
         times: int | None = 1,
+        *,
+        model: str | None = None,
     ) -> None:
-        """Answer the next ``times`` matching requests with a restJson error.
+        """Answer the next ``times`` matching requests (of ``operation`` and for ``model``, a
+        model id, when given) with a restJson error.
 
         ``times=None`` keeps failing until :meth:`reset`. Failures queue in the order given.
         """
-        failure = _Failure(status, error_type, message or f"fake {error_type}", operation, times)
+        failure = _Failure(
+            status, error_type, message or f"fake {error_type}", operation, times, model
+        )
         with self._lock:
             self._failures.append(failure)
 
@@ -738,10 +749,10 @@ class BedrockFake(LoopbackServer):
                 return operation, unquote(match["id"])
         return None
 
-    def _take_failure(self, operation: Operation) -> _Failure | None:
+    def _take_failure(self, operation: Operation, resource_id: str) -> _Failure | None:
         with self._lock:
             for failure in self._failures:
-                if failure.operation in (None, operation):
+                if failure.operation in (None, operation) and failure.model in (None, resource_id):
                     if failure.remaining is not None:
                         failure.remaining -= 1
                         if failure.remaining <= 0:
@@ -752,7 +763,7 @@ class BedrockFake(LoopbackServer):
     def _answer_operation(
         self, operation: Operation, body: dict[str, Any], resource_id: str
     ) -> Response:
-        failure = self._take_failure(operation)
+        failure = self._take_failure(operation, resource_id)
         if failure:
             return error_response(failure.status, failure.error_type, failure.message)
         try:

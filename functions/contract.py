@@ -29,6 +29,7 @@ class Env:
     BEDROCK_PROMPT_CACHING = "BEDROCK_PROMPT_CACHING"  # "true" or "false"
     BEDROCK_MODELS = "BEDROCK_MODELS"  # comma-separated model ids; the first is the default
     KNOWLEDGE_BASE_ID = "KNOWLEDGE_BASE_ID"  # empty: knowledge-base features are off
+    TITLE_MODEL_ID = "TITLE_MODEL_ID"  # the model that names untitled sessions; empty: off
     SESSION_TTL_DAYS = "SESSION_TTL_DAYS"
     HISTORY_BUDGET_TOKENS = "HISTORY_BUDGET_TOKENS"  # estimated tokens of context per turn
     STREAM_FLUSH_INTERVAL_MS = "STREAM_FLUSH_INTERVAL_MS"  # 0: post as fast as POSTs return
@@ -60,6 +61,9 @@ class Metric:
     BUSY = "Busy"  # a turn refused: the user has as many answers generating as allowed
     CLIENT_GONE = "ClientGone"  # a WebSocket client vanished mid-answer
     USAGE_NOT_RECORDED = "UsageNotRecorded"  # a turn's tokens could not be added to the ledger
+    # a session title that could not be generated (the title model failed, throttled or was
+    # too slow); the turn itself is unaffected
+    TITLE_FAILED = "TitleFailed"
     # an answer slot left empty past its turn's deadline, filled with a failed marker
     ANSWER_SLOTS_REPAIRED = "AnswerSlotsRepaired"
     # Per model, one EMF document per stored answer (see functions.core.observability):
@@ -71,6 +75,9 @@ class Metric:
     OUTPUT_TOKENS = "OutputTokens"
     CACHE_READ_INPUT_TOKENS = "CacheReadInputTokens"
     CACHE_WRITE_INPUT_TOKENS = "CacheWriteInputTokens"
+    # Per model, one EMF document per feedback stored (PUT .../feedback), for its new rating:
+    POSITIVE_FEEDBACK = "PositiveFeedback"  # rated up
+    NEGATIVE_FEEDBACK = "NegativeFeedback"  # rated down
 
     PER_MODEL = (
         CHAT_TURNS,
@@ -81,6 +88,8 @@ class Metric:
         OUTPUT_TOKENS,
         CACHE_READ_INPUT_TOKENS,
         CACHE_WRITE_INPUT_TOKENS,
+        POSITIVE_FEEDBACK,
+        NEGATIVE_FEEDBACK,
     )
 
 
@@ -256,7 +265,7 @@ MAX_WEBSOCKET_FRAME_BYTES = 32 * 1024
 # Cross-region inference profile ids start with a geography, e.g. "us.anthropic.claude…".
 INFERENCE_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
 
-Method = Literal["GET", "POST", "PATCH", "DELETE"]
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 @dataclass(frozen=True)
@@ -284,6 +293,8 @@ REST_ROUTES = (
     Route("GET", "/usage"),
     Route("DELETE", "/me"),
     Route("POST", "/sessions/{session_id}/attachments"),
+    Route("PUT", "/sessions/{session_id}/messages/{message_id}/feedback"),
+    Route("GET", "/sessions/{session_id}/export"),
 )
 
 # CORS, for the REST API's own answers (the main function's middleware) and API Gateway's
@@ -291,7 +302,7 @@ REST_ROUTES = (
 # preflight for any documented request succeeds, and every response header a client must read
 # (browsers hide the others from scripts).
 CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key")
-CORS_EXPOSE_HEADERS = ("Retry-After",)
+CORS_EXPOSE_HEADERS = ("Retry-After", "Link", "Content-Disposition")
 
 # The OpenAI-compatible endpoints, served by their own function (OPENAI_API). They sit outside
 # API_BASE_PATH so that a client's base URL is the stage URL plus "/v1", as OpenAI's own is.
@@ -402,6 +413,7 @@ _CHAT_ENV = (
     Env.BEDROCK_PROMPT_CACHING,
     Env.POWERTOOLS_SERVICE_NAME,
     Env.POWERTOOLS_METRICS_NAMESPACE,
+    Env.TITLE_MODEL_ID,
 )
 # Environment variables each function reads; the stack sets exactly these.
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {
@@ -477,6 +489,8 @@ ROUTE_ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/usage"): READ,
     ("DELETE", "/me"): CHAT,  # deletes data, like the other writes
     ("POST", "/sessions/{session_id}/attachments"): CHAT,  # an upload for the model to read
+    ("PUT", "/sessions/{session_id}/messages/{message_id}/feedback"): CHAT,  # writes
+    ("GET", "/sessions/{session_id}/export"): READ,
     # OPENAI_ROUTES, relative to OPENAI_BASE_PATH
     ("GET", "/models"): READ,
     ("POST", "/chat/completions"): CHAT,

@@ -122,7 +122,8 @@ def conversation(
     Stored history need not alternate: concurrent turns interleave, and a user turn whose model
     call failed has no answer. Consecutive turns of one role are merged rather than dropped, so
     nothing the user said is hidden from the model: unanswered questions come first in the
-    final user turn. Blank turns are skipped, and so are the turns a guardrail stopped.
+    final user turn. Blank turns are skipped, and so are the turns a guardrail stopped and
+    the versions a regenerate or edit superseded (the model sees only the current branch).
     """
     blocked = {
         message.seq - 1
@@ -131,7 +132,11 @@ def conversation(
     }
     merged: list[tuple[Role, list[str]]] = []
     for message in history:
-        if not message.content.strip() or message.stop_reason == GUARDRAIL_INTERVENED:
+        if (
+            not message.content.strip()
+            or message.stop_reason == GUARDRAIL_INTERVENED
+            or message.superseded_by
+        ):
             continue
         if message.role == "user" and message.seq in blocked:
             continue

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions.chat.prompting import model_request, prompt_bytes
+from functions.chat.titles import PendingTitle, Titles
 from functions.chat.upstream import upstream_errors
 from functions.contract import Metric
 from functions.core import aws, deadline
@@ -37,9 +38,18 @@ from functions.core.clock import timestamp, utc_now
 from functions.core.observability import count, logger, record_turn
 from functions.data.answers import Generating, GeneratingAnswers
 from functions.data.quota import AnswerLeases, Lease, Reservation, UsageLedger
+from functions.data.turns import NOT_LAST_TURN
 from functions.domain.content import content_problem
-from functions.domain.errors import BadRequest, NotFound, UpstreamError
-from functions.domain.models import Citation, Message, MessageStatus, Session, Usage, content_bytes
+from functions.domain.errors import BadRequest, Conflict, NotFound, UpstreamError
+from functions.domain.models import (
+    Citation,
+    Message,
+    MessageStatus,
+    Session,
+    Usage,
+    content_bytes,
+    untitled,
+)
 
 if TYPE_CHECKING:
     from functions.core.chat_settings import ChatSettings
@@ -58,11 +68,13 @@ TimeLeft = Callable[[], float]
 
 @dataclass(frozen=True)
 class ChatReply:
-    """A completed turn: the stored assistant message, its sources and the token usage."""
+    """A completed turn: the stored assistant message, its sources and the token usage, and
+    the title it gave its session (REST; the WebSocket's comes after, :meth:`ChatStream.title`)."""
 
     message: Message
     citations: tuple[Citation, ...]
     usage: Usage
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,7 @@ class _Turn:
     reservation: Reservation  # the budget the turn holds until its answer is stored
     retried: bool = False  # the question was stored by an earlier turn whose answer failed
     stored: bool = True  # False: a client-held conversation, nothing of it is stored
+    title: PendingTitle | None = None  # the session's title, generated beside the answer
 
     @property
     def answer_seq(self) -> int:
@@ -274,6 +287,11 @@ class ChatStream:
         finally:
             self._finish_watch()
 
+    def title(self, reply: ChatReply) -> str | None:
+        """After the answer went out: the title this turn gives its untitled session, from the
+        question and the answer (see :mod:`functions.chat.titles`); None when it gives none."""
+        return self._service._title_after(self._turn, reply)
+
     def _finish_watch(self) -> None:
         if self._watch is not None:
             self._watch.finish()
@@ -403,24 +421,29 @@ class ChatService:
     retrieval_results: int = RETRIEVAL_RESULTS
     ledger: UsageLedger = field(init=False)
     leases: AnswerLeases = field(init=False)
+    titles: Titles = field(init=False)
 
     def __post_init__(self) -> None:
         if self.store.ledger is None or self.store.leases is None:
             raise RuntimeError("chat turns need the usage table; this store has none")
         self.ledger = self.store.ledger
         self.leases = self.store.leases
+        self.titles = Titles(self.settings, self.ledger, self.store.sessions)
 
     def reply(
         self,
         user_id: str,
         session_id: str,
-        content: str,
+        content: str | None,
         *,
         lease_seconds: int,
         options: TurnOptions = NO_OPTIONS,
+        replaces: str | None = None,
     ) -> ChatReply:
         """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
-        may be held (the invocation's remaining time)."""
+        may be held (the invocation's remaining time). ``replaces``: the ``message_id`` of the
+        session's last question, answered again as a new version (:meth:`_replaceable`); its
+        content when ``content`` is None (regenerate), else ``content`` (edit)."""
         turn, response, lease, _ = self._call_model(
             user_id,
             session_id,
@@ -428,6 +451,7 @@ class ChatService:
             lease_seconds=lease_seconds,
             streaming=False,
             options=options,
+            replaces=replaces,
         )
         return self._replied(turn, response, lease)
 
@@ -483,19 +507,24 @@ class ChatService:
         self,
         user_id: str,
         session_id: str,
-        content: str,
+        content: str | None,
         time_left: TimeLeft | None = None,
         *,
         lease_seconds: int,
         options: TurnOptions = NO_OPTIONS,
         cancel_every: float | None = None,
+        replaces: str | None = None,
+        title_beside: bool = True,
     ) -> ChatStream:
         """Start a turn with ``converse_stream``; errors before the first delta raise here.
 
         ``time_left`` (seconds) bounds how long the stream is read (see :class:`ChatStream`);
         ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
         model's stream ends. ``cancel_every`` (seconds): record the answer as generating and
-        look for the user's cancel that often (:class:`CancelWatch`).
+        look for the user's cancel that often (:class:`CancelWatch`). ``replaces`` as for
+        :meth:`reply`. ``title_beside``: an untitled session's title is generated beside the
+        answer, as for :meth:`reply`; False (the WebSocket): the caller asks for it after the
+        answer (:meth:`ChatStream.title`).
         """
         turn, response, lease, watch = self._call_model(
             user_id,
@@ -505,6 +534,8 @@ class ChatService:
             streaming=True,
             options=options,
             cancel_every=cancel_every,
+            replaces=replaces,
+            title_beside=title_beside,
         )
         return ChatStream(self, turn, response["stream"], time_left, lease, watch=watch)
 
@@ -531,20 +562,29 @@ class ChatService:
         self,
         user_id: str,
         session_id: str,
-        content: str,
+        content: str | None,
         *,
         lease_seconds: int,
         streaming: bool,
         options: TurnOptions = NO_OPTIONS,
         cancel_every: float | None = None,
+        replaces: str | None = None,
+        title_beside: bool = True,
     ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
         """A stored turn: prepared in the session, then :meth:`_start`; with ``cancel_every``,
         watched for a cancel (:class:`CancelWatch`)."""
-        content = validate_content(content)
+        if content is not None or replaces is None:
+            content = validate_content(content)
         return self._start(
             user_id,
             lambda: self._prepare(
-                user_id, session_id, content, streaming=streaming, options=options
+                user_id,
+                session_id,
+                content,
+                streaming=streaming,
+                options=options,
+                replaces=replaces,
+                title_beside=title_beside,
             ),
             lease_seconds=lease_seconds,
             streaming=streaming,
@@ -594,22 +634,33 @@ class ChatService:
         self,
         user_id: str,
         session_id: str,
-        content: str,
+        content: str | None,
         *,
         streaming: bool,
         options: TurnOptions = NO_OPTIONS,
+        replaces: str | None = None,
+        title_beside: bool = True,
     ) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)
+        replaced = None if replaces is None else self._replaceable(user_id, session, replaces)
+        if replaced is not None and content is None:
+            content = replaced[0].content  # regenerate: the same question again
+        assert content is not None, "_call_model requires content without replaces"
         citations = self._retrieve(session, content)
         budget = (
             self.settings.history_budget_tokens * BYTES_PER_TOKEN
             - prompt_bytes(content, citations)
             - options.instruction_bytes()
         )
+        if replaced is not None:  # read with the history, then left out of it
+            budget += sum(content_bytes(message.content) for message in replaced)
         history = self.store.repair(
             user_id, session, self.store.messages.recent(session_id, max(budget, 0)), to_end=True
         )
-        question = failed_attempt(history, content)
+        if replaced is not None:
+            ids = {message.message_id for message in replaced}
+            history = [message for message in history if message.message_id not in ids]
+        question = None if replaced is not None else failed_attempt(history, content)
         retried = question is not None
         if question is not None:  # a retry: this question is stored, and its answer's slot failed
             history = history[:-2]
@@ -624,13 +675,16 @@ class ChatService:
         _add_instructions(request, options)
         reservation = self._reserve(user_id, request, options)
         try:
-            if question is None:
+            if replaced is not None:
+                question = self.store.replace_turn(user_id, session, replaced, content)
+            elif question is None:
                 question = self.store.begin_turn(user_id, session, content)
             else:
                 self.store.sessions.update(user_id, session_id, {})  # fenced; marks the activity
         except BaseException:
             self.ledger.release(reservation)
             raise
+        wanted = title_beside and self._wants_title(session)
         return _Turn(
             user_id,
             session,
@@ -640,7 +694,36 @@ class ChatService:
             str(uuid.uuid4()),
             reservation,
             retried=retried,
+            title=self.titles.start(user_id, content) if wanted else None,
         )
+
+    def _replaceable(
+        self, user_id: str, session: Session, message_id: str
+    ) -> tuple[Message, Message]:
+        """The session's last turn, question and answer, if its question is ``message_id``:
+        the only turn a new version may replace.
+
+        An answer slot its turn abandoned is repaired first, so that turn can be replaced
+        too. Refusals: :class:`NotFound` for an id that is no message of the session,
+        :class:`Conflict` for any other message of it (an older or superseded question, an
+        answer) and for a last answer still being generated.
+        """
+        last = self.store.messages.last(session.session_id, 2)
+        question = next((m for m in last if m.message_id == message_id), None)
+        if question is None or question.role != "user":
+            if self.store.messages.find(session.session_id, message_id) is None:
+                raise NotFound("message not found in this session")
+            raise Conflict(NOT_LAST_TURN)
+        if question.seq + 1 != session.message_count:
+            raise Conflict(NOT_LAST_TURN)
+        turn = [m for m in last if m.seq == question.seq + 1] or self.store.repair(
+            user_id, session, [question], to_end=True
+        )[1:]
+        if not turn:
+            raise Conflict(
+                "the answer to this question is still being generated; wait for it or cancel it"
+            )
+        return question, turn[0]
 
     def _prepare_unstored(
         self, user_id: str, conversation: Conversation, *, streaming: bool, options: TurnOptions
@@ -725,6 +808,8 @@ class ChatService:
             usage=usage,
             status=status,
             stop_reason=stop_reason,
+            version=turn.question.version,
+            model_id=turn.request["modelId"],
         )
         try:
             if turn.stored:
@@ -732,7 +817,35 @@ class ChatService:
         finally:  # stored or not, the model call is paid for
             self.ledger.settle(turn.reservation, usage)
         record_turn(turn.request["modelId"], message)
-        return ChatReply(message=message, citations=turn.citations, usage=usage or Usage())
+        return ChatReply(
+            message=message,
+            citations=turn.citations,
+            usage=usage or Usage(),
+            title=self._title_beside(turn, message),
+        )
+
+    def _wants_title(self, session: Session) -> bool:
+        return self.titles.enabled and untitled(session.title)
+
+    def _title_beside(self, turn: _Turn, answer: Message) -> str | None:
+        """The title generated beside a stored answer, kept only for a complete one and only
+        while the session has no other (a title not ready in time is dropped)."""
+        if turn.title is None or answer.status != "complete":
+            return None
+        title = turn.title.result()
+        if title is None or not self.titles.store(turn.user_id, turn.session.session_id, title):
+            return None
+        return title
+
+    def _title_after(self, turn: _Turn, reply: ChatReply) -> str | None:
+        """A title from the whole exchange, once the answer is out (the WebSocket)."""
+        wanted = turn.stored and turn.title is None and self._wants_title(turn.session)
+        if not wanted or reply.message.status != "complete":
+            return None
+        title = self.titles.generate(turn.user_id, turn.question.content, reply.message.content)
+        if title is None or not self.titles.store(turn.user_id, turn.session.session_id, title):
+            return None
+        return title
 
     @contextmanager
     def _failing(self, turn: _Turn) -> Iterator[None]:
@@ -812,14 +925,7 @@ def _model_throttled(error: BaseException) -> bool:
 
 
 def _usage(raw: dict[str, Any] | None) -> Usage:
-    raw = raw or {}
-    return Usage(
-        input_tokens=int(raw.get("inputTokens", 0)),
-        output_tokens=int(raw.get("outputTokens", 0)),
-        total_tokens=int(raw.get("totalTokens", 0)),
-        cache_read_input_tokens=int(raw.get("cacheReadInputTokens", 0)),
-        cache_write_input_tokens=int(raw.get("cacheWriteInputTokens", 0)),
-    )
+    return Usage.of_bedrock(raw)
 
 
 def _source(location: dict[str, Any]) -> str | None:

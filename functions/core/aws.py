@@ -61,6 +61,28 @@ def client(service: str, endpoint_url: str | None = None) -> BaseClient:
         return _clients[key]
 
 
+def quick_client(service: str, read_timeout: float) -> BaseClient:
+    """A client for an optional call whose failure costs nothing (a session's title): one
+    attempt (no retry, no client-side rate limiting), and ``read_timeout`` seconds instead of
+    the service's usual patience, so it never holds up what it runs beside. Built once per
+    (service, timeout), like the others; the deadline checks apply as to every client."""
+    key = (service, f"quick:{read_timeout}")
+    cached = _clients.get(key)
+    if cached is not None:
+        return cached
+    with _lock:
+        if key not in _clients:
+            _clients[key] = _new_client(
+                service,
+                None,
+                read_timeout=read_timeout,
+                # standard: with one attempt, adaptive mode's rate limiter would only make
+                # the next call wait after a throttled one
+                retries={"mode": "standard", "total_max_attempts": 1},
+            )
+        return _clients[key]
+
+
 def reset_clients() -> None:
     """Forget every client and the session, so the next ones read the environment (endpoints,
     credentials) again."""
@@ -70,7 +92,13 @@ def reset_clients() -> None:
         _session = None
 
 
-def _new_client(service: str, endpoint_url: str | None) -> BaseClient:
+def _new_client(
+    service: str,
+    endpoint_url: str | None,
+    *,
+    read_timeout: float | None = None,
+    retries: dict[str, Any] | None = None,
+) -> BaseClient:
     """Called with the lock held."""
     global _session  # noqa: PLW0603 - the per-container session, created on first use
     import boto3  # deferred: /health and cold starts should not pay for it
@@ -78,8 +106,9 @@ def _new_client(service: str, endpoint_url: str | None) -> BaseClient:
 
     config = Config(
         connect_timeout=CONNECT_TIMEOUTS.get(service, CONNECT_TIMEOUT_SECONDS),
-        read_timeout=READ_TIMEOUT_SECONDS.get(service, DEFAULT_READ_TIMEOUT_SECONDS),
-        retries={"mode": "adaptive"},
+        read_timeout=read_timeout
+        or READ_TIMEOUT_SECONDS.get(service, DEFAULT_READ_TIMEOUT_SECONDS),
+        retries={"mode": "adaptive", **(retries or {})},
         max_pool_connections=MAX_POOL_CONNECTIONS,
         tcp_keepalive=True,
         signature_version=SIGNATURE_VERSIONS.get(service),

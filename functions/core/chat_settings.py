@@ -51,6 +51,8 @@ class ChatSettings(FunctionSettings):
     user_max_concurrent_answers: int  # 0: no limit
     guardrail: Guardrail | None
     prompt_caching: bool
+    # The small model that names a session after its first complete answer; None: titles off.
+    title_model_id: str | None = None
     # The KMS HMAC key next_token's signing key is derived from; None: listings carry no
     # next_token (only main pages).
     pagination_key_arn: str | None = None
@@ -91,6 +93,7 @@ class ChatSettings(FunctionSettings):
             ),
             "guardrail": _guardrail(env),
             "prompt_caching": boolean(env, Env.BEDROCK_PROMPT_CACHING, True),
+            "title_model_id": optional(env, Env.TITLE_MODEL_ID),
         }
 
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from functions.contract import MODEL_DIMENSION, Metric
 
 if TYPE_CHECKING:
-    from functions.domain.models import Message
+    from functions.domain.models import Message, Rating
 
 logger = Logger()
 tracer = Tracer(patch_modules=("botocore",))
@@ -56,3 +56,12 @@ def record_turn(model_id: str, answer: Message) -> None:
         ):
             turn.add_metric(name=name, unit=MetricUnit.Count, value=value)
     turn.flush_metrics()
+
+
+def record_feedback(model_id: str, rating: Rating) -> None:
+    """One rating of an answer of ``model_id``, per model like :func:`record_turn`."""
+    feedback = EphemeralMetrics()
+    feedback.add_dimension(name=MODEL_DIMENSION, value=model_id)
+    name = Metric.POSITIVE_FEEDBACK if rating == "up" else Metric.NEGATIVE_FEEDBACK
+    feedback.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    feedback.flush_metrics()

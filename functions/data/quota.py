@@ -174,14 +174,13 @@ class UsageLedger:
         max_tokens = cap if cap < ANSWER_CAP_TOKENS else None
         return Reservation(reservation_id, user_id, tuple(holds), max_tokens)
 
-    def settle(self, reservation: Reservation, usage: Usage | None) -> None:
-        """Replace the holds with what the turn used (nothing, for a failed call)."""
+    def settle(self, reservation: Reservation, usage: Usage | None, *, turn: bool = True) -> None:
+        """Replace the holds with what the turn used (nothing, for a failed call). A call that
+        is no answer (a session's title, ``turn=False``) adds its tokens but not to ``turns``."""
         used = usage.budget_tokens if usage is not None else 0
-        counters = (
-            {}
-            if usage is None
-            else {"turns": 1} | {name: getattr(usage, name) for name in _REPORTED}
-        )
+        counters = {} if usage is None else {name: getattr(usage, name) for name in _REPORTED}
+        if usage is not None and turn:
+            counters["turns"] = 1
         self._add(
             reservation.user_id,
             [(hold.period, used - hold.tokens) for hold in reservation.holds],

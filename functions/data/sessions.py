@@ -22,7 +22,7 @@ from functions.core.clock import epoch_seconds, timestamp, utc_now
 from functions.data.items import dynamodb_item, key_name, keys_by_index, plain_item
 from functions.data.pagination import TokenSigner, required
 from functions.domain.errors import NotFound
-from functions.domain.models import Page, Session
+from functions.domain.models import DEFAULT_TITLE, Page, Session
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -137,6 +137,26 @@ class SessionRepository:
             user_id, session_id, expression, names=names, values=values, returning="ALL_NEW"
         )
         return session_from_item(item)
+
+    def name(self, user_id: str, session_id: str, title: str) -> bool:
+        """Give the caller's live session a generated ``title`` if it still has none (missing,
+        blank or :data:`DEFAULT_TITLE`); False when it has one, set by its user meanwhile,
+        or is gone. The activity and expiry stay: naming a session is not using it."""
+        names = {"#title": "title"}
+        values = dynamodb_item({":title": title, ":blank": "", ":default": DEFAULT_TITLE})
+        untitled = "(attribute_not_exists(#title) OR #title IN (:blank, :default))"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_session_key(_checked(session_id)),
+                UpdateExpression="SET #title = :title",
+                **_owned(user_id, names, values, extra=untitled),
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def reserve(self, user_id: str, session_id: str, seen: int, count: int) -> dict[str, Any]:
         """A transaction item taking ``count`` sequence numbers after ``seen``, the count the

@@ -23,7 +23,7 @@ from functions.data.answers import GeneratingAnswers
 from functions.data.connections import ConnectionRepository
 from functions.data.idempotency import IdempotencyStore
 from functions.data.items import plain_item
-from functions.data.messages import MessageRepository
+from functions.data.messages import MessageRepository, message_from_item
 from functions.data.pagination import TokenSigner, derived_key
 from functions.data.quota import AnswerLeases, UsageLedger
 from functions.data.sessions import SESSION_NOT_FOUND, SessionRepository, session_from_item
@@ -39,6 +39,9 @@ TURN_ATTEMPTS = 40
 # How long a question stored without a deadline (or before answer_by existed) keeps its empty
 # answer slot from repair: Lambda's longest timeout, past which no invocation can still write.
 MAX_INVOCATION_SECONDS = 15 * 60
+NOT_LAST_TURN = (
+    "only the last question of the session can be regenerated or edited, once; reload the session"
+)
 # The stop reason of the failed marker that fills an answer slot its turn left empty.
 ABANDONED = "abandoned"
 
@@ -122,6 +125,46 @@ class Store:
                 _pause(attempt)
         raise Throttled("too many concurrent turns in this session; retry later")
 
+    def replace_turn(
+        self, user_id: str, session: Session, replaced: tuple[Message, Message], content: str
+    ) -> Message:
+        """Store a new version of the session's last turn (regenerate: the same ``content``,
+        edit: another): :meth:`begin_turn` at the end of the session, and in the same
+        transaction ``superseded_by`` on the replaced question and answer.
+
+        The transaction holds only while the session's count is still the one read (so the
+        replaced pair is still its last turn) and neither message is superseded yet: of two
+        concurrent replacements, or a replacement and a new turn, one applies and the other is
+        :class:`Conflict`. Sequence numbers, the answer slot, its deadline and its repair are
+        those of any turn.
+        """
+        question, answer = replaced
+        seen = session.message_count
+        new = Message(
+            session_id=session.session_id,
+            seq=seen + 1,
+            message_id=str(uuid.uuid4()),
+            role="user",
+            content=content,
+            created_at=timestamp(utc_now()),
+            answer_by=_answer_by(),
+            version=question.version + 1,
+            replaces=question.message_id,
+        )
+        items = [
+            self.sessions.reserve(user_id, session.session_id, seen, 2),
+            self.messages.put_request(new),
+            self.messages.supersede_request(question, new.message_id),
+            self.messages.supersede_request(answer, new.message_id),
+        ]
+        for attempt in range(TURN_ATTEMPTS):
+            current = self._attempt(user_id, new, items, attempt)
+            if current is None:
+                return new
+            if current is not _UNCHANGED and current.message_count != seen:
+                raise Conflict(NOT_LAST_TURN)
+        raise Throttled("too many concurrent turns in this session; retry later")
+
     def finish_turn(self, user_id: str, message: Message, *, replaces_failed: bool = False) -> None:
         """Store a turn's answer in its reserved slot, only while the session is the caller's
         and live: a session deleted during the turn gets nothing, and the turn is
@@ -201,6 +244,7 @@ class Store:
             created_at=timestamp(utc_now()),
             status="failed",
             stop_reason=ABANDONED,
+            version=question.version,
         )
         items = [
             self.sessions.fence(user_id, question.session_id),
@@ -209,11 +253,15 @@ class Store:
         try:
             self.sessions.client.transact_write_items(TransactItems=items)
         except ClientError as error:
-            codes = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            reasons = error.response.get("CancellationReasons", [])
+            codes = [reason.get("Code") for reason in reasons]
             if codes[:1] == ["ConditionalCheckFailed"]:
                 raise NotFound(SESSION_NOT_FOUND) from None
             if codes[1:2] == ["ConditionalCheckFailed"]:
-                return self.messages.get(question.session_id, slot)  # the answer came first
+                # The answer came first; the refusal carries it (ALL_OLD), so no read is needed
+                # (main's role may not GetItem messages).
+                answer = reasons[1].get("Item")
+                return message_from_item(answer) if answer else None
             logger.warning("could not repair an abandoned answer slot", exc_info=True)
             return None
         except (ConnectionError, HTTPClientError, Throttled):
@@ -250,6 +298,8 @@ class Store:
                     ) from None
             if codes[:1] == ["ConditionalCheckFailed"]:
                 return self._live(user_id, reasons[0].get("Item"))
+            if "ConditionalCheckFailed" in codes[2:]:  # a replaced message (replace_turn)
+                raise Conflict(NOT_LAST_TURN) from None
             if "ThrottlingError" in codes:
                 raise Throttled("DynamoDB throttled the turn; retry later") from None
             if "TransactionConflict" in codes:

@@ -16,7 +16,23 @@ Role = Literal["user", "assistant"]
 # failed: the model call or stream failed; no answer is stored, only this marker.
 MessageStatus = Literal["complete", "incomplete", "failed"]
 MESSAGE_STATUSES: tuple[MessageStatus, ...] = get_args(MessageStatus)
+# A user's rating of one answer (PUT .../feedback), and what it was about.
+Rating = Literal["up", "down"]
+RATINGS: tuple[Rating, ...] = get_args(Rating)
+FeedbackCategory = Literal["helpful", "inaccurate", "incomplete", "harmful", "off_topic", "other"]
+FEEDBACK_CATEGORIES: tuple[FeedbackCategory, ...] = get_args(FeedbackCategory)
+MAX_FEEDBACK_COMMENT_CHARS = 2_000
 T = TypeVar("T")
+
+
+# What a session created without a title is called until it gets one: the REST API's default,
+# which counts as no title when the session is named after its first answer.
+DEFAULT_TITLE = "New session"
+
+
+def untitled(title: str | None) -> bool:
+    """Whether a session still waits for a title: none, empty, or the default one."""
+    return not title or title == DEFAULT_TITLE
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,18 @@ class Usage:
     cache_read_input_tokens: int = 0
     cache_write_input_tokens: int = 0
 
+    @classmethod
+    def of_bedrock(cls, raw: dict[str, Any] | None) -> Usage:
+        """The ``usage`` of a Converse response or stream (camelCase, fields may be absent)."""
+        raw = raw or {}
+        return cls(
+            input_tokens=int(raw.get("inputTokens", 0)),
+            output_tokens=int(raw.get("outputTokens", 0)),
+            total_tokens=int(raw.get("totalTokens", 0)),
+            cache_read_input_tokens=int(raw.get("cacheReadInputTokens", 0)),
+            cache_write_input_tokens=int(raw.get("cacheWriteInputTokens", 0)),
+        )
+
     @property
     def budget_tokens(self) -> int:
         """What the call costs against the user's token budget: input and output tokens, with
@@ -77,6 +105,16 @@ class Usage:
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The caller's rating of one answer; a new one replaces it. ``given_at`` says when."""
+
+    rating: Rating
+    given_at: str
+    category: FeedbackCategory | None = None
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +134,17 @@ class Message:
     # Questions only: epoch seconds until which the turn that stored it may still fill its
     # answer's slot (its invocation's deadline); after that an empty slot is a gap to repair.
     answer_by: int | None = None
+    # Versions of a turn (regenerate, edit): a replacement is a new turn at the end; its
+    # question names the question it ``replaces`` and counts ``version`` from 1 (its answer
+    # carries the same version). The replaced question and answer get ``superseded_by``, the
+    # replacing question's id, and leave the history the model sees.
+    version: int = 1
+    replaces: str | None = None
+    superseded_by: str | None = None
+    # Answers only: the model that wrote it (absent on answers stored before it was recorded:
+    # the session's model stands in), and the caller's rating of it, if any.
+    model_id: str | None = None
+    feedback: Feedback | None = None
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from functions.domain.attachments import MAX_NAME_CHARS
 from functions.domain.content import MAX_CONTENT_CHARS, content_problem
 from functions.domain.errors import ERROR_CODES
-from functions.domain.models import MessageStatus
+from functions.domain.models import (
+    FEEDBACK_CATEGORIES,
+    MAX_FEEDBACK_COMMENT_CHARS,
+    FeedbackCategory,
+    MessageStatus,
+    Rating,
+)
 
 MAX_TITLE_CHARS = 200
-DEFAULT_TITLE = "New session"
 # Bedrock knowledge-base ids are ten alphanumerics; anything else cannot name one.
 KNOWLEDGE_BASE_ID_PATTERN = r"^[0-9A-Za-z]{10}$"
 
@@ -24,6 +36,7 @@ Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_CHARS)
 ]
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 KnowledgeBaseId = Annotated[str, StringConstraints(pattern=KNOWLEDGE_BASE_ID_PATTERN)]
 
 # Every code of the one error model (functions.domain.errors), in its order.
@@ -99,14 +112,73 @@ class SessionUpdate(_Request):
 
 
 class MessageCreate(_Request):
-    content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS)]
+    # ``content`` may be left out only with ``replaces`` (a regenerate); an explicit null is
+    # refused. The document says so too, so the fuzzer generates bodies accordingly.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["content"]}, {"required": ["replaces"]}]},
+    )
+
+    content: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS)]
+        | SkipJsonSchema[None]
+    ) = Field(
+        default=None,
+        description="The question. Required, except to regenerate (with `replaces`).",
+    )
+    replaces: MessageId | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "The `message_id` of the session's last question, to answer it again as a new "
+            "version: without `content` the same question (regenerate), with it the edited one. "
+            "The replaced question and answer are kept, with `superseded_by`."
+        ),
+    )
 
     @field_validator("content")
     @classmethod
-    def _valid(cls, value: str) -> str:
+    def _valid(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("may be omitted (with replaces) but not null")
         problem = content_problem(value)
         if problem is not None:
             raise ValueError(problem)
+        return value
+
+    @field_validator("replaces")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+    @model_validator(mode="after")
+    def _content_or_replaces(self) -> Self:
+        if self.content is None and self.replaces is None:
+            raise ValueError("content is required (it may be omitted only with replaces)")
+        return self
+
+
+class FeedbackIn(_Request):
+    rating: Rating = Field(description="`up` or `down`.")
+    category: FeedbackCategory | None = Field(
+        default=None, description="What the rating is about, optional."
+    )
+    comment: Annotated[str, StringConstraints(max_length=MAX_FEEDBACK_COMMENT_CHARS)] | None = (
+        Field(
+            default=None,
+            description=f"Optional, at most {MAX_FEEDBACK_COMMENT_CHARS:,} characters.",
+        )
+    )
+
+    @field_validator("comment")
+    @classmethod
+    def _encodable(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
         return value
 
 
@@ -152,6 +224,15 @@ class UsageOut(_Output):
     cache_write_input_tokens: int = Field(0, description="Input tokens written to the cache.")
 
 
+class FeedbackOut(_Output):
+    rating: Rating
+    category: FeedbackCategory | None = Field(
+        description=f"One of {', '.join(f'`{name}`' for name in FEEDBACK_CATEGORIES)}, or null."
+    )
+    comment: str | None
+    given_at: str = Field(description="When it was given or last replaced (ISO-8601 UTC).")
+
+
 class MessageOut(_Output):
     message_id: str
     session_id: str
@@ -177,6 +258,25 @@ class MessageOut(_Output):
             "Null on questions."
         )
     )
+    version: int = Field(
+        description=(
+            "Which version of its turn this message is, from 1; a regenerate or edit adds one, "
+            "and an answer has its question's version."
+        )
+    )
+    replaces: str | None = Field(
+        description="Questions of version 2 and later: the `message_id` of the question replaced."
+    )
+    superseded_by: str | None = Field(
+        description=(
+            "Set on a replaced question and its answer: the `message_id` of the question that "
+            "replaced them. The current conversation is the messages without it."
+        )
+    )
+    feedback: FeedbackOut | None = Field(
+        default=None,
+        description="Answers only: the caller's rating (`PUT .../feedback`), null when none.",
+    )
 
 
 class MessageList(BaseModel):
@@ -184,10 +284,27 @@ class MessageList(BaseModel):
     next_token: str | None
 
 
+class SessionExport(BaseModel):
+    """One page of a session's export in JSON (``GET .../export?format=json``)."""
+
+    session: SessionOut
+    messages: list[MessageOut] = Field(description="Whole messages, oldest first.")
+    next_token: str | None = Field(
+        description="Names the next page (also in the `Link` header); null on the last one."
+    )
+
+
 class ChatResponse(BaseModel):
     message: MessageOut = Field(description="The stored assistant message.")
     citations: list[CitationOut]
     usage: UsageOut
+    title: str | None = Field(
+        default=None,
+        description=(
+            "The title this turn gave its untitled session (generated from its first complete "
+            "answer, docs/functions.md, Session titles); null when it gave none."
+        ),
+    )
 
 
 class KnowledgeBaseOut(_Output):

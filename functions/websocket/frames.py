@@ -1,7 +1,8 @@
 """Server-to-client frames of the WebSocket chat protocol, and splitting text to fit them.
 
 API Gateway caps a WebSocket frame at 32 KB, so a long model delta becomes several ``chunk``
-frames whose contents concatenate back to the delta.
+frames whose contents concatenate back to the delta. A turn's frames are ``start``, ``chunk``s and
+``end``, then, when the turn named its untitled session, ``title`` (docs/functions.md).
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def end(message: Message, usage: Usage) -> dict[str, Any]:
         "usage": usage.to_dict(),
         "citations": [citation.to_dict() for citation in message.citations],
     }
+
+
+def title(session_id: str, title: str) -> dict[str, Any]:
+    """The title the turn just gave its untitled session, after the answer's ``end`` frame
+    (only when one was generated and stored: a failed title sends nothing)."""
+    return {"type": "title", "session_id": session_id, "title": title}
 
 
 def error(code: str, message: str, retry_after: int | None = None, **fields: Any) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """Client-to-server messages of the WebSocket chat protocol, parsed and bounded.
 
-* ``{"action": "sendMessage", "session_id", "content", "idempotency_key"?}``: a chat turn. With
+* ``{"action": "sendMessage", "session_id", "content", "idempotency_key"?, "replaces"?}``: a
+  chat turn. With ``replaces`` (the ``message_id`` of the session's last question) it is a new
+  version of that turn: the same question again without ``content`` (regenerate), the edited
+  one with it, as on REST. With
   an ``idempotency_key``, the ``start`` frame and any ``error`` frame answering it echo the key,
   so a client that shares one connection between turns can tell its turn's frames from the
   first one on; every later frame of the answer carries its ``message_id``.
@@ -37,8 +40,9 @@ MAX_BODY_CHARS = MAX_MESSAGE_BYTES * 4 // 3 + 4  # the same, base64-encoded
 @dataclass(frozen=True)
 class SendMessage:
     session_id: str
-    content: str
+    content: str | None  # None only with ``replaces``: a regenerate
     idempotency_key: str | None = None
+    replaces: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,17 @@ def parse(event: APIGatewayWebSocketEvent) -> Request:
     if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID_CHARS:
         raise BadRequest("session_id must be a non-empty string")
     key = payload.get("idempotency_key")
+    replaces = payload.get("replaces")
+    if replaces is not None and (
+        not isinstance(replaces, str) or not 0 < len(replaces) <= MAX_MESSAGE_ID_CHARS
+    ):
+        raise BadRequest("replaces must be the message_id of the session's last question")
+    content = payload.get("content")
     return SendMessage(
         session_id=session_id,
-        content=validate_content(payload.get("content")),
+        content=None if content is None and replaces else validate_content(content),
         idempotency_key=None if key is None else checked_key(key),
+        replaces=replaces,
     )
 
 

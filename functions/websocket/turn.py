@@ -9,6 +9,9 @@ answer so far as ``incomplete`` (``timeout``) and says so in the ``end`` frame, 
 killed with nothing stored. When the user cancels the answer (the ``cancel`` action, handled by
 another invocation), the turn sees it at its next look (every :func:`cancel_interval`), stops
 reading and stores the answer so far as ``incomplete`` (``interrupted``) the same way.
+
+After the ``end`` frame, an untitled session's first complete answer gets it a title, sent as a
+``title`` frame (:mod:`functions.chat.titles`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def answer(
 
     scope = Scope(user_id, "sendMessage", request.idempotency_key)
     payload = {"session_id": request.session_id, "content": request.content}
+    if request.replaces is not None:  # as before for a plain turn: its stored keys still match
+        payload["replaces"] = request.replaces
     lease = context.get_remaining_time_in_millis() // 1000 + 1
     outcome = once(chat.store.idempotency, scope, payload, stream, lease_seconds=lease)
     if outcome.replayed:
@@ -114,6 +119,8 @@ def stream_answer(
         time_left,
         lease_seconds=lease_seconds,
         cancel_every=cancel_interval(flush_interval),
+        replaces=request.replaces,
+        title_beside=False,
     )
     chunks = partial(frames.chunks, stream.session_id, stream.message_id)
     with StreamSender(poster, chunks, flush_interval) as sender:
@@ -122,6 +129,9 @@ def stream_answer(
             sender.write(delta)
         reply = stream.complete()
         sender.send(frames.end(reply.message, reply.usage))
+        title = stream.title(reply)  # after the end frame: the answer is not held up for it
+        if title is not None:
+            sender.send(frames.title(stream.session_id, title))
     logger.info(
         "chat turn stored",
         extra={
@@ -132,6 +142,7 @@ def stream_answer(
             "usage": reply.usage.to_dict(),
             "client_gone": poster.gone,
             "cancelled": stream.cancelled,
+            "titled": title is not None,
             "posts": poster.posts,
         },
     )

@@ -31,6 +31,8 @@ class Seeded:
     foreign_session_id: str  # another user's: must be a 404 for the caller
     sessions_token: str  # a genuine next_token of the caller's session listing
     messages_token: str  # a genuine next_token of the first session's message listing
+    message_ids: tuple[str, ...] = ()  # the first session's question and answer
+    export_token: str = ""  # a genuine next_token of the first session's export
 
 
 @pytest.fixture
@@ -52,11 +54,15 @@ def seeded(rest: Rest, bedrock: BedrockFake) -> Iterator[Seeded]:
     foreign = rest.create_session(user=USER_B)["session_id"]
     sessions = rest.call("GET", "/sessions", query={"limit": "1"}).json
     messages = rest.call("GET", f"/sessions/{chatted}/messages", query={"limit": "1"}).json
+    listed = rest.call("GET", f"/sessions/{chatted}/messages").json["messages"]
+    export = rest.call("GET", f"/sessions/{chatted}/export", query={"limit": "1"}).json
     yield Seeded(
         session_ids=(chatted, plain),
         foreign_session_id=foreign,
         sessions_token=sessions["next_token"],
         messages_token=messages["next_token"],
+        message_ids=tuple(message["message_id"] for message in listed),
+        export_token=export["next_token"],
     )
     # Requests that bypass the handler leave metrics behind that its next flush would publish.
     metrics.clear_metrics()

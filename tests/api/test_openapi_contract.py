@@ -153,9 +153,13 @@ def aim_at_seeded_data(case: schemathesis.Case, seeded: Seeded) -> None:
     if "session_id" in path and not meta.is_negative_at(ParameterLocation.PATH):
         pool = (*seeded.session_ids, seeded.foreign_session_id)
         path["session_id"] = _choose(path["session_id"], pool)
+    if "message_id" in path and not meta.is_negative_at(ParameterLocation.PATH):
+        path["message_id"] = _choose(path["message_id"], seeded.message_ids)
     query = case.query
     if query and "next_token" in query and not meta.is_negative_at(ParameterLocation.QUERY):
         pool = (seeded.messages_token,) if "session_id" in path else (seeded.sessions_token,)
+        if case.path.endswith("/export"):
+            pool = (seeded.export_token,)
         query["next_token"] = _choose(query["next_token"], pool)
     body = case.body
     if (
@@ -253,7 +257,11 @@ def test_anonymous_requests_match_the_document(case: schemathesis.Case, seeded: 
 
 @pytest.mark.parametrize(
     ("method", "path", "body_schema"),
-    [("POST", "/sessions", "SessionCreate"), ("PATCH", "/sessions/{id}", "SessionUpdate")],
+    [
+        ("POST", "/sessions", "SessionCreate"),
+        ("PATCH", "/sessions/{id}", "SessionUpdate"),
+        ("POST", "/sessions/{id}/messages", "MessageCreate"),
+    ],
 )
 def test_null_is_documented_exactly_where_it_is_accepted(
     rest: Rest, method: str, path: str, body_schema: str

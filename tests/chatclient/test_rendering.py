@@ -129,6 +129,9 @@ class FakeClient:
         frames: Iterator[dict[str, Any]] = iter(self.frames)
         return Turn(frames, session_id, "k")
 
+    def title(self, session_id: str) -> str | None:
+        return None  # the server sent no title frame
+
 
 def printed(frames: list[dict[str, Any]]) -> str:
     out = io.StringIO()

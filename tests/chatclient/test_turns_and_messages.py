@@ -261,3 +261,133 @@ def test_whoami_names_the_user_server_and_session() -> None:
     assert "server: http://example" in shown
     assert "session: none yet" in shown
     assert "session: notes (s-1)" in shown
+
+
+class Editor:
+    """The line editor: records the text it was given to edit and answers ``typed``."""
+
+    def __init__(self, typed: str) -> None:
+        self.typed = typed
+        self.defaults: list[str] = []
+
+    def read(self, default: str = "") -> str:
+        self.defaults.append(default)
+        return self.typed
+
+
+def _versioned_client(socket: Socket) -> AssistantClient:
+    """A client whose session has two turns, the first replaced once, listed on two pages."""
+    pages = {
+        None: {
+            "messages": [
+                {"role": "user", "message_id": "q-1", "content": "one", "superseded_by": "q-2"},
+                {"role": "assistant", "message_id": "a-1", "content": "1", "superseded_by": "q-2"},
+            ],
+            "next_token": "page-2",
+        },
+        "page-2": {
+            "messages": [
+                {"role": "user", "message_id": "q-2", "content": "one?", "superseded_by": None},
+                {"role": "assistant", "message_id": "a-2", "content": "2", "superseded_by": None},
+            ],
+            "next_token": None,
+        },
+    }
+
+    def rest(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=pages[request.url.params.get("next_token")])
+
+    client = _client(socket)
+    client.http = httpx.Client(transport=httpx.MockTransport(rest), base_url="http://rest")
+    return client
+
+
+def _versioned_chat(typed: str) -> tuple[Chat, Socket, Editor, io.StringIO]:
+    socket, editor, out = Socket([]), Editor(typed), io.StringIO()
+    chat = Chat(_versioned_client(socket), Console(file=out, width=200), editor)
+    chat.session = {"session_id": "s-1"}
+    return chat, socket, editor, out
+
+
+def _answer_next_turn(socket: Socket) -> None:
+    """Queue the frames answering the message the chat is about to send (its key is drawn
+    when it is sent, so the socket reads it back from what was sent)."""
+    send = socket.send
+
+    def answering(message: str | list[str]) -> None:
+        send(message)
+        key = socket.sent[-1]["idempotency_key"]
+        socket.incoming += [json.dumps(f) for f in _frames("m-3", key, "again")]
+
+    socket.send = answering  # type: ignore[method-assign]
+
+
+def test_retry_regenerates_the_current_last_question() -> None:
+    chat, socket, _, out = _versioned_chat(typed="")
+    _answer_next_turn(socket)
+    chat.command("/retry")
+    [sent] = socket.sent
+    assert {k: v for k, v in sent.items() if k != "idempotency_key"} == {
+        "action": "sendMessage",
+        "session_id": "s-1",
+        "replaces": "q-2",
+    }  # no content: the server asks the stored question again
+    assert "again" in out.getvalue()
+
+
+def test_edit_offers_the_last_question_and_sends_the_edit() -> None:
+    chat, socket, editor, _ = _versioned_chat(typed="one, edited")
+    _answer_next_turn(socket)
+    chat.command("/edit")
+    assert editor.defaults == ["one?"]
+    [sent] = socket.sent
+    assert (sent["replaces"], sent["content"]) == ("q-2", "one, edited")
+
+
+def test_an_edit_left_empty_sends_nothing() -> None:
+    chat, socket, _, out = _versioned_chat(typed="  ")
+    chat.command("/edit")
+    assert socket.sent == []
+    assert "edit abandoned" in out.getvalue()
+
+
+def test_retry_without_a_session_says_so() -> None:
+    chat, socket, _, out = _versioned_chat(typed="")
+    chat.session = None
+    chat.command("/retry")
+    assert socket.sent == []
+    assert NO_SESSION in out.getvalue()
+
+
+def test_the_title_frame_after_the_first_answer_is_printed_once() -> None:
+    """A new session is created untitled; the server's ``title`` frame, after the answer's
+    ``end``, is shown once and becomes the session's title; the next turn waits for none."""
+    out = io.StringIO()
+    socket = Socket([])
+    client = _client(socket)
+    created: list[Any] = []
+
+    def create_session(title: str | None, **_: Any) -> dict[str, Any]:
+        created.append(title)
+        return {"session_id": "s-1", "title": "New session"}
+
+    client.create_session = create_session  # type: ignore[method-assign]
+    chat = Chat(client, Console(file=out, width=200))
+    title = {"type": "title", "session_id": "s-1", "title": "Capital of France"}
+    original_send = socket.send
+
+    def send(message: str | list[str]) -> None:
+        """The server: the answer's frames, then for the session's first a title."""
+        original_send(message)
+        frames = _frames("m", socket.sent[-1]["idempotency_key"], "Paris.")
+        extra = [title] if len(socket.sent) == 1 else []
+        socket.incoming += [json.dumps(frame) for frame in (*frames, *extra)]
+
+    socket.send = send  # type: ignore[method-assign]
+    chat.send("Capital of France?")
+    chat.send("And of Spain?")
+
+    assert created == [None]  # untitled: the server names it
+    assert out.getvalue().count("title: Capital of France") == 1
+    assert chat.session is not None and chat.session["title"] == "Capital of France"
+    assert socket.incoming == []

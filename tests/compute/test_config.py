@@ -121,6 +121,7 @@ def test_scoped_override_beats_global_one(tmp_path: Path) -> None:
             "greater than or equal to -1",
         ),
         ("bedrock_models = []", "bedrock_models", "at least 1"),
+        ('title_model_id = "Claude Haiku"', "title_model_id", "should match pattern"),
         (
             'identity_center_issuer_url = "http://idp.example.com"',
             "(file)",

@@ -126,6 +126,7 @@ def test_environment_values_come_from_the_stack(dev: Synth) -> None:
         "anthropic.claude-3-5-sonnet-20240620-v1:0,anthropic.claude-3-haiku-20240307-v1:0"
     )
     assert main[Env.KNOWLEDGE_BASE_ID] == ""
+    assert main[Env.TITLE_MODEL_ID] == "anthropic.claude-3-haiku-20240307-v1:0"
     assert main[Env.SESSION_TTL_DAYS] == "30"
     assert main[Env.CORS_ALLOWED_ORIGINS] == "*"
     assert main[Env.PAGINATION_KEY_ARN] == pagination_key_arn(dev)
@@ -206,6 +207,16 @@ def test_roles_are_least_privilege(dev: Synth) -> None:
         "resources": [f"{api}/{stage}/POST/@connections/*"],
     }
     assert ws["Models"]["actions"] == ["bedrock:InvokeModelWithResponseStream"]
+    # Session titles: converse on the title model only, for the streaming function too.
+    title_model = [
+        f"arn:{partition}:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
+    ]
+    for statements in (main, ws):
+        assert statements["TitleModel"] == {
+            "sid": "TitleModel",
+            "actions": ["bedrock:InvokeModel"],
+            "resources": title_model,
+        }
     assert "Guardrail" not in ws
     assert "TableConnections" in ws
 
@@ -663,3 +674,32 @@ def test_data_sources_are_only_lookups(dev: Synth) -> None:
     # Two trust policies, one policy per function role, one for API Gateway logging, the
     # attachments bucket's policy.
     assert len(data(dev, "aws_iam_policy_document")) == 2 + len(FUNCTIONS) + 1 + 1
+
+
+# Session titles --------------------------------------------------------------------------------
+
+
+def test_titles_off_set_no_title_model_and_grant_none(dev_config: ComputeConfig) -> None:
+    """An empty ``title_model_id`` turns titles off: the variable is empty and no role may
+    invoke a model for them."""
+    synth = synth_stack(dev_config.model_copy(update={"title_model_id": ""}))
+    for spec in (MAIN, WEBSOCKET, OPENAI_API):
+        assert function(synth, spec.suffix)["environment"]["variables"][Env.TITLE_MODEL_ID] == ""
+        sids = {s["sid"] for s in statements_of_role(synth, f"{PREFIX}-{spec.suffix}")}
+        assert "TitleModel" not in sids
+        assert "Models" in sids
+
+
+def test_a_profile_title_model_is_granted_in_every_region_it_routes_to(
+    dev_config: ComputeConfig,
+) -> None:
+    profile = "us.amazon.nova-micro-v1:0"
+    synth = synth_stack(dev_config.model_copy(update={"title_model_id": profile}))
+    partition = "${data.aws_partition.partition.partition}"
+    account = "${data.aws_caller_identity.caller.account_id}"
+    statements = statements_of_role(synth, f"{PREFIX}-{OPENAI_API.suffix}")
+    (title,) = [s for s in statements if s["sid"] == "TitleModel"]
+    assert title["resources"] == [
+        f"arn:{partition}:bedrock:us-east-1:{account}:inference-profile/{profile}",
+        f"arn:{partition}:bedrock:*::foundation-model/amazon.nova-micro-v1:0",
+    ]

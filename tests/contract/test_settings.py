@@ -63,6 +63,7 @@ VALID = {
     Env.BEDROCK_GUARDRAIL_ID: "gr123",
     Env.BEDROCK_GUARDRAIL_VERSION: "1",
     Env.BEDROCK_PROMPT_CACHING: "true",
+    Env.TITLE_MODEL_ID: "model-a",
     Env.STREAM_FLUSH_INTERVAL_MS: "100",
     Env.PAGINATION_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/0d3c8b1e-5f0a",
     Env.ATTACHMENTS_BUCKET: "chat-dev-attachments",

@@ -12,6 +12,7 @@ import httpx
 import jwt
 import pytest
 
+from chatclient.client import AssistantClient
 from devserver.rest_gateway import policy_allows
 from devserver.server import DevServer
 from fakes.oidc import SigningKey
@@ -30,7 +31,7 @@ pytestmark = DEV_GROUP
 
 CORS = {
     "access-control-allow-origin": "*",
-    "access-control-allow-methods": "GET,POST,PATCH,DELETE,OPTIONS",
+    "access-control-allow-methods": "GET,POST,PUT,PATCH,DELETE,OPTIONS",
     "access-control-allow-headers": ",".join(CORS_ALLOW_HEADERS),
     "access-control-expose-headers": ",".join(CORS_EXPOSE_HEADERS),
 }
@@ -137,6 +138,18 @@ def test_a_rest_chat_turn_is_stored(alice: Api) -> None:
     stored = alice.messages(session_id)
     assert [m["role"] for m in stored] == ["user", "assistant"]
     assert stored[1]["content"] == reply["message"]["content"]
+
+
+def test_an_untitled_session_is_named_after_its_first_answer(alice: Api) -> None:
+    """The dev stack has titles on (the default title model), answered by the local model
+    with the question's first words."""
+    session_id = alice.create_session()["session_id"]
+    question = {"content": "what is the capital of France today?"}
+    response = alice.http.post(f"/api/v1/sessions/{session_id}/messages", json=question)
+    assert response.status_code == 200, response.text
+    assert response.json()["title"] == "what is the capital of France"
+    session = alice.http.get(f"/api/v1/sessions/{session_id}").json()
+    assert session["title"] == "what is the capital of France"
 
 
 def test_users_are_isolated(alice: Api, bob: Api) -> None:
@@ -367,3 +380,76 @@ def test_an_attachment_uploads_through_the_presigned_post(dev: DevServer, alice:
     stored = s3.get_object(Bucket=bucket, Key=upload["fields"]["key"])
     assert stored["Body"].read() == data
     assert stored["Metadata"] == {"name": "notes.md"}
+
+
+def test_regenerate_over_rest_and_edit_through_the_chat_client(dev: DevServer, alice: Api) -> None:
+    """Both transports and the chat client's calls, as API Gateway serves them: the old
+    versions are listed, the current one is what the client resumes from."""
+    session_id = alice.create_session()["session_id"]
+    path = f"/api/v1/sessions/{session_id}/messages"
+    assert alice.http.post(path, json={"content": "hi"}).status_code == 200
+    question = alice.messages(session_id)[0]["message_id"]
+    regenerated = alice.http.post(path, json={"replaces": question})
+    assert regenerated.status_code == 200, regenerated.text
+    assert regenerated.json()["message"]["version"] == 2
+    assert alice.http.post(path, json={"replaces": question}).status_code == 409
+
+    client = AssistantClient(dev.rest_url, dev.ws_url, alice.token)
+    try:
+        last = client.last_question(session_id)
+        assert last is not None
+        turn = client.stream(session_id, "hi, edited", replaces=last["message_id"])
+        assert "".join(turn)
+        assert turn.end["status"] == "complete"
+    finally:
+        client.close()
+    stored = alice.messages(session_id)
+    assert [(m["content"], m["version"], bool(m["superseded_by"])) for m in stored[::2]] == [
+        ("hi", 1, True),
+        ("hi", 2, True),
+        ("hi, edited", 3, False),
+    ]
+    assert stored_message_count(dev, session_id) == 6
+
+
+def test_an_answer_streamed_to_the_chat_client_is_rated_through_the_gateway(
+    dev: DevServer, alice: Api
+) -> None:
+    """The ``message_id`` of a streamed answer's ``start`` frame is the stored answer's: the
+    chat client's ``/feedback`` rates it over REST, and the listing shows the rating."""
+    session_id = alice.create_session()["session_id"]
+    client = AssistantClient(dev.rest_url, dev.ws_url, dev.token("alice"))
+    try:
+        turn = client.stream(session_id, "hi")
+        assert "".join(turn)
+        assert turn.message_id is not None
+        stored = client.feedback(session_id, turn.message_id, "down", "too short")
+    finally:
+        client.close()
+    assert (stored["rating"], stored["comment"]) == ("down", "too short")
+    assert [m["feedback"] for m in alice.messages(session_id)] == [None, stored]
+
+
+def test_an_export_is_followed_page_by_page_through_the_link_header(alice: Api) -> None:
+    """The ``Link`` reference is relative to the page's URL, the stage's path included."""
+    session_id = alice.create_session(title="Exported")["session_id"]
+    for content in ("one", "two"):
+        sent = alice.http.post(f"/api/v1/sessions/{session_id}/messages", json={"content": content})
+        assert sent.status_code == 200, sent.text
+    url = alice.http.build_request(
+        "GET", f"/api/v1/sessions/{session_id}/export", params={"format": "md", "limit": "3"}
+    ).url
+    pages = []
+    while True:
+        page = alice.http.get(url)
+        assert page.status_code == 200, page.text
+        assert page.headers["content-type"] == "text/markdown; charset=utf-8"
+        assert page.headers["content-disposition"] == f'attachment; filename="{session_id}.md"'
+        pages.append(page.text)
+        following = page.links.get("next", {}).get("url")
+        if following is None:
+            break
+        url = page.url.join(following)
+    assert len(pages) == 2
+    assert pages[0].startswith("# Exported\n")
+    assert sum(page.count("## User · ") for page in pages) == 2

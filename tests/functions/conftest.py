@@ -19,6 +19,7 @@ from functions.data.pagination import derived_key
 from tests.functions.helpers import (
     DEFAULT_KNOWLEDGE_BASE_ID,
     MODELS,
+    TITLE_MODEL,
     LambdaContext,
     Rest,
     WebSocket,
@@ -67,6 +68,14 @@ def single_attempt(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     """
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     aws.reset_clients()
+
+
+@pytest.fixture
+def titles_on(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session titles on, with :data:`TITLE_MODEL` (off in ``app_env``, as with the setting
+    empty, so the other tests' model calls are the turns' alone)."""
+    monkeypatch.setenv(Env.TITLE_MODEL_ID, TITLE_MODEL)
+    get_settings.cache_clear()
 
 
 def _reset_caches() -> None:

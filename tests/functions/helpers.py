@@ -28,6 +28,9 @@ from tests.support.events import load_event
 
 MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0")
 DEFAULT_KNOWLEDGE_BASE_ID = "KBDEFAULT1"
+# The session title model of the tests that turn titles on (conftest.titles_on): none of the
+# chat models, so what is used is the setting.
+TITLE_MODEL = "amazon.nova-micro-v1:0"
 USER_A = "user-a"
 USER_B = "user-b"
 _NO_BODY = object()

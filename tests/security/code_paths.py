@@ -250,10 +250,16 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
     )
     # A listing of two pages: the first signs a next_token, the second verifies it, which
     # derives the token key from the stack's pagination key (kms:GenerateMac).
-    steps.check(
+    second = steps.check(
         "POST /sessions (a second, to page through)",
         lambda: rest.call("POST", "/sessions", body={}),
         _status(201),
+    )
+    untitled = second.json["session_id"] if second else _NO_SESSION
+    steps.check(
+        "POST /sessions/{id}/messages (an untitled session: names it)",
+        lambda: rest.call("POST", f"/sessions/{untitled}/messages", body={"content": "Hi"}),
+        lambda r: r.status == 200 and bool(r.json["title"]),
     )
     first_page = steps.check(
         "GET /sessions?limit=1 (signs a next_token)",
@@ -278,10 +284,27 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         lambda: rest.call("POST", f"{path}/messages", body={"content": "Hello?"}),
         _status(200),
     )
-    steps.check(
+    listed = steps.check(
         "GET /sessions/{id}/messages",
         lambda: rest.call("GET", f"{path}/messages"),
         lambda r: r.status == 200 and len(r.json["messages"]) == 2,
+    )
+    question = listed.json["messages"][0]["message_id"] if listed else "none"
+    steps.check(
+        "POST /sessions/{id}/messages with replaces (regenerate)",
+        lambda: rest.call("POST", f"{path}/messages", body={"replaces": question}),
+        lambda r: r.status == 200 and r.json["message"]["version"] == 2,
+    )
+    answer = listed.json["messages"][1]["message_id"] if listed else _NO_SESSION
+    steps.check(
+        "PUT /sessions/{id}/messages/{message_id}/feedback",
+        lambda: rest.call("PUT", f"{path}/messages/{answer}/feedback", body={"rating": "up"}),
+        lambda r: r.status == 200 and r.json["rating"] == "up",
+    )
+    steps.check(
+        "GET /sessions/{id}/export (two pages)",
+        lambda: rest.call("GET", f"{path}/export", query={"format": "md", "limit": "1"}),
+        lambda r: r.status == 200 and 'rel="next"' in r.headers["link"],
     )
     keyed = {"headers": {"Idempotency-Key": "least-privilege"}, "body": {"content": "Again?"}}
     for attempt in ("first", "repeat"):
@@ -355,16 +378,25 @@ def websocket_paths(
     def streamed(types: list[str]) -> bool:
         return types[:1] == ["start"] and types[-1:] == ["end"]
 
+    def titled(types: list[str]) -> bool:
+        """The untitled session's first answer, then its title (the title model's call)."""
+        return types[:1] == ["start"] and types[-2:] == ["end", "title"]
+
     message = {"action": "sendMessage", "session_id": session or _NO_SESSION, "content": "Hi"}
     steps.check("$connect", lambda: ws.connect(connection, USER_A), accepted)
     steps.check(
-        "sendMessage (user in the event)",
+        "sendMessage (user in the event; names the session)",
         frames_of(lambda: ws.send(connection, message, user=USER_A)),
-        streamed,
+        titled,
     )
     steps.check(
         "sendMessage (user of the connection)",
         frames_of(lambda: ws.send(connection, message)),
+        streamed,
+    )
+    steps.check(
+        "sendMessage with replaces (edit of the last question)",
+        frames_of(lambda: ws.send(connection, _edit_last(message))),
         streamed,
     )
     keyed = {**message, "idempotency_key": "least-privilege"}
@@ -400,6 +432,21 @@ def websocket_paths(
         lambda: ws.connect(ws.new_connection_id(), USER_A),
         accepted,
     )
+
+
+def _edit_last(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` as an edit of its session's last question, read from the table as the
+    function would (its credentials; a Query it is granted anyway)."""
+    items = aws.client("dynamodb").query(
+        TableName=os.environ[MESSAGES.env],
+        KeyConditionExpression="session_id = :session",
+        ExpressionAttributeValues={":session": {"S": message["session_id"]}},
+        ScanIndexForward=False,
+        Limit=2,
+    )["Items"]
+    question = next((item for item in items if item["role"]["S"] == "user"), None)
+    replaces = question["message_id"]["S"] if question else "none"
+    return {**message, "content": "Hi, edited", "replaces": replaces}
 
 
 def _cancelled_answer(

@@ -203,15 +203,21 @@ def test_every_resource_is_this_stacks_own(stack: Stack, spec: FunctionSpec) -> 
 @parametrize_functions
 def test_bedrock_is_limited_to_the_configured_models(stack: Stack, spec: FunctionSpec) -> None:
     """Every configured model (and for a cross-region profile, the model in each region it
-    routes to) is invocable; a model outside the config is not.
+    routes to) is invocable with the function's model actions, the title model with
+    ``converse``'s; a model outside the config is not.
 
     Mutations caught: a model dropped from the policy, a profile granted without its
-    foundation model, ``foundation-model/*``."""
+    foundation model, ``foundation-model/*``, the title model missing from a chat function."""
     statements = stack.statements(spec)
-    for action in model_actions(statements):
+    chat_actions = {a for s in statements if s.sid == "Models" for a in s.actions}
+    for action in chat_actions:
         for model in stack.config.bedrock_models:
             for arn in model_arns(stack.region, model):
                 assert allows(stack, statements, action, arn), f"{action} on {arn}"
+    if chat_actions and stack.config.title_model_id:
+        for arn in model_arns(stack.region, stack.config.title_model_id):
+            assert allows(stack, statements, "bedrock:InvokeModel", arn), arn
+    for action in model_actions(statements):
         for arn in model_arns(stack.region, UNCONFIGURED_MODEL):
             assert not allows(stack, statements, action, arn), f"{action} on {arn}"
 

@@ -37,6 +37,7 @@ USAGE_ENVIRONMENT = {
     Env.BEDROCK_GUARDRAIL_ID: "",
     Env.BEDROCK_GUARDRAIL_VERSION: "",
     Env.BEDROCK_PROMPT_CACHING: "true",
+    Env.TITLE_MODEL_ID: "anthropic.claude-3-haiku-20240307-v1:0",
     Env.SESSION_TTL_DAYS: "30",
     Env.CORS_ALLOWED_ORIGINS: "*",
 }

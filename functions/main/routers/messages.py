@@ -53,12 +53,21 @@ async def list_messages(
     responses={
         **SESSION_RESPONSES,
         **IDEMPOTENT_RESPONSES,
+        404: {
+            **ERROR,
+            "description": (
+                "No such session for this caller, or `replaces` names no message of it."
+            ),
+        },
         **TURN_RESPONSES,
         409: {
             **ERROR,
             "description": (
                 "`in_progress`: the request with this Idempotency-Key is still running; "
-                "`conflict`: another attempt at this question was answered first."
+                "`conflict`: another attempt at this question was answered first, or "
+                "`replaces` is not the session's last question (an older or superseded one, "
+                "an answer, a turn replaced or followed meanwhile), or its answer is still "
+                "being generated."
             ),
         },
         502: {
@@ -80,7 +89,9 @@ async def send_message(
     idempotency_key: IdempotencyKey = None,
 ) -> ChatResponse:
     def answer() -> dict[str, Any]:
-        reply = chat.reply(user, session_id, body.content, lease_seconds=lease)
+        reply = chat.reply(
+            user, session_id, body.content, lease_seconds=lease, replaces=body.replaces
+        )
         logger.info(
             "chat turn stored",
             extra={
@@ -93,11 +104,14 @@ async def send_message(
             message=MessageOut.of(reply.message),
             citations=[CitationOut.of(citation) for citation in reply.citations],
             usage=UsageOut.of(reply.usage),
+            title=reply.title,
         )
         return response.model_dump(mode="json")
 
     lease = lease_seconds(request)
     scope = Scope(user, "POST /sessions/{session_id}/messages", idempotency_key)
     payload = {"session_id": session_id, "content": body.content}
+    if body.replaces is not None:  # as before for a plain turn: its stored keys still match
+        payload["replaces"] = body.replaces
     outcome = once(chat.store.idempotency, scope, payload, answer, lease_seconds=lease)
     return ChatResponse.model_validate(outcome.result)

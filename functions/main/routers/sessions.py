@@ -10,6 +10,7 @@ from functions.contract import API_BASE_PATH
 from functions.core.observability import count
 from functions.data.idempotency import Scope, once
 from functions.domain.errors import BadRequest
+from functions.domain.models import DEFAULT_TITLE
 from functions.main.deps import (
     DEFAULT_PAGE_SIZE,
     Config,
@@ -22,7 +23,6 @@ from functions.main.deps import (
 )
 from functions.main.errors import AUTH_RESPONSES, IDEMPOTENT_RESPONSES, SESSION_RESPONSES
 from functions.main.schemas import (
-    DEFAULT_TITLE,
     SessionCreate,
     SessionList,
     SessionOut,

@@ -280,3 +280,29 @@ def test_turns_a_guardrail_stopped_are_left_out_of_the_history() -> None:
         "three",
         "new",
     ]
+
+
+def test_superseded_versions_are_left_out_of_the_history() -> None:
+    """A regenerated or edited turn's old version is kept in the session but never sent."""
+    from dataclasses import replace
+
+    first, answer, edited, reply = history(
+        ("user", "before the edit", None),
+        ("assistant", "old answer", "end_turn"),
+        ("user", "after the edit", None),
+        ("assistant", "new answer", "end_turn"),
+    )
+    past = [
+        replace(first, superseded_by=edited.message_id),
+        replace(answer, superseded_by=edited.message_id),
+        replace(edited, version=2, replaces=first.message_id),
+        replace(reply, version=2),
+    ]
+
+    messages = conversation(past, [{"text": "next"}])
+
+    assert [block["text"] for m in messages for block in m["content"]] == [
+        "after the edit",
+        "new answer",
+        "next",
+    ]

@@ -123,3 +123,21 @@ def test_every_stored_answer_is_counted_per_model_on_both_transports(
     assert totals[Metric.INCOMPLETE_ANSWERS] == 1
     assert totals[Metric.FAILED_ANSWERS] == 1
     assert totals[Metric.INPUT_TOKENS] > 0
+
+
+def test_each_rating_is_counted_per_model_with_the_contracts_dimensions(
+    rest: Rest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mutations caught: a feedback metric emitted on the service-wide document (no model), or
+    under the other rating's name."""
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    answer = rest.call("POST", f"/sessions/{session_id}/messages", body={"content": "hi"})
+    path = f"/sessions/{session_id}/messages/{answer.json['message']['message_id']}/feedback"
+    capsys.readouterr()
+    for rating in ("down", "up", "up"):
+        assert rest.call("PUT", path, body={"rating": rating}).status == 200
+    out = capsys.readouterr().out
+    model = os.environ[Env.BEDROCK_MODELS].split(",")[0]
+    rated = [doc for doc in _documents(out) if MODEL_DIMENSION in doc]
+    assert [doc[MODEL_DIMENSION] for doc in rated] == [model] * 3
+    assert _emitted(out) == {Metric.POSITIVE_FEEDBACK: 2, Metric.NEGATIVE_FEEDBACK: 1}

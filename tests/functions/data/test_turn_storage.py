@@ -5,6 +5,7 @@ equals the messages stored, and nothing is left in a deleted session."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -23,9 +24,11 @@ from fakes.dynamodb_faults import (
 from fakes.moto import MotoServer
 from functions.contract import Env
 from functions.core.settings import get_settings
-from functions.data.turns import TURN_ATTEMPTS
+from functions.data.turns import TURN_ATTEMPTS, Store
+from functions.main.settings import Settings
 from tests.functions.conftest import SessionCleanup
 from tests.functions.helpers import (
+    USER_A,
     Rest,
     WebSocket,
     stored_messages,
@@ -389,3 +392,109 @@ def _nth_matching(operation_name: str, n: int) -> Match:
         return operation == operation_name and next(seen) == n
 
     return match
+
+
+def _last_question(session_id: str) -> str:
+    questions = [i for i in stored_messages(session_id) if i["role"]["S"] == "user"]
+    return max(questions, key=lambda item: int(item["seq"]["N"]))["message_id"]["S"]
+
+
+def _regenerate(rest: Rest, session_id: str, replaces: str):
+    body = {"replaces": replaces}
+    return rest.call("POST", f"/sessions/{session_id}/messages", body=body)
+
+
+def _version(item: dict) -> int:
+    return int(item.get("version", {"N": "1"})["N"])  # absent on a first version
+
+
+def _current(items: list[dict]) -> list[dict]:
+    """The current branch: at most one version of each turn is not superseded."""
+    current = [item for item in items if "superseded_by" not in item]
+    replaced = {item["replaces"]["S"] for item in current if "replaces" in item}
+    assert all(item["message_id"]["S"] not in replaced for item in current)
+    return current
+
+
+def test_a_regenerate_whose_transaction_keeps_failing_stores_nothing(
+    rest: Rest, bedrock: BedrockFake, faults: DynamoFaults
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    assert _post(rest, session_id).status == 200
+    question = _last_question(session_id)
+    faults.fail(QUESTION, times=TURN_ATTEMPTS)
+    _regenerate(rest, session_id, question).assert_error(503, "throttled")
+    items = _consistent(session_id)
+    assert len(items) == 2
+    assert _current(items) == items  # nothing superseded: the old version still stands
+    assert len(bedrock.requests_for(CONVERSE)) == 1
+
+
+def test_a_regenerate_whose_reply_is_lost_is_stored_once(
+    rest: Rest, bedrock: BedrockFake, faults: DynamoFaults
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    assert _post(rest, session_id).status == 200
+    question = _last_question(session_id)
+    faults.lose_reply(QUESTION)  # applied, but the function is told it failed
+    response = _regenerate(rest, session_id, question)
+    assert response.status == 200, response.text
+    items = _consistent(session_id)
+    assert [("superseded_by" in item, _version(item)) for item in items] == [
+        (True, 1),
+        (True, 1),
+        (False, 2),
+        (False, 2),
+    ]
+
+
+@pytest.mark.parametrize("fault", ["fail", "lose_reply"])
+def test_any_single_dynamodb_fault_on_a_regenerate_leaves_the_session_consistent(
+    rest: Rest,
+    bedrock: BedrockFake,
+    faults: DynamoFaults,
+    fault: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As for a plain turn: the fault at each DynamoDB request of a regenerate in turn; the
+    count equals the stored messages, one version of each turn is current, and the model was
+    called at most once."""
+    monkeypatch.setenv(Env.USER_MAX_CONCURRENT_ANSWERS, "0")
+    get_settings.cache_clear()
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    assert _post(rest, session_id).status == 200
+    question = _last_question(session_id)
+    seen_before = len(faults.operations)
+    assert _regenerate(rest, session_id, question).status == 200
+    requests_in_a_regenerate = len(faults.operations) - seen_before
+    for index in range(requests_in_a_regenerate):
+        question = _last_question(session_id)
+        getattr(faults, fault)(_nth_request(index))
+        calls_before = len(bedrock.requests_for(CONVERSE))
+        response = _regenerate(rest, session_id, question)
+        assert response.status in (200, 503), response.text
+        assert len(bedrock.requests_for(CONVERSE)) - calls_before <= 1
+        assert len(_current(_consistent(session_id))) == 2
+
+
+def test_a_repair_that_loses_to_the_answer_returns_the_answer_without_reading_it(
+    rest: Rest,
+) -> None:
+    """The slot was read empty, but the answer landed before the marker: the marker's put is
+    refused, and the refusal carries the answer, so the repair reads nothing more (main's
+    role has no GetItem on messages) and lists the answer, not a failure."""
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    assert _post(rest, session_id).status == 200
+    store = Store.from_settings(get_settings(Settings))
+    session = store.sessions.get(USER_A, session_id)
+    question, answer = store.messages.last(session_id, 2)
+    calls: list[str] = []
+    store.sessions.client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    stale = dataclasses.replace(question, answer_by=0)  # its turn's deadline long past
+    repaired = store.repair(USER_A, session, [stale], to_end=True)
+    assert [m.message_id for m in repaired] == [question.message_id, answer.message_id]
+    assert repaired[1].status == "complete"
+    assert calls == ["TransactWriteItems"]
+    assert [item["status"]["S"] for item in _consistent(session_id)[1:]] == ["complete"]

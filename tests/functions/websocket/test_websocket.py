@@ -94,6 +94,10 @@ BAD_CLIENT_FRAMES = [
     {"action": "sendMessage", "session_id": "s", "content": "   "},
     {"action": "sendMessage", "session_id": "s", "content": ["hi"]},
     {"action": "sendMessage", "session_id": "s", "content": "x" * 50_001},
+    {"action": "sendMessage", "session_id": "s", "replaces": 5},
+    {"action": "sendMessage", "session_id": "s", "replaces": ""},
+    {"action": "sendMessage", "session_id": "s", "replaces": "x" * 200},
+    {"action": "sendMessage", "session_id": "s", "replaces": "m", "content": "   "},
 ]
 
 
