@@ -6,6 +6,7 @@ code signing; scoped IAM where checkov found `*` resources."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -161,16 +162,20 @@ def test_every_rest_method_has_the_parameter_validator(dev: Synth) -> None:
     assert validator["validate_request_body"] is False  # the application validates bodies
     validator_id = ref(dev, "aws_api_gateway_request_validator", "id", name=validator["name"])
     methods = resources(dev, "aws_api_gateway_method").values()
-    with_session = 0
+    required: Counter[tuple[str, ...]] = Counter()
     for method in methods:
         assert method["request_validator_id"] == validator_id
-        parameters = method.get("request_parameters")
-        if parameters is not None:
-            assert parameters == {"method.request.path.session_id": True}
-            with_session += 1
+        parameters = method.get("request_parameters") or {}
+        assert all(value is True for value in parameters.values()), parameters
+        required[tuple(sorted(parameters))] += 1
+    session = "method.request.path.session_id"
+    message = "method.request.path.message_id"
     # GET/PATCH/DELETE/OPTIONS on {session_id}, GET/POST/OPTIONS on {session_id}/messages,
-    # POST/OPTIONS on {session_id}/attachments
-    assert with_session == 9
+    # GET/OPTIONS on {session_id}/export, POST/OPTIONS on {session_id}/attachments
+    assert required[(session,)] == 11
+    # PUT/OPTIONS on {session_id}/messages/{message_id}/feedback
+    assert required[(message, session)] == 2
+    assert set(required) == {(), (session,), (message, session)}
 
 
 def test_rest_api_is_created_before_it_is_destroyed(dev: Synth) -> None:
