@@ -213,6 +213,8 @@ class FunctionRoles(Construct):
             )
         if MAIN.key in keys:
             statements.append(self._attachment_uploads())
+        if MAIN.key in keys or WEBSOCKET.key in keys:
+            statements.append(self._attachment_reads())
         if WEBSOCKET.key in keys:
             statements.append(
                 DataAwsIamPolicyDocumentStatement(
@@ -302,6 +304,16 @@ class FunctionRoles(Construct):
         return DataAwsIamPolicyDocumentStatement(
             sid="AttachmentUploads",
             actions=["s3:PutObject"],
+            resources=[f"{self._grants.attachments_bucket_arn}/{ATTACHMENTS_ROOT}*"],
+        )
+
+    def _attachment_reads(self) -> DataAwsIamPolicyDocumentStatement:
+        """A question's attachments are read before its model call (functions/chat/attachments.py):
+        GetObject under the sessions' prefixes only (SSE-KMS: ``kms:Decrypt`` on the stack key,
+        which ``_encryption`` grants every role)."""
+        return DataAwsIamPolicyDocumentStatement(
+            sid="AttachmentReads",
+            actions=["s3:GetObject"],
             resources=[f"{self._grants.attachments_bucket_arn}/{ATTACHMENTS_ROOT}*"],
         )
 

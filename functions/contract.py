@@ -423,7 +423,12 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
         Env.CORS_ALLOWED_ORIGINS,
         Env.ATTACHMENTS_BUCKET,
     ),
-    WEBSOCKET.key: (*_CHAT_ENV, Env.STREAM_FLUSH_INTERVAL_MS, Env.WEBSOCKET_CALLBACK_URL),
+    WEBSOCKET.key: (
+        *_CHAT_ENV,
+        Env.STREAM_FLUSH_INTERVAL_MS,
+        Env.WEBSOCKET_CALLBACK_URL,
+        Env.ATTACHMENTS_BUCKET,
+    ),
     AUTHORIZER.key: (
         Env.JWT_ISSUER,
         Env.JWT_AUDIENCE,

@@ -10,7 +10,9 @@ as metadata. S3 refuses any other upload with that form, and the form expires so
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from functions.contract import (
     ATTACHMENT_UPLOAD_EXPIRY_SECONDS,
@@ -19,6 +21,7 @@ from functions.contract import (
     attachments_prefix,
 )
 from functions.core import deadline
+from functions.core.aws_errors import error_code
 from functions.domain.errors import Throttled
 
 if TYPE_CHECKING:
@@ -42,6 +45,23 @@ class PresignedUpload:
 
     url: str
     fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An attachment as GetObject answers it, its body not read yet: the size and the type
+    are checked first, so an oversized object is never downloaded."""
+
+    content_type: str
+    name: str
+    size: int
+    body: Any  # botocore's StreamingBody
+
+    def read(self) -> bytes:
+        return bytes(self.body.read())
+
+    def close(self) -> None:
+        self.body.close()
 
 
 class AttachmentStore:
@@ -75,6 +95,24 @@ class AttachmentStore:
             ExpiresIn=ATTACHMENT_UPLOAD_EXPIRY_SECONDS,
         )
         return PresignedUpload(url=signed["url"], fields=dict(signed["fields"]))
+
+    def get(self, session_id: str, attachment_id: str) -> StoredObject | None:
+        """The object of one attachment, or None when there is none (never uploaded, expired,
+        or deleted with its session)."""
+        try:
+            response = self._client.get_object(
+                Bucket=self._bucket, Key=attachment_key(session_id, attachment_id)
+            )
+        except ClientError as error:
+            if error_code(error) in {"NoSuchKey", "404"}:
+                return None
+            raise
+        return StoredObject(
+            content_type=response.get("ContentType", ""),
+            name=response.get("Metadata", {}).get(NAME_METADATA, ""),
+            size=int(response.get("ContentLength", 0)),
+            body=response["Body"],
+        )
 
     def delete_session(self, session_id: str) -> int:
         """Delete every attachment of a session (its prefix); returns how many were deleted.

@@ -14,17 +14,40 @@ import zipfile
 
 from functions.contract import (
     ATTACHMENT_CONTENT_TYPES,
+    MAX_DOCUMENTS_PER_MESSAGE,
     MAX_IMAGE_SIDE_PIXELS,
+    MAX_IMAGES_PER_MESSAGE,
     AttachmentFormat,
     attachment_size_limit,
 )
-from functions.domain.errors import AttachmentRejected
+from functions.domain.errors import AttachmentRejected, BadRequest
 
 MAX_NAME_CHARS = 255
 # What an original file name keeps in the object's metadata (x-amz-meta-name): S3 stores
 # metadata as US-ASCII header values, so everything else becomes "_".
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9 ._()\[\]-]")
 FALLBACK_NAME = "attachment"
+# Attachment ids are UUIDs (the upload route makes them); a message names at most one per
+# image and document Converse takes in one message, each once.
+ATTACHMENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_ATTACHMENTS_PER_MESSAGE = MAX_IMAGES_PER_MESSAGE + MAX_DOCUMENTS_PER_MESSAGE
+
+
+def attachment_ids(value: object) -> tuple[str, ...]:
+    """A message's ``attachments`` as the WebSocket protocol receives them (JSON), or
+    :class:`BadRequest`: a list of at most :data:`MAX_ATTACHMENTS_PER_MESSAGE` distinct ids."""
+    if not isinstance(value, list) or not all(
+        isinstance(item, str) and ATTACHMENT_ID.fullmatch(item) for item in value
+    ):
+        raise BadRequest("attachments must be a list of attachment ids")
+    if len(value) > MAX_ATTACHMENTS_PER_MESSAGE:
+        raise BadRequest(
+            f"a message may name at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments "
+            f"({MAX_IMAGES_PER_MESSAGE} images, {MAX_DOCUMENTS_PER_MESSAGE} documents)"
+        )
+    if len(set(value)) != len(value):
+        raise BadRequest("attachments names an attachment more than once")
+    return tuple(value)
 
 
 def declared_format(content_type: str, size: int) -> AttachmentFormat:

@@ -55,7 +55,11 @@ async def store(config: Annotated[Settings, Depends(settings)]) -> Store:
 async def chat_service(
     config: Annotated[Settings, Depends(settings)], repositories: Annotated[Store, Depends(store)]
 ) -> ChatService:
-    return ChatService(config, repositories)
+    return ChatService(
+        config,
+        repositories,
+        attachments=AttachmentStore(aws.client("s3"), config.attachments_bucket),
+    )
 
 
 async def attachment_store(config: Annotated[Settings, Depends(settings)]) -> AttachmentStore:

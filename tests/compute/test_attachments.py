@@ -4,7 +4,7 @@ expiring its objects with the sessions, and named in the outputs."""
 from __future__ import annotations
 
 from compute.config import ComputeConfig
-from functions.contract import ATTACHMENTS_BUCKET_SUFFIX, FUNCTIONS, MAIN, Env
+from functions.contract import ATTACHMENTS_BUCKET_SUFFIX, FUNCTIONS, MAIN, WEBSOCKET, Env
 from tests.compute.synth import Synth, only, policy_document, ref, synth_stack
 from tests.compute.test_stack import PREFIX, function, statements_of_role
 
@@ -120,3 +120,25 @@ def test_only_main_may_upload_and_only_under_the_sessions_prefix(dev: Synth) -> 
 def test_main_reads_the_bucket_name_from_the_stack(dev: Synth) -> None:
     variables = function(dev, MAIN.suffix)["environment"]["variables"]
     assert variables[Env.ATTACHMENTS_BUCKET] == bucket_ref(dev, "bucket")
+
+
+def test_main_and_websocket_may_read_attachments_under_the_sessions_prefix_only(
+    dev: Synth,
+) -> None:
+    """A question's attachments are read before its model call. Mutations caught: the whole
+    bucket granted, a function that takes no attachments granted the read."""
+    readers = {MAIN, WEBSOCKET}
+    for spec in FUNCTIONS:
+        statements = {s["sid"]: s for s in statements_of_role(dev, f"{PREFIX}-{spec.suffix}")}
+        if spec in readers:
+            assert statements["AttachmentReads"] == {
+                "sid": "AttachmentReads",
+                "actions": ["s3:GetObject"],
+                "resources": [f"{bucket_ref(dev, 'arn')}/sessions/*"],
+            }
+            assert "kms:Decrypt" in statements["StackKey"]["actions"]  # SSE-KMS on read
+            variables = function(dev, spec.suffix)["environment"]["variables"]
+            assert variables[Env.ATTACHMENTS_BUCKET] == bucket_ref(dev, "bucket")
+        else:
+            actions = {a for statement in statements.values() for a in statement["actions"]}
+            assert "s3:GetObject" not in actions, spec.key

@@ -53,6 +53,7 @@ from functions.contract import (
     REQUEST_CONTEXT_HEADER,
     SESSIONS,
     WEBSOCKET,
+    Env,
     attachment_key,
     attachments_prefix,
 )
@@ -85,6 +86,7 @@ _FOREIGN = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_MAX_A
 # Tried with every user right after the setup budget: granted to no function.
 NEVER_GRANTED = ("dynamodb:Scan", "dynamodb:DeleteTable")
 _NO_SESSION = "00000000-0000-4000-8000-000000000000"
+_WS_ATTACHMENT = "00000000-0000-4000-8000-00000000a77a"  # put in the kept session by main
 _EXPIRED_SESSION = "11111111-1111-4111-8111-111111111111"  # the cleanup run's orphan maker
 
 
@@ -336,7 +338,18 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         lambda: rest.call("POST", "/sessions", body={}),
         _status(201),
     )
-    return kept.json["session_id"] if kept else None
+    if not kept:
+        return None
+    kept_id = kept.json["session_id"]
+    # An attachment for the WebSocket's sendMessage (whose role may read but not put one).
+    aws.client("s3").put_object(
+        Bucket=os.environ[Env.ATTACHMENTS_BUCKET],
+        Key=attachment_key(kept_id, _WS_ATTACHMENT),
+        Body=b"a,b\n1,2\n",
+        ContentType="text/csv",
+        Metadata={"name": "table.csv"},
+    )
+    return kept_id
 
 
 def attachment_upload(run: Run, steps: _Steps, rest: Rest, path: str) -> None:
@@ -356,6 +369,20 @@ def attachment_upload(run: Run, steps: _Steps, rest: Rest, path: str) -> None:
     [bucket] = [c["bucket"] for c in policy["conditions"] if isinstance(c, dict) and "bucket" in c]
     params = {"Bucket": bucket, "Key": upload["fields"]["key"]}
     run.functions[MAIN.key].calls.append(Call("s3", "s3", "PutObject", params, upload["url"]))
+    # The upload itself, as the form allows it (the enforcing moto does not take form POSTs):
+    # with main's credentials, which this run is under.
+    aws.client("s3").put_object(
+        **params, Body=b"# Notes\nHi!\n", ContentType="text/markdown", Metadata={"name": "notes.md"}
+    )
+    steps.check(
+        "POST /sessions/{id}/messages with an attachment (read from S3)",
+        lambda: rest.call(
+            "POST",
+            f"{path}/messages",
+            body={"content": "Summarize", "attachments": [answer.json["attachment_id"]]},
+        ),
+        _status(200),
+    )
 
 
 def websocket_paths(
@@ -392,6 +419,11 @@ def websocket_paths(
     steps.check(
         "sendMessage (user of the connection)",
         frames_of(lambda: ws.send(connection, message)),
+        streamed,
+    )
+    steps.check(
+        "sendMessage with an attachment (read from S3)",
+        frames_of(lambda: ws.send(connection, {**message, "attachments": [_WS_ATTACHMENT]})),
         streamed,
     )
     steps.check(

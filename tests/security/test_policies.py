@@ -55,8 +55,8 @@ KIND_ACTIONS = {
     "network": re.compile(r"ec2:\w+"),
     "stream": re.compile(r"dynamodb:(DescribeStream|GetRecords|GetShardIterator|ListStreams)"),
     "queue": re.compile(r"sqs:SendMessage"),
-    # Uploads into and deletes from the sessions' prefixes; listing on the bucket (no s3:*).
-    "attachments": re.compile(r"s3:(PutObject|DeleteObject)"),
+    # Uploads into, reads and deletes from the sessions' prefixes; listing on the bucket (no s3:*).
+    "attachments": re.compile(r"s3:(PutObject|GetObject|DeleteObject)"),
     "bucket": re.compile(r"s3:ListBucket"),
 }
 # Inverted or resource-policy statements have no place in a role's identity policy.

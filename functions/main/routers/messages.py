@@ -90,7 +90,12 @@ async def send_message(
 ) -> ChatResponse:
     def answer() -> dict[str, Any]:
         reply = chat.reply(
-            user, session_id, body.content, lease_seconds=lease, replaces=body.replaces
+            user,
+            session_id,
+            body.content,
+            lease_seconds=lease,
+            replaces=body.replaces,
+            attachments=body.attachments,
         )
         logger.info(
             "chat turn stored",
@@ -113,5 +118,7 @@ async def send_message(
     payload = {"session_id": session_id, "content": body.content}
     if body.replaces is not None:  # as before for a plain turn: its stored keys still match
         payload["replaces"] = body.replaces
+    if body.attachments:
+        payload["attachments"] = body.attachments
     outcome = once(chat.store.idempotency, scope, payload, answer, lease_seconds=lease)
     return ChatResponse.model_validate(outcome.result)
