@@ -213,7 +213,7 @@ class FunctionRoles(Construct):
             )
         if MAIN.key in keys:
             statements.append(self._attachment_uploads())
-        if MAIN.key in keys or WEBSOCKET.key in keys:
+        if {MAIN.key, WEBSOCKET.key, OPENAI_API.key} & set(keys):
             statements.append(self._attachment_reads())
         if WEBSOCKET.key in keys:
             statements.append(

@@ -445,7 +445,7 @@ FUNCTION_ENV: dict[str, tuple[str, ...]] = {
     ),
     # The chat settings (main answers its routes' CORS preflights). The adapter's own
     # variables (ADAPTER_ENV) come on top.
-    OPENAI_API.key: _CHAT_ENV,
+    OPENAI_API.key: (*_CHAT_ENV, Env.ATTACHMENTS_BUCKET),
 }
 
 CONNECTION_TTL_SECONDS = 2 * 3600 + 10 * 60

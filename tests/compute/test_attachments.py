@@ -4,7 +4,14 @@ expiring its objects with the sessions, and named in the outputs."""
 from __future__ import annotations
 
 from compute.config import ComputeConfig
-from functions.contract import ATTACHMENTS_BUCKET_SUFFIX, FUNCTIONS, MAIN, WEBSOCKET, Env
+from functions.contract import (
+    ATTACHMENTS_BUCKET_SUFFIX,
+    FUNCTIONS,
+    MAIN,
+    OPENAI_API,
+    WEBSOCKET,
+    Env,
+)
 from tests.compute.synth import Synth, only, policy_document, ref, synth_stack
 from tests.compute.test_stack import PREFIX, function, statements_of_role
 
@@ -127,7 +134,7 @@ def test_main_and_websocket_may_read_attachments_under_the_sessions_prefix_only(
 ) -> None:
     """A question's attachments are read before its model call. Mutations caught: the whole
     bucket granted, a function that takes no attachments granted the read."""
-    readers = {MAIN, WEBSOCKET}
+    readers = {MAIN, WEBSOCKET, OPENAI_API}
     for spec in FUNCTIONS:
         statements = {s["sid"]: s for s in statements_of_role(dev, f"{PREFIX}-{spec.suffix}")}
         if spec in readers:

@@ -86,7 +86,8 @@ _FOREIGN = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_MAX_A
 # Tried with every user right after the setup budget: granted to no function.
 NEVER_GRANTED = ("dynamodb:Scan", "dynamodb:DeleteTable")
 _NO_SESSION = "00000000-0000-4000-8000-000000000000"
-_WS_ATTACHMENT = "00000000-0000-4000-8000-00000000a77a"  # put in the kept session by main
+# Put in the kept session by main, read by the WebSocket and OpenAI-compatible functions.
+_WS_ATTACHMENT = "00000000-0000-4000-8000-00000000a77a"
 _EXPIRED_SESSION = "11111111-1111-4111-8111-111111111111"  # the cleanup run's orphan maker
 
 
@@ -558,6 +559,16 @@ def openai_paths(
     steps.check("POST /v1/chat/completions (stateless, streamed)", ask(True), answered)
     bound = {OPENAI_SESSION_HEADER: session or _NO_SESSION}
     steps.check("POST /v1/chat/completions (in a session)", ask(False, **bound), answered)
+    parts = [
+        {"type": "text", "text": "Sum it"},
+        {"type": "file", "file": {"file_id": _WS_ATTACHMENT}},
+    ]
+    with_file = {"model": models[0], "messages": [{"role": "user", "content": parts}]}
+    steps.check(
+        "POST /v1/chat/completions (in a session, with a file part read from S3)",
+        lambda: client.post(url, json=with_file, headers=caller | bound),
+        answered,
+    )
     for attempt in ("first", "repeat"):
         keyed = bound | {"Idempotency-Key": "least-privilege-openai"}
         steps.check(

@@ -60,6 +60,15 @@ async def list_messages(
             ),
         },
         **TURN_RESPONSES,
+        422: {
+            **ERROR,
+            "description": (
+                "`idempotency_key_reused`: the key was used for a different request; "
+                "`attachment_rejected`: an attachment is missing (expired or never uploaded), "
+                "not an accepted type, over its format's limit, not what its type says, or "
+                "one too many (the message names the id and the rule)."
+            ),
+        },
         409: {
             **ERROR,
             "description": (
