@@ -18,7 +18,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from functions.contract import MAX_DOCUMENTS_PER_MESSAGE, MAX_IMAGES_PER_MESSAGE
-from functions.domain.attachments import MAX_NAME_CHARS
+from functions.domain.attachments import ATTACHMENT_ID, MAX_ATTACHMENTS_PER_MESSAGE, MAX_NAME_CHARS
 from functions.domain.content import MAX_CONTENT_CHARS, content_problem
 from functions.domain.errors import ERROR_CODES
 from functions.domain.models import (
@@ -40,11 +40,7 @@ ModelId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 KnowledgeBaseId = Annotated[str, StringConstraints(pattern=KNOWLEDGE_BASE_ID_PATTERN)]
 # An attachment id, as the upload route makes them (a UUID).
-AttachmentId = Annotated[
-    str,
-    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
-]
-MAX_ATTACHMENTS_PER_MESSAGE = MAX_IMAGES_PER_MESSAGE + MAX_DOCUMENTS_PER_MESSAGE
+AttachmentId = Annotated[str, StringConstraints(pattern=f"^{ATTACHMENT_ID.pattern}$")]
 
 # Every code of the one error model (functions.domain.errors), in its order.
 ErrorCode = Literal[ERROR_CODES]  # type: ignore[valid-type]
