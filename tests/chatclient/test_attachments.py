@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 from rich.console import Console
@@ -18,8 +19,10 @@ from chatclient.chat import Chat
 from chatclient.client import ApiError, AssistantClient
 from chatclient.oneshot import ask
 from chatclient.status import Exit
-from functions.contract import MAX_DOCUMENTS_PER_MESSAGE, MAX_IMAGE_BYTES
+from devserver.server import DevServer
+from functions.contract import MAX_DOCUMENTS_PER_MESSAGE, MAX_IMAGE_BYTES, attachment_key
 from tests.chatclient.test_turns_and_messages import Socket, _frames
+from tests.dev.conftest import DEV_GROUP, Api
 
 S3 = "https://bucket.s3.example"
 FIELDS = {"key": "sessions/s-1/a-1", "Content-Type": "application/pdf", "policy": "p"}
@@ -288,3 +291,32 @@ def test_the_client_sends_attachments_only_when_there_are_some() -> None:
     client.stream("s", "one", attachments=["a-1"])
     client.stream("s", "two", attachments=[])
     assert [sent.get("attachments") for sent in socket.sent] == [["a-1"], None]
+
+
+@DEV_GROUP
+def test_attach_stores_the_file_in_the_dev_servers_s3(
+    dev: DevServer, alice: Api, tmp_path: Path
+) -> None:
+    """The real form: the dev server's main function signs it for the stack's bucket and the
+    client's multipart POST satisfies its policy (moto checks it as S3 does)."""
+    client = AssistantClient(dev.rest_url, dev.ws_url, alice.token)
+    chat = Chat(client, Console(file=io.StringIO(), width=300))
+    path = _file(tmp_path, "notes.md", b"# notes\n")
+    try:
+        chat.command(f"/attach {path}")
+    finally:
+        client.close()
+    [attachment] = chat.pending
+    assert chat.session is not None
+    assert dev.moto is not None
+    [bucket] = dev.stack.buckets.values()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=dev.moto.url,
+        region_name=dev.stack.region,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    key = attachment_key(chat.session["session_id"], attachment.attachment_id)
+    stored = s3.get_object(Bucket=bucket, Key=key)
+    assert (stored["Body"].read(), stored["ContentType"]) == (b"# notes\n", "text/markdown")
