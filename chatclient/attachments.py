@@ -15,6 +15,7 @@ from functions.contract import (
     MAX_DOCUMENTS_PER_MESSAGE,
     MAX_IMAGES_PER_MESSAGE,
     AttachmentFormat,
+    AttachmentKind,
     attachment_size_limit,
 )
 
@@ -25,7 +26,10 @@ FORMATS_BY_EXTENSION: dict[str, AttachmentFormat] = _BY_FORMAT | {
     "htm": _BY_FORMAT["html"],
     "markdown": _BY_FORMAT["md"],
 }
-_PER_MESSAGE = {"document": MAX_DOCUMENTS_PER_MESSAGE, "image": MAX_IMAGES_PER_MESSAGE}
+_PER_MESSAGE: dict[AttachmentKind, int] = {
+    "document": MAX_DOCUMENTS_PER_MESSAGE,
+    "image": MAX_IMAGES_PER_MESSAGE,
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Attachment:
     attachment_id: str
     session_id: str
     name: str
-    kind: str
+    kind: AttachmentKind
     size: int
 
 
@@ -73,7 +77,7 @@ def read(path: str) -> LocalFile:
     return LocalFile(file.name, attachment_format, data)
 
 
-def check_count(kinds: Iterable[str]) -> None:
+def check_count(kinds: Iterable[AttachmentKind]) -> None:
     """``bad_request`` when one message would carry more documents or images than Converse
     takes."""
     for kind, count in Counter(kinds).items():
