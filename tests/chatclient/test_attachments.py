@@ -298,16 +298,22 @@ def test_attach_stores_the_file_in_the_dev_servers_s3(
     dev: DevServer, alice: Api, tmp_path: Path
 ) -> None:
     """The real form: the dev server's main function signs it for the stack's bucket and the
-    client's multipart POST satisfies its policy (moto checks it as S3 does)."""
+    client's multipart POST satisfies its policy (moto checks it as S3 does); the next message
+    carries it, through the dev gateway, to the model, and the history keeps its name."""
     client = AssistantClient(dev.rest_url, dev.ws_url, alice.token)
     chat = Chat(client, Console(file=io.StringIO(), width=300))
     path = _file(tmp_path, "notes.md", b"# notes\n")
     try:
         chat.command(f"/attach {path}")
+        [attachment] = chat.pending
+        chat.send("What is in the notes?")
     finally:
         client.close()
-    [attachment] = chat.pending
+    assert chat.pending == []
     assert chat.session is not None
+    question, answer = alice.messages(chat.session["session_id"])
+    assert [a["name"] for a in question["attachments"]] == ["notes.md"]
+    assert answer["status"] == "complete"
     assert dev.moto is not None
     [bucket] = dev.stack.buckets.values()
     s3 = boto3.client(
