@@ -214,6 +214,7 @@ def main_warm_figure(runs: int) -> Figure:
         Env.BEDROCK_MODELS: "anthropic.claude-3-haiku-20240307-v1:0", Env.KNOWLEDGE_BASE_ID: "",
         Env.SESSION_TTL_DAYS: "30", Env.CORS_ALLOWED_ORIGINS: "*",
         Env.PAGINATION_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/bench",
+        Env.ATTACHMENTS_BUCKET: "bench-attachments",
         Env.POWERTOOLS_SERVICE_NAME: "bench", Env.POWERTOOLS_METRICS_NAMESPACE: "bench",
     })  # fmt: skip
     from functions.core import aws

@@ -26,9 +26,9 @@ from chatclient.safe import clean
 from chatclient.status import Exit, of_error
 
 EPILOG = """exit statuses: 0 complete answer; 1 the service failed; 2 usage (bad option, no
-prompt, message invalid or too long); 3 token refused or not allowed; 4 quota, budget, rate
-limit, busy or throttled; 5 no server, unreachable, wrong URL or too slow; 6 session not found;
-7 incomplete answer; 130 interrupted (Ctrl-C)."""
+prompt, message invalid or too long, a file refused); 3 token refused or not allowed; 4 quota,
+budget, rate limit, busy or throttled; 5 no server, unreachable, wrong URL or too slow;
+6 session not found; 7 incomplete answer; 130 interrupted (Ctrl-C)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,18 +43,35 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--kb", metavar="ID", help="ground new sessions on this knowledge base")
     parser.add_argument("--session", metavar="ID", help="one-shot: ask in this session")
     parser.add_argument(
+        "--file",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="one-shot: send this file with the question (repeatable)",
+    )
+    parser.add_argument(
         "--history", type=Path, default=history_file(), help="the line history file"
     )
     parser.add_argument("--no-history", action="store_true", help="keep the history in memory only")
     return parser
 
 
+def usage_problem(args: argparse.Namespace, interactive: bool, prompt: str) -> str | None:
+    """What is wrong with the command line before anything is asked, or None."""
+    if not interactive and not prompt.strip():
+        return "no prompt: give one as an argument or pipe it in"
+    if interactive and args.file:
+        return "--file goes with a prompt; in the chat, /attach PATH"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     interactive = not args.prompt and sys.stdin.isatty()
     prompt = "" if interactive else prompt_of(args.prompt, sys.stdin)
-    if not interactive and not prompt.strip():
-        print("error: no prompt: give one as an argument or pipe it in", file=sys.stderr)
+    problem = usage_problem(args, interactive, prompt)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return Exit.USAGE
     console = Console(highlight=False, stderr=not interactive)
     try:
@@ -72,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 session_id=args.session,
                 model_id=args.model,
                 knowledge_base_id=args.kb,
+                files=args.file,
             )
         editor = LineEditor(None if args.no_history else args.history)
         chat = Chat(client, console, editor, model_id=args.model, knowledge_base_id=args.kb)

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.table import Table
 
+from chatclient import attachments
+from chatclient.attachments import Attachment
 from chatclient.client import ApiError, AssistantClient, Turn, check
 from chatclient.connection import token_subject
 from chatclient.editor import KEYS_HELP
@@ -34,6 +36,7 @@ HELP = f"""Commands:
   /edit              change the last question in the editor, then answer it again
   /feedback up|down [comment]  rate the session's last answer (again: replaces it)
   /export md|json <path>       write the whole session to a file
+  /attach [path|clear]         send a file with the next message; list or drop the pending
   /usage             your token budget and how many answers you may have generating
   /whoami            who you are talking as, to which server, in which session
   /help              this text
@@ -70,6 +73,8 @@ class Chat:
         self.model_id = model_id  # for new sessions; None: the deployment's default
         self.knowledge_base_id = knowledge_base_id  # for new sessions
         self.last_answer_id: str | None = None  # of the current session, for /feedback
+        self.pending: list[Attachment] = []  # uploaded, sent with the next message
+        self.untitled: str | None = None  # created here, unanswered: its answer brings a title
 
     # ---- output --------------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class Chat:
             "/edit": lambda _: self.edit(),
             "/feedback": self.feedback,
             "/export": self.export,
+            "/attach": self.attach,
         }
         if name in ("/quit", "/exit"):
             return False
@@ -317,6 +323,40 @@ class Chat:
         pages_said = f"{len(pages)} page{'s' if len(pages) != 1 else ''}"
         self.say(f"exported {count} messages to {target} ({pages_said})", "green")
 
+    # ---- attachments ---------------------------------------------------------------------
+
+    def attach(self, argument: str) -> None:
+        """``/attach PATH`` uploads a file for the next message; ``/attach`` lists the pending
+        ones, ``/attach clear`` drops them (the session's cleanup deletes what was uploaded)."""
+        if not argument:
+            self.list_pending()
+            return
+        if argument == "clear":
+            self.say(f"dropped {len(self.pending)} pending attachment(s)", "green")
+            self.pending.clear()
+            return
+        file = attachments.read(argument)  # before a session is created for it
+        session_id = self._current_session_id()
+        pending = self._pending_of(session_id)
+        attachments.check_count([*(a.kind for a in pending), file.format.kind])
+        self.say(f"uploading {file.name} ({len(file.data):,} bytes)…", "dim")
+        self.pending = [*pending, attachments.upload(self.client, session_id, file)]
+        self.say(f"attached {file.name}: sent with your next message", "green")
+
+    def list_pending(self) -> None:
+        pending = self._pending_of(self.session["session_id"]) if self.session else []
+        if not pending:
+            self.say("no pending attachments: /attach <path> adds one")
+            return
+        for number, attachment in enumerate(pending, 1):
+            self.say(f"  {number}. {attachment.name} ({attachment.size:,} bytes)")
+        self.say("sent with your next message; /attach clear drops them", "dim")
+
+    def _pending_of(self, session_id: str) -> list[Attachment]:
+        """The pending attachments of ``session_id``; those of a session left meanwhile are
+        dropped (an attachment belongs to the session it was uploaded in)."""
+        return [a for a in self.pending if a.session_id == session_id]
+
     # ---- usage ---------------------------------------------------------------------------
 
     def show_usage(self) -> None:
@@ -343,14 +383,25 @@ class Chat:
 
     def send(self, content: str) -> None:
         check(content)  # before a session is created for it
-        created = self.session is None
-        if self.session is None:  # untitled: the server names it after the first answer
+        session_id = self._current_session_id()
+        created = self.untitled == session_id
+        self.untitled = None
+        files = [a.attachment_id for a in self._pending_of(session_id)]
+        turn = self.client.stream(session_id, content, attachments=files)
+        self.pending = []  # sent: the message carries them from now on
+        self.answer(turn, new_session=created)
+
+    def _current_session_id(self) -> str:
+        """The current session's id, creating one (untitled: the server names it after its
+        first answer) when there is none."""
+        if self.session is None:
             self.session = self.client.create_session(
                 None, model_id=self.model_id, knowledge_base_id=self.knowledge_base_id
             )
             self.last_answer_id = None
+            self.untitled = self.session["session_id"]
             self.say(f"new session {self.session['session_id']}", "dim")
-        self.answer(self.client.stream(self.session["session_id"], content), new_session=created)
+        return self.session["session_id"]
 
     def retry(self) -> None:
         """Regenerate the last answer: the last question again, as a new version."""

@@ -4,14 +4,15 @@ Every failure becomes an :class:`ApiError` whose ``kind`` is one of a few plain 
 (``unauthorized``, ``forbidden``, ``not_found``, ``bad_request``, ``conflict``, ``throttled``,
 ``quota``,
 ``quota_exceeded``, ``busy``, ``unavailable``, ``timeout``, ``internal``, ``wrong_url``,
-``too_long``), so the terminal can say what happened in words whether API Gateway, the function
-or the network answered.
+``too_long``, ``attachment_rejected``, ``upload_refused``), so the terminal can say what
+happened in words whether API Gateway, the function, S3 or the network answered.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -48,6 +49,8 @@ Kind = Literal[
     "internal",
     "wrong_url",
     "too_long",
+    "attachment_rejected",
+    "upload_refused",
 ]
 TURN_TIMEOUT_SECONDS = 180  # between two frames of one answer
 RECV_SLICE_SECONDS = 0.2  # how soon a Ctrl-C is noticed while waiting for a frame
@@ -71,6 +74,8 @@ _MESSAGES: dict[Kind, str] = {
     "internal": "the service failed on its side",
     "wrong_url": "this is not the API's URL; check the stage in REST_URL (e.g. https://…/v1)",
     "too_long": "the message is too long to send",
+    "attachment_rejected": "the service does not take this file",
+    "upload_refused": "the file storage refused the upload",
 }
 
 
@@ -117,6 +122,16 @@ def _error_of(response: httpx.Response) -> ApiError:
     if code not in _MESSAGES and response.headers.get("retry-after"):
         code = "throttled"  # a 503 (or API Gateway's 429) that says when to retry
     return ApiError(_kind_of_status(response.status_code, code), detail, response.status_code)
+
+
+def _upload_error(response: httpx.Response) -> ApiError:
+    """S3's refusal of a presigned POST (an XML ``<Error>``) in words: its code and message."""
+    found = {
+        tag: re.search(rf"<{tag}>([^<]*)</{tag}>", response.text) for tag in ("Code", "Message")
+    }
+    said = ": ".join(match.group(1) for match in found.values() if match)
+    detail = f"HTTP {response.status_code}" + (f", {said}" if said else "")
+    return ApiError("upload_refused", detail, response.status_code)
 
 
 def _frame_error(frame: dict[str, Any]) -> ApiError:
@@ -192,6 +207,8 @@ class AssistantClient:
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.rest_url, headers=headers, timeout=60)
+        # Uploads go to S3's presigned POST, which must not see the token.
+        self.uploads = httpx.Client(timeout=120)
         self._ws: ClientConnection | None = None
         self._abandoned_keys: set[str] = set()  # turns left before their start frame came
         self.titles: dict[str, str] = {}  # session_id -> the title the server gave it
@@ -199,6 +216,7 @@ class AssistantClient:
 
     def close(self) -> None:
         self.http.close()
+        self.uploads.close()
         if self._ws is not None:
             self._ws.close()
             self._ws = None
@@ -308,6 +326,27 @@ class AssistantClient:
                 return
             url = response.url.join(following)
 
+    def create_attachment(
+        self, session_id: str, name: str, content_type: str, size: int
+    ) -> dict[str, Any]:
+        """An upload of one file for ``session_id``: its id and the presigned POST."""
+        body = {"name": name, "content_type": content_type, "size": size}
+        return self._call("POST", f"/sessions/{quote(session_id, safe='')}/attachments", json=body)
+
+    def upload(self, form: dict[str, Any], name: str, content_type: str, data: bytes) -> None:
+        """POST ``data`` to a presigned upload ``form`` (``{"url", "fields"}``): every field as
+        given, the file last as ``file`` (S3 ignores fields after it)."""
+        try:
+            response = self.uploads.post(
+                form["url"], data=form["fields"], files={"file": (name, data, content_type)}
+            )
+        except httpx.TimeoutException as error:
+            raise ApiError("timeout", str(error)) from None
+        except httpx.HTTPError as error:
+            raise ApiError("unavailable", f"{form['url']}: {error}") from None
+        if not response.is_success:
+            raise _upload_error(response)
+
     # ---- WebSocket -----------------------------------------------------------------------
 
     def _socket(self) -> ClientConnection:
@@ -337,16 +376,26 @@ class AssistantClient:
             self._ws = None
             self._socket().send(fragments if len(fragments) > 1 else fragments[0])
 
-    def stream(self, session_id: str, content: str | None, *, replaces: str | None = None) -> Turn:
+    def stream(
+        self,
+        session_id: str,
+        content: str | None,
+        *,
+        replaces: str | None = None,
+        attachments: list[str] | None = None,
+    ) -> Turn:
         """Send one message; the returned :class:`Turn` yields the answer as it streams.
         ``replaces``: the last question's ``message_id``, answered again as a new version,
-        with ``content`` as its edit, or with None as it was (regenerate)."""
+        with ``content`` as its edit, or with None as it was (regenerate). ``attachments``:
+        the ids of files uploaded for this message."""
         request: dict[str, Any] = {"action": "sendMessage", "session_id": session_id}
         if content is not None:
             check(content)
             request["content"] = content
         if replaces is not None:
             request["replaces"] = replaces
+        if attachments:
+            request["attachments"] = attachments
         key = str(uuid.uuid4())
         self._send({**request, "idempotency_key": key})
         return Turn(self._frames(), session_id, key, stray=self._stray)

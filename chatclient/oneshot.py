@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from chatclient import attachments
 from chatclient.chat import ctrl_c_interrupts
 from chatclient.client import ApiError, AssistantClient, check
 from chatclient.safe import clean
@@ -33,19 +34,26 @@ def ask(
     session_id: str | None = None,
     model_id: str | None = None,
     knowledge_base_id: str | None = None,
+    files: list[str] | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> Exit:
-    """Send ``prompt`` (in session ``session_id``, else a new one) and print the answer."""
+    """Send ``prompt`` (in session ``session_id``, else a new one) with ``files`` uploaded
+    for it, and print the answer."""
     try:
         check(prompt)  # before a session is created for it
+        local = [attachments.read(path) for path in files or []]
+        attachments.check_count(file.format.kind for file in local)
         if session_id is None:
             title = " ".join(prompt.split())[:60]
             session = client.create_session(
                 title, model_id=model_id, knowledge_base_id=knowledge_base_id
             )
             session_id = session["session_id"]
-        turn = client.stream(session_id, prompt)
+        uploaded = [attachments.upload(client, session_id, file) for file in local]
+        turn = client.stream(
+            session_id, prompt, attachments=[file.attachment_id for file in uploaded]
+        )
         try:
             with ctrl_c_interrupts(client):
                 for text in turn:

@@ -14,7 +14,7 @@ from chatclient.client import ApiError, Kind
 class Exit(IntEnum):
     OK = 0  # a complete answer (one-shot), or the chat ended normally
     FAILED = 1  # the service failed on its side, or something unexpected
-    USAGE = 2  # a bad command line, no prompt, a message refused as invalid or too long
+    USAGE = 2  # a bad command line, no prompt, a message or file refused as invalid or too long
     AUTH = 3  # the token was refused, or may not do that
     QUOTA = 4  # token budget spent, request quota or rate limit, too many answers, throttled
     UNAVAILABLE = 5  # no server, cannot connect, a wrong URL, or it took too long
@@ -29,6 +29,7 @@ _BY_KIND: dict[Kind, Exit] = {
     "not_found": Exit.NOT_FOUND,
     "bad_request": Exit.USAGE,
     "too_long": Exit.USAGE,
+    "attachment_rejected": Exit.USAGE,
     "throttled": Exit.QUOTA,
     "quota": Exit.QUOTA,
     "quota_exceeded": Exit.QUOTA,

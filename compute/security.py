@@ -19,12 +19,14 @@ from compute.config import ComputeConfig
 from compute.provider import (
     DataAwsIamPolicyDocument,
     DataAwsIamPolicyDocumentStatement,
+    DataAwsIamPolicyDocumentStatementCondition,
     DataAwsIamPolicyDocumentStatementPrincipals,
     DynamodbTable,
     IamRole,
     IamRolePolicy,
 )
 from functions.contract import (
+    ATTACHMENTS_ROOT,
     AUTHORIZER,
     CLEANUP,
     FUNCTIONS,
@@ -113,6 +115,7 @@ class Grants:
     key_arn: str  # the stack's KMS key: environment variables and tables
     cleanup_failures_arn: str  # the SQS queue the sessions stream mapping sends failures to
     pagination_key_arn: str  # the HMAC key main derives its next_token signing key from
+    attachments_bucket_arn: str  # the bucket of attachment uploads (compute/attachments.py)
 
 
 def assume_role_policy(scope: Construct, id_: str, service: str) -> DataAwsIamPolicyDocument:
@@ -208,6 +211,10 @@ class FunctionRoles(Construct):
                     resources=[self._grants.pagination_key_arn],
                 )
             )
+        if MAIN.key in keys:
+            statements.append(self._attachment_uploads())
+        if {MAIN.key, WEBSOCKET.key, OPENAI_API.key} & set(keys):
+            statements.append(self._attachment_reads())
         if WEBSOCKET.key in keys:
             statements.append(
                 DataAwsIamPolicyDocumentStatement(
@@ -218,6 +225,7 @@ class FunctionRoles(Construct):
             )
         if CLEANUP.key in keys:
             statements += self._sessions_stream()
+            statements += self._attachment_cleanup()
         if own_only:
             return statements
         statements += self._bedrock(keys)
@@ -286,6 +294,48 @@ class FunctionRoles(Construct):
                 sid="CleanupFailures",
                 actions=["sqs:SendMessage"],
                 resources=[self._grants.cleanup_failures_arn],
+            ),
+        ]
+
+    def _attachment_uploads(self) -> DataAwsIamPolicyDocumentStatement:
+        """The presigned POSTs main signs are authorized as PutObject with main's role, so the
+        role may put objects under the sessions' prefixes only (SSE-KMS under the stack key:
+        GenerateDataKey, which ``_encryption`` grants main for its tables)."""
+        return DataAwsIamPolicyDocumentStatement(
+            sid="AttachmentUploads",
+            actions=["s3:PutObject"],
+            resources=[f"{self._grants.attachments_bucket_arn}/{ATTACHMENTS_ROOT}*"],
+        )
+
+    def _attachment_reads(self) -> DataAwsIamPolicyDocumentStatement:
+        """A question's attachments are read before its model call (functions/chat/attachments.py):
+        GetObject under the sessions' prefixes only (SSE-KMS: ``kms:Decrypt`` on the stack key,
+        which ``_encryption`` grants every role)."""
+        return DataAwsIamPolicyDocumentStatement(
+            sid="AttachmentReads",
+            actions=["s3:GetObject"],
+            resources=[f"{self._grants.attachments_bucket_arn}/{ATTACHMENTS_ROOT}*"],
+        )
+
+    def _attachment_cleanup(self) -> list[DataAwsIamPolicyDocumentStatement]:
+        """A removed session's attachments: list its prefix (only prefixes under the sessions
+        root may be listed) and delete what is there (DeleteObjects is authorized per key)."""
+        bucket = self._grants.attachments_bucket_arn
+        return [
+            DataAwsIamPolicyDocumentStatement(
+                sid="AttachmentListing",
+                actions=["s3:ListBucket"],
+                resources=[bucket],
+                condition=[
+                    DataAwsIamPolicyDocumentStatementCondition(
+                        test="StringLike", variable="s3:prefix", values=[f"{ATTACHMENTS_ROOT}*"]
+                    )
+                ],
+            ),
+            DataAwsIamPolicyDocumentStatement(
+                sid="AttachmentDeletes",
+                actions=["s3:DeleteObject"],
+                resources=[f"{bucket}/{ATTACHMENTS_ROOT}*"],
             ),
         ]
 

@@ -17,6 +17,7 @@ from cdktf import (
 from constructs import Construct
 
 from compute.alarms import Alarms, Monitored
+from compute.attachments import AttachmentsBucket
 from compute.cleanup import SessionCleanup
 from compute.config import AI_SERVICES_INPUTS, NETWORKING_INPUTS, ComputeConfig, RemoteStateS3
 from compute.dashboard import Dashboard
@@ -77,6 +78,8 @@ OUTPUT_DESCRIPTIONS = {
         "Session cleanup function name (deletes a removed session's messages)"
     ),
     "dynamodb_sessions_table_name": "Sessions table name",
+    "s3_attachments_bucket_name": "Attachments bucket name (presigned uploads, per session)",
+    "s3_attachments_bucket_arn": "Attachments bucket ARN",
     "compute_config": "Everything another layer needs to integrate with this one",
 }
 
@@ -122,6 +125,9 @@ class ComputeStack(TerraformStack):
             self, "pagination", config=config, partition=partition, account_id=account_id
         )
         self.storage = Storage(self, "storage", config=config, key_arn=self.key.arn)
+        self.attachments = AttachmentsBucket(
+            self, "attachments", config=config, key_arn=self.key.arn
+        )
         self.logs = LogGroups(self, "logs", config=config, key=self.key)
         account = (
             api_gateway_account(self, config, partition=partition, account_id=account_id)
@@ -147,6 +153,7 @@ class ComputeStack(TerraformStack):
                 key_arn=self.key.arn,
                 cleanup_failures_arn=self.cleanup.failures.arn,
                 pagination_key_arn=self.pagination_key.arn,
+                attachments_bucket_arn=self.attachments.arn,
             ),
             external_role_arn=inputs.role_arn,
         )
@@ -349,6 +356,7 @@ class ComputeStack(TerraformStack):
             Env.TITLE_MODEL_ID: text(config.title_model_id),
             Env.STREAM_FLUSH_INTERVAL_MS: text(config.websocket_flush_interval_ms),
             Env.PAGINATION_KEY_ARN: self.pagination_key.arn,
+            Env.ATTACHMENTS_BUCKET: self.attachments.name,
             Env.CORS_ALLOWED_ORIGINS: joined(config.cors_allowed_origins),
             Env.WEBSOCKET_CALLBACK_URL: self.websocket.callback_url,
             Env.JWT_ISSUER: config.identity_center_issuer_url,
@@ -371,6 +379,8 @@ class ComputeStack(TerraformStack):
             "lambda_jwt_authorizer_function_name": names[AUTHORIZER.key],
             "lambda_session_cleanup_function_name": names[CLEANUP.key],
             "dynamodb_sessions_table_name": self.storage.sessions.name,
+            "s3_attachments_bucket_name": self.attachments.name,
+            "s3_attachments_bucket_arn": self.attachments.arn,
         }
         for name, value in outputs.items():
             TerraformOutput(self, name, value=value, description=OUTPUT_DESCRIPTIONS[name])

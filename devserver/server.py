@@ -113,10 +113,11 @@ class DevServer:
             self.moto = MotoServer().start()
             dynamodb = self.moto.url
         create_tables(self.stack, dynamodb, self.backend_env(dynamodb))
-        if self.stack.mac_keys:
+        if self.stack.mac_keys or self.stack.buckets:
             if self.moto is None:
                 self.kms_moto = MotoServer().start()
             create_mac_keys(self.stack, self.kms_endpoint, self.backend_env(dynamodb))
+            create_buckets(self.stack, self.kms_endpoint, self.backend_env(dynamodb))
         if settings.bedrock == "local":
             self.model = local_model(settings.chunk_delay, settings.first_delta).start()
         if self.corpus is not None:
@@ -288,7 +289,8 @@ class DevServer:
 
     @property
     def kms_endpoint(self) -> str | None:
-        """The local KMS (moto) holding the stack's HMAC keys; None before it starts."""
+        """The local KMS and S3 (moto) holding the stack's HMAC keys and buckets; None before
+        it starts."""
         server = self.moto or self.kms_moto
         return server.url if server else None
 
@@ -302,6 +304,8 @@ class DevServer:
         kms = self.kms_endpoint
         if kms is not None:  # the main function derives its pagination-token key there
             env["AWS_ENDPOINT_URL_KMS"] = kms
+            # and signs attachment uploads for its buckets, which the clients post to
+            env["AWS_ENDPOINT_URL_S3"] = kms
         if self.settings.bedrock == "aws":
             env |= {n: os.environ[n] for n in _CREDENTIAL_VARIABLES if n in os.environ}
             env["AWS_REGION"] = os.environ.get("AWS_REGION", self.stack.region)
@@ -453,6 +457,17 @@ def create_mac_keys(stack: Stack, endpoint: str | None, env: Mapping[str, str]) 
             KeySpec=key.key_spec, KeyUsage=key.key_usage, Description=key.description
         )["KeyMetadata"]
         stack.bind_key(resource_id, metadata["Arn"])
+
+
+def create_buckets(stack: Stack, endpoint: str | None, env: Mapping[str, str]) -> None:
+    """Create the stack's buckets (the attachments bucket) in the local S3, keeping existing
+    ones. moto's S3 accepts presigned POSTs but enforces none of their policy's conditions."""
+    assert endpoint is not None, "the local S3 is not running"
+    client = _client("s3", endpoint, env)
+    existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+    for name in stack.buckets.values():
+        if name not in existing:
+            client.create_bucket(Bucket=name)
 
 
 def create_tables(stack: Stack, endpoint: str, env: Mapping[str, str]) -> None:

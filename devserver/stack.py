@@ -182,6 +182,7 @@ class Stack:
     region: str
     mac_keys: Mapping[str, MacKey] = field(default_factory=dict)  # resource id -> key
     stream_mappings: tuple[StreamMapping, ...] = ()
+    buckets: Mapping[str, str] = field(default_factory=dict)  # resource id -> bucket name
     # resource id -> ARN of the key created for it locally (bind_key)
     _key_arns: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -197,8 +198,8 @@ class Stack:
         """``function``'s variables with every reference resolved.
 
         ``overrides(name, raw)`` may replace a value (endpoints, the issuer); otherwise table
-        names resolve to the synthesized names and an HMAC key's ARN to the ARN of the key
-        created for it locally (:meth:`bind_key`).
+        and bucket names resolve to the synthesized names and an HMAC key's ARN to the ARN of
+        the key created for it locally (:meth:`bind_key`).
         """
         env: dict[str, str] = {}
         for name, raw in function.environment.items():
@@ -217,6 +218,8 @@ class Stack:
             kind, resource_id, attr = match["kind"], match["id"], match["attr"]
             if kind == "aws_dynamodb_table" and attr == "name" and resource_id in self.tables:
                 return self.tables[resource_id].name
+            if kind == "aws_s3_bucket" and attr == "bucket" and resource_id in self.buckets:
+                return self.buckets[resource_id]
             if kind == "aws_kms_key" and attr == "arn" and resource_id in self.mac_keys:
                 if resource_id not in self._key_arns:
                     raise StackError(f"{name}: no local key bound to {match[0]} yet")
@@ -261,6 +264,7 @@ def load_stack(path: Path) -> Stack:
         region=region,
         mac_keys=mac_keys,
         stream_mappings=_stream_mappings(resources, functions, tables),
+        buckets={rid: body["bucket"] for rid, body in resources.get("aws_s3_bucket", {}).items()},
     )
 
 

@@ -15,10 +15,13 @@ bedrock-agent ``list_knowledge_bases``/``create_knowledge_base`` are NOT here: m
 
 Like the real service it rejects (400 ValidationException) a conversation that does not start
 with a user message, whose roles do not alternate, or that holds a blank text block, a content
-block that is not exactly one known member (the fake serves ``text``, ``guardContent`` and
-``cachePoint``), a ``cachePoint`` on a model without prompt caching or more than four of them,
-a malformed ``guardrailConfig`` (``streamProcessingMode`` only on ``converse_stream``), and a
-retrieve whose query text is blank; ``retrieve`` returns at most ``numberOfResults`` (default 5).
+block that is not exactly one known member (the fake serves ``text``, ``guardContent``,
+``cachePoint``, ``image`` and ``document``), an image or document the service would refuse
+(format, empty or oversized bytes, too many, a document name outside the service's rules or
+used twice, outside a user message, a document without a text block beside it), a
+``cachePoint`` on a model without prompt caching or more than four of them, a malformed
+``guardrailConfig`` (``streamProcessingMode`` only on ``converse_stream``), and a retrieve
+whose query text is blank; ``retrieve`` returns at most ``numberOfResults`` (default 5).
 
 Guardrail: a request with ``guardrailConfig`` is guarded. :meth:`BedrockFake.block_input`
 makes the guardrail block inputs holding given terms, assessing only the guardContent blocks
@@ -66,6 +69,7 @@ sum. Without cache points ``inputTokens`` is the whole input and the cache field
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
@@ -105,9 +109,22 @@ EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
 _STRING_HEADER = 7  # event-stream header value type "string"
 
 # Content block types the fake serves; anything else is answered 400 (the real service also
-# takes images, documents, tool use and more, which nothing here sends).
-MESSAGE_BLOCKS = frozenset({"text", "guardContent", "cachePoint"})
+# takes tool use, video and more, which nothing here sends).
+MESSAGE_BLOCKS = frozenset({"text", "guardContent", "cachePoint", "image", "document"})
 SYSTEM_BLOCKS = frozenset({"text", "guardContent", "cachePoint"})
+# Images and documents, as the Converse API reference (ImageBlock, DocumentBlock) and the user
+# guide's Converse page state them, written down here apart from functions/contract.py so that
+# the fake judges the code rather than repeats it: formats, at most 3.75 MB an image and 20 a
+# request, at most 4.5 MB a document and 5 a request, document names of alphanumerics,
+# whitespace (never two in a row), hyphens, parentheses and square brackets, and both only
+# in user messages.
+IMAGE_FORMATS = frozenset({"png", "jpeg", "gif", "webp"})
+DOCUMENT_FORMATS = frozenset({"pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md"})
+MAX_IMAGE_BYTES = 3_750_000
+MAX_IMAGES = 20
+MAX_DOCUMENT_BYTES = 4_500_000
+MAX_DOCUMENTS = 5
+DOCUMENT_NAME = re.compile(r"[A-Za-z0-9\-()\[\]]+( [A-Za-z0-9\-()\[\]]+)*")
 GUARD_QUALIFIERS = frozenset({"grounding_source", "query", "guard_content"})
 GUARDRAIL_ID = re.compile(
     r"[a-z0-9]+|arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+"
@@ -330,6 +347,7 @@ def _validate_conversation(body: dict[str, Any], operation: Operation, model_id:
     if not isinstance(system, list):
         raise _ValidationError("system must be a list of blocks")
     _validate_blocks(system, SYSTEM_BLOCKS)
+    _validate_media(messages)
     cache_points = sum(1 for block in _all_blocks(body) if "cachePoint" in block)
     if cache_points and minimum_cached_tokens(model_id) is None:
         raise _ValidationError(f"The model {model_id} does not support prompt caching.")
@@ -384,6 +402,67 @@ def _validate_blocks(blocks: list[Any], allowed: frozenset[str]) -> None:
             or value.get("ttl", "5m") not in ("5m", "1h")
         ):
             raise _ValidationError('cachePoint must be {"type": "default"} (and an optional ttl).')
+
+
+def _validate_media(messages: list[dict[str, Any]]) -> None:
+    """Image and document blocks as the service checks them: where they sit, how many, their
+    format, bytes and (documents) name; a message with a document needs a text block."""
+    images = documents = 0
+    names: set[str] = set()
+    for message in messages:
+        kinds = [kind for block in message["content"] for kind in block]
+        media = [kind for kind in kinds if kind in ("image", "document")]
+        if media and message["role"] != "user":
+            raise _ValidationError(
+                f"{media[0]} content blocks are only supported in user messages."
+            )
+        if "document" in kinds and "text" not in kinds and "guardContent" not in kinds:
+            raise _ValidationError(
+                "A message with a document content block must also include a text block."
+            )
+        for block in message["content"]:
+            if "image" in block:
+                images += 1
+                _validate_source(block["image"], "image", IMAGE_FORMATS, MAX_IMAGE_BYTES)
+            if "document" in block:
+                documents += 1
+                document = block["document"]
+                _validate_source(document, "document", DOCUMENT_FORMATS, MAX_DOCUMENT_BYTES)
+                name = document.get("name")
+                if not isinstance(name, str) or not DOCUMENT_NAME.fullmatch(name):
+                    raise _ValidationError(
+                        f"The document name {name!r} is invalid: it may hold only alphanumeric "
+                        "characters, whitespace (never more than one in a row), hyphens, "
+                        "parentheses and square brackets."
+                    )
+                if name in names:
+                    raise _ValidationError(f"Two documents are named {name!r}; names are unique.")
+                names.add(name)
+    if images > MAX_IMAGES:
+        raise _ValidationError(f"Too many images: {images}, at most {MAX_IMAGES} a request.")
+    if documents > MAX_DOCUMENTS:
+        raise _ValidationError(
+            f"Too many documents: {documents}, at most {MAX_DOCUMENTS} a request."
+        )
+
+
+def _validate_source(value: Any, kind: str, formats: frozenset[str], max_bytes: int) -> None:
+    if not isinstance(value, dict) or value.get("format") not in formats:
+        given = value.get("format") if isinstance(value, dict) else value
+        raise _ValidationError(f"The {kind} format {given!r} is not one of {sorted(formats)}.")
+    source = value.get("source")
+    if not isinstance(source, dict) or set(source) != {"bytes"}:
+        raise _ValidationError(f"The {kind} source must be {{bytes}}.")
+    try:
+        data = base64.b64decode(source["bytes"], validate=True)
+    except (ValueError, TypeError):
+        raise _ValidationError(f"The {kind} bytes are not valid base64.") from None
+    if not data:
+        raise _ValidationError(f"The {kind} bytes are empty.")
+    if len(data) > max_bytes:
+        raise _ValidationError(
+            f"The {kind} is {len(data)} bytes; the maximum is {max_bytes} bytes."
+        )
 
 
 def _validate_guardrail_config(config: Any, operation: Operation) -> None:

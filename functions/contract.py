@@ -18,6 +18,7 @@ class Env:
     CONNECTIONS_TABLE = "CONNECTIONS_TABLE_NAME"
     IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE_NAME"
     USAGE_TABLE = "USAGE_TABLE_NAME"
+    ATTACHMENTS_BUCKET = "ATTACHMENTS_BUCKET_NAME"  # the S3 bucket of uploaded attachments
     # Per-user token budgets and concurrent-answer cap; 0 turns each off.
     USER_DAILY_TOKEN_LIMIT = "USER_DAILY_TOKEN_LIMIT"  # noqa: S105 - a variable name
     USER_MONTHLY_TOKEN_LIMIT = "USER_MONTHLY_TOKEN_LIMIT"  # noqa: S105 - a variable name
@@ -181,6 +182,80 @@ USAGE = TableSchema(
 )
 TABLES = (SESSIONS, MESSAGES, CONNECTIONS, IDEMPOTENCY, USAGE)
 
+# Attachments: files a user uploads straight to S3 (a presigned POST) and then names in a
+# message, so no file goes through API Gateway or the WebSocket. The bucket is named
+# ``${project}-${env}-<ATTACHMENTS_BUCKET_SUFFIX>``; every object lives under its session's
+# prefix, the unit the owner check and the session's cleanup work on.
+ATTACHMENTS_BUCKET_SUFFIX = "attachments"
+ATTACHMENTS_ROOT = "sessions/"
+
+
+def attachments_prefix(session_id: str) -> str:
+    """The key prefix of every attachment of one session (ends with ``/``)."""
+    return f"{ATTACHMENTS_ROOT}{session_id}/"
+
+
+def attachment_key(session_id: str, attachment_id: str) -> str:
+    """The object key of one attachment."""
+    return f"{attachments_prefix(session_id)}{attachment_id}"
+
+
+AttachmentKind = Literal["image", "document"]
+
+
+@dataclass(frozen=True)
+class AttachmentFormat:
+    """One format Converse accepts: its name in an ``image``/``document`` block, its block,
+    the content type an upload declares, and whether it is text (checked as UTF-8, not magic)."""
+
+    format: str
+    kind: AttachmentKind
+    content_type: str
+    text: bool = False
+
+
+# Bedrock Converse's documented limits (API reference, ImageBlock and DocumentBlock; user
+# guide, "Carry out a conversation with the Converse API operations"): a document at most
+# 4.5 MB and 5 per request, an image at most 3.75 MB, 8,000 px a side and 20 per request.
+# "MB" read as 10^6 bytes, the smaller reading, so that nothing accepted here is refused there.
+MAX_DOCUMENT_BYTES = 4_500_000
+MAX_DOCUMENTS_PER_MESSAGE = 5
+MAX_IMAGE_BYTES = 3_750_000
+MAX_IMAGES_PER_MESSAGE = 20
+MAX_IMAGE_SIDE_PIXELS = 8_000
+ATTACHMENT_FORMATS = (
+    AttachmentFormat("pdf", "document", "application/pdf"),
+    AttachmentFormat("csv", "document", "text/csv", text=True),
+    AttachmentFormat("doc", "document", "application/msword"),
+    AttachmentFormat(
+        "docx",
+        "document",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    AttachmentFormat("xls", "document", "application/vnd.ms-excel"),
+    AttachmentFormat(
+        "xlsx", "document", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    ),
+    AttachmentFormat("html", "document", "text/html", text=True),
+    AttachmentFormat("txt", "document", "text/plain", text=True),
+    AttachmentFormat("md", "document", "text/markdown", text=True),
+    AttachmentFormat("png", "image", "image/png"),
+    AttachmentFormat("jpeg", "image", "image/jpeg"),
+    AttachmentFormat("gif", "image", "image/gif"),
+    AttachmentFormat("webp", "image", "image/webp"),
+)
+ATTACHMENT_CONTENT_TYPES = {f.content_type: f for f in ATTACHMENT_FORMATS}
+
+
+def attachment_size_limit(kind: AttachmentKind) -> int:
+    """The largest object of one kind Converse accepts."""
+    return MAX_IMAGE_BYTES if kind == "image" else MAX_DOCUMENT_BYTES
+
+
+# A presigned upload is usable for this long: enough to start sending a large file on a slow
+# link, short enough that a leaked form is soon worthless.
+ATTACHMENT_UPLOAD_EXPIRY_SECONDS = 15 * 60
+
 API_BASE_PATH = "/api/v1"
 # API Gateway's WebSocket quotas: a client message (possibly sent as several frames) and one
 # frame, either way.
@@ -217,6 +292,7 @@ REST_ROUTES = (
     Route("GET", "/knowledge-bases"),
     Route("GET", "/usage"),
     Route("DELETE", "/me"),
+    Route("POST", "/sessions/{session_id}/attachments"),
     Route("PUT", "/sessions/{session_id}/messages/{message_id}/feedback"),
     Route("GET", "/sessions/{session_id}/export"),
 )
@@ -341,23 +417,35 @@ _CHAT_ENV = (
 )
 # Environment variables each function reads; the stack sets exactly these.
 FUNCTION_ENV: dict[str, tuple[str, ...]] = {
-    MAIN.key: (*_CHAT_ENV, Env.PAGINATION_KEY_ARN, Env.CORS_ALLOWED_ORIGINS),
-    WEBSOCKET.key: (*_CHAT_ENV, Env.STREAM_FLUSH_INTERVAL_MS, Env.WEBSOCKET_CALLBACK_URL),
+    MAIN.key: (
+        *_CHAT_ENV,
+        Env.PAGINATION_KEY_ARN,
+        Env.CORS_ALLOWED_ORIGINS,
+        Env.ATTACHMENTS_BUCKET,
+    ),
+    WEBSOCKET.key: (
+        *_CHAT_ENV,
+        Env.STREAM_FLUSH_INTERVAL_MS,
+        Env.WEBSOCKET_CALLBACK_URL,
+        Env.ATTACHMENTS_BUCKET,
+    ),
     AUTHORIZER.key: (
         Env.JWT_ISSUER,
         Env.JWT_AUDIENCE,
         Env.JWKS_URL,
         Env.JWT_VALIDATION,
     ),
-    # Only the messages table: the session's key arrives in the stream record itself.
+    # The messages table and the attachments bucket: the session's key arrives in the stream
+    # record itself.
     CLEANUP.key: (
         Env.MESSAGES_TABLE,
+        Env.ATTACHMENTS_BUCKET,
         Env.POWERTOOLS_SERVICE_NAME,
         Env.POWERTOOLS_METRICS_NAMESPACE,
     ),
     # The chat settings (main answers its routes' CORS preflights). The adapter's own
     # variables (ADAPTER_ENV) come on top.
-    OPENAI_API.key: _CHAT_ENV,
+    OPENAI_API.key: (*_CHAT_ENV, Env.ATTACHMENTS_BUCKET),
 }
 
 CONNECTION_TTL_SECONDS = 2 * 3600 + 10 * 60
@@ -405,6 +493,7 @@ ROUTE_ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/knowledge-bases"): READ,
     ("GET", "/usage"): READ,
     ("DELETE", "/me"): CHAT,  # deletes data, like the other writes
+    ("POST", "/sessions/{session_id}/attachments"): CHAT,  # an upload for the model to read
     ("PUT", "/sessions/{session_id}/messages/{message_id}/feedback"): CHAT,  # writes
     ("GET", "/sessions/{session_id}/export"): READ,
     # OPENAI_ROUTES, relative to OPENAI_BASE_PATH

@@ -188,14 +188,17 @@ def model_request(
     settings: ChatSettings,
     *,
     streaming: bool,
+    attachments: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The ``converse`` (``streaming=False``) or ``converse_stream`` keyword arguments."""
+    """The ``converse`` (``streaming=False``) or ``converse_stream`` keyword arguments;
+    ``attachments`` (image and document blocks) follow the question, outside its guardContent."""
     caching = settings.prompt_caching and supports_prompt_caching(model_id)
     question = (
         {"guardContent": {"text": {"text": content}}} if settings.guardrail else {"text": content}
     )
     grounding = passages(citations)
     blocks = [{"text": grounding}, question] if grounding else [question]
+    blocks.extend(attachments)
     messages = conversation(stable_start(history) if caching else history, blocks)
     system: list[dict[str, Any]] = [{"text": system_prompt(citations)}]
     if caching:

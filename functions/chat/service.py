@@ -21,13 +21,14 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from functions.chat import attachments as attached
 from functions.chat.prompting import model_request, prompt_bytes
 from functions.chat.titles import PendingTitle, Titles
 from functions.chat.upstream import upstream_errors
@@ -42,6 +43,7 @@ from functions.data.turns import NOT_LAST_TURN
 from functions.domain.content import content_problem
 from functions.domain.errors import BadRequest, Conflict, NotFound, UpstreamError
 from functions.domain.models import (
+    AttachmentRef,
     Citation,
     Message,
     MessageStatus,
@@ -53,6 +55,7 @@ from functions.domain.models import (
 
 if TYPE_CHECKING:
     from functions.core.chat_settings import ChatSettings
+    from functions.data.attachments import AttachmentStore
     from functions.data.turns import Store
 
 BYTES_PER_TOKEN = 4
@@ -156,8 +159,14 @@ def estimate_tokens(text: str) -> int:
 
 def request_tokens(request: dict[str, Any]) -> int:
     """Estimated input tokens of a Bedrock request: every text of its system prompt and
-    messages, wherever a content block nests it."""
-    return sum(estimate_tokens(text) for text in _texts((request["system"], request["messages"])))
+    messages, wherever a content block nests it, and its attachments
+    (:func:`functions.chat.attachments.attachment_tokens`)."""
+    texts = sum(estimate_tokens(text) for text in _texts((request["system"], request["messages"])))
+    return texts + sum(
+        attached.attachment_tokens(block)
+        for message in request["messages"]
+        for block in message["content"]
+    )
 
 
 def _texts(value: object) -> Iterator[str]:
@@ -419,6 +428,7 @@ class ChatService:
     settings: ChatSettings
     store: Store
     retrieval_results: int = RETRIEVAL_RESULTS
+    attachments: AttachmentStore | None = None  # the bucket questions' attachments are read from
     ledger: UsageLedger = field(init=False)
     leases: AnswerLeases = field(init=False)
     titles: Titles = field(init=False)
@@ -439,11 +449,14 @@ class ChatService:
         lease_seconds: int,
         options: TurnOptions = NO_OPTIONS,
         replaces: str | None = None,
+        attachments: Sequence[str] = (),
     ) -> ChatReply:
         """One complete turn with ``converse``; ``lease_seconds`` is how long its answer slot
         may be held (the invocation's remaining time). ``replaces``: the ``message_id`` of the
         session's last question, answered again as a new version (:meth:`_replaceable`); its
-        content when ``content`` is None (regenerate), else ``content`` (edit)."""
+        content and attachments when ``content`` is None (regenerate), else ``content`` (edit).
+        ``attachments``: ids of the session's uploads sent with the question
+        (:mod:`functions.chat.attachments`)."""
         turn, response, lease, _ = self._call_model(
             user_id,
             session_id,
@@ -452,6 +465,7 @@ class ChatService:
             streaming=False,
             options=options,
             replaces=replaces,
+            attachments=attachments,
         )
         return self._replied(turn, response, lease)
 
@@ -515,16 +529,17 @@ class ChatService:
         cancel_every: float | None = None,
         replaces: str | None = None,
         title_beside: bool = True,
+        attachments: Sequence[str] = (),
     ) -> ChatStream:
         """Start a turn with ``converse_stream``; errors before the first delta raise here.
 
         ``time_left`` (seconds) bounds how long the stream is read (see :class:`ChatStream`);
         ``lease_seconds`` how long the answer slot may be held. The slot is freed when the
         model's stream ends. ``cancel_every`` (seconds): record the answer as generating and
-        look for the user's cancel that often (:class:`CancelWatch`). ``replaces`` as for
-        :meth:`reply`. ``title_beside``: an untitled session's title is generated beside the
-        answer, as for :meth:`reply`; False (the WebSocket): the caller asks for it after the
-        answer (:meth:`ChatStream.title`).
+        look for the user's cancel that often (:class:`CancelWatch`). ``replaces`` and
+        ``attachments`` as for :meth:`reply`. ``title_beside``: an untitled session's title is
+        generated beside the answer, as for :meth:`reply`; False (the WebSocket): the caller
+        asks for it after the answer (:meth:`ChatStream.title`).
         """
         turn, response, lease, watch = self._call_model(
             user_id,
@@ -536,6 +551,7 @@ class ChatService:
             cancel_every=cancel_every,
             replaces=replaces,
             title_beside=title_beside,
+            attachments=attachments,
         )
         return ChatStream(self, turn, response["stream"], time_left, lease, watch=watch)
 
@@ -570,6 +586,7 @@ class ChatService:
         cancel_every: float | None = None,
         replaces: str | None = None,
         title_beside: bool = True,
+        attachments: Sequence[str] = (),
     ) -> tuple[_Turn, dict[str, Any], Lease | None, CancelWatch | None]:
         """A stored turn: prepared in the session, then :meth:`_start`; with ``cancel_every``,
         watched for a cancel (:class:`CancelWatch`)."""
@@ -585,6 +602,7 @@ class ChatService:
                 options=options,
                 replaces=replaces,
                 title_beside=title_beside,
+                attachments=attachments,
             ),
             lease_seconds=lease_seconds,
             streaming=streaming,
@@ -640,17 +658,22 @@ class ChatService:
         options: TurnOptions = NO_OPTIONS,
         replaces: str | None = None,
         title_beside: bool = True,
+        attachments: Sequence[str] = (),
     ) -> _Turn:
         session = self.store.sessions.get(user_id, session_id)
         replaced = None if replaces is None else self._replaceable(user_id, session, replaces)
         if replaced is not None and content is None:
             content = replaced[0].content  # regenerate: the same question again
+            attachments = [ref.attachment_id for ref in replaced[0].attachments]
         assert content is not None, "_call_model requires content without replaces"
+        loaded = self._attachments(session_id, attachments)
+        media = attached.blocks(loaded)
         citations = self._retrieve(session, content)
         budget = (
             self.settings.history_budget_tokens * BYTES_PER_TOKEN
             - prompt_bytes(content, citations)
             - options.instruction_bytes()
+            - sum(attached.attachment_tokens(block) for block in media) * BYTES_PER_TOKEN
         )
         if replaced is not None:  # read with the history, then left out of it
             budget += sum(content_bytes(message.content) for message in replaced)
@@ -660,7 +683,8 @@ class ChatService:
         if replaced is not None:
             ids = {message.message_id for message in replaced}
             history = [message for message in history if message.message_id not in ids]
-        question = None if replaced is not None else failed_attempt(history, content)
+        refs = tuple(attachment.ref for attachment in loaded)
+        question = None if replaced is not None else failed_attempt(history, content, refs)
         retried = question is not None
         if question is not None:  # a retry: this question is stored, and its answer's slot failed
             history = history[:-2]
@@ -670,15 +694,21 @@ class ChatService:
             else self.settings.default_model
         )
         request = model_request(
-            model_id, history, content, citations, self.settings, streaming=streaming
+            model_id,
+            history,
+            content,
+            citations,
+            self.settings,
+            streaming=streaming,
+            attachments=media,
         )
         _add_instructions(request, options)
         reservation = self._reserve(user_id, request, options)
         try:
             if replaced is not None:
-                question = self.store.replace_turn(user_id, session, replaced, content)
+                question = self.store.replace_turn(user_id, session, replaced, content, refs)
             elif question is None:
-                question = self.store.begin_turn(user_id, session, content)
+                question = self.store.begin_turn(user_id, session, content, refs)
             else:
                 self.store.sessions.update(user_id, session_id, {})  # fenced; marks the activity
         except BaseException:
@@ -696,6 +726,14 @@ class ChatService:
             retried=retried,
             title=self.titles.start(user_id, content) if wanted else None,
         )
+
+    def _attachments(self, session_id: str, ids: Sequence[str]) -> tuple[attached.Attachment, ...]:
+        """The question's attachments, read and checked (refused before any budget hold)."""
+        if not ids:
+            return ()
+        if self.attachments is None:
+            raise BadRequest("this endpoint does not take attachments")
+        return attached.load(self.attachments, session_id, ids)
 
     def _replaceable(
         self, user_id: str, session: Session, message_id: str
@@ -892,8 +930,11 @@ class ChatService:
         )
 
 
-def failed_attempt(history: list[Message], content: str) -> Message | None:
-    """The latest question, if it asked exactly ``content`` and its answer failed.
+def failed_attempt(
+    history: list[Message], content: str, attachments: tuple[AttachmentRef, ...] = ()
+) -> Message | None:
+    """The latest question, if it asked exactly ``content`` with ``attachments`` and its answer
+    failed.
 
     A client that retries after an error (a 503, a throttled frame) sends the same question
     again; the turn then reuses the stored question and fills the failed answer's slot, so
@@ -905,6 +946,7 @@ def failed_attempt(history: list[Message], content: str) -> Message | None:
     retried = (
         question.role == "user"
         and question.content == content
+        and question.attachments == attachments
         and answer.role == "assistant"
         and answer.status == "failed"
         and answer.seq == question.seq + 1

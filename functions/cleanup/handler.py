@@ -3,7 +3,8 @@
 Messages carry no TTL (an active session must not lose its oldest turns), so whatever removes
 a session item, the owner's ``DELETE`` or DynamoDB's TTL, its messages would stay behind. The
 stream of the sessions table sees every removal; the event source mapping passes only
-``REMOVE`` records here, and this function deletes every message of each removed session.
+``REMOVE`` records here, and this function deletes every message of each removed session,
+then every attachment under its prefix in the attachments bucket.
 
 Each record is processed on its own (Powertools' ``BatchProcessor``): a record that fails is
 reported in ``batchItemFailures``, so Lambda checkpoints the records before it and retries
@@ -38,6 +39,7 @@ from functions.contract import SESSIONS
 from functions.core import aws, deadline
 from functions.core.observability import count, logger, metrics, tracer
 from functions.core.settings import get_settings
+from functions.data.attachments import AttachmentStore
 from functions.data.messages import MessageRepository
 
 # The identity DynamoDB puts on the REMOVE records of items its TTL deleted.
@@ -52,6 +54,12 @@ def messages() -> MessageRepository:
     return MessageRepository(aws.client("dynamodb"), get_settings(Settings).messages_table)
 
 
+@functools.cache
+def attachments() -> AttachmentStore:
+    """The container's store of the attachments bucket, on the container's settings."""
+    return AttachmentStore(aws.client("s3"), get_settings(Settings).attachments_bucket)
+
+
 def removal_cause(record: DynamoDBRecord) -> str:
     """``"ttl"`` when DynamoDB's TTL expired the session, ``"delete"`` when a caller did."""
     identity = record.user_identity
@@ -60,7 +68,8 @@ def removal_cause(record: DynamoDBRecord) -> str:
 
 
 def clean(record: DynamoDBRecord) -> int:
-    """Delete the messages of the session a ``REMOVE`` record names; returns how many.
+    """Delete the messages and attachments of the session a ``REMOVE`` record names; returns
+    how many messages.
 
     Other records are skipped (0). Any failure propagates, so the batch processor reports
     this record as a batch item failure and Lambda retries it.
@@ -77,12 +86,17 @@ def clean(record: DynamoDBRecord) -> int:
     details = {"session_id": session_id, "cause": cause, "event_id": record.event_id}
     try:
         deleted = messages().delete_all(session_id)
+        files = attachments().delete_session(session_id)
     except Exception:
-        logger.exception("could not delete the messages of a removed session", extra=details)
+        logger.exception("could not delete the data of a removed session", extra=details)
         count("SessionCleanupFailures")
         raise
-    logger.info("deleted the messages of a removed session", extra={**details, "deleted": deleted})
+    logger.info(
+        "deleted the messages and attachments of a removed session",
+        extra={**details, "deleted": deleted, "attachments_deleted": files},
+    )
     metrics.add_metric(name="MessagesDeleted", unit=MetricUnit.Count, value=deleted)
+    metrics.add_metric(name="AttachmentsDeleted", unit=MetricUnit.Count, value=files)
     count("SessionsCleaned")
     return deleted
 

@@ -12,10 +12,15 @@ from functions.core.settings import FunctionSettings, required
 
 @dataclass(frozen=True)
 class Settings(FunctionSettings):
-    """The messages table alone: the removed session's key arrives in the stream record."""
+    """The messages table and the attachments bucket: the removed session's key arrives in the
+    stream record."""
 
     messages_table: str
+    attachments_bucket: str
 
     @classmethod
     def read(cls, env: Mapping[str, str]) -> Self:
-        return cls(messages_table=required(env, Env.MESSAGES_TABLE))
+        return cls(
+            messages_table=required(env, Env.MESSAGES_TABLE),
+            attachments_bucket=required(env, Env.ATTACHMENTS_BUCKET),
+        )

@@ -40,6 +40,9 @@ READ_TIMEOUT_SECONDS = {
     "dynamodb": deadline.DYNAMODB_READ_SECONDS,
 }
 MAX_POOL_CONNECTIONS = 20
+# S3 presigned POSTs (attachment uploads) signed with SigV4, which every region accepts; some
+# regions refuse the SigV2 forms botocore may otherwise sign.
+SIGNATURE_VERSIONS = {"s3": "s3v4"}
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str | None], Any] = {}
@@ -108,6 +111,7 @@ def _new_client(
         retries={"mode": "adaptive", **(retries or {})},
         max_pool_connections=MAX_POOL_CONNECTIONS,
         tcp_keepalive=True,
+        signature_version=SIGNATURE_VERSIONS.get(service),
     )
     if _session is None:
         _session = boto3.session.Session()

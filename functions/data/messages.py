@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
@@ -23,6 +24,7 @@ from functions.domain.errors import NotFound, Throttled
 from functions.domain.models import (
     MESSAGE_STATUSES,
     RATINGS,
+    AttachmentRef,
     Citation,
     Feedback,
     Message,
@@ -375,6 +377,9 @@ def _message_item(message: Message) -> dict[str, Any]:
             "model_id": message.model_id if answer else None,
             "feedback": _feedback_value(message.feedback) if message.feedback else None,
             "feedback_at": message.feedback.given_at if message.feedback else None,
+            "attachments": (
+                [asdict(ref) for ref in message.attachments] if message.attachments else None
+            ),
         }
     )
 
@@ -423,4 +428,8 @@ def message_from_item(item: Mapping[str, Any]) -> Message:
         superseded_by=values.get("superseded_by"),
         model_id=values.get("model_id"),
         feedback=_feedback(values),
+        attachments=tuple(
+            AttachmentRef(**{**ref, "size": int(ref["size"])})  # a number in a list: Decimal
+            for ref in values.get("attachments") or ()
+        ),
     )

@@ -28,7 +28,7 @@ from functions.data.pagination import TokenSigner, derived_key
 from functions.data.quota import AnswerLeases, UsageLedger
 from functions.data.sessions import SESSION_NOT_FOUND, SessionRepository, session_from_item
 from functions.domain.errors import Conflict, NotFound, Throttled
-from functions.domain.models import Message, Session
+from functions.domain.models import AttachmentRef, Message, Session
 
 if TYPE_CHECKING:
     from functions.core.chat_settings import ChatSettings
@@ -88,7 +88,13 @@ class Store:
             answers=GeneratingAnswers(client, settings.usage_table),
         )
 
-    def begin_turn(self, user_id: str, session: Session, content: str) -> Message:
+    def begin_turn(
+        self,
+        user_id: str,
+        session: Session,
+        content: str,
+        attachments: tuple[AttachmentRef, ...] = (),
+    ) -> Message:
         """Store the question and reserve its answer's slot: both or neither, and only in the
         caller's live session.
 
@@ -112,6 +118,7 @@ class Store:
                     content=content,
                     created_at=timestamp(utc_now()),
                     answer_by=_answer_by(),
+                    attachments=attachments,
                 )
             items = [
                 self.sessions.reserve(user_id, session.session_id, seen, 2),
@@ -126,7 +133,12 @@ class Store:
         raise Throttled("too many concurrent turns in this session; retry later")
 
     def replace_turn(
-        self, user_id: str, session: Session, replaced: tuple[Message, Message], content: str
+        self,
+        user_id: str,
+        session: Session,
+        replaced: tuple[Message, Message],
+        content: str,
+        attachments: tuple[AttachmentRef, ...] = (),
     ) -> Message:
         """Store a new version of the session's last turn (regenerate: the same ``content``,
         edit: another): :meth:`begin_turn` at the end of the session, and in the same
@@ -150,6 +162,7 @@ class Store:
             answer_by=_answer_by(),
             version=question.version + 1,
             replaces=question.message_id,
+            attachments=attachments,
         )
         items = [
             self.sessions.reserve(user_id, session.session_id, seen, 2),

@@ -100,6 +100,14 @@ class KeyReused(DomainError):
     status = 422
 
 
+class AttachmentRejected(DomainError):
+    """An attachment the model could not take: a type Converse does not accept, a size over its
+    format's limit, or content that is not what it claims to be. The message names the rule."""
+
+    code = "attachment_rejected"
+    status = 422
+
+
 class Throttled(DomainError):
     """AWS kept saying "slow down" after botocore's retries; the client should retry later."""
 

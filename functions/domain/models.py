@@ -118,6 +118,17 @@ class Feedback:
 
 
 @dataclass(frozen=True)
+class AttachmentRef:
+    """An uploaded file a question sent the model: what its history keeps (the bytes stay in
+    the attachments bucket, ``sessions/<session_id>/<attachment_id>``, until they expire)."""
+
+    attachment_id: str
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Message:
     """One stored turn; ``seq`` (1, 2, ...) orders a session's turns, allocated atomically."""
 
@@ -145,6 +156,8 @@ class Message:
     # the session's model stands in), and the caller's rating of it, if any.
     model_id: str | None = None
     feedback: Feedback | None = None
+    # Questions only: the files sent with it, as references.
+    attachments: tuple[AttachmentRef, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from functions.contract import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, REST_ROUTES
 from functions.main import errors
 from functions.main.routers import (
+    attachments,
     export,
     feedback,
     health,
@@ -35,7 +36,17 @@ app = FastAPI(
     # cookie-authenticated browsers against CSRF; this API takes bearer tokens only.)
     strict_content_type=False,
 )
-for resource in (health, sessions, messages, me, knowledge_bases, usage, feedback, export):
+for resource in (
+    health,
+    sessions,
+    messages,
+    me,
+    knowledge_bases,
+    usage,
+    feedback,
+    export,
+    attachments,
+):
     app.include_router(resource.router)
 
 errors.install(app)

@@ -18,8 +18,10 @@ from fastapi.security import HTTPBearer
 from functions.chat.knowledge_bases import KnowledgeBaseService
 from functions.chat.service import ChatService
 from functions.contract import IDEMPOTENCY_WINDOW_SECONDS
+from functions.core import aws
 from functions.core.identity import user_id_from
 from functions.core.settings import get_settings
+from functions.data.attachments import AttachmentStore
 from functions.data.idempotency import KEY_PATTERN
 from functions.data.pagination import MAX_TOKEN_LENGTH
 from functions.data.turns import Store
@@ -53,7 +55,15 @@ async def store(config: Annotated[Settings, Depends(settings)]) -> Store:
 async def chat_service(
     config: Annotated[Settings, Depends(settings)], repositories: Annotated[Store, Depends(store)]
 ) -> ChatService:
-    return ChatService(config, repositories)
+    return ChatService(
+        config,
+        repositories,
+        attachments=AttachmentStore(aws.client("s3"), config.attachments_bucket),
+    )
+
+
+async def attachment_store(config: Annotated[Settings, Depends(settings)]) -> AttachmentStore:
+    return AttachmentStore(aws.client("s3"), config.attachments_bucket)
 
 
 async def knowledge_base_service(
@@ -74,6 +84,7 @@ Config = Annotated[Settings, Depends(settings)]
 Repositories = Annotated[Store, Depends(store)]
 Chat = Annotated[ChatService, Depends(chat_service)]
 KnowledgeBases = Annotated[KnowledgeBaseService, Depends(knowledge_base_service)]
+Attachments = Annotated[AttachmentStore, Depends(attachment_store)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
 NextToken = Annotated[str | None, Query(max_length=MAX_TOKEN_LENGTH)]
 IdempotencyKey = Annotated[

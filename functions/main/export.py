@@ -67,14 +67,22 @@ class MarkdownRenderer(Renderer):
 
     def message(self, message: Message) -> str:
         """One message: a heading with its role and time, its status when it is not complete,
-        its content, the citations under it as a numbered list, and the caller's rating.
-        Attachments, when messages have them, belong here too."""
+        its content, the files it was sent with (their names: the bytes are not exported),
+        the citations under it as a numbered list, and the caller's rating."""
         parts = [f"## {ROLE_NAMES[message.role]} · {message.created_at}"]
         if message.status != "complete":
             reason = f" ({message.stop_reason})" if message.stop_reason else ""
             parts.append(f"*Status: {message.status}{reason}*")
         if message.content:
             parts.append(message.content)
+        if message.attachments:
+            parts.append(
+                "Attachments:\n\n"
+                + "\n".join(
+                    f"- `{ref.name}` ({ref.content_type}, {ref.size:,} bytes)"
+                    for ref in message.attachments
+                )
+            )
         if message.citations:
             parts.append(
                 "Sources:\n\n"

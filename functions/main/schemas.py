@@ -17,6 +17,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from functions.contract import MAX_DOCUMENTS_PER_MESSAGE, MAX_IMAGES_PER_MESSAGE
+from functions.domain.attachments import ATTACHMENT_ID, MAX_ATTACHMENTS_PER_MESSAGE, MAX_NAME_CHARS
 from functions.domain.content import MAX_CONTENT_CHARS, content_problem
 from functions.domain.errors import ERROR_CODES
 from functions.domain.models import (
@@ -37,6 +39,8 @@ Title = Annotated[
 ModelId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 KnowledgeBaseId = Annotated[str, StringConstraints(pattern=KNOWLEDGE_BASE_ID_PATTERN)]
+# An attachment id, as the upload route makes them (a UUID).
+AttachmentId = Annotated[str, StringConstraints(pattern=f"^{ATTACHMENT_ID.pattern}$")]
 
 # Every code of the one error model (functions.domain.errors), in its order.
 ErrorCode = Literal[ERROR_CODES]  # type: ignore[valid-type]
@@ -133,6 +137,24 @@ class MessageCreate(_Request):
             "The replaced question and answer are kept, with `superseded_by`."
         ),
     )
+    attachments: list[AttachmentId] = Field(
+        default_factory=list,
+        max_length=MAX_ATTACHMENTS_PER_MESSAGE,
+        description=(
+            "Ids of this session's uploads (`POST .../attachments`) to send with the question: "
+            f"at most {MAX_IMAGES_PER_MESSAGE} images and {MAX_DOCUMENTS_PER_MESSAGE} documents, "
+            "each once. Each is checked by its content before the model is called (422 "
+            "`attachment_rejected` naming the id and the rule, also for one expired or never "
+            "uploaded). A regenerate without `content` reuses the replaced question's."
+        ),
+    )
+
+    @field_validator("attachments")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("names an attachment more than once")
+        return value
 
     @field_validator("content")
     @classmethod
@@ -232,6 +254,13 @@ class FeedbackOut(_Output):
     given_at: str = Field(description="When it was given or last replaced (ISO-8601 UTC).")
 
 
+class AttachmentRefOut(_Output):
+    attachment_id: str
+    name: str = Field(description="The uploaded file's name, as stored (`x-amz-meta-name`).")
+    content_type: str
+    size: int = Field(description="Bytes.")
+
+
 class MessageOut(_Output):
     message_id: str
     session_id: str
@@ -275,6 +304,10 @@ class MessageOut(_Output):
     feedback: FeedbackOut | None = Field(
         default=None,
         description="Answers only: the caller's rating (`PUT .../feedback`), null when none.",
+    )
+    attachments: list[AttachmentRefOut] = Field(
+        default_factory=list,
+        description="Questions only: the files sent with it (references; the bytes expire).",
     )
 
 
@@ -343,3 +376,28 @@ class UsageResponse(BaseModel):
     max_concurrent_answers: int | None = Field(
         description="Answers the caller may have generating at once; null: no limit."
     )
+
+
+class AttachmentCreate(_Request):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)] = Field(
+        description="The file's name; kept (ASCII letters, digits, spaces, `._()[]-`) as the "
+        "object's `x-amz-meta-name`."
+    )
+    content_type: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        description="One of the accepted types (docs/functions.md, Attachments); the upload "
+        "must send exactly this `Content-Type`."
+    )
+    size: int = Field(ge=1, description="Bytes; at most the format's limit.")
+
+
+class PresignedPostOut(BaseModel):
+    url: str = Field(description="Where to POST the form (multipart/form-data).")
+    fields: dict[str, str] = Field(
+        description="Form fields to send as they are, before the file field (`file`)."
+    )
+
+
+class AttachmentUploadOut(BaseModel):
+    attachment_id: str = Field(description="What a message names the attachment by.")
+    upload: PresignedPostOut
+    expires_at: int = Field(description="Epoch seconds: the upload form is refused after it.")

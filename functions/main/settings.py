@@ -1,5 +1,5 @@
-"""The main (REST) function's settings: the chat settings, the pagination key's ARN, and the
-CORS origins."""
+"""The main (REST) function's settings: the chat settings, the pagination key's ARN, the
+attachments bucket, and the CORS origins."""
 
 from __future__ import annotations
 
@@ -19,10 +19,16 @@ class Settings(ChatSettings):
 
     # The KMS HMAC key that next_token's signing key is derived from (functions.data.pagination).
     pagination_key_arn: str
+    # The bucket the attachment uploads go to (functions.data.attachments).
+    attachments_bucket: str
 
     @classmethod
     def read(cls, env: Mapping[str, str]) -> Self:
-        return cls(**cls.chat_fields(env), pagination_key_arn=required(env, Env.PAGINATION_KEY_ARN))
+        return cls(
+            **cls.chat_fields(env),
+            pagination_key_arn=required(env, Env.PAGINATION_KEY_ARN),
+            attachments_bucket=required(env, Env.ATTACHMENTS_BUCKET),
+        )
 
 
 def cors_origins(environ: Mapping[str, str] | None = None) -> list[str]:

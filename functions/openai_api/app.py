@@ -32,9 +32,10 @@ from starlette.concurrency import run_in_threadpool
 
 from functions.chat.service import ChatService
 from functions.contract import OPENAI_BASE_PATH, REST_INTEGRATION_TIMEOUT_SECONDS
-from functions.core import deadline
+from functions.core import aws, deadline
 from functions.core.observability import logger
 from functions.core.settings import get_settings
+from functions.data.attachments import AttachmentStore
 from functions.data.turns import Store
 from functions.domain.errors import client_input
 from functions.openai_api import errors, invocation
@@ -97,7 +98,11 @@ def _bound(limit: deadline.Deadline, work: Callable[..., T], *args: Any) -> T:
 
 def _turn(user_id: str, completion: CompletionRequest, binding: Binding) -> Turn:
     settings = get_settings(Settings)
-    chat = ChatService(settings, Store.from_settings(settings))
+    chat = ChatService(
+        settings,
+        Store.from_settings(settings),
+        attachments=AttachmentStore(aws.client("s3"), settings.attachments_bucket),
+    )
     return Turn.resolve(chat, user_id, completion, binding)
 
 

@@ -113,6 +113,11 @@ class Turn:
         elif request.model not in settings.bedrock_models:
             allowed = ", ".join(settings.bedrock_models)
             raise InvalidParameter("model", f"model must be one of: {allowed}")
+        if request.attachments and binding.session_id is None:
+            raise InvalidParameter(
+                OPENAI_SESSION_HEADER,
+                f"file parts name uploads of a session: send {OPENAI_SESSION_HEADER} with them",
+            )
         if binding.knowledge_base_id is not None and not settings.knowledge_bases_enabled:
             raise InvalidParameter(
                 OPENAI_KNOWLEDGE_BASE_HEADER, "knowledge bases are not enabled on this deployment"
@@ -166,6 +171,7 @@ class Turn:
             self.request.question,
             lease_seconds=lease,
             options=options,
+            attachments=self.request.attachments,
         )
 
     def stream(self, bound: deadline.Deadline) -> ChatStream:
@@ -184,6 +190,7 @@ class Turn:
             time_left,
             lease_seconds=lease,
             options=options,
+            attachments=self.request.attachments,
         )
 
     def logged(self, reply: ChatReply) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 from functions.chat.prompting import base_model
 from functions.chat.service import COMPLETE_STOP_REASONS, TurnOptions
 from functions.core.observability import GUARDRAIL_INTERVENED
+from functions.domain.attachments import attachment_ids
 from functions.domain.content import content_problem
+from functions.domain.errors import BadRequest
 from functions.domain.models import Role, Usage
 from functions.openai_api.errors import InvalidParameter
 
@@ -102,6 +104,7 @@ class CompletionRequest:
     include_usage: bool
     options: TurnOptions
     user: str | None
+    attachments: tuple[str, ...] = ()  # the question's file parts: uploads of the bound session
 
     def fingerprint(self) -> dict[str, Any]:
         """What a repeat with the same Idempotency-Key must match; the transport (``stream``)
@@ -118,7 +121,7 @@ class CompletionRequest:
                 "instructions": list(self.options.instructions),
             },
             "user": self.user,
-        }
+        } | ({"attachments": list(self.attachments)} if self.attachments else {})
 
 
 def parse_request(body: object) -> CompletionRequest:
@@ -137,7 +140,7 @@ def parse_request(body: object) -> CompletionRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidParameter("model", "model is required: one of the ids /v1/models lists")
-    instructions, history, question = _messages(body.get("messages"))
+    instructions, history, question, attachments = _messages(body.get("messages"))
     stream = _optional(body, "stream", bool) or False
     include_usage = _stream_options(body.get("stream_options"), stream=stream)
     return CompletionRequest(
@@ -154,6 +157,7 @@ def parse_request(body: object) -> CompletionRequest:
             instructions=instructions,
         ),
         user=_optional(body, "user", str),
+        attachments=attachments,
     )
 
 
@@ -165,11 +169,15 @@ def _optional(body: Mapping[str, Any], name: str, kind: type[bool] | type[str]) 
     return value
 
 
-def _messages(raw: object) -> tuple[tuple[str, ...], tuple[tuple[Role, str], ...], str]:
+def _messages(
+    raw: object,
+) -> tuple[tuple[str, ...], tuple[tuple[Role, str], ...], str, tuple[str, ...]]:
+    """Instructions, history, the question and its file parts' attachment ids."""
     if not isinstance(raw, list) or not raw:
         raise InvalidParameter("messages", "messages must be a non-empty list")
     instructions: list[str] = []
     turns: list[tuple[Role, str]] = []
+    files: list[tuple[int, list[str]]] = []  # (message index, its file ids)
     for index, message in enumerate(raw):
         param = f"messages[{index}]"
         if not isinstance(message, Mapping):
@@ -184,7 +192,8 @@ def _messages(raw: object) -> tuple[tuple[str, ...], tuple[tuple[Role, str], ...
                 raise InvalidParameter(
                     f"{param}.{name}", f"{param}.{name} is not supported (text messages only)"
                 )
-        text = _text(message.get("content"), f"{param}.content")
+        text, file_ids = _text(message.get("content"), f"{param}.content")
+        files.append((index, file_ids))
         if role in INSTRUCTION_ROLES:
             instructions.append(text)
         elif role in ("user", "assistant"):
@@ -202,20 +211,57 @@ def _messages(raw: object) -> tuple[tuple[str, ...], tuple[tuple[Role, str], ...
         raise InvalidParameter(
             "messages", "the last user or assistant message must be the user's question"
         )
-    return tuple(instructions), tuple(turns[:-1]), turns[-1][1]
+    return tuple(instructions), tuple(turns[:-1]), turns[-1][1], _question_files(raw, files)
 
 
-def _text(content: object, param: str) -> str:
-    """A message's text: a string, or OpenAI's list of text parts (joined by blank lines)."""
+def _question_files(raw: list[Any], files: list[tuple[int, list[str]]]) -> tuple[str, ...]:
+    """The file ids of the question; file parts anywhere else are refused (earlier messages'
+    files are not sent again)."""
+    question = max(
+        index for index, message in enumerate(raw) if message.get("role") in ("user", "assistant")
+    )
+    for index, file_ids in files:
+        if file_ids and index != question:
+            raise InvalidParameter(
+                f"messages[{index}].content",
+                "file parts may be sent only with the question (the last user message)",
+            )
+    ids = [file_id for _, file_ids in files for file_id in file_ids]
+    try:
+        return attachment_ids(ids)
+    except BadRequest as error:
+        raise InvalidParameter(f"messages[{question}].content", str(error)) from None
+
+
+def _file_id(part: Mapping[str, Any], param: str) -> str:
+    """OpenAI's ``{"type": "file", "file": {"file_id": ...}}``: the id of an upload of the
+    bound session (``POST /api/v1/sessions/{id}/attachments``)."""
+    file = part.get("file")
+    if set(part) != {"type", "file"} or not isinstance(file, Mapping) or set(file) != {"file_id"}:
+        raise InvalidParameter(
+            param, "a file part is {'type': 'file', 'file': {'file_id': <attachment_id>}}"
+        )
+    if not isinstance(file["file_id"], str):
+        raise InvalidParameter(f"{param}.file.file_id", "file_id must be an attachment id")
+    return file["file_id"]
+
+
+def _text(content: object, param: str) -> tuple[str, list[str]]:
+    """A message's text: a string, or OpenAI's list of text parts (joined by blank lines),
+    and the attachment ids of its file parts."""
+    file_ids: list[str] = []
     if isinstance(content, list):
         texts = []
         for index, part in enumerate(content):
             kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind == "file":
+                file_ids.append(_file_id(part, f"{param}[{index}]"))
+                continue
             if kind != "text":
                 raise InvalidParameter(
                     f"{param}[{index}]",
-                    f"content parts must be text ({{'type': 'text', 'text': ...}}), "
-                    f"not {kind or 'this'}: this API takes no images, audio or files",
+                    f"content parts must be text ({{'type': 'text', 'text': ...}}) or file, "
+                    f"not {kind or 'this'}: this API takes no images or audio parts",
                 )
             extra = sorted(set(part) - {"type", "text"})
             if extra:
@@ -230,7 +276,7 @@ def _text(content: object, param: str) -> str:
     problem = content_problem(content)
     if problem is not None:
         raise InvalidParameter(param, f"{param}: {problem}")
-    return content  # type: ignore[return-value]  # content_problem checked it is a str
+    return content, file_ids  # type: ignore[return-value]  # content_problem checked it
 
 
 def _stream_options(raw: object, *, stream: bool) -> bool:

@@ -28,6 +28,7 @@ from functions.core.aws_errors import for_client
 from functions.core.identity import user_id_from
 from functions.core.observability import count, logger, metrics, tracer
 from functions.core.settings import get_settings
+from functions.data.attachments import AttachmentStore
 from functions.data.connections import ConnectionRepository
 from functions.data.turns import Store
 from functions.domain.errors import BadRequest
@@ -83,7 +84,11 @@ def on_message(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[
             )
         else:
             answer(
-                ChatService(config, Store.from_settings(config)),
+                ChatService(
+                    config,
+                    Store.from_settings(config),
+                    attachments=AttachmentStore(aws.client("s3"), config.attachments_bucket),
+                ),
                 poster,
                 _user_of(event, config),
                 request,

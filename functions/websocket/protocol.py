@@ -3,7 +3,7 @@
 * ``{"action": "sendMessage", "session_id", "content", "idempotency_key"?, "replaces"?}``: a
   chat turn. With ``replaces`` (the ``message_id`` of the session's last question) it is a new
   version of that turn: the same question again without ``content`` (regenerate), the edited
-  one with it, as on REST. With
+  one with it, as on REST. ``attachments``: ids of the session's uploads, as on REST. With
   an ``idempotency_key``, the ``start`` frame and any ``error`` frame answering it echo the key,
   so a client that shares one connection between turns can tell its turn's frames from the
   first one on; every later frame of the answer carries its ``message_id``.
@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_websocket_event im
 from functions.chat.service import validate_content
 from functions.contract import MAX_WEBSOCKET_MESSAGE_BYTES
 from functions.data.idempotency import checked_key
+from functions.domain.attachments import attachment_ids
 from functions.domain.errors import BadRequest, client_input
 
 MAX_SESSION_ID_CHARS = 128
@@ -43,6 +44,7 @@ class SendMessage:
     content: str | None  # None only with ``replaces``: a regenerate
     idempotency_key: str | None = None
     replaces: str | None = None
+    attachments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ def parse(event: APIGatewayWebSocketEvent) -> Request:
         content=None if content is None and replaces else validate_content(content),
         idempotency_key=None if key is None else checked_key(key),
         replaces=replaces,
+        attachments=attachment_ids(payload.get("attachments", [])),
     )
 
 

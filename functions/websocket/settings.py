@@ -18,6 +18,7 @@ class Settings(ChatSettings):
 
     websocket_callback_url: str  # the API Gateway management endpoint frames are posted to
     stream_flush_interval_ms: int  # least time between two streamed text frames; 0: no wait
+    attachments_bucket: str  # where the attachments a sendMessage names are read from
 
     @classmethod
     def read(cls, env: Mapping[str, str]) -> Self:
@@ -27,4 +28,5 @@ class Settings(ChatSettings):
             stream_flush_interval_ms=integer(
                 env, Env.STREAM_FLUSH_INTERVAL_MS, DEFAULT_STREAM_FLUSH_INTERVAL_MS, 0
             ),
+            attachments_bucket=required(env, Env.ATTACHMENTS_BUCKET),
         )

@@ -75,6 +75,8 @@ def answer(
     payload = {"session_id": request.session_id, "content": request.content}
     if request.replaces is not None:  # as before for a plain turn: its stored keys still match
         payload["replaces"] = request.replaces
+    if request.attachments:
+        payload["attachments"] = list(request.attachments)
     lease = context.get_remaining_time_in_millis() // 1000 + 1
     outcome = once(chat.store.idempotency, scope, payload, stream, lease_seconds=lease)
     if outcome.replayed:
@@ -121,6 +123,7 @@ def stream_answer(
         cancel_every=cancel_interval(flush_interval),
         replaces=request.replaces,
         title_beside=False,
+        attachments=request.attachments,
     )
     chunks = partial(frames.chunks, stream.session_id, stream.message_id)
     with StreamSender(poster, chunks, flush_interval) as sender:

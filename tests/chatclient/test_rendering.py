@@ -125,7 +125,7 @@ class FakeClient:
     ) -> dict[str, Any]:
         return {"session_id": "s-1", "title": title}
 
-    def stream(self, session_id: str, content: str) -> Turn:
+    def stream(self, session_id: str, content: str, **_: Any) -> Turn:
         frames: Iterator[dict[str, Any]] = iter(self.frames)
         return Turn(frames, session_id, "k")
 

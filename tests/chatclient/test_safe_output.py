@@ -94,7 +94,7 @@ class Hostile:
     def create_session(self, title: str | None, **_: Any) -> dict[str, Any]:
         return {"session_id": self.text, "title": self.text}
 
-    def stream(self, session_id: str, content: str) -> Turn:
+    def stream(self, session_id: str, content: str, **_: Any) -> Turn:
         frames: Iterator[dict[str, Any]] = iter(
             [
                 {"type": "start", "message_id": "m", "idempotency_key": "k"},

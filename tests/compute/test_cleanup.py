@@ -70,11 +70,14 @@ def test_the_failure_queue_is_encrypted_with_the_stack_key_and_keeps_messages_14
     assert "sqs_managed_sse_enabled" not in queue
 
 
-def test_the_function_reads_only_the_messages_table_name(dev: Synth) -> None:
+def test_the_function_reads_only_the_messages_table_and_the_bucket_names(dev: Synth) -> None:
     variables = function(dev, CLEANUP.suffix)["environment"]["variables"]
     assert set(variables) == set(FUNCTION_ENV[CLEANUP.key])
     assert variables[Env.MESSAGES_TABLE] == ref(
         dev, "aws_dynamodb_table", "name", name=f"{PREFIX}-messages"
+    )
+    assert variables[Env.ATTACHMENTS_BUCKET] == ref(
+        dev, "aws_s3_bucket", "bucket", bucket=f"{PREFIX}-attachments"
     )
     assert Env.SESSIONS_TABLE not in variables
 
@@ -85,6 +88,7 @@ def test_the_cleanup_role_is_exactly_its_statements(dev: Synth) -> None:
     statements = {s["sid"]: s for s in statements_of_role(dev, f"{PREFIX}-{CLEANUP.suffix}")}
     sessions = ref(dev, "aws_dynamodb_table", "arn", name=f"{PREFIX}-sessions")
     logs = ref(dev, "aws_cloudwatch_log_group", "arn", name=f"/aws/lambda/{PREFIX}-session-cleanup")
+    bucket = ref(dev, "aws_s3_bucket", "arn", bucket=f"{PREFIX}-attachments")
     assert statements == {
         "Logs": {
             "sid": "Logs",
@@ -119,6 +123,20 @@ def test_the_cleanup_role_is_exactly_its_statements(dev: Synth) -> None:
             "sid": "CleanupFailures",
             "actions": ["sqs:SendMessage"],
             "resources": [ref(dev, "aws_sqs_queue", "arn", name=QUEUE)],
+        },
+        # A removed session's attachments: list its prefix only, delete under sessions/ only.
+        "AttachmentListing": {
+            "sid": "AttachmentListing",
+            "actions": ["s3:ListBucket"],
+            "resources": [bucket],
+            "condition": [
+                {"test": "StringLike", "variable": "s3:prefix", "values": ["sessions/*"]}
+            ],
+        },
+        "AttachmentDeletes": {
+            "sid": "AttachmentDeletes",
+            "actions": ["s3:DeleteObject"],
+            "resources": [f"{bucket}/sessions/*"],
         },
         "Tracing": {
             "sid": "Tracing",

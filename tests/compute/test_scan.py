@@ -17,7 +17,8 @@ from tests.compute.conftest import ROOT
 from tools.scan import ScanError, SkipList, classify, environment_of, render
 
 CHECKOV = ROOT / ".checkov"
-PROD_BUDGET = 6
+# Six for the APIs and functions, four for the attachments bucket (.checkov/prod.yaml says why).
+PROD_BUDGET = 10
 # What dev's configuration switches off, and so the only skips dev may add to prod's.
 DEV_SWITCHED_OFF = {
     "CKV_AWS_117": "vpc_id",

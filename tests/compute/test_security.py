@@ -171,8 +171,8 @@ def test_every_rest_method_has_the_parameter_validator(dev: Synth) -> None:
     session = "method.request.path.session_id"
     message = "method.request.path.message_id"
     # GET/PATCH/DELETE/OPTIONS on {session_id}, GET/POST/OPTIONS on {session_id}/messages,
-    # GET/OPTIONS on {session_id}/export
-    assert required[(session,)] == 9
+    # GET/OPTIONS on {session_id}/export, POST/OPTIONS on {session_id}/attachments
+    assert required[(session,)] == 11
     # PUT/OPTIONS on {session_id}/messages/{message_id}/feedback
     assert required[(message, session)] == 2
     assert set(required) == {(), (session,), (message, session)}

@@ -651,6 +651,8 @@ def test_outputs_have_the_spec_names(dev: Synth) -> None:
         "lambda_jwt_authorizer_function_name",
         "lambda_session_cleanup_function_name",
         "dynamodb_sessions_table_name",
+        "s3_attachments_bucket_name",
+        "s3_attachments_bucket_arn",
         "compute_config",
     }
     assert outputs["api_gateway_rest_api_url"]["value"] == ref(
@@ -669,8 +671,9 @@ def test_outputs_have_the_spec_names(dev: Synth) -> None:
 
 def test_data_sources_are_only_lookups(dev: Synth) -> None:
     assert set(dev["data"]) == {"aws_caller_identity", "aws_iam_policy_document", "aws_partition"}
-    # Two trust policies, one policy per function role, one for API Gateway logging.
-    assert len(data(dev, "aws_iam_policy_document")) == 2 + len(FUNCTIONS) + 1
+    # Two trust policies, one policy per function role, one for API Gateway logging, the
+    # attachments bucket's policy.
+    assert len(data(dev, "aws_iam_policy_document")) == 2 + len(FUNCTIONS) + 1 + 1
 
 
 # Session titles --------------------------------------------------------------------------------

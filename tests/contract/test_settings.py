@@ -66,6 +66,7 @@ VALID = {
     Env.TITLE_MODEL_ID: "model-a",
     Env.STREAM_FLUSH_INTERVAL_MS: "100",
     Env.PAGINATION_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/0d3c8b1e-5f0a",
+    Env.ATTACHMENTS_BUCKET: "chat-dev-attachments",
     Env.WEBSOCKET_CALLBACK_URL: "https://abc.execute-api.us-east-1.amazonaws.com/v1",
     Env.CORS_ALLOWED_ORIGINS: "*",
     Env.JWT_ISSUER: "https://idp.example.com",

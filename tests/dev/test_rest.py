@@ -288,7 +288,7 @@ def _cleanup_logged(logs: Logs, session_id: str) -> str | None:
     for source, line in list(logs.lines):
         if source.endswith("-session-cleanup") and session_id in line and line.startswith("{"):
             record = json.loads(line)
-            if record.get("message") == "deleted the messages of a removed session":
+            if record.get("message") == "deleted the messages and attachments of a removed session":
                 return record["cause"]
     return None
 
@@ -353,6 +353,33 @@ def test_the_dev_token_command_prints_a_token_the_server_accepts(
     )
     assert response.status_code == 200
     assert jwt.decode(token, options={"verify_signature": False})["sub"] == "zoe"
+
+
+def test_an_attachment_uploads_through_the_presigned_post(dev: DevServer, alice: Api) -> None:
+    """The bucket exists in the dev server's S3 (created from the stack), the main function
+    signs the form for it, and the form posts there as the chat client posts it."""
+    session_id = alice.create_session()["session_id"]
+    data = b"# notes\n"
+    response = alice.http.post(
+        f"/api/v1/sessions/{session_id}/attachments",
+        json={"name": "notes.md", "content_type": "text/markdown", "size": len(data)},
+    )
+    assert response.status_code == 200, response.text
+    upload = response.json()["upload"]
+    posted = httpx.post(upload["url"], data=upload["fields"], files={"file": ("f", data)})
+    assert posted.status_code == 204, posted.text
+    [bucket] = dev.stack.buckets.values()
+    assert dev.moto is not None
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=dev.moto.url,
+        region_name=dev.stack.region,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    stored = s3.get_object(Bucket=bucket, Key=upload["fields"]["key"])
+    assert stored["Body"].read() == data
+    assert stored["Metadata"] == {"name": "notes.md"}
 
 
 def test_regenerate_over_rest_and_edit_through_the_chat_client(dev: DevServer, alice: Api) -> None:

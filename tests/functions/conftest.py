@@ -122,4 +122,5 @@ class SessionCleanup:
 @pytest.fixture
 def session_cleanup(app_env: dict[str, str]) -> SessionCleanup:
     cleanup.messages.cache_clear()
+    cleanup.attachments.cache_clear()
     return SessionCleanup(app_env[Env.SESSIONS_TABLE])

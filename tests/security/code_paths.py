@@ -20,6 +20,7 @@ its :class:`Run`.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -52,6 +53,9 @@ from functions.contract import (
     REQUEST_CONTEXT_HEADER,
     SESSIONS,
     WEBSOCKET,
+    Env,
+    attachment_key,
+    attachments_prefix,
 )
 from functions.core import aws
 from functions.core.settings import get_settings
@@ -82,6 +86,8 @@ _FOREIGN = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_MAX_A
 # Tried with every user right after the setup budget: granted to no function.
 NEVER_GRANTED = ("dynamodb:Scan", "dynamodb:DeleteTable")
 _NO_SESSION = "00000000-0000-4000-8000-000000000000"
+# Put in the kept session by main, read by the WebSocket and OpenAI-compatible functions.
+_WS_ATTACHMENT = "00000000-0000-4000-8000-00000000a77a"
 _EXPIRED_SESSION = "11111111-1111-4111-8111-111111111111"  # the cleanup run's orphan maker
 
 
@@ -320,6 +326,7 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         ),
         _status(404),
     )
+    attachment_upload(run, steps, rest, path)
     steps.check("GET /knowledge-bases", lambda: rest.call("GET", "/knowledge-bases"), _status(200))
     steps.check(
         "GET /usage",
@@ -332,7 +339,51 @@ def main_paths(run: Run, models: tuple[str, ...]) -> str | None:
         lambda: rest.call("POST", "/sessions", body={}),
         _status(201),
     )
-    return kept.json["session_id"] if kept else None
+    if not kept:
+        return None
+    kept_id = kept.json["session_id"]
+    # An attachment for the WebSocket's sendMessage (whose role may read but not put one).
+    aws.client("s3").put_object(
+        Bucket=os.environ[Env.ATTACHMENTS_BUCKET],
+        Key=attachment_key(kept_id, _WS_ATTACHMENT),
+        Body=b"a,b\n1,2\n",
+        ContentType="text/csv",
+        Metadata={"name": "table.csv"},
+    )
+    return kept_id
+
+
+def attachment_upload(run: Run, steps: _Steps, rest: Rest, path: str) -> None:
+    """POST .../attachments signs a form (no AWS call); S3 authorizes the upload it allows as
+    ``s3:PutObject`` on the form's bucket and key with main's credentials, so that is the call
+    recorded for main, read off the signed form itself."""
+    declared = {"name": "notes.md", "content_type": "text/markdown", "size": 12}
+    answer = steps.check(
+        "POST /sessions/{id}/attachments",
+        lambda: rest.call("POST", f"{path}/attachments", body=declared),
+        lambda r: r.status == 200 and r.json["upload"]["fields"]["key"].startswith("sessions/"),
+    )
+    if not answer:
+        return
+    upload = answer.json["upload"]
+    policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+    [bucket] = [c["bucket"] for c in policy["conditions"] if isinstance(c, dict) and "bucket" in c]
+    params = {"Bucket": bucket, "Key": upload["fields"]["key"]}
+    run.functions[MAIN.key].calls.append(Call("s3", "s3", "PutObject", params, upload["url"]))
+    # The upload itself, as the form allows it (the enforcing moto does not take form POSTs):
+    # with main's credentials, which this run is under.
+    aws.client("s3").put_object(
+        **params, Body=b"# Notes\nHi!\n", ContentType="text/markdown", Metadata={"name": "notes.md"}
+    )
+    steps.check(
+        "POST /sessions/{id}/messages with an attachment (read from S3)",
+        lambda: rest.call(
+            "POST",
+            f"{path}/messages",
+            body={"content": "Summarize", "attachments": [answer.json["attachment_id"]]},
+        ),
+        _status(200),
+    )
 
 
 def websocket_paths(
@@ -369,6 +420,11 @@ def websocket_paths(
     steps.check(
         "sendMessage (user of the connection)",
         frames_of(lambda: ws.send(connection, message)),
+        streamed,
+    )
+    steps.check(
+        "sendMessage with an attachment (read from S3)",
+        frames_of(lambda: ws.send(connection, {**message, "attachments": [_WS_ATTACHMENT]})),
         streamed,
     )
     steps.check(
@@ -503,6 +559,16 @@ def openai_paths(
     steps.check("POST /v1/chat/completions (stateless, streamed)", ask(True), answered)
     bound = {OPENAI_SESSION_HEADER: session or _NO_SESSION}
     steps.check("POST /v1/chat/completions (in a session)", ask(False, **bound), answered)
+    parts = [
+        {"type": "text", "text": "Sum it"},
+        {"type": "file", "file": {"file_id": _WS_ATTACHMENT}},
+    ]
+    with_file = {"model": models[0], "messages": [{"role": "user", "content": parts}]}
+    steps.check(
+        "POST /v1/chat/completions (in a session, with a file part read from S3)",
+        lambda: client.post(url, json=with_file, headers=caller | bound),
+        answered,
+    )
     for attempt in ("first", "repeat"):
         keyed = bound | {"Idempotency-Key": "least-privilege-openai"}
         steps.check(
@@ -573,6 +639,10 @@ def cleanup_paths(run: Run, created: Setup, url: str, main: BaseClient) -> None:
     sessions, messages = tables[SESSIONS.env], tables[MESSAGES.env]
     session = _EXPIRED_SESSION
     _orphan_messages(main, sessions, messages, session, count=30)
+    [bucket] = stack.bucket_names()
+    uploads = user_client(url, stack.region, created.credentials[MAIN.key], "s3")
+    for name in ("a.txt", "b.png"):  # as clients upload them, with main's signed forms
+        uploads.put_object(Bucket=bucket, Key=attachment_key(session, name), Body=b"x")
     streams = mapping_client("dynamodbstreams")
 
     def removals() -> dict[str, Any]:
@@ -599,6 +669,13 @@ def cleanup_paths(run: Run, created: Setup, url: str, main: BaseClient) -> None:
     )
 
     steps.check("the removed session's messages are gone", left, (0).__eq__)
+
+    def attachments_left() -> int:
+        listed = uploads_lister.list_objects_v2(Bucket=bucket, Prefix=attachments_prefix(session))
+        return int(listed.get("KeyCount", 0))
+
+    uploads_lister = user_client(url, stack.region, keys, "s3")  # the cleanup may list them
+    steps.check("the removed session's attachments are gone", attachments_left, (0).__eq__)
     failure = {"DDBStreamBatchInfo": {"shardId": "shardId-1", "batchSize": 1}}
     [queue] = created.queues.values()
     steps.check(
@@ -624,6 +701,7 @@ def _become(
     aws.reset_clients()
     derived_key.cache_clear()
     cleanup_handler.messages.cache_clear()
+    cleanup_handler.attachments.cache_clear()
     # The container's boto3 session, created fresh so it reads this function's credentials.
     patch.setattr(aws, "_session", recording_session(record.calls))
 
@@ -631,9 +709,11 @@ def _become(
 def _run(stack: Stack) -> Run:
     run = Run(stack)
     users = {spec.key: stack.statements(spec) for spec in FUNCTIONS}
-    queues = stack.queue_names()
+    queues, buckets = stack.queue_names(), stack.bucket_names()
     with (
-        enforcing_moto(setup_budget(len(users), len(queues)), stack.mac_keys()) as url,
+        enforcing_moto(
+            setup_budget(len(users), len(queues), len(buckets)), stack.mac_keys()
+        ) as url,
         BedrockFake() as bedrock,
         WsManagementFake(stage=stack.websocket_stage().name) as management,
         pytest.MonkeyPatch.context() as patch,
@@ -645,6 +725,7 @@ def _run(stack: Stack) -> Run:
             users,
             stream_view_types=stack.stream_view_types(),
             queues=queues,
+            buckets=buckets,
         )
         credentials = created.credentials
         clients = {key: user_client(url, stack.region, keys) for key, keys in credentials.items()}

@@ -59,6 +59,7 @@ os._exit(0)
 CALLS_PER_TABLE = 2
 CALLS_PER_USER = 3  # create_user, put_user_policy, create_access_key
 CALLS_PER_QUEUE = 1  # create_queue
+CALLS_PER_BUCKET = 1  # create_bucket
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,14 @@ class Credentials:
         }
 
 
-def setup_budget(users: int, queues: int = 0) -> int:
+def setup_budget(users: int, queues: int = 0, buckets: int = 0) -> int:
     """The number of setup requests: moto answers exactly these without checking."""
-    return CALLS_PER_TABLE * len(TABLES) + CALLS_PER_QUEUE * queues + CALLS_PER_USER * users
+    return (
+        CALLS_PER_TABLE * len(TABLES)
+        + CALLS_PER_QUEUE * queues
+        + CALLS_PER_BUCKET * buckets
+        + CALLS_PER_USER * users
+    )
 
 
 @contextmanager
@@ -152,16 +158,18 @@ def setup(
     *,
     stream_view_types: Mapping[str, str] | None = None,
     queues: Sequence[str] = (),
+    buckets: Sequence[str] = (),
 ) -> Setup:
     """Create every contract table under the name the stack gives it (``table_names``: table
     env var -> name), with a stream where ``stream_view_types`` (table env var -> view type)
-    has one, the ``queues``, and one user per entry of ``users`` carrying those statements
-    widened to resource ``*``."""
+    has one, the ``queues``, the ``buckets``, and one user per entry of ``users`` carrying
+    those statements widened to resource ``*``."""
     dynamodb = admin_client("dynamodb", url, region)
     iam = admin_client("iam", url, region)
     sqs = admin_client("sqs", url, region)
+    s3 = admin_client("s3", url, region)
     sent: list[str] = []
-    for client in (dynamodb, iam, sqs):
+    for client in (dynamodb, iam, sqs, s3):
         client.meta.events.register("before-send", lambda **_: sent.append("request"))
     views = stream_view_types or {}
     streams: dict[str, str] = {}
@@ -170,10 +178,12 @@ def setup(
         if arn:
             streams[schema.env] = arn
     urls = {name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in queues}
+    for bucket in buckets:
+        s3.create_bucket(Bucket=bucket)
     credentials: dict[str, Credentials] = {}
     for user, statements in users.items():
         credentials[user] = _user(iam, user, statements)
-    budget = setup_budget(len(users), len(queues))
+    budget = setup_budget(len(users), len(queues), len(buckets))
     assert len(sent) == budget, f"setup sent {len(sent)} requests, the budget is {budget}"
     return Setup(credentials, streams, urls)
 

@@ -23,6 +23,8 @@ _ACTIONS: dict[tuple[str, str], str] = {
     ("bedrock-runtime", "ConverseStream"): "bedrock:InvokeModelWithResponseStream",
     ("bedrock-agent-runtime", "Retrieve"): "bedrock:Retrieve",
     ("bedrock-agent", "ListKnowledgeBases"): "bedrock:ListKnowledgeBases",
+    ("s3", "ListObjectsV2"): "s3:ListBucket",
+    ("s3", "DeleteObjects"): "s3:DeleteObject",  # authorized per key
     ("apigatewaymanagementapi", "PostToConnection"): "execute-api:ManageConnections",
     ("apigatewaymanagementapi", "GetConnection"): "execute-api:ManageConnections",
     ("apigatewaymanagementapi", "DeleteConnection"): "execute-api:ManageConnections",
@@ -131,6 +133,15 @@ def request_arns(  # noqa: PLR0911 - one rule per service, as AWS's reference li
         key = params["KeyId"]
         assert key.startswith("arn:"), f"{call.operation} names {key!r}, not a key ARN"
         return [key]
+    if call.service == "s3":
+        # Listing is authorized on the bucket, object actions on each object's ARN (S3 has no
+        # region or account in its ARNs).
+        bucket = f"arn:{PARTITION}:s3:::{params['Bucket']}"
+        if call.operation == "ListObjectsV2":
+            return [bucket]
+        if call.operation == "DeleteObjects":
+            return [f"{bucket}/{item['Key']}" for item in params["Delete"]["Objects"]]
+        return [f"{bucket}/{params['Key']}"]
     if call.service == "apigatewaymanagementapi":
         stage = re.sub(r"^https?://[^/]+/", "", call.url).split("/@connections/")[0]
         method = _CONNECTION_METHODS[call.operation]

@@ -197,6 +197,8 @@ class Stack:
             ),
             ("aws_apigatewayv2_api", "id"): lambda: self.api_id(id_),
             ("aws_apigatewayv2_stage", "name"): lambda: resource["name"],
+            ("aws_s3_bucket", "arn"): lambda: f"arn:{PARTITION}:s3:::{resource['bucket']}",
+            ("aws_s3_bucket", "bucket"): lambda: resource["bucket"],
             ("aws_kms_key", "arn"): lambda: (
                 f"arn:{PARTITION}:kms:{region}:{account}:key/{self.api_id(id_)}"
             ),
@@ -253,6 +255,9 @@ class Stack:
             for env, name in names.items()
             if tables[name].get("stream_enabled")
         }
+
+    def bucket_names(self) -> list[str]:
+        return sorted(bucket["bucket"] for bucket in self.resources("aws_s3_bucket").values())
 
     def queue_names(self) -> list[str]:
         return sorted(queue["name"] for queue in self.resources("aws_sqs_queue").values())

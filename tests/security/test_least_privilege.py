@@ -246,4 +246,6 @@ def test_cleanup_cannot_touch_the_sessions_items(run: Run) -> None:
     assert {call.action for call in run.functions[CLEANUP.key].calls} == {
         "dynamodb:Query",
         "dynamodb:BatchWriteItem",
+        "s3:ListBucket",  # the removed session's attachments
+        "s3:DeleteObject",
     }

@@ -55,6 +55,9 @@ KIND_ACTIONS = {
     "network": re.compile(r"ec2:\w+"),
     "stream": re.compile(r"dynamodb:(DescribeStream|GetRecords|GetShardIterator|ListStreams)"),
     "queue": re.compile(r"sqs:SendMessage"),
+    # Uploads into, reads and deletes from the sessions' prefixes; listing on the bucket (no s3:*).
+    "attachments": re.compile(r"s3:(PutObject|GetObject|DeleteObject)"),
+    "bucket": re.compile(r"s3:ListBucket"),
 }
 # Inverted or resource-policy statements have no place in a role's identity policy.
 FORBIDDEN_STATEMENT_KEYS = {"not_actions", "not_resources", "principals", "not_principals"}
@@ -79,6 +82,10 @@ def owned(stack: Stack, spec: FunctionSpec) -> list[tuple[str, str]]:
     for queue in stack.resources("aws_sqs_queue").values():
         name = re.escape(queue["name"])
         patterns.append(("queue", rf"{arn}:sqs:{region}:{account}:{name}"))
+    for bucket in stack.resources("aws_s3_bucket").values():  # objects under sessions/ only
+        name = re.escape(bucket["bucket"])
+        patterns.append(("attachments", rf"{arn}:s3:::{name}/sessions/\*"))
+        patterns.append(("bucket", rf"{arn}:s3:::{name}"))
     group = re.escape(f"/aws/lambda/{function['function_name']}")
     patterns.append(("log-group", rf"{arn}:logs:{region}:{account}:log-group:{group}:\*"))
     for key in stack.resources("aws_kms_key"):

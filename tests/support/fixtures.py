@@ -8,7 +8,8 @@ Fixtures:
 
 * ``moto_server`` (session): one :class:`~fakes.moto.MotoServer` per process.
 * ``moto_env`` (function): resets moto, points boto3 at it with fake credentials, creates every
-  contract table named ``test-<suffix>`` and sets the table env vars; returns every variable set.
+  contract table named ``test-<suffix>`` and the attachments bucket ``test-attachments``, and
+  sets their env vars; returns every variable set.
 * ``bedrock`` (function): a running :class:`~fakes.bedrock.BedrockFake` that the
   bedrock-runtime and bedrock-agent-runtime clients reach through their endpoint variables.
 * ``ws_management`` (function): a running
@@ -30,7 +31,7 @@ from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
 from fakes.moto import MotoServer, aws_env
 from functions.contract import Env
-from tests.support.moto_server import create_tables
+from tests.support.moto_server import create_attachments_bucket, create_tables
 
 TABLE_PREFIX = "test"
 
@@ -49,6 +50,7 @@ def moto_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[s
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     tables = create_tables(boto3.client("dynamodb"), TABLE_PREFIX)
+    tables |= create_attachments_bucket(boto3.client("s3"), TABLE_PREFIX)
     for name, value in tables.items():
         monkeypatch.setenv(name, value)
     return env | tables

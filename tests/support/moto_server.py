@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from functions.contract import TABLES, Index, Key, TableSchema
+from functions.contract import ATTACHMENTS_BUCKET_SUFFIX, TABLES, Env, Index, Key, TableSchema
 
 
 def _key_schema(hash_key: Key, range_key: Key | None) -> list[dict[str, str]]:
@@ -87,3 +87,11 @@ def create_tables(dynamodb: BaseClient, prefix: str) -> dict[str, str]:
         create_table(dynamodb, schema, name)
         env[schema.env] = name
     return env
+
+
+def create_attachments_bucket(s3: BaseClient, prefix: str) -> dict[str, str]:
+    """The attachments bucket as ``<prefix>-<ATTACHMENTS_BUCKET_SUFFIX>``; returns the
+    environment the functions read, ``{"ATTACHMENTS_BUCKET_NAME": name}``."""
+    name = f"{prefix}-{ATTACHMENTS_BUCKET_SUFFIX}"
+    s3.create_bucket(Bucket=name)
+    return {Env.ATTACHMENTS_BUCKET: name}

@@ -1,3 +1,4 @@
+import base64
 import threading
 from typing import Any
 
@@ -548,3 +549,105 @@ def test_the_cache_is_per_model_and_expires(runtime: Any, bedrock: BedrockFake) 
     assert hit["cacheReadInputTokens"] == again["cacheReadInputTokens"] == 1_102
     assert expired["cacheReadInputTokens"] == 0
     assert expired["cacheWriteInputTokens"] == 1_102
+
+
+# Images and documents --------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+
+
+def _image(data: bytes = PNG, image_format: str = "png") -> dict[str, Any]:
+    return {"image": {"format": image_format, "source": {"bytes": data}}}
+
+
+def _document(
+    name: str = "main (1)", data: bytes = b"print()", document_format: str = "txt"
+) -> dict[str, Any]:
+    return {"document": {"format": document_format, "name": name, "source": {"bytes": data}}}
+
+
+def _wire(block: dict[str, Any]) -> dict[str, Any]:
+    """A block as it travels: the bytes base64-encoded, as botocore sends blobs."""
+    [(kind, value)] = block.items()
+    encoded = base64.b64encode(value["source"]["bytes"]).decode()
+    return {kind: {**value, "source": {"bytes": encoded}}}
+
+
+def test_image_and_document_blocks_are_taken_from_the_real_client(
+    runtime: Any, bedrock: BedrockFake
+) -> None:
+    content = [_document(), _image(), {"text": "What is in these?"}]
+    runtime.converse(modelId=MODEL_ID, messages=[{"role": "user", "content": content}])
+    [request] = bedrock.requests_for(CONVERSE)
+    sent = request.body["messages"][0]["content"]
+    assert base64.b64decode(sent[0]["document"]["source"]["bytes"]) == b"print()"
+    assert base64.b64decode(sent[1]["image"]["source"]["bytes"]) == PNG
+
+
+MEDIA_REFUSALS = {
+    "image-format": ([_image(image_format="bmp"), {"text": "x"}], "format 'bmp'"),
+    "document-format": ([_document(document_format="py"), {"text": "x"}], "format 'py'"),
+    "empty-image": ([_image(data=b""), {"text": "x"}], "image bytes are empty"),
+    "empty-document": ([_document(data=b""), {"text": "x"}], "document bytes are empty"),
+    "big-image": ([_image(data=b"x" * 3_750_001), {"text": "x"}], "maximum is 3750000"),
+    "big-document": ([_document(data=b"x" * 4_500_001), {"text": "x"}], "maximum is 4500000"),
+    "name-dot": ([_document(name="main.py"), {"text": "x"}], "document name 'main.py'"),
+    "name-two-spaces": ([_document(name="a  b"), {"text": "x"}], "document name 'a  b'"),
+    "name-twice": ([_document(), _document(), {"text": "x"}], "names are unique"),
+    "no-text": ([_document()], "must also include a text block"),
+    "six-documents": (
+        [*(_document(name=f"d{i}") for i in range(6)), {"text": "x"}],
+        "Too many documents: 6",
+    ),
+    "21-images": ([*(_image() for _ in range(21)), {"text": "x"}], "Too many images: 21"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MEDIA_REFUSALS))
+def test_images_and_documents_are_refused_as_the_service_refuses_them(
+    bedrock: BedrockFake, case: str
+) -> None:
+    content, message = MEDIA_REFUSALS[case]
+    body = {
+        "messages": [
+            {"role": "user", "content": [_wire(b) if "text" not in b else b for b in content]}
+        ]
+    }
+    answer = _post(bedrock, f"/model/{MODEL_ID}/converse", body)
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["x-amzn-errortype"].startswith("ValidationException")
+    assert message in answer.json()["message"]
+
+
+def test_media_only_in_user_messages(bedrock: BedrockFake) -> None:
+    messages = [
+        _user("look"),
+        {"role": "assistant", "content": [_wire(_image()), {"text": "here"}]},
+        _user("and?"),
+    ]
+    answer = _post(bedrock, f"/model/{MODEL_ID}/converse", {"messages": messages})
+    assert answer.status_code == 400
+    assert "only supported in user messages" in answer.json()["message"]
+
+
+def test_limits_count_the_whole_request_and_accept_the_bounds(bedrock: BedrockFake) -> None:
+    """Five documents and twenty images spread over turns are within the limits; the sizes at
+    their bound pass, and base64 that is not is refused."""
+    first = [*(_wire(_document(name=f"d{i}")) for i in range(3)), {"text": "x"}]
+    last = [
+        *(_wire(_document(name=f"e{i}")) for i in range(2)),
+        *(_wire(_image()) for _ in range(20)),
+        _wire(_image(data=b"x" * 3_750_000)),
+        {"text": "y"},
+    ]
+    over = {"messages": [_user("a"), _assistant("b"), {"role": "user", "content": last}]}
+    over["messages"][0] = {"role": "user", "content": first}
+    answer = _post(bedrock, f"/model/{MODEL_ID}/converse", over)
+    assert answer.status_code == 400 and "Too many images: 21" in answer.json()["message"]
+    last.pop(-2)
+    answer = _post(bedrock, f"/model/{MODEL_ID}/converse", over)
+    assert answer.status_code == 200, answer.text
+    broken = {"image": {"format": "png", "source": {"bytes": "not base64!"}}}
+    body = {"messages": [{"role": "user", "content": [broken, {"text": "x"}]}]}
+    answer = _post(bedrock, f"/model/{MODEL_ID}/converse", body)
+    assert answer.status_code == 400 and "not valid base64" in answer.json()["message"]

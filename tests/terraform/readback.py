@@ -10,6 +10,7 @@ from typing import Any
 
 from functions.contract import (
     ADAPTER_ENV,
+    ATTACHMENTS_BUCKET_SUFFIX,
     AUTHORIZER,
     CLEANUP,
     FUNCTION_ENV,
@@ -37,6 +38,7 @@ def check_stack(
     check_rest_routes(emulator, functions)
     check_tables(emulator, tables)
     check_cleanup_mapping(emulator, tables[SESSIONS.suffix], functions[CLEANUP.key])
+    check_attachments_bucket(emulator, config)
     check_alarm_dimensions(emulator, config)
 
 
@@ -164,6 +166,34 @@ def check_cleanup_mapping(emulator: Emulator, sessions: str, cleanup_arn: str) -
     assert mapping["EventSourceArn"] == stream_arn
     patterns = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
     assert patterns == [{"eventName": ["REMOVE"]}], patterns
+
+
+def check_attachments_bucket(emulator: Emulator, config: dict[str, Any]) -> None:
+    """The attachments bucket: SSE-KMS with a bucket key, every public access blocked, ACLs
+    off, and one lifecycle rule over the whole bucket that expires objects and aborts
+    unfinished uploads."""
+    s3 = emulator.client("s3")
+    bucket = config["s3_attachments_bucket_name"]
+    assert bucket.endswith(f"-{ATTACHMENTS_BUCKET_SUFFIX}"), bucket
+    [rule] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms", rule
+    assert rule["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"], rule
+    assert rule.get("BucketKeyEnabled") is True, rule
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == dict.fromkeys(
+        ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"),
+        True,
+    ), block
+    [ownership] = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"]
+    assert ownership == {"ObjectOwnership": "BucketOwnerEnforced"}, ownership
+    [lifecycle] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert lifecycle["Status"] == "Enabled", lifecycle
+    assert lifecycle["Expiration"]["Days"] >= 1, lifecycle
+    assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}, lifecycle
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    [statement] = policy["Statement"]
+    assert statement["Effect"] == "Deny", statement
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}, statement
 
 
 def _stack_resources(emulator: Emulator, config: dict[str, Any]) -> dict[str, set[str]]:

@@ -60,6 +60,15 @@ async def list_messages(
             ),
         },
         **TURN_RESPONSES,
+        422: {
+            **ERROR,
+            "description": (
+                "`idempotency_key_reused`: the key was used for a different request; "
+                "`attachment_rejected`: an attachment is missing (expired or never uploaded), "
+                "not an accepted type, over its format's limit, not what its type says, or "
+                "one too many (the message names the id and the rule)."
+            ),
+        },
         409: {
             **ERROR,
             "description": (
@@ -90,7 +99,12 @@ async def send_message(
 ) -> ChatResponse:
     def answer() -> dict[str, Any]:
         reply = chat.reply(
-            user, session_id, body.content, lease_seconds=lease, replaces=body.replaces
+            user,
+            session_id,
+            body.content,
+            lease_seconds=lease,
+            replaces=body.replaces,
+            attachments=body.attachments,
         )
         logger.info(
             "chat turn stored",
@@ -113,5 +127,7 @@ async def send_message(
     payload = {"session_id": session_id, "content": body.content}
     if body.replaces is not None:  # as before for a plain turn: its stored keys still match
         payload["replaces"] = body.replaces
+    if body.attachments:
+        payload["attachments"] = body.attachments
     outcome = once(chat.store.idempotency, scope, payload, answer, lease_seconds=lease)
     return ChatResponse.model_validate(outcome.result)

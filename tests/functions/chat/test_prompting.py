@@ -58,6 +58,7 @@ def settings(*, guardrail: bool = False, caching: bool = True) -> Settings:
         Env.USAGE_TABLE: "u",
         Env.BEDROCK_MODELS: CLAUDE_37,
         Env.PAGINATION_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/k",
+        Env.ATTACHMENTS_BUCKET: "a",
         Env.BEDROCK_PROMPT_CACHING: str(caching).lower(),
     }
     if guardrail:

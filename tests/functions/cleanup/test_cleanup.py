@@ -5,7 +5,8 @@ the sessions table (fakes/dynamodb_streams.py), as the event source mapping woul
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from fakes.dynamodb_streams import StreamReader, as_ttl_expiry, enable_stream, lambda_event
 from functions.cleanup import handler as cleanup
-from functions.contract import Env
+from functions.contract import Env, attachment_key, attachments_prefix
 from functions.core import aws
 from tests.functions.helpers import LambdaContext, dynamodb_throttled
 
@@ -29,9 +30,11 @@ def cleanup_env(moto_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> It
     arn = enable_stream(boto3.client("dynamodb"), moto_env[Env.SESSIONS_TABLE])
     aws.reset_clients()
     cleanup.messages.cache_clear()
+    cleanup.attachments.cache_clear()
     yield arn
     aws.reset_clients()
     cleanup.messages.cache_clear()
+    cleanup.attachments.cache_clear()
 
 
 class Tables:
@@ -152,7 +155,11 @@ def test_a_removed_session_loses_every_message_and_no_other(
 
     assert tables.count("gone") == 0
     assert tables.count("kept") == 3
-    assert emitted(capsys.readouterr().out) == {"MessagesDeleted": count, "SessionsCleaned": 1}
+    assert emitted(capsys.readouterr().out) == {
+        "MessagesDeleted": count,
+        "AttachmentsDeleted": 0,
+        "SessionsCleaned": 1,
+    }
     [done] = [log for log in logged(caplog) if log.get("session_id") == "gone"]
     assert (done["cause"], done["deleted"]) == ("delete", count)
 
@@ -183,7 +190,11 @@ def test_a_replayed_record_deletes_nothing_more_and_succeeds(
     assert invoke(event) == {"batchItemFailures": []}
 
     assert (tables.count("gone"), tables.count("kept")) == (0, 2)
-    assert emitted(capsys.readouterr().out) == {"MessagesDeleted": 0, "SessionsCleaned": 1}
+    assert emitted(capsys.readouterr().out) == {
+        "MessagesDeleted": 0,
+        "AttachmentsDeleted": 0,
+        "SessionsCleaned": 1,
+    }
 
 
 def test_a_throttled_record_is_a_batch_item_failure_and_the_others_succeed(
@@ -271,3 +282,100 @@ def test_a_record_without_the_session_key_fails_alone(tables: Tables, stream: St
     response = invoke(lambda_event([broken, record], stream.arn))
     assert response == {"batchItemFailures": [{"itemIdentifier": "1"}]}
     assert tables.count("gone") == 0
+
+
+class Bucket:
+    """The attachments bucket: objects under a session's prefix, as uploads leave them."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.client = boto3.client("s3")
+        self.name = env[Env.ATTACHMENTS_BUCKET]
+
+    def upload(self, session_id: str, count: int) -> None:
+        for index in range(count):
+            key = attachment_key(session_id, f"file-{index}")
+            self.client.put_object(Bucket=self.name, Key=key, Body=b"x")
+
+    def count(self, session_id: str) -> int:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.name, Prefix=attachments_prefix(session_id))
+        return sum(len(page.get("Contents", [])) for page in pages)
+
+
+@pytest.fixture
+def bucket(moto_env: dict[str, str], cleanup_env: str) -> Bucket:
+    return Bucket(moto_env)
+
+
+def test_a_removed_session_loses_its_attachments_and_no_other(
+    tables: Tables, bucket: Bucket, stream: StreamReader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More than one DeleteObjects batch (1,000 keys) and several list pages; a session whose
+    id is the other's prefix keeps its own."""
+    tables.session("gone", 1)
+    tables.session("gone-too-not", 1)
+    bucket.upload("gone", 1_005)
+    bucket.upload("gone-too-not", 2)
+    tables.remove("gone")
+    assert invoke(lambda_event(removals(stream.read()), stream.arn)) == {"batchItemFailures": []}
+    assert bucket.count("gone") == 0
+    assert bucket.count("gone-too-not") == 2
+    assert emitted(capsys.readouterr().out)["AttachmentsDeleted"] == 1_005
+
+
+def test_a_session_without_attachments_is_cleaned_as_before(
+    tables: Tables, bucket: Bucket, stream: StreamReader
+) -> None:
+    tables.session("plain", 3)
+    tables.remove("plain")
+    assert invoke(lambda_event(removals(stream.read()), stream.arn)) == {"batchItemFailures": []}
+    assert (tables.count("plain"), bucket.count("plain")) == (0, 0)
+
+
+@contextmanager
+def delete_errors(failing: Callable[[list[str]], list[str]]) -> Iterator[list[list[str]]]:
+    """DeleteObjects answers 200 with per-key errors (as S3 does under SlowDown) for the keys
+    ``failing`` picks from each request's; yields the keys of each request sent."""
+    sent: list[list[str]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        sent.append([item["Key"] for item in params["Delete"]["Objects"]])
+
+    def report(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["Errors"] = [{"Key": key, "Code": "SlowDown"} for key in failing(sent[-1])]
+
+    events = cleanup.attachments()._client.meta.events
+    events.register("provide-client-params.s3.DeleteObjects", record, unique_id="t-record")
+    events.register("after-call.s3.DeleteObjects", report, unique_id="t-report")
+    try:
+        yield sent
+    finally:
+        events.unregister("provide-client-params.s3.DeleteObjects", unique_id="t-record")
+        events.unregister("after-call.s3.DeleteObjects", unique_id="t-report")
+
+
+def test_keys_s3_failed_to_delete_are_sent_again_alone(
+    tables: Tables, bucket: Bucket, stream: StreamReader
+) -> None:
+    tables.session("slow", 1)
+    bucket.upload("slow", 3)
+    tables.remove("slow")
+    event = lambda_event(removals(stream.read()), stream.arn)
+    with delete_errors(lambda keys: keys[1:]) as sent:
+        assert invoke(event) == {"batchItemFailures": []}
+    assert [len(keys) for keys in sent] == [3, 2, 1]
+    assert sent[1] == sent[0][1:] and sent[2] == sent[1][1:]
+
+
+def test_keys_that_keep_failing_fail_the_record_for_a_retry(
+    tables: Tables, bucket: Bucket, stream: StreamReader
+) -> None:
+    tables.session("stuck", 1)
+    bucket.upload("stuck", 2)
+    tables.remove("stuck")
+    event = lambda_event(removals(stream.read()), stream.arn)
+    with delete_errors(lambda keys: keys) as sent, pytest.raises(BatchProcessingError):
+        invoke(event)
+    assert len(sent) == 5  # DELETE_ATTEMPTS, then the record is left to Lambda's retry
+    assert invoke(event) == {"batchItemFailures": []}
+    assert bucket.count("stuck") == 0

@@ -360,6 +360,7 @@ def test_the_cleanup_killed_mid_batch_is_redelivered_and_finishes(
     source mapping delivers the same batch again, and that invocation deletes the rest."""
     stream_arn = enable_stream(boto3.client("dynamodb"), app_env[Env.SESSIONS_TABLE])
     cleanup.messages.cache_clear()
+    cleanup.attachments.cache_clear()
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     _seed(session_id, 60)
     assert rest.call("DELETE", f"/sessions/{session_id}").status == 204

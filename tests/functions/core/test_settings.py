@@ -19,6 +19,7 @@ MAIN_ENV = {
     Env.BEDROCK_MODELS: " model-a , model-b,,model-a ",
     Env.KNOWLEDGE_BASE_ID: "",
     Env.PAGINATION_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/k",
+    Env.ATTACHMENTS_BUCKET: "p-attachments",
 }
 WEBSOCKET_ENV = {
     Env.SESSIONS_TABLE: "p-sessions",
@@ -33,6 +34,9 @@ WEBSOCKET_ENV = {
 }
 
 
+CLEANUP_ENV = {Env.MESSAGES_TABLE: "p-messages", Env.ATTACHMENTS_BUCKET: "p-attachments"}
+
+
 def test_main_settings() -> None:
     config = MainSettings.from_env(MAIN_ENV)
     assert config.bedrock_models == ("model-a", "model-b")
@@ -43,6 +47,7 @@ def test_main_settings() -> None:
     assert config.pagination_key_arn == "arn:aws:kms:us-east-1:123456789012:key/k"
     assert config.connections_table == "p-connections"
     assert config.idempotency_table == "p-idempotency"
+    assert config.attachments_bucket == "p-attachments"
     assert not hasattr(config, "websocket_callback_url")  # main posts no frames
 
 
@@ -60,9 +65,11 @@ def test_websocket_settings() -> None:
         (MainSettings, MAIN_ENV, Env.SESSIONS_TABLE),
         (MainSettings, MAIN_ENV, Env.PAGINATION_KEY_ARN),
         (MainSettings, MAIN_ENV, Env.BEDROCK_MODELS),
+        (MainSettings, MAIN_ENV, Env.ATTACHMENTS_BUCKET),
         (WebSocketSettings, WEBSOCKET_ENV, Env.CONNECTIONS_TABLE),
         (WebSocketSettings, WEBSOCKET_ENV, Env.WEBSOCKET_CALLBACK_URL),
-        (CleanupSettings, {Env.MESSAGES_TABLE: "p-messages"}, Env.MESSAGES_TABLE),
+        (CleanupSettings, CLEANUP_ENV, Env.MESSAGES_TABLE),
+        (CleanupSettings, CLEANUP_ENV, Env.ATTACHMENTS_BUCKET),
     ],
 )
 def test_missing_variable_is_named(

@@ -45,7 +45,7 @@ IDEMPOTENT_OPERATIONS = {
 
 def test_openapi_documents_the_error_shape_and_no_validation_422() -> None:
     """Validation is 400 in the one error shape; 422 is only the Idempotency-Key reuse of the
-    two idempotent operations (IETF draft), in the same shape."""
+    two idempotent operations (IETF draft) and a refused attachment, in the same shape."""
     schema = app.openapi()
     assert "ErrorResponse" in schema["components"]["schemas"]
     assert "HTTPValidationError" not in schema["components"]["schemas"]
@@ -57,6 +57,8 @@ def test_openapi_documents_the_error_shape_and_no_validation_422() -> None:
                     "$ref": "#/components/schemas/ErrorResponse"
                 }
                 assert "idempotency_key_reused" in responses["422"]["description"]
+            elif (method, path) == ("post", "/api/v1/sessions/{session_id}/attachments"):
+                assert "attachment_rejected" in responses["422"]["description"]
             else:
                 assert "422" not in responses, (method, path)
             assert responses["default"]["content"]["application/json"]["schema"] == {

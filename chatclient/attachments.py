@@ -1,0 +1,97 @@
+"""Files sent with a message: checked here against the formats and limits the functions use
+(the contract, standard library only), so a file the server would refuse is refused before
+any request, then uploaded straight to S3 through the server's presigned POST."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatclient.client import ApiError, AssistantClient
+from functions.contract import (
+    ATTACHMENT_FORMATS,
+    MAX_DOCUMENTS_PER_MESSAGE,
+    MAX_IMAGES_PER_MESSAGE,
+    AttachmentFormat,
+    AttachmentKind,
+    attachment_size_limit,
+)
+
+# A file's format by its extension: each format's own name, and the usual other spellings.
+_BY_FORMAT = {f.format: f for f in ATTACHMENT_FORMATS}
+FORMATS_BY_EXTENSION: dict[str, AttachmentFormat] = _BY_FORMAT | {
+    "jpg": _BY_FORMAT["jpeg"],
+    "htm": _BY_FORMAT["html"],
+    "markdown": _BY_FORMAT["md"],
+}
+_PER_MESSAGE: dict[AttachmentKind, int] = {
+    "document": MAX_DOCUMENTS_PER_MESSAGE,
+    "image": MAX_IMAGES_PER_MESSAGE,
+}
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file read and checked, ready to upload."""
+
+    name: str
+    format: AttachmentFormat
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An uploaded file, named by the id a message refers to it with."""
+
+    attachment_id: str
+    session_id: str
+    name: str
+    kind: AttachmentKind
+    size: int
+
+
+def read(path: str) -> LocalFile:
+    """The file at ``path``, or ``bad_request`` when the server would refuse it or it cannot
+    be read: an unknown extension (naming the accepted ones), over its format's limit, empty."""
+    file = Path(path).expanduser()
+    extension = file.suffix.lower().removeprefix(".")
+    attachment_format = FORMATS_BY_EXTENSION.get(extension)
+    if attachment_format is None:
+        accepted = ", ".join(sorted(FORMATS_BY_EXTENSION))
+        raise ApiError("bad_request", f"{path}: not an accepted file type (accepted: {accepted})")
+    try:
+        size = file.stat().st_size
+        limit = attachment_size_limit(attachment_format.kind)
+        if size > limit:
+            raise ApiError(
+                "bad_request",
+                f"{path}: {size:,} bytes; {attachment_format.kind}s may have at most {limit:,}",
+            )
+        data = file.read_bytes()
+    except OSError as error:
+        raise ApiError("bad_request", f"cannot read {path}: {error.strerror}") from None
+    if not data:
+        raise ApiError("bad_request", f"{path} is empty")
+    return LocalFile(file.name, attachment_format, data)
+
+
+def check_count(kinds: Iterable[AttachmentKind]) -> None:
+    """``bad_request`` when one message would carry more documents or images than Converse
+    takes."""
+    for kind, count in Counter(kinds).items():
+        if count > _PER_MESSAGE[kind]:
+            limit = _PER_MESSAGE[kind]
+            raise ApiError("bad_request", f"a message may carry at most {limit} {kind}s")
+
+
+def upload(client: AssistantClient, session_id: str, file: LocalFile) -> Attachment:
+    """Ask the server for an upload of ``file`` in ``session_id``, then send it to S3."""
+    answer = client.create_attachment(
+        session_id, file.name, file.format.content_type, len(file.data)
+    )
+    client.upload(answer["upload"], file.name, file.format.content_type, file.data)
+    return Attachment(
+        answer["attachment_id"], session_id, file.name, file.format.kind, len(file.data)
+    )
