@@ -25,18 +25,16 @@ title from the question alone on a worker thread as soon as the question is stor
 
 from __future__ import annotations
 
-import contextvars
 import math
 import queue
 import re
 import sys
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from functions.contract import Metric
 from functions.core import aws, deadline
-from functions.core.observability import GUARDRAIL_INTERVENED, count, logger, tracer
+from functions.core.observability import GUARDRAIL_INTERVENED, count, logger
 from functions.domain.errors import QuotaExceeded, UpstreamError
 from functions.domain.models import Usage, content_bytes
 
@@ -164,25 +162,12 @@ class Titles:
 
 
 class PendingTitle:
-    """A title generated on a daemon thread beside the answer. The thread runs in a copy of
-    this context (the invocation's deadline) and X-Ray trace entity; a title not collected in
-    time is dropped, and the thread finishes on its own (its tokens are settled either way)."""
+    """A title generated on a daemon thread beside the answer (:func:`deadline.beside`: the
+    invocation's deadline and trace); a title not collected in time is dropped, and the
+    thread finishes on its own (its tokens are settled either way)."""
 
     def __init__(self, generate: Callable[[], str | None]) -> None:
-        self._outcome: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        context = contextvars.copy_context()
-        trace_entity = None if tracer.disabled else tracer.provider.get_trace_entity()
-
-        def run() -> None:
-            if trace_entity is not None:
-                tracer.provider.set_trace_entity(trace_entity)
-            try:
-                self._outcome.put(context.run(generate))
-            except BaseException:  # generate never raises; a bug must not kill the turn
-                logger.exception("the title thread failed")
-                self._outcome.put(None)
-
-        threading.Thread(target=run, name="session-title", daemon=True).start()
+        self._outcome = deadline.beside(generate, "session-title")
 
     def result(self) -> str | None:
         """The title, waiting at most :data:`REST_WAIT_SECONDS`, and never into the time the
@@ -192,10 +177,13 @@ class PendingTitle:
         if bound is not None:
             wait = min(wait, bound.remaining() - bound.needs(deadline.DYNAMODB_ATTEMPT_SECONDS))
         try:
-            return self._outcome.get(timeout=max(wait, 0.0))
+            generated, value = self._outcome.get(timeout=max(wait, 0.0))
         except queue.Empty:
-            pass
-        return _failed("the session title was not ready in time; dropped")
+            return _failed("the session title was not ready in time; dropped")
+        if not generated:  # generate never raises; a bug must not fail the turn
+            logger.error("the title thread failed", exc_info=value)
+            return None
+        return value
 
 
 def _estimate(request: dict[str, Any]) -> int:

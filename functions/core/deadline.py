@@ -157,6 +157,27 @@ def pause(seconds: float, then_needs: float, doing: str) -> None:
         deadline.sleep(seconds, then_needs, doing)
 
 
+def beside(call: Callable[[], T], name: str) -> queue.SimpleQueue[tuple[bool, Any]]:
+    """Start ``call`` on a daemon thread ``name``, in a copy of this context (the bound
+    deadline) and this X-Ray trace entity, so it is bounded and traced like the invocation;
+    its outcome arrives on the queue as ``(True, result)`` or ``(False, exception)``. Nobody
+    joins the thread: a caller that stops waiting leaves it to finish on its own."""
+    outcome: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+    context = contextvars.copy_context()
+    trace_entity = None if tracer.disabled else tracer.provider.get_trace_entity()
+
+    def run() -> None:
+        if trace_entity is not None:
+            tracer.provider.set_trace_entity(trace_entity)
+        try:
+            outcome.put((True, context.run(call)))
+        except BaseException as error:  # handed to whoever reads the queue
+            outcome.put((False, error))
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return outcome
+
+
 def bounded(call: Callable[[], T], *, keep: float, late: Callable[[], Exception]) -> T:
     """``call()``, given up (``late()`` is raised) when it has not returned while ``keep``
     seconds and the answer's are still left before the bound deadline; without a deadline,
@@ -170,19 +191,7 @@ def bounded(call: Callable[[], T], *, keep: float, late: Callable[[], Exception]
     bound = current()
     if bound is None:
         return call()
-    outcome: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-    context = contextvars.copy_context()
-    trace_entity = None if tracer.disabled else tracer.provider.get_trace_entity()
-
-    def run() -> None:
-        if trace_entity is not None:
-            tracer.provider.set_trace_entity(trace_entity)
-        try:
-            outcome.put((True, context.run(call)))
-        except BaseException as error:  # handed to the waiting caller
-            outcome.put((False, error))
-
-    threading.Thread(target=run, name="bounded-call", daemon=True).start()
+    outcome = beside(call, "bounded-call")
     try:
         succeeded, value = outcome.get(timeout=max(bound.remaining() - bound.needs(keep), 0))
     except queue.Empty:

@@ -110,16 +110,7 @@ class Store:
         question = None
         for attempt in range(TURN_ATTEMPTS):
             if question is None or question.seq != seen + 1:
-                question = Message(
-                    session_id=session.session_id,
-                    seq=seen + 1,
-                    message_id=str(uuid.uuid4()),
-                    role="user",
-                    content=content,
-                    created_at=timestamp(utc_now()),
-                    answer_by=_answer_by(),
-                    attachments=attachments,
-                )
+                question = _question(session.session_id, seen + 1, content, attachments)
             items = [
                 self.sessions.reserve(user_id, session.session_id, seen, 2),
                 self.messages.put_request(question),
@@ -152,18 +143,7 @@ class Store:
         """
         question, answer = replaced
         seen = session.message_count
-        new = Message(
-            session_id=session.session_id,
-            seq=seen + 1,
-            message_id=str(uuid.uuid4()),
-            role="user",
-            content=content,
-            created_at=timestamp(utc_now()),
-            answer_by=_answer_by(),
-            version=question.version + 1,
-            replaces=question.message_id,
-            attachments=attachments,
-        )
+        new = _question(session.session_id, seen + 1, content, attachments, replaced=question)
         items = [
             self.sessions.reserve(user_id, session.session_id, seen, 2),
             self.messages.put_request(new),
@@ -367,6 +347,30 @@ def _pause(attempt: int) -> None:
     before the deadline."""
     seconds = random.uniform(0, min(0.005 * 2**attempt, 0.1))  # noqa: S311 - not crypto
     deadline.pause(seconds, deadline.DYNAMODB_ATTEMPT_SECONDS, "the turn's transaction")
+
+
+def _question(
+    session_id: str,
+    seq: int,
+    content: str,
+    attachments: tuple[AttachmentRef, ...],
+    *,
+    replaced: Message | None = None,
+) -> Message:
+    """A question at ``seq``, due for its answer by this invocation's deadline; with
+    ``replaced``, that question's next version."""
+    return Message(
+        session_id=session_id,
+        seq=seq,
+        message_id=str(uuid.uuid4()),
+        role="user",
+        content=content,
+        created_at=timestamp(utc_now()),
+        answer_by=_answer_by(),
+        attachments=attachments,
+        version=replaced.version + 1 if replaced else 1,
+        replaces=replaced.message_id if replaced else None,
+    )
 
 
 def _answer_by() -> int:
