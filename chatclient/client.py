@@ -358,6 +358,8 @@ class AssistantClient:
                     additional_headers=headers,
                     open_timeout=15,
                     max_size=MAX_WEBSOCKET_MESSAGE_BYTES,
+                    # Held open across turns and closed by close(), not by a with block.
+                    legacy=True,
                 )
             except InvalidStatus as error:
                 status = error.response.status_code
