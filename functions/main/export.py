@@ -66,10 +66,16 @@ class MarkdownRenderer(Renderer):
     media_type = "text/markdown; charset=utf-8"
 
     def message(self, message: Message) -> str:
-        """One message: a heading with its role and time, its status when it is not complete,
-        its content, the files it was sent with (their names: the bytes are not exported),
-        the citations under it as a numbered list, and the caller's rating."""
+        """One message: a heading with its role and time, which version of its turn it is
+        when there are several (a replaced one is marked, so a reader can tell the current
+        conversation), its status when it is not complete, its content, the files it was sent
+        with (their names: the bytes are not exported), the citations under it as a numbered
+        list, and the caller's rating."""
         parts = [f"## {ROLE_NAMES[message.role]} · {message.created_at}"]
+        if message.superseded_by:
+            parts.append(f"*Version {message.version}, replaced by a later version*")
+        elif message.version > 1:
+            parts.append(f"*Version {message.version}*")
         if message.status != "complete":
             reason = f" ({message.stop_reason})" if message.stop_reason else ""
             parts.append(f"*Status: {message.status}{reason}*")

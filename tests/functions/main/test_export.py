@@ -117,6 +117,18 @@ def test_markdown_export_has_title_roles_times_statuses_citations_and_ratings(
     assert text.count("Paris [1], on the Seine [2].") == 2
 
 
+def test_markdown_export_marks_replaced_versions(rest: Rest) -> None:
+    """A regenerated turn keeps its old version; the Markdown says which one is current."""
+    session_id = rest.create_session(title="Versions")["session_id"]
+    path = f"/sessions/{session_id}/messages"
+    assert rest.call("POST", path, body={"content": "hi"}).status == 200
+    question = rest.call("GET", path).json["messages"][0]["message_id"]
+    assert rest.call("POST", path, body={"replaces": question}).status == 200
+    text = _export(rest, session_id, format="md").text
+    marks = re.findall(r"^\*Version (\d)(, replaced by a later version)?\*$", text, re.MULTILINE)
+    assert marks == [("1", ", replaced by a later version")] * 2 + [("2", "")] * 2
+
+
 @pytest.mark.parametrize("export_format", ["json", "md"])
 def test_a_long_export_is_paged_by_count_through_next_token_and_link(
     rest: Rest, export_format: str
