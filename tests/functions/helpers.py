@@ -277,7 +277,7 @@ def stored_session(session_id: str) -> dict[str, Any] | None:
     ).get("Item")
 
 
-class _Body:
+class RawBody:
     """The raw-stream interface botocore reads a response body through."""
 
     def __init__(self, data: bytes) -> None:
@@ -313,7 +313,7 @@ def dynamodb_throttled(
             return None
         attempts.append(request.headers["X-Amz-Target"].decode().split(".")[-1])
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "throttled"}
-        return AWSResponse(request.url, 400, headers, _Body(body))
+        return AWSResponse(request.url, 400, headers, RawBody(body))
 
     events = aws.client("dynamodb").meta.events
     event_name = "before-send.dynamodb" + ("" if operation == "*" else f".{operation}")

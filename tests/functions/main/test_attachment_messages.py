@@ -9,12 +9,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
 from fakes.bedrock import CONVERSE, BedrockFake
 from functions.chat.attachments import MAX_IMAGE_TOKENS, attachment_tokens
 from functions.contract import MAX_IMAGE_BYTES, Env, attachment_key
+from functions.core import aws
 from functions.core.settings import get_settings
-from tests.functions.helpers import USER_B, Rest
+from tests.functions.helpers import USER_B, RawBody, Rest
 from tests.functions.main.test_attachments import ask, upload
 
 
@@ -209,3 +211,31 @@ def test_the_exports_list_the_attachments(rest: Rest, session_id: str) -> None:
     assert "Attachments:\n\n- `main.py` (text/plain, 15 bytes)" in markdown
     exported = rest.call("GET", path, query={"format": "json"}).json["messages"]
     assert exported[0]["attachments"][0]["attachment_id"] == document
+
+
+def test_s3_slowing_down_is_503_before_any_budget_hold_or_model_call(
+    rest: Rest, session_id: str, bedrock: BedrockFake
+) -> None:
+    """S3's own "slow down" (HTTP 503, the wire answer moto cannot give), on every attempt of
+    the attachment's read: the turn is a retryable 503, nothing stored, nothing held."""
+    document = uploaded(rest, session_id, SOURCE)
+    before = usage(rest)
+    attempts: list[str] = []
+
+    def slow_down(request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        attempts.append(request.method)
+        body = b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"
+        return AWSResponse(request.url, 503, {"Content-Type": "application/xml"}, RawBody(body))
+
+    events = aws.client("s3").meta.events
+    events.register("before-send.s3.GetObject", slow_down, unique_id="test-slow-down")
+    try:
+        response = send(rest, session_id, attachments=[document])
+    finally:
+        events.unregister("before-send.s3.GetObject", unique_id="test-slow-down")
+    response.assert_error(503, "throttled")
+    assert "retry-after" in response.headers
+    assert attempts and set(attempts) == {"GET"}
+    assert bedrock.requests_for(CONVERSE) == []
+    assert usage(rest) == before
+    assert rest.call("GET", f"/sessions/{session_id}/messages").json["messages"] == []
