@@ -179,6 +179,11 @@ def test_outer_role_is_used_and_extended_with_our_resources(outer_role: Synth) -
         "SessionsStreams",
         "CleanupFailures",
         "PaginationKey",  # only this stack knows its pagination key
+        # the attachments bucket: uploads (main), reads (chat functions), the cleanup's
+        "AttachmentUploads",
+        "AttachmentReads",
+        "AttachmentListing",
+        "AttachmentDeletes",
     }
     assert len(statements["Logs"]["resources"]) == len(FUNCTIONS)
     assert statements["PaginationKey"] == {

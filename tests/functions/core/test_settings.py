@@ -31,6 +31,7 @@ WEBSOCKET_ENV = {
     Env.KNOWLEDGE_BASE_ID: "KB12345678",
     Env.SESSION_TTL_DAYS: "7",
     Env.WEBSOCKET_CALLBACK_URL: "https://abc.execute-api.us-east-1.amazonaws.com/v1",
+    Env.ATTACHMENTS_BUCKET: "p-attachments",
 }
 
 
