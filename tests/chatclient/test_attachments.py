@@ -9,7 +9,6 @@ import json
 import re
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 from rich.console import Console
@@ -22,7 +21,7 @@ from chatclient.status import Exit
 from devserver.server import DevServer
 from functions.contract import MAX_DOCUMENTS_PER_MESSAGE, MAX_IMAGE_BYTES, attachment_key
 from tests.chatclient.test_turns_and_messages import Socket, _frames
-from tests.dev.conftest import DEV_GROUP, Api
+from tests.dev.conftest import DEV_GROUP, Api, local_client
 
 S3 = "https://bucket.s3.example"
 FIELDS = {"key": "sessions/s-1/a-1", "Content-Type": "application/pdf", "policy": "p"}
@@ -314,15 +313,8 @@ def test_attach_stores_the_file_in_the_dev_servers_s3(
     question, answer = alice.messages(chat.session["session_id"])
     assert [a["name"] for a in question["attachments"]] == ["notes.md"]
     assert answer["status"] == "complete"
-    assert dev.moto is not None
     [bucket] = dev.stack.buckets.values()
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=dev.moto.url,
-        region_name=dev.stack.region,
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    s3 = local_client(dev, "s3")
     key = attachment_key(chat.session["session_id"], attachment.attachment_id)
     stored = s3.get_object(Bucket=bucket, Key=key)
     assert (stored["Body"].read(), stored["ContentType"]) == (b"# notes\n", "text/markdown")

@@ -158,9 +158,15 @@ def wait_for(predicate: Any, timeout: float = 15) -> Any:
 
 def local_dynamodb(dev: DevServer) -> Any:
     """A client of the dev server's DynamoDB, to check what is stored."""
+    return local_client(dev, "dynamodb")
+
+
+def local_client(dev: DevServer, service: str) -> Any:
+    """A client of one service of the dev server's moto (DynamoDB, S3), to check what is
+    stored."""
     assert dev.moto is not None
     return boto3.client(
-        "dynamodb",
+        service,
         endpoint_url=dev.moto.url,
         region_name=dev.stack.region,
         aws_access_key_id="x",

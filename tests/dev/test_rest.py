@@ -22,6 +22,7 @@ from tests.dev.conftest import (
     Api,
     Logs,
     ask_openai,
+    local_client,
     local_dynamodb,
     stored_message_count,
     wait_for,
@@ -369,14 +370,7 @@ def test_an_attachment_uploads_through_the_presigned_post(dev: DevServer, alice:
     posted = httpx.post(upload["url"], data=upload["fields"], files={"file": ("f", data)})
     assert posted.status_code == 204, posted.text
     [bucket] = dev.stack.buckets.values()
-    assert dev.moto is not None
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=dev.moto.url,
-        region_name=dev.stack.region,
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    s3 = local_client(dev, "s3")
     stored = s3.get_object(Bucket=bucket, Key=upload["fields"]["key"])
     assert stored["Body"].read() == data
     assert stored["Metadata"] == {"name": "notes.md"}
