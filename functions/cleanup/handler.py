@@ -57,7 +57,7 @@ def messages() -> MessageRepository:
 @functools.cache
 def attachments() -> AttachmentStore:
     """The container's store of the attachments bucket, on the container's settings."""
-    return AttachmentStore(aws.client("s3"), get_settings(Settings).attachments_bucket)
+    return AttachmentStore(get_settings(Settings).attachments_bucket)
 
 
 def removal_cause(record: DynamoDBRecord) -> str:

@@ -20,7 +20,7 @@ from functions.contract import (
     attachment_key,
     attachments_prefix,
 )
-from functions.core import deadline
+from functions.core import aws, deadline
 from functions.core.aws_errors import error_code
 from functions.domain.errors import Throttled
 
@@ -67,9 +67,14 @@ class StoredObject:
 class AttachmentStore:
     """One bucket's attachments, each under ``sessions/<session_id>/<attachment_id>``."""
 
-    def __init__(self, client: BaseClient, bucket: str) -> None:
-        self._client = client
+    def __init__(self, bucket: str) -> None:
         self._bucket = bucket
+
+    @property
+    def _client(self) -> BaseClient:
+        """The container's S3 client, built on first use: most requests touch no attachment,
+        and building it (loading S3's service model) costs about 50 ms of a cold start."""
+        return aws.client("s3")
 
     def presign_upload(
         self,

@@ -18,7 +18,6 @@ from fastapi.security import HTTPBearer
 from functions.chat.knowledge_bases import KnowledgeBaseService
 from functions.chat.service import ChatService
 from functions.contract import IDEMPOTENCY_WINDOW_SECONDS
-from functions.core import aws
 from functions.core.identity import user_id_from
 from functions.core.settings import get_settings
 from functions.data.attachments import AttachmentStore
@@ -58,12 +57,12 @@ async def chat_service(
     return ChatService(
         config,
         repositories,
-        attachments=AttachmentStore(aws.client("s3"), config.attachments_bucket),
+        attachments=AttachmentStore(config.attachments_bucket),
     )
 
 
 async def attachment_store(config: Annotated[Settings, Depends(settings)]) -> AttachmentStore:
-    return AttachmentStore(aws.client("s3"), config.attachments_bucket)
+    return AttachmentStore(config.attachments_bucket)
 
 
 async def knowledge_base_service(

@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from functions.chat.service import ChatService
 from functions.contract import OPENAI_BASE_PATH, REST_INTEGRATION_TIMEOUT_SECONDS
-from functions.core import aws, deadline
+from functions.core import deadline
 from functions.core.observability import logger
 from functions.core.settings import get_settings
 from functions.data.attachments import AttachmentStore
@@ -101,7 +101,7 @@ def _turn(user_id: str, completion: CompletionRequest, binding: Binding) -> Turn
     chat = ChatService(
         settings,
         Store.from_settings(settings),
-        attachments=AttachmentStore(aws.client("s3"), settings.attachments_bucket),
+        attachments=AttachmentStore(settings.attachments_bucket),
     )
     return Turn.resolve(chat, user_id, completion, binding)
 

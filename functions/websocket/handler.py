@@ -87,7 +87,7 @@ def on_message(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[
                 ChatService(
                     config,
                     Store.from_settings(config),
-                    attachments=AttachmentStore(aws.client("s3"), config.attachments_bucket),
+                    attachments=AttachmentStore(config.attachments_bucket),
                 ),
                 poster,
                 _user_of(event, config),

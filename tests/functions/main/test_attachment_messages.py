@@ -239,3 +239,14 @@ def test_s3_slowing_down_is_503_before_any_budget_hold_or_model_call(
     assert bedrock.requests_for(CONVERSE) == []
     assert usage(rest) == before
     assert rest.call("GET", f"/sessions/{session_id}/messages").json["messages"] == []
+
+
+def test_a_turn_without_attachments_builds_no_s3_client(
+    rest: Rest, session_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building S3's client costs about 50 ms of a cold start; only a request that touches an
+    attachment pays it."""
+    monkeypatch.setattr(aws, "_clients", {})
+    assert send(rest, session_id).status == 200
+    assert {service for service, _ in aws._clients} >= {"dynamodb", "bedrock-runtime"}
+    assert "s3" not in {service for service, _ in aws._clients}
