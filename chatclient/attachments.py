@@ -8,8 +8,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chatclient.client import ApiError, AssistantClient
+from chatclient.safe import clean
 from functions.contract import (
     ATTACHMENT_FORMATS,
     MAX_DOCUMENTS_PER_MESSAGE,
@@ -95,3 +97,21 @@ def upload(client: AssistantClient, session_id: str, file: LocalFile) -> Attachm
     return Attachment(
         answer["attachment_id"], session_id, file.name, file.format.kind, len(file.data)
     )
+
+
+# Why a turn did not send an earlier attachment again (the ``reason`` of the answer's
+# ``unavailable_attachments``), and what the user can do about it.
+_UNAVAILABLE = {
+    "expired": "it has expired; /attach it again to use it",
+    "limit": "the request already carried as many files of its kind as the model takes",
+    "rejected": "it no longer passes the checks; /attach it again to use it",
+}
+
+
+def unavailable_notes(items: Iterable[dict[str, Any]]) -> list[str]:
+    """One line per earlier attachment the model did not get this turn (server text, cleaned)."""
+    return [
+        f"not sent again: {clean(str(item.get('name', '')))} "
+        f"({_UNAVAILABLE.get(str(item.get('reason')), clean(str(item.get('reason'))))})"
+        for item in items
+    ]

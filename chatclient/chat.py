@@ -454,6 +454,8 @@ class Chat:
         self.say("")
         self.last_answer_id = turn.message_id
         self.summary(turn.citations, turn.usage, turn.end)
+        for note in attachments.unavailable_notes(turn.unavailable):
+            self.say(f"  {note}", "yellow")
         if new_session and turn.end.get("status") == "complete":
             self.show_title(self.session)
 

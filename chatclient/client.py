@@ -161,6 +161,8 @@ class Turn:
     usage: dict[str, Any] = field(default_factory=dict)
     citations: list[dict[str, Any]] = field(default_factory=list)
     end: dict[str, Any] = field(default_factory=dict)
+    # Earlier attachments the server could not send the model again (the start frame's).
+    unavailable: list[dict[str, Any]] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[str]:
         for frame in self.frames:
@@ -170,6 +172,7 @@ class Turn:
             kind = frame.get("type")
             if kind == "start":
                 self.message_id = frame.get("message_id")
+                self.unavailable = list(frame.get("unavailable_attachments") or [])
             elif kind == "chunk":
                 content = str(frame.get("content", ""))
                 self.text += content

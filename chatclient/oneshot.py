@@ -68,6 +68,8 @@ def ask(
         print(f"error: {clean(error)}", file=err)
         return of_error(error)
     out.write("\n")
+    for note in attachments.unavailable_notes(turn.unavailable):
+        print(note, file=err)
     status, reason = turn.end.get("status"), turn.end.get("stop_reason")
     if status != "complete":
         print(f"the answer is {clean(status)} ({clean(reason)})", file=err)

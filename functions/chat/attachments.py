@@ -8,14 +8,21 @@ Content-Type) and by its content (:mod:`functions.domain.attachments`). Any refu
 
 Budget: Converse counts attachments as input tokens, which the text estimate cannot see, so
 :func:`attachment_tokens` adds an estimate per block (docs/functions.md, Attachments).
+
+Later turns: history keeps references, so each turn sends the attachments of the questions in
+its history again (:func:`resend`), newest first, while the request has room for their kind.
+One that cannot be sent (expired, over the request's limit, no longer valid) is replaced by a
+note the model reads in its question's place, and reported to the client.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from functions.contract import (
@@ -28,7 +35,12 @@ from functions.contract import (
 )
 from functions.domain.attachments import content_problem, image_dimensions, image_problem
 from functions.domain.errors import AttachmentRejected
-from functions.domain.models import AttachmentRef
+from functions.domain.models import (
+    AttachmentRef,
+    Message,
+    UnavailableAttachment,
+    UnavailableReason,
+)
 
 if TYPE_CHECKING:
     from functions.data.attachments import AttachmentStore
@@ -47,6 +59,10 @@ BINARY_BYTES_PER_TOKEN = 16
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9\-()\[\] ]")
 MISSING = "it has expired or was never uploaded"
 _BY_FORMAT = {f.format: f for f in ATTACHMENT_FORMATS}
+# Converse's limits per request, which history's attachments share with the question's.
+REQUEST_LIMITS = {"image": MAX_IMAGES_PER_MESSAGE, "document": MAX_DOCUMENTS_PER_MESSAGE}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,15 +77,28 @@ class Attachment:
 def load(store: AttachmentStore, session_id: str, ids: Sequence[str]) -> tuple[Attachment, ...]:
     """The attachments ``ids`` of the session, each checked; the first one that fails refuses
     the whole question, before any of it costs budget or a model call."""
-    loaded = tuple(_load_one(store, session_id, attachment_id) for attachment_id in ids)
-    _check_counts(loaded)
+    counts: Counter[str] = Counter()
+    return tuple(_load_one(store, session_id, attachment_id, counts) for attachment_id in ids)
+
+
+def _load_one(
+    store: AttachmentStore, session_id: str, attachment_id: str, counts: Counter[str]
+) -> Attachment:
+    loaded = _fetch(store, session_id, attachment_id, counts)
+    if loaded is None:
+        raise AttachmentRejected(f"attachment {attachment_id}: {MISSING}")
     return loaded
 
 
-def _load_one(store: AttachmentStore, session_id: str, attachment_id: str) -> Attachment:
+def _fetch(
+    store: AttachmentStore, session_id: str, attachment_id: str, counts: Counter[str]
+) -> Attachment | None:
+    """The checked attachment (counted in ``counts``, per kind), None when its object is gone,
+    or :class:`AttachmentRejected`. Its type, size and kind's count are checked on what
+    GetObject answers first, so a body that would be refused is never downloaded."""
     stored = store.get(session_id, attachment_id)
     if stored is None:
-        raise AttachmentRejected(f"attachment {attachment_id}: {MISSING}")
+        return None
     try:
         found = ATTACHMENT_CONTENT_TYPES.get(stored.content_type.split(";", 1)[0].strip().lower())
         if found is None:
@@ -82,6 +111,12 @@ def _load_one(store: AttachmentStore, session_id: str, attachment_id: str) -> At
                 f"attachment {attachment_id}: a {found.format} {found.kind} may be at most "
                 f"{limit:,} bytes; this one is {stored.size:,}"
             )
+        most = REQUEST_LIMITS[found.kind]
+        if counts[found.kind] >= most:
+            raise AttachmentRejected(
+                f"a message may carry at most {most} {found.kind}s; attachment {attachment_id} "
+                f"would be {found.kind} {most + 1}"
+            )
         data = stored.read()
     finally:
         stored.close()
@@ -90,22 +125,17 @@ def _load_one(store: AttachmentStore, session_id: str, attachment_id: str) -> At
         problem = image_problem(found.format, data)
     if problem is not None:
         raise AttachmentRejected(f"attachment {attachment_id} ({found.format}): {problem}")
+    counts[found.kind] += 1
     ref = AttachmentRef(attachment_id, stored.name, found.content_type, len(data))
     return Attachment(ref, found, data)
 
 
-def _check_counts(loaded: Sequence[Attachment]) -> None:
-    for kind, most in (("image", MAX_IMAGES_PER_MESSAGE), ("document", MAX_DOCUMENTS_PER_MESSAGE)):
-        count = sum(1 for attachment in loaded if attachment.format.kind == kind)
-        if count > most:
-            raise AttachmentRejected(
-                f"a message may carry at most {most} {kind}s; this has {count}"
-            )
-
-
-def blocks(attachments: Sequence[Attachment]) -> list[dict[str, Any]]:
-    """Converse content blocks, in order; document names made valid and unique."""
-    names: set[str] = set()
+def blocks(
+    attachments: Sequence[Attachment], names: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Converse content blocks, in order; document names made valid and unique among
+    themselves and the ``names`` already taken in the request (which gains theirs)."""
+    names = set() if names is None else names
     result: list[dict[str, Any]] = []
     for attachment in attachments:
         source = {"format": attachment.format.format, "source": {"bytes": attachment.data}}
@@ -139,7 +169,103 @@ def attachment_tokens(block: dict[str, Any]) -> int:
         return min(math.ceil(size[0] * size[1] / IMAGE_PIXELS_PER_TOKEN), MAX_IMAGE_TOKENS)
     if "document" in block:
         document = block["document"]
-        text = _BY_FORMAT[document["format"]].text
-        per_token = TEXT_BYTES_PER_TOKEN if text else BINARY_BYTES_PER_TOKEN
-        return math.ceil(len(document["source"]["bytes"]) / per_token)
+        return _document_tokens(_BY_FORMAT[document["format"]], len(document["source"]["bytes"]))
     return 0
+
+
+def estimated_tokens(ref: AttachmentRef) -> int:
+    """An upper estimate of an earlier question's attachment, from its reference alone (so
+    history is measured before anything is read): an image's size is in its header, so it
+    counts as the largest image costs."""
+    found = ATTACHMENT_CONTENT_TYPES.get(ref.content_type)
+    if found is None:
+        return 0
+    if found.kind == "image":
+        return MAX_IMAGE_TOKENS
+    return _document_tokens(found, ref.size)
+
+
+def _document_tokens(document_format: AttachmentFormat, size: int) -> int:
+    per_token = TEXT_BYTES_PER_TOKEN if document_format.text else BINARY_BYTES_PER_TOKEN
+    return math.ceil(size / per_token)
+
+
+@dataclass
+class Resent:
+    """What a turn sends of its history's attachments: per question (``message_id``), the
+    blocks after its text, and the attachments it could not send."""
+
+    blocks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    unavailable: list[UnavailableAttachment] = field(default_factory=list)
+
+
+def resend(
+    store: AttachmentStore,
+    session_id: str,
+    history: Sequence[Message],
+    current: Sequence[Attachment],
+    names: set[str],
+) -> Resent:
+    """The attachments of ``history``'s questions, sent again while they exist, newest
+    question first, as long as the request (``current`` included) has room for their kind.
+
+    Each is read and checked again: its object may have expired with the lifecycle rule, or
+    been replaced through its upload form while that was valid. Document names extend
+    ``names``, the question's. Every attachment left out gets a note in its question's
+    place, so the model does not answer as if it had read it.
+    """
+    counts = Counter(attachment.format.kind for attachment in current)
+    result = Resent()
+    for message in reversed(history):
+        if message.role != "user" or not message.attachments:
+            continue
+        loaded: list[Attachment] = []
+        notes: list[str] = []
+        for ref in message.attachments:
+            reason = _resend_one(store, session_id, ref, counts, loaded)
+            if reason is not None:
+                result.unavailable.append(
+                    UnavailableAttachment(ref.attachment_id, ref.name, reason)
+                )
+                notes.append(_note(ref, reason))
+        sent = blocks(loaded, names)
+        if notes:
+            sent.append({"text": "\n".join(notes)})
+        if sent:
+            result.blocks[message.message_id] = sent
+    result.unavailable.reverse()  # oldest first, as the conversation reads
+    return result
+
+
+def _resend_one(
+    store: AttachmentStore,
+    session_id: str,
+    ref: AttachmentRef,
+    counts: Counter[str],
+    loaded: list[Attachment],
+) -> UnavailableReason | None:
+    """Add ``ref``'s attachment to ``loaded`` and count it, or say why it is left out."""
+    found = ATTACHMENT_CONTENT_TYPES.get(ref.content_type)
+    if found is None:  # a type no longer accepted
+        return "rejected"
+    if counts[found.kind] >= REQUEST_LIMITS[found.kind]:
+        return "limit"
+    try:
+        attachment = _fetch(store, session_id, ref.attachment_id, counts)
+    except AttachmentRejected as rejected:
+        logger.warning("an earlier attachment no longer passes", extra={"reason": str(rejected)})
+        return "rejected"
+    if attachment is None:
+        return "expired"
+    loaded.append(attachment)
+    return None
+
+
+def _note(ref: AttachmentRef, reason: UnavailableReason) -> str:
+    """What the model reads in place of an attachment it is not sent."""
+    why = {
+        "expired": "it has expired, and its content is no longer available",
+        "limit": "a request carries only so many attachments, and newer ones came first",
+        "rejected": "its content is no longer available",
+    }[reason]
+    return f"[The attachment {ref.name!r} sent with this message is not included: {why}.]"

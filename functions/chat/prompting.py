@@ -31,7 +31,8 @@ in the system prompt, where they would make both prefixes new on every turn.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from functions.contract import INFERENCE_PROFILE_PREFIXES
@@ -113,47 +114,69 @@ def prompt_bytes(content: str, citations: Sequence[Citation]) -> int:
     )
 
 
-def conversation(
-    history: list[Message], question: Sequence[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Bedrock messages: the history, then a user turn ending with the ``question`` blocks,
-    starting with a user turn and alternating roles, as Converse requires.
-
-    Stored history need not alternate: concurrent turns interleave, and a user turn whose model
-    call failed has no answer. Consecutive turns of one role are merged rather than dropped, so
-    nothing the user said is hidden from the model: unanswered questions come first in the
-    final user turn. Blank turns are skipped, and so are the turns a guardrail stopped and
-    the versions a regenerate or edit superseded (the model sees only the current branch).
-    """
+def sent(history: list[Message]) -> list[Message]:
+    """The messages of ``history`` the model sees: blank turns, the turns a guardrail stopped
+    (question and answer), the versions a regenerate or edit superseded (the model sees only
+    the current branch) and answers before the first question are left out."""
     blocked = {
         message.seq - 1
         for message in history
         if message.role == "assistant" and message.stop_reason == GUARDRAIL_INTERVENED
     }
-    merged: list[tuple[Role, list[str]]] = []
+    kept: list[Message] = []
     for message in history:
         if (
             not message.content.strip()
             or message.stop_reason == GUARDRAIL_INTERVENED
             or message.superseded_by
+            or (message.role == "user" and message.seq in blocked)
+            or (not kept and message.role != "user")
         ):
             continue
-        if message.role == "user" and message.seq in blocked:
-            continue
-        if not merged and message.role != "user":
-            continue
+        kept.append(message)
+    return kept
+
+
+def conversation(
+    history: list[Message],
+    question: Sequence[dict[str, Any]],
+    resent: Mapping[str, Sequence[dict[str, Any]]] = MappingProxyType({}),
+) -> list[dict[str, Any]]:
+    """Bedrock messages: the history (:func:`sent`), then a user turn ending with the
+    ``question`` blocks, starting with a user turn and alternating roles, as Converse requires.
+
+    Stored history need not alternate: concurrent turns interleave, and a user turn whose model
+    call failed has no answer. Consecutive turns of one role are merged rather than dropped, so
+    nothing the user said is hidden from the model: unanswered questions come first in the
+    final user turn. ``resent`` maps an earlier question's ``message_id`` to the blocks that
+    follow its text: its attachments sent again, and notes on those that could not be
+    (:func:`functions.chat.attachments.resend`).
+    """
+    merged: list[tuple[Role, list[str], list[dict[str, Any]]]] = []
+    for message in sent(history):
+        # Converse takes images and documents in user messages only.
+        blocks = resent.get(message.message_id, ()) if message.role == "user" else ()
         if merged and merged[-1][0] == message.role:
             merged[-1][1].append(message.content)
+            merged[-1][2].extend(blocks)
         else:
-            merged.append((message.role, [message.content]))
+            merged.append((message.role, [message.content], list(blocks)))
     messages: list[dict[str, Any]] = [
-        {"role": role, "content": [{"text": "\n\n".join(texts)}]} for role, texts in merged
+        {"role": role, "content": [{"text": "\n\n".join(texts)}, *blocks]}
+        for role, texts, blocks in merged
     ]
     if messages and messages[-1]["role"] == "user":
         messages[-1]["content"].extend(question)
     else:
         messages.append({"role": "user", "content": list(question)})
     return messages
+
+
+def sent_history(model_id: str, history: list[Message], settings: ChatSettings) -> list[Message]:
+    """The history messages a request to ``model_id`` holds (:func:`stable_start` for caching
+    models, then :func:`sent`): the questions whose attachments it may send again."""
+    caching = settings.prompt_caching and supports_prompt_caching(model_id)
+    return sent(stable_start(history) if caching else history)
 
 
 def stable_start(history: list[Message]) -> list[Message]:
@@ -189,9 +212,11 @@ def model_request(
     *,
     streaming: bool,
     attachments: Sequence[dict[str, Any]] = (),
+    resent: Mapping[str, Sequence[dict[str, Any]]] = MappingProxyType({}),
 ) -> dict[str, Any]:
     """The ``converse`` (``streaming=False``) or ``converse_stream`` keyword arguments;
-    ``attachments`` (image and document blocks) follow the question, outside its guardContent."""
+    ``attachments`` (image and document blocks) follow the question, outside its guardContent,
+    and ``resent`` follow earlier questions (:func:`conversation`)."""
     caching = settings.prompt_caching and supports_prompt_caching(model_id)
     question = (
         {"guardContent": {"text": {"text": content}}} if settings.guardrail else {"text": content}
@@ -199,7 +224,7 @@ def model_request(
     grounding = passages(citations)
     blocks = [{"text": grounding}, question] if grounding else [question]
     blocks.extend(attachments)
-    messages = conversation(stable_start(history) if caching else history, blocks)
+    messages = conversation(sent_history(model_id, history, settings), blocks, resent)
     system: list[dict[str, Any]] = [{"text": system_prompt(citations)}]
     if caching:
         system.append(cache_point())

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions.chat import attachments as attached
-from functions.chat.prompting import model_request, prompt_bytes
+from functions.chat.prompting import model_request, prompt_bytes, sent_history
 from functions.chat.titles import PendingTitle, Titles
 from functions.chat.upstream import upstream_errors
 from functions.contract import Metric
@@ -48,6 +48,7 @@ from functions.domain.models import (
     Message,
     MessageStatus,
     Session,
+    UnavailableAttachment,
     Usage,
     content_bytes,
     untitled,
@@ -78,6 +79,7 @@ class ChatReply:
     citations: tuple[Citation, ...]
     usage: Usage
     title: str | None = None
+    unavailable: tuple[UnavailableAttachment, ...] = ()  # see _Turn.unavailable
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ class _Turn:
     retried: bool = False  # the question was stored by an earlier turn whose answer failed
     stored: bool = True  # False: a client-held conversation, nothing of it is stored
     title: PendingTitle | None = None  # the session's title, generated beside the answer
+    # History's attachments this turn could not send the model again (it was told instead).
+    unavailable: tuple[UnavailableAttachment, ...] = ()
 
     @property
     def answer_seq(self) -> int:
@@ -151,6 +155,14 @@ def validate_content(content: object) -> str:
     if problem is not None:
         raise BadRequest(problem)
     return content  # type: ignore[return-value]  # content_problem checked it is a str
+
+
+def history_bytes(message: Message) -> int:
+    """What a history message weighs in the history budget: its text, and the attachments it
+    would send again (an upper estimate, :func:`functions.chat.attachments.estimated_tokens`)."""
+    return content_bytes(message.content) + BYTES_PER_TOKEN * sum(
+        attached.estimated_tokens(ref) for ref in message.attachments
+    )
 
 
 def estimate_tokens(text: str) -> int:
@@ -277,6 +289,11 @@ class ChatStream:
     @property
     def citations(self) -> tuple[Citation, ...]:
         return self._turn.citations
+
+    @property
+    def unavailable(self) -> tuple[UnavailableAttachment, ...]:
+        """History's attachments this turn could not send again, known before its first delta."""
+        return self._turn.unavailable
 
     def __iter__(self) -> Iterator[str]:
         return self._deltas
@@ -667,7 +684,8 @@ class ChatService:
             attachments = [ref.attachment_id for ref in replaced[0].attachments]
         assert content is not None, "_call_model requires content without replaces"
         loaded = self._attachments(session_id, attachments)
-        media = attached.blocks(loaded)
+        names: set[str] = set()
+        media = attached.blocks(loaded, names)
         citations = self._retrieve(session, content)
         budget = (
             self.settings.history_budget_tokens * BYTES_PER_TOKEN
@@ -676,9 +694,12 @@ class ChatService:
             - sum(attached.attachment_tokens(block) for block in media) * BYTES_PER_TOKEN
         )
         if replaced is not None:  # read with the history, then left out of it
-            budget += sum(content_bytes(message.content) for message in replaced)
+            budget += sum(history_bytes(message) for message in replaced)
         history = self.store.repair(
-            user_id, session, self.store.messages.recent(session_id, max(budget, 0)), to_end=True
+            user_id,
+            session,
+            self.store.messages.recent(session_id, max(budget, 0), history_bytes),
+            to_end=True,
         )
         if replaced is not None:
             ids = {message.message_id for message in replaced}
@@ -693,6 +714,9 @@ class ChatService:
             if session.model_id in self.settings.bedrock_models
             else self.settings.default_model
         )
+        resent = self._resend(
+            session_id, sent_history(model_id, history, self.settings), loaded, names
+        )
         request = model_request(
             model_id,
             history,
@@ -701,6 +725,7 @@ class ChatService:
             self.settings,
             streaming=streaming,
             attachments=media,
+            resent=resent.blocks,
         )
         _add_instructions(request, options)
         reservation = self._reserve(user_id, request, options)
@@ -725,7 +750,20 @@ class ChatService:
             reservation,
             retried=retried,
             title=self.titles.start(user_id, content) if wanted else None,
+            unavailable=tuple(resent.unavailable),
         )
+
+    def _resend(
+        self,
+        session_id: str,
+        history: list[Message],
+        current: Sequence[attached.Attachment],
+        names: set[str],
+    ) -> attached.Resent:
+        """History's attachments sent again (:func:`functions.chat.attachments.resend`)."""
+        if self.attachments is None or not any(message.attachments for message in history):
+            return attached.Resent()
+        return attached.resend(self.attachments, session_id, history, current, names)
 
     def _attachments(self, session_id: str, ids: Sequence[str]) -> tuple[attached.Attachment, ...]:
         """The question's attachments, read and checked (refused before any budget hold)."""
@@ -860,6 +898,7 @@ class ChatService:
             citations=turn.citations,
             usage=usage or Usage(),
             title=self._title_beside(turn, message),
+            unavailable=turn.unavailable,
         )
 
     def _wants_title(self, session: Session) -> bool:

@@ -252,10 +252,15 @@ class MessageRepository:
             raise NotFound(MESSAGE_NOT_FOUND) from None  # removed since it was found
         return message_from_item(response["Attributes"])
 
-    def recent(self, session_id: str, budget_bytes: int) -> list[Message]:
-        """The newest turns whose contents fit in ``budget_bytes`` (UTF-8) together, oldest
-        first. Superseded versions (a regenerated or edited turn) are skipped: the history is
-        the current branch only.
+    def recent(
+        self,
+        session_id: str,
+        budget_bytes: int,
+        weight: Callable[[Message], int] = lambda message: content_bytes(message.content),
+    ) -> list[Message]:
+        """The newest turns whose ``weight``s (by default their contents' UTF-8 bytes) fit in
+        ``budget_bytes`` together, oldest first. Superseded versions (a regenerated or edited
+        turn) are skipped: the history is the current branch only.
 
         Reads backwards and stops at the first turn that does not fit. Pages are sized to the
         budget: a small first page measures this session's turns, and the next page asks for
@@ -282,7 +287,7 @@ class MessageRepository:
                 message = message_from_item(item)
                 if message.superseded_by:
                     continue
-                used += content_bytes(message.content)
+                used += weight(message)
                 if used > budget_bytes:
                     return selected[::-1]
                 selected.append(message)

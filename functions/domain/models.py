@@ -128,6 +128,21 @@ class AttachmentRef:
     size: int
 
 
+UnavailableReason = Literal["expired", "limit", "rejected"]
+
+
+@dataclass(frozen=True)
+class UnavailableAttachment:
+    """A file an earlier question sent that a later turn could not send the model again:
+    ``expired`` (its object is gone), ``limit`` (the request already carries as many of its
+    kind as Converse takes) or ``rejected`` (its object no longer passes the checks). The
+    model is told in that question's place; the client is told with the answer."""
+
+    attachment_id: str
+    name: str
+    reason: UnavailableReason
+
+
 @dataclass(frozen=True)
 class Message:
     """One stored turn; ``seq`` (1, 2, ...) orders a session's turns, allocated atomically."""

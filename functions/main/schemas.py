@@ -326,6 +326,18 @@ class SessionExport(BaseModel):
     )
 
 
+class UnavailableAttachmentOut(_Output):
+    attachment_id: str
+    name: str
+    reason: Literal["expired", "limit", "rejected"] = Field(
+        description=(
+            "`expired`: its object is gone (the bucket's lifecycle rule); `limit`: the request "
+            "already carried as many of its kind as Converse takes (newer ones first); "
+            "`rejected`: its object no longer passes the checks."
+        )
+    )
+
+
 class ChatResponse(BaseModel):
     message: MessageOut = Field(description="The stored assistant message.")
     citations: list[CitationOut]
@@ -335,6 +347,13 @@ class ChatResponse(BaseModel):
         description=(
             "The title this turn gave its untitled session (generated from its first complete "
             "answer, docs/functions.md, Session titles); null when it gave none."
+        ),
+    )
+    unavailable_attachments: list[UnavailableAttachmentOut] = Field(
+        default_factory=list,
+        description=(
+            "Attachments of earlier questions this turn could not send the model again (each "
+            "turn sends them while they exist); the model was told in their place."
         ),
     )
 

@@ -8,11 +8,12 @@ frames whose contents concatenate back to the delta. A turn's frames are ``start
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from functions.contract import MAX_WEBSOCKET_FRAME_BYTES
-from functions.domain.models import Message, Usage
+from functions.domain.models import Message, UnavailableAttachment, Usage
 
 MAX_FRAME_BYTES = MAX_WEBSOCKET_FRAME_BYTES
 
@@ -23,12 +24,21 @@ def encode(frame: dict[str, Any]) -> bytes:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
 
 
-def start(session_id: str, message_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
+def start(
+    session_id: str,
+    message_id: str,
+    idempotency_key: str | None = None,
+    unavailable: Sequence[UnavailableAttachment] = (),
+) -> dict[str, Any]:
     """The answer's first frame; it echoes the request's ``idempotency_key``, if any, so the
-    client knows which of its requests this answer is."""
-    frame = {"type": "start", "session_id": session_id, "message_id": message_id}
+    client knows which of its requests this answer is, and lists the earlier questions'
+    attachments the turn could not send the model again (``unavailable_attachments``, only
+    when there are any: REST's field of that name)."""
+    frame: dict[str, Any] = {"type": "start", "session_id": session_id, "message_id": message_id}
     if idempotency_key is not None:
         frame["idempotency_key"] = idempotency_key
+    if unavailable:
+        frame["unavailable_attachments"] = [asdict(item) for item in unavailable]
     return frame
 
 

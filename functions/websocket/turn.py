@@ -127,7 +127,14 @@ def stream_answer(
     )
     chunks = partial(frames.chunks, stream.session_id, stream.message_id)
     with StreamSender(poster, chunks, flush_interval) as sender:
-        sender.send(frames.start(stream.session_id, stream.message_id, request.idempotency_key))
+        sender.send(
+            frames.start(
+                stream.session_id,
+                stream.message_id,
+                request.idempotency_key,
+                stream.unavailable,
+            )
+        )
         for delta in stream:
             sender.write(delta)
         reply = stream.complete()

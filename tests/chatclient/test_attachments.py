@@ -8,6 +8,7 @@ import io
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -71,14 +72,17 @@ def _client(backend: Backend, socket: Socket) -> AssistantClient:
     return client
 
 
-def _answering(socket: Socket) -> Socket:
-    """Answer every message sent, with the frames of its own key."""
+def _answering(socket: Socket, **start: Any) -> Socket:
+    """Answer every message sent, with the frames of its own key (``start``: more fields of
+    the start frame)."""
     send = socket.send
 
     def answering(message: str | list[str]) -> None:
         send(message)
         key = socket.sent[-1]["idempotency_key"]
-        socket.incoming += [json.dumps(f) for f in _frames("m-1", key, "read it")]
+        frames = _frames("m-1", key, "read it")
+        frames[0].update(start)
+        socket.incoming += [json.dumps(f) for f in frames]
 
     socket.send = answering  # type: ignore[method-assign]
     return socket
@@ -281,6 +285,31 @@ def test_file_without_a_prompt_on_a_terminal_is_a_usage_error(
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     assert main(["--file", "a.pdf"]) == Exit.USAGE
     assert "--file goes with a prompt; in the chat, /attach PATH" in capsys.readouterr().err
+
+
+GONE = [
+    {"attachment_id": "a-1", "name": "main.py", "reason": "expired"},
+    {"attachment_id": "a-2", "name": "\x1b[2Jf4.py", "reason": "limit"},
+]
+
+
+def test_the_chat_says_which_earlier_attachments_the_model_did_not_get() -> None:
+    socket, out = _answering(Socket([]), unavailable_attachments=GONE), io.StringIO()
+    chat = Chat(_client(Backend(), socket), Console(file=out, width=300))
+    chat.session = {"session_id": "s-1"}
+    chat.send("and now?")
+    said = out.getvalue()
+    assert "not sent again: main.py (it has expired; /attach it again to use it)" in said
+    assert "not sent again: f4.py (the request already carried as many" in said  # cleaned
+
+
+def test_oneshot_says_them_on_stderr() -> None:
+    socket = _answering(Socket([]), unavailable_attachments=GONE[:1])
+    out, err = io.StringIO(), io.StringIO()
+    assert ask(_client(Backend(), socket), "q", session_id="s-1", out=out, err=err) == Exit.OK
+    assert out.getvalue() == "read it\n"
+    said = err.getvalue()
+    assert said == "not sent again: main.py (it has expired; /attach it again to use it)\n"
 
 
 def test_the_client_sends_attachments_only_when_there_are_some() -> None:

@@ -26,6 +26,7 @@ from functions.main.schemas import (
     MessageCreate,
     MessageList,
     MessageOut,
+    UnavailableAttachmentOut,
     UsageOut,
 )
 
@@ -119,6 +120,7 @@ async def send_message(
             citations=[CitationOut.of(citation) for citation in reply.citations],
             usage=UsageOut.of(reply.usage),
             title=reply.title,
+            unavailable_attachments=[UnavailableAttachmentOut.of(u) for u in reply.unavailable],
         )
         return response.model_dump(mode="json")
 

@@ -306,3 +306,34 @@ def test_superseded_versions_are_left_out_of_the_history() -> None:
         "new answer",
         "next",
     ]
+
+
+def test_resent_blocks_follow_their_questions_text_and_merge_with_it() -> None:
+    """Two questions in a row (the first unanswered) merge into one user turn: both texts,
+    then both questions' resent blocks, so every document shares a message with text."""
+    past = history(
+        ("user", "first", None),
+        ("user", "second", None),
+        ("assistant", "two", "end_turn"),
+    )
+    image = {"image": {"format": "png", "source": {"bytes": b"1"}}}
+    note = {"text": "[not included]"}
+    resent = {"id1": [image], "id2": [note], "id3": [image]}
+
+    messages = conversation(past, [{"text": "new"}], resent)
+
+    assert messages[0]["content"] == [{"text": "first\n\nsecond"}, image, note]
+    assert messages[1]["content"] == [{"text": "two"}]  # answers never carry attachments
+    assert messages[2]["content"] == [{"text": "new"}]
+
+
+def test_resent_blocks_sit_inside_the_cached_history() -> None:
+    """An earlier question's attachments are part of the history prefix the cache point ends,
+    so the next turns read them from the cache rather than pay for them again."""
+    image = {"image": {"format": "png", "source": {"bytes": b"1"}}}
+    sent = model_request(
+        CLAUDE_37, ANSWERED, "second", (), settings(), streaming=False, resent={"id1": [image]}
+    )
+    first, answer, _ = sent["messages"]
+    assert first["content"] == [{"text": "first"}, image]
+    assert answer["content"] == [{"text": "one"}, {"cachePoint": {"type": "default"}}]

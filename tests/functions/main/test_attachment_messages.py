@@ -12,10 +12,12 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
 from fakes.bedrock import CONVERSE, BedrockFake
-from functions.chat.attachments import MAX_IMAGE_TOKENS, attachment_tokens
-from functions.contract import MAX_IMAGE_BYTES, Env, attachment_key
+from functions.chat.attachments import MAX_IMAGE_TOKENS, attachment_tokens, load
+from functions.contract import MAX_DOCUMENTS_PER_MESSAGE, MAX_IMAGE_BYTES, Env, attachment_key
 from functions.core import aws
 from functions.core.settings import get_settings
+from functions.data.attachments import StoredObject
+from functions.domain.errors import AttachmentRejected
 from tests.functions.helpers import USER_B, RawBody, Rest
 from tests.functions.main.test_attachments import ask, upload
 
@@ -250,3 +252,35 @@ def test_a_turn_without_attachments_builds_no_s3_client(
     assert send(rest, session_id).status == 200
     assert {service for service, _ in aws._clients} >= {"dynamodb", "bedrock-runtime"}
     assert "s3" not in {service for service, _ in aws._clients}
+
+
+class _Body:
+    def __init__(self, reads: list[str], name: str) -> None:
+        self.reads, self.name = reads, name
+
+    def read(self) -> bytes:
+        self.reads.append(self.name)
+        return SOURCE
+
+    def close(self) -> None:
+        pass
+
+
+class _Store:
+    """Objects as GetObject answers them, recording which bodies were downloaded."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def get(self, session_id: str, attachment_id: str) -> StoredObject:
+        return StoredObject(
+            "text/plain", attachment_id, len(SOURCE), _Body(self.reads, attachment_id)
+        )
+
+
+def test_a_kind_over_its_count_is_refused_before_its_body_is_downloaded() -> None:
+    store = _Store()
+    ids = [f"f{n}" for n in range(MAX_DOCUMENTS_PER_MESSAGE + 3)]
+    with pytest.raises(AttachmentRejected, match="at most 5 documents; attachment f5 would be"):
+        load(store, "s", ids)  # type: ignore[arg-type]
+    assert store.reads == ids[:MAX_DOCUMENTS_PER_MESSAGE]

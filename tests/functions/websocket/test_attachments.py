@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import boto3
+
 from fakes.bedrock import CONVERSE_STREAM, BedrockFake
+from functions.contract import Env, attachment_key
 from tests.functions.helpers import Rest, WebSocket
 from tests.functions.main.test_attachment_messages import SOURCE, png, uploaded
 
@@ -31,3 +34,24 @@ def test_send_message_streams_an_answer_to_a_question_with_attachments(
 
     assert ws.send(connection_id, {**message, "attachments": [missing, missing]}) == OK
     assert ws.frames(connection_id)[-1]["code"] == "bad_request"
+
+
+def test_the_start_frame_names_the_earlier_attachments_not_sent_again(
+    ws: WebSocket, rest: Rest, bedrock: BedrockFake, app_env: dict[str, str]
+) -> None:
+    session_id = rest.create_session()["session_id"]
+    document = uploaded(rest, session_id, SOURCE, name="main.py")
+    connection_id = ws.open()
+    message = {"action": "sendMessage", "session_id": session_id, "content": "q"}
+    assert ws.send(connection_id, {**message, "attachments": [document]}) == OK
+    assert "unavailable_attachments" not in ws.frames(connection_id)[0]
+    boto3.client("s3").delete_object(
+        Bucket=app_env[Env.ATTACHMENTS_BUCKET], Key=attachment_key(session_id, document)
+    )
+    assert ws.send(connection_id, {**message, "content": "and now?"}) == OK
+    start = [f for f in ws.frames(connection_id) if f["type"] == "start"][-1]
+    assert start["unavailable_attachments"] == [
+        {"attachment_id": document, "name": "main.py", "reason": "expired"}
+    ]
+    history = bedrock.requests_for(CONVERSE_STREAM)[-1].body["messages"][0]["content"]
+    assert [next(iter(block)) for block in history] == ["text", "text"]
