@@ -327,23 +327,29 @@ def test_attach_stores_the_file_in_the_dev_servers_s3(
 ) -> None:
     """The real form: the dev server's main function signs it for the stack's bucket and the
     client's multipart POST satisfies its policy (moto checks it as S3 does); the next message
-    carries it, through the dev gateway, to the model, and the history keeps its name."""
+    carries it, through the dev gateway, to the model, and the history keeps its name. Once
+    the object is gone, the next question's answer says it was not sent again."""
     client = AssistantClient(dev.rest_url, dev.ws_url, alice.token)
-    chat = Chat(client, Console(file=io.StringIO(), width=300))
+    said = io.StringIO()
+    chat = Chat(client, Console(file=said, width=300))
     path = _file(tmp_path, "notes.md", b"# notes\n")
+    s3 = local_client(dev, "s3")
+    [bucket] = dev.stack.buckets.values()
     try:
         chat.command(f"/attach {path}")
         [attachment] = chat.pending
         chat.send("What is in the notes?")
+        assert chat.session is not None
+        key = attachment_key(chat.session["session_id"], attachment.attachment_id)
+        stored = s3.get_object(Bucket=bucket, Key=key)
+        assert (stored["Body"].read(), stored["ContentType"]) == (b"# notes\n", "text/markdown")
+        assert "not sent again" not in said.getvalue()
+        s3.delete_object(Bucket=bucket, Key=key)
+        chat.send("And now?")
     finally:
         client.close()
     assert chat.pending == []
-    assert chat.session is not None
-    question, answer = alice.messages(chat.session["session_id"])
+    question, answer, _, _ = alice.messages(chat.session["session_id"])
     assert [a["name"] for a in question["attachments"]] == ["notes.md"]
     assert answer["status"] == "complete"
-    [bucket] = dev.stack.buckets.values()
-    s3 = local_client(dev, "s3")
-    key = attachment_key(chat.session["session_id"], attachment.attachment_id)
-    stored = s3.get_object(Bucket=bucket, Key=key)
-    assert (stored["Body"].read(), stored["ContentType"]) == (b"# notes\n", "text/markdown")
+    assert "not sent again: notes.md (it has expired; /attach it again" in said.getvalue()
