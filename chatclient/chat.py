@@ -411,7 +411,8 @@ class Chat:
             self.answer(self.client.stream(session_id, None, replaces=question["message_id"]))
 
     def edit(self) -> None:
-        """Edit the last question in the line editor, then answer it as a new version."""
+        """Edit the last question in the line editor, then answer it as a new version, with
+        its attachments and the pending ones."""
         question = self._last_question()
         if question is None:
             return
@@ -425,7 +426,29 @@ class Chat:
             return
         check(content)
         session_id = self.session["session_id"]  # type: ignore[index]
-        self.answer(self.client.stream(session_id, content, replaces=question["message_id"]))
+        # The edit keeps the question's files (the server sends only those it names), and
+        # takes the pending ones too.
+        kept = [str(a["attachment_id"]) for a in question.get("attachments") or []]
+        pending = [a.attachment_id for a in self._pending_of(session_id)]
+        self.pending = []
+        try:
+            self.answer(
+                self.client.stream(
+                    session_id, content, replaces=question["message_id"], attachments=kept + pending
+                )
+            )
+        except ApiError as error:
+            if error.kind != "attachment_rejected" or not kept:
+                raise
+            # Refused before any model call: one of the question's files is gone or no longer
+            # passes. Edit without them rather than leave the user no way to edit at all.
+            self.say("")
+            self.say(f"the question's files are not sent again ({clean(error)})", "yellow")
+            self.answer(
+                self.client.stream(
+                    session_id, content, replaces=question["message_id"], attachments=pending
+                )
+            )
 
     def _last_question(self) -> dict[str, Any] | None:
         """The current session's last question, or None after saying why there is none."""

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
+from chatclient.attachments import Attachment
 from chatclient.chat import NO_SESSION, Chat
 from chatclient.client import ApiError, AssistantClient, Turn, _fragments
 from chatclient.limits import MAX_FRAME_BYTES, too_long
@@ -287,7 +288,13 @@ def _versioned_client(socket: Socket) -> AssistantClient:
         },
         "page-2": {
             "messages": [
-                {"role": "user", "message_id": "q-2", "content": "one?", "superseded_by": None},
+                {
+                    "role": "user",
+                    "message_id": "q-2",
+                    "content": "one?",
+                    "superseded_by": None,
+                    "attachments": [{"attachment_id": "f-1", "name": "main.py"}],
+                },
                 {"role": "assistant", "message_id": "a-2", "content": "2", "superseded_by": None},
             ],
             "next_token": None,
@@ -342,6 +349,50 @@ def test_edit_offers_the_last_question_and_sends_the_edit() -> None:
     assert editor.defaults == ["one?"]
     [sent] = socket.sent
     assert (sent["replaces"], sent["content"]) == ("q-2", "one, edited")
+    assert sent["attachments"] == ["f-1"]  # the edit keeps the question's file
+
+
+def test_an_edit_takes_the_pending_attachments_too() -> None:
+    chat, socket, _, _ = _versioned_chat(typed="one, with the log")
+    chat.pending = [
+        Attachment("f-2", "s-1", "log.txt", "document", 3),
+        Attachment("f-3", "s-other", "x.txt", "document", 3),
+    ]
+    _answer_next_turn(socket)
+    chat.command("/edit")
+    [sent] = socket.sent
+    assert sent["attachments"] == ["f-1", "f-2"]  # not another session's
+    assert chat.pending == []
+
+
+def test_an_edit_whose_question_file_is_gone_is_sent_without_it() -> None:
+    """The server refuses a message naming an expired file (before any model call); the edit
+    is sent again without the question's files, and the user told why."""
+    chat, socket, _, out = _versioned_chat(typed="one, edited")
+    send = socket.send
+
+    def refusing_then_answering(message: str | list[str]) -> None:
+        send(message)
+        key = socket.sent[-1]["idempotency_key"]
+        if len(socket.sent) == 1:
+            refusal = {
+                "type": "error",
+                "code": "attachment_rejected",
+                "message": "attachment f-1: it has expired or was never uploaded",
+                "idempotency_key": key,
+            }
+            socket.incoming.append(json.dumps(refusal))
+        else:
+            socket.incoming += [json.dumps(f) for f in _frames("m-3", key, "again")]
+
+    socket.send = refusing_then_answering  # type: ignore[method-assign]
+    chat.command("/edit")
+    first, second = socket.sent
+    assert (first["attachments"], second.get("attachments")) == (["f-1"], None)
+    assert second["content"] == "one, edited"
+    said = out.getvalue()
+    assert "the question's files are not sent again" in said and "expired" in said
+    assert "again" in said
 
 
 def test_an_edit_left_empty_sends_nothing() -> None:
