@@ -13,6 +13,7 @@ from websockets.sync.client import connect
 from devserver.model import answer
 from devserver.server import DevServer
 from devserver.websocket_gateway import MAX_FRAME_BYTES, Limits
+from fakes.bedrock import Pacing
 from fakes.oidc import SigningKey
 from functions.contract import MAX_WEBSOCKET_MESSAGE_BYTES
 from tests.dev.conftest import (
@@ -54,7 +55,12 @@ def test_the_token_may_come_in_the_header(dev: DevServer) -> None:
         assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
 
 
-def test_a_streamed_turn_reassembles_to_the_stored_answer(dev: DevServer, alice: Api) -> None:
+def test_a_streamed_turn_reassembles_to_the_stored_answer(
+    dev: DevServer, alice: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # About 60 words at 20 ms each: over a second, ten flush intervals, so the answer comes
+    # in several frames even on a loaded machine (the suite's 5 ms pace ends within three).
+    monkeypatch.setattr(dev.model, "pacing", Pacing(first_delta_s=0.0, deltas_per_second=50))
     session_id = alice.create_session()["session_id"]
     frames = chat(dev, "alice", session_id, "tell me something")
     kinds = [frame["type"] for frame in frames]
