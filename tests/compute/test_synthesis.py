@@ -20,6 +20,8 @@ from tests.compute.provider_modules import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+# One worker runs the module, so its two synth processes run once, not once per worker.
+pytestmark = pytest.mark.xdist_group("synthesis")
 
 
 def tree(folder: Path) -> dict[str, bytes]:

@@ -49,6 +49,10 @@ from tests.support.lambda_clock import Invocation, invoke
 CONFIGURED_TIMEOUT_MS = ComputeConfig.model_fields["lambda_timeout"].default * 1000
 SHORT_TIMEOUT_MS = 10_000
 
+# The module mostly waits on Lambda clocks (about a fifth of a core over four and a half
+# minutes): one worker takes all of it, beside the workers that use the cores.
+pytestmark = pytest.mark.xdist_group("lambda-clock")
+
 
 def _writes(
     operation: str, *, transaction_role: str | None = None, marker: str | None = None
