@@ -196,6 +196,7 @@ def main() -> int:
         os.environ.update(create_tables(boto3.client("dynamodb"), "bench"))
         os.environ.update({
             Env.BEDROCK_MODELS: MODEL, Env.KNOWLEDGE_BASE_ID: "", Env.SESSION_TTL_DAYS: "30",
+            Env.ATTACHMENTS_BUCKET: "bench-attachments",  # named, never called: no turn attaches
             Env.USER_MAX_CONCURRENT_ANSWERS: "0", Env.USER_DAILY_TOKEN_LIMIT: "0",
             Env.POWERTOOLS_SERVICE_NAME: "bench", Env.POWERTOOLS_METRICS_NAMESPACE: "bench",
             "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING",
