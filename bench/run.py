@@ -294,7 +294,7 @@ def test_suite_figure() -> Figure:
         raise SystemExit(f"make test failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return Figure(
         "test suite",
-        "`make test` after setup (lint, scan, pytest -n 3), the Terraform group aside",
+        "`make test` after setup (lint, scan, pytest -n 2), the Terraform group aside",
         elapsed,
         None,
         "<= 120 s",
