@@ -95,6 +95,15 @@ def _unreachable(error: Exception) -> DependencyUnreachable:
     )
 
 
+def _late(error: Exception) -> Throttled:
+    """Logged with the endpoint, so the operator can tell which dependency was slow; the
+    client only needs to know it may retry."""
+    logger.warning(
+        "an AWS endpoint did not answer in time", extra={"host": _host(error), "error": str(error)}
+    )
+    return Throttled("an AWS dependency did not answer in time; retry later")
+
+
 # The one table of library exceptions a client can act on, first match wins; anything else
 # that escapes the business logic is a bug. Throttling is the only AWS failure a client can
 # act on (by waiting), and waiting is also the right reaction to AWS's own failures and to an
@@ -110,10 +119,7 @@ _LIBRARY_ERRORS: tuple[tuple[_Matcher, _Maker], ...] = (
         lambda error: Throttled(f"{_operation(error)} failed on AWS's side; retry later"),
     ),
     (lambda error: isinstance(error, ConnectionError), _unreachable),
-    (
-        lambda error: isinstance(error, HTTPClientError),
-        lambda _: Throttled("an AWS dependency did not answer in time; retry later"),
-    ),
+    (lambda error: isinstance(error, HTTPClientError), _late),
     (
         lambda error: isinstance(error, _STREAM_TRANSPORT_ERRORS),
         lambda _: UpstreamError("the model stream broke off (a transport error); retry"),

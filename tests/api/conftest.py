@@ -16,11 +16,11 @@ import pytest
 
 from fakes.bedrock import BedrockFake, passage
 from functions.core.observability import metrics
-from tests.functions.conftest import app_env, context, pytest_configure, rest, single_attempt
+from tests.functions.conftest import app_env, context, pytest_configure, rest
 from tests.functions.helpers import USER_B, Rest
 
 # The function tests' fixtures, shared as they are rather than copied.
-__all__ = ["app_env", "context", "pytest_configure", "rest", "single_attempt"]
+__all__ = ["app_env", "context", "pytest_configure", "rest"]
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,23 @@ def trouble_for(case: schemathesis.Case) -> Trouble:
 
 
 @contextmanager
+def single_attempt() -> Iterator[None]:
+    """No botocore retry while a fault is on: a throttled or refused call fails at once, not
+    after backoff. Only then: the other requests, and the seeding, keep the retry a deployed
+    function has, so a call that the loaded test machine slowed past DynamoDB's 2 s read
+    timeout is retried, as it would be, rather than answered 503. Fresh clients before and
+    after (a throttled client's adaptive rate limiter would slow the next calls)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_MAX_ATTEMPTS", "1")
+        aws.reset_clients()
+        try:
+            yield
+        finally:
+            patch.undo()
+            aws.reset_clients()
+
+
+@contextmanager
 def dynamodb_unreachable() -> Iterator[None]:
     """The functions' DynamoDB endpoint on a port that refuses every connection."""
     with socket.socket() as closed, pytest.MonkeyPatch.context() as patch:
@@ -210,14 +227,10 @@ def dynamodb_unreachable() -> Iterator[None]:
 def aws_in(trouble: Trouble, bedrock: BedrockFake) -> Iterator[frozenset[int]]:
     """Yields the server errors that are the right answer in that trouble, rather than a bug."""
     if trouble is Trouble.DYNAMODB_THROTTLED:
-        try:
-            with dynamodb_throttled():
-                yield frozenset({503})
-        finally:
-            # Fresh clients: the throttled one's adaptive rate limiter would slow the next calls.
-            aws.reset_clients()
+        with single_attempt(), dynamodb_throttled():
+            yield frozenset({503})
     elif trouble is Trouble.DYNAMODB_UNREACHABLE:
-        with dynamodb_unreachable():
+        with single_attempt(), dynamodb_unreachable():
             yield frozenset({502})
     elif trouble is Trouble.MODEL_REFUSES:
         bedrock.fail(400, "ValidationException", "refused", operation=CONVERSE, times=None)
@@ -236,7 +249,6 @@ shared_world = settings(suppress_health_check=[HealthCheck.function_scoped_fixtu
 
 @authenticated_schema.parametrize()
 @shared_world
-@pytest.mark.usefixtures("single_attempt")  # a throttled call fails at once, not after backoff
 def test_authenticated_requests_match_the_document(
     case: schemathesis.Case, seeded: Seeded, bedrock: BedrockFake
 ) -> None:

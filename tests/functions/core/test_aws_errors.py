@@ -56,7 +56,13 @@ def test_an_endpoint_that_cannot_be_connected_to_is_unreachable_not_throttled(
     assert "network or endpoint settings" in error.message
 
 
-def test_an_endpoint_that_answers_too_slowly_is_still_throttled() -> None:
+def test_an_endpoint_that_answers_too_slowly_is_still_throttled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Retryable for the client; the operator's log names the slow endpoint, which the
+    client's message does not."""
     error = translate(ReadTimeoutError(endpoint_url="http://127.0.0.1:9"))
     assert isinstance(error, Throttled)
     assert "did not answer in time" in error.message
+    logged = [(record.levelname, getattr(record, "host", None)) for record in caplog.records]
+    assert logged == [("WARNING", "127.0.0.1:9")]
