@@ -13,24 +13,18 @@ from typing import Any
 from chatclient.client import ApiError, AssistantClient
 from chatclient.safe import clean
 from functions.contract import (
-    ATTACHMENT_FORMATS,
-    MAX_DOCUMENTS_PER_MESSAGE,
-    MAX_IMAGES_PER_MESSAGE,
+    ATTACHMENT_FORMATS_BY_NAME,
+    ATTACHMENTS_PER_REQUEST,
     AttachmentFormat,
     AttachmentKind,
     attachment_size_limit,
 )
 
 # A file's format by its extension: each format's own name, and the usual other spellings.
-_BY_FORMAT = {f.format: f for f in ATTACHMENT_FORMATS}
-FORMATS_BY_EXTENSION: dict[str, AttachmentFormat] = _BY_FORMAT | {
-    "jpg": _BY_FORMAT["jpeg"],
-    "htm": _BY_FORMAT["html"],
-    "markdown": _BY_FORMAT["md"],
-}
-_PER_MESSAGE: dict[AttachmentKind, int] = {
-    "document": MAX_DOCUMENTS_PER_MESSAGE,
-    "image": MAX_IMAGES_PER_MESSAGE,
+FORMATS_BY_EXTENSION: dict[str, AttachmentFormat] = ATTACHMENT_FORMATS_BY_NAME | {
+    "jpg": ATTACHMENT_FORMATS_BY_NAME["jpeg"],
+    "htm": ATTACHMENT_FORMATS_BY_NAME["html"],
+    "markdown": ATTACHMENT_FORMATS_BY_NAME["md"],
 }
 
 
@@ -83,8 +77,8 @@ def check_count(kinds: Iterable[AttachmentKind]) -> None:
     """``bad_request`` when one message would carry more documents or images than Converse
     takes."""
     for kind, count in Counter(kinds).items():
-        if count > _PER_MESSAGE[kind]:
-            limit = _PER_MESSAGE[kind]
+        if count > ATTACHMENTS_PER_REQUEST[kind]:
+            limit = ATTACHMENTS_PER_REQUEST[kind]
             raise ApiError("bad_request", f"a message may carry at most {limit} {kind}s")
 
 

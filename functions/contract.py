@@ -245,6 +245,13 @@ ATTACHMENT_FORMATS = (
     AttachmentFormat("webp", "image", "image/webp"),
 )
 ATTACHMENT_CONTENT_TYPES = {f.content_type: f for f in ATTACHMENT_FORMATS}
+ATTACHMENT_FORMATS_BY_NAME = {f.format: f for f in ATTACHMENT_FORMATS}
+# Converse's count limits are per request; a message's files and those history sends again
+# share them.
+ATTACHMENTS_PER_REQUEST: dict[AttachmentKind, int] = {
+    "image": MAX_IMAGES_PER_MESSAGE,
+    "document": MAX_DOCUMENTS_PER_MESSAGE,
+}
 
 
 def attachment_size_limit(kind: AttachmentKind) -> int:

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from functions.contract import (
     ATTACHMENT_CONTENT_TYPES,
-    ATTACHMENT_FORMATS,
-    MAX_DOCUMENTS_PER_MESSAGE,
-    MAX_IMAGES_PER_MESSAGE,
+    ATTACHMENT_FORMATS_BY_NAME,
+    ATTACHMENTS_PER_REQUEST,
     AttachmentFormat,
     attachment_size_limit,
 )
@@ -58,9 +57,6 @@ BINARY_BYTES_PER_TOKEN = 16
 # separated by single spaces.
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9\-()\[\] ]")
 MISSING = "it has expired or was never uploaded"
-_BY_FORMAT = {f.format: f for f in ATTACHMENT_FORMATS}
-# Converse's limits per request, which history's attachments share with the question's.
-REQUEST_LIMITS = {"image": MAX_IMAGES_PER_MESSAGE, "document": MAX_DOCUMENTS_PER_MESSAGE}
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +107,7 @@ def _fetch(
                 f"attachment {attachment_id}: a {found.format} {found.kind} may be at most "
                 f"{limit:,} bytes; this one is {stored.size:,}"
             )
-        most = REQUEST_LIMITS[found.kind]
+        most = ATTACHMENTS_PER_REQUEST[found.kind]
         if counts[found.kind] >= most:
             raise AttachmentRejected(
                 f"a message may carry at most {most} {found.kind}s; attachment {attachment_id} "
@@ -169,7 +165,8 @@ def attachment_tokens(block: dict[str, Any]) -> int:
         return min(math.ceil(size[0] * size[1] / IMAGE_PIXELS_PER_TOKEN), MAX_IMAGE_TOKENS)
     if "document" in block:
         document = block["document"]
-        return _document_tokens(_BY_FORMAT[document["format"]], len(document["source"]["bytes"]))
+        document_format = ATTACHMENT_FORMATS_BY_NAME[document["format"]]
+        return _document_tokens(document_format, len(document["source"]["bytes"]))
     return 0
 
 
@@ -248,7 +245,7 @@ def _resend_one(
     found = ATTACHMENT_CONTENT_TYPES.get(ref.content_type)
     if found is None:  # a type no longer accepted
         return "rejected"
-    if counts[found.kind] >= REQUEST_LIMITS[found.kind]:
+    if counts[found.kind] >= ATTACHMENTS_PER_REQUEST[found.kind]:
         return "limit"
     try:
         attachment = _fetch(store, session_id, ref.attachment_id, counts)

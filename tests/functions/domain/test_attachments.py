@@ -10,7 +10,11 @@ import zlib
 
 import pytest
 
-from functions.contract import ATTACHMENT_CONTENT_TYPES, ATTACHMENT_FORMATS
+from functions.contract import (
+    ATTACHMENT_CONTENT_TYPES,
+    ATTACHMENT_FORMATS,
+    ATTACHMENT_FORMATS_BY_NAME,
+)
 from functions.domain.attachments import (
     content_problem,
     declared_format,
@@ -20,7 +24,7 @@ from functions.domain.attachments import (
 )
 from functions.domain.errors import AttachmentRejected
 
-FORMATS = {f.format: f for f in ATTACHMENT_FORMATS}
+FORMATS = ATTACHMENT_FORMATS_BY_NAME
 
 
 def png(width: int, height: int) -> bytes:
