@@ -17,17 +17,18 @@ After the ``end`` frame, an untitled session's first complete answer gets it a t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.chat.service import ChatService
+from functions.chat.service import ChatReply, ChatService
 from functions.core import deadline
 from functions.core.observability import logger
 from functions.data.idempotency import Scope, once
 from functions.domain.errors import NotFound
-from functions.domain.models import Message, Usage
+from functions.domain.models import UnavailableAttachment, Usage
 from functions.websocket import frames
 from functions.websocket.protocol import SendMessage
 from functions.websocket.sender import Poster, StreamSender
@@ -60,7 +61,7 @@ def answer(
     answer as start, chunk and end frames without a model call."""
 
     def stream() -> dict[str, Any]:
-        message = stream_answer(
+        reply = stream_answer(
             chat,
             poster,
             user_id,
@@ -69,7 +70,11 @@ def answer(
             lease_seconds=lease,
             flush_interval=flush_interval,
         )
-        return {"session_id": message.session_id, "seq": message.seq}
+        return {
+            "session_id": reply.message.session_id,
+            "seq": reply.message.seq,
+            "unavailable_attachments": [asdict(item) for item in reply.unavailable],
+        }
 
     scope = Scope(user_id, "sendMessage", request.idempotency_key)
     payload = {"session_id": request.session_id, "content": request.content}
@@ -80,23 +85,22 @@ def answer(
     lease = context.get_remaining_time_in_millis() // 1000 + 1
     outcome = once(chat.store.idempotency, scope, payload, stream, lease_seconds=lease)
     if outcome.replayed:
-        replay(
-            chat,
-            poster,
-            outcome.result["session_id"],
-            outcome.result["seq"],
-            request.idempotency_key,
-        )
+        replay(chat, poster, outcome.result, request.idempotency_key)
 
 
 def replay(
-    chat: ChatService, poster: Poster, session_id: str, seq: int, idempotency_key: str | None
+    chat: ChatService, poster: Poster, result: dict[str, Any], idempotency_key: str | None
 ) -> None:
-    """The frames of a stored answer, as they went out the first time."""
-    message = chat.store.messages.get(session_id, seq)
+    """The frames of a stored answer, as they went out the first time: the start frame names
+    the same unavailable attachments (a result stored before they were kept names none)."""
+    session_id = result["session_id"]
+    message = chat.store.messages.get(session_id, result["seq"])
     if message is None:
         raise NotFound("the answer of this idempotency key no longer exists")
-    poster.send(frames.start(session_id, message.message_id, idempotency_key))
+    unavailable = [
+        UnavailableAttachment(**item) for item in result.get("unavailable_attachments", [])
+    ]
+    poster.send(frames.start(session_id, message.message_id, idempotency_key, unavailable))
     for frame in frames.chunks(session_id, message.message_id, message.content):
         if not poster.send(frame):
             return
@@ -112,7 +116,7 @@ def stream_answer(
     time_left: Callable[[], float],
     lease_seconds: int,
     flush_interval: float,
-) -> Message:
+) -> ChatReply:
     """Stream one chat turn to the client; the answer is stored whatever the client does."""
     stream = chat.stream(
         user_id,
@@ -156,7 +160,7 @@ def stream_answer(
             "posts": poster.posts,
         },
     )
-    return reply.message
+    return reply
 
 
 def _time_left() -> float:

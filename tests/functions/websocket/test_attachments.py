@@ -48,10 +48,17 @@ def test_the_start_frame_names_the_earlier_attachments_not_sent_again(
     boto3.client("s3").delete_object(
         Bucket=app_env[Env.ATTACHMENTS_BUCKET], Key=attachment_key(session_id, document)
     )
-    assert ws.send(connection_id, {**message, "content": "and now?"}) == OK
+    keyed = {**message, "content": "and now?", "idempotency_key": "turn-2"}
+    assert ws.send(connection_id, keyed) == OK
     start = [f for f in ws.frames(connection_id) if f["type"] == "start"][-1]
-    assert start["unavailable_attachments"] == [
-        {"attachment_id": document, "name": "main.py", "reason": "expired"}
-    ]
+    unavailable = [{"attachment_id": document, "name": "main.py", "reason": "expired"}]
+    assert start["unavailable_attachments"] == unavailable
     history = bedrock.requests_for(CONVERSE_STREAM)[-1].body["messages"][0]["content"]
     assert [next(iter(block)) for block in history] == ["text", "text"]
+
+    # The same request again (a client that lost the frames) is replayed, not answered
+    # again, and its start frame says the same.
+    assert ws.send(connection_id, keyed) == OK
+    replayed = [f for f in ws.frames(connection_id) if f["type"] == "start"][-1]
+    assert replayed == start
+    assert len(bedrock.requests_for(CONVERSE_STREAM)) == 2
