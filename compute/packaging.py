@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ FILE_MODE = 0o100644 << 16
 # Start scripts (a web_adapter function's handler, run.sh) must be executable: Lambda execs them.
 SCRIPT_MODE = 0o100755 << 16
 SCRIPT_SUFFIXES = (".sh",)
-BUILD_FORMAT = "4"  # bump to invalidate cached zips when the layout rules below change
+BUILD_FORMAT = "5"  # bump to invalidate cached zips when the layout rules below change
 LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the zip; compiled code names files there
 
 # glibc of the Lambda images: python3.11 runs on Amazon Linux 2 (2.26), later on AL2023 (2.34).
@@ -53,6 +53,14 @@ _MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
 _SKIP_DIRS = {"__pycache__", "tests", "bin"}
 _SKIP_SUFFIXES = (".pyc", ".pyi")
 _SKIP_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+# Dependencies shipped as the import closure of what the function's code imports from them,
+# not whole. Powertools is a toolkit of some 340 modules (6 MB unpacked); a function uses a
+# few of them (logging, metrics, tracing, one or two utilities), which with all they import
+# come to 140 to 200 modules.
+TRIMMED_DEPENDENCIES = ("aws_lambda_powertools",)
+# A module that names its submodules in strings (``importlib.import_module(f"{__name__}.x")``)
+# hides them from the static closure: its whole package ships.
+_DYNAMIC_IMPORT = b"import_module("
 
 
 @dataclass(frozen=True)
@@ -100,15 +108,21 @@ def build_function(spec: FunctionSpec, target: Target) -> Package:
     if spec.module not in closure:
         raise PackagingError(f"{spec.key}: no module {spec.module} ({module_file(spec.module)})")
     sources = [ROOT / module_file(name) for name in sorted(closure)]
-    entries = _entries(ROOT, sources) + _entries(deps, [deps])
+    shipped = _dependency_filter(deps, closure)
+    entries = _entries(ROOT, sources) + [
+        entry for entry in _entries(deps, [deps]) if shipped(entry[0])
+    ]
     if spec.web_adapter:
         entries.append((spec.handler, ROOT / "functions" / spec.key / spec.handler))
     return _build_zip(spec.suffix, target, entries)
 
 
-def import_closure(module: str, package: str = "functions") -> set[str]:
-    """``module`` and every module of ``package`` it imports, directly or not, with the
-    packages (``__init__``) that hold them: what Python loads importing it, found statically.
+def import_closure(
+    module: str | list[str], package: str = "functions", root: Path = ROOT
+) -> set[str]:
+    """``module`` (or each of a list) and every module of ``package`` it imports, directly or
+    not, with the packages (``__init__``) that hold them: what Python loads importing it,
+    found statically in the tree at ``root``.
 
     Every import statement counts, also the lazy ones inside functions and those under
     ``TYPE_CHECKING`` (annotations a library may resolve at runtime), so the closure only errs
@@ -116,21 +130,58 @@ def import_closure(module: str, package: str = "functions") -> set[str]:
     it does not use: the authorizer's has no chat, data or boto3-backed module.
     """
     found: set[str] = set()
-    pending = [module]
+    pending = [module] if isinstance(module, str) else list(module)
     while pending:
         name = pending.pop()
-        if name in found or not (ROOT / module_file(name)).is_file():
+        if name in found or not (root / module_file(name, root)).is_file():
             continue
         found.add(name)
         parts = name.split(".")
         pending += [".".join(parts[:depth]) for depth in range(1, len(parts))]
-        source = ROOT / module_file(name)
+        source = root / module_file(name, root)
         pending += [
             imported
             for imported in _parsed_imports(source, name, source.stat().st_mtime_ns)
             if imported == package or imported.startswith(package + ".")
         ]
     return found
+
+
+def _dependency_filter(deps: Path, modules: set[str]) -> Callable[[str], bool]:
+    """Whether a file of the installed dependencies (by its path in the zip) ships: all of
+    them, but the Python modules of a :data:`TRIMMED_DEPENDENCIES` package outside the import
+    closure of what ``modules`` (the function's project modules) import from it. Its data
+    files ship whole, and so does every package one of its closure's modules imports from by
+    name."""
+    kept: set[str] = set()
+    whole: list[str] = []
+    for package in TRIMMED_DEPENDENCIES:
+        seeds = [
+            imported
+            for module in modules
+            for imported in _module_imports(module)
+            if imported == package or imported.startswith(package + ".")
+        ]
+        closure = import_closure(seeds, package, deps) if seeds else set()
+        kept |= {module_file(name, deps).as_posix() for name in closure}
+        whole += [
+            module_file(name, deps).parent.as_posix() + "/"
+            for name in closure
+            if _DYNAMIC_IMPORT in (deps / module_file(name, deps)).read_bytes()
+        ]
+    trimmed = tuple(package + "/" for package in TRIMMED_DEPENDENCIES)
+
+    def shipped(path: str) -> bool:
+        if not path.startswith(trimmed) or not path.endswith(".py"):
+            return True
+        return path in kept or path.startswith(tuple(whole))
+
+    return shipped
+
+
+def _module_imports(module: str) -> tuple[str, ...]:
+    source = ROOT / module_file(module)
+    return _parsed_imports(source, module, source.stat().st_mtime_ns)
 
 
 @functools.cache
@@ -141,11 +192,11 @@ def _parsed_imports(source: Path, module: str, mtime_ns: int) -> tuple[str, ...]
 
 
 @functools.cache
-def module_file(module: str) -> Path:
-    """The source file of a project module, relative to the repository: a package's
-    ``__init__.py`` or a module's ``.py``."""
+def module_file(module: str, root: Path = ROOT) -> Path:
+    """The source file of a module, relative to ``root`` (the repository, or an installed
+    dependencies folder): a package's ``__init__.py`` or a module's ``.py``."""
     path = Path(*module.split("."))
-    return path / "__init__.py" if (ROOT / path).is_dir() else path.with_suffix(".py")
+    return path / "__init__.py" if (root / path).is_dir() else path.with_suffix(".py")
 
 
 def _imports(source: Path, module: str) -> Iterator[str]:
@@ -318,7 +369,7 @@ def _install_dependencies(requirements: Path, target: Target) -> Path:
     if not requirements.is_file():
         raise PackagingError(f"{requirements} is missing")
     text = requirements.read_text(encoding="utf-8")
-    key = hashlib.sha256(f"{text}\0{target.label}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{BUILD_FORMAT}\0{text}\0{target.label}".encode()).hexdigest()[:20]
     folder = BUILD / "deps" / f"{requirements.parent.name}-{target.label}-{key}"
     if folder.is_dir():
         return folder
@@ -339,11 +390,22 @@ def _install_dependencies(requirements: Path, target: Target) -> Path:
             f"pip could not install {requirements.relative_to(ROOT)} for {target.label}:\n"
             f"{result.stderr.strip()}"
         )
+    _strip_descriptions(staging)
     try:
         staging.rename(folder)
     except OSError:  # a concurrent build won the race; its folder is identical
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _strip_descriptions(site: Path) -> None:
+    """Cut each installed distribution's ``METADATA`` to its headers. The body after them is
+    the project's long description (its README, for pydantic its changelog: 144 kB), which
+    nothing reads at runtime; the headers (name, version, requirements) are what
+    ``importlib.metadata`` answers from."""
+    for metadata in sorted(site.glob("*.dist-info/METADATA")):
+        headers, blank, _ = metadata.read_bytes().partition(b"\n\n")
+        metadata.write_bytes(headers + (b"\n" if blank else b""))
 
 
 def main(argv: list[str] | None = None) -> int:

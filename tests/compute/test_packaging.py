@@ -15,6 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ from compute.packaging import (
     ROOT,
     Target,
     _bytecode,
+    _install_dependencies,
+    _module_imports,
     build_function,
     build_placeholder,
     import_closure,
@@ -49,6 +52,7 @@ STREAM_BATCH = {
         }
     ]
 }
+PT = "aws_lambda_powertools"
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six"}
 
 
@@ -128,6 +132,53 @@ def test_each_zip_ships_exactly_its_handlers_import_closure(spec: FunctionSpec) 
     project = {e for e in entries if e.startswith("functions/") and e.endswith(".py")}
     closure = import_closure(spec.module)
     assert project == {module_file(name).as_posix() for name in closure}
+
+
+# Powertools packages shipped whole, beyond the closure: they import submodules by name
+# (``importlib.import_module``), which a static closure cannot follow. The session cleanup's
+# batch utility imports the parser, whose package does.
+WHOLE_POWERTOOLS = {"cleanup": ("shared/", "utilities/parser/")}
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
+def test_powertools_ships_as_the_closure_of_what_the_function_imports(spec: FunctionSpec) -> None:
+    """Every module of the closure ships, and beyond it only the packages that import by
+    name; what no function uses (feature flags, streaming, data masking) never does."""
+    entries = names(build_function(spec, X86).path)
+    shipped = {e for e in entries if e.startswith(f"{PT}/") and e.endswith(".py")}
+    seeds = [
+        imported
+        for name in import_closure(spec.module)
+        for imported in _module_imports(name)
+        if imported.startswith(PT)
+    ]
+    if not seeds:
+        assert not shipped
+        return
+    deps = _install_dependencies(ROOT / spec.requirements, X86)
+    closure = {module_file(n, deps).as_posix() for n in import_closure(seeds, PT, deps)}
+    assert closure <= shipped
+    whole = tuple(f"{PT}/{folder}" for folder in WHOLE_POWERTOOLS.get(spec.key, ("shared/",)))
+    assert not [e for e in shipped - closure if not e.startswith(whole)]
+    unused = ("utilities/feature_flags/", "utilities/streaming/", "utilities/data_masking/")
+    assert not [e for e in shipped if e.removeprefix(f"{PT}/").startswith(unused)]
+    assert len(shipped) < 250  # of its 336
+    assert f"{PT}/py.typed" in entries  # data files whole
+
+
+def test_a_dependencys_metadata_keeps_its_headers_and_drops_its_long_description(
+    tmp_path: Path,
+) -> None:
+    """importlib.metadata still answers from the package alone (name, version, requirements);
+    the README or changelog that followed the headers is gone."""
+    tree = extract(build_function(OPENAI_API, X86).path, tmp_path / "task")
+    [pydantic] = metadata.distributions(path=[str(tree)], name="pydantic")
+    assert pydantic.version == "2.14.4"
+    assert pydantic.requires and any(r.startswith("pydantic-core") for r in pydantic.requires)
+    text = (Path(str(pydantic.locate_file(""))) / f"pydantic-{pydantic.version}.dist-info"
+            / "METADATA").read_text(encoding="utf-8")  # fmt: skip
+    assert text.startswith("Metadata-Version:") and "\n\n" not in text
+    assert len(text) < 10_000  # it was 144 kB with the changelog
 
 
 def test_the_import_closure_follows_lazy_and_from_imports() -> None:
