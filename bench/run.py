@@ -353,15 +353,15 @@ def sse_figures(runs: int) -> list[Figure]:
 
 
 def with_figure_rows(results: str, rows: str) -> str:
-    """``results`` with the rows of the same figures (by name) replaced by ``rows``, which
-    end the figures table (the first table)."""
-    names = {line.split(" | ", 1)[0] for line in rows.splitlines()}
-    lines = [line for line in results.splitlines() if line.split(" | ", 1)[0] not in names]
+    """``results`` with the rows of the same figures (by name) replaced by ``rows`` where
+    they are; rows of figures it lacks end the figures table (the first table)."""
+    new = {line.split(" | ", 1)[0]: line for line in rows.splitlines()}
+    lines = [new.pop(line.split(" | ", 1)[0], line) for line in results.splitlines()]
     first_row = next((i for i, line in enumerate(lines) if line.startswith("| ")), len(lines))
     end = first_row
     while end < len(lines) and lines[end].startswith("| "):
         end += 1
-    return "\n".join([*lines[:end], *rows.splitlines(), *lines[end:]]) + "\n"
+    return "\n".join([*lines[:end], *new.values(), *lines[end:]]) + "\n"
 
 
 def render_capacity(rows: list[dict[str, object]]) -> str:
@@ -483,13 +483,14 @@ def main() -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["caching", "sse"],
+        choices=["caching", "sizes", "sse"],
         help="run one part only and replace its section of bench/results.md",
     )
     args = parser.parse_args()
     results = ROOT / "bench" / "results.md"
-    if args.only == "sse":
-        rows = render(sse_figures(args.stream_runs), args.runs, args.stream_runs).splitlines()[4:]
+    if args.only in ("sse", "sizes"):
+        part = sse_figures(args.stream_runs) if args.only == "sse" else size_figures()
+        rows = render(part, args.runs, args.stream_runs).splitlines()[4:]
         previous = results.read_text() if results.exists() else ""
         results.write_text(with_figure_rows(previous, "\n".join(rows)))
         print("\n".join(rows))
