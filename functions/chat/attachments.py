@@ -4,7 +4,9 @@ any budget or calls the model, then sent to Converse as ``image`` and ``document
 An upload's POST policy pins its type and size, but the bytes are the client's: so every
 object is checked again here, by what S3 stored (its size before its body is read, its
 Content-Type) and by its content (:mod:`functions.domain.attachments`). Any refusal is
-:class:`~functions.domain.errors.AttachmentRejected` naming the attachment and the rule.
+:class:`~functions.domain.errors.AttachmentRejected` naming the attachment and the rule. A
+turn's objects are read at once (:func:`functions.core.deadline.gather`): it waits for the
+slowest, not for their sum.
 
 Budget: Converse counts attachments as input tokens, which the text estimate cannot see, so
 :func:`attachment_tokens` adds an estimate per block (docs/functions.md, Attachments).
@@ -23,6 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from functions.contract import (
@@ -32,6 +35,7 @@ from functions.contract import (
     AttachmentFormat,
     attachment_size_limit,
 )
+from functions.core import deadline
 from functions.domain.attachments import content_problem, image_dimensions, image_problem
 from functions.domain.errors import AttachmentRejected
 from functions.domain.models import (
@@ -42,7 +46,7 @@ from functions.domain.models import (
 )
 
 if TYPE_CHECKING:
-    from functions.data.attachments import AttachmentStore
+    from functions.data.attachments import AttachmentStore, StoredObject
 
 # Anthropic's image cost: width * height / 750 tokens, and an image whose cost would pass
 # about 1,600 tokens is resized down to it first ("Vision", image costs).
@@ -72,56 +76,83 @@ class Attachment:
 
 def load(store: AttachmentStore, session_id: str, ids: Sequence[str]) -> tuple[Attachment, ...]:
     """The attachments ``ids`` of the session, each checked; the first one that fails refuses
-    the whole question, before any of it costs budget or a model call."""
-    counts: Counter[str] = Counter()
-    return tuple(_load_one(store, session_id, attachment_id, counts) for attachment_id in ids)
-
-
-def _load_one(
-    store: AttachmentStore, session_id: str, attachment_id: str, counts: Counter[str]
-) -> Attachment:
-    loaded = _fetch(store, session_id, attachment_id, counts)
-    if loaded is None:
-        raise AttachmentRejected(f"attachment {attachment_id}: {MISSING}")
-    return loaded
-
-
-def _fetch(
-    store: AttachmentStore, session_id: str, attachment_id: str, counts: Counter[str]
-) -> Attachment | None:
-    """The checked attachment (counted in ``counts``, per kind), None when its object is gone,
-    or :class:`AttachmentRejected`. Its type, size and kind's count are checked on what
-    GetObject answers first, so a body that would be refused is never downloaded."""
-    stored = store.get(session_id, attachment_id)
-    if stored is None:
-        return None
+    the whole question, before any of it costs budget or a model call. The objects are asked
+    for at once, their type, size and kind's count checked on what GetObject answers first
+    (so a body that would be refused is never downloaded), then the bodies read at once."""
+    opened = _open(store, session_id, ids)
     try:
-        found = ATTACHMENT_CONTENT_TYPES.get(stored.content_type.split(";", 1)[0].strip().lower())
-        if found is None:
-            raise AttachmentRejected(
-                f"attachment {attachment_id}: its type {stored.content_type!r} is not accepted"
-            )
-        limit = attachment_size_limit(found.kind)
-        if stored.size > limit:
-            raise AttachmentRejected(
-                f"attachment {attachment_id}: a {found.format} {found.kind} may be at most "
-                f"{limit:,} bytes; this one is {stored.size:,}"
-            )
-        most = ATTACHMENTS_PER_REQUEST[found.kind]
-        if counts[found.kind] >= most:
-            raise AttachmentRejected(
-                f"a message may carry at most {most} {found.kind}s; attachment {attachment_id} "
-                f"would be {found.kind} {most + 1}"
-            )
-        data = stored.read()
+        counts: Counter[str] = Counter()
+        formats = []
+        for attachment_id, stored in zip(ids, opened, strict=True):
+            if stored is None:
+                raise AttachmentRejected(f"attachment {attachment_id}: {MISSING}")
+            found = _format_of(attachment_id, stored)
+            most = ATTACHMENTS_PER_REQUEST[found.kind]
+            if counts[found.kind] >= most:
+                raise AttachmentRejected(
+                    f"a message may carry at most {most} {found.kind}s; attachment "
+                    f"{attachment_id} would be {found.kind} {most + 1}"
+                )
+            counts[found.kind] += 1
+            formats.append(found)
+        bodies = _read(opened)
     finally:
+        _close(opened)
+    return tuple(
+        _checked(attachment_id, stored, found, data)
+        for attachment_id, stored, found, data in zip(ids, opened, formats, bodies, strict=True)
+    )
+
+
+def _open(store: AttachmentStore, session_id: str, ids: Sequence[str]) -> list[StoredObject | None]:
+    """GetObject for each id at once: each object as S3 answers it, its body not read yet, or
+    None when it is gone."""
+    calls = [partial(store.get, session_id, attachment_id) for attachment_id in ids]
+    return deadline.gather(calls, "attachment-get", discard=_close_one)
+
+
+def _read(opened: Sequence[StoredObject | None]) -> list[bytes]:
+    """The bodies of ``opened`` (no None among them), read at once."""
+    reads = [stored.read for stored in opened if stored is not None]
+    return deadline.gather(reads, "attachment-read")
+
+
+def _close(opened: Sequence[StoredObject | None]) -> None:
+    for stored in opened:
+        _close_one(stored)
+
+
+def _close_one(stored: StoredObject | None) -> None:
+    if stored is not None:
         stored.close()
+
+
+def _format_of(attachment_id: str, stored: StoredObject) -> AttachmentFormat:
+    """The format of an object by its stored type, which must be accepted and within its
+    kind's size, or :class:`AttachmentRejected`."""
+    found = ATTACHMENT_CONTENT_TYPES.get(stored.content_type.split(";", 1)[0].strip().lower())
+    if found is None:
+        raise AttachmentRejected(
+            f"attachment {attachment_id}: its type {stored.content_type!r} is not accepted"
+        )
+    limit = attachment_size_limit(found.kind)
+    if stored.size > limit:
+        raise AttachmentRejected(
+            f"attachment {attachment_id}: a {found.format} {found.kind} may be at most "
+            f"{limit:,} bytes; this one is {stored.size:,}"
+        )
+    return found
+
+
+def _checked(
+    attachment_id: str, stored: StoredObject, found: AttachmentFormat, data: bytes
+) -> Attachment:
+    """The attachment, once its content is what its type says, or :class:`AttachmentRejected`."""
     problem = content_problem(found, data)
     if problem is None and found.kind == "image":
         problem = image_problem(found.format, data)
     if problem is not None:
         raise AttachmentRejected(f"attachment {attachment_id} ({found.format}): {problem}")
-    counts[found.kind] += 1
     ref = AttachmentRef(attachment_id, stored.name, found.content_type, len(data))
     return Attachment(ref, found, data)
 
@@ -207,24 +238,32 @@ def resend(
     question first, as long as the request (``current`` included) has room for their kind.
 
     Each is read and checked again: its object may have expired with the lifecycle rule, or
-    been replaced through its upload form while that was valid. Document names extend
-    ``names``, the question's. Every attachment left out gets a note in its question's
-    place, so the model does not answer as if it had read it.
+    been replaced through its upload form while that was valid (one that no longer has its
+    reference's kind counts as rejected). Document names extend ``names``, the question's.
+    Every attachment left out gets a note in its question's place, so the model does not
+    answer as if it had read it.
+
+    The reads run at once, in rounds: each round reads, in order, as many as each kind still
+    has room for; one that cannot be sent frees its room for the next round. So nothing is
+    read that the request has no room for, and the outcome is the one reading them one by one
+    would give.
     """
-    counts = Counter(attachment.format.kind for attachment in current)
+    questions = [m for m in reversed(history) if m.role == "user" and m.attachments]
+    refs = [ref for message in questions for ref in message.attachments]
+    outcomes = _resend_rounds(store, session_id, refs, current)
     result = Resent()
-    for message in reversed(history):
-        if message.role != "user" or not message.attachments:
-            continue
+    position = 0
+    for message in questions:
         loaded: list[Attachment] = []
         notes: list[str] = []
         for ref in message.attachments:
-            reason = _resend_one(store, session_id, ref, counts, loaded)
-            if reason is not None:
-                result.unavailable.append(
-                    UnavailableAttachment(ref.attachment_id, ref.name, reason)
-                )
-                notes.append(_note(ref, reason))
+            outcome = outcomes.get(position, "limit")
+            position += 1
+            if isinstance(outcome, Attachment):
+                loaded.append(outcome)
+                continue
+            result.unavailable.append(UnavailableAttachment(ref.attachment_id, ref.name, outcome))
+            notes.append(_note(ref, outcome))
         sent = blocks(loaded, names)
         if notes:
             sent.append({"text": "\n".join(notes)})
@@ -234,28 +273,88 @@ def resend(
     return result
 
 
-def _resend_one(
+def _resend_rounds(
     store: AttachmentStore,
     session_id: str,
-    ref: AttachmentRef,
+    refs: Sequence[AttachmentRef],
+    current: Sequence[Attachment],
+) -> dict[int, Attachment | UnavailableReason]:
+    """What became of each of ``refs`` (by position) that was decided: the attachment, or why
+    it is not sent. One left undecided found its kind full: ``limit``."""
+    counts = Counter(attachment.format.kind for attachment in current)
+    kinds = [ATTACHMENT_CONTENT_TYPES.get(ref.content_type) for ref in refs]
+    outcomes: dict[int, Attachment | UnavailableReason] = {
+        position: "rejected" for position, found in enumerate(kinds) if found is None
+    }  # a type no longer accepted
+    while True:
+        room = {kind: most - counts[kind] for kind, most in ATTACHMENTS_PER_REQUEST.items()}
+        batch = []
+        for position, found in enumerate(kinds):
+            if position not in outcomes and found is not None and room[found.kind] > 0:
+                room[found.kind] -= 1
+                batch.append(position)
+        if not batch:
+            return outcomes
+        fetched = _fetch_again(store, session_id, [refs[position] for position in batch])
+        for position, fetched_one in zip(batch, fetched, strict=True):
+            outcomes[position] = _sent_as(fetched_one, kinds[position], counts)
+
+
+def _sent_as(
+    outcome: Attachment | UnavailableReason,
+    expected: AttachmentFormat | None,
     counts: Counter[str],
-    loaded: list[Attachment],
-) -> UnavailableReason | None:
-    """Add ``ref``'s attachment to ``loaded`` and count it, or say why it is left out."""
-    found = ATTACHMENT_CONTENT_TYPES.get(ref.content_type)
-    if found is None:  # a type no longer accepted
+) -> Attachment | UnavailableReason:
+    """``outcome`` counted in ``counts``; an object that no longer has its reference's kind
+    (replaced through its upload form) is ``rejected``: it is not the file that was sent."""
+    if not isinstance(outcome, Attachment):
+        return outcome
+    if expected is None or outcome.format.kind != expected.kind:
         return "rejected"
-    if counts[found.kind] >= ATTACHMENTS_PER_REQUEST[found.kind]:
-        return "limit"
+    counts[outcome.format.kind] += 1
+    return outcome
+
+
+def _fetch_again(
+    store: AttachmentStore, session_id: str, refs: Sequence[AttachmentRef]
+) -> list[Attachment | UnavailableReason]:
+    """Each of ``refs`` read and checked again, at once: the attachment, ``expired`` or
+    ``rejected``."""
+    opened = _open(store, session_id, [ref.attachment_id for ref in refs])
     try:
-        attachment = _fetch(store, session_id, ref.attachment_id, counts)
-    except AttachmentRejected as rejected:
-        logger.warning("an earlier attachment no longer passes", extra={"reason": str(rejected)})
-        return "rejected"
-    if attachment is None:
-        return "expired"
-    loaded.append(attachment)
-    return None
+        formats: list[AttachmentFormat | UnavailableReason] = []
+        for ref, stored in zip(refs, opened, strict=True):
+            if stored is None:
+                formats.append("expired")
+                continue
+            try:
+                formats.append(_format_of(ref.attachment_id, stored))
+            except AttachmentRejected as rejected:
+                formats.append(_rejected(rejected))
+        readable = [
+            stored
+            for stored, found in zip(opened, formats, strict=True)
+            if isinstance(found, AttachmentFormat)
+        ]
+        bodies = iter(_read(readable))
+    finally:
+        _close(opened)
+    outcomes: list[Attachment | UnavailableReason] = []
+    for ref, stored, found in zip(refs, opened, formats, strict=True):
+        if not isinstance(found, AttachmentFormat):
+            outcomes.append(found)
+            continue
+        assert stored is not None  # its format is the stored object's
+        try:
+            outcomes.append(_checked(ref.attachment_id, stored, found, next(bodies)))
+        except AttachmentRejected as rejected:
+            outcomes.append(_rejected(rejected))
+    return outcomes
+
+
+def _rejected(rejected: AttachmentRejected) -> UnavailableReason:
+    logger.warning("an earlier attachment no longer passes", extra={"reason": str(rejected)})
+    return "rejected"
 
 
 def _note(ref: AttachmentRef, reason: UnavailableReason) -> str:

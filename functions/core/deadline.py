@@ -35,7 +35,7 @@ import contextvars
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -64,6 +64,9 @@ NO_CONTEXT_SECONDS = 900.0
 # botocore's standard backoff: rand(0, 1) * min(scale * 2 ** (attempt - 1), 20) seconds, the
 # scale 1 s after throttling (less after other errors): this is its longest sleep.
 MAX_BACKOFF_SECONDS = 20.0
+# Threads of one gather(): S3 reads of a turn's attachments (at most 25). The clients' pools
+# hold 20 connections; eight keep well inside them while taking most of the wait away.
+GATHER_WORKERS = 8
 # What must still fit before the deadline when an attempt of each service starts. A model call
 # is not started without the time to store its outcome; its own length is bounded by the
 # stream's reading (WebSocket) or the model, not by a read timeout.
@@ -176,6 +179,42 @@ def beside(call: Callable[[], T], name: str) -> queue.SimpleQueue[tuple[bool, An
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return outcome
+
+
+def gather(
+    calls: Sequence[Callable[[], T]],
+    name: str,
+    *,
+    workers: int = GATHER_WORKERS,
+    discard: Callable[[T], None] | None = None,
+) -> list[T]:
+    """The results of ``calls``, run at once on at most ``workers`` threads ``name``, each in
+    a copy of this context and this X-Ray trace entity (as :func:`beside`): independent AWS
+    calls then take as long as the slowest, not their sum, each bounded by the deadline.
+    Returns once every call has ended. When any failed, the first failure in ``calls``' order
+    is raised, after ``discard`` was given every result that did arrive (to close what it
+    holds). One call runs here, on this thread."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    from concurrent.futures import ThreadPoolExecutor  # deferred: few turns need a pool
+
+    trace_entity = None if tracer.disabled else tracer.provider.get_trace_entity()
+
+    def run(context: contextvars.Context, call: Callable[[], T]) -> T:
+        if trace_entity is not None:
+            tracer.provider.set_trace_entity(trace_entity)
+        return context.run(call)
+
+    with ThreadPoolExecutor(min(workers, len(calls)), thread_name_prefix=name) as pool:
+        futures = [pool.submit(run, contextvars.copy_context(), call) for call in calls]
+    failures = [future.exception() for future in futures if future.exception() is not None]
+    if not failures:
+        return [future.result() for future in futures]
+    if discard is not None:
+        for future in futures:
+            if future.exception() is None:
+                discard(future.result())
+    raise failures[0]
 
 
 def bounded(call: Callable[[], T], *, keep: float, late: Callable[[], Exception]) -> T:

@@ -42,7 +42,7 @@ import enum
 import socket
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -193,34 +193,37 @@ def trouble_for(case: schemathesis.Case) -> Trouble:
 
 
 @contextmanager
-def single_attempt() -> Iterator[None]:
+def clients_with(**variables: str) -> Iterator[None]:
+    """The functions' AWS clients built again with ``variables`` in their environment, and
+    again without them afterwards."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        aws.reset_clients()
+        try:
+            yield
+        finally:
+            patch.undo()
+            aws.reset_clients()
+
+
+def single_attempt() -> AbstractContextManager[None]:
     """No botocore retry while a fault is on: a throttled or refused call fails at once, not
     after backoff. Only then: the other requests, and the seeding, keep the retry a deployed
     function has, so a call that the loaded test machine slowed past DynamoDB's 2 s read
     timeout is retried, as it would be, rather than answered 503. Fresh clients before and
     after (a throttled client's adaptive rate limiter would slow the next calls)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_MAX_ATTEMPTS", "1")
-        aws.reset_clients()
-        try:
-            yield
-        finally:
-            patch.undo()
-            aws.reset_clients()
+    return clients_with(AWS_MAX_ATTEMPTS="1")
 
 
 @contextmanager
 def dynamodb_unreachable() -> Iterator[None]:
     """The functions' DynamoDB endpoint on a port that refuses every connection."""
-    with socket.socket() as closed, pytest.MonkeyPatch.context() as patch:
+    with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, never listening
-        patch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{closed.getsockname()[1]}")
-        aws.reset_clients()
-        try:
+        port = closed.getsockname()[1]
+        with clients_with(AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{port}"):
             yield
-        finally:
-            patch.undo()
-            aws.reset_clients()
 
 
 @contextmanager

@@ -10,13 +10,19 @@ import boto3
 import pytest
 
 from fakes.bedrock import CONVERSE, BedrockFake
-from functions.chat.attachments import MAX_IMAGE_TOKENS, estimated_tokens
+from functions.chat.attachments import MAX_IMAGE_TOKENS, estimated_tokens, resend
 from functions.chat.service import history_bytes
 from functions.contract import MAX_DOCUMENTS_PER_MESSAGE, Env, attachment_key
 from functions.core.settings import get_settings
 from functions.domain.models import AttachmentRef, Message
 from tests.functions.helpers import Rest
-from tests.functions.main.test_attachment_messages import SOURCE, png, send, uploaded
+from tests.functions.main.test_attachment_messages import (
+    SOURCE,
+    RecordingStore,
+    png,
+    send,
+    uploaded,
+)
 
 
 @pytest.fixture
@@ -145,3 +151,41 @@ def test_a_history_message_weighs_its_text_and_its_attachments() -> None:
     assert [estimated_tokens(ref) for ref in (text, image, pdf)] == [100, MAX_IMAGE_TOKENS, 100]
     message = Message("s", 1, "m", "user", "four", "", attachments=(text, image, pdf))
     assert history_bytes(message) == 4 + 4 * (100 + MAX_IMAGE_TOKENS + 100)
+
+
+def test_history_reads_only_what_the_request_has_room_for_and_refills_a_gap() -> None:
+    """Eight earlier documents, room for five: the five newest are read at once; two of them
+    expired, which frees their room for the next two in a second round; the oldest finds
+    the request full and is never read. The outcome is the one reading them one by one
+    gives."""
+    refs = [AttachmentRef(f"d{n}", f"d{n}.txt", "text/plain", len(SOURCE)) for n in range(8)]
+    history = [
+        Message("s", 2 * n + 1, f"q{n}", "user", f"question {n}", "", attachments=(ref,))
+        for n, ref in enumerate(refs)
+    ]  # oldest first, as a session's history is
+    store = RecordingStore(gone=frozenset({"d7", "d5"}))
+    resent = resend(store, "s", history, [], set())  # type: ignore[arg-type]
+    assert store.asked == ["d7", "d6", "d5", "d4", "d3", "d2", "d1"]
+    assert sorted(store.reads) == ["d1", "d2", "d3", "d4", "d6"]
+    assert sorted(resent.blocks) == ["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7"]
+    sent = {q: [next(iter(block)) for block in blocks] for q, blocks in resent.blocks.items()}
+    assert sent == {
+        "q7": ["text"], "q6": ["document"], "q5": ["text"], "q4": ["document"],
+        "q3": ["document"], "q2": ["document"], "q1": ["document"], "q0": ["text"],
+    }  # fmt: skip
+    assert [(u.attachment_id, u.reason) for u in resent.unavailable] == [
+        ("d0", "limit"),
+        ("d5", "expired"),
+        ("d7", "expired"),
+    ]
+
+
+def test_history_attachments_are_read_at_once() -> None:
+    """Each turn reads its history's files again: five GetObjects in flight together (the
+    store's barrier needs all five), so they cost the slowest read, not their sum."""
+    refs = [AttachmentRef(f"d{n}", f"d{n}.txt", "text/plain", len(SOURCE)) for n in range(5)]
+    history = [Message("s", 1, "q", "user", "question", "", attachments=tuple(refs))]
+    store = RecordingStore(together=len(refs))
+    resent = resend(store, "s", history, [], set())  # type: ignore[arg-type]
+    assert [next(iter(block)) for block in resent.blocks["q"]] == ["document"] * 5
+    assert resent.unavailable == []

@@ -5,6 +5,7 @@ presigned POST to moto's S3, checked by content, then sent to the Bedrock fake a
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any
 
 import boto3
@@ -266,21 +267,60 @@ class _Body:
         pass
 
 
-class _Store:
-    """Objects as GetObject answers them, recording which bodies were downloaded."""
+class RecordingStore:
+    """Objects as GetObject answers them, recording which bodies were downloaded. With
+    ``together``, each GetObject waits (at most 5 s) until that many are in flight at once:
+    calls made one after another break the barrier and fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, together: int = 1, gone: frozenset[str] = frozenset()) -> None:
         self.reads: list[str] = []
+        self.asked: list[str] = []
+        self._barrier = threading.Barrier(together) if together > 1 else None
+        self._gone = gone
 
-    def get(self, session_id: str, attachment_id: str) -> StoredObject:
+    def get(self, session_id: str, attachment_id: str) -> StoredObject | None:
+        self.asked.append(attachment_id)
+        if self._barrier is not None:
+            self._barrier.wait(timeout=5)
+        if attachment_id in self._gone:
+            return None
         return StoredObject(
             "text/plain", attachment_id, len(SOURCE), _Body(self.reads, attachment_id)
         )
 
 
-def test_a_kind_over_its_count_is_refused_before_its_body_is_downloaded() -> None:
-    store = _Store()
+def test_a_kind_over_its_count_is_refused_before_any_body_is_downloaded() -> None:
+    store = RecordingStore()
     ids = [f"f{n}" for n in range(MAX_DOCUMENTS_PER_MESSAGE + 3)]
     with pytest.raises(AttachmentRejected, match="at most 5 documents; attachment f5 would be"):
         load(store, "s", ids)  # type: ignore[arg-type]
-    assert store.reads == ids[:MAX_DOCUMENTS_PER_MESSAGE]
+    assert store.reads == []
+
+
+def test_a_messages_attachments_are_asked_for_at_once() -> None:
+    """Five GetObjects in flight together (the store's barrier needs all five), so a
+    question's files cost the slowest read, not the sum of them; the order stays the
+    question's."""
+    ids = [f"f{n}" for n in range(MAX_DOCUMENTS_PER_MESSAGE)]
+    store = RecordingStore(together=len(ids))
+    loaded = load(store, "s", ids)  # type: ignore[arg-type]
+    assert [attachment.ref.attachment_id for attachment in loaded] == ids
+    assert sorted(store.reads) == ids
+
+
+def test_a_missing_attachment_refuses_the_message_and_closes_the_others() -> None:
+    closed: list[str] = []
+
+    class Closing(_Body):
+        def close(self) -> None:
+            closed.append(self.name)
+
+    class Store(RecordingStore):
+        def get(self, session_id: str, attachment_id: str) -> StoredObject | None:
+            if attachment_id == "f1":
+                return None
+            return StoredObject("text/plain", attachment_id, 1, Closing(self.reads, attachment_id))
+
+    with pytest.raises(AttachmentRejected, match="attachment f1: it has expired"):
+        load(Store(), "s", ["f0", "f1", "f2"])  # type: ignore[arg-type]
+    assert sorted(closed) == ["f0", "f2"]
