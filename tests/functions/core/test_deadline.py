@@ -42,7 +42,7 @@ from tests.functions.helpers import (
     table,
 )
 from tests.support.events import load_event
-from tests.support.lambda_clock import Invocation, invoke
+from tests.support.lambda_clock import Invocation, dedicated_cpu, invoke
 
 # The stack's default timeout of every function (lambda_timeout), and a short one that the
 # configuration allows too, for the tests that run many turns into their deadline.
@@ -52,6 +52,15 @@ SHORT_TIMEOUT_MS = 10_000
 # The module mostly waits on Lambda clocks (about a fifth of a core over four and a half
 # minutes): one worker takes all of it, beside the workers that use the cores.
 pytestmark = pytest.mark.xdist_group("lambda-clock")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_cpu() -> Iterator[None]:
+    """The module's functions run with a CPU of their own, as Lambda's do
+    (:func:`~tests.support.lambda_clock.dedicated_cpu`): two of its tests failed in CI when
+    the other worker starved a turn of the seconds before its model call."""
+    with dedicated_cpu():
+        yield
 
 
 def _writes(
