@@ -170,11 +170,12 @@ def _dependency_filter(deps: Path, modules: set[str]) -> Callable[[str], bool]:
             if _DYNAMIC_IMPORT in (deps / module_file(name, deps)).read_bytes()
         ]
     trimmed = tuple(package + "/" for package in TRIMMED_DEPENDENCIES)
+    whole_packages = tuple(whole)
 
     def shipped(path: str) -> bool:
         if not path.startswith(trimmed) or not path.endswith(".py"):
             return True
-        return path in kept or path.startswith(tuple(whole))
+        return path in kept or path.startswith(whole_packages)
 
     return shipped
 

@@ -166,19 +166,30 @@ def beside(call: Callable[[], T], name: str) -> queue.SimpleQueue[tuple[bool, An
     its outcome arrives on the queue as ``(True, result)`` or ``(False, exception)``. Nobody
     joins the thread: a caller that stops waiting leaves it to finish on its own."""
     outcome: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-    context = contextvars.copy_context()
-    trace_entity = None if tracer.disabled else tracer.provider.get_trace_entity()
+    carried = _carried(call)
 
     def run() -> None:
-        if trace_entity is not None:
-            tracer.provider.set_trace_entity(trace_entity)
         try:
-            outcome.put((True, context.run(call)))
+            outcome.put((True, carried()))
         except BaseException as error:  # handed to whoever reads the queue
             outcome.put((False, error))
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return outcome
+
+
+def _carried(call: Callable[[], T]) -> Callable[[], T]:
+    """``call``, to run on another thread in a copy of this context (the bound deadline) and
+    this X-Ray trace entity, taken now."""
+    context = contextvars.copy_context()
+    trace_entity = None if tracer.disabled else tracer.provider.get_trace_entity()
+
+    def run() -> T:
+        if trace_entity is not None:
+            tracer.provider.set_trace_entity(trace_entity)
+        return context.run(call)
+
+    return run
 
 
 def gather(
@@ -198,16 +209,9 @@ def gather(
         return [call() for call in calls]
     from concurrent.futures import ThreadPoolExecutor  # deferred: few turns need a pool
 
-    trace_entity = None if tracer.disabled else tracer.provider.get_trace_entity()
-
-    def run(context: contextvars.Context, call: Callable[[], T]) -> T:
-        if trace_entity is not None:
-            tracer.provider.set_trace_entity(trace_entity)
-        return context.run(call)
-
     with ThreadPoolExecutor(min(workers, len(calls)), thread_name_prefix=name) as pool:
-        futures = [pool.submit(run, contextvars.copy_context(), call) for call in calls]
-    failures = [future.exception() for future in futures if future.exception() is not None]
+        futures = [pool.submit(_carried(call)) for call in calls]
+    failures = [error for future in futures if (error := future.exception()) is not None]
     if not failures:
         return [future.result() for future in futures]
     if discard is not None:

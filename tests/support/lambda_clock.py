@@ -64,9 +64,7 @@ def dedicated_cpu(boost: int = 10) -> Iterator[bool]:
         with contextlib.suppress(ProcessLookupError):
             before[tid] = os.getpriority(os.PRIO_PROCESS, tid)
     try:
-        for tid, nice in before.items():
-            with contextlib.suppress(ProcessLookupError):
-                os.setpriority(os.PRIO_PROCESS, tid, nice - boost)
+        _set_priorities({tid: nice - boost for tid, nice in before.items()})
     except PermissionError:
         _set_priorities(before)
         yield False
