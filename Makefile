@@ -79,8 +79,13 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The suite writes bytecode (PYTHONDONTWRITEBYTECODE is for the other targets): pytest keeps
+# its rewritten test modules there, which each worker otherwise parses and rewrites again on
+# every run, about 3 s of CPU each. __pycache__ is ignored by git and never packaged. Not a
+# PYTHONPYCACHEPREFIX: the synths it spawns would compile every installed module into it anew.
 test: setup lint scan
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q \
+		$(PYTEST_ARGS)
 
 # checkov in its own environment, from the pinned closure (never the project's Pipfile).
 $(CHECKOV_VENV)/.synced: $(CHECKOV_REQUIREMENTS).txt

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -279,6 +280,12 @@ def _session_item(n: int) -> dict[str, dict[str, str]]:
     }
 
 
+def _pytest_workers() -> str:
+    """The workers `make test` runs with: PYTEST_WORKERS if set, else the Makefile's."""
+    default = re.search(r"^PYTEST_WORKERS \?= (\d+)$", (ROOT / "Makefile").read_text(), re.M)
+    return ORIGINAL_ENV.get("PYTEST_WORKERS") or (default.group(1) if default else "?")
+
+
 def test_suite_figure() -> Figure:
     """`make test` after setup, in the environment `make bench` started with (the warm
     figures point this process at a local issuer and a stubbed DynamoDB), the Terraform group
@@ -294,7 +301,8 @@ def test_suite_figure() -> Figure:
         raise SystemExit(f"make test failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return Figure(
         "test suite",
-        "`make test` after setup (lint, scan, pytest -n 2), the Terraform group aside",
+        f"`make test` after setup (lint, scan, pytest -n {_pytest_workers()}), the Terraform "
+        "group aside",
         elapsed,
         None,
         "<= 120 s",
@@ -483,13 +491,14 @@ def main() -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["caching", "sizes", "sse"],
+        choices=["caching", "sizes", "sse", "suite"],
         help="run one part only and replace its section of bench/results.md",
     )
     args = parser.parse_args()
     results = ROOT / "bench" / "results.md"
-    if args.only in ("sse", "sizes"):
-        part = sse_figures(args.stream_runs) if args.only == "sse" else size_figures()
+    if args.only in ("sse", "sizes", "suite"):
+        parts = {"sse": lambda: sse_figures(args.stream_runs), "sizes": size_figures}
+        part = parts.get(args.only, lambda: [test_suite_figure()])()
         rows = render(part, args.runs, args.stream_runs).splitlines()[4:]
         previous = results.read_text() if results.exists() else ""
         results.write_text(with_figure_rows(previous, "\n".join(rows)))

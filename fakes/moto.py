@@ -28,6 +28,7 @@ call :func:`reset` between tests instead of starting a new one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from moto.kms import models as kms_models
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -136,4 +138,31 @@ def aws_env(endpoint_url: str) -> dict[str, str]:
 
 def reset(endpoint_url: str) -> None:
     """Wipe all moto state through its reset API (``POST /moto-api/reset``)."""
-    httpx.post(f"{endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+    _http().post(f"{endpoint_url}/moto-api/reset").raise_for_status()
+
+
+@functools.cache
+def _http() -> httpx.Client:
+    """One client per process: each new httpx client loads the CA bundle, whatever the URL's
+    scheme (45 ms of CPU), and the tests reset once per test."""
+    return httpx.Client(timeout=10)
+
+
+class _KeyPairOnFirstUse:
+    """moto's private key of a KMS key, generated when first used rather than when the key
+    is created: moto makes an RSA-2048 pair for every key, the symmetric and HMAC ones too
+    (50-100 ms of CPU each), and only an asymmetric key ever uses it. The stacks' keys and
+    the tests' pagination key are symmetric or HMAC, and the tests create one per test."""
+
+    def __init__(self, key_spec: str) -> None:
+        self._key_spec = key_spec
+        self._key: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._key is None:
+            self._key = _generate_private_key(self._key_spec)
+        return getattr(self._key, name)
+
+
+_generate_private_key = kms_models.generate_private_key
+kms_models.generate_private_key = _KeyPairOnFirstUse

@@ -4,6 +4,9 @@ loader in compute.provider_loader), never per test.
 Powertools reads its configuration when ``functions.core.observability`` is first imported,
 which can happen while any test package is collected (``tests/security`` imports the functions
 directly), so its variables are set here, before every test module.
+
+botocore's data files are parsed once per test process (:mod:`tests.support.botocore_models`),
+not once per test, though every test starts its functions with fresh clients.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 
 from functions.contract import Env
+from tests.support import botocore_models
 
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
 os.environ.setdefault(Env.POWERTOOLS_SERVICE_NAME, "ai-assistant-test")
@@ -18,5 +22,7 @@ os.environ.setdefault(Env.POWERTOOLS_METRICS_NAMESPACE, "AiAssistantTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 # Read when the main app is built (tests/functions/main/test_cors.py).
 os.environ.setdefault(Env.CORS_ALLOWED_ORIGINS, "https://app.example.com,https://admin.example.com")
+
+botocore_models.share()
 
 pytest_plugins = ["tests.support.fixtures"]

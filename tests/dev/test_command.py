@@ -19,6 +19,7 @@ from devserver.model import answer
 from devserver.server import DevServer, Settings
 from devserver.stack import stack_file
 from fakes.moto import FAKE_CREDENTIAL
+from fakes.process import stop_process
 from tests.dev.conftest import DEV_GROUP
 
 pytestmark = DEV_GROUP
@@ -86,8 +87,8 @@ def test_the_banner_says_how_to_connect(stacks_dir: Path, tmp_path: Path) -> Non
         assert "lost when the dev server stops" in banner
         assert httpx.get(f"{rest_url}/api/v1/health").status_code == 200
     finally:
-        process.kill()
-        process.wait()
+        # Stopped as a user would: a SIGKILL left the OpenAI app's uvicorn running.
+        stop_process(process, grace_seconds=30)
 
 
 @pytest.mark.parametrize(
@@ -136,9 +137,7 @@ def test_each_stop_signal_stops_everything_cleanly(
         if options:  # --quiet: the refusal's INFO lines and the access log are not shown
             assert [line for line in after.splitlines() if line.strip()] == ["stopping..."]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_process(process, grace_seconds=30)
 
 
 def test_bedrock_aws_uses_the_callers_credentials_and_no_local_model(

@@ -3,6 +3,7 @@ from typing import Any
 import boto3
 import pytest
 
+import fakes.moto
 from fakes.moto import MotoServer
 from functions.contract import TABLES, Key, TableSchema
 from tests.support.fixtures import TABLE_PREFIX
@@ -83,3 +84,34 @@ def test_moto_pages_bedrock_agent_knowledge_bases(moto_env: dict[str, str]) -> N
     assert [kb["name"] for kb in first["knowledgeBaseSummaries"]] == ["kb-a", "kb-b"]
     assert [kb["name"] for kb in second["knowledgeBaseSummaries"]] == ["kb-c"]
     assert "nextToken" not in second
+
+
+def test_a_kms_key_makes_its_key_pair_only_when_it_needs_one(
+    moto_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto generates an RSA pair for every KMS key; the fake defers it to the first use, so
+    a symmetric or HMAC key costs none and an asymmetric one still signs and verifies."""
+    made: list[str] = []
+    generate = fakes.moto._generate_private_key
+    monkeypatch.setattr(
+        fakes.moto, "_generate_private_key", lambda spec: made.append(spec) or generate(spec)
+    )
+    kms = boto3.client("kms")
+    hmac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+    mac = kms.generate_mac(KeyId=hmac_key["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256")
+    assert kms.verify_mac(
+        KeyId=hmac_key["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256", Mac=mac["Mac"]
+    )["MacValid"]
+    kms.encrypt(KeyId=kms.create_key()["KeyMetadata"]["KeyId"], Plaintext=b"secret")
+    assert made == []
+
+    rsa_key = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    signed = kms.sign(KeyId=rsa_key, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    assert kms.verify(
+        KeyId=rsa_key,
+        Message=b"m",
+        Signature=signed["Signature"],
+        SigningAlgorithm="RSASSA_PSS_SHA_256",
+    )["SignatureValid"]
+    assert kms.get_public_key(KeyId=rsa_key)["PublicKey"]
+    assert made == ["RSA_2048"]

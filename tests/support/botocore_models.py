@@ -1,0 +1,52 @@
+"""One parsed copy of each botocore data file per test process.
+
+A function container builds one boto3 session and parses each service model it uses once
+(:mod:`functions.core.aws`). The tests start a fresh container for every test
+(``reset_clients``), so every test parsed DynamoDB's, S3's and the other models again: the
+largest single CPU cost of the suite (py-spy, 2026-12-06). :func:`share` gives every botocore
+loader of the process one cache, keyed by the loader's search path as well, so two loaders
+share a parsed file only when they would read the same one: what a session already does for
+all of its clients. Only the parsing is shared: each session still resolves its own
+credentials, region and endpoints from the environment of its test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import botocore.loaders
+import botocore.session
+
+_MODELS: dict[tuple[tuple[str, ...], tuple[Any, ...]], Any] = {}
+_create_loader = botocore.loaders.create_loader
+
+
+class _SharedCache:
+    """The mapping ``botocore.loaders.instance_cache`` reads and writes as ``loader._cache``."""
+
+    def __init__(self, loader: botocore.loaders.Loader) -> None:
+        self._loader = loader
+
+    def _key(self, key: tuple[Any, ...]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        # boto3 appends its own data folder after creating the loader: read the path per call.
+        return tuple(self._loader.search_paths), key
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return self._key(key) in _MODELS
+
+    def __getitem__(self, key: tuple[Any, ...]) -> Any:
+        return _MODELS[self._key(key)]
+
+    def __setitem__(self, key: tuple[Any, ...], value: Any) -> None:
+        _MODELS[self._key(key)] = value
+
+
+def _sharing_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+    loader = _create_loader(search_path_string)
+    loader._cache = _SharedCache(loader)  # what instance_cache reads
+    return loader
+
+
+def share() -> None:
+    """Make every botocore session created from now on in this process share parsed files."""
+    botocore.session.create_loader = _sharing_loader
