@@ -159,6 +159,8 @@ class _KeyPairOnFirstUse:
         self._key: Any = None
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy and pickle probe for hooks before __init__ has run
+            raise AttributeError(name)
         if self._key is None:
             self._key = _generate_private_key(self._key_spec)
         return getattr(self._key, name)
