@@ -496,10 +496,13 @@ def main() -> int:
     )
     args = parser.parse_args()
     results = ROOT / "bench" / "results.md"
-    if args.only in ("sse", "sizes", "suite"):
-        parts = {"sse": lambda: sse_figures(args.stream_runs), "sizes": size_figures}
-        part = parts.get(args.only, lambda: [test_suite_figure()])()
-        rows = render(part, args.runs, args.stream_runs).splitlines()[4:]
+    rows_of = {
+        "sse": lambda: sse_figures(args.stream_runs),
+        "sizes": size_figures,
+        "suite": lambda: [test_suite_figure()],
+    }
+    if args.only in rows_of:
+        rows = render(rows_of[args.only](), args.runs, args.stream_runs).splitlines()[4:]
         previous = results.read_text() if results.exists() else ""
         results.write_text(with_figure_rows(previous, "\n".join(rows)))
         print("\n".join(rows))
