@@ -1,5 +1,6 @@
 """The OpenAI-compatible API for ``make dev``: its ASGI app under uvicorn, started by the same
-``run.sh`` the Lambda Web Adapter runs, in a process of its own with the function's environment.
+``run.sh`` the Lambda Web Adapter runs, in a process of its own with the function's environment,
+that ends with the dev server however that ends (:mod:`devserver.tied`).
 
 Deployed, the adapter turns each invocation into an HTTP request to that uvicorn, adding API
 Gateway's request context (``x-amzn-request-context``, with the authorizer's answer) and the
@@ -28,6 +29,8 @@ from functions.contract import LAMBDA_CONTEXT_HEADER, OPENAI_API, REQUEST_CONTEX
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_SCRIPT = ROOT / "functions" / OPENAI_API.key / "run.sh"
+# Started through it, so that uvicorn ends with the dev server even when that is killed outright.
+TIED = Path(__file__).resolve().parent / "tied.py"
 READY_TIMEOUT_SECONDS = 30
 # Headers that are the hop's own, not the request's (RFC 9110 section 7.6.1), and the two the
 # adapter sets, which a client must never be able to set itself.
@@ -75,7 +78,7 @@ class OpenAIApp:
 
     def start(self) -> OpenAIApp:
         self._process = subprocess.Popen(
-            ["/bin/sh", str(RUN_SCRIPT)],
+            [sys.executable, "-I", "-S", str(TIED), str(os.getpid()), "/bin/sh", str(RUN_SCRIPT)],
             cwd=ROOT,
             env=self._env,
             stdout=subprocess.PIPE,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from devserver import endpoints, identity
+from devserver import endpoints, identity, workdir
 from devserver.lambda_pool import Lambda, LogSink, print_log
 from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SECONDS, local_model
 from devserver.openai_api import OpenAIApp
@@ -127,7 +126,7 @@ class DevServer:
         key = identity.signing_key(settings.state_dir)
         self.issuer = LocalIssuer(keys=[key]).start(settings.oidc_port)
         self.token_shape = token_shape(self.stack, self.issuer.url)
-        self._workdir = Path(tempfile.mkdtemp(prefix="ai-assistant-dev-"))
+        self._workdir = workdir.create()
         self.functions = Lambda(self._workdir, log=self.log, region=self.stack.region)
         self.websocket = WebSocketGateway(
             self.stack.websocket,

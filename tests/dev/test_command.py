@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devserver import workdir
 from devserver.model import answer
 from devserver.server import DevServer, Settings
 from devserver.stack import stack_file
@@ -87,7 +88,7 @@ def test_the_banner_says_how_to_connect(stacks_dir: Path, tmp_path: Path) -> Non
         assert "lost when the dev server stops" in banner
         assert httpx.get(f"{rest_url}/api/v1/health").status_code == 200
     finally:
-        # Stopped as a user would: a SIGKILL left the OpenAI app's uvicorn running.
+        # Stopped as a user would, so that it removes its temporary folder.
         stop_process(process, grace_seconds=30)
 
 
@@ -138,6 +139,45 @@ def test_each_stop_signal_stops_everything_cleanly(
             assert [line for line in after.splitlines() if line.strip()] == ["stopping..."]
     finally:
         stop_process(process, grace_seconds=30)
+
+
+def test_killed_outright_it_leaves_no_process_behind(stacks_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL (``kill -9``, an out-of-memory kill, a CI job's timeout) gives the dev server no
+    chance to stop anything: its Lambda workers and the OpenAI app's uvicorn end on their own,
+    and the ports they held are free again. Mutation caught: uvicorn, which reads no pipe from
+    the server, kept running and kept its port."""
+    process = spawn(stacks_dir, tmp_path)
+    try:
+        read_until(process, "Ctrl-C stops everything")
+        children = descendants(process.pid)
+        assert len(children) >= 4  # a warm worker per function, and uvicorn
+        process.kill()
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while (left := {p for p in children if Path(f"/proc/{p}").exists()}) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert not left, [Path(f"/proc/{p}/cmdline").read_bytes() for p in left]
+        # Its temporary folder stays, until the next server's start removes it.
+        (folder,) = (tmp_path / "tmp").iterdir()
+        assert workdir.remove_stale(tmp_path / "tmp") == [folder]
+        assert not folder.exists()
+    finally:
+        stop_process(process, grace_seconds=30)
+
+
+def test_only_the_folders_of_dead_servers_are_removed(tmp_path: Path) -> None:
+    ended = subprocess.Popen(["true"])  # a process that has ended and been reaped
+    ended.wait()
+    dead = tmp_path / f"{workdir.PREFIX}{ended.pid}-abc"
+    running = tmp_path / f"{workdir.PREFIX}{os.getpid()}-def"
+    unnamed = tmp_path / f"{workdir.PREFIX}k3j_x9q2"  # a folder without a process id
+    for folder in (dead, running, unnamed):
+        folder.mkdir()
+        (folder / "package.zip").write_bytes(b"x")
+    assert workdir.remove_stale(tmp_path) == [dead]
+    assert sorted(tmp_path.iterdir()) == sorted([running, unnamed])
 
 
 def test_bedrock_aws_uses_the_callers_credentials_and_no_local_model(

@@ -1,0 +1,45 @@
+"""The dev server's temporary folder (the extracted packages, about 70 MB), named after its
+process so that a later server can remove the folders of servers killed outright.
+
+A server stopped by a signal removes its own folder; one killed by SIGKILL cannot. Each start
+removes the folders whose process is gone. A folder whose process id a new process has
+taken since stays until that process ends too: the sweep never removes the folder of a
+running server. Another user's folders are left alone (their process cannot be checked, and
+their files cannot be removed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+PREFIX = "ai-assistant-dev-"
+
+
+def create() -> Path:
+    """A new folder for this process, after removing the folders of dead servers."""
+    remove_stale(Path(tempfile.gettempdir()))
+    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+
+
+def remove_stale(parent: Path) -> list[Path]:
+    """Remove the folders under ``parent`` whose server process is gone; returns them."""
+    removed = []
+    for folder in parent.glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
