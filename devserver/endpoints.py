@@ -64,7 +64,7 @@ def running(state_dir: Path) -> Endpoints:
             f"no dev server is running: {file} is not a dev server's endpoints file ({error}); "
             f"{START_HINT}, which rewrites it"
         ) from None
-    if not _alive(endpoints.pid):
+    if not alive(endpoints.pid):
         raise NoDevServer(
             f"no dev server is running: {file} is left from one that stopped without cleaning "
             f"up (its process {endpoints.pid} is gone); {START_HINT}"
@@ -78,7 +78,8 @@ def running(state_dir: Path) -> Endpoints:
     return endpoints
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts: it cannot be checked further)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

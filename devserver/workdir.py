@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from devserver.endpoints import alive
+
 PREFIX = "ai-assistant-dev-"
 
 
@@ -29,17 +31,7 @@ def remove_stale(parent: Path) -> list[Path]:
     removed = []
     for folder in parent.glob(f"{PREFIX}*-*"):
         pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
