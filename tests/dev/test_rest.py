@@ -141,14 +141,16 @@ def test_a_rest_chat_turn_is_stored(alice: Api) -> None:
     assert stored[1]["content"] == reply["message"]["content"]
 
 
-def test_an_untitled_session_is_named_after_its_first_answer(alice: Api) -> None:
+def test_an_untitled_session_is_named_after_its_first_answer(alice: Api, logs: Logs) -> None:
     """The dev stack has titles on (the default title model), answered by the local model
     with the question's first words."""
     session_id = alice.create_session()["session_id"]
     question = {"content": "what is the capital of France today?"}
     response = alice.http.post(f"/api/v1/sessions/{session_id}/messages", json=question)
     assert response.status_code == 200, response.text
-    assert response.json()["title"] == "what is the capital of France"
+    # Failed once in about 17 runs, unexplained: the functions' lines about titles say why.
+    said = [line for _, line in list(logs.lines) if "title" in line.lower()]
+    assert response.json()["title"] == "what is the capital of France", said
     session = alice.http.get(f"/api/v1/sessions/{session_id}").json()
     assert session["title"] == "what is the capital of France"
 
