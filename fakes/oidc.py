@@ -13,12 +13,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from fakes.loopback import QuietHTTPServer
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/keys/jwks.json"
@@ -84,13 +86,12 @@ class LocalIssuer:
     raw_jwks: bytes | None = None  # served instead of the JWKS, to play a broken provider
     delay: float = 0.0  # seconds to wait before answering, to play a hanging provider
     requests: Counter[str] = field(default_factory=Counter)
-    _server: ThreadingHTTPServer | None = None
+    _server: QuietHTTPServer | None = None
 
     def start(self, port: int = 0) -> LocalIssuer:
         """Serve on ``port`` (0: a free one). ``make dev`` uses a fixed port, because the
         issuer URL is in every token it has handed out."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", port), _handler_for(self))
         threading.Thread(target=self._server.serve_forever, args=(0.005,), daemon=True).start()
         return self
 
