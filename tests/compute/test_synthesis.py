@@ -42,12 +42,18 @@ class Run:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """Two synths of the shipped config, run side by side: with the fast provider loader and
     with the stock one. Two separate processes, so they also show that a synth is
-    reproducible: a third run, fast again, proved nothing more."""
+    reproducible: a third run, fast again, proved nothing more.
+
+    The first ``node`` on their ``PATH`` is a machine's other Node, which fails: the app
+    starts jsii on the locked one whatever the machine has (``compute/__init__.py``)."""
+    machines_node = _failing_node(tmp_path_factory.mktemp("machine-bin"))
+    environ = {name: value for name, value in os.environ.items() if name != "JSII_NODE"}
     processes = {}
     for name, stock in (("fast", "0"), ("stock", "1")):
         folder = tmp_path_factory.mktemp(name)
         env = {
-            **os.environ,
+            **environ,
+            "PATH": f"{machines_node}{os.pathsep}{environ['PATH']}",
             "COMPUTE_CONFIG_DIR": str(ROOT / "config"),
             "COMPUTE_STOCK_PROVIDER": stock,
         }
@@ -61,6 +67,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
         assert process.returncode == 0, stderr
         outputs[name] = Run(tree(folder / "cdktf.out"), imported_in(stderr))
     return outputs
+
+
+def _failing_node(folder: Path) -> Path:
+    node = folder / "node"
+    node.write_text('#!/bin/sh\necho "the machine\'s node, not the locked one" >&2\nexit 1\n')
+    node.chmod(0o755)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +116,7 @@ def test_the_cdktf_cli_synthesizes_the_same_app(
     terraformrc = tmp_path / "terraformrc"
     terraformrc.write_text("", encoding="utf-8")
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != "JSII_NODE"},
         "CHECKPOINT_DISABLE": "1",
         "COMPUTE_CONFIG_DIR": str(ROOT / "config"),
         "TF_CLI_CONFIG_FILE": str(terraformrc),
