@@ -22,7 +22,7 @@ from chatclient.status import Exit
 from devserver.server import DevServer
 from functions.contract import MAX_DOCUMENTS_PER_MESSAGE, MAX_IMAGE_BYTES, attachment_key
 from tests.chatclient.test_turns_and_messages import Socket, _frames
-from tests.dev.conftest import DEV_GROUP, Api, local_client
+from tests.support.dev_server import DEV_GROUP, Api, local_client
 
 S3 = "https://bucket.s3.example"
 FIELDS = {"key": "sessions/s-1/a-1", "Content-Type": "application/pdf", "policy": "p"}

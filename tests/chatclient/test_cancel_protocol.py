@@ -10,7 +10,7 @@ from typing import Any
 
 from devserver.server import DevServer
 from fakes.bedrock import Pacing
-from tests.dev.conftest import DEV_GROUP, Api, frames_until_end, websocket
+from tests.support.dev_server import DEV_GROUP, Api, frames_until_end, websocket
 
 pytestmark = DEV_GROUP
 

@@ -19,7 +19,7 @@ import pytest
 from devserver.model import answer
 from devserver.server import DevServer
 from fakes.bedrock import Pacing
-from tests.dev.conftest import DEV_GROUP, Api, wait_for
+from tests.support.dev_server import DEV_GROUP, Api, wait_for
 
 pytestmark = DEV_GROUP
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from devserver.model import answer
 from devserver.server import DevServer
-from tests.dev.conftest import DEV_GROUP, Api
+from tests.support.dev_server import DEV_GROUP, Api
 
 pytestmark = DEV_GROUP
 

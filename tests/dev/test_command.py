@@ -22,7 +22,7 @@ from devserver.server import DevServer, Settings
 from devserver.stack import stack_file
 from fakes.moto import FAKE_CREDENTIAL
 from fakes.process import stop_process
-from tests.dev.conftest import DEV_GROUP, wait_for
+from tests.support.dev_server import DEV_GROUP, wait_for
 
 pytestmark = DEV_GROUP
 

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from devserver.server import DevServer
-from tests.dev.conftest import DEV_GROUP, Api, websocket
+from tests.support.dev_server import DEV_GROUP, Api, websocket
 from tests.support.events import load_event
 
 pytestmark = DEV_GROUP

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 
 from devserver.server import DevServer
 from devserver.stack import stack_file
-from tests.dev.conftest import DEV_GROUP, Logs, start_server, websocket
+from tests.support.dev_server import DEV_GROUP, Logs, start_server, websocket
 
 pytestmark = DEV_GROUP
 

@@ -16,7 +16,7 @@ import pytest
 from devserver.server import EXAMPLE_KNOWLEDGE_BASE_ID, DevServer, Settings
 from devserver.stack import StackError, stack_file
 from functions.contract import Env
-from tests.dev.conftest import DEV_GROUP, Logs, frames_until_end, start_server, websocket
+from tests.support.dev_server import DEV_GROUP, Logs, frames_until_end, start_server, websocket
 
 pytestmark = DEV_GROUP
 

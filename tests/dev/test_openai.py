@@ -18,7 +18,7 @@ from devserver.model import answer
 from devserver.server import DevServer
 from fakes.bedrock import Pacing
 from functions.contract import OPENAI_REPLACED_MESSAGES_HEADER, OPENAI_SESSION_HEADER
-from tests.dev.conftest import DEV_GROUP, Api, wait_for
+from tests.support.dev_server import DEV_GROUP, Api, wait_for
 
 pytestmark = DEV_GROUP
 

@@ -17,7 +17,7 @@ from devserver.rest_gateway import policy_allows
 from devserver.server import DevServer
 from fakes.oidc import SigningKey
 from functions.contract import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, REST_ROUTES, Route
-from tests.dev.conftest import (
+from tests.support.dev_server import (
     DEV_GROUP,
     Api,
     Logs,

@@ -17,7 +17,7 @@ from devserver.streams import StreamPoller, TtlSweeper, matches
 from fakes.dynamodb_streams import TTL_USER_IDENTITY
 from fakes.moto import MotoServer, aws_env
 from functions.contract import SESSIONS
-from tests.dev.conftest import DEV_GROUP
+from tests.support.dev_server import DEV_GROUP
 from tests.support.moto_server import create_table
 
 pytestmark = DEV_GROUP

@@ -12,7 +12,7 @@ import pytest
 
 from devserver.server import DevServer
 from devserver.token import main
-from tests.dev.conftest import DEV_GROUP
+from tests.support.dev_server import DEV_GROUP
 
 pytestmark = DEV_GROUP
 

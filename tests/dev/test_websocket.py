@@ -16,7 +16,7 @@ from devserver.websocket_gateway import MAX_FRAME_BYTES, Limits
 from fakes.bedrock import Pacing
 from fakes.oidc import SigningKey
 from functions.contract import MAX_WEBSOCKET_MESSAGE_BYTES
-from tests.dev.conftest import (
+from tests.support.dev_server import (
     DEV_GROUP,
     Api,
     Logs,

@@ -2,9 +2,10 @@
 dev environment, and the real clients that drive it: httpx for REST, websockets for the
 WebSocket API.
 
-Every module of the package is in one ``xdist_group`` (``pytestmark = DEV_GROUP``), so under
-``pytest -n`` with ``--dist loadgroup`` one worker starts the server once instead of every
-worker starting its own.
+Every module that uses it (``tests/dev``, the chat client's terminal tests) is in one
+``xdist_group`` (``pytestmark = DEV_GROUP``), so under ``pytest -n`` with ``--dist loadgroup``
+one worker starts the server once instead of every worker starting its own. A plugin of the
+top-level conftest, so that those packages share the one server.
 """
 
 from __future__ import annotations
