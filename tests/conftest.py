@@ -28,4 +28,8 @@ botocore_models.share()
 # Plugins rather than conftest fixtures of one package, so that every package shares one
 # instance of each session fixture: a fixture a conftest imports from another is a second one
 # (tests/chatclient had started its own synth and dev server beside tests/dev's).
-pytest_plugins = ["tests.support.fixtures", "tests.support.dev_server"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.dev_server",
+    "tests.security.fixtures",
+]

@@ -1,6 +1,6 @@
-"""The contract tests read the same synthesized stacks and enforced runs as tests/security,
-built once per test process by the fixtures defined there."""
+"""The contract tests read the same synthesized stacks and enforced runs as tests/security
+(:mod:`tests.security.fixtures`), and expect the same warning."""
 
-from tests.security.conftest import pytest_configure, run, stack
+from tests.security.conftest import pytest_configure
 
-__all__ = ["pytest_configure", "run", "stack"]
+__all__ = ["pytest_configure"]
