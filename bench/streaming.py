@@ -281,7 +281,6 @@ def main() -> int:
             Env.BEDROCK_MODELS: MODEL, Env.KNOWLEDGE_BASE_ID: "", Env.SESSION_TTL_DAYS: "30",
             Env.ATTACHMENTS_BUCKET: "bench-attachments",  # named, never called: no turn attaches
             Env.PAGINATION_KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/bench",
-            Env.ATTACHMENTS_BUCKET: "bench-attachments",
             Env.POWERTOOLS_SERVICE_NAME: "bench", Env.POWERTOOLS_METRICS_NAMESPACE: "bench",
             "POWERTOOLS_METRICS_DISABLED": "true",
         })  # fmt: skip
