@@ -47,7 +47,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     The first ``node`` on their ``PATH`` is a machine's other Node, which fails: the app
     starts jsii on the locked one whatever the machine has (``compute/__init__.py``)."""
     machines_node = _failing_node(tmp_path_factory.mktemp("machine-bin"))
-    environ = {name: value for name, value in os.environ.items() if name != "JSII_NODE"}
+    environ = _without_jsii_node()
     processes = {}
     for name, stock in (("fast", "0"), ("stock", "1")):
         folder = tmp_path_factory.mktemp(name)
@@ -67,6 +67,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
         assert process.returncode == 0, stderr
         outputs[name] = Run(tree(folder / "cdktf.out"), imported_in(stderr))
     return outputs
+
+
+def _without_jsii_node() -> dict[str, str]:
+    """This process's environment without the ``JSII_NODE`` that importing ``compute`` set, so
+    that a child finds the locked Node by itself, as a user's shell would."""
+    return {name: value for name, value in os.environ.items() if name != "JSII_NODE"}
 
 
 def _failing_node(folder: Path) -> Path:
@@ -116,7 +122,7 @@ def test_the_cdktf_cli_synthesizes_the_same_app(
     terraformrc = tmp_path / "terraformrc"
     terraformrc.write_text("", encoding="utf-8")
     env = {
-        **{name: value for name, value in os.environ.items() if name != "JSII_NODE"},
+        **_without_jsii_node(),
         "CHECKPOINT_DISABLE": "1",
         "COMPUTE_CONFIG_DIR": str(ROOT / "config"),
         "TF_CLI_CONFIG_FILE": str(terraformrc),

