@@ -114,10 +114,15 @@ def test_ctrl_c_cancels_the_answer_and_the_next_turns_show_their_own_answers(
 
 
 def _paste(child: Any, text: str) -> None:
-    """A bracketed paste, written in pieces while the terminal's output is drained."""
-    data = PASTE_START + text + PASTE_END
+    """A bracketed paste, written in pieces while the terminal's output is drained, each piece
+    whole, as a terminal emulator writes it: a write that waits for the client to read can
+    return part-way when this process is interrupted (a profiler pausing it did, and the
+    message then missed a piece), and ``send`` drops what it did not write."""
+    data = (PASTE_START + text + PASTE_END).encode()
     for start in range(0, len(data), 4096):
-        child.send(data[start : start + 4096])
+        piece = data[start : start + 4096]
+        while piece:
+            piece = piece[os.write(child.child_fd, piece) :]
         with contextlib.suppress(pexpect.TIMEOUT):
             child.read_nonblocking(1_000_000, timeout=0)
 
