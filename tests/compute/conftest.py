@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from compute.config import ComputeConfig, default_config, load_config
-from tests.compute.synth import Synth, synth_stack
-
-ROOT = Path(__file__).resolve().parents[2]
+from compute.config import ComputeConfig
+from tests.compute.synth import Synth, environment_stack
 
 
 @pytest.fixture(scope="session")
 def dev_config() -> ComputeConfig:
-    return default_config({})
+    return environment_stack("dev")[0]
 
 
 @pytest.fixture(scope="session")
-def dev(dev_config: ComputeConfig) -> Synth:
-    return synth_stack(dev_config)
+def dev() -> Synth:
+    return environment_stack("dev")[1]
 
 
 @pytest.fixture(scope="session")
 def prod_config() -> ComputeConfig:
-    return load_config(ROOT / "config" / "prod.toml", {})
+    return environment_stack("prod")[0]
 
 
 @pytest.fixture(scope="session")
-def prod(prod_config: ComputeConfig) -> Synth:
-    return synth_stack(prod_config)
+def prod() -> Synth:
+    return environment_stack("prod")[1]

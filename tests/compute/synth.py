@@ -7,17 +7,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cdktf import TerraformStack
 from cdktf import Testing as CdktfTesting  # aliased so pytest does not collect it
 
-from compute.config import ComputeConfig
+from compute.config import ComputeConfig, default_config, load_config
 from compute.stack import ComputeStack
 
 Synth = dict[str, Any]
+ROOT = Path(__file__).resolve().parents[2]
+_SHARED: dict[str, Synth] = {}  # by the configuration's JSON
 
 
 def synth_construct(build: Callable[[TerraformStack], object]) -> Synth:
@@ -30,6 +34,27 @@ def synth_construct(build: Callable[[TerraformStack], object]) -> Synth:
 def synth_stack(config: ComputeConfig) -> Synth:
     stack = ComputeStack(CdktfTesting.app(), config)
     return json.loads(CdktfTesting.synth(stack))
+
+
+def shared_synth(config: ComputeConfig) -> Synth:
+    """``config``'s stack, synthesized once per process for every test that only reads it (the
+    stack, dashboard, security and contract tests had each synthesized the shipped
+    environments again). Readers must not change it; a test that watches synthesis itself
+    (what it prints) calls :func:`synth_stack`."""
+    key = config.model_dump_json()
+    if key not in _SHARED:
+        _SHARED[key] = synth_stack(config)
+    return _SHARED[key]
+
+
+@functools.cache
+def environment_stack(environment: str) -> tuple[ComputeConfig, Synth]:
+    """``dev`` (the embedded default) or another environment of ``config/``, and its stack."""
+    if environment == "dev":
+        config = default_config({})
+    else:
+        config = load_config(ROOT / "config" / f"{environment}.toml", {})
+    return config, shared_synth(config)
 
 
 def resources(synth: Synth, kind: str) -> dict[str, dict[str, Any]]:

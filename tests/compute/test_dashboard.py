@@ -25,8 +25,7 @@ from functions.contract import (
     Env,
     Metric,
 )
-from tests.compute.conftest import ROOT
-from tests.compute.synth import Synth, only, ref, resources, synth_stack
+from tests.compute.synth import ROOT, Synth, only, ref, resources, shared_synth, synth_stack
 
 PREFIX = "ai-assistant-cli-dev"
 GRID_WIDTH = 24
@@ -145,7 +144,7 @@ def references_resource(synth: Synth, value: str, kind: str, attribute: str) -> 
 def environments() -> dict[str, tuple[ComputeConfig, Synth]]:
     """Every shipped environment, as ``make synth`` builds it."""
     return {
-        config.environment: (config, synth_stack(config))
+        config.environment: (config, shared_synth(config))
         for config in load_environments(ROOT / "config", {})
     }
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.compute.conftest import ROOT
+from tests.compute.synth import ROOT
 from tools.scan import ScanError, SkipList, classify, environment_of, render
 
 CHECKOV = ROOT / ".checkov"

@@ -12,8 +12,17 @@ import pytest
 
 from compute.config import ComputeConfig, load_config
 from functions.contract import AUTHORIZER, FUNCTIONS, MAIN, WEBSOCKET
-from tests.compute.conftest import ROOT
-from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
+from tests.compute.synth import (
+    ROOT,
+    Synth,
+    by,
+    data,
+    only,
+    policy_document,
+    ref,
+    resources,
+    synth_stack,
+)
 from tests.compute.test_config import assert_rejected
 from tests.compute.test_stack import PREFIX, function, statements_of_role
 from tests.compute.test_variants import PROD

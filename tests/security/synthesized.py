@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compute.config import ComputeConfig, default_config, load_config
+from compute.config import ComputeConfig
 from functions.contract import FUNCTIONS, TABLES, Env, FunctionSpec
-from tests.compute.synth import Synth, synth_stack
+from tests.compute.synth import Synth, environment_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -273,10 +273,6 @@ def contract_env_names() -> set[str]:
 
 @functools.cache
 def synthesized(environment: str) -> Stack:
-    """``dev`` (the embedded default) or another environment of ``config/``, synthesized once
-    per process and shared by the security and contract tests."""
-    if environment == "dev":
-        config = default_config({})
-    else:
-        config = load_config(ROOT / "config" / f"{environment}.toml", {})
-    return Stack(config, synth_stack(config))
+    """``dev`` (the embedded default) or another environment of ``config/``, as synthesized
+    once per process (:func:`~tests.compute.synth.environment_stack`)."""
+    return Stack(*environment_stack(environment))
