@@ -5,24 +5,24 @@ from __future__ import annotations
 import pytest
 
 from compute.config import ComputeConfig
-from tests.compute.synth import Synth, environment_stack
+from tests.compute.synth import Synth, environment_config, shared_synth
 
 
 @pytest.fixture(scope="session")
 def dev_config() -> ComputeConfig:
-    return environment_stack("dev")[0]
+    return environment_config("dev")
 
 
 @pytest.fixture(scope="session")
-def dev() -> Synth:
-    return environment_stack("dev")[1]
+def dev(dev_config: ComputeConfig) -> Synth:
+    return shared_synth(dev_config)
 
 
 @pytest.fixture(scope="session")
 def prod_config() -> ComputeConfig:
-    return environment_stack("prod")[0]
+    return environment_config("prod")
 
 
 @pytest.fixture(scope="session")
-def prod() -> Synth:
-    return environment_stack("prod")[1]
+def prod(prod_config: ComputeConfig) -> Synth:
+    return shared_synth(prod_config)

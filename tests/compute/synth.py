@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -47,14 +46,11 @@ def shared_synth(config: ComputeConfig) -> Synth:
     return _SHARED[key]
 
 
-@functools.cache
-def environment_stack(environment: str) -> tuple[ComputeConfig, Synth]:
-    """``dev`` (the embedded default) or another environment of ``config/``, and its stack."""
+def environment_config(environment: str) -> ComputeConfig:
+    """``dev`` (the embedded default) or another environment of ``config/``."""
     if environment == "dev":
-        config = default_config({})
-    else:
-        config = load_config(ROOT / "config" / f"{environment}.toml", {})
-    return config, shared_synth(config)
+        return default_config({})
+    return load_config(ROOT / "config" / f"{environment}.toml", {})
 
 
 def resources(synth: Synth, kind: str) -> dict[str, dict[str, Any]]:

@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 
 from functions.contract import ADAPTER_ENV, FUNCTIONS, Env, FunctionSpec
+from tests.compute.synth import ROOT
 from tests.security.code_paths import Run
-from tests.security.synthesized import ROOT, Stack, contract_env_names
+from tests.security.synthesized import Stack, contract_env_names
 
 # Set by the Lambda runtime itself (reserved: a function cannot set them). Code may read them
 # without the stack setting them.

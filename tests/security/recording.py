@@ -27,8 +27,8 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.compute.synth import ROOT
 from tests.security.iam import Call
-from tests.security.synthesized import ROOT
 
 FUNCTIONS_DIR = ROOT / "functions"
 _PARAMS = "recorded-api-params"

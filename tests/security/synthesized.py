@@ -16,14 +16,12 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from compute.config import ComputeConfig
 from functions.contract import FUNCTIONS, TABLES, Env, FunctionSpec
-from tests.compute.synth import Synth, environment_stack
+from tests.compute.synth import Synth, environment_config, shared_synth
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 PARTITION = "aws"
 # DynamoDB names a stream by the time it was enabled (table/<name>/stream/<label>); the
@@ -273,6 +271,7 @@ def contract_env_names() -> set[str]:
 
 @functools.cache
 def synthesized(environment: str) -> Stack:
-    """``dev`` (the embedded default) or another environment of ``config/``, as synthesized
-    once per process (:func:`~tests.compute.synth.environment_stack`)."""
-    return Stack(*environment_stack(environment))
+    """``dev`` (the embedded default) or another environment of ``config/``, and its stack as
+    synthesized once per process (:func:`~tests.compute.synth.shared_synth`)."""
+    config = environment_config(environment)
+    return Stack(config, shared_synth(config))
