@@ -74,14 +74,18 @@ def _client(backend: Backend, socket: Socket) -> AssistantClient:
 
 def _answering(socket: Socket, **start: Any) -> Socket:
     """Answer every message sent, with the frames of its own key (``start``: more fields of
-    the start frame)."""
+    the start frame), and title a session after its first answer, as the server does."""
     send = socket.send
+    titled: set[str] = set()
 
     def answering(message: str | list[str]) -> None:
         send(message)
-        key = socket.sent[-1]["idempotency_key"]
-        frames = _frames("m-1", key, "read it")
+        sent = socket.sent[-1]
+        frames = _frames("m-1", sent["idempotency_key"], "read it")
         frames[0].update(start)
+        if sent["session_id"] not in titled:
+            titled.add(sent["session_id"])
+            frames.append({"type": "title", "session_id": sent["session_id"], "title": "Files"})
         socket.incoming += [json.dumps(f) for f in frames]
 
     socket.send = answering  # type: ignore[method-assign]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from typing import Any
 
 import httpx
@@ -68,7 +69,10 @@ class Socket:
         self.sent.append(json.loads(message if isinstance(message, str) else "".join(message)))
 
     def recv(self, timeout: float) -> str:
+        """The next queued frame, or, as a real socket, a ``TimeoutError`` once ``timeout``
+        has passed (returning at once would make a waiting client spin)."""
         if not self.incoming:
+            time.sleep(timeout)
             raise TimeoutError
         return self.incoming.pop(0)
 
