@@ -10,20 +10,26 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from cdktf import TerraformStack
-from cdktf import Testing as CdktfTesting  # aliased so pytest does not collect it
+from typing import TYPE_CHECKING, Any
 
 from compute.config import ComputeConfig, default_config, load_config
-from compute.stack import ComputeStack
+
+if TYPE_CHECKING:
+    from cdktf import TerraformStack
 
 Synth = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 _SHARED: dict[str, Synth] = {}  # by the configuration's JSON
 
 
+# cdktf is imported where a stack is built: importing it starts jsii's Node process, which a test
+# worker whose tests never synthesize (the Lambda-clock run's) need not pay for.
+
+
 def synth_construct(build: Callable[[TerraformStack], object]) -> Synth:
+    from cdktf import TerraformStack
+    from cdktf import Testing as CdktfTesting  # aliased so pytest does not collect it
+
     app = CdktfTesting.app()
     stack = TerraformStack(app, "test")
     build(stack)
@@ -31,6 +37,10 @@ def synth_construct(build: Callable[[TerraformStack], object]) -> Synth:
 
 
 def synth_stack(config: ComputeConfig) -> Synth:
+    from cdktf import Testing as CdktfTesting
+
+    from compute.stack import ComputeStack
+
     stack = ComputeStack(CdktfTesting.app(), config)
     return json.loads(CdktfTesting.synth(stack))
 
