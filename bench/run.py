@@ -280,10 +280,10 @@ def _session_item(n: int) -> dict[str, dict[str, str]]:
     }
 
 
-def _pytest_workers() -> str:
-    """The workers `make test` runs with: PYTEST_WORKERS if set, else the Makefile's."""
-    default = re.search(r"^PYTEST_WORKERS \?= (\d+)$", (ROOT / "Makefile").read_text(), re.M)
-    return ORIGINAL_ENV.get("PYTEST_WORKERS") or (default.group(1) if default else "?")
+def _make_variable(name: str) -> str:
+    """A variable `make test` runs with: from the environment if set, else the Makefile's."""
+    default = re.search(rf"^{name} \?= (\d+)$", (ROOT / "Makefile").read_text(), re.M)
+    return ORIGINAL_ENV.get(name) or (default.group(1) if default else "?")
 
 
 def test_suite_figure() -> Figure:
@@ -301,7 +301,8 @@ def test_suite_figure() -> Figure:
         raise SystemExit(f"make test failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return Figure(
         "test suite",
-        f"`make test` after setup (lint, scan, pytest -n {_pytest_workers()}), the Terraform "
+        f"`make test` after setup (lint, scan, pytest -n {_make_variable('PYTEST_WORKERS')} "
+        f"beside the Lambda-clock run's -n {_make_variable('CLOCK_WORKERS')}), the Terraform "
         "group aside",
         elapsed,
         None,

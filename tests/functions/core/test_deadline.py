@@ -49,8 +49,9 @@ from tests.support.lambda_clock import Invocation, dedicated_cpu, invoke
 CONFIGURED_TIMEOUT_MS = ComputeConfig.model_fields["lambda_timeout"].default * 1000
 SHORT_TIMEOUT_MS = 10_000
 
-# The module mostly waits on Lambda clocks (about a fifth of a core over four and a half
-# minutes): one worker takes all of it, beside the workers that use the cores.
+# The module mostly waits on Lambda clocks (22 CPU-seconds over four minutes): `make test`
+# gives it a run of its own beside the suite's (tools/run_tests.py); in one run of the whole
+# suite (`pytest -n 3 --dist loadgroup`), one worker takes all of it.
 pytestmark = pytest.mark.xdist_group("lambda-clock")
 
 

@@ -1,0 +1,124 @@
+"""``tools/run_tests.py`` (what ``make test`` runs): the Lambda-clock module in a run of its
+own beside the suite's, one exit status for both, and nothing left running when stopped.
+
+Each case runs the real runner, with real pytest and xdist, in a folder of two small test
+modules laid out as the repository's: the clock module where the runner looks for it, and
+one other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.compute.synth import ROOT
+from tools.run_tests import CLOCK_MODULE, NO_TESTS, combined_status
+
+RUNNER = ROOT / "tools" / "run_tests.py"
+
+
+def _project(tmp_path: Path, clock_body: str, suite_body: str = "assert True") -> Path:
+    clock = tmp_path / CLOCK_MODULE
+    clock.parent.mkdir(parents=True)
+    clock.write_text(f"def test_clock():\n    {clock_body}\n")
+    (tmp_path / "tests" / "test_other.py").write_text(f"def test_other():\n    {suite_body}\n")
+    return tmp_path
+
+
+def _run(project: Path, *pytest_args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(RUNNER), "--workers", "1", "--clock-workers", "1", "--"]
+    return subprocess.run(
+        [*command, "-p", "no:cacheprovider", *pytest_args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_each_test_runs_once_and_the_clock_runs_report_follows(tmp_path: Path) -> None:
+    result = _run(_project(tmp_path, "assert True"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    suite_report, clock_report = result.stdout.split("the Lambda-clock run")
+    assert "1 passed" in suite_report
+    assert "1 passed" in clock_report
+
+
+def test_a_failure_in_either_run_fails_the_whole(tmp_path: Path) -> None:
+    clock_fails = _run(_project(tmp_path / "a", "assert 1 == 2, 'clock broke'"))
+    assert clock_fails.returncode == 1
+    assert "clock broke" in clock_fails.stdout
+    suite_fails = _run(_project(tmp_path / "b", "assert True", "assert 1 == 2, 'suite broke'"))
+    assert suite_fails.returncode == 1
+    assert "suite broke" in suite_fails.stdout
+
+
+def test_a_selection_that_leaves_one_run_empty_passes(tmp_path: Path) -> None:
+    result = _run(_project(tmp_path, "assert 1 == 2"), "-k", "other")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+def test_a_sigterm_stops_both_runs(tmp_path: Path) -> None:
+    project = _project(tmp_path, "import time; time.sleep(300)", "import time; time.sleep(300)")
+    command = [sys.executable, str(RUNNER), "--workers", "1", "--clock-workers", "1"]
+    runner = subprocess.Popen(
+        [*command, "--", "-p", "no:cacheprovider"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its session holds both runs: what is left is found by it
+    )
+    try:
+        time.sleep(5)  # both runs started, their workers asleep in their tests
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _session_members(runner.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _session_members(runner.pid) == []
+    finally:
+        for pid in _session_members(runner.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        runner.wait()
+
+
+def _session_members(session: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ((0, 0), 0),
+        ((0, NO_TESTS), 0),
+        ((NO_TESTS, 0), 0),
+        ((NO_TESTS, NO_TESTS), NO_TESTS),
+        ((1, 0), 1),
+        ((0, 2), 2),
+        ((NO_TESTS, 1), 1),
+        ((2, 1), 2),
+    ],
+)
+def test_the_first_failure_decides_the_status(statuses: tuple[int, int], expected: int) -> None:
+    assert combined_status(statuses) == expected
