@@ -71,9 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     os.killpg(run.pid, signum)
 
         # A Ctrl-C (SIGINT: pytest stops and reports) or a SIGTERM (a CI timeout, a kill)
-        # is passed on to every process of both runs, so none is left behind.
-        signal.signal(signal.SIGINT, forward)
+        # is passed on to every process of both runs, so none is left behind. A background
+        # job ignores SIGINT, and so do the runs it starts: that is left as it is.
         signal.signal(signal.SIGTERM, forward)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, forward)
         statuses = (suite.wait(), clock.wait())
         clock_output.seek(0)
         print(f"\n===== the Lambda-clock run ({CLOCK_MODULE}) =====", flush=True)

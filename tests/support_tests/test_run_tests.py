@@ -72,7 +72,14 @@ def test_a_selection_that_leaves_one_run_empty_passes(tmp_path: Path) -> None:
     assert "1 passed" in result.stdout
 
 
-def test_a_sigterm_stops_both_runs(tmp_path: Path) -> None:
+def _interruptible() -> None:
+    """SIGINT as a terminal's foreground job has it (a test worker may ignore it, and what
+    a process ignores, the processes it starts ignore too)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_signal_stops_both_runs(tmp_path: Path, signum: int) -> None:
     project = _project(tmp_path, "import time; time.sleep(300)", "import time; time.sleep(300)")
     runner = subprocess.Popen(
         _command(),
@@ -80,7 +87,9 @@ def test_a_sigterm_stops_both_runs(tmp_path: Path) -> None:
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its session holds both runs: what is left is found by it
+        preexec_fn=_interruptible,  # noqa: PLW1509 - a signal disposition, before exec
     )
     try:
         started = time.monotonic() + 60
@@ -89,12 +98,15 @@ def test_a_sigterm_stops_both_runs(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert len(_session_members(runner.pid)) >= 5, "the runs did not start"
         time.sleep(1)  # the workers in their tests
-        runner.send_signal(signal.SIGTERM)
-        runner.wait(timeout=30)
+        runner.send_signal(signum)
+        output, _ = runner.communicate(timeout=30)
         deadline = time.monotonic() + 10
         while _session_members(runner.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _session_members(runner.pid) == []
+        assert runner.returncode != 0
+        if signum == signal.SIGINT:  # pytest stopped, and both runs said so
+            assert output.count("KeyboardInterrupt !!!") == 2, output
     finally:
         for pid in _session_members(runner.pid):
             with contextlib.suppress(ProcessLookupError):
