@@ -23,6 +23,7 @@ from devserver.stack import stack_file
 from fakes.moto import FAKE_CREDENTIAL
 from fakes.process import stop_process
 from tests.support.dev_server import DEV_GROUP, wait_for
+from tests.support.processes import processes
 
 pytestmark = DEV_GROUP
 
@@ -31,14 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def descendants(pid: int) -> set[int]:
     """Every live process below ``pid``, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    parents = {process.pid: process.parent for process in processes()}
     found, frontier = set(), {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found

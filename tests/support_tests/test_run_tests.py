@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.compute.synth import ROOT
+from tests.support.processes import processes
 from tools.run_tests import CLOCK_MODULE, NO_TESTS, combined_status
 
 RUNNER = ROOT / "tools" / "run_tests.py"
@@ -115,18 +116,7 @@ def test_a_stop_signal_stops_both_runs(tmp_path: Path, signum: int) -> None:
 
 
 def _session_members(session: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[3]) == session and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+    return [p.pid for p in processes() if p.session == session and p.state != "Z"]
 
 
 @pytest.mark.parametrize(
