@@ -39,6 +39,11 @@ def test_every_thread_and_a_forked_child_run_raised_until_the_block_ends() -> No
     finally:
         stop.set()
         waiting.join()
-    assert {tid: nice - 5 for tid, nice in before.items()} == during
+    # Other threads of the worker (an earlier test's server winding down) may end or start
+    # between two readings: the threads alive through all three are the ones to compare, and
+    # this test's own two are among them.
+    through = before.keys() & during.keys() & after.keys()
+    assert {threading.get_native_id(), waiting.native_id} <= through
+    assert {tid: before[tid] - 5 for tid in through} == {tid: during[tid] for tid in through}
     assert child == during[threading.get_native_id()]
-    assert after == before
+    assert {tid: after[tid] for tid in through} == {tid: before[tid] for tid in through}
