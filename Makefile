@@ -86,7 +86,9 @@ format: setup
 # its rewritten test modules there, which each worker otherwise parses and rewrites again on
 # every run, about 3 s of CPU each. __pycache__ is ignored by git and never packaged. Not a
 # PYTHONPYCACHEPREFIX: the synths it spawns would compile every installed module into it anew.
-test: setup lint scan
+# The checkov gate runs inside the suite (tests/compute/test_synthesis.py) on the synth that
+# module makes anyway, beside the other tests rather than before them; `make scan` runs it alone.
+test: setup lint $(CHECKOV_VENV)/.synced
 	env -u PYTHONDONTWRITEBYTECODE $(PY) tools/run_tests.py --workers $(PYTEST_WORKERS) \
 		--clock-workers $(CLOCK_WORKERS) -- $(PYTEST_ARGS)
 

@@ -2,9 +2,8 @@
 dev adding only what its config switches off) and how ``tools/scan.py`` turns checkov's
 JSON report into pass/fail.
 
-checkov itself does not run here: ``make test`` runs ``make scan`` (synth + one checkov
-process, about 7 s) before pytest, so running it again inside the suite would only double
-that time. These tests feed the classifier reports shaped like checkov's."""
+checkov itself runs once per suite, on the whole-app synth of ``test_synthesis.py``. These
+tests feed the classifier reports shaped like checkov's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Whole-app synthesis, as ``cdktf synth`` runs it: one stack per environment, byte-identical
-output run after run, and identical output whether the provider is loaded fast or stock."""
+output run after run, identical output whether the provider is loaded fast or stock, and
+checkov's gate passed by every environment of that output (``make test``'s scan)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.compute.provider_modules import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+CHECKOV_PYTHON = ROOT / ".tools" / "checkov" / "bin" / "python"
 # One worker runs the module, so its two synth processes run once, not once per worker.
 pytestmark = pytest.mark.xdist_group("synthesis")
 
@@ -34,6 +36,7 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 @dataclass(frozen=True)
 class Run:
+    out: Path  # the run's cdktf.out/
     files: dict[str, bytes]  # cdktf.out/, by relative path
     provider_submodules: frozenset[str]  # what the run imported, from ``-X importtime``
 
@@ -65,7 +68,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     for name, (folder, process) in processes.items():
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr
-        outputs[name] = Run(tree(folder / "cdktf.out"), imported_in(stderr))
+        outputs[name] = Run(folder / "cdktf.out", tree(folder / "cdktf.out"), imported_in(stderr))
     return outputs
 
 
@@ -141,3 +144,20 @@ def test_the_cdktf_cli_synthesizes_the_same_app(
     assert stacks == [name for name in cli if name.startswith("stacks/")]
     for name in stacks:
         assert cli[name] == synths["fast"][name], f"{name} differs between the CLI and main.py"
+
+
+def test_checkov_passes_every_environment(runs: dict[str, Run]) -> None:
+    """``make scan``'s gate (``tools/scan.py``, checkov from its own environment) on the synth
+    above, which is ``make scan``'s own: the same app and config. Run here rather than before
+    pytest, ``make test``'s scan costs neither a synth of its own nor its wait before the suite
+    starts. Its summary, what each skip hides, is printed on failure; ``make scan`` prints it
+    always."""
+    if not CHECKOV_PYTHON.exists():
+        pytest.fail("checkov's environment is missing: `make test` or `make scan` builds it")
+    result = subprocess.run(
+        [str(CHECKOV_PYTHON), str(ROOT / "tools" / "scan.py"), str(runs["fast"].out),
+         "--config-dir", str(ROOT / ".checkov")],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 environments clean" in result.stdout, result.stdout
