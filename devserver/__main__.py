@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         help="print only warnings, errors and one line with the endpoints",
     )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument(
+        "--package-cache",
+        type=Path,
+        metavar="PATH",
+        help="where the function packages are kept extracted between runs "
+        "(default: packages/ in the state folder)",
+    )
     args = parser.parse_args(argv)
     settings = Settings(
         stack_path=stack_file(args.stacks_dir, args.env),
@@ -88,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, bool]:
         oidc_port=args.oidc_port,
         management_port=args.management_port,
         state_dir=args.state_dir,
+        package_cache=args.package_cache,
         dynamodb_endpoint=args.dynamodb_endpoint,
         bedrock=args.bedrock,
         chunk_delay=args.model_chunk_ms / 1000,

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from devserver.lambda_runtime import extract, runtime_site
+from devserver.lambda_runtime import runtime_site
+from devserver.package_cache import PackageCache
 from devserver.stack import Function
 from fakes.process import stop_process
 
@@ -82,9 +83,10 @@ class UnrunnablePackage(ValueError):
     """The package cannot run on this machine as Lambda would run it."""
 
 
-def verify_package(function: Function) -> None:
+def verify_package(function: Function) -> str:
     """The zip must be the one the stack deploys (its hash is ``source_code_hash``), built for
-    this machine's architecture and Python, or its compiled dependencies would not load."""
+    this machine's architecture and Python, or its compiled dependencies would not load.
+    Returns its SHA-256, in hex."""
     host = HOST_ARCHITECTURE.get(platform.machine().lower(), platform.machine())
     if function.architecture != host:
         raise UnrunnablePackage(
@@ -98,11 +100,12 @@ def verify_package(function: Function) -> None:
         )
     if not function.package.is_file():
         raise FileNotFoundError(f"{function.name}: package {function.package} does not exist")
-    digest = base64.b64encode(hashlib.sha256(function.package.read_bytes()).digest()).decode()
-    if function.source_code_hash and digest != function.source_code_hash:
+    digest = hashlib.sha256(function.package.read_bytes()).digest()
+    if function.source_code_hash and base64.b64encode(digest).decode() != function.source_code_hash:
         raise UnrunnablePackage(
             f"{function.name}: {function.package} does not match source_code_hash"
         )
+    return digest.hex()
 
 
 class _Worker:
@@ -293,8 +296,14 @@ class FunctionPool:
 class Lambda:
     """Every function of the stack, ready to invoke by resource id."""
 
-    def __init__(self, workdir: Path, log: LogSink = print_log, region: str = "us-east-1") -> None:
-        self._workdir = workdir
+    def __init__(
+        self,
+        workdir: Path,
+        packages: PackageCache,
+        log: LogSink = print_log,
+        region: str = "us-east-1",
+    ) -> None:
+        self._packages = packages
         self._region = region
         self._runtime = runtime_site(workdir / "runtime")
         self._log = log
@@ -305,9 +314,9 @@ class Lambda:
         self._executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="invoke")
 
     def add(self, function: Function, env: Mapping[str, str]) -> FunctionPool:
-        verify_package(function)
-        task_root = extract(function.package, self._workdir / function.name / "task")
-        full_env = lambda_environment(function, task_root, self._region) | dict(env)
+        task_root = self._packages.task_root(function.package, verify_package(function))
+        full_env = lambda_environment(function, task_root, self._runtime, self._region)
+        full_env |= env
         pool = FunctionPool(function, task_root, self._runtime, full_env, self._log)
         self._pools[function.resource_id] = pool
         return pool
@@ -336,16 +345,19 @@ class Lambda:
         for pool in self._pools.values():
             pool.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._packages.close()
 
 
-def lambda_environment(function: Function, task_root: Path, region: str) -> dict[str, str]:
+def lambda_environment(
+    function: Function, task_root: Path, runtime: Path, region: str
+) -> dict[str, str]:
     """What the Lambda runtime itself sets in every execution environment."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
         "LAMBDA_TASK_ROOT": str(task_root),
-        "LAMBDA_RUNTIME_DIR": str(task_root.parent),
+        "LAMBDA_RUNTIME_DIR": str(runtime),
         "_HANDLER": function.handler,
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime}",
         "AWS_LAMBDA_FUNCTION_NAME": function.name,

@@ -22,6 +22,7 @@ from devserver import endpoints, identity, workdir
 from devserver.lambda_pool import Lambda, LogSink, print_log
 from devserver.model import DEFAULT_CHUNK_DELAY_SECONDS, DEFAULT_FIRST_DELTA_SECONDS, local_model
 from devserver.openai_api import OpenAIApp
+from devserver.package_cache import PackageCache
 from devserver.rest_gateway import RestGateway
 from devserver.stack import Stack, StackError, is_websocket_callback, load_stack
 from devserver.streams import SWEEP_SECONDS, StreamPoller, TtlSweeper
@@ -61,6 +62,8 @@ class Settings:
     oidc_port: int = 3002
     management_port: int = 3003
     state_dir: Path = DEFAULT_STATE_DIR
+    # The extracted function packages (devserver/package_cache.py); None: <state_dir>/packages.
+    package_cache: Path | None = None
     dynamodb_endpoint: str | None = None  # None: a local moto server
     bedrock: Literal["local", "aws"] = "local"
     chunk_delay: float = DEFAULT_CHUNK_DELAY_SECONDS
@@ -127,7 +130,8 @@ class DevServer:
         self.issuer = LocalIssuer(keys=[key]).start(settings.oidc_port)
         self.token_shape = token_shape(self.stack, self.issuer.url)
         self._workdir = workdir.create()
-        self.functions = Lambda(self._workdir, log=self.log, region=self.stack.region)
+        packages = PackageCache(settings.package_cache or settings.state_dir / "packages")
+        self.functions = Lambda(self._workdir, packages, log=self.log, region=self.stack.region)
         self.websocket = WebSocketGateway(
             self.stack.websocket,
             self.functions,
@@ -144,6 +148,7 @@ class DevServer:
                 continue  # an HTTP app, not a handler: served by self.openai
             env = self.stack.environment(function, self._override) | backend
             self.functions.add(function, env)
+        packages.evict()
         self.functions.warm_all()
         self.openai = self._openai_app(backend)
         if self.openai is not None:

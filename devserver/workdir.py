@@ -1,5 +1,6 @@
-"""The dev server's temporary folder (the extracted packages, about 70 MB), named after its
-process so that a later server can remove the folders of servers killed outright.
+"""The dev server's temporary folder (the Lambda runtime's boto3, as links; the packages are
+extracted into the package cache), named after its process so that a later server can remove
+the folders of servers killed outright.
 
 A server stopped by a signal removes its own folder; one killed by SIGKILL cannot. Each start
 removes the folders whose process is gone. A folder whose process id a new process has

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,23 +45,32 @@ def still_running(pids: set[int]) -> set[int]:
     return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
-def spawn(stacks_dir: Path, tmp_path: Path, *options: str) -> subprocess.Popen[str]:
+Spawn = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def spawn(stacks_dir: Path, tmp_path: Path, package_cache: Path) -> Spawn:
     """``python -m devserver`` as ``make dev`` runs it from a terminal: its own process group
     (the terminal's foreground job), its temporary folders under ``tmp_path / "tmp"``."""
-    command = [sys.executable, "-m", "devserver", "--stacks-dir", str(stacks_dir)]
-    command += ["--state-dir", str(tmp_path / "state"), *options]
-    for port in ("--rest-port", "--ws-port", "--oidc-port", "--management-port"):
-        command += [port, "0"]
-    (tmp_path / "tmp").mkdir()
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+
+    def start(*options: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "devserver", "--stacks-dir", str(stacks_dir)]
+        command += ["--state-dir", str(tmp_path / "state"), "--package-cache", str(package_cache)]
+        command += options
+        for port in ("--rest-port", "--ws-port", "--oidc-port", "--management-port"):
+            command += [port, "0"]
+        (tmp_path / "tmp").mkdir()
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    return start
 
 
 def read_until(process: subprocess.Popen[str], marker: str) -> list[str]:
@@ -96,14 +106,14 @@ def assert_banner_says_how_to_connect(lines: list[str]) -> None:
     ids=["ctrl-c", "hang-up", "sigterm-quiet"],
 )
 def test_each_stop_signal_stops_everything_cleanly(
-    stacks_dir: Path, tmp_path: Path, signum: int, to_group: bool, options: tuple[str, ...]
+    spawn: Spawn, tmp_path: Path, signum: int, to_group: bool, options: tuple[str, ...]
 ) -> None:
     """The banner says how to connect (``--quiet`` prints a one-line one). No traceback, every
     worker ended, the temporary folder and endpoints.json removed. Mutations caught: workers
     in the terminal's process group (a KeyboardInterrupt traceback each), SIGHUP not handled
     (the folder and the file left behind), an untimed wait that a signal delivered to another
     thread never ends."""
-    process = spawn(stacks_dir, tmp_path, *options)
+    process = spawn(*options)
     try:
         marker = "ai-assistant dev server: REST" if options else "Ctrl-C stops everything"
         lines = read_until(process, marker)
@@ -138,12 +148,12 @@ def test_each_stop_signal_stops_everything_cleanly(
         stop_process(process, grace_seconds=30)
 
 
-def test_killed_outright_it_leaves_no_process_behind(stacks_dir: Path, tmp_path: Path) -> None:
+def test_killed_outright_it_leaves_no_process_behind(spawn: Spawn, tmp_path: Path) -> None:
     """SIGKILL (``kill -9``, an out-of-memory kill, a CI job's timeout) gives the dev server no
     chance to stop anything: its Lambda workers and the OpenAI app's uvicorn end on their own,
     and the ports they held are free again. Mutation caught: uvicorn, which reads no pipe from
     the server, kept running and kept its port."""
-    process = spawn(stacks_dir, tmp_path)
+    process = spawn()
     try:
         read_until(process, "Ctrl-C stops everything")
         children = descendants(process.pid)

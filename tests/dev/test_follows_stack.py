@@ -109,7 +109,10 @@ def _edit(stack: dict[str, Any], stack_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def edited(
-    dev: DevServer, stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    dev: DevServer,
+    stacks_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    package_cache: Path,
 ) -> Iterator[DevServer]:
     """The edited stack, served with ``--dynamodb-endpoint`` at the first server's DynamoDB."""
     copy = tmp_path_factory.mktemp("edited") / "stacks"
@@ -119,7 +122,8 @@ def edited(
     _edit(stack, path.parent)
     path.write_text(json.dumps(stack))
     assert dev.moto is not None
-    server = start_server(path, tmp_path_factory.mktemp("state"), EDITED_LOGS, dev.moto.url)
+    state = tmp_path_factory.mktemp("state")
+    server = start_server(path, state, package_cache, EDITED_LOGS, dynamodb_endpoint=dev.moto.url)
     yield server
     server.stop()
 

@@ -45,7 +45,9 @@ def with_knowledge_base(stacks_dir: Path, copy: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def with_kb(stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+def with_kb(
+    stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory, package_cache: Path
+) -> Iterator[DevServer]:
     """A second dev server, on a stack with a knowledge base. It has its own DynamoDB: on the
     first server's, its TTL sweeper and stream pollers would run on the same tables and race
     that server's (a TTL expiry it swept was reported to the other's cleanup as a delete)."""
@@ -55,7 +57,7 @@ def with_kb(stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     (folder / "toasters.txt").write_text("Toasters brown bread with glowing wires.\n", "utf-8")
     path = with_knowledge_base(stacks_dir, tmp_path_factory.mktemp("kb-stack"))
     state = tmp_path_factory.mktemp("kb-state")
-    server = start_server(path, state, KB_LOGS, kb_dir=folder)
+    server = start_server(path, state, package_cache, KB_LOGS, kb_dir=folder)
     yield server
     server.stop()
 

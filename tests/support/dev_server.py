@@ -68,10 +68,19 @@ def stacks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "cdktf.out" / "stacks"
 
 
+@pytest.fixture(scope="session")
+def package_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package cache that every dev server of this test process shares, as a developer's
+    successive ``make dev`` runs do: the first start extracts the packages, the next find them."""
+    return tmp_path_factory.mktemp("packages")
+
+
 def start_server(
     stack_path: Path,
     state_dir: Path,
+    packages: Path,
     logs: Logs,
+    *,
     dynamodb_endpoint: str | None = None,
     kb_dir: Path | None = None,
 ) -> DevServer:
@@ -84,6 +93,7 @@ def start_server(
         oidc_port=0,
         management_port=0,
         state_dir=state_dir,
+        package_cache=packages,
         chunk_delay=CHUNK_DELAY,
         first_delta=0.0,
     )
@@ -97,9 +107,10 @@ def logs() -> Logs:
 
 @pytest.fixture(scope="session")
 def dev(
-    stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory, logs: Logs
+    stacks_dir: Path, tmp_path_factory: pytest.TempPathFactory, package_cache: Path, logs: Logs
 ) -> Iterator[DevServer]:
-    server = start_server(stack_file(stacks_dir, "dev"), tmp_path_factory.mktemp("state"), logs)
+    state = tmp_path_factory.mktemp("state")
+    server = start_server(stack_file(stacks_dir, "dev"), state, package_cache, logs)
     yield server
     server.stop()
 
