@@ -28,6 +28,7 @@ call :func:`reset` between tests instead of starting a new one.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import threading
@@ -36,6 +37,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from moto.dynamodb.models import dynamodb_backends
 from moto.kms import models as kms_models
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -47,6 +49,8 @@ from werkzeug.serving import make_server
 
 REGION = "us-east-1"
 FAKE_CREDENTIAL = "testing"
+# moto's DynamoDB tables by account and region: what MotoServer.checkpoint_tables keeps.
+TablesCheckpoint = dict[tuple[str, str], dict[str, Any]]
 
 
 class SerializedMotoServer(ThreadedMotoServer):
@@ -58,14 +62,17 @@ class SerializedMotoServer(ThreadedMotoServer):
     emulator uses it too: the provider's parallel deletes raced inside moto's Lambda backend.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.Lock()  # held while a request is answered
+
     def _server_entry(self) -> None:
         app = DomainDispatcherApplication(create_backend_app)
-        lock = threading.Lock()
 
         def one_at_a_time(
             environ: dict[str, Any], start_response: Callable[..., Any]
         ) -> Iterable[bytes]:
-            with lock:
+            with self.lock:
                 return list(app(environ, start_response))
 
         self._server = make_server(
@@ -104,9 +111,28 @@ class MotoServer:
             self._server.stop()
             self._url = None
 
-    def reset(self) -> None:
-        """Forget every resource in every backend (see :func:`reset`)."""
+    def reset(self, tables: TablesCheckpoint | None = None) -> None:
+        """Forget every resource in every backend (see :func:`reset`), then restore the
+        DynamoDB tables of ``tables``, if given."""
         reset(self.url)
+        if tables is not None:
+            with self._server.lock:
+                for (account, region), checkpoint in tables.items():
+                    dynamodb_backends[account][region].tables = copy.deepcopy(checkpoint)
+
+    def checkpoint_tables(self) -> TablesCheckpoint:
+        """Every DynamoDB table as it is now, items included, for :meth:`reset` to restore.
+
+        Creating the five tables of the contract through the API took 37-50 ms of CPU, for
+        each of about 540 tests; copying them back takes 0.3 ms. Restored tables describe
+        exactly as created ones do (``tests/support_tests/test_moto_checkpoint.py``)."""
+        with self._server.lock:
+            return {
+                (account, region): copy.deepcopy(backend.tables)
+                for account, regions in dynamodb_backends.items()
+                for region, backend in regions.items()
+                if backend.tables
+            }
 
     def __enter__(self) -> MotoServer:
         return self.start()

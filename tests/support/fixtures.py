@@ -7,9 +7,10 @@ Add to the top-level ``tests/conftest.py``::
 Fixtures:
 
 * ``moto_server`` (session): one :class:`~fakes.moto.MotoServer` per process.
-* ``moto_env`` (function): resets moto, points boto3 at it with fake credentials, creates every
-  contract table named ``test-<suffix>`` and the attachments bucket ``test-attachments``, and
-  sets their env vars; returns every variable set.
+* ``moto_env`` (function): resets moto, points boto3 at it with fake credentials, gives it every
+  contract table named ``test-<suffix>`` (empty, restored from a checkpoint of tables created
+  through the API once per process) and the attachments bucket ``test-attachments``, and sets
+  their env vars; returns every variable set.
 * ``bedrock`` (function): a running :class:`~fakes.bedrock.BedrockFake` that the
   bedrock-runtime and bedrock-agent-runtime clients reach through their endpoint variables.
 * ``ws_management`` (function): a running
@@ -30,7 +31,7 @@ from botocore.client import BaseClient
 
 from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
-from fakes.moto import MotoServer, aws_env
+from fakes.moto import MotoServer, TablesCheckpoint, aws_env
 from functions.contract import Env
 from tests.support.moto_server import create_attachments_bucket, create_tables
 
@@ -60,20 +61,31 @@ def _moto_admin(moto_server: MotoServer) -> tuple[BaseClient, BaseClient]:
     )
 
 
+@pytest.fixture(scope="session")
+def _moto_tables(
+    moto_server: MotoServer, _moto_admin: tuple[BaseClient, BaseClient]
+) -> tuple[TablesCheckpoint, dict[str, str]]:
+    """The contract's tables, created through the API once per process and checkpointed
+    empty, and the environment that names them: each test starts from a copy."""
+    moto_server.reset()
+    names = create_tables(_moto_admin[0], TABLE_PREFIX)
+    return moto_server.checkpoint_tables(), names
+
+
 @pytest.fixture
 def moto_env(
     moto_server: MotoServer,
     _moto_admin: tuple[BaseClient, BaseClient],
+    _moto_tables: tuple[TablesCheckpoint, dict[str, str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
-    moto_server.reset()
+    checkpoint, tables = _moto_tables
+    moto_server.reset(tables=checkpoint)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     env = aws_env(moto_server.url)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    dynamodb, s3 = _moto_admin
-    tables = create_tables(dynamodb, TABLE_PREFIX)
-    tables |= create_attachments_bucket(s3, TABLE_PREFIX)
+    tables = tables | create_attachments_bucket(_moto_admin[1], TABLE_PREFIX)
     for name, value in tables.items():
         monkeypatch.setenv(name, value)
     return env | tables
