@@ -9,7 +9,7 @@ from typing import Any
 from botocore.client import BaseClient
 
 from fakes.moto import MotoServer
-from functions.contract import TABLES
+from functions.contract import TABLES, TableSchema
 from tests.support.moto_server import create_tables
 
 
@@ -30,12 +30,22 @@ def items(dynamodb: BaseClient, name: str) -> list[dict[str, Any]]:
     return dynamodb.scan(TableName=name)["Items"]
 
 
+def item(schema: TableSchema, text: str) -> dict[str, Any]:
+    """An item with every key attribute of ``schema``: 1 for numbers, ``text`` for strings."""
+    return {key.name: {key.type: "1" if key.type == "N" else text} for key in schema.attributes}
+
+
+def with_tables(moto_server: MotoServer, dynamodb: BaseClient, prefix: str) -> BaseClient:
+    """Nothing in moto but the contract's tables, named ``<prefix>-<suffix>``."""
+    moto_server.reset()
+    create_tables(dynamodb, prefix)
+    return dynamodb
+
+
 def test_restored_tables_describe_and_work_as_tables_created_now(
     moto_server: MotoServer, _moto_admin: tuple[BaseClient, BaseClient]
 ) -> None:
-    dynamodb = _moto_admin[0]
-    moto_server.reset()
-    create_tables(dynamodb, "kept")
+    dynamodb = with_tables(moto_server, _moto_admin[0], "kept")
     checkpoint = moto_server.checkpoint_tables()
     moto_server.reset(tables=checkpoint)
     create_tables(dynamodb, "new")  # beside the restored ones, through the API
@@ -45,29 +55,25 @@ def test_restored_tables_describe_and_work_as_tables_created_now(
     )
     sessions = next(schema for schema in TABLES if schema.suffix == "sessions")
     index = sessions.indexes[0]
-    item = {
-        key.name: {key.type: "1" if key.type == "N" else "value"} for key in sessions.attributes
-    }
-    dynamodb.put_item(TableName="kept-sessions", Item=item)
+    written = item(sessions, "value")
+    dynamodb.put_item(TableName="kept-sessions", Item=written)
     found = dynamodb.query(
         TableName="kept-sessions",
         IndexName=index.name,
         KeyConditionExpression="#k = :v",
         ExpressionAttributeNames={"#k": index.hash_key.name},
-        ExpressionAttributeValues={":v": item[index.hash_key.name]},
+        ExpressionAttributeValues={":v": written[index.hash_key.name]},
     )["Items"]
-    assert found == [item]
+    assert found == [written]
 
 
 def test_each_restore_starts_from_the_checkpoint_whatever_was_written(
     moto_server: MotoServer, _moto_admin: tuple[BaseClient, BaseClient]
 ) -> None:
-    dynamodb = _moto_admin[0]
-    moto_server.reset()
-    create_tables(dynamodb, "c")
+    dynamodb = with_tables(moto_server, _moto_admin[0], "c")
     schema = TABLES[0]
     name = f"c-{schema.suffix}"
-    kept = {key.name: {key.type: "1" if key.type == "N" else "kept"} for key in schema.attributes}
+    kept = item(schema, "kept")
     dynamodb.put_item(TableName=name, Item=kept)
     checkpoint = moto_server.checkpoint_tables()
     later = kept | {schema.hash_key.name: {schema.hash_key.type: "2"}}
