@@ -7,7 +7,8 @@ an unchanged package is found again, a rebuilt one gets a folder of its own. Whi
 runs it holds a shared lock on each folder it uses, and each start removes the folders no
 running server holds. A server killed outright releases its locks with its process, so the
 cache holds the packages of the running servers, plus those of the last one stopped until the
-next start. Folders are only ever read: Lambda's task root is read-only too.
+next start. The functions only read their folders, as Lambda's read-only task root makes
+them do (their workers write no bytecode).
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ class PackageCache:
         folder = self.root / digest
         if not folder.is_dir():
             scratch = Path(tempfile.mkdtemp(prefix=f"{EXTRACTING}{os.getpid()}-", dir=self.root))
-            extract(package, scratch)
+            try:
+                extract(package, scratch)
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
             try:
                 scratch.rename(folder)
             except OSError:  # another server extracted it meanwhile

@@ -129,6 +129,16 @@ def test_what_a_dead_extraction_left_is_removed(tmp_path: Path, cache_root: Path
     assert list((cache_root / LOCKS).iterdir()) == []
 
 
+def test_an_unreadable_package_leaves_nothing_behind(tmp_path: Path, cache_root: Path) -> None:
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"not a zip")
+    cache = PackageCache(cache_root)
+    with pytest.raises(zipfile.BadZipFile):
+        cache.task_root(broken, hashlib.sha256(broken.read_bytes()).hexdigest())
+    assert [p.name for p in cache_root.iterdir()] == [LOCKS]
+    cache.close()
+
+
 def test_two_servers_extracting_at_once_share_one_folder(
     tmp_path: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
