@@ -35,7 +35,7 @@ from devserver.lambda_pool import InvocationError
 from devserver.stack import StackError, StreamMapping
 from fakes.dynamodb_streams import StreamReader, as_ttl_expiry, lambda_record
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.25  # Lambda polls each shard of a DynamoDB stream four times a second
 SWEEP_SECONDS = 5.0
 
 Invoke = Callable[[dict[str, Any]], Any]
