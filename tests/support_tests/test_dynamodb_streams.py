@@ -34,13 +34,23 @@ def fetched() -> list[int]:
 
 
 @pytest.fixture
-def reader(dynamodb: BaseClient, fetched: list[int]) -> StreamReader:
+def described() -> list[str]:
+    """The streams each ``DescribeStream`` call of the reader's client asked for."""
+    return []
+
+
+@pytest.fixture
+def reader(dynamodb: BaseClient, fetched: list[int], described: list[str]) -> StreamReader:
     streams = boto3.client("dynamodbstreams")
 
     def count(parsed: dict[str, Any], **_: Any) -> None:
         fetched.append(len(parsed.get("Records", [])))
 
+    def describing(params: dict[str, Any], **_: Any) -> None:
+        described.append(params["StreamArn"])
+
     streams.meta.events.register("after-call.dynamodbstreams.GetRecords", count)
+    streams.meta.events.register("provide-client-params.dynamodbstreams.DescribeStream", describing)
     return StreamReader(streams, enable_stream(dynamodb, TABLE))
 
 
@@ -54,7 +64,7 @@ def ids(records: list[dict[str, Any]]) -> list[str]:
 
 
 def test_each_read_returns_and_fetches_only_what_was_written_since(
-    dynamodb: BaseClient, reader: StreamReader, fetched: list[int]
+    dynamodb: BaseClient, reader: StreamReader, fetched: list[int], described: list[str]
 ) -> None:
     put(dynamodb, *(f"a{n}" for n in range(30)))
     assert ids(reader.read()) == [f"a{n}" for n in range(30)]
@@ -64,6 +74,7 @@ def test_each_read_returns_and_fetches_only_what_was_written_since(
     assert ids(reader.read()) == ["b0", "b1"]
     assert sum(fetched) == 2  # not the 30 read before
     assert reader.read() == []
+    assert described == [reader.arn]  # its one shard, described once for five reads
 
 
 def test_a_failed_transaction_does_not_hide_later_records(
