@@ -17,14 +17,13 @@ import contextlib
 import fcntl
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from devserver.endpoints import alive
+from devserver import workdir
 from devserver.lambda_runtime import extract
 
 LOCKS = ".locks"
-EXTRACTING = ".extracting-"  # then the extracting process's id: <pid>-<random>
+EXTRACTING = ".extracting-"  # a folder being extracted into (workdir.new_folder)
 
 
 class PackageCache:
@@ -40,7 +39,7 @@ class PackageCache:
         self._held.append(self._lock(digest, fcntl.LOCK_SH))
         folder = self.root / digest
         if not folder.is_dir():
-            scratch = Path(tempfile.mkdtemp(prefix=f"{EXTRACTING}{os.getpid()}-", dir=self.root))
+            scratch = workdir.new_folder(self.root, EXTRACTING)
             try:
                 extract(package, scratch)
             except BaseException:
@@ -54,12 +53,7 @@ class PackageCache:
 
     def evict(self) -> list[Path]:
         """Remove the folders no running server holds, and what extractions that died left."""
-        removed = []
-        for entry in sorted(self.root.glob(f"{EXTRACTING}*")):
-            pid = entry.name.removeprefix(EXTRACTING).split("-", 1)[0]
-            if pid.isdigit() and not alive(int(pid)):
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
+        removed = workdir.remove_stale(self.root, EXTRACTING)
         # A lock file without its folder too: a start that failed before extracting left it.
         names = {entry.name for entry in self.root.iterdir() if not entry.name.startswith(".")}
         names |= {lock.name for lock in (self.root / LOCKS).iterdir()}

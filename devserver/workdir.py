@@ -23,15 +23,23 @@ PREFIX = "ai-assistant-dev-"
 
 def create() -> Path:
     """A new folder for this process, after removing the folders of dead servers."""
-    remove_stale(Path(tempfile.gettempdir()))
-    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+    parent = Path(tempfile.gettempdir())
+    remove_stale(parent)
+    return new_folder(parent, PREFIX)
 
 
-def remove_stale(parent: Path) -> list[Path]:
-    """Remove the folders under ``parent`` whose server process is gone; returns them."""
+def new_folder(parent: Path, prefix: str) -> Path:
+    """A new folder under ``parent``, ``<prefix><pid>-<random>``: :func:`remove_stale` removes
+    it once this process is gone."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def remove_stale(parent: Path, prefix: str = PREFIX) -> list[Path]:
+    """Remove the folders under ``parent`` named by :func:`new_folder` with ``prefix`` whose
+    process is gone; returns them."""
     removed = []
-    for folder in parent.glob(f"{PREFIX}*-*"):
-        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+    for folder in parent.glob(f"{prefix}*-*"):
+        pid = folder.name.removeprefix(prefix).split("-", 1)[0]
         if folder.is_dir() and pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
