@@ -23,10 +23,19 @@ PAGE = 25  # BatchWriteItem's limit: 260 messages take 11 batches and several qu
 
 
 @pytest.fixture
+def fails_at_once(cleanup_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One attempt per call, so that a throttled batch fails at once: adaptive retries of a
+    fresh client would wait about 2 s for a send token first."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+
+@pytest.fixture
 def cleanup_env(moto_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto with the sessions table's stream on (KEYS_ONLY, as the stack sets it); yields the
-    stream's ARN. Each test is a fresh container: no cached client or repository."""
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # a throttled batch fails at once
+    stream's ARN. Each test is a fresh container: no cached client or repository. Its
+    DynamoDB calls get botocore's default attempts, as deployed: with one attempt, a moto
+    answer held past the 2 s read timeout by a loaded machine failed a record (a fresh clone's
+    run, 2026-12-07)."""
     arn = enable_stream(boto3.client("dynamodb"), moto_env[Env.SESSIONS_TABLE])
     aws.reset_clients()
     cleanup.messages.cache_clear()
@@ -197,6 +206,7 @@ def test_a_replayed_record_deletes_nothing_more_and_succeeds(
     }
 
 
+@pytest.mark.usefixtures("fails_at_once")
 def test_a_throttled_record_is_a_batch_item_failure_and_the_others_succeed(
     tables: Tables, stream: StreamReader, capsys, caplog
 ) -> None:
@@ -233,6 +243,7 @@ def test_a_throttled_record_is_a_batch_item_failure_and_the_others_succeed(
     assert tables.count("throttled") == 0
 
 
+@pytest.mark.usefixtures("fails_at_once")
 def test_a_batch_whose_every_record_fails_is_a_function_error(
     tables: Tables, stream: StreamReader
 ) -> None:
