@@ -119,7 +119,7 @@ def enforcing_moto(unauthenticated_calls: int, mac_keys: Sequence[MacKey] = ()) 
         assert url, f"the moto server did not start (exit code {process.poll()})"
         yield url
     finally:
-        # werkzeug's graceful shutdown polls for ~1 s; nothing to save
+        # SIGTERM ends the server at once; the grace only bounds a hang.
         stop_process(process, grace_seconds=10)
 
 

@@ -1,3 +1,4 @@
+import logging
 from typing import Any
 
 import boto3
@@ -65,6 +66,25 @@ def test_reset_forgets_everything(moto_env: dict[str, str], moto_server: MotoSer
     moto_server.reset()
 
     assert dynamodb.list_tables()["TableNames"] == []
+
+
+def test_a_client_keeps_one_connection_for_its_calls(
+    moto_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """As on AWS, a client's calls share a kept-alive connection. moto's own werkzeug server
+    closed it after every answer, so each call opened a new one."""
+    dynamodb = boto3.client("dynamodb")
+    with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
+        for _ in range(5):
+            dynamodb.list_tables()
+    # urllib3 says "Starting new HTTP connection" for the first, "Resetting dropped
+    # connection" for each one it had to open again because the server closed the last.
+    opened = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith(("Starting new HTTP", "Resetting dropped"))
+    ]
+    assert len(opened) == 1, opened
 
 
 def test_moto_pages_bedrock_agent_knowledge_bases(moto_env: dict[str, str]) -> None:
