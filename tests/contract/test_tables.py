@@ -17,7 +17,10 @@ import pytest
 
 from functions.contract import TABLES, TableSchema
 from tests.security.code_paths import Run
+from tests.security.fixtures import ENFORCED_RUNS
 from tests.security.synthesized import Stack
+
+pytestmark = ENFORCED_RUNS
 
 parametrize_tables = pytest.mark.parametrize("schema", TABLES, ids=lambda s: s.suffix)
 _KEYWORDS = {"AND", "BETWEEN", "begins_with"}
