@@ -52,11 +52,3 @@ def stock_submodules() -> frozenset[str]:
     """Every submodule the stock import of the provider packages loads."""
     return frozenset().union(*(eager_submodules(package) for package in PACKAGES))
 
-
-def imported_in(importtime_log: str) -> frozenset[str]:
-    """The provider submodules a ``python -X importtime`` run imported, from its stderr."""
-    return provider_submodules(
-        line.rpartition("|")[2].strip()
-        for line in importtime_log.splitlines()
-        if line.startswith("import time:")
-    )
