@@ -51,4 +51,3 @@ def eager_submodules(package: str) -> frozenset[str]:
 def stock_submodules() -> frozenset[str]:
     """Every submodule the stock import of the provider packages loads."""
     return frozenset().union(*(eager_submodules(package) for package in PACKAGES))
-
