@@ -7,7 +7,10 @@ wrong-way import fail the suite, not only a separate lint step.
 from __future__ import annotations
 
 import ast
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,8 +21,29 @@ FUNCTIONS = REPO_ROOT / "functions"
 
 
 def test_the_import_contracts_are_kept(capsys: pytest.CaptureFixture[str]) -> None:
-    status = lint_imports(config_filename=str(REPO_ROOT / "pyproject.toml"), no_cache=True)
+    """Run in the worker, and leaving its loggers as they were: import-linter's entry point
+    configures logging with ``dictConfig``, which disables every logger that exists already.
+    That silenced urllib3's and the functions' loggers for every later test of the worker."""
+    existing = logging.getLogger("tests.layers.existing")
+    with loggers_left_enabled():
+        status = lint_imports(config_filename=str(REPO_ROOT / "pyproject.toml"), no_cache=True)
     assert status == 0, capsys.readouterr().out
+    assert not existing.disabled
+
+
+@contextmanager
+def loggers_left_enabled() -> Iterator[None]:
+    loggers = [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    disabled = {logger: logger.disabled for logger in loggers}
+    try:
+        yield
+    finally:
+        for logger, was_disabled in disabled.items():
+            logger.disabled = was_disabled
 
 
 def _top_level_imports(source: Path) -> set[str]:
