@@ -57,11 +57,10 @@ class SerializedMotoServer:
     emulator uses it too: the provider's parallel deletes raced inside moto's Lambda backend.
 
     Not moto's own ``ThreadedMotoServer``: its werkzeug server closes the connection after every
-    answer, so each call paid a new TCP connection, a new server thread and a 10 ms wait for
-    leftover body bytes, which AWS's endpoints never make a client pay. cheroot keeps
-    connections alive as AWS does: a GetItem round trip took 1.8-2.2 ms of CPU, against
-    2.4-3.1 ms on werkzeug with the lookup below and 3.5-4.8 ms without it (``make bench``'s
-    machine, 1,000 calls).
+    answer, so each call paid a new TCP connection and a new server thread, which AWS's
+    endpoints never make a client pay. cheroot keeps connections alive as AWS does: a GetItem
+    round trip took 1.8-2.2 ms of CPU, against 2.4-3.1 ms on werkzeug with the lookup below
+    and 3.5-4.8 ms without it (this machine, 500-1,000 calls a run).
     """
 
     def __init__(self, host: str, port: int) -> None:
