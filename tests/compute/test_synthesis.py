@@ -89,8 +89,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
         )
         for name, (command, cwd, env) in commands.items()
     }
+    folders = {"fast": fast, "stock": stock}
     outputs = {}
-    for (name, process), folder in zip(processes.items(), (fast, stock), strict=True):
+    for name, process in processes.items():
+        folder = folders[name]
         stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stdout + stderr
         imported = json.loads((folder / "imports.json").read_text(encoding="utf-8"))
