@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import httpx
@@ -35,11 +35,18 @@ CHUNK_DELAY = 0.005  # paced, so a stream really is a stream, yet quick
 
 
 class Logs:
-    """Every line the server printed, by source (function name, ``rest-api``, ...)."""
+    """Every line the server printed, by source (function name, ``rest-api``, ...).
+
+    A failed test's report shows the lines every server printed while it ran
+    (:func:`pytest_runtest_makereport`): a 500 from the gateway says nothing of its cause.
+    """
+
+    every: ClassVar[list[Logs]] = []  # every instance of the process, for the reports
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.lines: list[tuple[str, str]] = []
+        Logs.every.append(self)
 
     def __call__(self, source: str, line: str) -> None:
         with self._lock:
@@ -48,6 +55,29 @@ class Logs:
     def sources(self) -> set[str]:
         with self._lock:
             return {source for source, _ in self.lines}
+
+
+_LINES_BEFORE = pytest.StashKey[list[int]]()
+REPORTED_LINES = 200
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    item.stash[_LINES_BEFORE] = [len(logs.lines) for logs in Logs.every]
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.failed and _LINES_BEFORE in item.stash:
+        before = item.stash[_LINES_BEFORE]
+        for number, logs in enumerate(Logs.every):
+            new = logs.lines[before[number] if number < len(before) else 0 :]
+            if new:
+                text = "\n".join(f"{source}: {line}" for source, line in new[-REPORTED_LINES:])
+                report.sections.append((f"dev server output ({number})", text))
+    return report
 
 
 @pytest.fixture(scope="session")
