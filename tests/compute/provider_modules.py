@@ -12,7 +12,6 @@ import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
-from compute import provider
 from compute.provider_loader import PACKAGES
 
 # The stock AWS package's eager imports: docs/performance.md's figure, and the package is frozen.
@@ -32,6 +31,8 @@ def provider_submodules(modules: Iterable[str]) -> frozenset[str]:
 
 def facade_submodules() -> frozenset[str]:
     """The submodules ``compute.provider`` imports from: all the fast loader lets in."""
+    from compute import provider  # here: importing it starts jsii's Node process
+
     return frozenset(getattr(provider, name).__module__ for name in provider.__all__)
 
 

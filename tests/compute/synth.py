@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from compute.config import ComputeConfig, default_config, load_config
 
 if TYPE_CHECKING:
@@ -20,6 +22,13 @@ if TYPE_CHECKING:
 Synth = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
 _SHARED: dict[str, Synth] = {}  # by the configuration's JSON
+
+# The modules that synthesize in their own process share one worker (``--dist loadgroup``): a
+# worker that synthesizes starts jsii's Node process, loads the AWS provider's assembly and
+# synthesizes the shipped stacks (:func:`shared_synth`) for itself, so three workers paid all
+# of that three times (tests/compute alone: 62.9 CPU-seconds on three workers, 40.7 on one).
+# The enforced runs of tests/security and tests/contract read the same stacks.
+STACKS = pytest.mark.xdist_group("stacks")
 
 
 # cdktf is imported where a stack is built: importing it starts jsii's Node process, which a test

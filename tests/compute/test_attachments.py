@@ -12,8 +12,10 @@ from functions.contract import (
     WEBSOCKET,
     Env,
 )
-from tests.compute.synth import Synth, only, policy_document, ref, synth_stack
+from tests.compute.synth import STACKS, Synth, only, policy_document, ref, synth_stack
 from tests.compute.test_stack import PREFIX, function, statements_of_role
+
+pytestmark = STACKS
 
 BUCKET = f"{PREFIX}-{ATTACHMENTS_BUCKET_SUFFIX}"
 

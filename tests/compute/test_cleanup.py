@@ -11,9 +11,11 @@ import pytest
 from compute.config import ComputeConfig
 from compute.packaging import Target, build_function
 from functions.contract import CLEANUP, FUNCTION_ENV, Env
-from tests.compute.synth import Synth, by, only, ref, resources, synth_stack
+from tests.compute.synth import STACKS, Synth, by, only, ref, resources, synth_stack
 from tests.compute.test_stack import PREFIX, function, function_ref, statements_of_role
 from tests.compute.test_variants import PROD
+
+pytestmark = STACKS
 
 QUEUE = f"{PREFIX}-cleanup-failures"
 

@@ -25,7 +25,9 @@ from functions.contract import (
     Env,
     Metric,
 )
-from tests.compute.synth import ROOT, Synth, only, ref, resources, shared_synth, synth_stack
+from tests.compute.synth import ROOT, STACKS, Synth, only, ref, resources, shared_synth, synth_stack
+
+pytestmark = STACKS
 
 PREFIX = "ai-assistant-cli-dev"
 GRID_WIDTH = 24

@@ -11,8 +11,10 @@ import pytest
 from compute.config import ComputeConfig
 from functions.authorizer.settings import Settings
 from functions.contract import AUTHORIZER, Env
-from tests.compute.synth import synth_stack
+from tests.compute.synth import STACKS, synth_stack
 from tests.compute.test_config import assert_rejected
+
+pytestmark = STACKS
 
 TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 ENTRA_V2 = f"https://login.microsoftonline.com/{TENANT}/v2.0"

@@ -9,29 +9,34 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from compute.config import ComputeConfig
-from compute.module import (
-    RUNTIMES,
-    SPEC_REQUIRED,
-    STRUCTURAL,
-    module_variables,
-    terraform_type,
-    write_module,
-)
 from functions.contract import FUNCTIONS, OPENAI_ROUTES
+from tests.compute.synth import STACKS
 from tests.support.spec import spec_outputs, spec_variables
+
+pytestmark = STACKS
 
 # The spec's optional defaults as its table writes them, and as Terraform holds them.
 SPEC_DEFAULTS = {"`python3.11`": "python3.11", '""': "", "true": True}
 
 
 @pytest.fixture(scope="module")
-def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_module(tmp_path_factory.mktemp("module") / "compute", environ={})
+def generator() -> ModuleType:
+    """``compute.module``, imported by the tests that run: it imports cdktf, and so would start
+    jsii's Node process in every worker that collects this file."""
+    import compute.module
+
+    return compute.module
+
+
+@pytest.fixture(scope="module")
+def module_dir(generator: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generator.write_module(tmp_path_factory.mktemp("module") / "compute", environ={})
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,9 @@ def module(module_dir: Path) -> dict[str, Any]:
     return json.loads((module_dir / "main.tf.json").read_text())
 
 
-def test_every_spec_variable_with_its_type_requiredness_and_default(module) -> None:
+def test_every_spec_variable_with_its_type_requiredness_and_default(
+    module, generator: ModuleType
+) -> None:
     declared = module["variable"]
     for name, spec in spec_variables().items():
         assert name in declared, f"the module does not declare the spec's {name}"
@@ -52,26 +59,30 @@ def test_every_spec_variable_with_its_type_requiredness_and_default(module) -> N
             if isinstance(variable["default"], int | float) and not isinstance(written, bool):
                 written = float(written)
             assert variable["default"] == written, name
-    assert {name for name in declared if "default" not in declared[name]} == set(SPEC_REQUIRED)
-    assert set(SPEC_REQUIRED) == {n for n, s in spec_variables().items() if s.required}
+    assert {name for name in declared if "default" not in declared[name]} == set(
+        generator.SPEC_REQUIRED
+    )
+    assert set(generator.SPEC_REQUIRED) == {n for n, s in spec_variables().items() if s.required}
 
 
-def test_extensions_are_optional_variables_with_the_config_defaults(module) -> None:
+def test_extensions_are_optional_variables_with_the_config_defaults(
+    module, generator: ModuleType
+) -> None:
     declared = module["variable"]
     fields = ComputeConfig.model_fields
-    extensions = set(fields) - set(spec_variables()) - set(STRUCTURAL)
+    extensions = set(fields) - set(spec_variables()) - set(generator.STRUCTURAL)
     assert extensions <= set(declared)
     for name in extensions:
         assert declared[name]["default"] == fields[name].default, name
         assert declared[name]["description"], name
-    assert not set(STRUCTURAL) & set(declared)
-    assert set(declared) == set(module_variables())
+    assert not set(generator.STRUCTURAL) & set(declared)
+    assert set(declared) == set(generator.module_variables())
 
 
-def test_descriptions_come_from_the_config_model(module) -> None:
-    for name, field in module_variables().items():
+def test_descriptions_come_from_the_config_model(module, generator: ModuleType) -> None:
+    for name, field in generator.module_variables().items():
         assert module["variable"][name]["description"].startswith(field.description[:20])
-        assert module["variable"][name]["type"] == terraform_type(field)
+        assert module["variable"][name]["type"] == generator.terraform_type(field)
 
 
 def test_validation_rules_come_from_the_field_constraints(module) -> None:
@@ -135,7 +146,7 @@ def test_inputs_reach_the_resources_as_variables(module) -> None:
 
 
 def test_packages_are_carried_for_every_runtime_and_named_under_path_module(
-    module, module_dir: Path
+    module, generator: ModuleType, module_dir: Path
 ) -> None:
     functions = module["resource"]["aws_lambda_function"]
     assert len(functions) == len(FUNCTIONS)
@@ -143,7 +154,7 @@ def test_packages_are_carried_for_every_runtime_and_named_under_path_module(
         assert function["filename"].startswith("${path.module}/${")
         paths = re.findall(r'"(python3\.\d+)" = "(assets/[^"]+\.zip)"', function["filename"])
         hashes = dict(re.findall(r'"(python3\.\d+)" = "([^"]+=)"', function["source_code_hash"]))
-        assert {runtime for runtime, _ in paths} == set(RUNTIMES) == set(hashes)
+        assert {runtime for runtime, _ in paths} == set(generator.RUNTIMES) == set(hashes)
         for runtime, path in paths:
             data = (module_dir / path).read_bytes()
             assert hashes[runtime] == base64.b64encode(hashlib.sha256(data).digest()).decode()

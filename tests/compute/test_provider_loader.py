@@ -22,6 +22,9 @@ from tests.compute.provider_modules import (
     provider_submodules,
     stock_submodules,
 )
+from tests.compute.synth import STACKS
+
+pytestmark = STACKS
 
 ROOT = Path(__file__).resolve().parents[2]
 

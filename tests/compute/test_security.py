@@ -14,6 +14,7 @@ from compute.config import ComputeConfig, load_config
 from functions.contract import AUTHORIZER, FUNCTIONS, MAIN, WEBSOCKET
 from tests.compute.synth import (
     ROOT,
+    STACKS,
     Synth,
     by,
     data,
@@ -26,6 +27,8 @@ from tests.compute.synth import (
 from tests.compute.test_config import assert_rejected
 from tests.compute.test_stack import PREFIX, function, statements_of_role
 from tests.compute.test_variants import PROD
+
+pytestmark = STACKS
 
 PARTITION = "${data.aws_partition.partition.partition}"
 ACCOUNT = "${data.aws_caller_identity.caller.account_id}"

@@ -25,7 +25,19 @@ from functions.contract import (
     Env,
     Metric,
 )
-from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
+from tests.compute.synth import (
+    STACKS,
+    Synth,
+    by,
+    data,
+    only,
+    policy_document,
+    ref,
+    resources,
+    synth_stack,
+)
+
+pytestmark = STACKS
 
 PREFIX = "ai-assistant-cli-dev"
 

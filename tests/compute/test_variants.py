@@ -9,10 +9,21 @@ import re
 import pytest
 
 from compute.config import ComputeConfig, RemoteState, RemoteStateS3
-from compute.stack import IncompleteNetwork
 from functions.contract import AUTHORIZER, CLEANUP, FUNCTIONS, MAIN, OPENAI_API, WEBSOCKET, Env
-from tests.compute.synth import Synth, by, data, only, policy_document, ref, resources, synth_stack
+from tests.compute.synth import (
+    STACKS,
+    Synth,
+    by,
+    data,
+    only,
+    policy_document,
+    ref,
+    resources,
+    synth_stack,
+)
 from tests.compute.test_stack import function, statements_of_role
+
+pytestmark = STACKS
 
 PROD = "ai-assistant-cli-prod"
 
@@ -285,6 +296,8 @@ PARTIAL_NETWORKING = RemoteState.model_construct(
     ids=["partial-remote-state", "literal-vpc-without-security-group"],
 )
 def test_the_stack_never_drops_a_vpc_silently(update: dict, missing: str) -> None:
+    from compute.stack import IncompleteNetwork  # here: importing cdktf starts jsii's Node
+
     config = ComputeConfig().model_copy(update=update)
     assert config.uses_vpc
     with pytest.raises(IncompleteNetwork, match=rf"compute-dev: .* but {re.escape(missing)}"):

@@ -25,12 +25,11 @@ from pathlib import Path
 import pytest
 
 from functions.contract import ADAPTER_ENV, FUNCTIONS, Env, FunctionSpec
-from tests.compute.synth import ROOT
+from tests.compute.synth import ROOT, STACKS
 from tests.security.code_paths import Run
-from tests.security.fixtures import ENFORCED_RUNS
 from tests.security.synthesized import Stack, contract_env_names
 
-pytestmark = ENFORCED_RUNS
+pytestmark = STACKS
 
 # Set by the Lambda runtime itself (reserved: a function cannot set them). Code may read them
 # without the stack setting them.

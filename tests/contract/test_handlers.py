@@ -20,10 +20,13 @@ import pytest
 from compute.packaging import Target, build_function
 from devserver.lambda_runtime import extract, runtime_site
 from functions.contract import FUNCTIONS, MAIN, OPENAI_BASE_PATH, Env, FunctionSpec
+from tests.compute.synth import STACKS
 from tests.security.synthesized import Stack, synthesized
 from tests.support.events import load_event
 
 HOST_ARCHITECTURE = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+pytestmark = STACKS
+
 parametrize_functions = pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
 
 # Runs in the fresh interpreter: stdin holds the two path entries, the handler string and, for

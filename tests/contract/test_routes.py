@@ -29,7 +29,10 @@ from functions.contract import (
 from functions.main.app import app
 from functions.main.deps import current_user
 from functions.openai_api.app import app as openai_app
+from tests.compute.synth import STACKS
 from tests.security.synthesized import Stack
+
+pytestmark = STACKS
 
 _RESOURCE = re.compile(r"\$\{aws_api_gateway_resource\.([\w-]+)\.id\}")
 _ROOT = re.compile(r"\$\{aws_api_gateway_rest_api\.([\w-]+)\.root_resource_id\}")

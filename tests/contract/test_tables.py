@@ -16,11 +16,11 @@ import boto3
 import pytest
 
 from functions.contract import TABLES, TableSchema
+from tests.compute.synth import STACKS
 from tests.security.code_paths import Run
-from tests.security.fixtures import ENFORCED_RUNS
 from tests.security.synthesized import Stack
 
-pytestmark = ENFORCED_RUNS
+pytestmark = STACKS
 
 parametrize_tables = pytest.mark.parametrize("schema", TABLES, ids=lambda s: s.suffix)
 _KEYWORDS = {"AND", "BETWEEN", "begins_with"}

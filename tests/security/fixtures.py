@@ -14,9 +14,6 @@ from tests.security.code_paths import Run, enforced_run
 from tests.security.synthesized import Stack, synthesized
 
 ENVIRONMENTS = ("dev", "prod")
-# The modules whose tests read an enforced run go to one worker: a run costs about 5
-# CPU-seconds for each environment, and every worker that reads one makes its own.
-ENFORCED_RUNS = pytest.mark.xdist_group("enforced-runs")
 
 
 @pytest.fixture(scope="session", params=ENVIRONMENTS)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import pytest
 
 from functions.contract import CLEANUP, MAIN, OPENAI_API, SESSIONS, WEBSOCKET, FunctionSpec
+from tests.compute.synth import STACKS
 from tests.security.code_paths import NEVER_GRANTED, Run
 from tests.security.enforcing_moto import moto_action
-from tests.security.fixtures import ENFORCED_RUNS
 from tests.security.iam import Call, allows, authorizations, request_arns
 from tests.security.synthesized import ACCOUNT, PARTITION, Stack
 
-pytestmark = ENFORCED_RUNS
+pytestmark = STACKS
 
 CODE_FUNCTIONS = (MAIN, WEBSOCKET, OPENAI_API, CLEANUP)  # the authorizer makes no AWS call
 # What Lambda's event source mapping does with the role of the function it feeds.

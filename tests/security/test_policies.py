@@ -14,6 +14,7 @@ import re
 import pytest
 
 from functions.contract import FUNCTIONS, MAIN, OPENAI_API, WEBSOCKET, FunctionSpec
+from tests.compute.synth import STACKS
 from tests.security.iam import allows, guardrail_arn, knowledge_base_arn, model_arns
 from tests.security.synthesized import (
     ACCOUNT,
@@ -23,6 +24,8 @@ from tests.security.synthesized import (
     Statement,
     UnknownReference,
 )
+
+pytestmark = STACKS
 
 parametrize_functions = pytest.mark.parametrize("spec", FUNCTIONS, ids=lambda s: s.key)
 
