@@ -57,9 +57,14 @@ def error_response(status: int, error_type: str, message: str) -> Response:
 
 class QuietHTTPServer(ThreadingHTTPServer):
     """A threading HTTP server that does not print a traceback when a client hangs up early
-    (a worker killed at its timeout, a client gone mid-answer): that is not a server error."""
+    (a worker killed at its timeout, a client gone mid-answer): that is not a server error.
+
+    Its listen backlog is as long as the system allows: connections that arrive while the
+    accept loop waits for a core queue up, as at an AWS endpoint, where ``socketserver``'s 5
+    dropped the rest and their clients retried after a second."""
 
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -73,7 +74,10 @@ class SerializedMotoServer:
             with self.lock:
                 return list(app(environ, start_response))
 
-        self._server = wsgi.Server((host, port), one_at_a_time)
+        # A listen backlog as long as the system allows: connections that arrive while the
+        # accept loop waits for a core queue up, as at an AWS endpoint. cheroot's default of 5
+        # dropped the rest, whose clients retried after 1 s, DynamoDB's connect timeout.
+        self._server = wsgi.Server((host, port), one_at_a_time, request_queue_size=socket.SOMAXCONN)
         # Every idle kept-alive connection stays open until its client closes it or the
         # server's timeout (10 s) passes, as on AWS; cheroot's default keeps only ten, and a
         # test process holds more clients than that.
