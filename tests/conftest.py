@@ -6,7 +6,8 @@ which can happen while any test package is collected (``tests/security`` imports
 directly), so its variables are set here, before every test module.
 
 botocore's data files are parsed once per test process (:mod:`tests.support.botocore_models`),
-not once per test, though every test starts its functions with fresh clients; and httpx's
+not once per test, though every test starts its functions with fresh clients, and so are its
+handlers' signatures and event aliases (:mod:`tests.support.botocore_hooks`); and httpx's
 clients share one default TLS context (:mod:`tests.support.tls`) instead of loading the CA
 bundle each.
 """
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 from functions.contract import Env
-from tests.support import botocore_models, tls
+from tests.support import botocore_hooks, botocore_models, tls
 
 # The project's tools first on PATH, as every make target puts them (the locked Node's node,
 # npm and npx are linked into the venv's bin folder), also when pytest is started directly.
@@ -32,6 +33,7 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault(Env.CORS_ALLOWED_ORIGINS, "https://app.example.com,https://admin.example.com")
 
 botocore_models.share()
+botocore_hooks.share()
 tls.share()
 
 # Plugins rather than conftest fixtures of one package, so that every package shares one
