@@ -10,6 +10,8 @@ import botocore.loaders
 import botocore.session
 import pytest
 
+from tests.support import botocore_models
+
 
 def _files_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     read: list[str] = []
@@ -51,3 +53,32 @@ def test_loaders_with_different_search_paths_share_nothing(tmp_path: Path) -> No
     assert "madeup" in extended.list_available_services("service-2")
     assert "madeup" not in plain.list_available_services("service-2")
     assert "madeup" not in botocore.session.create_loader().list_available_services("service-2")
+
+
+def _rule_sets_built(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    built: list[object] = []
+    rule_set = botocore_models._RuleSet  # botocore's class: what the shared factory builds
+    init = rule_set.__init__
+
+    def recording(self: object, **data: object) -> None:
+        built.append(data)
+        init(self, **data)
+
+    monkeypatch.setattr(rule_set, "__init__", recording)
+    return built
+
+
+def test_a_new_client_builds_no_endpoint_rules_an_earlier_one_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each still resolves its own endpoint from the shared rules: its region, its URL."""
+    credentials = {"aws_access_key_id": "x", "aws_secret_access_key": "x"}
+    boto3.session.Session(region_name="us-east-1").client("sqs", **credentials)
+    built = _rule_sets_built(monkeypatch)
+    west = boto3.session.Session(region_name="eu-west-1").client("sqs", **credentials)
+    local = boto3.session.Session(region_name="eu-west-1").client(
+        "sqs", endpoint_url="http://127.0.0.1:4566", **credentials
+    )
+    assert built == []
+    assert west.meta.endpoint_url == "https://sqs.eu-west-1.amazonaws.com"
+    assert local.meta.endpoint_url == "http://127.0.0.1:4566"
