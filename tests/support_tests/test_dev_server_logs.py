@@ -31,7 +31,7 @@ def test_fails():
 def test_a_failed_test_reports_the_lines_printed_while_it_ran(tmp_path: Path) -> None:
     (tmp_path / "test_module.py").write_text(MODULE)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.support.dev_server", "-p", "no:randomly"],
+        [sys.executable, "-m", "pytest", "-p", "tests.support.dev_server"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         capture_output=True,
