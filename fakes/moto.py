@@ -33,7 +33,9 @@ import copy
 import functools
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -47,6 +49,20 @@ REGION = "us-east-1"
 FAKE_CREDENTIAL = "testing"
 # moto's DynamoDB tables by account and region: what MotoServer.checkpoint_tables keeps.
 TablesCheckpoint = dict[tuple[str, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One request moto answered: what an :data:`Observer` is given, after the answer."""
+
+    environ: dict[str, Any]  # the WSGI request
+    status: int
+    body: list[bytes]
+    waited: float  # seconds queued behind the request being answered
+    took: float  # seconds moto took to answer
+
+
+Observer = Callable[[Answered], None]
 
 
 class SerializedMotoServer:
@@ -64,15 +80,29 @@ class SerializedMotoServer:
     and 3.5-4.8 ms without it (this machine, 500-1,000 calls a run).
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, observe: Observer | None = None) -> None:
         self.lock = threading.Lock()  # held while a request is answered
         app = _Dispatcher(create_backend_app)
 
         def one_at_a_time(
             environ: dict[str, Any], start_response: Callable[..., Any]
         ) -> Iterable[bytes]:
+            if observe is None:
+                with self.lock:
+                    return list(app(environ, start_response))
+            arrived = time.monotonic()
+            status: list[str] = []
+
+            def recording(line: str, headers: Any, exc_info: Any = None) -> Any:
+                status.append(line)
+                return start_response(line, headers, exc_info)
+
             with self.lock:
-                return list(app(environ, start_response))
+                started = time.monotonic()
+                body = list(app(environ, recording))
+            took = time.monotonic() - started
+            observe(Answered(environ, int(status[0].split()[0]), body, started - arrived, took))
+            return body
 
         # A listen backlog as long as the system allows: connections that arrive while the
         # accept loop waits for a core queue up, as at an AWS endpoint. cheroot's default of 5
@@ -123,10 +153,14 @@ class _Dispatcher(DomainDispatcherApplication):
 class MotoServer:
     """moto's server on ``host:port`` (by default 127.0.0.1 and a free port), one request at a
     time (see :class:`SerializedMotoServer`); usable as a context manager. The only way the
-    project starts moto: the tests, ``make dev`` and the Terraform emulator all run this."""
+    project starts moto: the tests, ``make dev`` and the Terraform emulator all run this.
+    ``observe``, if given, is called with each request once it is answered (the emulator's
+    request log)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = SerializedMotoServer(host, port)
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, observe: Observer | None = None
+    ) -> None:
+        self._server = SerializedMotoServer(host, port, observe)
         self._url: str | None = None
 
     @property

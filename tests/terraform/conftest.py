@@ -17,7 +17,18 @@ from pathlib import Path
 import pytest
 
 from functions.contract import Env
-from tests.terraform.harness import Cycle, Tools, cycle, init, plan, require_tools, validate
+from tests.terraform.harness import (
+    Cycle,
+    HarnessError,
+    Tools,
+    cycle,
+    init,
+    plan,
+    refused_requests,
+    refused_section,
+    require_tools,
+    validate,
+)
 from tests.terraform.harness import workspace as terraform_workspace
 from tests.terraform.readback import check_stack
 from tests.terraform.stacks import VARIANTS
@@ -105,11 +116,19 @@ def _full_cycle(
     tools: Tools, root: Path, work: Path, environment: dict[str, str] | None = None
 ) -> Cycle:
     with terraform_workspace(root, work, tools) as (tf, emulator, _):
-        return cycle(
-            tf,
-            readback=lambda result: check_stack(emulator, result, environment),
-            name=work.name,
-        )
+        try:
+            result = cycle(
+                tf,
+                readback=lambda result: check_stack(emulator, result, environment),
+                name=work.name,
+            )
+        except HarnessError as exc:
+            exc.add_note(refused_section(refused_requests(emulator.request_log)))
+            raise
+        result.refused_requests = refused_requests(emulator.request_log)
+        if result.readback_error is not None:
+            result.readback_error.add_note(refused_section(result.refused_requests))
+        return result
 
 
 def _plan_only(tools: Tools, root: Path, work: Path) -> VariantPlan:

@@ -162,10 +162,67 @@ def cli_config(tools: Tools, folder: Path) -> Path:
 # Emulator --------------------------------------------------------------------------------------
 
 
-def emulator_command(host: str, port: int) -> list[str]:
+def emulator_command(host: str, port: int, request_log: Path) -> list[str]:
     """The emulator's command line: the one place to change which emulator the cycles use.
     moto's server plus the AWS APIs the stacks need that moto lacks (code signing)."""
-    return [sys.executable, "-m", "fakes.emulator", "--host", host, "--port", str(port)]
+    return [
+        sys.executable, "-m", "fakes.emulator", "--host", host, "--port", str(port),
+        "--request-log", str(request_log),
+    ]  # fmt: skip
+
+
+# Shown when a cycle fails, at most: the last ones (an apply's failure comes late).
+REFUSED_SHOWN = 40
+
+
+def refused_requests(request_log: Path) -> list[str]:
+    """The requests the emulator refused, other than not-found answers (the provider reads
+    what does not exist yet, and its waiters poll for deletions), and every retried attempt,
+    each with the other attempts of its SDK invocation: whether a ``409`` on a create was the
+    SDK retrying a call moto had already answered, or a second call, is in those lines. One
+    line each, oldest first, the last :data:`REFUSED_SHOWN`."""
+    if not request_log.exists():
+        return []
+    records = [json.loads(line) for line in request_log.read_text().splitlines() if line]
+    invocations = {r["invocation"] for r in records if _flagged(r) and r["invocation"]}
+    shown = [r for r in records if _flagged(r) or r["invocation"] in invocations]
+    return [_request_line(record) for record in shown[-REFUSED_SHOWN:]]
+
+
+def refused_section(lines: list[str]) -> str:
+    """:func:`refused_requests`' lines, under a heading, for a failure's message."""
+    if not lines:
+        return "The emulator refused no request (not-found answers aside) and saw no retry."
+    heading = "What the emulator refused (not-found answers aside) or saw retried:"
+    return "\n".join([heading, *lines])
+
+
+FIRST_ATTEMPT = "attempt=1;"  # amz-sdk-request: attempt=1; max=25
+
+
+# Not-found answers outside 404: SQS's and DynamoDB's are 400s, which deletion waiters poll for.
+NOT_FOUND = re.compile(r"NotFound|DoesNotExist|NoSuch")
+
+
+def _flagged(record: dict[str, Any]) -> bool:
+    missing = record["status"] == 404 or bool(NOT_FOUND.search(record.get("error", "")))
+    refused = record["status"] >= 400 and not missing
+    return refused or not (record["attempt"] or FIRST_ATTEMPT).startswith(FIRST_ATTEMPT)
+
+
+def _request_line(record: dict[str, Any]) -> str:
+    where = f"{record['method']} {record['path']}"
+    if record["query"]:
+        where += f"?{record['query']}"
+    if record["target"]:
+        where += f" ({record['target']})"
+    line = (
+        f"{record['at']:9.3f} s  {record['service'] or '?'} {where} -> {record['status']}, "
+        f"queued {record['waited_ms']} ms, answered in {record['took_ms']} ms, "
+        f"{record['attempt'] or 'no attempt header'} of invocation {record['invocation']}, "
+        f"from {record['client']}"
+    )
+    return line + (f": {record['error']}" if "error" in record else "")
 
 
 def free_port() -> int:
@@ -183,6 +240,7 @@ class Emulator:
         self.port = free_port()
         self.url = f"http://{host}:{self.port}"
         self.log = log
+        self.request_log = log.with_name(f"{log.stem}-requests.jsonl")
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Emulator:
@@ -195,7 +253,7 @@ class Emulator:
     def start(self, timeout: float = 30.0) -> None:
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(
-                emulator_command(self.host, self.port),
+                emulator_command(self.host, self.port, self.request_log),
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -596,6 +654,7 @@ class Cycle:
     not_applied: list[str] = field(default_factory=list)
     second_plan: list[str] = field(default_factory=list)
     destroy_failed: dict[str, str] = field(default_factory=dict)
+    refused_requests: list[str] = field(default_factory=list)  # see refused_requests()
     apply_output: str = ""
     destroy_output: str = ""
     left_in_state: set[str] = field(default_factory=set)

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.terraform import harness
@@ -192,3 +193,45 @@ def test_a_second_plan_with_changes_names_resource_and_attribute(
         run, changes = harness.plan(tf)
     assert run.code == 2
     assert changes == ["aws_cloudwatch_log_group.g update: retention_in_days: 14 -> 7"]
+
+
+def test_a_failed_cycle_shows_what_the_emulator_refused_and_every_retry(tmp_path: Path) -> None:
+    """The emulator's request log, as a failed apply shows it: a refused create with its
+    error and its SDK invocation and attempt, every attempt of a retried invocation, and
+    neither the calls that succeeded nor the not-found answers the provider's reads and
+    waiters get routinely. Mutations caught: the log not written, the not-found filter
+    dropped (a 404 or a 400 ResourceNotFoundException shows), retries not flagged (attempt 2
+    missing), an invocation's other attempts not joined (attempt 1 missing)."""
+    with harness.Emulator(log=tmp_path / "emulator.log") as emulator:
+        dynamodb, s3 = emulator.client("dynamodb"), emulator.client("s3")
+        table = {
+            "TableName": "sessions",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        dynamodb.create_table(**table)
+        with pytest.raises(dynamodb.exceptions.ResourceInUseException):
+            dynamodb.create_table(**table)
+        s3.create_bucket(Bucket="attachments")
+        with pytest.raises(s3.exceptions.ClientError, match="404"):
+            s3.head_object(Bucket="attachments", Key="missing")
+        with pytest.raises(dynamodb.exceptions.ResourceNotFoundException):  # a 400
+            dynamodb.describe_table(TableName="missing")
+        # What an SDK sends when it retries one call: the same invocation, a later attempt.
+        for attempt in (1, 2):
+            headers = {
+                "amz-sdk-invocation-id": "retried-1",
+                "amz-sdk-request": f"attempt={attempt}; max=25",
+            }
+            httpx.get(f"{emulator.url}/moto-api/data.json", headers=headers).raise_for_status()
+        lines = harness.refused_requests(emulator.request_log)
+
+    [refused, first, retry] = lines
+    assert "dynamodb POST / (DynamoDB_20120810.CreateTable) -> 400" in refused
+    assert "ResourceInUseException" in refused
+    assert "attempt=1; max=" in refused
+    assert "GET /moto-api/data.json -> 200" in first
+    assert "attempt=1; max=25 of invocation retried-1" in first
+    assert "attempt=2; max=25 of invocation retried-1" in retry
+    assert "refused (not-found answers aside) or saw retried:\n" in harness.refused_section(lines)

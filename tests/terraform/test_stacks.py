@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.terraform.conftest import Runs
+from tests.terraform.harness import refused_section
 from tests.terraform.stacks import EMULATOR_GAPS, VARIANTS
 
 pytestmark = pytest.mark.xdist_group("terraform")
@@ -63,9 +64,9 @@ def test_environment_applies_and_converges(terraform_runs: Runs, environment: st
     document = synthesized(terraform_runs, environment)
     gaps = {kind for kind in EMULATOR_GAPS if kind in document["resource"]}
     failed = {base_address(a).split(".")[0] for a in result.apply_failed}
-    assert failed == gaps, "apply failed on:\n" + "\n".join(
-        f"{a}: {e}" for a, e in result.apply_failed.items()
-    )
+    errors = [f"{a}: {e}" for a, e in result.apply_failed.items()]
+    refused = refused_section(result.refused_requests)
+    assert failed == gaps, "\n".join(["apply failed on:", *errors, refused])
     if not gaps:
         assert result.second_plan == [], "the second plan is not empty:\n" + "\n".join(
             result.second_plan
@@ -99,9 +100,9 @@ def test_environment_destroys_all_but_its_protected_tables(
         for name, table in document["resource"].get("aws_dynamodb_table", {}).items()
         if table.get("deletion_protection_enabled") is True
     }
-    assert set(result.destroy_failed) == protected, "\n".join(
-        f"{a}: {e}" for a, e in result.destroy_failed.items()
-    )
+    errors = [f"{a}: {e}" for a, e in result.destroy_failed.items()]
+    refused = refused_section(result.refused_requests)
+    assert set(result.destroy_failed) == protected, "\n".join([*errors, refused])
     for address, error in result.destroy_failed.items():
         assert "DeletionProtectionEnabled" in error, f"{address}: {error}"
     left = {base_address(a) for a in result.left_in_state if not a.startswith("data.")}
