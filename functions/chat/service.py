@@ -388,7 +388,7 @@ class ChatStream:
             if left is not None and left <= 0:
                 self._stop_reason = TIMEOUT
                 return _STREAM_END
-            waits = [wait for wait in (left, self._look_in()) if wait is not None]
+            waits = [wait for wait in (left, self._look_in(left)) if wait is not None]
             try:
                 return inbox.get(timeout=min(waits) if waits else None)
             except queue.Empty:
@@ -401,9 +401,12 @@ class ChatStream:
             left is None or left > deadline.DYNAMODB_ATTEMPT_SECONDS
         )
 
-    def _look_in(self) -> float | None:
-        """Seconds until the next look for a cancel, None without a watch."""
-        return None if self._watch is None else self._watch.until_look()
+    def _look_in(self, left: float | None) -> float | None:
+        """Seconds until the next look for a cancel; None without a watch, or when no look
+        will be made (a look due but not made would end every wait at once)."""
+        if self._watch is None or not self._may_look(left):
+            return None
+        return self._watch.until_look()
 
 
 def _pump(

@@ -4,8 +4,10 @@ that runs out of time. The real handler runs against moto and the loopback fakes
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
+from typing import Any, ClassVar
 
 import pytest
 
@@ -155,6 +157,38 @@ def test_a_model_that_stalls_past_the_timeout_still_stores_what_it_said(
     end = ws.frames(connection_id)[-1]
     assert (end["status"], end["stop_reason"]) == ("incomplete", "timeout")
     assert _answer(session_id)["content"]["S"] == "".join(paced.stream_chunks[:5])
+
+
+class _CountedQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+    """A SimpleQueue that counts the reads made of it, each instance on its own."""
+
+    reads: ClassVar[dict[int, int]] = {}
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        self.reads[id(self)] = self.reads.get(id(self), 0) + 1
+        return super().get(block, timeout)
+
+
+def test_a_silent_model_is_waited_for_not_polled(
+    ws: WebSocket, rest: Rest, paced: BedrockFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turn waits out a model gone silent near its deadline, when it no longer looks
+    for a cancel, in a few blocking reads of the stream's queue. It had read it in a loop
+    that never blocked, a core's worth of CPU until the time was up: a look that was due but
+    no longer made counted as due at once, every time round."""
+    never = threading.Event()
+    paced.stream_chunks = model_like_deltas(20, seed=7)
+    paced.hold(after_chunks=5, until=never, timeout_s=30)
+    monkeypatch.setattr(queue, "SimpleQueue", _CountedQueue)
+    _CountedQueue.reads.clear()
+    context = LambdaContext(timeout_ms=int(STOP_MARGIN_SECONDS * 1000) + 1500)
+    try:
+        _, connection_id = _turn(ws, rest, context=context)
+    finally:
+        never.set()
+    assert ws.frames(connection_id)[-1]["stop_reason"] == "timeout"
+    # Five deltas, the end, and a wake-up per look for a cancel (none this close to the end).
+    assert _CountedQueue.reads and max(_CountedQueue.reads.values()) < 20, _CountedQueue.reads
 
 
 def test_a_stream_cut_before_message_stop_is_stored_as_interrupted(
