@@ -49,10 +49,15 @@ def timed(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -
 
 
 def synth_figure(runs: int) -> Figure:
+    from compute.provider_loader import node_options
+
     env = {
         **os.environ,
         "COMPUTE_CONFIG_DIR": str(ROOT / "config"),
     }
+    # The floor loads the provider stock on both sides: without the Node-side loader that
+    # importing ``compute`` adds to this process's NODE_OPTIONS (``main.py`` adds it itself).
+    floor_env = {**env, "NODE_OPTIONS": node_options(env.get("NODE_OPTIONS", ""), stock=True)}
     with tempfile.TemporaryDirectory() as folder:
         # Warm the package cache once, as any second synth on a machine would find it.
         timed([PYTHON, str(ROOT / "main.py")], cwd=Path(folder), env=env)
@@ -60,7 +65,11 @@ def synth_figure(runs: int) -> Figure:
         for _ in range(runs):  # interleaved, so both see the same machine load
             ours.append(timed([PYTHON, str(ROOT / "main.py")], cwd=Path(folder), env=env))
             floor.append(
-                timed([PYTHON, str(ROOT / "bench" / "floors.py"), "stock-synth"], cwd=ROOT, env=env)
+                timed(
+                    [PYTHON, str(ROOT / "bench" / "floors.py"), "stock-synth"],
+                    cwd=ROOT,
+                    env=floor_env,
+                )
             )
     return Figure(
         "synth",

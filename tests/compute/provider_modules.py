@@ -52,3 +52,25 @@ def eager_submodules(package: str) -> frozenset[str]:
 def stock_submodules() -> frozenset[str]:
     """Every submodule the stock import of the provider packages loads."""
     return frozenset().union(*(eager_submodules(package) for package in PACKAGES))
+
+
+# What jsii's Node process loads of the AWS package (tests/compute/import_probe/node_probe.cjs).
+NODE_INDEX = "index"
+
+
+def node_modules(files: Iterable[str]) -> frozenset[str]:
+    """The AWS package's modules among ``files`` (the probe's paths): ``index`` for its
+    ``lib/index.js``, a folder's name (``lambda-function``) for each resource module."""
+    found = set()
+    for file in files:
+        _, _, relative = Path(file).as_posix().rpartition("/lib/")
+        found.add(NODE_INDEX if relative == "index.js" else relative.partition("/")[0])
+    return frozenset(found)
+
+
+def node_modules_for(stack: dict) -> frozenset[str]:
+    """The modules a stack's JSON needs in Node: the provider's and, for every resource and
+    data source type, its own (``aws_lambda_function`` is ``lambda-function``)."""
+    resources = {kind.removeprefix("aws_") for kind in stack.get("resource", {})}
+    data = {f"data_{kind}" for kind in stack.get("data", {})}
+    return frozenset(name.replace("_", "-") for name in resources | data) | {"provider"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from compute.provider_loader import PACKAGES, load_preamble_only
+from compute.provider_loader import NODE_HOOK, PACKAGES, load_preamble_only, node_options
 from tests.compute.provider_modules import (
     STOCK_AWS_SUBMODULES,
     eager_submodules,
@@ -107,3 +108,86 @@ def test_a_failing_preamble_leaves_no_half_loaded_package(fake_package: Path) ->
     with pytest.raises(OSError, match="no jsii runtime"):
         load_preamble_only("fake_provider")
     assert "fake_provider" not in sys.modules
+
+
+# The Node side (compute/lazy_provider.cjs), on packages laid out as the AWS one is: a
+# ``lib/index.js`` of ``exports.<name> = require("./<module>");`` lines after a header that
+# declares every export, each module recording that it was loaded. The whole app's synth, with
+# what jsii's process loaded, is in test_synthesis.py.
+HEADER = (
+    '"use strict";\nObject.defineProperty(exports, "__esModule", { value: true });\n'
+    "exports.other = exports.lambdaFunction = void 0;\n"
+)
+EAGER_INDEX = (
+    HEADER + 'exports.lambdaFunction = require("./lambda-function");\n'
+    'exports.other = require("./other");\n//# sourceMappingURL=data:application/json;base64,e30=\n'
+)
+PROBE = """
+const index = require(process.argv[1]);
+const loadedAfterRequire = [...globalThis.loaded];
+const keys = Object.keys(index);
+const lambdaFunction = index.lambdaFunction;
+console.log(JSON.stringify({
+  loadedAfterRequire, keys, loaded: globalThis.loaded,
+  same: lambdaFunction === require(process.argv[1] + '/lambda-function') &&
+    index.lambdaFunction === lambdaFunction,
+  name: lambdaFunction.LambdaFunction.name,
+}));
+"""
+
+
+def write_package(root: Path, name: str, index: str) -> Path:
+    (root / "lib").mkdir(parents=True)
+    (root / "package.json").write_text(json.dumps({"name": name, "main": "lib/index.js"}))
+    (root / "lib" / "index.js").write_text(index)
+    for module, cls in (("lambda-function", "LambdaFunction"), ("other", "Other")):
+        (root / "lib" / module).mkdir()
+        (root / "lib" / module / "index.js").write_text(
+            f"(globalThis.loaded ??= []).push({module!r});\nexports.{cls} = class {cls} {{}};\n"
+        )
+    return root / "lib"
+
+
+def node_loads(lib: Path, *, hook: bool) -> dict:
+    options = node_options("", stock=not hook)
+    result = subprocess.run(
+        [shutil.which("node") or "node", "-e", "globalThis.loaded = [];" + PROBE, str(lib)],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "NODE_OPTIONS": options},
+    )  # fmt: skip
+    assert result.stderr == ""
+    return json.loads(result.stdout)
+
+
+def test_node_loads_a_provider_module_when_it_is_first_used(tmp_path: Path) -> None:
+    lib = write_package(tmp_path / "provider-aws", "@cdktf/provider-aws", EAGER_INDEX)
+    lazy, eager = node_loads(lib, hook=True), node_loads(lib, hook=False)
+    assert eager["loadedAfterRequire"] == ["lambda-function", "other"]
+    assert lazy["loadedAfterRequire"] == []
+    assert lazy["loaded"] == ["lambda-function"]  # used, once; ``other`` never
+    for run in (lazy, eager):  # the same exports, listed and resolved alike
+        assert run["keys"] == ["lambdaFunction", "other"]
+        assert (run["same"], run["name"]) == (True, "LambdaFunction")
+
+
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [
+        ("@cdktf/provider-google", EAGER_INDEX),  # another package
+        ("@cdktf/provider-aws", EAGER_INDEX + 'require("./other").extra = 1;\n'),  # another shape
+    ],
+)
+def test_node_leaves_any_other_index_eager(tmp_path: Path, name: str, index: str) -> None:
+    lib = write_package(tmp_path / "package", name, index)
+    assert node_loads(lib, hook=True)["loadedAfterRequire"] == ["lambda-function", "other"]
+
+
+def test_node_options_preload_the_hook_once_and_a_stock_run_drops_it() -> None:
+    preload = f'--require "{NODE_HOOK}"'
+    mine = '--max-old-space-size=512 --require "/a folder/x.js"'
+    assert node_options("", stock=False) == preload
+    assert node_options(mine, stock=False) == f"{mine} {preload}"
+    assert node_options(node_options(mine, stock=False), stock=False) == f"{mine} {preload}"
+    assert node_options(node_options(mine, stock=False), stock=True) == mine
+    assert node_options("", stock=True) == ""
+    assert NODE_HOOK.is_file()
