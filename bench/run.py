@@ -525,7 +525,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["caching", "sizes", "sse", "suite"],
+        choices=["caching", "sizes", "sse", "suite", "synth"],
         help="run one part only and replace its section of bench/results.md",
     )
     args = parser.parse_args()
@@ -534,6 +534,7 @@ def main() -> int:
         "sse": lambda: sse_figures(args.stream_runs),
         "sizes": size_figures,
         "suite": lambda: [test_suite_figure()],
+        "synth": lambda: [synth_figure(args.runs)],
     }
     if args.only in rows_of:
         rows = render(rows_of[args.only](), args.runs, args.stream_runs).splitlines()[4:]
