@@ -5,25 +5,14 @@ function at creation and afterwards, reading it back, tags, and the errors AWS a
 from __future__ import annotations
 
 import io
-import json
 import re
-import subprocess
-import sys
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
-import httpx
 import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from fakes.emulator import READY
-from fakes.process import stop_process
-
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 PROFILE = "arn:aws:signer:us-east-1:123456789012:/signing-profiles/aiassistantcli/a1B2c3D4e5"
@@ -33,51 +22,9 @@ CONFIG_ARN = re.compile(
 )
 LAST_MODIFIED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 MISSING = f"arn:aws:lambda:{REGION}:{ACCOUNT}:code-signing-config:csc-0123456789abcdef0"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    """The emulator as Terraform tests run it: its own process, any free port."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fakes.emulator", "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith(READY), f"no ready line (exit code {process.poll()}): {line!r}"
-        yield line.removeprefix(READY).strip()
-    finally:
-        stop_process(process, grace_seconds=20)
-
-
-def client(url: str, service: str) -> BaseClient:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-
-
-@pytest.fixture
-def lam(emulator: str) -> BaseClient:
-    """Every test starts from nothing: moto's reset forgets the configs too (they live on
-    its Lambda backend)."""
-    httpx.post(f"{emulator}/moto-api/reset", timeout=10).raise_for_status()
-    return client(emulator, "lambda")
-
-
-@pytest.fixture
-def role(emulator: str, lam: BaseClient) -> str:
-    trust = {"Version": "2012-10-17", "Statement": []}
-    iam = client(emulator, "iam")
-    return iam.create_role(RoleName="signed", AssumeRolePolicyDocument=json.dumps(trust))["Role"][
-        "Arn"
-    ]
+# One emulator process (tests/support_tests/conftest.py) for this module and
+# test_public_layers.py: one worker runs both.
+pytestmark = pytest.mark.xdist_group("emulator")
 
 
 def package() -> bytes:

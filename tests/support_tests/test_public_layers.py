@@ -7,11 +7,10 @@ import pytest
 from botocore.client import BaseClient
 
 from compute.config import web_adapter_layer
-from tests.support_tests import test_lambda_signing as signing
 from tests.support_tests.test_lambda_signing import create_function, error_of
 
-# The code-signing tests' emulator process (one per module) and its per-test fixtures.
-emulator, lam, role = signing.emulator, signing.lam, signing.role
+# The code-signing tests' emulator process and its per-test fixtures (conftest.py).
+pytestmark = pytest.mark.xdist_group("emulator")
 
 
 @pytest.mark.parametrize("architecture", ["x86_64", "arm64"])
