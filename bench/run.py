@@ -525,7 +525,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["caching", "sizes", "sse", "suite", "synth"],
+        choices=["caching", "sizes", "sse", "suite", "synth", "terraform"],
         help="run one part only and replace its section of bench/results.md",
     )
     args = parser.parse_args()
@@ -535,6 +535,7 @@ def main() -> int:
         "sizes": size_figures,
         "suite": lambda: [test_suite_figure()],
         "synth": lambda: [synth_figure(args.runs)],
+        "terraform": lambda: [terraform_figure()],
     }
     if args.only in rows_of:
         rows = render(rows_of[args.only](), args.runs, args.stream_runs).splitlines()[4:]
