@@ -11,7 +11,7 @@
  * jsii reaches a class by walking its fully qualified name through these exports, so the
  * modules a synth never touches are never read or compiled.
  *
- * An index of any other shape (a line it does not recognise) is left exactly as it is, so the
+ * An index of any other shape (a require it does not recognise) is left exactly as it is, so the
  * worst case is the stock, eager load. Nothing else is touched: only a `lib/index.js` whose
  * package is `@cdktf/provider-aws`.
  */
