@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import socket
 import threading
 import time
@@ -40,6 +41,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 from moto.dynamodb.models import dynamodb_backends
 from moto.kms import models as kms_models
@@ -63,6 +65,29 @@ class Answered:
 
 
 Observer = Callable[[Answered], None]
+
+
+class _OneWriteRequest(cheroot_server.HTTPRequest):
+    """An answer sent in one write, its headers and body together, as AWS's endpoints send a
+    small one. cheroot writes the headers, then the body, each at once (its sockets have
+    TCP_NODELAY), so they left in two segments. In packet captures of the Terraform group,
+    the provider's Go client sometimes closed the connection right after the headers segment,
+    before reading the body, and retried the call on a new connection: about one request in
+    a thousand, and a retried create then failed on what its first attempt had created."""
+
+    def respond(self) -> None:
+        wire = self.conn.wfile
+        answer = io.BytesIO()
+        self.conn.wfile = answer
+        try:
+            super().respond()
+        finally:
+            self.conn.wfile = wire
+            wire.write(answer.getvalue())
+
+
+class _OneWriteConnection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = _OneWriteRequest
 
 
 class SerializedMotoServer:
@@ -108,6 +133,7 @@ class SerializedMotoServer:
         # accept loop waits for a core queue up, as at an AWS endpoint. cheroot's default of 5
         # dropped the rest, whose clients retried after 1 s, DynamoDB's connect timeout.
         self._server = wsgi.Server((host, port), one_at_a_time, request_queue_size=socket.SOMAXCONN)
+        self._server.ConnectionClass = _OneWriteConnection
         # Every idle kept-alive connection stays open until its client closes it or the
         # server's timeout (10 s) passes, as on AWS; cheroot's default keeps only ten, and a
         # test process holds more clients than that.

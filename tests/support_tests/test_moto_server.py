@@ -1,7 +1,9 @@
+import json
 import socket
 from typing import Any
 
 import boto3
+import cheroot.makefile
 import pytest
 import urllib3.util.connection
 
@@ -87,6 +89,28 @@ def test_a_client_keeps_one_connection_for_its_calls(
     for _ in range(5):
         dynamodb.list_tables()
     assert len(opened) == 1, opened
+
+
+def test_an_answer_leaves_in_one_write(
+    moto_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its headers and body together, as a small answer from AWS arrives. Sent in two writes
+    (cheroot's own way), the Terraform provider's Go client sometimes closed the connection
+    after the headers and retried the call, which failed a create (fakes/moto.py,
+    ``_OneWriteRequest``). Counted where cheroot writes to a socket."""
+    writes: list[bytes] = []
+    write = cheroot.makefile.StreamWriter.write
+
+    def recording(self: cheroot.makefile.StreamWriter, data: bytes) -> int:
+        writes.append(bytes(data))
+        return write(self, data)
+
+    monkeypatch.setattr(cheroot.makefile.StreamWriter, "write", recording)
+    tables = boto3.client("dynamodb").list_tables()["TableNames"]
+    assert len(writes) == 1, [chunk[:40] for chunk in writes]
+    head, _, body = writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: " in head
+    assert json.loads(body)["TableNames"] == tables != []
 
 
 def test_moto_pages_bedrock_agent_knowledge_bases(moto_env: dict[str, str]) -> None:
