@@ -10,6 +10,9 @@ claims the key with a conditional put; a repeat finds the item and
 * is refused with :class:`InProgress` (409) while the original still runs;
 * is refused with :class:`KeyReused` (422) when the body differs.
 
+Each claim carries its own id: a put that botocore retried after its reply was lost knows its
+own claim in the record it finds, and a release deletes only its own claim.
+
 An ``in_progress`` claim holds only for the claiming function's remaining time (its lease), so
 an attempt killed mid-way does not block the key: the next repeat takes it over. A request
 that fails releases its claim, so the client can retry with the same key. Records expire by
@@ -47,6 +50,7 @@ import hashlib
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,9 +73,11 @@ _KEY = IDEMPOTENCY.hash_key.name
 
 @dataclass(frozen=True)
 class Claim:
-    """A key this request holds until it stores its result (or releases it)."""
+    """A key this request holds until it stores its result (or releases it); ``claim_id``
+    tells this claim from an earlier or later one of the same key."""
 
     record_key: str
+    claim_id: str
 
 
 def checked_key(raw: object) -> str:
@@ -103,14 +109,15 @@ class IdempotencyStore:
         ``now`` is epoch seconds; ``lease_seconds`` how long this attempt may hold the claim
         (the function's remaining time).
         """
-        record_key = _record_key(user_id, operation, key)
+        claim = Claim(_record_key(user_id, operation, key), str(uuid.uuid4()))
         fingerprint = _fingerprint(request)
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item=dynamodb_item(
                     {
-                        _KEY: record_key,
+                        _KEY: claim.record_key,
+                        "claim_id": claim.claim_id,
                         "request_hash": fingerprint,
                         "state": "in_progress",
                         "lease_until": now + lease_seconds,
@@ -138,8 +145,11 @@ class IdempotencyStore:
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
-            return _earlier(plain_item(error.response.get("Item") or {}), fingerprint)
-        return Claim(record_key)
+            record = plain_item(error.response.get("Item") or {})
+            if record.get("claim_id") == claim.claim_id:
+                return claim  # this put's own first attempt, whose reply was lost
+            return _earlier(record, fingerprint)
+        return claim
 
     def complete(self, claim: Claim, result: dict[str, Any]) -> None:
         """Store the result, which repeats of the request then get."""
@@ -158,14 +168,25 @@ class IdempotencyStore:
         )
 
     def release(self, claim: Claim) -> None:
-        """Give the key up after a failure, so a retry with it runs the request again."""
-        self._client.delete_item(
-            TableName=self._table,
-            Key=dynamodb_item({_KEY: claim.record_key}),
-            ConditionExpression="#state = :in_progress",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=dynamodb_item({":in_progress": "in_progress"}),
-        )
+        """Give the key up after a failure, so a retry with it runs the request again.
+
+        Only this claim goes: once its lease ran out, the key may be another attempt's. A
+        failed condition means the claim is gone already (taken over, or deleted by this
+        delete's own first attempt, whose reply was lost), so there is nothing to give up.
+        """
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=dynamodb_item({_KEY: claim.record_key}),
+                ConditionExpression="#claim = :claim AND #state = :in_progress",
+                ExpressionAttributeNames={"#claim": "claim_id", "#state": "state"},
+                ExpressionAttributeValues=dynamodb_item(
+                    {":claim": claim.claim_id, ":in_progress": "in_progress"}
+                ),
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
 
 
 @dataclass(frozen=True)

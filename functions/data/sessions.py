@@ -74,12 +74,20 @@ class SessionRepository:
             expires_at=self._expiry(now),
             message_count=0,
         )
-        self._client.put_item(
-            TableName=self._table,
-            Item=_session_item(session),
-            ConditionExpression="attribute_not_exists(#session)",
-            ExpressionAttributeNames={"#session": SESSION_ID},
-        )
+        item = _session_item(session)
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#session)",
+                ExpressionAttributeNames={"#session": SESSION_ID},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            # The id is new, so the one item that can already hold it is this put's own, from
+            # an attempt whose reply was lost and which botocore then retried.
+            if not _is_condition_failure(error) or error.response.get("Item") != item:
+                raise
         return session
 
     def get(self, user_id: str, session_id: str) -> Session:
@@ -92,7 +100,7 @@ class SessionRepository:
         if not item:
             raise NotFound(SESSION_NOT_FOUND)
         session = session_from_item(item)
-        if session.user_id != user_id or session.expires_at <= epoch_seconds(utc_now()):
+        if not is_live(session, user_id):
             raise NotFound(SESSION_NOT_FOUND)
         return session
 
@@ -151,11 +159,14 @@ class SessionRepository:
                 Key=_session_key(_checked(session_id)),
                 UpdateExpression="SET #title = :title",
                 **_owned(user_id, names, values, extra=untitled),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
+            if not _is_condition_failure(error):
+                raise
+            # A retried attempt after a lost reply finds the title its first attempt set.
+            current = session_from_item(error.response.get("Item") or {})
+            return current.title == title and is_live(current, user_id)
         return True
 
     def reserve(self, user_id: str, session_id: str, seen: int, count: int) -> dict[str, Any]:
@@ -206,11 +217,14 @@ class SessionRepository:
                 ConditionExpression="#user = :user",
                 ExpressionAttributeNames={"#user": OWNER},
                 ExpressionAttributeValues=dynamodb_item({":user": user_id}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if _is_condition_failure(error):
-                raise NotFound(SESSION_NOT_FOUND) from None
-            raise
+            if not _is_condition_failure(error):
+                raise
+            if "Item" not in error.response and _retried(error):
+                return  # gone, most likely by this delete's first attempt, whose reply was lost
+            raise NotFound(SESSION_NOT_FOUND) from None
 
     def _owned_update(
         self,
@@ -259,6 +273,16 @@ def _checked(session_id: str) -> str:
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise NotFound(SESSION_NOT_FOUND)
     return session_id
+
+
+def _retried(error: ClientError) -> bool:
+    """Whether botocore made more than one attempt at the call that failed."""
+    return bool(error.response.get("ResponseMetadata", {}).get("RetryAttempts"))
+
+
+def is_live(session: Session, user_id: str) -> bool:
+    """Whether ``user_id`` owns ``session`` and it has not expired."""
+    return session.user_id == user_id and session.expires_at > epoch_seconds(utc_now())
 
 
 def _owned(

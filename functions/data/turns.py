@@ -26,7 +26,12 @@ from functions.data.items import plain_item
 from functions.data.messages import MessageRepository, message_from_item
 from functions.data.pagination import TokenSigner, derived_key
 from functions.data.quota import AnswerLeases, UsageLedger
-from functions.data.sessions import SESSION_NOT_FOUND, SessionRepository, session_from_item
+from functions.data.sessions import (
+    SESSION_NOT_FOUND,
+    SessionRepository,
+    is_live,
+    session_from_item,
+)
 from functions.domain.errors import Conflict, NotFound, Throttled
 from functions.domain.models import AttachmentRef, Message, Session
 
@@ -303,12 +308,8 @@ class Store:
     @staticmethod
     def _live(user_id: str, item: Mapping[str, Any] | None) -> Session:
         """The session a cancelled transaction saw, if it is still the caller's and live."""
-        current = session_from_item(item) if item else None
-        if (
-            current is None
-            or current.user_id != user_id
-            or current.expires_at <= epoch_seconds(utc_now())
-        ):
+        current = session_from_item(item or {})
+        if not is_live(current, user_id):
             raise NotFound(SESSION_NOT_FOUND)
         return current
 

@@ -10,7 +10,9 @@ import pytest
 
 from fakes.bedrock import BedrockFake
 from fakes.connections import WsManagementFake
+from fakes.dynamodb_faults import DynamoFaults, routed_through_faults
 from fakes.dynamodb_streams import StreamReader, enable_stream, lambda_event
+from fakes.moto import MotoServer
 from functions.cleanup import handler as cleanup
 from functions.contract import Env
 from functions.core import aws
@@ -68,6 +70,15 @@ def single_attempt(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     """
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     aws.reset_clients()
+
+
+@pytest.fixture
+def retrying_faults(
+    app_env: dict[str, str], moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DynamoFaults]:
+    """A fault proxy in front of moto with botocore's retry on (two attempts), as in Lambda."""
+    with routed_through_faults(moto_server.url, monkeypatch, attempts=2) as proxy:
+        yield proxy
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from fakes.bedrock import CONVERSE, BedrockFake
+from fakes.dynamodb_faults import DynamoFaults
 from functions.chat import titles
 from functions.chat.titles import sanitize
 from functions.contract import Env, Metric
@@ -235,6 +236,20 @@ def test_dynamodb_throttling_the_titles_write_is_no_title(rest: Rest, bedrock: B
     assert answer["title"] is None
     assert answer["message"]["status"] == "complete"
     assert stored_title(session_id) == "New session"
+
+
+@pytest.mark.usefixtures("titles_on")
+def test_a_lost_reply_on_the_titles_write_still_reports_the_title(
+    rest: Rest, bedrock: BedrockFake, retrying_faults: DynamoFaults
+) -> None:
+    bedrock.reply = scripted("Generated")
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    retrying_faults.lose_reply(lambda name, body: name == "UpdateItem" and ":default" in str(body))
+    answer = post(rest, session_id)
+    assert ("lose_reply", "UpdateItem") in retrying_faults.injected
+    assert len(title_calls(bedrock)) == 1
+    assert answer["title"] == "Generated"  # the retry found the title its first try stored
+    assert stored_title(session_id) == "Generated"
 
 
 # WebSocket -------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +13,7 @@ import boto3
 import pytest
 
 from fakes.bedrock import CONVERSE, CONVERSE_STREAM, BedrockFake
-from fakes.dynamodb_faults import DynamoFaults, Match, routed_through_faults
-from fakes.moto import MotoServer
+from fakes.dynamodb_faults import DynamoFaults, Match
 from functions.contract import USAGE, Env, Metric
 from functions.core import aws
 from functions.core.clock import epoch_seconds, timestamp
@@ -373,15 +371,6 @@ def test_a_crashed_answer_frees_its_slot_when_its_lease_runs_out(
 
 
 # Faults on the usage table ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def retrying_faults(
-    app_env: dict[str, str], moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[DynamoFaults]:
-    """A fault proxy with botocore's retry on (two attempts), as in Lambda."""
-    with routed_through_faults(moto_server.url, monkeypatch, attempts=2) as proxy:
-        yield proxy
 
 
 def _usage_write(operation: str, marker: str) -> Match:

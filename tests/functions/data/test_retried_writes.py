@@ -1,0 +1,151 @@
+"""Conditional writes that botocore retries after their reply was lost: the retry finds the
+first attempt's item and must take it as its own, not as someone else's (a 500 on a created
+session, a 409 on the request's own idempotency claim).
+
+Each test loses the reply of exactly one write through the fault proxy, with botocore's retry
+on as in Lambda; the turns' and the usage table's writes have their own such tests
+(``test_turn_storage.py``, ``test_quota.py``), and the titles' write its own in
+``chat/test_titles.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from fakes.bedrock import CONVERSE, BedrockFake
+from fakes.dynamodb_faults import DynamoFaults, Match
+from functions.contract import Env
+from functions.data.idempotency import IdempotencyStore
+from functions.domain.errors import InProgress
+from tests.functions.helpers import USER_B, Rest, stored_messages
+
+
+def _write_to(operation: str, table_env: str, marker: str = "") -> Match:
+    """A ``operation`` on the table ``table_env`` names, whose body mentions ``marker``."""
+
+    def match(name: str, body: dict[str, Any]) -> bool:
+        return (
+            name == operation
+            and body.get("TableName") == os.environ[table_env]
+            and marker in str(body)
+        )
+
+    return match
+
+
+def _sessions(rest: Rest) -> list[dict[str, Any]]:
+    return rest.call("GET", "/sessions").json["sessions"]
+
+
+def test_a_created_session_whose_reply_was_lost_is_created_once(
+    rest: Rest, retrying_faults: DynamoFaults
+) -> None:
+    retrying_faults.lose_reply(_write_to("PutItem", Env.SESSIONS_TABLE))
+    created = rest.call("POST", "/sessions", body={"title": "Trip"})
+    assert created.status == 201, created.text
+    assert ("lose_reply", "PutItem") in retrying_faults.injected
+    assert retrying_faults.operations.count("PutItem") == 2  # botocore's retry did run
+    assert [session["session_id"] for session in _sessions(rest)] == [created.json["session_id"]]
+    stored = rest.call("GET", f"/sessions/{created.json['session_id']}")
+    assert stored.json == created.json
+
+
+def test_a_lost_reply_on_an_idempotency_claim_runs_the_request_once(
+    rest: Rest, bedrock: BedrockFake, retrying_faults: DynamoFaults
+) -> None:
+    """The retried claim finds the request's own claim: no 409 for it, and the key then
+    replays the result as for any request."""
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    retrying_faults.lose_reply(_write_to("PutItem", Env.IDEMPOTENCY_TABLE))
+    headers = {"Idempotency-Key": "key-1"}
+    path = f"/sessions/{session_id}/messages"
+    first = rest.call("POST", path, body={"content": "hi"}, headers=headers)
+    assert first.status == 200, first.text
+    assert ("lose_reply", "PutItem") in retrying_faults.injected
+    again = rest.call("POST", path, body={"content": "hi"}, headers=headers)
+    assert again.json == first.json
+    assert len(bedrock.requests_for(CONVERSE)) == 1
+    assert len(stored_messages(session_id)) == 2
+
+
+def test_a_lost_reply_on_an_idempotent_session_create_replays_that_session(
+    rest: Rest, retrying_faults: DynamoFaults
+) -> None:
+    retrying_faults.lose_reply(_write_to("PutItem", Env.IDEMPOTENCY_TABLE))
+    headers = {"Idempotency-Key": "create-1"}
+    first = rest.call("POST", "/sessions", body={"title": "t"}, headers=headers)
+    assert first.status == 201, first.text
+    again = rest.call("POST", "/sessions", body={"title": "t"}, headers=headers)
+    assert again.json == first.json
+    assert len(_sessions(rest)) == 1
+
+
+def test_a_lost_reply_on_a_release_still_frees_the_key(
+    rest: Rest,
+    bedrock: BedrockFake,
+    retrying_faults: DynamoFaults,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The request fails, its release is applied but answered 500, and botocore's retry of
+    the delete finds nothing: the key is free, and no failure is logged."""
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    bedrock.fail(400, "ValidationException", "refused", CONVERSE)  # not retried by botocore
+    retrying_faults.lose_reply(_write_to("DeleteItem", Env.IDEMPOTENCY_TABLE))
+    headers = {"Idempotency-Key": "key-1"}
+    path = f"/sessions/{session_id}/messages"
+    caplog.clear()
+    failed = rest.call("POST", path, body={"content": "hi"}, headers=headers)
+    assert failed.status == 502, failed.text
+    assert ("lose_reply", "DeleteItem") in retrying_faults.injected
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    retry = rest.call("POST", path, body={"content": "hi"}, headers=headers)
+    assert retry.status == 200, retry.text
+    assert len(bedrock.requests_for(CONVERSE)) == 2
+
+
+def test_a_release_leaves_a_claim_that_took_the_key_over(app_env: dict[str, str]) -> None:
+    """An attempt whose lease ran out lost the key to a repeat; when it then fails, its
+    release must not free the key under the repeat, which still runs."""
+    store = IdempotencyStore(boto3.client("dynamodb"), os.environ[Env.IDEMPOTENCY_TABLE])
+    now = int(time.time())
+    request = {"content": "hi"}
+    stale = store.claim("user-a", "messages", "key-1", request, now=now, lease_seconds=1)
+    current = store.claim("user-a", "messages", "key-1", request, now=now + 5, lease_seconds=60)
+    assert not isinstance(stale, dict)
+    assert not isinstance(current, dict)
+    assert current.claim_id != stale.claim_id
+    store.release(stale)
+    with pytest.raises(InProgress):
+        store.claim("user-a", "messages", "key-1", request, now=now + 6, lease_seconds=60)
+    store.release(current)
+    assert not isinstance(
+        store.claim("user-a", "messages", "key-1", request, now=now + 7, lease_seconds=60), dict
+    )
+
+
+def test_a_deleted_session_whose_reply_was_lost_is_204(
+    rest: Rest, retrying_faults: DynamoFaults
+) -> None:
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    retrying_faults.lose_reply(_write_to("DeleteItem", Env.SESSIONS_TABLE))
+    deleted = rest.call("DELETE", f"/sessions/{session_id}")
+    assert deleted.status == 204, deleted.text
+    assert ("lose_reply", "DeleteItem") in retrying_faults.injected
+    rest.call("GET", f"/sessions/{session_id}").assert_error(404, "not_found")
+    rest.call("DELETE", f"/sessions/{session_id}").assert_error(404, "not_found")
+
+
+def test_a_retried_delete_of_someone_elses_session_is_still_404(
+    rest: Rest, retrying_faults: DynamoFaults
+) -> None:
+    theirs = rest.create_session(user=USER_B, knowledge_base_id=None)["session_id"]
+    retrying_faults.fail(_write_to("DeleteItem", Env.SESSIONS_TABLE))  # retried, then refused
+    rest.call("DELETE", f"/sessions/{theirs}").assert_error(404, "not_found")
+    assert retrying_faults.operations.count("DeleteItem") == 2
+    assert rest.call("GET", f"/sessions/{theirs}", user=USER_B).status == 200
