@@ -138,7 +138,7 @@ def test_a_cancelled_answer_stops_and_is_stored_interrupted_with_what_was_genera
 
 
 def test_a_cancelled_answer_settles_the_budget_to_what_was_used_and_frees_its_slot(
-    cancelled: tuple[str, str, list[dict[str, Any]]], ws: WebSocket, rest: Rest
+    cancelled: tuple[str, str, list[dict[str, Any]]], ws: WebSocket, slow_model: BedrockFake
 ) -> None:
     """The model reports no usage for a stream cut short: the input and the text generated so
     far are settled as estimated, not the whole hold, and not nothing."""
@@ -148,7 +148,9 @@ def test_a_cancelled_answer_settles_the_budget_to_what_was_used_and_frees_its_sl
     assert usage["output_tokens"] == estimate_tokens(answer["content"]["S"])
     assert usage["input_tokens"] > 0
     assert _day_tokens("user-a") == usage["input_tokens"] + usage["output_tokens"]
-    # The only answer slot is free again: the next turn is answered, not refused as busy.
+    # The only answer slot is free again: the next turn is answered, not refused as busy
+    # (a short one: its length proves nothing here).
+    slow_model.stream_chunks = model_like_deltas(20, seed=13)
     ws.send(connection_id, _send(session_id, key="turn-2"))
     after = ws.frames(connection_id)[len(frames) :]
     assert after[0]["type"] == "start", after
