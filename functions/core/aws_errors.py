@@ -58,6 +58,17 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+def condition_failed(error: ClientError) -> bool:
+    """Whether a DynamoDB write was refused by its condition (not by a fault)."""
+    return error_code(error) == "ConditionalCheckFailedException"
+
+
+def was_retried(error: ClientError) -> bool:
+    """Whether botocore made more than one attempt at the call that failed: an earlier one
+    may have applied, its reply lost."""
+    return bool(error.response.get("ResponseMetadata", {}).get("RetryAttempts"))
+
+
 _Matcher = Callable[[Exception], bool]
 _Maker = Callable[[Exception], DomainError]
 

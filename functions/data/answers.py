@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from functions.contract import USAGE
-from functions.core.aws_errors import error_code
+from functions.core.aws_errors import condition_failed
 from functions.core.clock import epoch_seconds, utc_now
 from functions.core.observability import logger
 from functions.data.items import dynamodb_item, plain_item
@@ -94,7 +94,7 @@ class GeneratingAnswers:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if not condition_failed(error):
                 raise
             old = plain_item(error.response.get("Item") or {})
             if old.get("state") == "finished":

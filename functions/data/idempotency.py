@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions.contract import IDEMPOTENCY, IDEMPOTENCY_WINDOW_SECONDS
-from functions.core.aws_errors import error_code
+from functions.core.aws_errors import condition_failed
 from functions.core.observability import logger
 from functions.data.items import dynamodb_item, plain_item
 from functions.domain.errors import BadRequest, InProgress, KeyReused
@@ -143,7 +143,7 @@ class IdempotencyStore:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if not condition_failed(error):
                 raise
             record = plain_item(error.response.get("Item") or {})
             if record.get("claim_id") == claim.claim_id:
@@ -185,7 +185,7 @@ class IdempotencyStore:
                 ),
             )
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if not condition_failed(error):
                 raise
 
 

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from functions.contract import MESSAGES
 from functions.core import deadline
-from functions.core.aws_errors import error_code
+from functions.core.aws_errors import condition_failed
 from functions.data.items import dynamodb_item, key_name, plain_item
 from functions.data.pagination import TokenSigner, required
 from functions.domain.errors import NotFound, Throttled
@@ -247,7 +247,7 @@ class MessageRepository:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if not condition_failed(error):
                 raise
             raise NotFound(MESSAGE_NOT_FOUND) from None  # removed since it was found
         return message_from_item(response["Attributes"])

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from functions.contract import USAGE, Metric
-from functions.core.aws_errors import error_code
+from functions.core.aws_errors import condition_failed
 from functions.core.clock import epoch_seconds, timestamp, utc_now
 from functions.core.observability import count, logger
 from functions.data.items import dynamodb_item, plain_item
@@ -245,7 +245,7 @@ class UsageLedger:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if not condition_failed(error):
                 self._undo_if_applied(user_id, period, wanted, reservation_id)
                 raise
             item = plain_item(error.response.get("Item") or {})
@@ -290,7 +290,7 @@ class UsageLedger:
                     ExpressionAttributeValues=dynamodb_item({**values, ":id": reservation_id}),
                 )
             except ClientError as error:
-                if error_code(error) == "ConditionalCheckFailedException":
+                if condition_failed(error):
                     continue  # applied already; botocore retried a lost reply
                 self._unrecorded(period)
             except Exception:
@@ -387,7 +387,7 @@ class AnswerLeases:
                     ExpressionAttributeValues=dynamodb_item({":now": now, ":lease": lease_id}),
                 )
             except ClientError as error:
-                if error_code(error) != "ConditionalCheckFailedException":
+                if not condition_failed(error):
                     self.release(Lease(user_id, slot, lease_id))  # in case it applied
                     raise
                 continue
@@ -409,7 +409,7 @@ class AnswerLeases:
                 ExpressionAttributeValues=dynamodb_item({":lease": lease.lease_id}),
             )
         except ClientError as error:
-            if error_code(error) != "ConditionalCheckFailedException":
+            if not condition_failed(error):
                 logger.exception("releasing an answer lease failed")
         except Exception:
             logger.exception("releasing an answer lease failed")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions.contract import SESSIONS, USER_INDEX
-from functions.core.aws_errors import error_code
+from functions.core.aws_errors import condition_failed, was_retried
 from functions.core.clock import epoch_seconds, timestamp, utc_now
 from functions.data.items import dynamodb_item, key_name, keys_by_index, plain_item
 from functions.data.pagination import TokenSigner, required
@@ -37,10 +37,6 @@ SESSION_ID = SESSIONS.hash_key.name
 OWNER = USER_INDEX.hash_key.name
 ACTIVITY = key_name(USER_INDEX.range_key)  # UserIndex's sort key: newest activity first
 SESSION_EXPIRES = SESSIONS.ttl_attribute
-
-
-def _is_condition_failure(error: ClientError) -> bool:
-    return error_code(error) == "ConditionalCheckFailedException"
 
 
 class SessionRepository:
@@ -86,7 +82,7 @@ class SessionRepository:
         except ClientError as error:
             # The id is new, so the one item that can already hold it is this put's own, from
             # an attempt whose reply was lost and which botocore then retried.
-            if not _is_condition_failure(error) or error.response.get("Item") != item:
+            if not condition_failed(error) or error.response.get("Item") != item:
                 raise
         return session
 
@@ -162,7 +158,7 @@ class SessionRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if not _is_condition_failure(error):
+            if not condition_failed(error):
                 raise
             # A retried attempt after a lost reply finds the title its first attempt set.
             current = session_from_item(error.response.get("Item") or {})
@@ -220,9 +216,9 @@ class SessionRepository:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if not _is_condition_failure(error):
+            if not condition_failed(error):
                 raise
-            if "Item" not in error.response and _retried(error):
+            if "Item" not in error.response and was_retried(error):
                 return  # gone, most likely by this delete's first attempt, whose reply was lost
             raise NotFound(SESSION_NOT_FOUND) from None
 
@@ -246,7 +242,7 @@ class SessionRepository:
                 ReturnValues=returning,
             )
         except ClientError as error:
-            if _is_condition_failure(error):
+            if condition_failed(error):
                 raise NotFound(SESSION_NOT_FOUND) from None
             raise
         return response["Attributes"]
@@ -273,11 +269,6 @@ def _checked(session_id: str) -> str:
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise NotFound(SESSION_NOT_FOUND)
     return session_id
-
-
-def _retried(error: ClientError) -> bool:
-    """Whether botocore made more than one attempt at the call that failed."""
-    return bool(error.response.get("ResponseMetadata", {}).get("RetryAttempts"))
 
 
 def is_live(session: Session, user_id: str) -> bool:
