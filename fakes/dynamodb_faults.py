@@ -52,6 +52,11 @@ def operation_is(name: str) -> Match:
     return lambda operation, _: operation == name
 
 
+def operation_on(name: str, table: str) -> Match:
+    """An operation ``name`` on the table named ``table``."""
+    return lambda operation, body: operation == name and body.get("TableName") == table
+
+
 def transaction_putting(role: str) -> Match:
     """A TransactWriteItems whose Put stores a message of ``role`` ("user" or "assistant")."""
 

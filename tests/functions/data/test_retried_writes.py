@@ -1,6 +1,7 @@
 """Conditional writes that botocore retries after their reply was lost: the retry finds the
 first attempt's item and must take it as its own, not as someone else's (a 500 on a created
-session, a 409 on the request's own idempotency claim).
+session, a 409 on the request's own idempotency claim, an error logged for a release that
+worked, a 404 for a delete that worked).
 
 Each test loses the reply of exactly one write through the fault proxy, with botocore's retry
 on as in Lambda; the turns' and the usage table's writes have their own such tests
@@ -11,7 +12,6 @@ on as in Lambda; the turns' and the usage table's writes have their own such tes
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -19,24 +19,11 @@ import boto3
 import pytest
 
 from fakes.bedrock import CONVERSE, BedrockFake
-from fakes.dynamodb_faults import DynamoFaults, Match
+from fakes.dynamodb_faults import DynamoFaults, operation_on
 from functions.contract import Env
 from functions.data.idempotency import IdempotencyStore
 from functions.domain.errors import InProgress
-from tests.functions.helpers import USER_B, Rest, stored_messages
-
-
-def _write_to(operation: str, table_env: str, marker: str = "") -> Match:
-    """A ``operation`` on the table ``table_env`` names, whose body mentions ``marker``."""
-
-    def match(name: str, body: dict[str, Any]) -> bool:
-        return (
-            name == operation
-            and body.get("TableName") == os.environ[table_env]
-            and marker in str(body)
-        )
-
-    return match
+from tests.functions.helpers import USER_B, Rest, stored_messages, table
 
 
 def _sessions(rest: Rest) -> list[dict[str, Any]]:
@@ -46,7 +33,7 @@ def _sessions(rest: Rest) -> list[dict[str, Any]]:
 def test_a_created_session_whose_reply_was_lost_is_created_once(
     rest: Rest, retrying_faults: DynamoFaults
 ) -> None:
-    retrying_faults.lose_reply(_write_to("PutItem", Env.SESSIONS_TABLE))
+    retrying_faults.lose_reply(operation_on("PutItem", table(Env.SESSIONS_TABLE)))
     created = rest.call("POST", "/sessions", body={"title": "Trip"})
     assert created.status == 201, created.text
     assert ("lose_reply", "PutItem") in retrying_faults.injected
@@ -62,7 +49,7 @@ def test_a_lost_reply_on_an_idempotency_claim_runs_the_request_once(
     """The retried claim finds the request's own claim: no 409 for it, and the key then
     replays the result as for any request."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    retrying_faults.lose_reply(_write_to("PutItem", Env.IDEMPOTENCY_TABLE))
+    retrying_faults.lose_reply(operation_on("PutItem", table(Env.IDEMPOTENCY_TABLE)))
     headers = {"Idempotency-Key": "key-1"}
     path = f"/sessions/{session_id}/messages"
     first = rest.call("POST", path, body={"content": "hi"}, headers=headers)
@@ -77,7 +64,7 @@ def test_a_lost_reply_on_an_idempotency_claim_runs_the_request_once(
 def test_a_lost_reply_on_an_idempotent_session_create_replays_that_session(
     rest: Rest, retrying_faults: DynamoFaults
 ) -> None:
-    retrying_faults.lose_reply(_write_to("PutItem", Env.IDEMPOTENCY_TABLE))
+    retrying_faults.lose_reply(operation_on("PutItem", table(Env.IDEMPOTENCY_TABLE)))
     headers = {"Idempotency-Key": "create-1"}
     first = rest.call("POST", "/sessions", body={"title": "t"}, headers=headers)
     assert first.status == 201, first.text
@@ -96,7 +83,7 @@ def test_a_lost_reply_on_a_release_still_frees_the_key(
     the delete finds nothing: the key is free, and no failure is logged."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
     bedrock.fail(400, "ValidationException", "refused", CONVERSE)  # not retried by botocore
-    retrying_faults.lose_reply(_write_to("DeleteItem", Env.IDEMPOTENCY_TABLE))
+    retrying_faults.lose_reply(operation_on("DeleteItem", table(Env.IDEMPOTENCY_TABLE)))
     headers = {"Idempotency-Key": "key-1"}
     path = f"/sessions/{session_id}/messages"
     caplog.clear()
@@ -112,7 +99,7 @@ def test_a_lost_reply_on_a_release_still_frees_the_key(
 def test_a_release_leaves_a_claim_that_took_the_key_over(app_env: dict[str, str]) -> None:
     """An attempt whose lease ran out lost the key to a repeat; when it then fails, its
     release must not free the key under the repeat, which still runs."""
-    store = IdempotencyStore(boto3.client("dynamodb"), os.environ[Env.IDEMPOTENCY_TABLE])
+    store = IdempotencyStore(boto3.client("dynamodb"), table(Env.IDEMPOTENCY_TABLE))
     now = int(time.time())
     request = {"content": "hi"}
     stale = store.claim("user-a", "messages", "key-1", request, now=now, lease_seconds=1)
@@ -133,7 +120,7 @@ def test_a_deleted_session_whose_reply_was_lost_is_204(
     rest: Rest, retrying_faults: DynamoFaults
 ) -> None:
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    retrying_faults.lose_reply(_write_to("DeleteItem", Env.SESSIONS_TABLE))
+    retrying_faults.lose_reply(operation_on("DeleteItem", table(Env.SESSIONS_TABLE)))
     deleted = rest.call("DELETE", f"/sessions/{session_id}")
     assert deleted.status == 204, deleted.text
     assert ("lose_reply", "DeleteItem") in retrying_faults.injected
@@ -145,7 +132,8 @@ def test_a_retried_delete_of_someone_elses_session_is_still_404(
     rest: Rest, retrying_faults: DynamoFaults
 ) -> None:
     theirs = rest.create_session(user=USER_B, knowledge_base_id=None)["session_id"]
-    retrying_faults.fail(_write_to("DeleteItem", Env.SESSIONS_TABLE))  # retried, then refused
+    # Refused without being applied, retried, and then the condition fails on their item.
+    retrying_faults.fail(operation_on("DeleteItem", table(Env.SESSIONS_TABLE)))
     rest.call("DELETE", f"/sessions/{theirs}").assert_error(404, "not_found")
     assert retrying_faults.operations.count("DeleteItem") == 2
     assert rest.call("GET", f"/sessions/{theirs}", user=USER_B).status == 200
