@@ -11,7 +11,7 @@ claims the key with a conditional put; a repeat finds the item and
 * is refused with :class:`KeyReused` (422) when the body differs.
 
 Each claim carries its own id: a put that botocore retried after its reply was lost knows its
-own claim in the record it finds, and a release deletes only its own claim.
+own claim in the record it finds, and only the claim's holder stores a result or releases it.
 
 An ``in_progress`` claim holds only for the claiming function's remaining time (its lease), so
 an attempt killed mid-way does not block the key: the next repeat takes it over. A request
@@ -151,21 +151,44 @@ class IdempotencyStore:
             return _earlier(record, fingerprint)
         return claim
 
-    def complete(self, claim: Claim, result: dict[str, Any]) -> None:
-        """Store the result, which repeats of the request then get."""
-        self._client.update_item(
-            TableName=self._table,
-            Key=dynamodb_item({_KEY: claim.record_key}),
-            UpdateExpression="SET #state = :done, #result = :result REMOVE #lease",
-            ExpressionAttributeNames={
-                "#state": "state",
-                "#result": "result",
-                "#lease": "lease_until",
-            },
-            ExpressionAttributeValues=dynamodb_item(
-                {":done": "done", ":result": json.dumps(result, separators=(",", ":"))}
-            ),
-        )
+    def complete(self, claim: Claim, result: dict[str, Any]) -> bool:
+        """Store the result, which repeats of the request then get; ``False`` when the claim
+        is no longer this request's, and nothing was stored.
+
+        Only the claim's holder stores: an attempt that outlived its lease lost the key to a
+        repeat, whose result is the one the client waits for. Without the condition the late
+        result would overwrite it, and where the repeat had failed and released the key, the
+        update would create a record with neither the request's hash nor an expiry: the key
+        would answer 422 to every later repeat, for ever. A retry of this write after a lost
+        reply meets its own claim id and applies again, to the same effect.
+        """
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=dynamodb_item({_KEY: claim.record_key}),
+                UpdateExpression="SET #state = :done, #result = :result REMOVE #lease",
+                ConditionExpression="#claim = :claim",
+                ExpressionAttributeNames={
+                    "#state": "state",
+                    "#result": "result",
+                    "#lease": "lease_until",
+                    "#claim": "claim_id",
+                },
+                ExpressionAttributeValues=dynamodb_item(
+                    {
+                        ":done": "done",
+                        ":result": json.dumps(result, separators=(",", ":")),
+                        ":claim": claim.claim_id,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if not condition_failed(error):
+                raise
+            # The work is done and this caller still gets its result; repeats get the holder's.
+            logger.warning("the idempotency key was taken over; this result is not stored")
+            return False
+        return True
 
     def release(self, claim: Claim) -> None:
         """Give the key up after a failure, so a retry with it runs the request again.

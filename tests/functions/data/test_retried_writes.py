@@ -7,6 +7,10 @@ Each test loses the reply of exactly one write through the fault proxy, with bot
 on as in Lambda; the turns' and the usage table's writes have their own such tests
 (``test_turn_storage.py``, ``test_quota.py``), and the titles' write its own in
 ``chat/test_titles.py``.
+
+The other side of a claim's id: an idempotency claim whose lease ran out, after a repeat took
+its key over, neither releases nor stores over the holder (the stale-claim tests, which call
+the store directly with their own clock).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import pytest
 from fakes.bedrock import CONVERSE, BedrockFake
 from fakes.dynamodb_faults import DynamoFaults, operation_on
 from functions.contract import Env
-from functions.data.idempotency import IdempotencyStore
+from functions.data.idempotency import Claim, IdempotencyStore
 from functions.domain.errors import InProgress
 from tests.functions.helpers import USER_B, Rest, stored_messages, table
+
+REQUEST = {"content": "hi"}
 
 
 def _sessions(rest: Rest) -> list[dict[str, Any]]:
@@ -99,21 +105,81 @@ def test_a_lost_reply_on_a_release_still_frees_the_key(
 def test_a_release_leaves_a_claim_that_took_the_key_over(app_env: dict[str, str]) -> None:
     """An attempt whose lease ran out lost the key to a repeat; when it then fails, its
     release must not free the key under the repeat, which still runs."""
-    store = IdempotencyStore(boto3.client("dynamodb"), table(Env.IDEMPOTENCY_TABLE))
-    now = int(time.time())
-    request = {"content": "hi"}
-    stale = store.claim("user-a", "messages", "key-1", request, now=now, lease_seconds=1)
-    current = store.claim("user-a", "messages", "key-1", request, now=now + 5, lease_seconds=60)
-    assert not isinstance(stale, dict)
-    assert not isinstance(current, dict)
+    store = _idempotency_store()
+    stale, current, now = _stale_and_current(store)
     assert current.claim_id != stale.claim_id
     store.release(stale)
     with pytest.raises(InProgress):
-        store.claim("user-a", "messages", "key-1", request, now=now + 6, lease_seconds=60)
+        store.claim("user-a", "messages", "key-1", REQUEST, now=now, lease_seconds=60)
     store.release(current)
-    assert not isinstance(
-        store.claim("user-a", "messages", "key-1", request, now=now + 7, lease_seconds=60), dict
-    )
+    retry = store.claim("user-a", "messages", "key-1", REQUEST, now=now + 1, lease_seconds=60)
+    assert isinstance(retry, Claim)
+
+
+def _stale_and_current(store: IdempotencyStore) -> tuple[Claim, Claim, int]:
+    """A claim whose lease ran out, and the repeat's claim that took the key over."""
+    now = int(time.time())
+    stale = store.claim("user-a", "messages", "key-1", REQUEST, now=now, lease_seconds=1)
+    current = store.claim("user-a", "messages", "key-1", REQUEST, now=now + 5, lease_seconds=60)
+    assert isinstance(stale, Claim) and isinstance(current, Claim)
+    return stale, current, now + 6
+
+
+def _idempotency_store() -> IdempotencyStore:
+    return IdempotencyStore(boto3.client("dynamodb"), table(Env.IDEMPOTENCY_TABLE))
+
+
+@pytest.mark.parametrize("late_first", [True, False], ids=["late-first", "holder-first"])
+def test_a_late_result_leaves_the_result_of_the_claim_that_took_the_key_over(
+    app_env: dict[str, str], caplog: pytest.LogCaptureFixture, late_first: bool
+) -> None:
+    """The original outlived its lease and a repeat took the key over: whichever stores
+    first, repeats get the holder's result, and the late one says it was not stored."""
+    store = _idempotency_store()
+    stale, current, now = _stale_and_current(store)
+    caplog.clear()
+    if late_first:
+        assert store.complete(stale, {"answer": "late"}) is False
+        with pytest.raises(InProgress):  # the holder still runs
+            store.claim("user-a", "messages", "key-1", REQUEST, now=now, lease_seconds=60)
+    assert store.complete(current, {"answer": "holder"}) is True
+    if not late_first:
+        assert store.complete(stale, {"answer": "late"}) is False
+    repeat = store.claim("user-a", "messages", "key-1", REQUEST, now=now, lease_seconds=60)
+    assert repeat == {"answer": "holder"}
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "the idempotency key was taken over; this result is not stored"
+    ]
+
+
+def test_a_late_result_after_the_holder_failed_leaves_the_key_free(app_env: dict[str, str]) -> None:
+    """The repeat that took the key over failed and released it; the late original's result
+    must not make a record without the request's hash or an expiry, which would answer 422
+    to every later repeat of the key."""
+    store = _idempotency_store()
+    stale, current, now = _stale_and_current(store)
+    store.release(current)
+    stored = store.complete(stale, {"answer": "late"})
+    retry = store.claim("user-a", "messages", "key-1", REQUEST, now=now, lease_seconds=60)
+    assert isinstance(retry, Claim)
+    assert stored is False
+
+
+def test_a_lost_reply_on_a_stored_result_still_replays_it(
+    rest: Rest, bedrock: BedrockFake, retrying_faults: DynamoFaults
+) -> None:
+    """The result's write is applied but answered 500; botocore's retry meets the request's
+    own claim and applies again, so the key replays the answer."""
+    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
+    retrying_faults.lose_reply(operation_on("UpdateItem", table(Env.IDEMPOTENCY_TABLE)))
+    headers = {"Idempotency-Key": "key-1"}
+    path = f"/sessions/{session_id}/messages"
+    first = rest.call("POST", path, body={"content": "hi"}, headers=headers)
+    assert first.status == 200, first.text
+    assert ("lose_reply", "UpdateItem") in retrying_faults.injected
+    again = rest.call("POST", path, body={"content": "hi"}, headers=headers)
+    assert again.json == first.json
+    assert len(bedrock.requests_for(CONVERSE)) == 1
 
 
 def test_a_deleted_session_whose_reply_was_lost_is_204(
