@@ -49,18 +49,25 @@ def test_a_created_session_whose_reply_was_lost_is_created_once(
     assert stored.json == created.json
 
 
-def test_a_lost_reply_on_an_idempotency_claim_runs_the_request_once(
-    rest: Rest, bedrock: BedrockFake, retrying_faults: DynamoFaults
+@pytest.mark.parametrize("write", ["PutItem", "UpdateItem"], ids=["claim", "result"])
+def test_a_lost_reply_on_an_idempotency_write_runs_the_request_once(
+    rest: Rest,
+    bedrock: BedrockFake,
+    retrying_faults: DynamoFaults,
+    caplog: pytest.LogCaptureFixture,
+    write: str,
 ) -> None:
-    """The retried claim finds the request's own claim: no 409 for it, and the key then
-    replays the result as for any request."""
+    """The retried claim, or the retried write of the result, meets the request's own claim
+    id: no 409 for the request's own claim, the result stored without a warning that it was
+    not, and the key then replays it as for any request."""
     session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    retrying_faults.lose_reply(operation_on("PutItem", table(Env.IDEMPOTENCY_TABLE)))
+    retrying_faults.lose_reply(operation_on(write, table(Env.IDEMPOTENCY_TABLE)))
     headers = {"Idempotency-Key": "key-1"}
     path = f"/sessions/{session_id}/messages"
     first = rest.call("POST", path, body={"content": "hi"}, headers=headers)
     assert first.status == 200, first.text
-    assert ("lose_reply", "PutItem") in retrying_faults.injected
+    assert ("lose_reply", write) in retrying_faults.injected
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     again = rest.call("POST", path, body={"content": "hi"}, headers=headers)
     assert again.json == first.json
     assert len(bedrock.requests_for(CONVERSE)) == 1
@@ -163,23 +170,6 @@ def test_a_late_result_after_the_holder_failed_leaves_the_key_free(app_env: dict
     retry = store.claim("user-a", "messages", "key-1", REQUEST, now=now, lease_seconds=60)
     assert isinstance(retry, Claim)
     assert stored is False
-
-
-def test_a_lost_reply_on_a_stored_result_still_replays_it(
-    rest: Rest, bedrock: BedrockFake, retrying_faults: DynamoFaults
-) -> None:
-    """The result's write is applied but answered 500; botocore's retry meets the request's
-    own claim and applies again, so the key replays the answer."""
-    session_id = rest.create_session(knowledge_base_id=None)["session_id"]
-    retrying_faults.lose_reply(operation_on("UpdateItem", table(Env.IDEMPOTENCY_TABLE)))
-    headers = {"Idempotency-Key": "key-1"}
-    path = f"/sessions/{session_id}/messages"
-    first = rest.call("POST", path, body={"content": "hi"}, headers=headers)
-    assert first.status == 200, first.text
-    assert ("lose_reply", "UpdateItem") in retrying_faults.injected
-    again = rest.call("POST", path, body={"content": "hi"}, headers=headers)
-    assert again.json == first.json
-    assert len(bedrock.requests_for(CONVERSE)) == 1
 
 
 def test_a_deleted_session_whose_reply_was_lost_is_204(
