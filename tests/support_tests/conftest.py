@@ -17,10 +17,10 @@ import pytest
 from botocore.client import BaseClient
 
 from fakes.emulator import READY
+from fakes.moto import REGION
 from fakes.process import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
 
 
 @pytest.fixture(scope="session")

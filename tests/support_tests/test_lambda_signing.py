@@ -13,7 +13,8 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-REGION = "us-east-1"
+from fakes.moto import REGION
+
 ACCOUNT = "123456789012"
 PROFILE = "arn:aws:signer:us-east-1:123456789012:/signing-profiles/aiassistantcli/a1B2c3D4e5"
 OTHER_PROFILE = "arn:aws:signer:us-east-1:123456789012:/signing-profiles/other/f6G7h8I9j0"
