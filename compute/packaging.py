@@ -5,7 +5,8 @@ code produces a new zip and a spurious redeploy on every machine (terraform-cdk#
 entries are sorted, timestamps and permissions fixed, and the hash is the base64 SHA-256
 that ``source_code_hash`` expects. Dependencies are installed once per (requirements,
 platform, Python) into ``build/deps`` and zips are cached by a digest of all their inputs,
-so a repeated synth only re-reads files.
+so a repeated synth only re-reads files, and a repeated build in one process (the second
+environment of a synth) only the files that changed.
 
 ``python -m compute.packaging [--out dist]`` writes every environment's packages to
 ``dist/<environment>/<function>.zip`` for pipelines that deploy code separately.
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ SCRIPT_MODE = 0o100755 << 16
 SCRIPT_SUFFIXES = (".sh",)
 BUILD_FORMAT = "5"  # bump to invalidate cached zips when the layout rules below change
 LAMBDA_TASK_ROOT = "/var/task"  # where Lambda unpacks the zip; compiled code names files there
+_RACY_NS = 2_000_000_000  # files younger than this are hashed afresh (see _file_digest)
 
 # glibc of the Lambda images: python3.11 runs on Amazon Linux 2 (2.26), later on AL2023 (2.34).
 _GLIBC_TAGS = {
@@ -110,7 +113,7 @@ def build_function(spec: FunctionSpec, target: Target) -> Package:
     sources = [ROOT / module_file(name) for name in sorted(closure)]
     shipped = _dependency_filter(deps, closure)
     entries = _entries(ROOT, sources) + [
-        entry for entry in _entries(deps, [deps]) if shipped(entry[0])
+        entry for entry in _installed_entries(deps) if shipped(entry[0])
     ]
     if spec.web_adapter:
         entries.append((spec.handler, ROOT / "functions" / spec.key / spec.handler))
@@ -156,19 +159,15 @@ def _dependency_filter(deps: Path, modules: set[str]) -> Callable[[str], bool]:
     kept: set[str] = set()
     whole: list[str] = []
     for package in TRIMMED_DEPENDENCIES:
-        seeds = [
+        seeds = frozenset(
             imported
             for module in modules
             for imported in _module_imports(module)
             if imported == package or imported.startswith(package + ".")
-        ]
-        closure = import_closure(seeds, package, deps) if seeds else set()
-        kept |= {module_file(name, deps).as_posix() for name in closure}
-        whole += [
-            module_file(name, deps).parent.as_posix() + "/"
-            for name in closure
-            if _DYNAMIC_IMPORT in (deps / module_file(name, deps)).read_bytes()
-        ]
+        )
+        package_kept, package_whole = _trimmed(deps, package, seeds)
+        kept |= package_kept
+        whole += package_whole
     trimmed = tuple(package + "/" for package in TRIMMED_DEPENDENCIES)
     whole_packages = tuple(whole)
 
@@ -178,6 +177,23 @@ def _dependency_filter(deps: Path, modules: set[str]) -> Callable[[str], bool]:
         return path in kept or path.startswith(whole_packages)
 
     return shipped
+
+
+@functools.cache
+def _trimmed(
+    deps: Path, package: str, seeds: frozenset[str]
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The files of ``package`` in ``deps`` that the import closure of ``seeds`` keeps, and the
+    folders that ship whole (a module of the closure imports by name). Worked out once per
+    process: an installed folder never changes (:func:`_installed_entries`)."""
+    closure = import_closure(sorted(seeds), package, deps) if seeds else set()
+    kept = frozenset(module_file(name, deps).as_posix() for name in closure)
+    whole = tuple(
+        module_file(name, deps).parent.as_posix() + "/"
+        for name in sorted(closure)
+        if _DYNAMIC_IMPORT in (deps / module_file(name, deps)).read_bytes()
+    )
+    return kept, whole
 
 
 def _module_imports(module: str) -> tuple[str, ...]:
@@ -275,19 +291,37 @@ def write_zip(entries: list[tuple[str, Path]], destination: Path) -> None:
 def _build_zip(name: str, target: Target, entries: list[tuple[str, Path]]) -> Package:
     digest = hashlib.sha256(f"{BUILD_FORMAT}\0{target.label}\0".encode())
     for arcname, file in sorted(entries):
-        digest.update(arcname.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+        digest.update(arcname.encode() + b"\0" + _file_digest(file))
     path = BUILD / "packages" / target.label / f"{name}-{digest.hexdigest()[:20]}.zip"
     if not path.exists():
         write_zip(entries + _bytecode(entries, target, path.with_suffix(".pyc.d")), path)
-    content = path.read_bytes()
-    sha = hashlib.sha256(content)
+    sha = _file_digest(path)
     return Package(
         name=name,
         path=path,
-        sha256=sha.hexdigest(),
-        source_code_hash=base64.b64encode(sha.digest()).decode(),
-        size=len(content),
+        sha256=sha.hex(),
+        source_code_hash=base64.b64encode(sha).decode(),
+        size=path.stat().st_size,
     )
+
+
+def _file_digest(file: Path) -> bytes:
+    """A file's SHA-256, read once per version of the file (its stat signature): a synth
+    packages every function once per environment from the same few thousand files, and a
+    test process synthesizes dozens of stacks.
+
+    A file modified within the last :data:`_RACY_NS` is read every time, as git does with its
+    index: a second write in the same clock tick may keep the size and the mtime.
+    """
+    stat = file.stat()
+    if time.time_ns() - stat.st_mtime_ns < _RACY_NS:
+        return hashlib.sha256(file.read_bytes()).digest()
+    return _digest(file, stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _digest(file: Path, _mtime_ns: int, _size: int, _inode: int) -> bytes:
+    return hashlib.sha256(file.read_bytes()).digest()
 
 
 def _bytecode(
@@ -349,6 +383,14 @@ print(json.dumps(done))
 
 def _entries(base: Path, roots: list[Path]) -> list[tuple[str, Path]]:
     return [(file.relative_to(base).as_posix(), file) for root in roots for file in _walk(root)]
+
+
+@functools.cache
+def _installed_entries(deps: Path) -> tuple[tuple[str, Path], ...]:
+    """Every file of an installed dependencies folder, listed once per process: the folder is
+    published whole, by a rename, under a name that digests what was installed in it
+    (:func:`_install_dependencies`), and nothing writes to it afterwards."""
+    return tuple(_entries(deps, [deps]))
 
 
 def _walk(root: Path) -> Iterator[Path]:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -25,6 +26,7 @@ from compute.packaging import (
     ROOT,
     Target,
     _bytecode,
+    _file_digest,
     _install_dependencies,
     _module_imports,
     build_function,
@@ -226,6 +228,33 @@ def test_zips_are_byte_reproducible(tmp_path: Path) -> None:
     write_zip(list(reversed(entries)), tmp_path / "two.zip")
     assert (tmp_path / "one.zip").read_bytes() == (tmp_path / "two.zip").read_bytes()
     assert names(tmp_path / "one.zip") == ["pkg/a.py", "pkg/b.py"]
+
+
+def _digest_of(file: Path) -> bytes:
+    return hashlib.sha256(file.read_bytes()).digest()
+
+
+def _rewrite(file: Path, text: str, mtime_ns: int) -> None:
+    file.write_text(text)
+    os.utime(file, ns=(mtime_ns, mtime_ns))
+
+
+def test_a_file_is_hashed_again_when_it_changes(tmp_path: Path) -> None:
+    """A build keeps each file's digest by its stat signature. A file edited since its last
+    build has another mtime; a file written twice within one clock tick can keep its size,
+    mtime and inode, which is why a file that young is always read (here both writes get the
+    same mtime, just now)."""
+    old, now = time.time_ns() - 60_000_000_000, time.time_ns()
+    settled = tmp_path / "settled.py"
+    _rewrite(settled, "A = 1\n", old)
+    assert _file_digest(settled) == _digest_of(settled)
+    _rewrite(settled, "A = 2\n", old + 1_000_000_000)
+    assert _file_digest(settled) == _digest_of(settled)
+    young = tmp_path / "young.py"
+    _rewrite(young, "A = 1\n", now)
+    first = _file_digest(young)
+    _rewrite(young, "A = 2\n", now)
+    assert _file_digest(young) == _digest_of(young) != first
 
 
 def test_rebuilding_from_the_same_sources_gives_the_same_hash(tmp_path: Path) -> None:
